@@ -1,0 +1,242 @@
+"""The R4 search parameters PlanFit indexes, and extraction of index rows from a resource.
+
+Definitions come from the official R4 SearchParameter bundle, simplified to dotted JSON paths by
+`data/build_definitions.py`. Extraction runs in the request (pure Python over the parsed JSON);
+the store writes the rows in the same database transaction as the resource.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from server.fhir.dates import DateValueError, date_range
+from server.store.hashing import h64
+
+_DATA = Path(__file__).parent / "data"
+_MAX_STRING_INDEX = 512
+
+
+@dataclass(frozen=True)
+class PathStep:
+    name: str
+    filter_key: str | None = None
+    filter_value: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    resource_type: str
+    code: str
+    type: str  # token | string | date | reference | uri
+    paths: tuple[tuple[PathStep, ...], ...]
+    targets: tuple[str, ...] = ()
+
+    @property
+    def h_param(self) -> int:
+        return param_hash(self.resource_type, self.code)
+
+
+@dataclass
+class IndexRows:
+    """Index rows of one resource version, ready for bulk insert."""
+
+    tokens: list[tuple[int, int, int, int, str | None, str | None]] = field(default_factory=list)
+    strings: list[tuple[int, str, str]] = field(default_factory=list)
+    dates: list[tuple[int, int, int]] = field(default_factory=list)
+    references: list[tuple[int, str | None, str | None, str | None]] = field(default_factory=list)
+
+
+@lru_cache(maxsize=None)
+def param_hash(resource_type: str, code: str) -> int:
+    return h64(resource_type, code)
+
+
+def _parse_path(text: str) -> tuple[PathStep, ...]:
+    steps = []
+    for part in text.split("."):
+        if "[" in part and part.endswith("]"):
+            name, cond = part[:-1].split("[", 1)
+            key, value = cond.split("=", 1)
+            steps.append(PathStep(name, key, value))
+        else:
+            steps.append(PathStep(part))
+    return tuple(steps)
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, dict[str, SearchParam]]:
+    """Resource type → parameter code → definition."""
+    raw = orjson.loads((_DATA / "search_parameters.json").read_bytes())
+    result: dict[str, dict[str, SearchParam]] = {}
+    for rtype, params in raw.items():
+        result[rtype] = {
+            code: SearchParam(
+                resource_type=rtype,
+                code=code,
+                type=spec["type"],
+                paths=tuple(_parse_path(p) for p in spec["paths"]),
+                targets=tuple(spec.get("targets", ())),
+            )
+            for code, spec in params.items()
+        }
+    return result
+
+
+@lru_cache(maxsize=1)
+def patient_compartment() -> dict[str, tuple[str, ...]]:
+    """Resource type → the reference parameters that put it in a Patient's compartment."""
+    raw = orjson.loads((_DATA / "compartment_patient.json").read_bytes())
+    return {rtype: tuple(params) for rtype, params in raw.items()}
+
+
+def resource_types() -> frozenset[str]:
+    return frozenset(registry())
+
+
+def lookup(resource_type: str, code: str) -> SearchParam | None:
+    return registry().get(resource_type, {}).get(code)
+
+
+def values_at(resource: dict, path: tuple[PathStep, ...]) -> Iterator[Any]:
+    """Every value reached by the path; lists are flattened at each step."""
+    nodes: list[Any] = [resource]
+    for step in path:
+        found: list[Any] = []
+        for node in nodes:
+            if not isinstance(node, dict):
+                continue
+            value = node.get(step.name)
+            if value is None:
+                continue
+            items = value if isinstance(value, list) else (value,)
+            if step.filter_key is None:
+                found.extend(items)
+            else:
+                found.extend(
+                    i for i in items if isinstance(i, dict) and str(i.get(step.filter_key)) == step.filter_value
+                )
+        nodes = found
+        if not nodes:
+            return iter(())
+    return iter(nodes)
+
+
+def normalise_string(text: str) -> str:
+    """Case- and accent-insensitive form used by the default string match."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def token_pairs(value: Any) -> Iterator[tuple[str | None, str]]:
+    """(system, code) pairs of a Coding, CodeableConcept, Identifier, ContactPoint or primitive."""
+    if isinstance(value, bool):
+        yield None, "true" if value else "false"
+    elif isinstance(value, (str, int, float)):
+        yield None, str(value)
+    elif isinstance(value, dict):
+        if "coding" in value:
+            for coding in value.get("coding") or ():
+                yield from token_pairs(coding)
+        elif "code" in value:
+            if isinstance(value["code"], str):
+                yield value.get("system"), value["code"]
+        elif "value" in value and isinstance(value["value"], (str, int, float, bool)):
+            yield value.get("system"), str(value["value"])
+
+
+_NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
+_ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
+
+
+def string_values(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        parts = _NAME_PARTS if ("family" in value or "given" in value) else _ADDRESS_PARTS
+        for part in parts:
+            item = value.get(part)
+            for text in item if isinstance(item, list) else (item,):
+                if isinstance(text, str):
+                    yield text
+
+
+def date_ranges(value: Any) -> Iterator[tuple[int, int]]:
+    try:
+        if isinstance(value, str):
+            yield date_range(value)
+        elif isinstance(value, dict) and ("start" in value or "end" in value):
+            lo = date_range(value["start"])[0] if isinstance(value.get("start"), str) else _MIN_US
+            hi = date_range(value["end"])[1] if isinstance(value.get("end"), str) else _MAX_US
+            yield lo, hi
+    except DateValueError:
+        return
+
+
+_MIN_US = -(2**62)
+_MAX_US = 2**62
+
+
+def split_reference(ref: str) -> tuple[str | None, str | None, str | None]:
+    """(type, id, url) of a literal reference; relative ones resolve locally, others keep the URL."""
+    if ref.startswith("#") or ref.startswith("urn:"):
+        return None, None, ref
+    path = ref
+    url = None
+    if "://" in ref:
+        url = ref
+        path = ref.split("://", 1)[1]
+    if "/_history/" in path:
+        path = path.split("/_history/", 1)[0]
+    parts = path.rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper() and parts[-2] in resource_types():
+        return parts[-2], parts[-1], url
+    return None, None, url or ref
+
+
+def reference_targets(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str):
+            yield split_reference(ref)
+    elif isinstance(value, str):  # canonical
+        yield split_reference(value)
+
+
+def index_rows(resource: dict) -> IndexRows:
+    """All index rows for one resource, per the registry of its type."""
+    rows = IndexRows()
+    rtype = resource["resourceType"]
+    for param in registry().get(rtype, {}).values():
+        hp = param.h_param
+        for path in param.paths:
+            for value in values_at(resource, path):
+                _add_rows(rows, param, hp, rtype, value)
+    return rows
+
+
+def _add_rows(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: Any) -> None:
+    kind = param.type
+    code = param.code
+    if kind in ("token", "uri"):
+        for system, tok in token_pairs(value):
+            rows.tokens.append(
+                (hp, h64(rtype, code, tok), h64(rtype, code, system, tok), h64(rtype, code, system), system, tok)
+            )
+    elif kind == "string":
+        for text in string_values(value):
+            text = text[:_MAX_STRING_INDEX]
+            rows.strings.append((hp, normalise_string(text), text))
+    elif kind == "date":
+        for lo, hi in date_ranges(value):
+            rows.dates.append((hp, lo, hi))
+    elif kind == "reference":
+        for ttype, tid, url in reference_targets(value):
+            if param.targets and ttype is not None and ttype not in param.targets:
+                continue
+            rows.references.append((hp, ttype, tid, url))

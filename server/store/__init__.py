@@ -1,0 +1,1 @@
+"""Persistence: tables, indexes, migrations, and the transactional resource store."""

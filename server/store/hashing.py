@@ -1,0 +1,17 @@
+"""64-bit keys for the search-index tables (HAPI's hash_identity / hash_sys_and_value idea).
+
+One signed BIGINT per predicate keeps each index narrow and each lookup a single b-tree probe, and
+folding the resource type and parameter name into the hash means no join on either.
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+_SEP = "\x1f"
+
+
+def h64(*parts: str | None) -> int:
+    """Stable signed 64-bit hash of the parts; None and "" hash alike (both mean "absent")."""
+    text = _SEP.join(p or "" for p in parts)
+    return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)

@@ -1,0 +1,276 @@
+"""Transactional resource store: versions, history and index rows written together.
+
+Every write transaction first increments the single `write_counter` row. That row lock
+serialises writers across all server processes (as Blaze's single transaction log does), so:
+- `txid` order equals commit order, which makes `_since` and paging exact;
+- conditional create/update decisions made inside the transaction cannot race;
+- a version number is read and incremented under the lock, so no update is ever lost.
+Only the database work runs under the lock; parsing, validation and index extraction happen
+before it is taken.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from server.store.schema import (
+    idx_date,
+    idx_reference,
+    idx_string,
+    idx_token,
+    resource_history,
+    resources,
+    write_counter,
+)
+
+_INDEX_COLUMNS = {
+    "tokens": (idx_token, ("h_param", "h_value", "h_sys_value", "h_sys", "system", "code")),
+    "strings": (idx_string, ("h_param", "value_norm", "value_exact")),
+    "dates": (idx_date, ("h_param", "lo", "hi")),
+    "references": (idx_reference, ("h_param", "target_type", "target_id", "target_url")),
+}
+_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    rtype: str
+    rid: str
+    version: int
+    txid: int
+    lu: int
+    deleted: bool
+    content: bytes | None
+    method: str = ""
+
+
+@dataclass
+class StagedWrite:
+    rtype: str
+    rid: str
+    version: int
+    method: str  # POST | PUT | DELETE
+    content: bytes | None
+    index: object | None  # searchparams.IndexRows; None for a delete
+    existed: bool
+
+
+class Store:
+    """Reads go straight to the engine; writes go through `WriteTransaction`."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @contextmanager
+    def connection(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """The caller's connection (e.g. inside a write transaction) or a fresh one."""
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.connect() as own:
+                yield own
+
+    def read(self, rtype: str, rid: str, conn: Connection | None = None) -> StoredVersion | None:
+        stmt = select(
+            resources.c.version, resources.c.txid, resources.c.lu, resources.c.deleted, resources.c.content
+        ).where(resources.c.rtype == rtype, resources.c.rid == rid)
+        with self.connection(conn) as c:
+            rows = c.execute(stmt).all()
+        if not rows:
+            return None
+        row = rows[0]
+        return StoredVersion(rtype, rid, row.version, row.txid, row.lu, row.deleted, row.content)
+
+    def vread(self, rtype: str, rid: str, version: int, conn: Connection | None = None) -> StoredVersion | None:
+        h = resource_history.c
+        stmt = select(h.txid, h.lu, h.deleted, h.content, h.method).where(
+            h.rtype == rtype, h.rid == rid, h.version == version
+        )
+        with self.connection(conn) as c:
+            row = c.execute(stmt).first()
+        if row is None:
+            return None
+        return StoredVersion(rtype, rid, version, row.txid, row.lu, row.deleted, row.content, row.method)
+
+    def history(
+        self,
+        rtype: str | None,
+        rid: str | None,
+        since_us: int | None,
+        before_txid: int | None,
+        limit: int,
+    ) -> list[StoredVersion]:
+        """Versions newest first; `before_txid` (exclusive) pages backwards through the log."""
+        h = resource_history.c
+        stmt = select(h.rtype, h.rid, h.version, h.txid, h.lu, h.deleted, h.content, h.method)
+        if rtype is not None:
+            stmt = stmt.where(h.rtype == rtype)
+        if rid is not None:
+            stmt = stmt.where(h.rid == rid)
+        if since_us is not None:
+            stmt = stmt.where(h.lu >= since_us)
+        if before_txid is not None:
+            stmt = stmt.where(h.txid < before_txid)
+        stmt = stmt.order_by(h.txid.desc(), h.rtype, h.rid, h.version.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [StoredVersion(**row._mapping) for row in conn.execute(stmt)]
+
+    def history_count(self, rtype: str | None, rid: str | None, since_us: int | None) -> int:
+        h = resource_history.c
+        stmt = select(func.count()).select_from(resource_history)
+        if rtype is not None:
+            stmt = stmt.where(h.rtype == rtype)
+        if rid is not None:
+            stmt = stmt.where(h.rid == rid)
+        if since_us is not None:
+            stmt = stmt.where(h.lu >= since_us)
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).scalar_one()
+
+    @staticmethod
+    def current_txid(conn: Connection) -> int:
+        return conn.execute(select(write_counter.c.value).where(write_counter.c.id == 1)).scalar_one()
+
+    def fetch(self, keys: Iterable[tuple[str, str]], conn: Connection | None = None) -> dict[tuple[str, str], StoredVersion]:
+        """Current, non-deleted versions of many resources in one round trip per chunk."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[tuple[str, str], StoredVersion] = {}
+        r = resources.c
+        for chunk in chunks(keys):
+            stmt = select(r.rtype, r.rid, r.version, r.txid, r.lu, r.deleted, r.content).where(
+                tuple_(r.rtype, r.rid).in_(chunk), r.deleted.is_(False)
+            )
+            with self.connection(conn) as c:
+                for row in c.execute(stmt):
+                    found[(row.rtype, row.rid)] = StoredVersion(**row._mapping)
+        return found
+
+    def begin_write(self) -> "WriteTransaction":
+        return WriteTransaction(self)
+
+
+class WriteTransaction:
+    """One atomic unit of writes. Use as a context manager; commits on clean exit.
+
+    Staged writes are flushed with a handful of multi-row statements at commit, so a bundle of
+    500 resources costs a few round trips, not thousands of ORM objects.
+    """
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.conn: Connection | None = None
+        self.txid = 0
+        self.now_us = 0
+        self.staged: dict[tuple[str, str], StagedWrite] = {}
+
+    def __enter__(self) -> "WriteTransaction":
+        self.conn = self.store.engine.connect()
+        self.conn.begin()
+        # The first statement takes the writer lock (the counter row; SQLite's RESERVED lock).
+        self.txid = self.conn.execute(
+            update(write_counter)
+            .where(write_counter.c.id == 1)
+            .values(value=write_counter.c.value + 1)
+            .returning(write_counter.c.value)
+        ).scalar_one()
+        self.now_us = time.time_ns() // 1000
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.conn is not None
+        try:
+            if exc_type is None:
+                self.flush()
+                self.conn.commit()
+            else:
+                self.conn.rollback()
+        finally:
+            self.conn.close()
+
+    def current(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredVersion]:
+        """Current rows (deleted ones included) as seen inside this transaction."""
+        keys = [k for k in dict.fromkeys(keys)]
+        found: dict[tuple[str, str], StoredVersion] = {}
+        r = resources.c
+        for chunk in chunks(keys):
+            stmt = select(r.rtype, r.rid, r.version, r.txid, r.lu, r.deleted, r.content).where(
+                tuple_(r.rtype, r.rid).in_(chunk)
+            )
+            for row in self.conn.execute(stmt):
+                found[(row.rtype, row.rid)] = StoredVersion(**row._mapping)
+        for key in keys:
+            staged = self.staged.get(key)
+            if staged is not None:
+                found[key] = StoredVersion(
+                    key[0], key[1], staged.version, self.txid, self.now_us, staged.content is None, staged.content
+                )
+        return found
+
+    def stage(self, write: StagedWrite) -> None:
+        self.staged[(write.rtype, write.rid)] = write
+
+    def flush(self) -> None:
+        """Write what is staged, so later statements in this transaction see it."""
+        if not self.staged:
+            return
+        conn = self.conn
+        writes = list(self.staged.values())
+        self.staged = {}
+        history_rows = [
+            {
+                "rtype": w.rtype,
+                "rid": w.rid,
+                "version": w.version,
+                "txid": self.txid,
+                "lu": self.now_us,
+                "method": w.method,
+                "deleted": w.content is None,
+                "content": w.content,
+            }
+            for w in writes
+        ]
+        for chunk in chunks(history_rows):
+            conn.execute(insert(resource_history), chunk)
+        current_rows = [{k: v for k, v in row.items() if k != "method"} for row in history_rows]
+        upsert = _upsert_resources(conn)
+        for chunk in chunks(current_rows):
+            conn.execute(upsert, chunk)
+        # Replace index rows: drop those of resources that existed, insert those of the new versions.
+        by_type: dict[str, list[str]] = defaultdict(list)
+        for w in writes:
+            if w.existed:
+                by_type[w.rtype].append(w.rid)
+        for table, _cols in _INDEX_COLUMNS.values():
+            for rtype, rids in by_type.items():
+                for chunk in chunks(rids):
+                    conn.execute(delete(table).where(table.c.rtype == rtype, table.c.rid.in_(chunk)))
+        for attr, (table, cols) in _INDEX_COLUMNS.items():
+            rows = [
+                {"rtype": w.rtype, "rid": w.rid, **dict(zip(cols, values))}
+                for w in writes
+                if w.index is not None
+                for values in getattr(w.index, attr)
+            ]
+            for chunk in chunks(rows):
+                conn.execute(insert(table), chunk)
+
+
+def _upsert_resources(conn: Connection):
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(resources)
+    return stmt.on_conflict_do_update(
+        index_elements=[resources.c.rtype, resources.c.rid],
+        set_={c: stmt.excluded[c] for c in ("version", "txid", "lu", "deleted", "content")},
+    )
+
+
+def chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,132 @@
+"""Tables of the resource store.
+
+Modelled on HAPI: one table of current resources, one of every version, and typed search-index
+tables whose lookup keys are 64-bit hashes (see `hashing.py`), so each search predicate hits one
+narrow b-tree. Modelled on Blaze: one global write counter (`txid`) orders every committed write,
+which gives exact `_since` and stable paging.
+
+Index rows describe the current version only; they are replaced in the same transaction as the
+resource they index.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+TYPE_LEN = 64
+ID_LEN = 64
+
+write_counter = Table(
+    "write_counter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("rtype", String(TYPE_LEN), primary_key=True),
+    Column("rid", String(ID_LEN), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("txid", BigInteger, nullable=False),
+    # meta.lastUpdated as microseconds since the epoch, for _lastUpdated search and sort.
+    Column("lu", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    # The resource as served (meta included); empty for a deleted resource.
+    Column("content", LargeBinary, nullable=True),
+    Index("ix_resources_txid", "txid"),
+    Index("ix_resources_type_lu", "rtype", "lu", "rid"),
+)
+
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("rtype", String(TYPE_LEN), primary_key=True),
+    Column("rid", String(ID_LEN), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("txid", BigInteger, nullable=False),
+    Column("lu", BigInteger, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", LargeBinary, nullable=True),
+    Index("ix_history_txid", "txid"),
+    Index("ix_history_type_txid", "rtype", "txid"),
+)
+
+# Token parameters: code, identifier, boolean, uri. h_value = hash(type, param, code),
+# h_sys_value = hash(type, param, system, code), h_sys = hash(type, param, system),
+# h_param = hash(type, param) (used with `code` for the prefix matches of `:in`).
+idx_token = Table(
+    "idx_token",
+    metadata,
+    Column("rtype", String(TYPE_LEN), nullable=False),
+    Column("rid", String(ID_LEN), nullable=False),
+    Column("h_param", BigInteger, nullable=False),
+    Column("h_value", BigInteger, nullable=False),
+    Column("h_sys_value", BigInteger, nullable=False),
+    Column("h_sys", BigInteger, nullable=False),
+    Column("system", Text, nullable=True),
+    Column("code", Text, nullable=True),
+    Index("ix_token_value", "h_value"),
+    Index("ix_token_sys_value", "h_sys_value"),
+    Index("ix_token_sys", "h_sys"),
+    Index("ix_token_param_code", "h_param", "code", postgresql_ops={"code": "text_pattern_ops"}),
+    Index("ix_token_res", "rtype", "rid"),
+)
+
+# String parameters: value_norm is lower-cased and accent-stripped for the default prefix match.
+idx_string = Table(
+    "idx_string",
+    metadata,
+    Column("rtype", String(TYPE_LEN), nullable=False),
+    Column("rid", String(ID_LEN), nullable=False),
+    Column("h_param", BigInteger, nullable=False),
+    Column("value_norm", Text, nullable=False),
+    Column("value_exact", Text, nullable=False),
+    Index("ix_string_norm", "h_param", "value_norm", postgresql_ops={"value_norm": "text_pattern_ops"}),
+    Index("ix_string_res", "rtype", "rid"),
+)
+
+# Date parameters as closed ranges [lo, hi] in microseconds since the epoch (precision ranges).
+idx_date = Table(
+    "idx_date",
+    metadata,
+    Column("rtype", String(TYPE_LEN), nullable=False),
+    Column("rid", String(ID_LEN), nullable=False),
+    Column("h_param", BigInteger, nullable=False),
+    Column("lo", BigInteger, nullable=False),
+    Column("hi", BigInteger, nullable=False),
+    Index("ix_date_lo", "h_param", "lo"),
+    Index("ix_date_hi", "h_param", "hi"),
+    Index("ix_date_res", "rtype", "rid"),
+)
+
+# Reference parameters: local targets as (target_type, target_id); absolute URLs in target_url.
+idx_reference = Table(
+    "idx_reference",
+    metadata,
+    Column("rtype", String(TYPE_LEN), nullable=False),
+    Column("rid", String(ID_LEN), nullable=False),
+    Column("h_param", BigInteger, nullable=False),
+    Column("target_type", String(TYPE_LEN), nullable=True),
+    Column("target_id", String(ID_LEN), nullable=True),
+    Column("target_url", Text, nullable=True),
+    Index("ix_reference_target", "target_id", "target_type", "h_param"),
+    Index("ix_reference_res", "rtype", "rid", "h_param"),
+)
+
+INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference)
