@@ -31,9 +31,14 @@ def merged_bundles(target: int = 500) -> list[list[dict]]:
     """Synthea patient bundles merged into transactions of about `target` entries."""
     out: list[list[dict]] = []
     current: list[dict] = []
+    seen: set[str] = set()  # Synthea repeats shared Organizations/Practitioners across patients
     for path in sorted(SYNTHEA.glob("*.json")):
-        current.extend(orjson.loads(path.read_bytes())["entry"])
+        for entry in orjson.loads(path.read_bytes())["entry"]:
+            if entry["fullUrl"] not in seen:
+                seen.add(entry["fullUrl"])
+                current.append(entry)
         if len(current) >= target:
+            seen = set()
             out.append(current)
             current = []
     if current:

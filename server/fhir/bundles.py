@@ -199,7 +199,7 @@ class BundleProcessor:
             index = getattr(err, "entry_index", None)
             raise _entry_error(index, err) if index is not None else err from None
         self.service.committed(writer.written, self.ctx)
-        return self._response("transaction-response", request.entries, tx)
+        return self._response("transaction-response", request.entries)
 
     def _fail(self, entry: Entry, err: FhirError) -> FhirError:
         err.entry_index = entry.index  # type: ignore[attr-defined]
@@ -283,6 +283,7 @@ class BundleProcessor:
             if key in touched:
                 raise self._fail(entry, FhirError.of(400, "invalid", "The bundle changes the same resource twice"))
             touched.add(key)
+            staged_before = len(writer.written)
             try:
                 if entry.method == "DELETE":
                     entry.version = writer.delete(entry.rtype, entry.rid, current.get(key))
@@ -295,6 +296,8 @@ class BundleProcessor:
                     entry.status = 201 if created else 200
             except FhirError as err:
                 raise self._fail(entry, err) from None
+            if len(writer.written) > staged_before:
+                entry.lu = tx.now_us
 
     def _get(self, entry: Entry, conn=None) -> None:
         if self.run_get is None:
@@ -355,7 +358,6 @@ class BundleProcessor:
                     self.mapping = {}
                     self._rewrite_references(writer, [entry])
                     self._apply_writes(writer, tx, [entry])
-                    entry.lu = tx.now_us
                 all_written.extend(writer.written)
             except FhirError as err:
                 entry.status, entry.outcome = err.status, err.outcome()
@@ -365,27 +367,34 @@ class BundleProcessor:
                 writer.written = all_written
                 self._provenance(writer)
         self.service.committed(all_written, self.ctx)
-        return self._response("batch-response", request.entries, None)
+        return self._response("batch-response", request.entries)
 
     # ---- response ----------------------------------------------------------------------------
 
-    def _response(self, kind: str, entries: list[Entry], tx: WriteTransaction | None) -> Reply:
+    def _response(self, kind: str, entries: list[Entry]) -> Reply:
         out = []
         store = self.service.store
-        written_keys = [(e.rtype, e.rid) for e in entries if e.method in ("POST", "PUT") and e.status in (200, 201)]
-        stored = store.fetch(written_keys) if written_keys else {}
+        # Versions and times of what this request wrote are known; only unchanged or returned ones are read back.
+        wanted = [
+            (e.rtype, e.rid)
+            for e in entries
+            if e.method in ("POST", "PUT") and e.status in (200, 201) and (self.representation or e.lu is None)
+        ]
+        stored = store.fetch(wanted) if wanted else {}
         for entry in entries:
             response: dict = {"status": status_text(entry.status)}
             item: dict = {}
             resource_bytes = None
             if entry.method in ("POST", "PUT") and entry.status in (200, 201):
                 current = stored.get((entry.rtype, entry.rid))
-                if current is not None:
-                    response["location"] = f"{entry.rtype}/{entry.rid}/_history/{current.version}"
-                    response["etag"] = etag(current.version)
-                    response["lastModified"] = instant_text(current.lu)
-                    if self.representation:
-                        resource_bytes = current.content
+                version = current.version if current else entry.version
+                lu = current.lu if current else entry.lu
+                if version is not None and lu is not None:
+                    response["location"] = f"{entry.rtype}/{entry.rid}/_history/{version}"
+                    response["etag"] = etag(version)
+                    response["lastModified"] = instant_text(lu)
+                if current is not None and self.representation:
+                    resource_bytes = current.content
                 if entry.full_url:
                     item["fullUrl"] = f"{self.base}/{entry.rtype}/{entry.rid}"
             elif entry.method == "DELETE" and entry.version:

@@ -208,6 +208,12 @@ def reference_targets(value: Any) -> Iterator[tuple[str | None, str | None, str 
         yield split_reference(value)
 
 
+@lru_cache(maxsize=1 << 17)
+def token_hashes(rtype: str, code: str, system: str | None, tok: str) -> tuple[int, int, int]:
+    """(h_value, h_sys_value, h_sys); cached because codes and systems repeat across resources."""
+    return h64(rtype, code, tok), h64(rtype, code, system, tok), h64(rtype, code, system)
+
+
 def index_rows(resource: dict) -> IndexRows:
     """All index rows for one resource, per the registry of its type."""
     rows = IndexRows()
@@ -225,9 +231,7 @@ def _add_rows(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: A
     code = param.code
     if kind in ("token", "uri"):
         for system, tok in token_pairs(value):
-            rows.tokens.append(
-                (hp, h64(rtype, code, tok), h64(rtype, code, system, tok), h64(rtype, code, system), system, tok)
-            )
+            rows.tokens.append((hp, *token_hashes(rtype, code, system, tok), system, tok))
     elif kind == "string":
         for text in string_values(value):
             text = text[:_MAX_STRING_INDEX]

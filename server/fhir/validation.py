@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fhirkit
+import orjson
 
 
 @dataclass(frozen=True)
@@ -377,7 +378,12 @@ def _validate(resource) -> list[ValidationIssue]:
     theirs: list[ValidationIssue] = []
     fhirkit_failed = False
     try:
-        raw = fhirkit.validate(resource)
+        # fhirkit reads JSON text 1.5-2.5x faster than it walks a dict (orjson: ~1 us per kB)
+        payload = orjson.dumps(resource)
+    except Exception:  # noqa: BLE001 - ints beyond 64 bits, non-str keys, lone surrogates, depth
+        payload = resource  # fhirkit reads the dict itself and names the problem
+    try:
+        raw = fhirkit.validate(payload)
     except (ValueError, TypeError) as exc:
         fhirkit_failed = True
         text = str(exc)

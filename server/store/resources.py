@@ -17,8 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, tuple_, update
 
 from server.store.schema import (
     idx_date,
@@ -217,58 +216,60 @@ class WriteTransaction:
         self.staged[(write.rtype, write.rid)] = write
 
     def flush(self) -> None:
-        """Write what is staged, so later statements in this transaction see it."""
+        """Write what is staged, so later statements in this transaction see it.
+
+        Rows go through the driver directly (COPY on PostgreSQL, executemany of tuples on
+        SQLite): this is the ingest hot path, and per-row ORM or Core parameter processing would
+        cost more than the database work itself.
+        """
         if not self.staged:
             return
-        conn = self.conn
         writes = list(self.staged.values())
         self.staged = {}
-        history_rows = [
-            {
-                "rtype": w.rtype,
-                "rid": w.rid,
-                "version": w.version,
-                "txid": self.txid,
-                "lu": self.now_us,
-                "method": w.method,
-                "deleted": w.content is None,
-                "content": w.content,
-            }
-            for w in writes
-        ]
-        for chunk in chunks(history_rows):
-            conn.execute(insert(resource_history), chunk)
-        current_rows = [{k: v for k, v in row.items() if k != "method"} for row in history_rows]
-        upsert = _upsert_resources(conn)
-        for chunk in chunks(current_rows):
-            conn.execute(upsert, chunk)
-        # Replace index rows: drop those of resources that existed, insert those of the new versions.
-        by_type: dict[str, list[str]] = defaultdict(list)
-        for w in writes:
-            if w.existed:
+        txid, lu = self.txid, self.now_us
+        history = [(w.rtype, w.rid, w.version, txid, lu, w.method, w.content is None, w.content) for w in writes]
+        self._bulk_insert(resource_history.name, _HISTORY_COLUMNS, history)
+        self._bulk_insert(resources.name, _RESOURCE_COLUMNS, [row[:5] + row[6:] for row, w in zip(history, writes) if not w.existed])
+        existing = [w for w in writes if w.existed]
+        if existing:
+            self.conn.execute(
+                update(resources)
+                .where(resources.c.rtype == bindparam("k_rtype"), resources.c.rid == bindparam("k_rid"))
+                .values(version=bindparam("v"), txid=txid, lu=lu, deleted=bindparam("del"), content=bindparam("body")),
+                [{"k_rtype": w.rtype, "k_rid": w.rid, "v": w.version, "del": w.content is None, "body": w.content} for w in existing],
+            )
+            by_type: dict[str, list[str]] = defaultdict(list)
+            for w in existing:
                 by_type[w.rtype].append(w.rid)
-        for table, _cols in _INDEX_COLUMNS.values():
-            for rtype, rids in by_type.items():
-                for chunk in chunks(rids):
-                    conn.execute(delete(table).where(table.c.rtype == rtype, table.c.rid.in_(chunk)))
+            for table, _cols in _INDEX_COLUMNS.values():
+                for rtype, rids in by_type.items():
+                    for chunk in chunks(rids):
+                        self.conn.execute(delete(table).where(table.c.rtype == rtype, table.c.rid.in_(chunk)))
         for attr, (table, cols) in _INDEX_COLUMNS.items():
-            rows = [
-                {"rtype": w.rtype, "rid": w.rid, **dict(zip(cols, values))}
-                for w in writes
-                if w.index is not None
-                for values in getattr(w.index, attr)
-            ]
-            for chunk in chunks(rows):
-                conn.execute(insert(table), chunk)
+            rows = [(w.rtype, w.rid, *values) for w in writes if w.index is not None for values in getattr(w.index, attr)]
+            self._bulk_insert(table.name, ("rtype", "rid", *cols), rows)
+
+    def _bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        # Table and column names are constants of this module, never request data.
+        if not rows:
+            return
+        driver = self.conn.connection.driver_connection
+        names = ", ".join(columns)
+        if self.conn.dialect.name == "postgresql":
+            with driver.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns)
+            cur = driver.cursor()
+            try:
+                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+            finally:
+                cur.close()
 
 
-def _upsert_resources(conn: Connection):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(resources)
-    return stmt.on_conflict_do_update(
-        index_elements=[resources.c.rtype, resources.c.rid],
-        set_={c: stmt.excluded[c] for c in ("version", "txid", "lu", "deleted", "content")},
-    )
+_HISTORY_COLUMNS = ("rtype", "rid", "version", "txid", "lu", "method", "deleted", "content")
+_RESOURCE_COLUMNS = ("rtype", "rid", "version", "txid", "lu", "deleted", "content")
 
 
 def chunks(items: list, size: int = _CHUNK) -> Iterator[list]:

@@ -1,0 +1,354 @@
+"""`planfit synth`: determinism, FHIR validity, bundle integrity, and agreement of data with ground truth."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from server.alignment.mappings import DEFAULT_DIRECTORY, Mappings, load_mappings
+from server.alignment.synth import COVERAGE_FORMS, DX, ROUTINE_CLAIM_DX, SCENARIOS, generate
+
+AS_OF = date(2026, 1, 1)
+MEMBER_SYSTEM = "https://planfit.dev/synth/member-id"
+DUAL_EXT = "https://planfit.dev/fhir/StructureDefinition/dual-status-code"
+
+
+@pytest.fixture(scope="module")
+def mappings() -> Mappings:
+    return load_mappings(DEFAULT_DIRECTORY, rates_file=DEFAULT_DIRECTORY / "rates.json")
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "pop"
+    summary = generate(200, seed=11, out=out, bundle_size=70)
+    assert summary.members == 200
+    return out
+
+
+def _bundles(out: Path, kind: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_bytes()) for p in sorted((out / kind).glob("bundle-*.json"))]
+
+
+def _resources(out: Path, kind: str) -> Iterator[dict[str, Any]]:
+    for bundle in _bundles(out, kind):
+        for entry in bundle["entry"]:
+            yield entry["resource"]
+
+
+def _walk_references(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield value
+            else:
+                yield from _walk_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk_references(item)
+
+
+# -- determinism -------------------------------------------------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    a = _tree_after(tmp_path / "a", 90, 5)
+    b = _tree_after(tmp_path / "b", 90, 5)
+    assert a.keys() == b.keys() and len(a) >= 4
+    for name in a:
+        assert a[name] == b[name], name
+    c = _tree_after(tmp_path / "c", 90, 6)
+    assert c["ground_truth.json"] != a["ground_truth.json"]
+    assert c["clinical/bundle-00001.json"] != a["clinical/bundle-00001.json"]
+
+
+def _tree_after(out: Path, members: int, seed: int) -> dict[str, bytes]:
+    generate(members, seed=seed, out=out, bundle_size=40)
+    return _tree(out)
+
+
+def test_regenerating_into_same_directory_replaces_bundles(tmp_path: Path) -> None:
+    generate(120, seed=3, out=tmp_path, bundle_size=20)
+    generate(30, seed=3, out=tmp_path, bundle_size=20)
+    assert len(list((tmp_path / "clinical").glob("*.json"))) == 2
+    assert json.loads((tmp_path / "ground_truth.json").read_bytes())["member_count"] == 30
+
+
+# -- structure and validity ---------------------------------------------------------------------------
+
+
+def test_all_resources_validate_as_fhir_r4(population: Path) -> None:
+    from fhir.resources.R4B import get_fhir_model_class
+    from fhir.resources.R4B.bundle import Bundle
+
+    checked = 0
+    for kind in ("clinical", "claims"):
+        for bundle in _bundles(population, kind):
+            assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
+            Bundle.model_validate({"resourceType": "Bundle", "type": "transaction",
+                                   "entry": [{k: v for k, v in e.items() if k != "resource"}
+                                             for e in bundle["entry"]]})
+            for entry in bundle["entry"]:
+                resource = entry["resource"]
+                get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+                checked += 1
+    assert checked > 1000
+
+
+def test_bundle_entries_are_conditional_creates(population: Path) -> None:
+    for kind in ("clinical", "claims"):
+        for bundle in _bundles(population, kind):
+            for entry in bundle["entry"]:
+                resource, request = entry["resource"], entry["request"]
+                assert entry["fullUrl"].startswith("urn:uuid:")
+                assert request["method"] == "POST" and request["url"] == resource["resourceType"]
+                ident = next(i for i in resource["identifier"] if "type" not in i)
+                assert request["ifNoneExist"] == f"identifier={ident['system']}|{ident['value']}"
+
+
+def test_urn_uuid_references_resolve_within_their_bundle(population: Path) -> None:
+    count = 0
+    for kind in ("clinical", "claims"):
+        for bundle in _bundles(population, kind):
+            full_urls = [e["fullUrl"] for e in bundle["entry"]]
+            assert len(full_urls) == len(set(full_urls))
+            known = set(full_urls)
+            for entry in bundle["entry"]:
+                for ref in _walk_references(entry["resource"]):
+                    assert ref.startswith("urn:uuid:"), ref
+                    assert ref in known, (kind, ref)
+                    count += 1
+    assert count > 1000
+
+
+def test_sources_are_split(population: Path) -> None:
+    clinical = Counter(r["resourceType"] for r in _resources(population, "clinical"))
+    claims = Counter(r["resourceType"] for r in _resources(population, "claims"))
+    assert set(clinical) == {"Patient", "Encounter", "Condition"}
+    assert set(claims) == {"Patient", "Coverage", "Claim", "Condition"}
+    assert clinical["Patient"] == 200
+    clinical_ids = {r["identifier"][0]["value"] for r in _resources(population, "clinical") if r["resourceType"] == "Patient"}
+    claims_ids = {r["identifier"][0]["value"] for r in _resources(population, "claims") if r["resourceType"] == "Patient"}
+    assert claims_ids < clinical_ids  # same identifiers, so conditional create dedupes
+
+
+def test_data_variety(population: Path) -> None:
+    conditions = [r for r in _resources(population, "clinical") if r["resourceType"] == "Condition"]
+    systems = Counter(tuple(sorted(c["system"] for c in r["code"]["coding"])) for r in conditions)
+    assert systems[("http://hl7.org/fhir/sid/icd-10-cm",)] and systems[("http://snomed.info/sct",)]
+    assert systems[("http://hl7.org/fhir/sid/icd-10-cm", "http://snomed.info/sct")]
+    ver = Counter(r["verificationStatus"]["coding"][0]["code"] for r in conditions)
+    assert ver["refuted"] and ver["entered-in-error"] and ver["confirmed"]
+    assert any(r.get("clinicalStatus", {}).get("coding", [{}])[0].get("code") == "resolved" for r in conditions)
+    assert all("clinicalStatus" not in r for r in conditions
+               if r["verificationStatus"]["coding"][0]["code"] == "entered-in-error")
+    claims = [r for r in _resources(population, "claims") if r["resourceType"] == "Claim"]
+    assert any("diagnosisReference" in d for c in claims for d in c["diagnosis"])
+    coded = [d["diagnosisCodeableConcept"]["coding"][0]["code"] for c in claims for d in c["diagnosis"]
+             if "diagnosisCodeableConcept" in d]
+    assert any("." in code for code in coded) and any("." not in code and len(code) > 3 for code in coded)
+    coverages = [r for r in _resources(population, "claims") if r["resourceType"] == "Coverage"]
+    assert any("extension" in c for c in coverages) and any("extension" not in c for c in coverages)
+    assert any("class" not in c for c in coverages) and any("type" not in c for c in coverages)
+    assert {c["status"] for c in coverages} == {"active", "cancelled"}
+
+
+# -- ground truth -------------------------------------------------------------------------------------
+
+
+def test_ground_truth_covers_every_scenario(population: Path) -> None:
+    truth = json.loads((population / "ground_truth.json").read_bytes())
+    members = truth["members"]
+    assert len(members) == 200 and truth["member_count"] == 200
+    assert {m["scenario"] for m in members.values()} == {s.name for s in SCENARIOS}
+    assert {m["status"] for m in members.values()} == {"aligned", "misaligned", "review", "not-evaluable"}
+    assert {m["dual_level"] for m in members.values()} == {None, "full", "partial", "unknown"}
+    patients = {r["identifier"][0]["value"] for r in _resources(population, "clinical") if r["resourceType"] == "Patient"}
+    assert set(members) == patients
+    summary = json.loads((population / "summary.json").read_bytes())
+    assert sum(summary["scenarios"].values()) == 200
+    assert summary["scenarios"] == {k: v["count"] for k, v in truth["scenarios"].items()}
+    counted = Counter(r["resourceType"] for k in ("clinical", "claims") for r in _resources(population, k))
+    assert summary["totals"]["resources"] == sum(counted.values())
+
+
+def test_age_boundaries(population: Path) -> None:
+    members = json.loads((population / "ground_truth.json").read_bytes())["members"]
+    births = {r["identifier"][0]["value"]: date.fromisoformat(r["birthDate"])
+              for r in _resources(population, "clinical") if r["resourceType"] == "Patient"}
+    for ident, m in members.items():
+        if m["scenario"] == "harp-candidate-age21-today":
+            assert births[ident] == date(2005, 1, 1) and m["age"] == 21
+        if m["scenario"] in ("mmc-under21-bh", "harp-under21"):
+            assert m["age"] < 21
+    ages = [m["age"] for m in members.values()]
+    assert min(ages) < 21 < max(ages) and any(a < 65 for a in ages) and any(a >= 65 for a in ages)
+
+
+def test_catalogue_categories_match_the_mapping_files(mappings: Mappings) -> None:
+    """The generator's hand-written code categories (its oracle) agree with mappings/ for every coding."""
+    for pool, entries in DX.items():
+        for dx in (*entries, ROUTINE_CLAIM_DX):
+            if dx.icd:
+                got = mappings.categories_for("http://hl7.org/fhir/sid/icd-10-cm", dx.icd)
+                assert got == dx.cats, (pool, dx.icd, got)
+            if dx.sct:
+                got = mappings.categories_for("http://snomed.info/sct", dx.sct)
+                assert got == dx.cats, (pool, dx.sct, got)
+
+
+def test_coverage_forms_name_their_product(mappings: Mappings) -> None:
+    for product, forms in COVERAGE_FORMS.items():
+        for plan, sopt, _payer in forms:
+            named = mappings.product_for_plan(plan) if plan else mappings.product_for_sopt(sopt)
+            assert named is not None and named.code == product, (product, plan, sopt)
+
+
+# -- an independent reading of the data, per the semantics in the synth docstring -----------------------
+
+
+def _window_start(as_of: date, months: int = 24) -> date:
+    y, m = divmod(as_of.year * 12 + as_of.month - 1 - months, 12)
+    return date(y, m + 1, min(as_of.day, 28))
+
+
+def _in_window(day: str, start: date) -> bool:
+    return start <= date.fromisoformat(day[:10]) <= AS_OF
+
+
+def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]:
+    start = _window_start(AS_OF)
+    members: dict[str, dict[str, Any]] = {}
+
+    def member(ident: str) -> dict[str, Any]:
+        return members.setdefault(ident, {"birth": None, "coverages": [], "clinical": set(), "claims": set()})
+
+    def cats(codeable: dict[str, Any]) -> set[str]:
+        out: set[str] = set()
+        for coding in codeable.get("coding", []):
+            out |= mappings.categories_for(coding.get("system"), coding.get("code"))
+        return out
+
+    def condition_counts(c: dict[str, Any]) -> bool:
+        if c.get("verificationStatus", {}).get("coding", [{}])[0].get("code") in ("refuted", "entered-in-error"):
+            return False
+        clinical = c.get("clinicalStatus", {}).get("coding", [{}])[0].get("code")
+        if clinical in ("inactive", "resolved", "remission") and "abatementDateTime" in c:
+            if date.fromisoformat(c["abatementDateTime"][:10]) < start:
+                return False
+        return _in_window(c.get("recordedDate") or c["onsetDateTime"], start)
+
+    for kind in ("clinical", "claims"):
+        for bundle in _bundles(out, kind):
+            by_url = {e["fullUrl"]: e["resource"] for e in bundle["entry"]}
+            who = {url: r["identifier"][0]["value"] for url, r in by_url.items() if r["resourceType"] == "Patient"}
+            for r in by_url.values():
+                rt = r["resourceType"]
+                if rt == "Patient":
+                    member(r["identifier"][0]["value"])["birth"] = date.fromisoformat(r["birthDate"])
+                elif rt == "Coverage":
+                    member(who[r["beneficiary"]["reference"]])["coverages"].append(r)
+                elif rt == "Condition" and condition_counts(r):
+                    member(who[r["subject"]["reference"]])[kind] |= cats(r["code"])
+                elif rt == "Claim" and r["status"] == "active" and _in_window(r["billablePeriod"]["start"], start):
+                    for d in r["diagnosis"]:
+                        code = d.get("diagnosisCodeableConcept") or by_url[d["diagnosisReference"]["reference"]]["code"]
+                        member(who[r["patient"]["reference"]])["claims"] |= cats(code)
+    return members
+
+
+def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
+    birth = m["birth"]
+    age = AS_OF.year - birth.year - ((AS_OF.month, AS_OF.day) < (birth.month, birth.day))
+    products, programs, levels = [], set(), set()
+    for c in m["coverages"]:
+        period = c.get("period", {})
+        if c["status"] != "active" or date.fromisoformat(period["start"]) > AS_OF:
+            continue
+        if "end" in period and date.fromisoformat(period["end"]) < AS_OF:
+            continue
+        plan = next((k["value"] for k in c.get("class", [])
+                     if k["type"]["coding"][0]["code"] == "plan"), None)
+        sopt = c["type"]["coding"][0]["code"] if "type" in c else None
+        product = mappings.product_for_plan(plan) or mappings.product_for_sopt(sopt)
+        lob = product.line_of_business if product else mappings.lob_for_sopt(sopt)
+        if product:
+            products.append(product)
+        programs |= mappings.programs_for_lob(lob)
+        for ext in c.get("extension", []):
+            if ext["url"] == DUAL_EXT and mappings.dual_level(ext["valueCode"]):
+                levels.add(mappings.dual_level(ext["valueCode"]))
+    dual = {"medicare", "medicaid"} <= programs
+    level = (("full" if "full" in levels else "partial") if levels else "unknown") if dual else None
+    counted = m["clinical"] | m["claims"]
+    eligible, csnp_cats = [], []
+    for p in mappings.products:
+        rule = p.eligibility
+        if not programs or not rule.requires_lob <= programs or rule.excludes_lob & programs:
+            continue
+        if rule.min_age is not None and age < rule.min_age:
+            continue
+        if rule.dual_levels is not None and (not dual or level not in rule.dual_levels):
+            continue
+        if rule.requires_any_valueset:
+            met = sorted(counted & set(rule.requires_any_valueset))
+            if not met:
+                continue
+            if p.code == "csnp":
+                csnp_cats = met
+        eligible.append(p.code)
+    enrolled = max(products, key=lambda p: p.priority).code if products else None
+    conflict = any(a.code != b.code and a.programs & b.programs for a in products for b in products)
+    reasons = []
+    if not programs:
+        status = "not-evaluable"
+        reasons.append("no-active-coverage")
+    elif conflict or level == "unknown":
+        status = "review"
+        reasons += ["conflicting-coverage"] if conflict else []
+        reasons += ["dual-level-unknown"] if level == "unknown" else []
+    else:
+        status = "aligned" if eligible and enrolled == eligible[0] else "misaligned"
+    return {
+        "age": age,
+        "enrolled_product": enrolled if programs else None,
+        "status": status,
+        "recommended_product": eligible[0] if eligible else None,
+        "eligible_products": eligible,
+        "non_claims_categories": sorted(c for c in ("smi", "sud") if c in m["clinical"] and c not in m["claims"]),
+        "csnp_categories": csnp_cats,
+        "dual_level": level,
+        "reasons": reasons,
+    }
+
+
+def test_data_agrees_with_ground_truth(population: Path, mappings: Mappings) -> None:
+    """Reading the FHIR data back with the mapping files gives exactly the scenario-built ground truth."""
+    truth = json.loads((population / "ground_truth.json").read_bytes())["members"]
+    read = _read_population(population, mappings)
+    assert set(read) == set(truth)
+    mismatches = []
+    for ident, expected in truth.items():
+        got = _evaluate(read[ident], mappings)
+        want = {k: v for k, v in expected.items() if k != "scenario"}
+        if got != want:
+            mismatches.append((ident, expected["scenario"], {k: (want[k], got[k]) for k in want if want[k] != got[k]}))
+    assert not mismatches, mismatches[:5]
+
+
+def test_larger_population_agrees_with_ground_truth(tmp_path: Path, mappings: Mappings) -> None:
+    generate(1500, seed=99, out=tmp_path, bundle_size=500)
+    truth = json.loads((tmp_path / "ground_truth.json").read_bytes())["members"]
+    read = _read_population(tmp_path, mappings)
+    bad = [(i, t["scenario"]) for i, t in truth.items()
+           if _evaluate(read[i], mappings) != {k: v for k, v in t.items() if k != "scenario"}]
+    assert not bad, bad[:10]
