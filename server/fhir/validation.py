@@ -18,17 +18,24 @@ Design: two passes, both always run.
 Issues are deduplicated by expression (the Python pass's more specific message wins), and
 fhirkit's messages are rewritten so that no diagnostics ever repeats an offending value.
 
-Measured 2026-11-23, Python 3.11, one core (`taskset -c 0`), resources already parsed to
-dicts, on a Synthea Condition (831 bytes) / Synthea Patient (3.1 kB, 7 extensions, narrative):
-    fhir.resources 8.3 R4B `model_validate`          7,900 /s   1,450 /s
-    fhirkit-rs 0.1.0 `fhirkit.validate` (dict)        47,000 /s   5,800 /s
-    Python pass alone                                 55,000 /s  17,000 /s
-    this module (fhirkit-rs + Python pass)            24,000 /s   4,300 /s
-fhir.resources R4B is 3-6x slower, is R4B (4.3) rather than R4, misses decimals given as
-strings, empty objects and all bindings; fhirkit-rs alone misses ids, calendar dates,
-empty objects and bindings. So: fhirkit-rs + the Python pass. A bundle ingest of Synthea
-content (mostly Observation, Claim, Encounter, EOB) runs at about 17,000 resources/s on one
-core, above the 10,000/s goal on two.
+Measured 2026-11-23, Python 3.11, one core (`taskset`, best of 5; other sessions' jobs were
+sharing the machine, so single runs vary by up to 2x), input already parsed to dicts, resources/s:
+                                                   Condition    Patient   Synthea mix
+                                                   (831 B)      (3.1 kB)  (2,786 entries)
+    fhir.resources 8.3 R4B `model_validate`          8,900       1,640       4,100
+    fhirkit-rs 0.1.0 `validate(dict)`               50,000       6,700      22,700
+    fhirkit-rs 0.1.0 `validate(orjson.dumps(d))`    99,000       9,200      44,000
+    the Python pass alone                           72,000      25,000      47,000
+    validate_resource (orjson+fhirkit-rs + pass)    39,000       6,800      20,400
+The Patient is slow in fhirkit-rs because of its 7 extensions. Two processes on the two
+cores validated the mix at 13,600-15,300 resources/s in total while other jobs ran.
+fhir.resources R4B is 5-10x slower, models R4B (4.3) rather than R4, coerces a decimal
+given as a string and misses empty objects and all bindings; fhirkit-rs alone misses ids,
+calendar dates, empty objects and bindings. Hence fhirkit-rs, fed JSON text from orjson
+(its dict reader is the slower path), plus the Python pass. fhirkit-rs gives identical
+results for dict and text input on all of shared/testdata and ~110 edge cases, except
+values orjson cannot write (ints beyond 64 bits, non-string keys, lone surrogates), which
+fall back to the dict reader.
 """
 
 from __future__ import annotations
@@ -328,10 +335,11 @@ _SAFE_PREFIXES = (
     ("null ", "structure"),
     ("the key appears more than once", "structure"),
 )
+_CHOICE_DUP = "only one type may be given, found "
 _FOUND_SAFE = re.compile(r"found (a|an) [a-z ]+$|found [A-Za-z0-9, ]+$")
 
 
-def _from_fhirkit(issue) -> ValidationIssue | None:
+def _from_fhirkit(issue, top_type) -> ValidationIssue | None:
     if getattr(issue, "severity", "error") != "error":
         return None
     msg, path = issue.message, issue.path
@@ -339,13 +347,14 @@ def _from_fhirkit(issue) -> ValidationIssue | None:
         expr = "Resource.resourceType" if path == "Resource" else path + ".resourceType"
         return ValidationIssue("required", "resourceType is missing", expr)
     if msg.endswith("is not a FHIR R4 resource type this build knows"):
-        expr = "Resource.resourceType" if "." not in path else path + ".resourceType"
+        # at the top the path is the unknown type itself: do not echo it
+        expr = "Resource.resourceType" if path == top_type or "." not in path else path + ".resourceType"
         return ValidationIssue("invalid", "unknown resourceType", expr)
     expr = path.replace("[x]", "")
     for prefix, code in _SAFE_PREFIXES:
         if msg.startswith(prefix):
             if '"' in msg or ("found" in msg and not _FOUND_SAFE.search(msg)):
-                return ValidationIssue(code, prefix.strip(), expr)
+                return ValidationIssue(code, "invalid value", expr)
             return ValidationIssue(code, msg, expr)
     for pattern, code, text in _VALUE_MESSAGES:
         m = pattern.search(msg)
@@ -397,15 +406,18 @@ def _validate(resource) -> list[ValidationIssue]:
         else:
             theirs.append(ValidationIssue("invalid", "the resource is not valid JSON", _resource_expr(resource)))
         raw = ()
+    # "onset[x]: only one type may be given, found onsetDateTime, onsetString" comes with
+    # "onsetString: unknown element"; keep the first only
     choice_dups: set[str] = set()
     for i in raw:
-        if i.message.startswith("only one type may be given, found "):
+        if i.message.startswith(_CHOICE_DUP):
             parent = i.path.rpartition(".")[0]
-            choice_dups.update(f"{parent}.{n.strip()}" for n in i.message[34:].split(","))
+            choice_dups.update(f"{parent}.{n.strip()}" for n in i.message[len(_CHOICE_DUP):].split(","))
+    top_type = resource.get("resourceType")
     for i in raw:
         if i.message == "unknown element" and i.path in choice_dups:
             continue
-        converted = _from_fhirkit(i)
+        converted = _from_fhirkit(i, top_type)
         if converted is not None:
             theirs.append(converted)
 

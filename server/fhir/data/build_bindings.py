@@ -258,7 +258,7 @@ class Terminology:
         return out
 
 
-def _type_code(t: dict, path: str, is_resource_root_id: bool) -> str:
+def _type_code(t: dict, is_resource_root_id: bool) -> str:
     code = t["code"]
     if is_resource_root_id:
         return "id"  # Resource.id is of FHIR type id (R4 lists it as System.String)
@@ -325,7 +325,7 @@ def build(root: str) -> dict:
                 continue
             types = el.get("type") or []
             for t in types:
-                tcode = _type_code(t, path, is_resource and path == sd["id"] + ".id")
+                tcode = _type_code(t, is_resource and path == sd["id"] + ".id")
                 if name.endswith("[x]"):
                     jname = name[:-3] + _upper_first(tcode)
                 else:
