@@ -310,8 +310,20 @@ def test_binding_on_datatype_element():
 
 
 def test_binding_in_contained_resource():
-    r = patient(contained=[{"resourceType": "Patient", "id": "c", "gender": "boy"}])
+    r = patient(contained=[{"resourceType": "Patient", "id": "c", "gender": "boy"}], link=[{"other": {"reference": "#c"}, "type": "seealso"}])
     assert only(validate_resource(r)).expression == "Patient.contained[0].gender"
+
+
+def test_contained_invariants():
+    ref = {"link": [{"other": {"reference": "#c"}, "type": "seealso"}]}
+    assert validate_resource(patient(contained=[{"resourceType": "Patient", "id": "c"}], **ref)) == []
+    unreferenced = only(validate_resource(patient(contained=[{"resourceType": "Patient", "id": "c"}])))
+    assert unreferenced.expression == "Patient.contained[0]" and "dom-3" in unreferenced.diagnostics
+    assert only(validate_resource(patient(contained=[{"resourceType": "Patient"}]))).expression == "Patient.contained[0].id"
+    nested = {"resourceType": "Patient", "id": "c", "contained": [{"resourceType": "Patient", "id": "d"}]}
+    assert "Patient.contained[0]" in expressions(validate_resource(patient(contained=[nested], **ref)))
+    versioned = {"resourceType": "Patient", "id": "c", "meta": {"versionId": "1"}}
+    assert only(validate_resource(patient(contained=[versioned], **ref))).expression == "Patient.contained[0].meta"
 
 
 def test_codes_are_case_sensitive():

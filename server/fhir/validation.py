@@ -432,6 +432,7 @@ def _validate(resource) -> list[ValidationIssue]:
         except Exception:  # odd input fhirkit already refused (e.g. non-string keys)
             if not fhirkit_failed:
                 raise
+    _check_contained(resource, ours)
     if not ours:
         return _dedupe(theirs)
     if fhirkit_failed and theirs and theirs[0].diagnostics.startswith("NaN"):
@@ -439,6 +440,46 @@ def _validate(resource) -> list[ValidationIssue]:
             theirs = theirs[1:]  # ours names the element
     mine = {i.expression for i in ours}
     return _dedupe([i for i in theirs if i.expression not in mine] + ours)
+
+
+def _check_contained(resource: dict, out: list[ValidationIssue]) -> None:
+    """The R4 invariants on contained resources: dom-2 (no nesting), dom-3 (each is referenced
+    from the container, or refers to it), dom-4 (no versionId/lastUpdated), and an id to be
+    referenced by."""
+    contained = resource.get("contained")
+    if not isinstance(contained, list):
+        return
+    local_refs = _local_references(resource)
+    root = _resource_expr(resource)
+    for n, item in enumerate(contained):
+        if not isinstance(item, dict):
+            continue
+        expr = f"{root}.contained[{n}]"
+        if "contained" in item:
+            out.append(ValidationIssue("invalid", "a contained resource cannot contain resources (dom-2)", expr))
+        meta = item.get("meta")
+        if isinstance(meta, dict) and ("versionId" in meta or "lastUpdated" in meta):
+            out.append(ValidationIssue("invalid", "a contained resource cannot have versionId or lastUpdated (dom-4)", expr + ".meta"))
+        rid = item.get("id")
+        if not isinstance(rid, str):
+            out.append(ValidationIssue("required", "a contained resource needs an id", expr + ".id"))
+        elif f"#{rid}" not in local_refs and "#" not in _local_references(item):
+            out.append(ValidationIssue("invalid", "a contained resource must be referenced from its container (dom-3)", expr))
+
+
+def _local_references(node: object) -> set[str]:
+    """Every string starting with '#': dom-3 counts references, canonicals, uris and urls alike."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and item.startswith("#"):
+            found.add(item)
+    return found
 
 
 def _dedupe(issues: list[ValidationIssue]) -> list[ValidationIssue]:
