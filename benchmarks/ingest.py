@@ -77,7 +77,8 @@ def start_server(database_url: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "PLANFIT_DATABASE_URL": database_url}
+    # The benchmark measures ingest, not SMART: the measured server runs without authorization.
+    env = {**os.environ, "PLANFIT_DATABASE_URL": database_url, "PLANFIT_AUTH": "off"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -10,9 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.bulk.service import BulkExports
+from server.auth.install import install_auth
 from server.config import Settings
 from server.fhir.errors import FhirError
+from server.fhir.export import router as export_router
+from server.fhir.export import with_export_capability
 from server.fhir.http import error_response
+from server.fhir.operations import install_alignment
 from server.fhir.routes import router as fhir_router
 from server.fhir.service import FhirService
 from server.store.db import make_engine, migrate
@@ -28,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         migrate(engine)
+        app.state.bulk.start()
         yield
+        app.state.bulk.stop()
         engine.dispose()
 
     app = FastAPI(title="PlanFit FHIR R4 server", version="0.1.0", lifespan=lifespan)
@@ -36,7 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.fhir = FhirService(store, settings)
+    app.state.bulk = BulkExports(app.state.fhir, settings)
+    app.state.capability_extras = with_export_capability(getattr(app.state, "capability_extras", None))
+    app.include_router(export_router)  # before fhir_router, which would read Patient/$export as a read
+    install_alignment(app, app.state.fhir, settings)  # before fhir_router: its routes would take $operations
     app.include_router(fhir_router)
+    install_auth(app, settings)
     _install_error_handlers(app)
     return app
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from server.alignment import commands as alignment_commands
+from server.auth import commands as auth_commands
+from server.bulk import commands as bulk_commands
 from server.config import Settings
 
 
@@ -44,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=_serve)
+    alignment_commands.register(sub)
+    auth_commands.register(sub)
+    bulk_commands.register(sub)
     return parser
 
 

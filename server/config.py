@@ -39,6 +39,39 @@ class Settings:
     default_count: int = 50
     max_count: int = 1_000
     log_level: str = "info"
+    # Alignment engine (SPEC §4): the lookback window for diagnoses, a fixed evaluation date
+    # (YYYY-MM-DD; empty = today in UTC, at each evaluation), and where the mapping files are read
+    # (empty = the repository's mappings/, and rates.json inside the mappings directory).
+    lookback_months: int = 24
+    evaluation_date: str = ""
+    mappings_dir: str = ""
+    rates_file: str = ""
+    # Bulk Data export: where files go (shared storage when servers run on several hosts), how long
+    # they are kept, how big one file gets, and how export jobs are run and leased.
+    export_dir: str = "./planfit-exports"
+    export_ttl_seconds: int = 3_600
+    export_file_lines: int = 100_000
+    export_workers: int = 1
+    export_lease_seconds: int = 30
+    export_max_attempts: int = 3
+    export_retry_after_seconds: int = 1
+    export_max_rate: int = 0
+    # SMART on FHIR authorization: "on" (default) or "off" (every caller may do everything; a
+    # warning is logged at every start). Any other value refuses to start.
+    auth: str = "on"
+    # JSON file of clients (re)loaded into the database at start and whenever it changes.
+    clients_file: str = ""
+    # Lifetimes in seconds. Backend Services tokens never live longer than 300 s (SMART).
+    access_token_seconds: int = 3600
+    backend_token_seconds: int = 300
+    refresh_token_seconds: int = 30 * 24 * 3600
+    auth_code_seconds: int = 60
+    launch_seconds: int = 300
+    login_seconds: int = 600
+    # How long a process may serve a client registration (and the clients file) from memory.
+    client_cache_seconds: int = 2
+    # Verified access tokens kept in memory (LRU, each until it expires).
+    token_cache_size: int = 10_000
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "Settings":

@@ -3,14 +3,23 @@
 Each test session gets a fresh SQLite file and a fresh PostgreSQL schema. PostgreSQL at
 127.0.0.1:5432 (trust auth, database `test`) is optional locally; with PLANFIT_TEST_POSTGRES=1
 (as CI sets) an unreachable PostgreSQL fails the run instead of skipping.
+
+Servers run with SMART authorization on, as in production. Two Backend Services clients are
+registered through PLANFIT_CLIENTS_FILE: `pytest-clinical` (RS384 key, `system/*.cruds`, clinical
+evidence) behind the `client` fixture and `server.auth`, and `pytest-claims` (ES384 key,
+`system/*.cruds`, claims evidence from urn:planfit:test-claims-feed) behind `claims_client`. Their
+tokens come from the server's real token endpoint and are renewed before they expire.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,11 +28,78 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from joserfc import jws
+from joserfc.jwk import ECKey, Key, RSAKey
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PG_ADMIN_DSN = os.environ.get("PLANFIT_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("PLANFIT_TEST_POSTGRES") == "1"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+CLINICAL_CLIENT = "pytest-clinical"
+CLAIMS_CLIENT = "pytest-claims"
+CLAIMS_SOURCE = "urn:planfit:test-claims-feed"
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """A Backend Services client's key pair, as the client (not the server) holds it."""
+
+    client_id: str
+    key: Key
+    alg: str
+
+    @classmethod
+    def generate(cls, client_id: str, alg: str = "ES384", kid: str | None = None) -> "ClientKey":
+        params = {"kid": kid or f"{client_id}-{alg.lower()}"}
+        if alg == "RS384":
+            return cls(client_id, RSAKey.generate_key(2048, parameters=params, private=True), alg)
+        return cls(client_id, ECKey.generate_key("P-384", parameters=params, private=True), alg)
+
+    @property
+    def kid(self) -> str:
+        return self.key.kid
+
+    def jwks(self) -> dict:
+        return {"keys": [{**self.key.as_dict(private=False), "kid": self.kid, "alg": self.alg, "use": "sig"}]}
+
+    def assertion(self, token_url: str, header: dict | None = None, **claims) -> str:
+        """A signed authentication JWT; `claims` override (None removes) the standard ones."""
+        now = int(time.time())
+        body = {"iss": self.client_id, "sub": self.client_id, "aud": token_url, "iat": now, "exp": now + 240,
+                "jti": uuid.uuid4().hex}
+        body.update(claims)
+        body = {k: v for k, v in body.items() if v is not None}
+        head = {"alg": self.alg, "kid": self.kid, "typ": "JWT", **(header or {})}
+        return jws.serialize_compact(head, json.dumps(body).encode(), self.key, algorithms=[head["alg"]])
+
+    def token_form(self, token_url: str, scope: str, **claims) -> dict[str, str]:
+        return {"grant_type": "client_credentials", "scope": scope, "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": self.assertion(token_url, **claims)}
+
+
+class BackendToken(httpx.Auth):
+    """httpx auth that sends a Backend Services access token, fetched again shortly before expiry."""
+
+    def __init__(self, token_url: str, client_key: ClientKey, scope: str):
+        self.token_url = token_url
+        self.client_key = client_key
+        self.scope = scope
+        self._token: str | None = None
+        self._renew_at = 0.0
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None or time.time() >= self._renew_at:
+                r = httpx.post(self.token_url, data=self.client_key.token_form(self.token_url, self.scope), timeout=30)
+                assert r.status_code == 200, r.text
+                self._token, self._renew_at = r.json()["access_token"], time.time() + r.json()["expires_in"] - 60
+            return self._token
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        yield request
 
 
 @dataclass
@@ -33,10 +109,17 @@ class RunningServer:
     database_url: str
     process: subprocess.Popen
     log_path: Path
+    auth: BackendToken | None = None  # the full-access clinical test client
+    claims_auth: BackendToken | None = None
+    clients_file: Path | None = None
 
     @property
     def fhir(self) -> str:
         return self.url + "/fhir"
+
+    @property
+    def token_url(self) -> str:
+        return self.url + "/auth/token"
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -102,8 +185,23 @@ def drop_schema(schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.fixture(scope="session")
+def backend_client_keys() -> tuple[ClientKey, ClientKey]:
+    return ClientKey.generate(CLINICAL_CLIENT, "RS384"), ClientKey.generate(CLAIMS_CLIENT, "ES384")
+
+
+def write_clients_file(path: Path, clinical: ClientKey, claims: ClientKey) -> Path:
+    clients = [
+        {"id": clinical.client_id, "jwks": clinical.jwks(), "scope": "system/*.cruds", "source_kind": "clinical"},
+        {"id": claims.client_id, "jwks": claims.jwks(), "scope": "system/*.cruds", "source_kind": "claims",
+         "source_uri": CLAIMS_SOURCE},
+    ]
+    path.write_text(json.dumps({"clients": clients}))
+    return path
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def server(request, tmp_path_factory) -> RunningServer:
+def server(request, tmp_path_factory, backend_client_keys) -> RunningServer:
     workdir = tmp_path_factory.mktemp(f"server-{request.param}")
     schema = None
     if request.param == "sqlite":
@@ -111,8 +209,13 @@ def server(request, tmp_path_factory) -> RunningServer:
     else:
         schema, database_url = postgres_schema_url()
     log_path = workdir / "server.log"
-    process, url = start_server(database_url, log_path)
-    running = RunningServer(request.param, url, database_url, process, log_path)
+    clinical, claims = backend_client_keys
+    clients_file = write_clients_file(workdir / "clients.json", clinical, claims)
+    process, url = start_server(database_url, log_path, {"PLANFIT_CLIENTS_FILE": str(clients_file)})
+    token_url = url + "/auth/token"
+    running = RunningServer(request.param, url, database_url, process, log_path,
+                            auth=BackendToken(token_url, clinical, "system/*.cruds"),
+                            claims_auth=BackendToken(token_url, claims, "system/*.cruds"), clients_file=clients_file)
     yield running
     stop_server(process)
     if schema:
@@ -121,7 +224,9 @@ def server(request, tmp_path_factory) -> RunningServer:
 
 @pytest.fixture
 def client(server: RunningServer):
-    with httpx.Client(base_url=server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"}) as c:
+    """Full access (`system/*.cruds`) as the clinical test client."""
+    with httpx.Client(base_url=server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"},
+                      auth=server.auth) as c:
         yield c
 
 
@@ -130,16 +235,14 @@ def unique(prefix: str = "t") -> str:
 
 
 @pytest.fixture(scope="session")
-def claims_server(server: RunningServer, tmp_path_factory) -> RunningServer:
-    """A second server process on the same database whose anonymous writes count as claims evidence."""
-    log_path = tmp_path_factory.mktemp(f"claims-{server.kind}") / "server.log"
-    env = {"PLANFIT_DEFAULT_SOURCE_KIND": "claims", "PLANFIT_DEFAULT_SOURCE": "urn:planfit:test-claims-feed"}
-    process, url = start_server(server.database_url, log_path, env)
-    yield RunningServer(server.kind, url, server.database_url, process, log_path)
-    stop_server(process)
+def claims_server(server: RunningServer) -> RunningServer:
+    """The same server, seen by the claims test client: what it writes is claims evidence from
+    urn:planfit:test-claims-feed, because that is how the client is registered."""
+    return dataclasses.replace(server, auth=server.claims_auth)
 
 
 @pytest.fixture
 def claims_client(claims_server: RunningServer):
-    with httpx.Client(base_url=claims_server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"}) as c:
+    with httpx.Client(base_url=claims_server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"},
+                      auth=claims_server.auth) as c:
         yield c

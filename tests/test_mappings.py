@@ -49,6 +49,16 @@ def test_real_files_load(mappings: Mappings) -> None:
     assert mappings.rates.illustrative is True and mappings.rates.currency == "USD"
     assert set(mappings.rates.pmpm) == {p.code for p in mappings.products}
     assert mappings.dual_status_url == "https://planfit.dev/fhir/StructureDefinition/dual-status-code"
+    assert mappings.non_claims_valuesets == ("smi", "sud")
+
+
+def test_icd_prefixes_expand_to_the_release(mappings: Mappings) -> None:
+    """A prefix stands for itself and every item below it in the bundled ICD-10-CM release, no more."""
+    smi = mappings.value_sets["smi"]
+    assert {"F20", "F20.9", "F20.81", "F32.1", "F31.72"} <= smi.icd_codes
+    assert not {"F32.0", "F32.9", "F32.A", "F34.1"} & smi.icd_codes
+    assert all(code.startswith(tuple(smi.icd_prefixes)) for code in smi.icd_codes)
+    assert mappings.categories_for(ICD10CM_SYSTEM, "F20.99") == frozenset()  # not an ICD-10-CM code
 
 
 def test_value_set_files_are_fhir_valuesets() -> None:
@@ -164,8 +174,8 @@ def test_coverage_tables(mappings: Mappings) -> None:
         mappings.rates.pmpm["ny-harp"] - mappings.rates.pmpm["ny-mmc"]) * 12
     assert mappings.rates.annual_difference(None, "ny-mmc") is None
     assert isinstance(mappings.rates.pmpm["ma"], Decimal)
-    rows = mappings.icd_prefix_rows()
-    assert ("smi", "F321") in rows and ("sud", "F102") in rows
+    rows = mappings.icd_code_rows()
+    assert ("smi", "F32.1") in rows and ("sud", "F10.20") in rows and ("smi", "F32.10") not in rows
     assert ("smi", "58214004") in mappings.snomed_rows()
 
 
@@ -294,6 +304,12 @@ BROKEN: list[tuple[str, Mutation, str]] = [
     ("dual-code-bad-level",
      _edit("products.json", lambda d: _set(d["dual_status"]["codes"][3], "level", "FULL")),
      "products.json: dual_status.codes[3].level: expected one of full, partial, none"),
+    ("non-claims-unknown-valueset",
+     _edit("products.json", lambda d: _set(d, "non_claims_valuesets", ["smi", "ptsd"])),
+     "products.json: non_claims_valuesets[1]: unknown value set 'ptsd'"),
+    ("non-claims-missing",
+     _edit("products.json", lambda d: d.pop("non_claims_valuesets")),
+     "products.json: non_claims_valuesets: missing required field"),
     ("products-not-list",
      _edit("products.json", lambda d: _set(d, "products", {"code": "ma"})),
      "products.json: products: expected array, got object"),

@@ -123,7 +123,8 @@ def test_malformed_and_invalid_bodies_are_4xx(client):
 
 def test_oversized_body_is_413(server):
     big = b'{"resourceType":"Patient","text":{"status":"generated","div":"' + b"x" * (65 * 1024 * 1024) + b'"}}'
-    r = httpx.post(server.fhir + "/Patient", content=big, headers={"Content-Type": "application/fhir+json"}, timeout=60)
+    r = httpx.post(server.fhir + "/Patient", content=big, headers={"Content-Type": "application/fhir+json"}, timeout=60,
+                   auth=server.auth)
     assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
 
 
@@ -165,14 +166,14 @@ def test_if_match(client):
 
 
 def test_concurrent_if_match_one_wins(server):
-    with httpx.Client(base_url=server.fhir, headers={"Content-Type": "application/fhir+json"}) as c:
+    with httpx.Client(base_url=server.fhir, headers={"Content-Type": "application/fhir+json"}, auth=server.auth) as c:
         pid = c.post("/Patient", json=patient(unique())).json()["id"]
         body = c.get(f"/Patient/{pid}").json()
     results: list[int] = []
     barrier = threading.Barrier(6)
 
     def attempt(n: int) -> None:
-        with httpx.Client(base_url=server.fhir, headers={"Content-Type": "application/fhir+json"}) as c:
+        with httpx.Client(base_url=server.fhir, headers={"Content-Type": "application/fhir+json"}, auth=server.auth) as c:
             barrier.wait()
             r = c.put(f"/Patient/{pid}", json={**body, "name": [{"family": f"Writer{n}"}]}, headers={"If-Match": 'W/"1"'})
             results.append(r.status_code)
@@ -183,17 +184,17 @@ def test_concurrent_if_match_one_wins(server):
     for t in threads:
         t.join()
     assert sorted(results) == [200] + [412] * 5
-    with httpx.Client(base_url=server.fhir) as c:
+    with httpx.Client(base_url=server.fhir, auth=server.auth) as c:
         assert c.get(f"/Patient/{pid}").json()["meta"]["versionId"] == "2"
 
 
 def test_concurrent_updates_without_if_match_lose_nothing(server):
-    with httpx.Client(base_url=server.fhir, headers={"Content-Type": "application/fhir+json"}) as c:
+    with httpx.Client(base_url=server.fhir, headers={"Content-Type": "application/fhir+json"}, auth=server.auth) as c:
         pid = c.post("/Patient", json=patient(unique())).json()["id"]
         body = c.get(f"/Patient/{pid}").json()
 
     def attempt(n: int) -> None:
-        with httpx.Client(base_url=server.fhir, headers={"Content-Type": "application/fhir+json"}) as c:
+        with httpx.Client(base_url=server.fhir, headers={"Content-Type": "application/fhir+json"}, auth=server.auth) as c:
             for k in range(5):
                 assert c.put(f"/Patient/{pid}", json={**body, "name": [{"family": f"W{n}-{k}"}]}).status_code == 200
 
@@ -202,7 +203,7 @@ def test_concurrent_updates_without_if_match_lose_nothing(server):
         t.start()
     for t in threads:
         t.join()
-    with httpx.Client(base_url=server.fhir) as c:
+    with httpx.Client(base_url=server.fhir, auth=server.auth) as c:
         hist = c.get(f"/Patient/{pid}/_history", params={"_count": 100}).json()
         versions = [int(e["response"]["etag"][3:-1]) for e in hist["entry"]]
         assert versions == list(range(21, 0, -1))
@@ -218,7 +219,7 @@ def test_type_and_system_history(client):
     assert len(system["entry"]) == 3
     assert any(link["relation"] == "next" for link in system["link"])
     nxt = [link["url"] for link in system["link"] if link["relation"] == "next"][0]
-    page2 = httpx.get(nxt).json()
+    page2 = client.get(nxt).json()
     first_urls = {e["fullUrl"] + e["response"]["etag"] for e in system["entry"]}
     assert not first_urls & {e["fullUrl"] + e["response"]["etag"] for e in page2["entry"]}
 

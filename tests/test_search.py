@@ -179,7 +179,7 @@ def test_paging_is_stable_and_complete(client):
         nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
         if not nxt:
             break
-        bundle = httpx.get(nxt[0]).json()
+        bundle = client.get(nxt[0]).json()
     assert sorted(seen) == sorted(created) and len(seen) == 7
 
 
@@ -196,7 +196,7 @@ def test_sort(client):
     assert by_id == sorted(made)
     paged = search(client, "Patient", identifier=tag, _sort="-_lastUpdated", _count=3)
     nxt = [link["url"] for link in paged["link"] if link["relation"] == "next"][0]
-    rest = [e["resource"]["id"] for e in httpx.get(nxt).json()["entry"]]
+    rest = [e["resource"]["id"] for e in client.get(nxt).json()["entry"]]
     assert [e["resource"]["id"] for e in paged["entry"]] + rest == made[::-1]
 
 

@@ -93,8 +93,10 @@ class MappingError(Exception):
 
 @dataclass(frozen=True)
 class ValueSetDef:
-    """One value set. ICD-10-CM entries are prefixes (the code and its descendants); SNOMED CT codes
-    match exactly (`snomed_is_a` records which ones the file marks as "with descendants")."""
+    """One value set. ICD-10-CM entries are prefixes: the category or code and every item below it in
+    the ICD-10-CM release bundled with simple-icd-10-cm, expanded into `icd_codes` at load time so
+    that matching (here and in SQL) is exact. SNOMED CT codes match exactly (`snomed_is_a` records
+    which ones the file marks as "with descendants")."""
 
     id: str
     url: str
@@ -104,6 +106,7 @@ class ValueSetDef:
     file: str
     icd_prefixes: tuple[str, ...]  # as written, dotted ICD-10-CM form (e.g. "F32.1")
     icd_prefixes_nodot: tuple[str, ...]  # same order, without the dot (e.g. "F321")
+    icd_codes: frozenset[str]  # every ICD-10-CM item at or below a prefix, dotted (e.g. "F32.1", "F32.10")
     snomed_codes: frozenset[str]
     snomed_is_a: frozenset[str]
 
@@ -181,6 +184,8 @@ class Mappings:
     dual_status_url: str
     dual_status_codes: Mapping[str, DualStatusCode]
     rates: Rates
+    # Value sets whose clinical-only evidence is reported as a non-claims diagnosis (SPEC §4.2).
+    non_claims_valuesets: tuple[str, ...] = ()
     # lookup indexes built by load_mappings()
     _icd_index: Mapping[str, frozenset[str]] = field(repr=False, compare=False, default_factory=_empty)
     _snomed_index: Mapping[str, frozenset[str]] = field(repr=False, compare=False, default_factory=_empty)
@@ -190,26 +195,21 @@ class Mappings:
     # -- value sets ---------------------------------------------------------------------------------
 
     def categories_for(self, system: str | None, code: str | None) -> frozenset[str]:
-        """Value-set ids that contain this coding. ICD-10-CM codes match by prefix, with or without the dot
-        and in any letter case; SNOMED CT codes match exactly. Other systems match nothing."""
+        """Value-set ids that contain this coding. ICD-10-CM codes match when they are a prefix or an item
+        below it in the bundled release, with or without the dot and in any letter case; SNOMED CT codes
+        match exactly. Other systems match nothing."""
         if not system or not code:
             return frozenset()
         system = system.strip()
         if system in ICD10CM_SYSTEMS:
-            norm = normalize_icd(code)
-            found: set[str] = set()
-            for length in range(3, len(norm) + 1):
-                hit = self._icd_index.get(norm[:length])
-                if hit:
-                    found.update(hit)
-            return frozenset(found)
+            return self._icd_index.get(normalize_icd(code), frozenset())
         if system in SNOMED_SYSTEMS:
             return self._snomed_index.get(code.strip(), frozenset())
         return frozenset()
 
-    def icd_prefix_rows(self) -> list[tuple[str, str]]:
-        """(value_set_id, dotless prefix) pairs, e.g. for loading a SQL lookup table."""
-        return [(vs.id, p) for vs in self.value_sets.values() for p in vs.icd_prefixes_nodot]
+    def icd_code_rows(self) -> list[tuple[str, str]]:
+        """(value_set_id, dotted ICD-10-CM code) for every expanded code, e.g. for a SQL lookup table."""
+        return [(vs.id, c) for vs in self.value_sets.values() for c in sorted(vs.icd_codes)]
 
     def snomed_rows(self) -> list[tuple[str, str]]:
         """(value_set_id, SNOMED CT code) pairs."""
@@ -284,14 +284,15 @@ def load_mappings(directory: Path | str | None = None, *, rates_file: Path | str
         raise MappingError(str(directory), "", "mappings directory not found")
 
     value_sets = _load_value_sets(directory)
-    products, sopt_system, sopt, dual_url, dual_codes = _load_products(directory / "products.json", value_sets)
+    products, sopt_system, sopt, dual_url, dual_codes, non_claims = _load_products(
+        directory / "products.json", value_sets)
     rates = _load_rates(rates_path, directory, products)
 
     icd_index: dict[str, set[str]] = {}
     snomed_index: dict[str, set[str]] = {}
     for vs in value_sets.values():
-        for p in vs.icd_prefixes_nodot:
-            icd_index.setdefault(p, set()).add(vs.id)
+        for code in vs.icd_codes:
+            icd_index.setdefault(normalize_icd(code), set()).add(vs.id)
         for c in vs.snomed_codes:
             snomed_index.setdefault(c, set()).add(vs.id)
     plan_index: dict[str, str] = {}
@@ -312,6 +313,7 @@ def load_mappings(directory: Path | str | None = None, *, rates_file: Path | str
         dual_status_url=dual_url,
         dual_status_codes=MappingProxyType(dual_codes),
         rates=rates,
+        non_claims_valuesets=non_claims,
         _icd_index=MappingProxyType({k: frozenset(v) for k, v in icd_index.items()}),
         _snomed_index=MappingProxyType({k: frozenset(v) for k, v in snomed_index.items()}),
         _plan_index=MappingProxyType(plan_index),
@@ -462,6 +464,16 @@ def _check_icd_prefix(f: _File, path: str, raw: str) -> str:
     return icd.add_dot(icd.remove_dot(value))
 
 
+def _expand_icd(prefixes: Iterable[str]) -> frozenset[str]:
+    """Each prefix and every item below it in the bundled ICD-10-CM release, dotted."""
+    icd = _icd()
+    codes: set[str] = set()
+    for prefix in prefixes:
+        codes.add(prefix)
+        codes.update(icd.get_descendants(prefix))
+    return frozenset(codes)
+
+
 # -- value sets -----------------------------------------------------------------------------------------
 
 _VS_REQUIRED = ("resourceType", "id", "url", "status", "name", "title", "description", "compose")
@@ -583,6 +595,7 @@ def _load_value_set(path: Path) -> ValueSetDef:
         file=f.label,
         icd_prefixes=tuple(prefixes),
         icd_prefixes_nodot=tuple(normalize_icd(p) for p in prefixes),
+        icd_codes=_expand_icd(prefixes),
         snomed_codes=frozenset(snomed),
         snomed_is_a=frozenset(snomed_isa),
     )
@@ -595,12 +608,16 @@ _RULE_KEYS = ("min_age", "max_age", "requires_lob", "excludes_lob", "dual_levels
 
 def _load_products(
     path: Path, value_sets: Mapping[str, ValueSetDef]
-) -> tuple[list[Product], str, dict[str, SoptCode], str, dict[str, DualStatusCode]]:
+) -> tuple[list[Product], str, dict[str, SoptCode], str, dict[str, DualStatusCode], tuple[str, ...]]:
     f = _File("products.json")
     doc = f.obj(f.read(path), "")
-    f.keys(doc, "", ("products", "sopt", "dual_status"), ("description", "sources", "note"))
+    f.keys(doc, "", ("products", "sopt", "dual_status", "non_claims_valuesets"), ("description", "sources", "note"))
     if "sources" in doc:
         f.string_list(doc["sources"], "sources", unique=False)
+    non_claims = f.string_list(doc["non_claims_valuesets"], "non_claims_valuesets")
+    for j, v in enumerate(non_claims):
+        if v not in value_sets:
+            f.fail(f"non_claims_valuesets[{j}]", f"unknown value set {v!r} (no valuesets/{v}.json)")
 
     # SOPT table first: product aliases are checked against it.
     sopt_doc = f.obj(doc["sopt"], "sopt")
@@ -701,7 +718,7 @@ def _load_products(
         ))
 
     products.sort(key=lambda prod: prod.priority, reverse=True)
-    return products, sopt_system, sopt, dual_url, dual_codes
+    return products, sopt_system, sopt, dual_url, dual_codes, tuple(non_claims)
 
 
 def _parse_rule(f: _File, raw: Any, path: str, value_sets: Mapping[str, ValueSetDef]) -> Eligibility:

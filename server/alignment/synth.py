@@ -138,7 +138,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
-__all__ = ["Scenario", "SCENARIOS", "DX", "SynthSummary", "generate", "main"]
+__all__ = ["Scenario", "SCENARIOS", "DX", "SynthSummary", "generate", "add_arguments", "run", "main"]
 
 # --------------------------------------------------------------------------------------------------
 # Systems and constants
@@ -1365,20 +1365,28 @@ def _generate(members: int, seed: int, out: Path, bundle_size: int, as_of: date)
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="planfit synth", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `planfit synth` (shared by the `planfit` command and `python -m`)."""
     parser.add_argument("--members", type=int, required=True)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--bundle-size", type=int, default=500, help="members per bundle (default 500)")
     parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 1, 1),
                         help="evaluation date the ground truth assumes (default 2026-01-01)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     summary = generate(args.members, args.seed, args.out, bundle_size=args.bundle_size, as_of=args.as_of)
     totals = summary.to_json()["totals"]
     print(f"{summary.members} members -> {args.out} in {summary.seconds:.2f}s: {totals['bundles']} bundles, "
           f"{totals['entries']} entries, {summary.bytes_written / 1e6:.1f} MB", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="planfit synth", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

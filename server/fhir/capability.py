@@ -19,7 +19,7 @@ def _resource_entry(rtype: str, params: dict) -> dict:
     reference_params = sorted(code for code, p in params.items() if p.type == "reference")
     search = [{"name": n, "type": t, "definition": d} for n, t, d in _COMMON_PARAMS]
     search += [
-        {"name": code, "type": p.type, "definition": f"http://hl7.org/fhir/SearchParameter/{rtype}-{code.lstrip('_')}"}
+        {"name": code, "type": p.type, "definition": p.definition}
         for code, p in sorted(params.items())
     ]
     return {
@@ -58,7 +58,13 @@ def _statement(base: str, extras_key: tuple) -> bytes:
         "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
     }
     for key, value in extras_key:
-        rest[key] = orjson.loads(value)
+        if key == "resourceOperation":
+            operations = orjson.loads(value)
+            for entry in rest["resource"]:
+                if entry["type"] in operations:
+                    entry["operation"] = operations[entry["type"]]
+        else:
+            rest[key] = orjson.loads(value)
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -75,7 +81,8 @@ def _statement(base: str, extras_key: tuple) -> bytes:
 
 
 def capability_statement(base: str, app_state) -> bytes:
-    """`app_state.capability_extras(base)` may add rest-level parts (security, operations)."""
+    """`app_state.capability_extras(base)` may add rest-level parts (security, operation) and,
+    under the key `resourceOperation`, operations per resource type ({type: [operation, …]})."""
     extras = getattr(app_state, "capability_extras", None)
     parts = extras(base) if extras else {}
     return _statement(base, tuple(sorted((k, orjson.dumps(v)) for k, v in parts.items())))

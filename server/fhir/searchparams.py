@@ -1,8 +1,14 @@
 """The R4 search parameters PlanFit indexes, and extraction of index rows from a resource.
 
 Definitions come from the official R4 SearchParameter bundle, simplified to dotted JSON paths by
-`data/build_definitions.py`. Extraction runs in the request (pure Python over the parsed JSON);
-the store writes the rows in the same database transaction as the resource.
+`data/build_definitions.py`, plus PlanFit's own parameters (`data/planfit_search_parameters.json`)
+for what R4 does not expose but clients and the alignment engine need (e.g. `Coverage.period`).
+Extraction runs in the request (pure Python over the parsed JSON); the store writes the rows in the
+same database transaction as the resource.
+
+Path syntax: dot-separated JSON element names from the resource root; a step may carry one filter
+`name[key=value]` that keeps only the items where some value at `key` (itself a dotted path, e.g.
+`class[type.coding.code=plan]`) equals `value`. Dots inside the brackets belong to the filter.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import orjson
 
@@ -20,12 +26,13 @@ from server.store.hashing import h64
 
 _DATA = Path(__file__).parent / "data"
 _MAX_STRING_INDEX = 512
+_HL7_DEFINITION = "http://hl7.org/fhir/SearchParameter/{rtype}-{code}"
 
 
 @dataclass(frozen=True)
 class PathStep:
     name: str
-    filter_key: str | None = None
+    filter_key: tuple["PathStep", ...] | None = None
     filter_value: str | None = None
 
 
@@ -36,10 +43,16 @@ class SearchParam:
     type: str  # token | string | date | reference | uri
     paths: tuple[tuple[PathStep, ...], ...]
     targets: tuple[str, ...] = ()
+    url: str = ""  # canonical URL of the SearchParameter; empty for the R4 ones (see `definition`)
 
     @property
     def h_param(self) -> int:
         return param_hash(self.resource_type, self.code)
+
+    @property
+    def definition(self) -> str:
+        """The SearchParameter canonical listed in the CapabilityStatement."""
+        return self.url or _HL7_DEFINITION.format(rtype=self.resource_type, code=self.code.lstrip("_"))
 
 
 @dataclass
@@ -57,34 +70,58 @@ def param_hash(resource_type: str, code: str) -> int:
     return h64(resource_type, code)
 
 
-def _parse_path(text: str) -> tuple[PathStep, ...]:
+def _split_steps(text: str) -> list[str]:
+    """Split a path on the dots outside `[...]` (a filter's key and value may contain dots)."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "." and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def parse_path(text: str) -> tuple[PathStep, ...]:
+    """A path in the simplified syntax (module docstring) as steps; a filter's key is a path itself."""
     steps = []
-    for part in text.split("."):
+    for part in _split_steps(text):
         if "[" in part and part.endswith("]"):
             name, cond = part[:-1].split("[", 1)
             key, value = cond.split("=", 1)
-            steps.append(PathStep(name, key, value))
+            steps.append(PathStep(name, parse_path(key), value))
         else:
             steps.append(PathStep(part))
     return tuple(steps)
 
 
-@lru_cache(maxsize=1)
-def registry() -> dict[str, dict[str, SearchParam]]:
-    """Resource type → parameter code → definition."""
-    raw = orjson.loads((_DATA / "search_parameters.json").read_bytes())
-    result: dict[str, dict[str, SearchParam]] = {}
+def _definitions(raw: dict, result: dict[str, dict[str, SearchParam]]) -> None:
     for rtype, params in raw.items():
-        result[rtype] = {
-            code: SearchParam(
+        defs = result.setdefault(rtype, {})
+        for code, spec in params.items():
+            defs[code] = SearchParam(
                 resource_type=rtype,
                 code=code,
                 type=spec["type"],
-                paths=tuple(_parse_path(p) for p in spec["paths"]),
+                paths=tuple(parse_path(p) for p in spec["paths"]),
                 targets=tuple(spec.get("targets", ())),
+                url=spec.get("url", ""),
             )
-            for code, spec in params.items()
-        }
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, dict[str, SearchParam]]:
+    """Resource type → parameter code → definition: the R4 parameters, then PlanFit's own."""
+    result: dict[str, dict[str, SearchParam]] = {}
+    _definitions(orjson.loads((_DATA / "search_parameters.json").read_bytes()), result)
+    planfit = orjson.loads((_DATA / "planfit_search_parameters.json").read_bytes())
+    clashes = [f"{t}.{c}" for t, params in planfit["parameters"].items() for c in params if c in result.get(t, {})]
+    if clashes:
+        raise ValueError(f"PlanFit search parameters redefine R4 ones: {', '.join(clashes)}")
+    _definitions(planfit["parameters"], result)
     return result
 
 
@@ -118,13 +155,16 @@ def values_at(resource: dict, path: tuple[PathStep, ...]) -> Iterator[Any]:
             if step.filter_key is None:
                 found.extend(items)
             else:
-                found.extend(
-                    i for i in items if isinstance(i, dict) and str(i.get(step.filter_key)) == step.filter_value
-                )
+                found.extend(i for i in items if _filter_holds(i, step.filter_key, step.filter_value))
         nodes = found
         if not nodes:
             return iter(())
     return iter(nodes)
+
+
+def _filter_holds(item: Any, key: tuple[PathStep, ...], value: str | None) -> bool:
+    """`[key=value]`: some value reached by `key` from the item, as text, equals `value`."""
+    return isinstance(item, dict) and any(str(found) == value for found in values_at(item, key))
 
 
 def normalise_string(text: str) -> str:
@@ -214,11 +254,13 @@ def token_hashes(rtype: str, code: str, system: str | None, tok: str) -> tuple[i
     return h64(rtype, code, tok), h64(rtype, code, system, tok), h64(rtype, code, system)
 
 
-def index_rows(resource: dict) -> IndexRows:
-    """All index rows for one resource, per the registry of its type."""
+def index_rows(resource: dict, only: Collection[str] | None = None) -> IndexRows:
+    """All index rows for one resource, per the registry of its type (or of the `only` parameters)."""
     rows = IndexRows()
     rtype = resource["resourceType"]
     for param in registry().get(rtype, {}).values():
+        if only is not None and param.code not in only:
+            continue
         hp = param.h_param
         for path in param.paths:
             for value in values_at(resource, path):

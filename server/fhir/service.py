@@ -489,7 +489,8 @@ class FhirService:
         links = [("self", f"{base}/{path}" + (f"?{urlencode(self_params)}" if self_params else ""))]
         if len(versions) > count:
             versions = versions[:count]
-            links.append(("next", f"{base}/{path}?{urlencode([*self_params, ('_page', str(versions[-1].txid))])}"))
+            if versions:  # `_count=0` asks for the total only: no page, so no next link
+                links.append(("next", f"{base}/{path}?{urlencode([*self_params, ('_page', str(versions[-1].txid))])}"))
         entries = [_history_entry(base, v) for v in versions]
         return Reply(200, bundle_bytes("history", total, links, entries))
 

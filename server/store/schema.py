@@ -85,7 +85,7 @@ idx_token = Table(
     Index("ix_token_sys_value", "h_sys_value"),
     Index("ix_token_sys", "h_sys"),
     Index("ix_token_param_code", "h_param", "code", postgresql_ops={"code": "text_pattern_ops"}),
-    Index("ix_token_res", "rtype", "rid"),
+    Index("ix_token_res", "rtype", "rid", "h_param"),
 )
 
 # String parameters: value_norm is lower-cased and accent-stripped for the default prefix match.
@@ -112,7 +112,7 @@ idx_date = Table(
     Column("hi", BigInteger, nullable=False),
     Index("ix_date_lo", "h_param", "lo"),
     Index("ix_date_hi", "h_param", "hi"),
-    Index("ix_date_res", "rtype", "rid"),
+    Index("ix_date_res", "rtype", "rid", "h_param"),
 )
 
 # Reference parameters: local targets as (target_type, target_id); absolute URLs in target_url.

@@ -82,6 +82,14 @@ class AnyOfClause:
 
 
 @dataclass(frozen=True)
+class AllOfClause:
+    """AND of several clauses, for use inside an `AnyOfClause` (a granular scope's conditions, or a
+    compartment plus a scope filter, form one alternative of the OR)."""
+
+    clauses: tuple[object, ...]
+
+
+@dataclass(frozen=True)
 class NoneClause:
     """Matches nothing (e.g. a granular scope filter on a parameter this type lacks)."""
 
@@ -175,6 +183,8 @@ def clause_sql(clause, rtype: str) -> ColumnElement:
         return or_(*parts) if parts else false()
     if isinstance(clause, AnyOfClause):
         return or_(*(clause_sql(c, rtype) for c in clause.clauses)) if clause.clauses else true()
+    if isinstance(clause, AllOfClause):
+        return and_(*(clause_sql(c, rtype) for c in clause.clauses)) if clause.clauses else true()
     if isinstance(clause, NoneClause):
         return false()
     raise TypeError(f"unknown clause {type(clause).__name__}")

@@ -2,6 +2,9 @@
 
 from alembic import context
 
+import server.store.auth_schema  # noqa: F401  (registers the auth and audit tables on `metadata`)
+import server.store.bulk_schema  # noqa: F401  (registers the Bulk Data export tables on `metadata`)
+import server.store.alignment_schema  # noqa: F401  (registers the alignment findings tables on `metadata`)
 from server.store.schema import metadata
 
 connection = context.config.attributes["connection"]

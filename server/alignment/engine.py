@@ -1,0 +1,178 @@
+"""The alignment engine: evaluates a set of members into the findings tables, inside the database.
+
+An evaluation is one transaction of set-based statements, the same for every member set:
+
+1. take the evaluation lock (`alignment_lock` row): evaluations never interleave, and every statement
+   after it sees all writes committed before, so the last evaluation of a member reflects its data;
+2. delete the members' previous findings;
+3. INSERT … SELECT the stages: active coverages, diagnosis evidence, categories (`facts.py`), then the
+   findings rows and the eligible products (`rules.py`).
+
+No member data passes through Python, so memory does not grow with the population. A full run
+(`evaluate_all`) covers every member in one pass per stage; the after-commit path
+(`evaluate_touched`) covers the members a write touched, in chunks of `member_chunk` ids.
+
+Kept current synchronously: `on_commit` is registered on `FhirService.after_commit`, which runs after
+the write committed and before the HTTP response is built, so a client that got its response can read
+findings that include its write. A failure there surfaces as a 500 on that request while the write
+itself stays committed; re-posting is safe (conditional creates) and re-evaluates.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date
+from time import perf_counter, time_ns
+from typing import Iterable
+
+from sqlalchemy import Connection, Engine, Executable, Select, Table, delete, func, insert, select, update
+
+from server.alignment.codes import code_rows, codes_key, install_codes
+from server.alignment.facts import (
+    CATEGORY_COLUMNS,
+    COVERAGE_COLUMNS,
+    EVERYONE,
+    EVIDENCE_COLUMNS,
+    MEMBER_IDS,
+    Members,
+    categories_select,
+    coverage_select,
+    evidence_select,
+)
+from server.alignment.index_keys import IndexKeys
+from server.alignment.mappings import Mappings
+from server.alignment.rules import EVALUATED_AT, FINDING_COLUMNS, PRODUCT_COLUMNS, findings_select, products_select
+from server.alignment.touched import touched_members
+from server.alignment.window import EvaluationWindow, today_utc
+from server.fhir.service import WriteContext, Written
+from server.store.alignment_schema import (
+    FINDING_TABLES,
+    alignment_lock,
+    finding_categories,
+    finding_coverage,
+    finding_evidence,
+    finding_products,
+    findings,
+)
+from server.store.resources import chunks
+
+Stage = tuple[Table, tuple[str, ...], Select]  # the table a stage fills, its columns, the SELECT filling them
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    lookback_months: int = 24
+    evaluation_date: date | None = None  # None: today (UTC) at each evaluation
+    member_chunk: int = 1000
+
+    @classmethod
+    def parse(cls, lookback_months: int, evaluation_date: str) -> "EngineConfig":
+        """From the settings' text; a ValueError names the setting that is wrong."""
+        if lookback_months < 1:
+            raise ValueError("PLANFIT_LOOKBACK_MONTHS must be at least 1")
+        try:
+            fixed = date.fromisoformat(evaluation_date) if evaluation_date else None
+        except ValueError:
+            message = f"PLANFIT_EVALUATION_DATE must be a date like 2026-01-01, got {evaluation_date!r}"
+            raise ValueError(message) from None
+        return cls(lookback_months=lookback_months, evaluation_date=fixed)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a full run did: how many members it evaluated, by status, as of when, how long."""
+
+    members: int
+    statuses: dict[str, int]
+    as_of: date
+    lookback_start: date
+    seconds: float
+
+
+class AlignmentEngine:
+    def __init__(self, db: Engine, mappings: Mappings, config: EngineConfig):
+        self.db = db
+        self.mappings = mappings
+        self.config = config
+        self.keys = IndexKeys.resolve()
+        self._code_rows = code_rows(mappings)
+        self.codes_key = codes_key(self._code_rows)
+        self._codes_installed = False
+        self._listed = Members.listed(db.dialect.name)
+        self._statements: dict[tuple[EvaluationWindow, Members], tuple[Executable, ...]] = {}
+        self._statements_lock = threading.Lock()  # requests evaluate in worker threads
+
+    def window(self) -> EvaluationWindow:
+        return EvaluationWindow(self.config.evaluation_date or today_utc(), self.config.lookback_months)
+
+    def prepare(self) -> None:
+        """Install this mapping version's code rows now (start-up), not in the first request."""
+        with self.db.begin() as conn:
+            self._lock(conn)
+            install_codes(conn, self.codes_key, self._code_rows)
+        self._codes_installed = True
+
+    # -- entry points ------------------------------------------------------------------------------
+
+    def on_commit(self, written: list[Written], _ctx: WriteContext) -> None:
+        """`FhirService.after_commit` listener: re-evaluate the members the write touched."""
+        with self.db.connect() as conn:
+            members = touched_members(conn, self.keys, written)
+        self.evaluate_touched(members)
+
+    def evaluate_touched(self, patient_ids: Iterable[str]) -> None:
+        for chunk in chunks(sorted(set(patient_ids)), self.config.member_chunk):
+            self._evaluate(self._listed, {MEMBER_IDS: chunk})
+
+    def evaluate_all(self) -> RunSummary:
+        started = perf_counter()
+        window = self._evaluate(EVERYONE, {})
+        with self.db.connect() as conn:
+            statuses = dict(conn.execute(select(findings.c.status, func.count()).group_by(findings.c.status)).all())
+        return RunSummary(sum(statuses.values()), dict(sorted(statuses.items())), window.as_of,
+                          window.lookback_start, perf_counter() - started)
+
+    # -- the evaluation ------------------------------------------------------------------------------
+
+    def _evaluate(self, members: Members, params: dict[str, object]) -> EvaluationWindow:
+        window = self.window()
+        statements = self._statements_for(window, members)
+        params = {**params, EVALUATED_AT: time_ns() // 1000}
+        with self.db.begin() as conn:
+            self._lock(conn)
+            if not self._codes_installed:
+                install_codes(conn, self.codes_key, self._code_rows)
+            for statement in statements:
+                conn.execute(statement, params)
+        self._codes_installed = True
+        return window
+
+    def _statements_for(self, window: EvaluationWindow, members: Members) -> tuple[Executable, ...]:
+        """The evaluation's statements, built once per evaluation date and member scope: building these
+        expression trees costs more than running them for a few members."""
+        key = (window, members)
+        with self._statements_lock:
+            if key not in self._statements:
+                if any(cached != window for cached, _ in self._statements):
+                    self._statements.clear()  # a new day: yesterday's bounds are never used again
+                self._statements[key] = self._build(window, members)
+            return self._statements[key]
+
+    def _build(self, window: EvaluationWindow, members: Members) -> tuple[Executable, ...]:
+        m, k = self.mappings, self.keys
+        stages: tuple[Stage, ...] = (
+            (finding_coverage, COVERAGE_COLUMNS, coverage_select(m, k, window, members)),
+            (finding_evidence, EVIDENCE_COLUMNS, evidence_select(k, window, self.codes_key, members)),
+            (finding_categories, CATEGORY_COLUMNS, categories_select(m.non_claims_valuesets, members)),
+            (findings, FINDING_COLUMNS, findings_select(m, k, window, members)),
+            (finding_products, PRODUCT_COLUMNS, products_select(m, k, window, members)),
+        )
+        deletes = tuple(delete(table).where(*members.where(table.c.patient_id)) for table in FINDING_TABLES)
+        return deletes + tuple(insert(table).from_select(list(columns), query) for table, columns, query in stages)
+
+    @staticmethod
+    def _lock(conn: Connection) -> None:
+        """First statement of every evaluation: a write, so SQLite takes its write lock at once too."""
+        conn.execute(update(alignment_lock).where(alignment_lock.c.id == 1)
+                     .values(evaluations=alignment_lock.c.evaluations + 1))

@@ -1,0 +1,249 @@
+"""Audit trail of FHIR interactions: who, what, when, outcome — exported as FHIR AuditEvent.
+
+Recording must be cheap and must never wait for the resource store's writer lock, so a request only
+appends an `AuditRecord` to an in-memory queue; one background thread per process INSERTs queued
+records in batches into the append-only `audit_events` table, on its own connection and in its own
+short transaction. The queue is bounded: if the database falls behind, requests wait for room rather
+than records being dropped. At shutdown the queue is drained. Records of a process killed with
+SIGKILL may be lost for the last flush interval (`FLUSH_INTERVAL_S`).
+
+Audit rows may contain PHI (search parameters, resource ids) and stay in the database; nothing of
+them is logged. `planfit audit export` renders them as AuditEvent NDJSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from sqlalchemy import Engine, insert, select
+
+from server.fhir.dates import instant_text
+from server.store.auth_schema import audit_events
+
+log = logging.getLogger("planfit.auth")
+
+FLUSH_INTERVAL_S = 0.2
+_BATCH = 500
+_QUEUE_SIZE = 100_000
+_EXPORT_CHUNK = 1000
+_WRITE_ATTEMPTS = 8
+
+CLIENT_ID_SYSTEM = "https://planfit.dev/fhir/NamingSystem/client-id"
+USERNAME_SYSTEM = "https://planfit.dev/fhir/NamingSystem/username"
+_ACTIONS = {"create": "C", "read": "R", "vread": "R", "history-instance": "R", "history-type": "R",
+            "history-system": "R", "update": "U", "delete": "D"}
+
+
+@dataclass
+class AuditRecord:
+    """One FHIR interaction. `entities` is filled while the request runs (writes add versions)."""
+
+    recorded_us: int
+    interaction: str  # http://hl7.org/fhir/restful-interaction code, or "operation"
+    client_id: str | None = None
+    username: str | None = None
+    fhir_user: str | None = None
+    patient: str | None = None
+    rtype: str | None = None
+    rid: str | None = None
+    query: str | None = None
+    remote_addr: str | None = None
+    status: int = 0
+    entities: list[str] = field(default_factory=list)
+
+    @property
+    def action(self) -> str:
+        return _ACTIONS.get(self.interaction, "E")  # search, transaction, batch, operations: execute
+
+    def row(self) -> dict:
+        """The table row; values from the request path are cut to their column widths, so no
+        request can make the INSERT fail."""
+        return {
+            "recorded_us": self.recorded_us,
+            "client_id": _cut(self.client_id, 128),
+            "username": _cut(self.username, 128),
+            "fhir_user": _cut(self.fhir_user, 200),
+            "patient": _cut(self.patient, 64),
+            "action": self.action,
+            "interaction": self.interaction,
+            "rtype": _cut(self.rtype, 64),
+            "rid": _cut(self.rid, 64),
+            "query": self.query,
+            "entities": json.dumps(self.entities) if self.entities else None,
+            "status": self.status,
+            "remote_addr": _cut(self.remote_addr, 64),
+        }
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    return value[:size] if value is not None else None
+
+
+class AuditTrail:
+    """The queue and the background writer of one process."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._queue: queue.Queue[AuditRecord | None] = queue.Queue(maxsize=_QUEUE_SIZE)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="planfit-audit", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Drain the queue and stop the writer."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def offer(self, record: AuditRecord) -> bool:
+        """Enqueue without blocking; False when the queue is full (then call `put` off the event loop)."""
+        try:
+            self._queue.put_nowait(record)
+            return True
+        except queue.Full:
+            return False
+
+    def put(self, record: AuditRecord) -> None:
+        self._queue.put(record)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[AuditRecord] = []
+            try:
+                item = self._queue.get(timeout=FLUSH_INTERVAL_S)
+            except queue.Empty:
+                continue
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= _BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            stopping = item is None
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[AuditRecord]) -> None:
+        """INSERT a batch; if the database refuses it, retry (the database may be restarting)."""
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(audit_events), [r.row() for r in batch])
+                return
+            except Exception as exc:  # the error type only: rows hold PHI
+                log.error("audit write failed (%s), attempt %d", type(exc).__name__, attempt + 1)
+                time.sleep(min(2**attempt, 10))
+        log.error("audit write gave up on %d records", len(batch))
+
+
+# ---- export -------------------------------------------------------------------------------------
+
+
+def export(engine: Engine, since_us: int | None = None) -> Iterator[dict]:
+    """Every audit record (recorded at or after `since_us`) as an AuditEvent, oldest first."""
+    last_id = 0
+    t = audit_events.c
+    while True:
+        stmt = select(audit_events).where(t.id > last_id).order_by(t.id).limit(_EXPORT_CHUNK)
+        if since_us is not None:
+            stmt = stmt.where(t.recorded_us >= since_us)
+        with engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return
+        for row in rows:
+            yield audit_event(row)
+        last_id = rows[-1].id
+
+
+def _coding(system: str, code: str, display: str | None = None) -> dict:
+    out = {"system": system, "code": code}
+    if display:
+        out["display"] = display
+    return out
+
+
+def _outcome(status: int) -> str:
+    """AuditEvent.outcome: 0 success, 4 minor failure (refused, not found…), 8 serious failure."""
+    return "0" if status < 400 else "4" if status < 500 else "8"
+
+
+def _is_patient_ref(ref: str | None) -> bool:
+    """fhirUser is `…/Patient/id` (absolute or relative)."""
+    parts = (ref or "").rstrip("/").split("/")
+    return len(parts) >= 2 and parts[-2] == "Patient"
+
+
+def _agents(row) -> list[dict]:
+    client = {
+        "type": {"coding": [_coding("http://dicom.nema.org/resources/ontology/DCM", "110150", "Application")]},
+        "who": {"identifier": {"system": CLIENT_ID_SYSTEM, "value": row.client_id or "anonymous"}},
+        "requestor": row.username is None,
+    }
+    if row.remote_addr:
+        client["network"] = {"address": row.remote_addr, "type": "2"}
+    agents = [client]
+    if row.username is not None:
+        role = ("PAT", "patient") if _is_patient_ref(row.fhir_user) else ("PROV", "healthcare provider")
+        user: dict = {
+            "type": {"coding": [_coding("http://terminology.hl7.org/CodeSystem/v3-RoleClass", *role)]},
+            "who": {"identifier": {"system": USERNAME_SYSTEM, "value": row.username}},
+            "requestor": True,
+        }
+        if row.fhir_user:
+            user["who"]["reference"] = row.fhir_user
+        agents.append(user)
+    return agents
+
+
+def _entities(row) -> list[dict]:
+    object_type = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+    role = "http://terminology.hl7.org/CodeSystem/object-role"
+    out = []
+    if row.patient:
+        out.append({"what": {"reference": f"Patient/{row.patient}"}, "type": _coding(object_type, "1", "Person"),
+                    "role": _coding(role, "1", "Patient")})
+    for ref in json.loads(row.entities) if row.entities else ([f"{row.rtype}/{row.rid}"] if row.rid else []):
+        out.append({"what": {"reference": ref}, "type": _coding(object_type, "2", "System Object"),
+                    "role": _coding(role, "4", "Domain Resource")})
+    if row.query is not None:
+        out.append({"type": _coding(object_type, "2", "System Object"), "role": _coding(role, "24", "Query"),
+                    "description": row.rtype or "all types",
+                    "query": base64.b64encode(row.query.encode("utf-8")).decode("ascii")})
+    return out
+
+
+def audit_event(row) -> dict:
+    event = {
+        "resourceType": "AuditEvent",
+        "id": f"audit-{row.id}",
+        "type": _coding("http://terminology.hl7.org/CodeSystem/audit-event-type", "rest", "RESTful Operation"),
+        "subtype": [_coding("http://hl7.org/fhir/restful-interaction", row.interaction)],
+        "action": row.action,
+        "recorded": instant_text(row.recorded_us),
+        "outcome": _outcome(row.status),
+        "agent": _agents(row),
+        "source": {
+            "observer": {"display": "PlanFit FHIR server"},
+            "type": [_coding("http://terminology.hl7.org/CodeSystem/security-source-type", "4", "Application Server")],
+        },
+    }
+    if row.status >= 400:
+        event["outcomeDesc"] = f"HTTP {row.status}"
+    entities = _entities(row)
+    if entities:
+        event["entity"] = entities
+    return event

@@ -1,0 +1,116 @@
+"""Would a resource about to be written be visible under a token's clauses?
+
+Reads are confined in SQL. A write by a confined token (patient compartment, restricted user,
+granular scope) must produce a resource the same token could read back: a patient app may not file
+an Observation about somebody else. The resource store offers no hook between staging a write and
+committing it, so the new version is checked *before* the write, against the index rows it will be
+stored with (`searchparams.index_rows`, the very rows the SQL clauses later match). This module
+evaluates store clauses over those rows with the same semantics as `server.store.search.clause_sql`.
+
+Clauses that depend on what only the store knows (`_lastUpdated`) evaluate to False: fail closed.
+"""
+
+from __future__ import annotations
+
+from server.fhir.searchparams import IndexRows
+from server.store.search import (
+    AllOfClause,
+    AnyOfClause,
+    CompartmentClause,
+    DateClause,
+    IdClause,
+    NoneClause,
+    ReferenceClause,
+    StringClause,
+    TokenClause,
+    TokenSetClause,
+)
+
+_TOKEN_COLUMNS = {"h_value": 1, "h_sys_value": 2, "h_sys": 3}  # positions in IndexRows.tokens
+
+
+def admits(clauses: list, rtype: str, rid: str | None, rows: IndexRows) -> bool:
+    """True if a resource with these index rows satisfies every clause (AND)."""
+    return all(_holds(c, rtype, rid, rows) for c in clauses)
+
+
+def _holds(clause: object, rtype: str, rid: str | None, rows: IndexRows) -> bool:
+    if isinstance(clause, AnyOfClause):
+        return any(_holds(c, rtype, rid, rows) for c in clause.clauses)
+    if isinstance(clause, AllOfClause):
+        return all(_holds(c, rtype, rid, rows) for c in clause.clauses)
+    if isinstance(clause, NoneClause):
+        return False
+    if isinstance(clause, IdClause):
+        return rid is not None and rid in clause.ids
+    if isinstance(clause, CompartmentClause):
+        return _in_compartment(clause, rtype, rid, rows)
+    if isinstance(clause, TokenClause):
+        hit = any(row[_TOKEN_COLUMNS[col]] == h for col, h in clause.alternatives for row in rows.tokens)
+        return hit != clause.negate
+    if isinstance(clause, TokenSetClause):
+        return _token_set(clause, rows) != clause.negate
+    if isinstance(clause, StringClause):
+        return any(_string_match(clause, norm, exact) for hp, norm, exact in rows.strings if hp == clause.h_param)
+    if isinstance(clause, DateClause):
+        return any(
+            _date_match(op, lo, hi, plo, phi)
+            for hp, lo, hi in rows.dates
+            if hp == clause.h_param
+            for op, plo, phi in clause.alternatives
+        )
+    if isinstance(clause, ReferenceClause):
+        return any(_reference_match(clause, row) for row in rows.references)
+    return False
+
+
+def _in_compartment(clause: CompartmentClause, rtype: str, rid: str | None, rows: IndexRows) -> bool:
+    if clause.is_patient_type and rid is not None and rid in clause.patient_ids:
+        return True
+    return any(
+        hp in clause.h_params and ttype == "Patient" and tid in clause.patient_ids
+        for hp, ttype, tid, _url in rows.references
+    )
+
+
+def _token_set(clause: TokenSetClause, rows: IndexRows) -> bool:
+    for hp, _v, _sv, _s, system, code in rows.tokens:
+        if hp != clause.h_param or code is None:
+            continue
+        if any(system == s and code == c for s, c in clause.exact):
+            return True
+        if any(system == s and code.startswith(p) for s, p in clause.prefixes):
+            return True
+    return False
+
+
+def _string_match(clause: StringClause, norm: str, exact: str) -> bool:
+    if clause.mode == "exact":
+        return exact in clause.values
+    if clause.mode == "contains":
+        return any(v in norm for v in clause.values)
+    return any(norm.startswith(v) for v in clause.values)
+
+
+def _date_match(op: str, lo: int, hi: int, plo: int, phi: int) -> bool:
+    """`server.store.search._date_predicate`, over one stored range."""
+    return {
+        "eq": lo >= plo and hi <= phi,
+        "ne": lo < plo or hi > phi,
+        "gt": hi > phi,
+        "lt": lo < plo,
+        "ge": hi >= plo,
+        "le": lo <= phi,
+        "sa": lo > phi,
+        "eb": hi < plo,
+        "ap": lo <= phi and hi >= plo,
+    }.get(op, False)
+
+
+def _reference_match(clause: ReferenceClause, row: tuple) -> bool:
+    hp, ttype, tid, url = row
+    if hp not in clause.h_params:
+        return False
+    if any(tid == want_id and (want_type is None or ttype == want_type) for want_type, want_id in clause.targets):
+        return True
+    return url is not None and url in clause.urls

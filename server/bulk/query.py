@@ -1,0 +1,87 @@
+"""One SELECT per exported type, set-based over the whole cohort.
+
+Group and Patient exports reach resources through the Patient compartment: a resource belongs to
+a patient when one of its compartment reference parameters points at that patient. That is one
+semi-join of the reference index against the member sub-select per type, so the cost grows with
+the rows exported, not with round trips per member.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, ColumnElement, Connection, MetaData, Select, String, Table, and_, insert, or_, select, true
+
+from server.bulk.members import group_members
+from server.bulk.plan import ExportPlan, TypePlan
+from server.fhir import searchparams
+from server.store.schema import ID_LEN, idx_reference, resources
+from server.store.search import clause_sql
+
+r = resources.c
+
+
+def compartment_param_hashes(rtype: str) -> tuple[int, ...]:
+    """Hashes of the reference parameters that put a resource of this type in a Patient's compartment."""
+    return tuple(searchparams.param_hash(rtype, code) for code in searchparams.patient_compartment().get(rtype, ()))
+
+
+# The exported patients, materialised once per export inside its snapshot transaction (which drops
+# it on rollback). A real table with statistics lets PostgreSQL plan hash joins for a 100,000-member
+# Group (2-3x faster than the nested loops it picks when it must guess the sub-select's size) and
+# still index probes for one patient.
+_patients = Table("export_patients", MetaData(), Column("id", String(ID_LEN)), prefixes=["TEMPORARY"])
+
+
+def materialize_patients(conn: Connection, plan: ExportPlan) -> Select | None:
+    """The plan's patients as a sub-select of a temporary table; None means every patient."""
+    patients = patients_of(conn, plan)
+    if patients is None:
+        return None
+    _patients.create(conn)
+    conn.execute(insert(_patients).from_select(["id"], patients))
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ANALYZE {_patients.name}")
+    return select(_patients.c.id)
+
+
+def export_statement(plan: ExportPlan, type_plan: TypePlan, snapshot_txid: int, patients: Select | None) -> Select:
+    """SELECT content of every resource of the type that the plan exports, as of the snapshot.
+
+    `patients` is what `materialize_patients` gave for the plan.
+    """
+    rtype = type_plan.rtype
+    where: list[ColumnElement] = [r.rtype == rtype, r.deleted.is_(False), r.txid <= snapshot_txid]
+    anchor = _anchor(plan, rtype, patients)
+    if anchor is not None:
+        where.append(anchor)
+    if plan.since_us is not None:
+        where.append(r.lu >= plan.since_us)
+    where.extend(clause_sql(c, rtype) for c in type_plan.access)
+    if type_plan.filters:
+        where.append(or_(*(and_(true(), *(clause_sql(c, rtype) for c in f)) for f in type_plan.filters)))
+    return select(r.content).where(*where)
+
+
+def patients_of(conn: Connection, plan: ExportPlan) -> Select | None:
+    """The exported patients as a sub-select; None means every patient (Patient/$export)."""
+    if plan.level == "group":
+        members = group_members(conn, plan.group_id or "")
+        column = members.selected_columns[0]
+        return members.where(column.in_(plan.patient_ids)) if plan.patient_ids else members
+    if plan.patient_ids:
+        return select(r.rid).where(r.rtype == "Patient", r.deleted.is_(False), r.rid.in_(plan.patient_ids))
+    return None
+
+
+def _anchor(plan: ExportPlan, rtype: str, patients: Select | None) -> ColumnElement | None:
+    """What ties a resource to the export: the Group itself, the patients, or their compartments."""
+    if plan.level == "system":
+        return None
+    if plan.level == "group" and rtype == "Group":
+        return r.rid == plan.group_id
+    if rtype == "Patient":
+        return r.rid.in_(patients) if patients is not None else None
+    x = idx_reference.c
+    condition = [x.rtype == rtype, x.h_param.in_(compartment_param_hashes(rtype)), x.target_type == "Patient"]
+    if patients is not None:
+        condition.append(x.target_id.in_(patients))
+    return r.rid.in_(select(x.rid).where(*condition))

@@ -1,0 +1,146 @@
+"""Bulk Data export routes (`$export`, status polling, file download) under /fhir.
+
+Included before the generic REST routes: `/fhir/Patient/$export` would otherwise be read as a
+read of Patient "$export". The work is done by `server.bulk.service.BulkExports`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response
+
+from server.bulk.kickoff import KickOff
+from server.bulk.service import BulkExports
+from server.fhir.access import access_of
+from server.fhir.errors import FhirError
+from server.fhir.http import base_url, fhir_response, json_body
+
+router = APIRouter(prefix="/fhir")
+
+NDJSON = "application/fhir+ndjson"
+_PARAMETERS_BODY = {"requestBody": {"content": {"application/fhir+json": {"schema": {"type": "object"}}}}}
+# Parameters value[x] types an $export parameter may arrive as (all are strings in JSON).
+_VALUE_KEYS = ("valueString", "valueCode", "valueInstant", "valueDateTime", "valueUri", "valueCanonical")
+
+
+_BULK_DEFINITION = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
+Extras = Callable[[str], dict]
+
+
+def with_export_capability(previous: Extras | None) -> Extras:
+    """CapabilityStatement extras listing the three $export operations, added to `previous`'s."""
+
+    def extras(base: str) -> dict:
+        parts = dict(previous(base)) if previous else {}
+        parts["operation"] = [*parts.get("operation", []), {"name": "export", "definition": _BULK_DEFINITION + "export"}]
+        by_type = dict(parts.get("resourceOperation", {}))
+        for rtype, definition in (("Patient", "patient-export"), ("Group", "group-export")):
+            by_type[rtype] = [*by_type.get(rtype, []), {"name": "export", "definition": _BULK_DEFINITION + definition}]
+        parts["resourceOperation"] = by_type
+        return parts
+
+    return extras
+
+
+def bulk_of(request: Request) -> BulkExports:
+    return request.app.state.bulk
+
+
+@router.get("/$export", summary="System-level Bulk Data export")
+async def export_system(request: Request) -> Response:
+    return await _kick_off(request, "system", None, _query(request))
+
+
+@router.post("/$export", summary="System-level Bulk Data export (Parameters body)", openapi_extra=_PARAMETERS_BODY)
+async def export_system_post(request: Request) -> Response:
+    return await _kick_off(request, "system", None, await _parameters(request))
+
+
+@router.get("/Patient/$export", summary="Patient-level Bulk Data export")
+async def export_patients(request: Request) -> Response:
+    return await _kick_off(request, "patient", None, _query(request))
+
+
+@router.post("/Patient/$export", summary="Patient-level Bulk Data export (Parameters body)", openapi_extra=_PARAMETERS_BODY)
+async def export_patients_post(request: Request) -> Response:
+    return await _kick_off(request, "patient", None, await _parameters(request))
+
+
+@router.get("/Group/{group_id}/$export", summary="Group-level Bulk Data export")
+async def export_group(group_id: str, request: Request) -> Response:
+    return await _kick_off(request, "group", group_id, _query(request))
+
+
+@router.post("/Group/{group_id}/$export", summary="Group-level Bulk Data export (Parameters body)", openapi_extra=_PARAMETERS_BODY)
+async def export_group_post(group_id: str, request: Request) -> Response:
+    return await _kick_off(request, "group", group_id, await _parameters(request))
+
+
+@router.get("/$export-status/{job_id}", summary="Bulk Data export status")
+async def export_status(job_id: str, request: Request) -> Response:
+    client_id = access_of(request).write_context.client_id
+    reply = await run_in_threadpool(bulk_of(request).status, client_id, job_id, base_url(request))
+    return fhir_response(reply)
+
+
+@router.delete("/$export-status/{job_id}", summary="Cancel a Bulk Data export")
+async def export_cancel(job_id: str, request: Request) -> Response:
+    client_id = access_of(request).write_context.client_id
+    return fhir_response(await run_in_threadpool(bulk_of(request).cancel, client_id, job_id))
+
+
+@router.api_route("/$export-file/{job_id}/{name}", methods=["GET", "HEAD"], summary="Bulk Data export file")
+async def export_file(job_id: str, name: str, request: Request) -> Response:
+    access = access_of(request)
+    found = await run_in_threadpool(bulk_of(request).file, access.write_context.client_id, job_id, name)
+    if found.kind == "output":
+        access.require(found.rtype, "s")
+    return FileResponse(found.path, media_type=NDJSON)
+
+
+async def _kick_off(request: Request, level: str, group_id: str | None, params: list[tuple[str, str]]) -> Response:
+    prefer = ",".join(request.headers.getlist("prefer")).replace(" ", "")
+    if "respond-async" not in prefer.split(","):
+        raise FhirError.of(400, "invalid", "Bulk Data export needs the header 'Prefer: respond-async'")
+    access = access_of(request)
+    base = base_url(request)
+    kick = KickOff(level, group_id, params, lenient="handling=lenient" in prefer)
+    reply = await run_in_threadpool(
+        bulk_of(request).kick_off, access, access.write_context.client_id, kick, _request_url(request, base), base
+    )
+    return fhir_response(reply)
+
+
+def _query(request: Request) -> list[tuple[str, str]]:
+    return list(request.query_params.multi_items())
+
+
+def _request_url(request: Request, base: str) -> str:
+    """The kick-off URL for the manifest: with its query for GET, without parameters for POST."""
+    path = request.url.path.split("/fhir", 1)[1]
+    query = request.url.query if request.method == "GET" else ""
+    return base + path + (f"?{query}" if query else "")
+
+
+async def _parameters(request: Request) -> list[tuple[str, str]]:
+    """A Parameters body as (name, value) pairs; `patient` arrives as valueReference."""
+    body = await json_body(request)
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise FhirError.of(400, "invalid", "POST $export takes a Parameters resource")
+    params = []
+    for index, item in enumerate(body.get("parameter") or []):
+        where = f"Parameters.parameter[{index}]"
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise FhirError.of(400, "invalid", "Parameter without a name", where)
+        value = next((item[k] for k in _VALUE_KEYS if isinstance(item.get(k), str)), None)
+        reference = item.get("valueReference")
+        if value is None and isinstance(reference, dict) and isinstance(reference.get("reference"), str):
+            value = reference["reference"]
+        if value is None:
+            raise FhirError.of(400, "invalid", f"Parameter '{name}' has no supported value", where)
+        params.append((name, value))
+    return params

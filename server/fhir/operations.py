@@ -1,0 +1,210 @@
+"""Alignment operations under /fhir, and the one call that wires the engine into the app.
+
+* `POST /fhir/$evaluate-alignment` runs a full re-evaluation (system-level: it rewrites every member's
+  finding) and answers with a Parameters summary: members per status, evaluation date, duration.
+* `GET /fhir/Patient/{id}/$alignment` returns the member's persisted finding as Parameters: status,
+  enrolled and recommended product, eligible products with the criteria met and their evidence, the
+  diagnosis categories with their evidence and source kinds, the non-claims diagnoses, reasons and the
+  estimated annual impact. It needs read access to that Patient.
+
+The router is included ahead of the generic REST routes, which would otherwise take
+`/fhir/$evaluate-alignment` for a create of type "$evaluate-alignment".
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, Callable
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from server.alignment.codes import search_lookup
+from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
+from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, read_finding
+from server.alignment.mappings import MappingError, load_mappings
+from server.config import Settings
+from server.fhir.access import access_of
+from server.fhir.dates import instant_text
+from server.fhir.errors import FhirError
+from server.fhir.http import fhir_response
+from server.fhir.service import FhirService, Reply
+
+log = logging.getLogger("planfit.alignment")
+router = APIRouter(prefix="/fhir")
+
+_DEFINITION = "https://planfit.dev/fhir/OperationDefinition/"
+Extras = Callable[[str], dict]
+
+
+def install_alignment(app: FastAPI, service: FhirService, settings: Settings) -> AlignmentEngine:
+    """Load the mappings (a broken file stops the server with the loader's message), start the engine,
+    keep findings current after every committed write, and serve the operations."""
+    try:
+        mappings = load_mappings(settings.mappings_dir or None, rates_file=settings.rates_file or None)
+        config = EngineConfig.parse(settings.lookback_months, settings.evaluation_date)
+    except (MappingError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        raise SystemExit(f"planfit: cannot start: {exc}") from None
+    engine = AlignmentEngine(service.store.engine, mappings, config)
+    service.after_commit.append(engine.on_commit)
+    service.valueset_lookup = search_lookup(mappings)
+    app.state.alignment = engine
+    app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
+    app.include_router(router)
+    _prepare_at_startup(app, engine)
+    return engine
+
+
+def _prepare_at_startup(app: FastAPI, engine: AlignmentEngine) -> None:
+    """After the app's own start-up (which migrates the schema), install the value-set code rows."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: FastAPI):
+        async with inner(application) as state:
+            await run_in_threadpool(engine.prepare)
+            yield state
+
+    app.router.lifespan_context = lifespan
+
+
+def _with_operations(previous: Extras | None) -> Extras:
+    def extras(base: str) -> dict:
+        parts = dict(previous(base)) if previous else {}
+        parts["operation"] = [*parts.get("operation", []),
+                              {"name": "evaluate-alignment", "definition": _DEFINITION + "evaluate-alignment"}]
+        by_type = dict(parts.get("resourceOperation", {}))
+        by_type["Patient"] = [*by_type.get("Patient", []),
+                              {"name": "alignment", "definition": _DEFINITION + "Patient-alignment"}]
+        parts["resourceOperation"] = by_type
+        return parts
+
+    return extras
+
+
+def engine_of(request: Request) -> AlignmentEngine:
+    return request.app.state.alignment
+
+
+@router.post("/$evaluate-alignment", summary="Re-evaluate every member's product alignment")
+async def evaluate_alignment(request: Request) -> Response:
+    access_of(request).require("*", "u")
+    summary = await run_in_threadpool(engine_of(request).evaluate_all)
+    return fhir_response(Reply(200, orjson.dumps(summary_parameters(summary))))
+
+
+@router.get("/Patient/{rid}/$alignment", summary="A member's product-alignment finding")
+async def patient_alignment(rid: str, request: Request) -> Response:
+    access = access_of(request)
+    access.require("Patient", "r")
+    service: FhirService = request.app.state.fhir
+    engine = engine_of(request)
+
+    def work() -> Reply:
+        service.read("Patient", rid, "", access.clauses("Patient", "r"))  # 404 / 410 as for a read
+        with engine.db.connect() as conn:
+            finding = read_finding(conn, rid)
+        if finding is None:
+            raise FhirError.of(404, "not-found", f"Patient/{rid} has not been evaluated yet: run $evaluate-alignment")
+        return Reply(200, orjson.dumps(finding_parameters(finding)))
+
+    return fhir_response(await run_in_threadpool(work))
+
+
+# -- rendering -------------------------------------------------------------------------------------------
+
+
+def _param(name: str, **value: Any) -> dict[str, Any]:
+    return {"name": name, **value}
+
+
+def _ref(reference: str) -> dict[str, Any]:
+    return {"reference": reference}
+
+
+def summary_parameters(summary: RunSummary) -> dict[str, Any]:
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            _param("evaluationDate", valueDate=summary.as_of.isoformat()),
+            _param("lookbackStart", valueDate=summary.lookback_start.isoformat()),
+            _param("members", valueInteger=summary.members),
+            *(_param("status", part=[_param("code", valueCode=code), _param("count", valueInteger=count)])
+              for code, count in summary.statuses.items()),
+            _param("seconds", valueDecimal=round(summary.seconds, 3)),
+        ],
+    }
+
+
+def finding_parameters(finding: Finding) -> dict[str, Any]:
+    out = [
+        _param("subject", valueReference=_ref(f"Patient/{finding.patient_id}")),
+        _param("evaluationDate", valueDate=finding.as_of.isoformat()),
+        _param("lookbackStart", valueDate=finding.lookback_start.isoformat()),
+        _param("evaluated", valueInstant=instant_text(finding.evaluated_at_us)),
+        _param("status", valueCode=finding.status),
+    ]
+    if finding.age is not None:
+        out.append(_param("age", valueInteger=finding.age))
+    if finding.enrolled_product:
+        out.append(_param("enrolledProduct", valueCode=finding.enrolled_product))
+    if finding.recommended_product:
+        out.append(_param("recommendedProduct", valueCode=finding.recommended_product))
+    if finding.dual_level:
+        out.append(_param("dualLevel", valueCode=finding.dual_level))
+    if finding.annual_impact is not None:
+        out.append(_param("estimatedAnnualImpact",
+                          valueMoney={"value": float(finding.annual_impact), "currency": finding.currency}))
+    out += [_param("reason", valueCode=code) for code in finding.reasons]
+    out += [_eligible(finding, product) for product in finding.eligible]
+    out += [_param("nonClaimsCategory", valueCode=code) for code in finding.non_claims_categories]
+    out += [_category(finding, category) for category in finding.categories]
+    out += [_param("coverage", part=_coverage(coverage)) for coverage in finding.coverages]
+    return {"resourceType": "Parameters", "parameter": out}
+
+
+def _eligible(finding: Finding, product: EligibleProduct) -> dict[str, Any]:
+    parts = [_param("product", valueCode=product.product), _param("priority", valueInteger=product.priority)]
+    for criterion in product.criteria:
+        evidence = finding.criterion_evidence(criterion)
+        parts.append(_param("criterion", part=[
+            _param("name", valueCode=criterion.name),
+            _param("value", valueString=criterion.value),
+            *(_param("evidence", valueReference=_ref(ref)) for ref in evidence),
+        ]))
+    return _param("eligibleProduct", part=parts)
+
+
+def _category(finding: Finding, category: Category) -> dict[str, Any]:
+    parts = [
+        _param("code", valueCode=category.category),
+        _param("clinical", valueBoolean=category.clinical),
+        _param("claims", valueBoolean=category.claims),
+        _param("nonClaims", valueBoolean=category.non_claims),
+    ]
+    for e in (e for e in finding.evidence if e.category == category.category):
+        evidence = [_param("resource", valueReference=_ref(e.reference))]
+        if e.system:
+            evidence.append(_param("system", valueUri=e.system))
+        if e.code:
+            evidence.append(_param("code", valueCode=e.code))
+        evidence += [_param("date", valueDate=e.date.isoformat()), _param("sourceKind", valueCode=e.source_kind)]
+        parts.append(_param("evidence", part=evidence))
+    return _param("category", part=parts)
+
+
+def _coverage(coverage: CoverageFact) -> list[dict[str, Any]]:
+    parts = [_param("resource", valueReference=_ref(coverage.reference))]
+    if coverage.product:
+        parts.append(_param("product", valueCode=coverage.product))
+    if coverage.line_of_business:
+        parts.append(_param("lineOfBusiness", valueCode=coverage.line_of_business))
+    if coverage.dual_code:
+        parts.append(_param("dualStatusCode", valueCode=coverage.dual_code))
+    if coverage.dual_level:
+        parts.append(_param("dualLevel", valueCode=coverage.dual_level))
+    return parts

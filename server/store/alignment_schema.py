@@ -1,0 +1,112 @@
+"""Tables of the alignment engine (SPEC §4.2): the persisted findings and the engine's lookup rows.
+
+Every `finding_*` table is keyed by the member (`patient_id` = Patient resource id) first, so one
+member's findings are replaced with a handful of index range deletes. The engine also uses them as
+the stages of its set-based evaluation (coverage facts → diagnosis evidence → categories → finding),
+so nothing is recomputed and nothing passes through Python.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, String, Table, Text
+
+from server.store.schema import ID_LEN, TYPE_LEN, metadata
+
+CODE_LEN = 64  # product codes, value-set ids, reason and status codes
+
+# One row. Every evaluation starts by updating it: the row lock (PostgreSQL) or the write lock it
+# takes (SQLite) serialises evaluations across all server processes, so an evaluation that starts
+# after a write committed always sees that write, and the last one to finish is the newest.
+alignment_lock = Table(
+    "alignment_lock",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("evaluations", BigInteger, nullable=False),
+)
+
+# The value-set codes as the search index hashes them: h_code = idx_token.h_sys_value of
+# (resource type, code parameter, system, code) for every spelling the engine accepts. Rows are keyed
+# by a hash of their own content (`codes_key`), so servers never overwrite each other's rows.
+alignment_codes = Table(
+    "alignment_codes",
+    metadata,
+    Column("codes_key", BigInteger, nullable=False),
+    Column("h_code", BigInteger, nullable=False),
+    Column("valueset", String(CODE_LEN), nullable=False),
+    Index("ix_alignment_codes_hash", "codes_key", "h_code"),
+)
+
+# One row per member (existing Patient).
+findings = Table(
+    "findings",
+    metadata,
+    Column("patient_id", String(ID_LEN), primary_key=True),
+    Column("status", String(CODE_LEN), nullable=False),  # aligned | misaligned | review | not-evaluable
+    Column("enrolled_product", String(CODE_LEN), nullable=True),
+    Column("recommended_product", String(CODE_LEN), nullable=True),
+    Column("dual_level", String(CODE_LEN), nullable=True),  # full | partial | unknown; null when not dual
+    Column("reasons", Text, nullable=False),  # reason codes separated by single spaces
+    # (rate of recommended - rate of enrolled) x 12, in cents of `currency` (exact on both databases)
+    Column("annual_impact_cents", BigInteger, nullable=True),
+    Column("currency", String(3), nullable=False),
+    Column("birth_lo", BigInteger, nullable=True),  # start of Patient.birthDate, epoch microseconds
+    Column("as_of", Date, nullable=False),
+    Column("lookback_start", Date, nullable=False),
+    Column("evaluated_at", BigInteger, nullable=False),  # epoch microseconds
+    Index("ix_findings_status", "status"),
+    Index("ix_findings_recommended", "recommended_product"),
+)
+
+# The products the member is eligible for, with the criteria each met (space-separated
+# `name:value` tokens, e.g. `requires_lob:medicaid min_age:21 valueset:smi`).
+finding_products = Table(
+    "finding_products",
+    metadata,
+    Column("patient_id", String(ID_LEN), primary_key=True),
+    Column("product", String(CODE_LEN), primary_key=True),
+    Column("priority", Integer, nullable=False),
+    Column("criteria", Text, nullable=False),
+    Index("ix_finding_products_product", "product"),
+)
+
+# Per value set with counted evidence: which source kinds gave it, and whether it is a
+# non-claims diagnosis (clinical evidence, no claims evidence, in a non-claims value set).
+finding_categories = Table(
+    "finding_categories",
+    metadata,
+    Column("patient_id", String(ID_LEN), primary_key=True),
+    Column("category", String(CODE_LEN), primary_key=True),
+    Column("clinical", Boolean, nullable=False),
+    Column("claims", Boolean, nullable=False),
+    Column("non_claims", Boolean, nullable=False),
+    Index("ix_finding_categories_category", "category", "non_claims"),
+)
+
+# Each counted diagnosis: the resource, the coding that matched, its date and its source kind.
+finding_evidence = Table(
+    "finding_evidence",
+    metadata,
+    Column("patient_id", String(ID_LEN), nullable=False),
+    Column("category", String(CODE_LEN), nullable=False),
+    Column("resource_type", String(TYPE_LEN), nullable=False),
+    Column("resource_id", String(ID_LEN), nullable=False),
+    Column("system", Text, nullable=True),
+    Column("code", Text, nullable=True),
+    Column("date_lo", BigInteger, nullable=False),  # epoch microseconds
+    Column("source_kind", String(CODE_LEN), nullable=False),  # clinical | claims
+    Index("ix_finding_evidence_patient", "patient_id", "category"),
+)
+
+# The member's active coverages and what they mean.
+finding_coverage = Table(
+    "finding_coverage",
+    metadata,
+    Column("patient_id", String(ID_LEN), primary_key=True),
+    Column("coverage_id", String(ID_LEN), primary_key=True),
+    Column("product", String(CODE_LEN), nullable=True),
+    Column("line_of_business", String(CODE_LEN), nullable=True),
+    Column("dual_code", String(CODE_LEN), nullable=True),
+    Column("dual_level", String(CODE_LEN), nullable=True),
+)
+
+FINDING_TABLES = (findings, finding_products, finding_categories, finding_evidence, finding_coverage)

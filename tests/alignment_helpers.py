@@ -1,0 +1,201 @@
+"""Building members over HTTP and reading their alignment findings back, for the alignment tests.
+
+Test servers evaluate as of today (UTC), so every date here is relative to `TODAY`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Sequence
+
+import httpx
+import pytest
+
+from server.alignment.window import months_before, years_before
+from tests.conftest import unique
+
+TODAY = datetime.now(tz=timezone.utc).date()
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD_OID = "urn:oid:2.16.840.1.113883.6.90"
+SCT = "http://snomed.info/sct"
+SOPT = "https://nahdo.org/sopt"
+DUAL_EXT = "https://planfit.dev/fhir/StructureDefinition/dual-status-code"
+COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+CLINICAL_STATUS = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+
+
+def days_ago(days: int) -> str:
+    return (TODAY - timedelta(days=days)).isoformat()
+
+
+def months_ago(months: int) -> str:
+    return months_before(TODAY, months).isoformat()
+
+
+def born(years: int, days_later: int = 0) -> date:
+    """Birth date of someone `years` old today, or turning `years` `days_later` days from now."""
+    return years_before(TODAY, years) + timedelta(days=days_later)
+
+
+def _created(c: httpx.Client, resource: dict[str, Any]) -> str:
+    r = c.post(f"/{resource['resourceType']}", json=resource)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def patient(c: httpx.Client, birth: date) -> str:
+    return _created(c, {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:test:alignment", "value": unique("member")}],
+        "birthDate": birth.isoformat(),
+    })
+
+
+def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | None = None,
+             dual: str | None = None, status: str = "active", start: str | None = None, end: str | None = None) -> str:
+    resource: dict[str, Any] = {
+        "resourceType": "Coverage",
+        "status": status,
+        "beneficiary": {"reference": f"Patient/{pid}"},
+        "payor": [{"display": "Test plan"}],
+        "period": {"start": start or months_ago(30)},
+    }
+    if end:
+        resource["period"]["end"] = end
+    if plan:
+        resource["class"] = [{"type": {"coding": [{"system": COVERAGE_CLASS, "code": "plan"}]}, "value": plan}]
+    if sopt:
+        resource["type"] = {"coding": [{"system": SOPT, "code": sopt}]}
+    if dual:
+        resource["extension"] = [{"url": DUAL_EXT, "valueCode": dual}]
+    return _created(c, resource)
+
+
+def condition_resource(pid: str, codings: list[tuple[str, str]], *, recorded: str | None = None,
+                       verification: str = "confirmed", clinical: str = "active",
+                       abated: str | None = None) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Condition",
+        "clinicalStatus": {"coding": [{"system": CLINICAL_STATUS, "code": clinical}]},
+        "verificationStatus": {"coding": [{"system": VERIFICATION, "code": verification}]},
+        "code": {"coding": [{"system": s, "code": code} for s, code in codings]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "recordedDate": recorded or days_ago(30),
+    }
+    if verification == "entered-in-error":
+        del resource["clinicalStatus"]  # FHIR con-5: no clinical status on an entry made in error
+    if abated:
+        resource["abatementDateTime"] = abated
+    return resource
+
+
+def condition(c: httpx.Client, pid: str, codings: list[tuple[str, str]], **kwargs: Any) -> str:
+    return _created(c, condition_resource(pid, codings, **kwargs))
+
+
+def claim(c: httpx.Client, pid: str, *, codes: Sequence[tuple[str, str]] = (), references: Sequence[str] = (),
+          day: str | None = None, status: str = "active", rtype: str = "Claim") -> str:
+    day = day or days_ago(20)
+    diagnosis = [{"sequence": i + 1, "diagnosisCodeableConcept": {"coding": [{"system": s, "code": code}]}}
+                 for i, (s, code) in enumerate(codes)]
+    diagnosis += [{"sequence": len(diagnosis) + i + 1, "diagnosisReference": {"reference": f"Condition/{ref}"}}
+                  for i, ref in enumerate(references)]
+    resource: dict[str, Any] = {
+        "resourceType": rtype,
+        "status": status,
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+        "use": "claim",
+        "patient": {"reference": f"Patient/{pid}"},
+        "billablePeriod": {"start": day, "end": day},
+        "created": day,
+        "provider": {"display": "Test provider"},
+        "diagnosis": diagnosis,
+        "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "Test coverage"}}],
+    }
+    if rtype == "Claim":
+        resource["priority"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority",
+                                            "code": "normal"}]}
+    else:
+        resource.update({"outcome": "complete", "insurer": {"display": "Test plan"},
+                         "insurance": [{"focal": True, "coverage": {"display": "Test coverage"}}]})
+    return _created(c, resource)
+
+
+@dataclass
+class Finding:
+    """A member's `$alignment` Parameters, read into plain values."""
+
+    raw: dict[str, Any]
+    status: str = ""
+    evaluation_date: str = ""
+    age: int | None = None
+    enrolled: str | None = None
+    recommended: str | None = None
+    dual_level: str | None = None
+    impact: float | None = None
+    reasons: list[str] = field(default_factory=list)
+    eligible: dict[str, list[tuple[str, str, list[str]]]] = field(default_factory=dict)  # product → criteria
+    non_claims: list[str] = field(default_factory=list)
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    coverages: list[dict[str, Any]] = field(default_factory=list)
+
+    def criteria(self, product: str) -> set[tuple[str, str]]:
+        return {(name, value) for name, value, _ in self.eligible[product]}
+
+    def evidence(self, category: str) -> list[dict[str, Any]]:
+        return self.categories[category]["evidence"]
+
+
+def _value(param: dict[str, Any]) -> Any:
+    return next(v for k, v in param.items() if k.startswith("value"))
+
+
+def _parts(param: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(p["name"], p) for p in param.get("part", [])]
+
+
+def read_finding(body: dict[str, Any]) -> Finding:
+    f = Finding(raw=body)
+    for p in body["parameter"]:
+        name = p["name"]
+        if name in ("status", "age", "evaluationDate"):
+            setattr(f, {"evaluationDate": "evaluation_date"}.get(name, name), _value(p))
+        elif name in ("enrolledProduct", "recommendedProduct", "dualLevel"):
+            setattr(f, {"enrolledProduct": "enrolled", "recommendedProduct": "recommended",
+                        "dualLevel": "dual_level"}[name], _value(p))
+        elif name == "estimatedAnnualImpact":
+            f.impact = p["valueMoney"]["value"]
+        elif name == "reason":
+            f.reasons.append(_value(p))
+        elif name == "nonClaimsCategory":
+            f.non_claims.append(_value(p))
+        elif name == "eligibleProduct":
+            parts = _parts(p)
+            product = next(_value(x) for n, x in parts if n == "product")
+            f.eligible[product] = [
+                (_value(dict(_parts(x))["name"]), _value(dict(_parts(x))["value"]),
+                 [_value(e)["reference"] for n, e in _parts(x) if n == "evidence"])
+                for n, x in parts if n == "criterion"
+            ]
+        elif name == "category":
+            parts = _parts(p)
+            code = next(_value(x) for n, x in parts if n == "code")
+            f.categories[code] = {n: _value(x) for n, x in parts if n in ("clinical", "claims", "nonClaims")}
+            f.categories[code]["evidence"] = [
+                {n: (_value(v)["reference"] if n == "resource" else _value(v)) for n, v in _parts(x)}
+                for n, x in parts if n == "evidence"
+            ]
+        elif name == "coverage":
+            f.coverages.append({n: (_value(v)["reference"] if n == "resource" else _value(v)) for n, v in _parts(p)})
+    return f
+
+
+def finding(c: httpx.Client, pid: str) -> Finding:
+    r = c.get(f"/Patient/{pid}/$alignment")
+    assert r.status_code == 200, r.text
+    found = read_finding(r.json())
+    if found.evaluation_date != TODAY.isoformat():
+        pytest.skip("the UTC date changed while the test ran; its dates are relative to the old one")
+    return found

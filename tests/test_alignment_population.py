@@ -1,0 +1,97 @@
+"""A synthetic population of 2,000 members evaluates to exactly its ground truth, on both databases:
+first as kept current while its bundles are ingested over HTTP, then after a full re-evaluation.
+
+The ground truth is built from scenarios, not by a rules engine (`server/alignment/synth.py`); the
+population is generated for today's date, the date the test servers evaluate on.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from server.alignment.synth import MEMBER_SYSTEM, generate
+from tests.alignment_helpers import TODAY, Finding, finding
+
+MEMBERS = 2000
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("population")
+    generate(MEMBERS, seed=4242, out=out, as_of=TODAY)
+    return out
+
+
+def _post_bundles(c: httpx.Client, directory: Path) -> None:
+    for path in sorted(directory.glob("bundle-*.json")):
+        r = c.post("", content=path.read_bytes(), timeout=600)
+        assert r.status_code == 200, r.text[:2000]
+
+
+def _member_ids(c: httpx.Client) -> dict[str, str]:
+    """Member identifier → Patient id, paging through the search."""
+    ids: dict[str, str] = {}
+    url = f"/Patient?identifier={MEMBER_SYSTEM}|&_count=1000"
+    while url:
+        bundle = c.get(url).json()
+        for entry in bundle.get("entry", []):
+            resource = entry["resource"]
+            if resource["resourceType"] == "Patient":
+                ids[resource["identifier"][0]["value"]] = resource["id"]
+        url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+    return ids
+
+
+def _as_truth(f: Finding) -> dict[str, Any]:
+    """The finding in the ground truth's terms."""
+    csnp = sorted(value for name, value, _ in f.eligible.get("csnp", []) if name == "valueset")
+    return {
+        "age": f.age,
+        "enrolled_product": f.enrolled,
+        "status": f.status,
+        "recommended_product": f.recommended,
+        "eligible_products": list(f.eligible),
+        "non_claims_categories": sorted(f.non_claims),
+        "csnp_categories": csnp,
+        "dual_level": f.dual_level,
+        "reasons": f.reasons,
+    }
+
+
+def _mismatches(c: httpx.Client, truth: dict[str, dict[str, Any]], ids: dict[str, str]) -> list[tuple]:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = dict(zip(truth, pool.map(lambda ident: _as_truth(finding(c, ids[ident])), truth)))
+    bad = []
+    for ident, expected in truth.items():
+        got = found[ident]
+        differs = {key: (want, got[key]) for key, want in expected.items()
+                   if key not in ("scenario", "reasons") and got[key] != want}
+        if not set(expected["reasons"]) <= set(got["reasons"]):  # the engine may add reasons of its own
+            differs["reasons"] = (expected["reasons"], got["reasons"])
+        if differs:
+            bad.append((ident, expected["scenario"], differs))
+    return bad
+
+
+def test_population_matches_ground_truth_incrementally_and_after_full_run(
+    population: Path, client: httpx.Client, claims_client: httpx.Client
+) -> None:
+    _post_bundles(client, population / "clinical")
+    _post_bundles(claims_client, population / "claims")
+    truth = orjson.loads((population / "ground_truth.json").read_bytes())["members"]
+    ids = _member_ids(client)
+    assert set(ids) >= set(truth) and len(truth) == MEMBERS
+
+    bad = _mismatches(client, truth, ids)
+    assert not bad, f"{len(bad)} members differ after ingest, e.g. {bad[:5]}"
+
+    r = client.post("/$evaluate-alignment", timeout=600)
+    assert r.status_code == 200, r.text
+    bad = _mismatches(client, truth, ids)
+    assert not bad, f"{len(bad)} members differ after the full run, e.g. {bad[:5]}"
