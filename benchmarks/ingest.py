@@ -1,115 +1,99 @@
-"""First ingest figure: transaction bundles of ~500 entries over HTTP into PostgreSQL.
-
-    python -m benchmarks.ingest [--database-url URL] [--rounds N] [--clients 2]
-
-Starts a real `planfit serve` process on a fresh PostgreSQL schema, posts the shared Synthea bundles
-(merged into ~500-entry transactions, fresh urn:uuids each round) from concurrent clients, and prints
-resources/s next to the floor: orjson parse + COPY of the same resources into a bare table.
-"""
+"""The synthetic population as transaction bundles, the floor (orjson + COPY), and ingest over HTTP."""
 
 from __future__ import annotations
 
-import argparse
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import httpx
 import orjson
 import psycopg
+from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-SYNTHEA = ROOT.parent / "shared" / "testdata" / "synthea-r4"
+from benchmarks.servers import AS_OF, KINDS, Server, StageFailed, expect
+from server.alignment.synth import SynthSummary, generate
 
-
-def merged_bundles(target: int = 500) -> list[list[dict]]:
-    """Synthea patient bundles merged into transactions of about `target` entries."""
-    out: list[list[dict]] = []
-    current: list[dict] = []
-    seen: set[str] = set()  # Synthea repeats shared Organizations/Practitioners across patients
-    for path in sorted(SYNTHEA.glob("*.json")):
-        for entry in orjson.loads(path.read_bytes())["entry"]:
-            if entry["fullUrl"] not in seen:
-                seen.add(entry["fullUrl"])
-                current.append(entry)
-        if len(current) >= target:
-            seen = set()
-            out.append(current)
-            current = []
-    if current:
-        out.append(current)
-    return out
+# Members per synthetic bundle: about 3.5 clinical and 3 claims entries each, so bundles of ~500 entries.
+MEMBERS_PER_BUNDLE = 150
 
 
-def fresh_round(entries: list[dict]) -> bytes:
-    """The same content with new urn:uuids, so every round creates new resources."""
-    text = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries}).decode()
-    for entry in entries:
-        old = entry["fullUrl"]
-        text = text.replace(old, f"urn:uuid:{uuid.uuid4()}")
-    return text.encode()
+@dataclass(frozen=True)
+class Bundle:
+    kind: str  # clinical | claims: which feed sends it
+    path: Path
+    entries: int
 
 
-def floor_rate(dsn: str, payloads: list[bytes]) -> float:
-    """orjson parse + COPY into a bare table: the physical floor for the same resources."""
+@dataclass(frozen=True)
+class Population:
+    summary: SynthSummary
+    bundles: list[Bundle]  # clinical and claims bundles alternating, as two feeds would send them
+
+    @property
+    def resources(self) -> int:
+        return sum(b.entries for b in self.bundles)
+
+    def share(self, fraction: float) -> list[Bundle]:
+        """The first `fraction` of the bundles (at least one of each kind), in posting order."""
+        return self.bundles[: max(len(KINDS), round(len(self.bundles) * fraction))]
+
+
+def synthesize(members: int, out: Path) -> Population:
+    summary = generate(members, 1, out, bundle_size=MEMBERS_PER_BUNDLE, as_of=date.fromisoformat(AS_OF))
+    by_kind = {kind: sorted((out / kind).glob("bundle-*.json")) for kind in KINDS}
+    bundles = []
+    for number in range(max(len(paths) for paths in by_kind.values())):
+        for kind, paths in by_kind.items():
+            if number < len(paths):
+                entries = len(orjson.loads(paths[number].read_bytes())["entry"])
+                bundles.append(Bundle(kind, paths[number], entries))
+    return Population(summary, bundles)
+
+
+def floor_rate(dsn: str, bundles: list[Bundle]) -> dict:
+    """orjson parse of each bundle and COPY of its resources into a bare (logged, index-free) table."""
+    table = "planfit_bench_floor"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_floor")
-        conn.execute("CREATE UNLOGGED TABLE bench_floor (id text, content bytea)")
-        start = time.perf_counter()
-        count = 0
-        with conn.cursor() as cur:
-            with cur.copy("COPY bench_floor (id, content) FROM STDIN") as copy:
-                for payload in payloads:
-                    for entry in orjson.loads(payload)["entry"]:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(f"CREATE TABLE {table} (id text, content bytea)")
+        try:
+            count = 0
+            start = time.perf_counter()
+            with conn.cursor() as cur, cur.copy(f"COPY {table} (id, content) FROM STDIN") as copy:
+                for bundle in bundles:
+                    for entry in orjson.loads(bundle.path.read_bytes())["entry"]:
                         copy.write_row((entry["fullUrl"], orjson.dumps(entry["resource"])))
                         count += 1
-        elapsed = time.perf_counter() - start
-        conn.execute("DROP TABLE bench_floor")
-    return count / elapsed
+            seconds = time.perf_counter() - start
+        finally:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    return {"resources": count, "seconds": round(seconds, 2), "resources_per_s": round(count / seconds)}
 
 
-def start_server(database_url: str) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # The benchmark measures ingest, not SMART: the measured server runs without authorization.
-    env = {**os.environ, "PLANFIT_DATABASE_URL": database_url, "PLANFIT_AUTH": "off"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/fhir"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/metadata", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
-def ingest_rate(url: str, payloads: list[bytes], clients: int) -> float:
-    queue = list(payloads)
+def ingest(servers: dict[str, Server], bundles: list[Bundle], clients: int, label: str) -> dict:
+    """Post the bundles as transactions from `clients` threads, each bundle to its feed's server."""
+    queue = list(reversed(bundles))
     lock = threading.Lock()
-    counts = [0]
+    failures: list[str] = []
+    bar = tqdm(total=sum(b.entries for b in bundles), unit="res", desc=label, leave=False, smoothing=0.05)
 
     def worker() -> None:
-        with httpx.Client(timeout=600, headers={"Content-Type": "application/fhir+json"}) as c:
-            while True:
+        with httpx.Client(timeout=600, headers={"Content-Type": "application/fhir+json"}) as http:
+            while not failures:
                 with lock:
                     if not queue:
                         return
-                    payload = queue.pop()
-                r = c.post(url, content=payload)
-                r.raise_for_status()
-                with lock:
-                    counts[0] += len(r.json()["entry"])
+                    bundle = queue.pop()
+                try:
+                    expect(http.post(servers[bundle.kind].url, content=bundle.path.read_bytes()), 200,
+                           f"POST {bundle.kind} {bundle.path.name}")
+                except (StageFailed, httpx.HTTPError) as exc:
+                    failures.append(str(exc))
+                    return
+                bar.update(bundle.entries)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(clients)]
@@ -117,41 +101,10 @@ def ingest_rate(url: str, payloads: list[bytes], clients: int) -> float:
         t.start()
     for t in threads:
         t.join()
-    return counts[0] / (time.perf_counter() - start)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--clients", type=int, default=2)
-    args = parser.parse_args(argv)
-
-    schema = "bench_" + uuid.uuid4().hex[:8]
-    dsn = args.database_url
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sa_url = dsn.replace("postgresql://", "postgresql+psycopg://", 1) + f"?options=-csearch_path%3D{schema}"
-    groups = merged_bundles()
-    payloads = [fresh_round(g) for _ in range(args.rounds) for g in groups]
-    resources = sum(len(orjson.loads(p)["entry"]) for p in payloads)
-    proc, url = start_server(sa_url)
-    try:
-        warm = [fresh_round(groups[0])]
-        ingest_rate(url, warm, 1)
-        rate = ingest_rate(url, payloads, args.clients)
-        floor = floor_rate(dsn, payloads)
-    finally:
-        proc.terminate()
-        proc.wait()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    print(f"resources posted      {resources}")
-    print(f"bundles               {len(payloads)} (~{resources // len(payloads)} entries each)")
-    print(f"ingest over HTTP      {rate:,.0f} resources/s ({args.clients} clients)")
-    print(f"floor (orjson + COPY) {floor:,.0f} resources/s")
-    print(f"ratio to floor        {rate / floor:.3f}")
-
-
-if __name__ == "__main__":
-    main()
+    seconds = time.perf_counter() - start
+    bar.close()
+    if failures:
+        raise StageFailed(failures[0])
+    count = sum(b.entries for b in bundles)
+    return {"resources": count, "bundles": len(bundles), "clients": clients, "seconds": round(seconds, 2),
+            "resources_per_s": round(count / seconds)}

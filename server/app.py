@@ -8,18 +8,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.bulk.service import BulkExports
+from server.cohorts.routes import install_cohorts
 from server.auth.install import install_auth
 from server.config import Settings
+from server.dashboard.routes import install_dashboard
 from server.fhir.errors import FhirError
 from server.fhir.export import router as export_router
 from server.fhir.export import with_export_capability
+from server.fhir.headers import SecurityHeadersMiddleware
 from server.fhir.http import error_response
+from server.fhir.limits import LimitsMiddleware
 from server.fhir.operations import install_alignment
 from server.fhir.routes import router as fhir_router
 from server.fhir.service import FhirService
+from server.measures.operation import install_measures
+from server.ops.install import install_ops
 from server.store.db import make_engine, migrate
 from server.store.resources import Store
 
@@ -38,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.bulk.stop()
         engine.dispose()
 
-    app = FastAPI(title="PlanFit FHIR R4 server", version="0.1.0", lifespan=lifespan)
+    # No Swagger UI: it loads scripts from a CDN, which the pages' Content-Security-Policy refuses.
+    app = FastAPI(title="PlanFit FHIR R4 server", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     store = Store(engine)
     app.state.settings = settings
     app.state.store = store
@@ -46,10 +54,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.bulk = BulkExports(app.state.fhir, settings)
     app.state.capability_extras = with_export_capability(getattr(app.state, "capability_extras", None))
     app.include_router(export_router)  # before fhir_router, which would read Patient/$export as a read
-    install_alignment(app, app.state.fhir, settings)  # before fhir_router: its routes would take $operations
+    alignment = install_alignment(app, app.state.fhir, settings)  # before fhir_router: its routes would take $operations
+    install_cohorts(app, app.state.fhir, alignment)  # before fhir_router: cohort reads stream their members
+    install_measures(app, app.state.fhir, alignment)  # before fhir_router: Measure/{id}/$evaluate-measure
     app.include_router(fhir_router)
+    app.add_middleware(LimitsMiddleware, settings=settings)  # before install_auth: inside it, it sees the client
     install_auth(app, settings)
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # around the auth middleware's answers too
+    install_dashboard(app)  # after install_auth: registers its client once auth has started
     _install_error_handlers(app)
+    install_ops(app)  # last: its middleware is the outermost
     return app
 
 
@@ -66,6 +80,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, _exc: RequestValidationError) -> Response:
         return error_response(FhirError.of(400, "invalid", "Malformed request"))
+
+    async def unusable_value(_request: Request, _exc: Exception) -> Response:
+        # The database (or its driver: OverflowError) refused a value that came with the request, such
+        # as NUL in text or a number out of range.
+        return error_response(FhirError.of(400, "invalid", "A value in the request cannot be stored or searched"))
+
+    app.add_exception_handler(DataError, unusable_value)
+    app.add_exception_handler(OverflowError, unusable_value)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> Response:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 
+from benchmarks import bench as bench_commands
 from server.alignment import commands as alignment_commands
 from server.auth import commands as auth_commands
 from server.bulk import commands as bulk_commands
+from server import demo
 from server.config import Settings
+from server.loader import commands as loader_commands
+from server.ops.logging import logging_config
+from server.ops.metrics import MULTIPROC_ENV
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -17,16 +25,35 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     host = args.host or settings.host
     port = args.port or settings.port
+    try:
+        log_config = logging_config(settings.log_format, settings.log_level)
+    except ValueError as exc:
+        print(f"planfit: {exc}", file=sys.stderr)
+        return 2
+    # The app reads its settings again in each worker: let them see the address actually served.
+    os.environ["PLANFIT_HOST"], os.environ["PLANFIT_PORT"] = host, str(port)
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        # Workers are separate processes: their metrics meet in files here, merged at each scrape.
+        metrics_dir = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="planfit-metrics-")
     print(f"PlanFit FHIR R4 server: http://{host}:{port}/fhir  (database: {_safe_url(settings.database_url)})", flush=True)
-    uvicorn.run(
-        "server.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=args.workers,
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            "server.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers,
+            log_level=settings.log_level,
+            log_config=log_config,
+            access_log=False,  # the request middleware logs each request (route template, no raw path)
+            # A spawned worker imports this module before it answers the supervisor's health check: on a
+            # busy host that takes longer than uvicorn's 5 s, and the worker would be killed and respawned.
+            timeout_worker_healthcheck=60,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -50,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     alignment_commands.register(sub)
     auth_commands.register(sub)
     bulk_commands.register(sub)
+    loader_commands.register(sub)
+    demo.register(sub)
+    bench_commands.register(sub)
     return parser
 
 

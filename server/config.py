@@ -38,7 +38,19 @@ class Settings:
     max_bundle_entries: int = 10_000
     default_count: int = 50
     max_count: int = 1_000
+    # A request still without a response after this many seconds gets 503 (0: no limit). The work
+    # already started may still finish (a retried conditional create is safe).
+    request_timeout_seconds: int = 300
+    # Requests per minute per client (token subject; per address when anonymous), as a token bucket
+    # in each server process (0: no limit).
+    rate_limit: int = 0
+    # Browser origins (comma-separated) allowed to call the API besides registered SMART apps' own.
+    cors_origins: str = ""
     log_level: str = "info"
+    # `text` or `json` (one object per line: time, level, logger, message, request id, route template...).
+    log_format: str = "text"
+    # Bearer token /metrics requires; empty = /metrics is open (it holds counts only).
+    metrics_token: str = ""
     # Alignment engine (SPEC §4): the lookback window for diagnoses, a fixed evaluation date
     # (YYYY-MM-DD; empty = today in UTC, at each evaluation), and where the mapping files are read
     # (empty = the repository's mappings/, and rates.json inside the mappings directory).

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, exists, insert, select
 
+from server.alignment.derived_cache import cached
 from server.alignment.index_keys import CODE_PARAMETERS
 from server.alignment.mappings import ICD10CM_SYSTEMS, SNOMED_SYSTEMS, Mappings, normalize_icd
 from server.fhir.search import ValueSetLookup
@@ -40,12 +41,15 @@ def code_rows(mappings: Mappings) -> list[CodeRow]:
             codings.update((system, spelling, valueset) for spelling in icd_spellings(dotted))
     for valueset, code in mappings.snomed_rows():
         codings.update((system, code, valueset) for system in SNOMED_SYSTEMS)
-    rows = {
-        (token_hashes(rtype, param, system, code)[1], valueset)
-        for rtype, param in CODE_PARAMETERS
-        for system, code, valueset in codings
-    }
-    return sorted(rows)
+    inputs = sorted(codings)
+
+    def compute() -> list[CodeRow]:
+        return sorted({(token_hashes(rtype, param, system, code)[1], valueset)
+                       for rtype, param in CODE_PARAMETERS for system, code, valueset in inputs})
+
+    # The canary hash keys the cache to the hashing code itself, as the inputs key it to the mappings.
+    canary = token_hashes("Condition", "code", "urn:planfit:canary", "x")
+    return [tuple(row) for row in cached("code-rows", [canary, CODE_PARAMETERS, inputs], compute)]
 
 
 def codes_key(rows: list[CodeRow]) -> int:

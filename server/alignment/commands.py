@@ -13,8 +13,10 @@ import sys
 from server.alignment import synth
 from server.alignment.engine import AlignmentEngine, EngineConfig
 from server.alignment.mappings import MappingError, load_mappings
+from server.cohorts.membership import CohortMaintainer
 from server.config import Settings
 from server.store.db import make_engine, migrate
+from server.store.resources import Store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +38,11 @@ def _evaluate(_args: argparse.Namespace) -> int:
     db = make_engine(settings.database_url)
     try:
         migrate(db)
-        summary = AlignmentEngine(db, mappings, config).evaluate_all()
+        engine = AlignmentEngine(db, mappings, config)
+        cohorts = CohortMaintainer(Store(db))
+        cohorts.ensure_headers()
+        engine.listeners.append(cohorts.refresh)  # the cohort Groups follow, as they do in a server
+        summary = engine.evaluate_all()
     finally:
         db.dispose()
     statuses = ", ".join(f"{status} {count}" for status, count in summary.statuses.items())

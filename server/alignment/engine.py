@@ -16,15 +16,21 @@ Kept current synchronously: `on_commit` is registered on `FhirService.after_comm
 the write committed and before the HTTP response is built, so a client that got its response can read
 findings that include its write. A failure there surfaces as a 500 on that request while the write
 itself stays committed; re-posting is safe (conditional creates) and re-evaluates.
+
+Nothing is lost when a process dies between a commit and its evaluation: once the evaluation committed,
+the write's transaction is recorded as evaluated (`touched.py`, progress), and `recover` evaluates the
+members of every write left unrecorded: at start-up (`prepare`), and from the after-commit path of any
+process once such a write is `recover_after_seconds` old (its own process is then presumed dead).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import date
-from time import perf_counter, time_ns
-from typing import Iterable
+from time import monotonic, perf_counter, time_ns
+from typing import Callable, Iterable
 
 from sqlalchemy import Connection, Engine, Executable, Select, Table, delete, func, insert, select, update
 
@@ -40,10 +46,16 @@ from server.alignment.facts import (
     coverage_select,
     evidence_select,
 )
-from server.alignment.index_keys import IndexKeys
+from server.alignment.index_keys import READ_TYPES, IndexKeys
 from server.alignment.mappings import Mappings
 from server.alignment.rules import EVALUATED_AT, FINDING_COLUMNS, PRODUCT_COLUMNS, findings_select, products_select
-from server.alignment.touched import touched_members
+from server.alignment.touched import (
+    advance_watermark,
+    pending_writes,
+    record_evaluated,
+    touched_members,
+    watermark_to_counter,
+)
 from server.alignment.window import EvaluationWindow, today_utc
 from server.fhir.service import WriteContext, Written
 from server.store.alignment_schema import (
@@ -57,7 +69,11 @@ from server.store.alignment_schema import (
 )
 from server.store.resources import chunks
 
+log = logging.getLogger("planfit.alignment")
 Stage = tuple[Table, tuple[str, ...], Select]  # the table a stage fills, its columns, the SELECT filling them
+# Runs inside an evaluation's transaction, after its findings are written: (connection, the members
+# evaluated, the statement parameters binding them). What it writes commits with the findings.
+EvaluationListener = Callable[[Connection, Members, dict[str, object]], None]
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,7 @@ class EngineConfig:
     lookback_months: int = 24
     evaluation_date: date | None = None  # None: today (UTC) at each evaluation
     member_chunk: int = 1000
+    recover_after_seconds: float = 30.0
 
     @classmethod
     def parse(cls, lookback_months: int, evaluation_date: str) -> "EngineConfig":
@@ -102,32 +119,65 @@ class AlignmentEngine:
         self._listed = Members.listed(db.dialect.name)
         self._statements: dict[tuple[EvaluationWindow, Members], tuple[Executable, ...]] = {}
         self._statements_lock = threading.Lock()  # requests evaluate in worker threads
+        self.listeners: list[EvaluationListener] = []
+        self._next_recovery = 0.0  # monotonic time of this process's next look for unevaluated writes
 
     def window(self) -> EvaluationWindow:
         return EvaluationWindow(self.config.evaluation_date or today_utc(), self.config.lookback_months)
 
     def prepare(self) -> None:
-        """Install this mapping version's code rows now (start-up), not in the first request."""
+        """At start-up, not in the first request: install this mapping version's code rows, and evaluate
+        the writes whose evaluation never ran."""
         with self.db.begin() as conn:
             self._lock(conn)
             install_codes(conn, self.codes_key, self._code_rows)
         self._codes_installed = True
+        self.recover()
 
     # -- entry points ------------------------------------------------------------------------------
 
     def on_commit(self, written: list[Written], _ctx: WriteContext) -> None:
-        """`FhirService.after_commit` listener: re-evaluate the members the write touched."""
+        """`FhirService.after_commit` listener: re-evaluate the members the write touched, then record the
+        write as evaluated; now and then, also evaluate writes another (dead) process left behind."""
         with self.db.connect() as conn:
             members = touched_members(conn, self.keys, written)
         self.evaluate_touched(members)
+        self._record(written)
+        if monotonic() >= self._next_recovery:
+            self.recover(self.config.recover_after_seconds)
 
     def evaluate_touched(self, patient_ids: Iterable[str]) -> None:
         for chunk in chunks(sorted(set(patient_ids)), self.config.member_chunk):
             self._evaluate(self._listed, {MEMBER_IDS: chunk})
 
+    def recover(self, grace_seconds: float = 0.0) -> int:
+        """Evaluate the members of writes committed over `grace_seconds` ago and never evaluated, then move
+        the watermark up; returns how many such resource versions there were."""
+        self._next_recovery = monotonic() + self.config.recover_after_seconds
+        limit = self.config.member_chunk * 100
+        with self.db.connect() as conn:
+            written = pending_writes(conn, time_ns() // 1000 - int(grace_seconds * 1_000_000), limit)
+            members = touched_members(conn, self.keys, written) if len(written) <= limit else set()
+        if len(written) > limit:  # e.g. rows loaded around the server: one full run is cheaper
+            log.warning("over %d written resource versions were never evaluated: evaluating every member", limit)
+            self.evaluate_all()
+        elif written:
+            log.warning("evaluating %d written resource versions whose evaluation never ran", len(written))
+            self.evaluate_touched(members)
+            self._record(written)
+        with self.db.begin() as conn:
+            self._lock(conn)
+            advance_watermark(conn)
+        return len(written)
+
+    def _record(self, written: list[Written]) -> None:
+        if any(w.rtype in READ_TYPES for w in written):
+            with self.db.begin() as conn:
+                record_evaluated(conn, written)
+
     def evaluate_all(self) -> RunSummary:
         started = perf_counter()
-        window = self._evaluate(EVERYONE, {})
+        window = self._evaluate(EVERYONE, {}, watermark_to_counter)
         with self.db.connect() as conn:
             statuses = dict(conn.execute(select(findings.c.status, func.count()).group_by(findings.c.status)).all())
         return RunSummary(sum(statuses.values()), dict(sorted(statuses.items())), window.as_of,
@@ -135,16 +185,26 @@ class AlignmentEngine:
 
     # -- the evaluation ------------------------------------------------------------------------------
 
-    def _evaluate(self, members: Members, params: dict[str, object]) -> EvaluationWindow:
+    def _evaluate(self, members: Members, params: dict[str, object],
+                  prologue: Callable[[Connection], None] | None = None) -> EvaluationWindow:
+        """One transaction; `prologue` runs right after the lock, before the statements read any data."""
         window = self.window()
         statements = self._statements_for(window, members)
         params = {**params, EVALUATED_AT: time_ns() // 1000}
         with self.db.begin() as conn:
             self._lock(conn)
+            if members is EVERYONE and conn.dialect.name == "postgresql":
+                # Row estimates of the grouped index-table CTEs are far off, and a nested-loop plan over
+                # them runs for many minutes on 100,000 members; hash joins take seconds.
+                conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+            if prologue is not None:
+                prologue(conn)
             if not self._codes_installed:
                 install_codes(conn, self.codes_key, self._code_rows)
             for statement in statements:
                 conn.execute(statement, params)
+            for listener in self.listeners:
+                listener(conn, members, params)
         self._codes_installed = True
         return window
 

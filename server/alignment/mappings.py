@@ -22,9 +22,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from importlib.metadata import version
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
+
+from server.alignment.derived_cache import cached
 
 __all__ = [
     "DEFAULT_DIRECTORY",
@@ -436,6 +439,7 @@ def _join(path: str, key: str) -> str:
 
 
 _icd_module: Any = None
+_ICD_RELEASE = version("simple-icd-10-cm")  # keys the cache: a new release is checked afresh
 
 
 def _icd() -> Any:
@@ -451,27 +455,35 @@ def _icd() -> Any:
     return _icd_module
 
 
-def _check_icd_prefix(f: _File, path: str, raw: str) -> str:
-    """The prefix in canonical dotted form, or fail if it is not an ICD-10-CM category or code."""
+def _icd_facts(values: Iterable[str]) -> dict[str, list]:
+    """Per prefix as written, upper-cased: [verdict, dotted form, descendants] with verdict `ok`, `missing`
+    (not in the release) or `kind` (a chapter or block); cached, so most starts never import the release."""
+    keys = sorted({v.strip().upper() for v in values if _ICD_SHAPE_RE.match(v.strip().upper())})
+    return cached("icd-prefixes", [_ICD_RELEASE, keys], lambda: {k: _icd_fact(k) for k in keys})
+
+
+def _icd_fact(value: str) -> list:
+    icd = _icd()
+    if not icd.is_valid_item(value):
+        return ["missing", None, []]
+    if not (icd.is_category(value) or icd.is_subcategory(value) or icd.is_extended_subcategory(value)):
+        return ["kind", None, []]
+    dotted = icd.add_dot(icd.remove_dot(value))
+    return ["ok", dotted, sorted(icd.get_descendants(dotted))]
+
+
+def _check_icd_prefix(f: _File, path: str, raw: str, facts: dict[str, list]) -> tuple[str, list[str]]:
+    """The prefix in canonical dotted form and the codes below it, or fail if it is not an ICD-10-CM
+    category or code."""
     value = raw.strip().upper()
     if not _ICD_SHAPE_RE.match(value):
         f.fail(path, f"{raw!r} is not an ICD-10-CM code or category")
-    icd = _icd()
-    if not icd.is_valid_item(value):
+    verdict, dotted, descendants = facts[value]
+    if verdict == "missing":
         f.fail(path, f"ICD-10-CM code {raw!r} does not exist in simple-icd-10-cm (April 2026 release)")
-    if not (icd.is_category(value) or icd.is_subcategory(value) or icd.is_extended_subcategory(value)):
+    if verdict == "kind":
         f.fail(path, f"{raw!r} is an ICD-10-CM chapter or block, not a category or code")
-    return icd.add_dot(icd.remove_dot(value))
-
-
-def _expand_icd(prefixes: Iterable[str]) -> frozenset[str]:
-    """Each prefix and every item below it in the bundled ICD-10-CM release, dotted."""
-    icd = _icd()
-    codes: set[str] = set()
-    for prefix in prefixes:
-        codes.add(prefix)
-        codes.update(icd.get_descendants(prefix))
-    return frozenset(codes)
+    return dotted, descendants
 
 
 # -- value sets -----------------------------------------------------------------------------------------
@@ -523,6 +535,7 @@ def _load_value_set(path: Path) -> ValueSetDef:
     includes = f.array(compose["include"], "compose.include", empty=False)
 
     prefixes: list[str] = []
+    icd_values: list[tuple[str, str]] = []  # (field path, prefix as written), checked together below
     seen_prefix: dict[str, str] = {}
     snomed: set[str] = set()
     snomed_isa: set[str] = set()
@@ -572,11 +585,7 @@ def _load_value_set(path: Path) -> ValueSetDef:
                 f.fail(f"{fpath}.op", f"expected 'is-a', got {json.dumps(flt['op'], default=str)}")
             value = f.string(flt["value"], f"{fpath}.value")
             if system == ICD10CM_SYSTEM:
-                canonical = _check_icd_prefix(f, f"{fpath}.value", value)
-                if canonical in seen_prefix:
-                    f.fail(f"{fpath}.value", f"duplicate code {canonical} (also at {seen_prefix[canonical]})")
-                seen_prefix[canonical] = f"{fpath}.value"
-                prefixes.append(canonical)
+                icd_values.append((f"{fpath}.value", value))
             else:
                 code = value.strip()
                 if not _SCT_RE.match(code):
@@ -585,6 +594,16 @@ def _load_value_set(path: Path) -> ValueSetDef:
                     f.fail(f"{fpath}.value", f"duplicate code {code}")
                 snomed.add(code)
                 snomed_isa.add(code)
+
+    facts = _icd_facts(value for _, value in icd_values)
+    icd_codes: set[str] = set()
+    for vpath, value in icd_values:
+        canonical, descendants = _check_icd_prefix(f, vpath, value, facts)
+        if canonical in seen_prefix:
+            f.fail(vpath, f"duplicate code {canonical} (also at {seen_prefix[canonical]})")
+        seen_prefix[canonical] = vpath
+        prefixes.append(canonical)
+        icd_codes.update([canonical, *descendants])
 
     return ValueSetDef(
         id=vs_id,
@@ -595,7 +614,7 @@ def _load_value_set(path: Path) -> ValueSetDef:
         file=f.label,
         icd_prefixes=tuple(prefixes),
         icd_prefixes_nodot=tuple(normalize_icd(p) for p in prefixes),
-        icd_codes=_expand_icd(prefixes),
+        icd_codes=frozenset(icd_codes),
         snomed_codes=frozenset(snomed),
         snomed_is_a=frozenset(snomed_isa),
     )

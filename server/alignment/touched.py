@@ -5,6 +5,11 @@ also in its previous version (a Condition moved from one patient to another chan
 history and indexed again in memory. A Condition can also be evidence for the patient of a Claim or
 ExplanationOfBenefit that cites it by `diagnosisReference`. Writes of types the engine does not read
 touch nobody.
+
+Progress: every evaluation of a write's members records the write's txid in its own transaction, so the
+writes still awaiting evaluation are exactly the history rows (of the types the engine reads) above the
+watermark whose txid is not recorded: a process that died between a commit and its evaluation leaves
+them behind, and `pending_writes` finds them again.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import orjson
-from sqlalchemy import Connection, and_, select, tuple_
+from sqlalchemy import Connection, Select, and_, exists, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from server.alignment.index_keys import READ_TYPES, IndexKeys, compartment_hashes
 from server.fhir import searchparams
 from server.fhir.service import Written
 from server.store.resources import chunks
-from server.store.schema import idx_reference, resource_history
+from server.store.alignment_schema import alignment_evaluated, alignment_watermark
+from server.store.schema import idx_reference, resource_history, write_counter
 
 
 def touched_members(conn: Connection, keys: IndexKeys, written: Sequence[Written]) -> set[str]:
@@ -81,3 +88,58 @@ def _claims_citing(conn: Connection, keys: IndexKeys, condition_ids: list[str]) 
         )
         found.update(conn.execute(stmt).scalars())
     return found
+
+
+# -- progress ------------------------------------------------------------------------------------------
+
+
+def record_evaluated(conn: Connection, written: Sequence[Written]) -> None:
+    """Record the transactions of these versions as evaluated: call after their members' evaluation
+    committed (recording twice is harmless)."""
+    h, e = resource_history.c, alignment_evaluated.c
+    versions = [(w.rtype, w.rid, w.version) for w in written if w.rtype in READ_TYPES]
+    insert = _insert_ignoring(conn)
+    for chunk in chunks(versions):
+        txids = select(h.txid).where(tuple_(h.rtype, h.rid, h.version).in_(chunk)).distinct()
+        conn.execute(insert(alignment_evaluated).from_select([e.txid], txids).on_conflict_do_nothing())
+
+
+def _insert_ignoring(conn: Connection):
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _awaiting(*criteria) -> Select:
+    """History rows the engine reads, above the watermark, whose evaluation is not recorded."""
+    h = resource_history.c
+    watermark = select(alignment_watermark.c.txid).where(alignment_watermark.c.id == 1).scalar_subquery()
+    return select(h.rtype, h.rid, h.version, h.deleted, h.txid).where(
+        h.rtype.in_(sorted(READ_TYPES)), h.txid > watermark,
+        ~exists().where(alignment_evaluated.c.txid == h.txid), *criteria,
+    )
+
+
+def pending_writes(conn: Connection, written_before_us: int, limit: int) -> list[Written]:
+    """Versions written before the given time whose evaluation is not recorded (at most `limit` + 1)."""
+    rows = conn.execute(_awaiting(resource_history.c.lu < written_before_us).limit(limit + 1)).all()
+    return [Written(r.rtype, r.rid, r.version, r.deleted) for r in rows]
+
+
+def advance_watermark(conn: Connection) -> None:
+    """Move the watermark to just below the oldest write awaiting evaluation (or, when none awaits, to the
+    newest recorded one) and forget the records below it. One statement, so one snapshot: a write below a
+    recorded one committed before that record, so it is seen, recorded or awaiting."""
+    oldest = select(func.min(_awaiting().subquery().c.txid) - 1).scalar_subquery()
+    newest = select(func.max(alignment_evaluated.c.txid)).scalar_subquery()
+    _set_watermark(conn, func.coalesce(oldest, newest))
+
+
+def watermark_to_counter(conn: Connection) -> None:
+    """Before a full evaluation's statements: every write committed so far is about to be reflected."""
+    _set_watermark(conn, select(write_counter.c.value).where(write_counter.c.id == 1).scalar_subquery())
+
+
+def _set_watermark(conn: Connection, txid) -> None:
+    w = alignment_watermark.c
+    conn.execute(update(alignment_watermark).where(w.id == 1, w.txid < txid).values(txid=txid))
+    current = select(w.txid).where(w.id == 1).scalar_subquery()
+    conn.execute(alignment_evaluated.delete().where(alignment_evaluated.c.txid <= current))

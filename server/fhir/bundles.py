@@ -209,6 +209,7 @@ class BundleProcessor:
         """Give every POST/PUT/DELETE its id, honouring conditional creates, updates and deletes."""
         mapping: dict[str, str] = {}
         conditional_results: dict[tuple[str, str], str | None] = {}
+        prefetched = self._prefetch_if_none_exist(writer, entries)
         for entry in entries:
             try:
                 if entry.method == "POST":
@@ -217,6 +218,8 @@ class BundleProcessor:
                         if key in conditional_results:
                             found = conditional_results[key]
                             matches = [found] if found else []
+                        elif key in prefetched:
+                            matches = prefetched[key]
                         else:
                             matches = writer.find(entry.rtype, entry.if_none_exist, _expr(entry.index, "request.ifNoneExist"))
                         if len(matches) > 1:
@@ -243,6 +246,16 @@ class BundleProcessor:
             if entry.full_url and entry.rid and entry.method in ("POST", "PUT"):
                 mapping[entry.full_url] = f"{entry.rtype}/{entry.rid}"
         self.mapping = mapping
+
+    @staticmethod
+    def _prefetch_if_none_exist(writer: Writer, entries: list[Entry]) -> dict[tuple[str, str], list[str]]:
+        """The `ifNoneExist` matches of all POSTs, by batched lookups. Nothing is staged before the
+        targets are resolved, so each lookup sees what its own `find` would have seen."""
+        queries: dict[str, list[str]] = {}
+        for entry in entries:
+            if entry.method == "POST" and entry.if_none_exist:
+                queries.setdefault(entry.rtype, []).append(entry.if_none_exist)
+        return {(rtype, query): ids for rtype, qs in queries.items() for query, ids in writer.find_many(rtype, qs).items()}
 
     def _rewrite_references(self, writer: Writer, entries: list[Entry]) -> None:
         cache: dict[str, str] = {}

@@ -38,7 +38,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing oversized ones (413) before reading them whole."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):  # str.isdigit() also takes '²', int() does not
             raise FhirError.of(400, "invalid", "Invalid Content-Length")
         if int(declared) > limit:
             raise FhirError.of(413, "too-costly", f"Body larger than {limit} bytes")

@@ -182,6 +182,8 @@ def parse_search(
         parsed.warnings.append(Issue("warning", "not-supported", message + " (ignored)", (expression,)))
 
     for name, raw in params:
+        if "\x00" in name or "\x00" in raw:  # no text column can hold it (PostgreSQL refuses it)
+            raise _bad("Search parameters must not contain NUL characters", name)
         base, _, modifier = name.partition(":")
         if base in _RESULT_PARAMS:
             _result_param(parsed, rtype, base, modifier, raw, max_count, unknown)

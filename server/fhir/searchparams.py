@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Collection, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import orjson
 
@@ -132,6 +132,7 @@ def patient_compartment() -> dict[str, tuple[str, ...]]:
     return {rtype: tuple(params) for rtype, params in raw.items()}
 
 
+@lru_cache(maxsize=1)
 def resource_types() -> frozenset[str]:
     return frozenset(registry())
 
@@ -258,31 +259,45 @@ def index_rows(resource: dict, only: Collection[str] | None = None) -> IndexRows
     """All index rows for one resource, per the registry of its type (or of the `only` parameters)."""
     rows = IndexRows()
     rtype = resource["resourceType"]
-    for param in registry().get(rtype, {}).values():
+    for param, hp, add in _extractors(rtype):
         if only is not None and param.code not in only:
             continue
-        hp = param.h_param
         for path in param.paths:
-            for value in values_at(resource, path):
-                _add_rows(rows, param, hp, rtype, value)
+            if path[0].name in resource:  # most parameters are absent: skip values_at's allocations
+                for value in values_at(resource, path):
+                    add(rows, param, hp, rtype, value)
     return rows
 
 
-def _add_rows(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: Any) -> None:
-    kind = param.type
-    code = param.code
-    if kind in ("token", "uri"):
-        for system, tok in token_pairs(value):
-            rows.tokens.append((hp, *token_hashes(rtype, code, system, tok), system, tok))
-    elif kind == "string":
-        for text in string_values(value):
-            text = text[:_MAX_STRING_INDEX]
-            rows.strings.append((hp, normalise_string(text), text))
-    elif kind == "date":
-        for lo, hi in date_ranges(value):
-            rows.dates.append((hp, lo, hi))
-    elif kind == "reference":
-        for ttype, tid, url in reference_targets(value):
-            if param.targets and ttype is not None and ttype not in param.targets:
-                continue
-            rows.references.append((hp, ttype, tid, url))
+def _add_tokens(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: Any) -> None:
+    for system, tok in token_pairs(value):
+        rows.tokens.append((hp, *token_hashes(rtype, param.code, system, tok), system, tok))
+
+
+def _add_strings(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: Any) -> None:
+    for text in string_values(value):
+        text = text[:_MAX_STRING_INDEX]
+        rows.strings.append((hp, normalise_string(text), text))
+
+
+def _add_dates(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: Any) -> None:
+    for lo, hi in date_ranges(value):
+        rows.dates.append((hp, lo, hi))
+
+
+def _add_references(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: Any) -> None:
+    for ttype, tid, url in reference_targets(value):
+        if param.targets and ttype is not None and ttype not in param.targets:
+            continue
+        rows.references.append((hp, ttype, tid, url))
+
+
+_ADDERS = {"token": _add_tokens, "uri": _add_tokens, "string": _add_strings, "date": _add_dates,
+           "reference": _add_references}
+
+
+@lru_cache(maxsize=None)
+def _extractors(rtype: str) -> tuple[tuple[SearchParam, int, Callable[..., None]], ...]:
+    """(parameter, h_param, row adder) of each indexed parameter of the type, resolved once per type:
+    extraction runs for every resource written."""
+    return tuple((p, p.h_param, _ADDERS[p.type]) for p in registry().get(rtype, {}).values() if p.type in _ADDERS)

@@ -20,10 +20,10 @@ from server.fhir.dates import DateValueError, date_range, http_date, instant_tex
 from server.fhir.errors import FhirError, Issue, operation_outcome
 from server.fhir.search import ParsedSearch, ValueSetLookup, encode_cursor, parse_search
 from server.fhir.validation import validate_resource
-from server.store.resources import StagedWrite, Store, StoredVersion, WriteTransaction
+from server.store.resources import StagedWrite, Store, StoredVersion, WriteTransaction, chunks
 from server.store.schema import resources as resources_table
-from server.store.search import IdClause, SearchSpec, count_statement, include_targets, keyset_values
-from server.store.search import page_statement, revinclude_sources, sort_columns
+from server.store.search import IdClause, SearchSpec, TokenClause, count_statement, include_targets, keyset_values
+from server.store.search import page_statement, revinclude_sources, sort_columns, token_matches
 
 ID_PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 _META_STAMPS = ("versionId", "lastUpdated", "source")
@@ -78,7 +78,7 @@ def parse_if_match(value: str | None) -> int | None:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise FhirError.of(400, "invalid", "If-Match must be an ETag like W/\"3\"")
     return int(text)
 
@@ -153,6 +153,31 @@ class Writer:
         self.tx.flush()
         rows = self.tx.conn.execute(page_statement(parsed.spec, columns=(resources_table.c.rid,)))
         return [row.rid for row in rows]
+
+    def find_many(self, rtype: str, queries: Iterable[str]) -> dict[str, list[str]]:
+        """`find` for many queries at once, for those that are one token value (`identifier=system|value`,
+        the usual `ifNoneExist`): one statement per chunk instead of one per query, same ids (at most 2,
+        in id order). Other queries, and those `find` would refuse, are left out for `find` to answer."""
+        by_column: dict[tuple[str, int], list[str]] = {}
+        for query in dict.fromkeys(queries):
+            try:
+                parsed = self.service.parse(rtype, parse_qsl(query, keep_blank_values=True), strict=True)
+            except FhirError:
+                continue
+            clauses = parsed.spec.clauses
+            if len(clauses) == 1 and isinstance(clauses[0], TokenClause) and not clauses[0].negate \
+                    and len(clauses[0].alternatives) == 1:
+                by_column.setdefault(clauses[0].alternatives[0], []).append(query)
+        if not by_column:
+            return {}
+        self.tx.flush()
+        found: dict[tuple[str, int], list[str]] = {key: [] for key in by_column}
+        for column in {column for column, _ in by_column}:
+            hashes = [h for c, h in by_column if c == column]
+            for chunk in chunks(hashes):
+                for row in self.tx.conn.execute(token_matches(rtype, column, chunk)):
+                    found[(column, row.h)].append(row.rid)
+        return {query: sorted(found[key])[:2] for key, queries in by_column.items() for query in queries}
 
     def create(self, rtype: str, resource: dict, rid: str | None = None) -> tuple[str, int]:
         rid = rid or new_id()
@@ -285,7 +310,7 @@ class FhirService:
 
     def vread(self, rtype: str, rid: str, version: str, base: str, extra_clauses: Iterable = (), conn=None) -> Reply:
         self.check_type(rtype)
-        if not version.isdigit():
+        if not (version.isascii() and version.isdigit()):
             raise FhirError.of(404, "not-found", "Unknown version")
         found = self.store.vread(rtype, rid, int(version), conn)
         if found is None or not self.visible(rtype, rid, extra_clauses, conn):
@@ -371,7 +396,8 @@ class FhirService:
         return Reply(204, None, headers)
 
     def _written_reply(self, status: int, rtype: str, rid: str, version: int, base: str, prefer: str | None) -> Reply:
-        stored = self.store.read(rtype, rid)
+        # The version this write made, not the current one: a concurrent writer may have made a newer one.
+        stored = self.store.vread(rtype, rid, version)
         assert stored is not None
         return self._resource_reply(status, stored, base, prefer, version)
 
@@ -468,7 +494,7 @@ class FhirService:
         count, since_us, before = self.settings.default_count, None, None
         for name, value in params:
             if name == "_count":
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     raise FhirError.of(400, "invalid", "_count must be a non-negative integer", "_count")
                 count = min(int(value), self.settings.max_count)
             elif name == "_since":
@@ -477,7 +503,7 @@ class FhirService:
                 except DateValueError:
                     raise FhirError.of(400, "invalid", "_since must be a FHIR instant", "_since") from None
             elif name == "_page":
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     raise FhirError.of(400, "invalid", "Invalid _page cursor", "_page")
                 before = int(value)
         if rid is not None and self.store.read(rtype, rid) is None:

@@ -110,3 +110,21 @@ finding_coverage = Table(
 )
 
 FINDING_TABLES = (findings, finding_products, finding_categories, finding_evidence, finding_coverage)
+
+# Which committed writes the findings reflect, so a write whose after-commit evaluation never ran (its
+# process died between commit and evaluation) is found and evaluated later. `alignment_watermark` (one
+# row): every write with txid <= `txid` is reflected. `alignment_evaluated`: writes above the watermark
+# whose members were evaluated (recorded in the evaluation's own transaction); the watermark moves up
+# past them once every write below them is evaluated too.
+alignment_watermark = Table(
+    "alignment_watermark",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("txid", BigInteger, nullable=False),
+)
+
+alignment_evaluated = Table(
+    "alignment_evaluated",
+    metadata,
+    Column("txid", BigInteger, primary_key=True, autoincrement=False),
+)

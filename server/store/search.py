@@ -236,6 +236,19 @@ def _keyset_after(keys: list[tuple[object, bool]], values: tuple) -> ColumnEleme
     return or_(*ors)
 
 
+def token_matches(rtype: str, column: str, hashes: Sequence[int]):
+    """(hash, rid) of the current resources with a token row whose `column` is one of the hashes: many
+    one-token conditional lookups (`identifier=system|value`) answered by one statement."""
+    t = idx_token.c
+    col = getattr(t, column)
+    return (
+        select(col.label("h"), r.rid)
+        .select_from(idx_token.join(resources, and_(r.rtype == t.rtype, r.rid == t.rid)))
+        .where(t.rtype == rtype, col.in_(hashes), r.deleted.is_(False))
+        .distinct()
+    )
+
+
 def count_statement(spec: SearchSpec):
     return select(func.count()).select_from(resources).where(*_where(spec))
 

@@ -1,0 +1,178 @@
+"""`planfit bench`: the SPEC §8 figures in one run, each next to its goal and the floor.
+
+    planfit bench [--members 100000] [--database-url URL] [--json OUT]
+
+Generates the synthetic population (`planfit synth`, bundles of ~500 entries), measures the floor
+(orjson parse + COPY of the same resources into a bare PostgreSQL table), then starts real
+`planfit serve` processes (PLANFIT_AUTH=off) on a fresh PostgreSQL schema and measures over HTTP:
+ingest, full re-evaluation, the largest cohort Group read and its $export, and `$evaluate-measure`
+latency; finally the ingest of a share of the same bundles on SQLite. A stage whose endpoint fails is
+reported with its HTTP status and makes the command exit non-zero; its figures are never made up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import orjson
+
+from benchmarks import evaluate, export, ingest, measure
+from benchmarks.servers import StageFailed, analyze, postgres_schema, profiled, running, schema_of
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="measure the SPEC §8 performance figures (needs PostgreSQL)")
+    parser.add_argument("--members", type=int, default=100_000, help="synthetic members (default 100000)")
+    parser.add_argument("--database-url", default=DEFAULT_DSN, help=f"PostgreSQL (default {DEFAULT_DSN})")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent ingest clients (default 2)")
+    parser.add_argument("--measure-clients", type=int, default=32, help="concurrent $evaluate-measure clients")
+    parser.add_argument("--sqlite-share", type=float, default=0.1,
+                        help="share of the bundles ingested on SQLite (default 0.1)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record py-spy flame graphs of the servers during ingest into DIR")
+    parser.set_defaults(func=run)
+
+
+class Results:
+    """The figures of each stage, or the reason it could not measure."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict] = {}
+
+    def stage(self, name: str, measure: Callable[[], dict]) -> dict | None:
+        print(f"[{time.strftime('%H:%M:%S')}] {name} …", file=sys.stderr, flush=True)
+        try:
+            self.stages[name] = measure()
+        except StageFailed as exc:
+            self.stages[name] = {"error": str(exc)}
+            print(f"  FAILED: {exc}", file=sys.stderr, flush=True)
+            return None
+        return self.stages[name]
+
+    @property
+    def failed(self) -> bool:
+        return any("error" in figures for figures in self.stages.values())
+
+
+def run(args: argparse.Namespace) -> int:
+    dsn = args.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    results = Results()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="planfit-bench-") as tmp:
+        work = Path(tmp)
+        print(f"generating {args.members} members …", file=sys.stderr, flush=True)
+        population = ingest.synthesize(args.members, work / "population")
+        results.stage("floor", lambda: ingest.floor_rate(dsn, population.bundles))
+        with postgres_schema(dsn) as url, running(url, work / "exports") as servers:
+            _postgres_stages(args, results, population, servers, dsn, schema_of(url))
+        with running(f"sqlite:///{work / 'bench.db'}", work / "exports-sqlite") as servers:
+            share = population.share(args.sqlite_share)
+            results.stage("ingest_sqlite", lambda: ingest.ingest(servers, share, args.clients, "ingest SQLite"))
+    report = _report(args, population, results, time.perf_counter() - started)
+    print(table(report))
+    if args.json:
+        args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return 1 if results.failed else 0
+
+
+def _postgres_stages(args, results: Results, population: ingest.Population, servers, dsn: str, schema: str) -> None:
+    with profiled(servers, args.profile, "ingest-postgresql"):
+        results.stage("ingest", lambda: ingest.ingest(servers, population.bundles, args.clients, "ingest PostgreSQL"))
+    analyze(dsn, schema)
+    clinical = servers["clinical"]
+    truth = population.summary.statuses
+    results.stage("evaluate", lambda: evaluate.full_evaluation(clinical, population.summary.members, truth))
+    read = results.stage("group_read", lambda: export.group_read(clinical))
+    if read is None:
+        results.stages["group_export"] = {"error": "no cohort Group to export (see group_read)"}
+    else:
+        results.stage("group_export", lambda: export.group_export(clinical, read["group"]))
+    patients = measure.patient_ids(dsn, schema, 2000)
+    results.stage("evaluate_measure", lambda: measure.latency(list(servers.values()), patients,
+                                                              args.measure_clients, 50))
+
+
+def _report(args, population: ingest.Population, results: Results, seconds: float) -> dict:
+    stages = results.stages
+    floor = stages.get("floor", {}).get("resources_per_s")
+    for name in ("ingest", "ingest_sqlite"):
+        rate = stages.get(name, {}).get("resources_per_s")
+        if floor and rate:
+            stages[name]["ratio_to_floor"] = round(rate / floor, 3)
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "cpu": _cpu_model(), "python": platform.python_version()},
+        "members": population.summary.members,
+        "resources": population.resources,
+        "bundles": len(population.bundles),
+        "authorization": "off (PLANFIT_AUTH=off: the figures exclude token checks)",
+        "servers": "two `planfit serve` processes on one database: the clinical feed's and the claims feed's",
+        "sqlite_share": args.sqlite_share,
+        "seconds": round(seconds),
+        "stages": stages,
+    }
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def _rate(figures: dict, key: str = "resources_per_s") -> str:
+    return f"{figures[key]:,} res/s"
+
+
+_ROWS: tuple[tuple[str, str, Callable[[dict], str], str], ...] = (
+    ("floor", "floor: orjson + COPY into a bare table", _rate, "~43,000 res/s (SPEC)"),
+    ("ingest", "ingest over HTTP, PostgreSQL",
+     lambda f: f"{_rate(f)}, {f['ratio_to_floor']:.2f} of floor" if "ratio_to_floor" in f else _rate(f),
+     ">= 10,000 res/s; HAPI/Aidbox 2,200-2,700 on 8 vCPU, Blaze ~10,000 on 16 cores"),
+    ("evaluate", "full re-evaluation",
+     lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s), peak RSS {f['peak_rss_mb']} MB"
+               + ("" if f["matches_ground_truth"] else ", STATUSES DIFFER FROM GROUND TRUTH"),
+     "1M members <= 60 s, <= 1 GB"),
+    ("group_read", "largest cohort Group read",
+     lambda f: f"{f['seconds']} s (Group/{f['group']}, {f['quantity']:,} members)", "100,000 members <= 2 s"),
+    ("group_export", "Group/$export, kick-off to downloaded files",
+     lambda f: f"{_rate(f)} ({f['resources']:,} resources; {_rate(f, 'resources_per_s_to_manifest')} to manifest)",
+     ">= 50,000 res/s"),
+    ("evaluate_measure", "$evaluate-measure, one patient",
+     lambda f: f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['clients']} clients)", "p99 <= 50 ms, 32 clients"),
+    ("ingest_sqlite", "ingest over HTTP, SQLite (share)",
+     lambda f: f"{_rate(f)} ({f['resources']:,} resources)", "(comparison)"),
+)
+
+
+def table(report: dict) -> str:
+    stages = report["stages"]
+    lines = [
+        f"planfit bench  {report['date']}  {report['members']:,} members, {report['resources']:,} resources "
+        f"in {report['bundles']:,} bundles  ({report['seconds']} s)",
+        f"authorization: {report['authorization']}",
+        f"servers: {report['servers']}; SQLite gets {report['sqlite_share']:.0%} of the bundles",
+        "",
+        f"{'stage':<45} {'measured':<62} goal / anchors",
+    ]
+    for key, label, render, goal in _ROWS:
+        figures = stages.get(key)
+        if figures is None:
+            text = "not run"
+        elif "error" in figures:
+            text = f"FAILED: {figures['error']}"
+        else:
+            text = render(figures)
+        lines.append(f"{label:<45} {text:<62} {goal}")
+    return "\n".join(lines)

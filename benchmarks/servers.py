@@ -1,0 +1,169 @@
+"""Real `planfit serve` processes for the benchmark, on a fresh PostgreSQL schema or SQLite file.
+
+With PLANFIT_AUTH=off a process stamps every write with one evidence kind (PLANFIT_DEFAULT_SOURCE_KIND),
+so the benchmark runs one process per kind of feed: the clinical bundles go to the "clinical" process and
+the claims bundles to the "claims" one, as an EMR feed and a claims feed would send them. Both share the
+database and hold no state of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import psycopg
+
+from server.store.db import normalise_url
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = "2026-01-01"  # the synthetic population's evaluation date
+KINDS = ("clinical", "claims")
+
+
+@dataclass
+class Server:
+    kind: str
+    proc: subprocess.Popen
+    url: str  # the FHIR base, …/fhir
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@contextmanager
+def postgres_schema(dsn: str) -> Iterator[str]:
+    """A fresh schema, dropped afterwards; yields the SQLAlchemy URL whose search_path is that schema."""
+    schema = "bench_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        separator = "&" if "?" in dsn else "?"
+        yield normalise_url(dsn) + f"{separator}application_name={schema}&options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            # A request cut off by the server's timeout may still be running its statement: end it, or
+            # the DROP waits for it.
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                         (schema,))
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def schema_of(database_url: str) -> str:
+    return database_url.rsplit("search_path%3D", 1)[1]
+
+
+def analyze(dsn: str, schema: str) -> None:
+    """Planner statistics for the freshly loaded schema now, as autovacuum would give them a little later."""
+    with psycopg.connect(dsn, autocommit=True, options=f"-csearch_path={schema}") as conn:
+        conn.execute("ANALYZE")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(kind: str, database_url: str, export_dir: Path) -> Server:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PLANFIT_DATABASE_URL": database_url,
+        "PLANFIT_AUTH": "off",
+        "PLANFIT_DEFAULT_SOURCE": f"urn:planfit:bench-{kind}",
+        "PLANFIT_DEFAULT_SOURCE_KIND": kind,
+        "PLANFIT_EVALUATION_DATE": AS_OF,
+        "PLANFIT_EXPORT_DIR": str(export_dir),
+        "PLANFIT_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Server(kind, proc, f"http://127.0.0.1:{port}/fhir")
+
+
+def _wait_ready(server: Server) -> None:
+    for _ in range(600):
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"the {server.kind} server exited with status {server.proc.returncode}")
+        try:
+            if httpx.get(server.url + "/metadata", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the {server.kind} server did not start")
+
+
+@contextmanager
+def running(database_url: str, export_dir: Path) -> Iterator[dict[str, Server]]:
+    """One server process per feed kind on the database, stopped afterwards. The first starts alone, so
+    only one process creates the schema."""
+    servers: dict[str, Server] = {}
+    try:
+        for kind in KINDS:
+            servers[kind] = _start(kind, database_url, export_dir)
+            _wait_ready(servers[kind])
+        yield servers
+    finally:
+        for server in servers.values():
+            server.proc.terminate()
+        for server in servers.values():
+            try:
+                server.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM) since start or the last `reset_peak`."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc")
+
+
+def reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+class StageFailed(Exception):
+    """A stage could not measure (an endpoint missing or failing): reported as such, never as a figure."""
+
+
+def expect(response: httpx.Response, status: int, what: str) -> httpx.Response:
+    if response.status_code != status:
+        response.read()
+        raise StageFailed(f"{what}: HTTP {response.status_code} {response.text[:200]}")
+    return response
+
+
+@contextmanager
+def profiled(servers: dict[str, Server], out: Path | None, stage: str) -> Iterator[None]:
+    """With `out`, py-spy samples each server process during the stage into `<out>/<stage>-<kind>.svg`."""
+    if out is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    spies = [subprocess.Popen(["py-spy", "record", "--rate", "200", "--pid", str(server.pid),
+                               "--output", str(out / f"{stage}-{kind}.svg")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for kind, server in servers.items()]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=120)

@@ -1,0 +1,241 @@
+"""`GET|POST /fhir/Measure/{id}/$evaluate-measure`, and the one call that wires measures into the app.
+
+Reports are built from the persisted findings (never by re-running the rules):
+
+* individual (`reportType=subject`, `subject=Patient/x`): one member's finding with a few indexed
+  reads (`read_finding`). Needs read on MeasureReport and on that Patient; a Patient the token may not
+  read is 404, exactly as a read of it, so a `patient/` token never learns whether another patient
+  exists. Evidence the token may not read (type not in scope, or outside its compartment or granular
+  filter) is left out of `evaluatedResource` and of the coding-gap groups.
+* summary (`population`) and `subject-list`: set-based SQL over every member, or a Group's members
+  (`server.bulk.members.group_members`). They reveal facts about many patients, so they need read on
+  MeasureReport and a Patient search scope that is not confined to a compartment or a filter: a
+  `system/` token, or a `user/` token of a user who may open any patient. Anything narrower is 403.
+  Subject lists are streamed: the counts first, then one contained List per population, written as
+  the database cursor yields the ids, all read in one snapshot (REPEATABLE READ on PostgreSQL, one
+  read transaction on SQLite) so the counts equal the lists.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from time import time_ns
+from typing import Callable, Iterator
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import Connection, Engine, Select
+
+from server.alignment.engine import AlignmentEngine
+from server.alignment.findings import Finding, read_finding
+from server.alignment.mappings import Mappings
+from server.auth.access import forbidden
+from server.bulk.members import group_members
+from server.fhir.access import Access, access_of
+from server.fhir.dates import instant_text
+from server.fhir.errors import FhirError
+from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
+from server.fhir.service import FhirService, Reply
+from server.measures.definitions import display_of, load_definitions
+from server.measures.params import EvaluateRequest, body_items, parse_request
+from server.measures.populations import MEASURES, MeasureSql, Scope
+from server.measures.report import (
+    DENOMINATOR,
+    INITIAL,
+    NUMERATOR,
+    ReportContext,
+    alignment_individual,
+    nonclaims_individual,
+    population_report,
+)
+from server.measures.seed import refuse_writes_to, seed_definitions
+from server.store.resources import chunks
+from server.store.schema import resources as resources_table
+from server.store.search import IdClause, SearchSpec, page_statement
+
+router = APIRouter(prefix="/fhir")
+OPERATION = "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"
+_FETCH = 5000  # ids per cursor fetch of a subject list
+_LISTS = {INITIAL: "#initial-population", DENOMINATOR: "#initial-population", NUMERATOR: "#numerator"}
+Extras = Callable[[str], dict]
+
+
+@dataclass(frozen=True)
+class Measures:
+    """What the operation needs, kept on `app.state.measures`."""
+
+    service: FhirService
+    engine: AlignmentEngine
+    displays: dict[str, dict[str, str]]
+
+    @property
+    def db(self) -> Engine:
+        return self.engine.db
+
+    @property
+    def mappings(self) -> Mappings:
+        return self.engine.mappings
+
+
+def install_measures(app: FastAPI, service: FhirService, engine: AlignmentEngine) -> None:
+    """Seed the definitions of `profiles/` at start-up, protect them, serve `$evaluate-measure`.
+    Call after `install_alignment` and before the generic REST routes."""
+    definitions = load_definitions(engine.mappings)
+    displays = {cs: display_of(definitions, cs) for cs in ("product", "alignment-reason", "alignment-status", "diagnosis-category")}
+    app.state.measures = Measures(service, engine, displays)
+    app.state.capability_extras = _with_operation(getattr(app.state, "capability_extras", None))
+    app.include_router(router)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: FastAPI):
+        async with inner(application) as state:  # the schema is migrated by then
+            await run_in_threadpool(seed_definitions, service, definitions)
+            service.write_guards.append(refuse_writes_to(definitions))
+            yield state
+
+    app.router.lifespan_context = lifespan
+
+
+def _with_operation(previous: Extras | None) -> Extras:
+    def extras(base: str) -> dict:
+        parts = dict(previous(base)) if previous else {}
+        by_type = dict(parts.get("resourceOperation", {}))
+        by_type["Measure"] = [*by_type.get("Measure", []), {"name": "evaluate-measure", "definition": OPERATION}]
+        parts["resourceOperation"] = by_type
+        return parts
+
+    return extras
+
+
+@router.get("/Measure/{mid}/$evaluate-measure", summary="Evaluate a PlanFit measure")
+async def evaluate_get(mid: str, request: Request) -> Response:
+    return await _evaluate(mid, request, list(request.query_params.multi_items()))
+
+
+@router.post("/Measure/{mid}/$evaluate-measure", summary="Evaluate a PlanFit measure (Parameters body)",
+             openapi_extra={"requestBody": {"content": {FHIR_JSON: {"schema": {"type": "object"}}}}})
+async def evaluate_post(mid: str, request: Request) -> Response:
+    return await _evaluate(mid, request, body_items(await json_body(request)))
+
+
+async def _evaluate(mid: str, request: Request, items: list[tuple[str, str]]) -> Response:
+    measures: Measures = request.app.state.measures
+    measure = MEASURES.get(mid)
+    if measure is None:
+        raise FhirError.of(404, "not-found", f"Measure/{mid} cannot be evaluated here: PlanFit evaluates "
+                                             f"{', '.join('Measure/' + m for m in MEASURES)}")
+    access = access_of(request)
+    access.require("MeasureReport", "r")
+    req = parse_request(items, measures.engine.window())
+    ctx = ReportContext(mid, req.report_type, req.period_start, req.period_end, req.subject,
+                        instant_text(time_ns() // 1000), measures.displays)
+    base = base_url(request)
+    if req.report_type == "subject":
+        return fhir_response(await run_in_threadpool(_individual, measures, access, req, ctx, base))
+    _require_population_access(access)
+    if req.subject_type == "Group":
+        access.require("Group", "r")
+        await run_in_threadpool(measures.service.read, "Group", req.subject_id, base, access.clauses("Group", "r"))
+    if req.report_type == "population":
+        return fhir_response(await run_in_threadpool(_summary, measures, measure, req, ctx))
+    return StreamingResponse(_subject_list(measures, measure, req, ctx), media_type=FHIR_JSON + "; charset=utf-8")
+
+
+def _require_population_access(access: Access) -> None:
+    access.require("Patient", "s")
+    if access.clauses("Patient", "s"):
+        raise forbidden("Population and subject-list reports need a user/ or system/ Patient search scope that is "
+                        "not confined to a compartment or a filter")
+
+
+# -- individual -------------------------------------------------------------------------------------------
+
+def _individual(measures: Measures, access: Access, req: EvaluateRequest, ctx: ReportContext, base: str) -> Reply:
+    assert req.subject_id is not None
+    access.require("Patient", "r")
+    with measures.db.connect() as conn:
+        measures.service.read("Patient", req.subject_id, base, access.clauses("Patient", "r"), conn)  # 404 / 410
+        finding = read_finding(conn, req.subject_id)
+        if finding is None:
+            raise FhirError.of(404, "not-found", f"{req.subject} has not been evaluated yet: run $evaluate-alignment")
+        visible = _visible(conn, access, _evidence_references(finding))
+    if ctx.measure == "product-alignment":
+        report = alignment_individual(ctx, finding, visible)
+    else:
+        report = nonclaims_individual(ctx, finding, measures.mappings.non_claims_valuesets, visible)
+    return Reply(200, orjson.dumps(report))
+
+
+def _evidence_references(finding: Finding) -> list[str]:
+    return list(dict.fromkeys([e.reference for e in finding.evidence] + [c.reference for c in finding.coverages]))
+
+
+def _visible(conn: Connection, access: Access, references: list[str]) -> set[str]:
+    """The references the caller may read: whole types its scopes permit unconditionally, and for the
+    confined ones the ids its clauses select (one query per type)."""
+    by_type: dict[str, list[str]] = {}
+    for ref in references:
+        rtype, _, rid = ref.partition("/")
+        by_type.setdefault(rtype, []).append(rid)
+    out: set[str] = set()
+    for rtype, ids in by_type.items():
+        try:
+            access.require(rtype, "r")
+        except FhirError:
+            continue
+        clauses = access.clauses(rtype, "r")
+        if not clauses:
+            out.update(f"{rtype}/{rid}" for rid in ids)
+            continue
+        for part in chunks(ids, 500):
+            spec = SearchSpec(rtype=rtype, clauses=[IdClause(tuple(part)), *clauses], count=len(part))
+            out.update(f"{rtype}/{row.rid}" for row in conn.execute(page_statement(spec, (resources_table.c.rid,))))
+    return out
+
+
+# -- population and subject-list ---------------------------------------------------------------------------
+
+def _scope(conn: Connection, req: EvaluateRequest) -> Scope:
+    return group_members(conn, req.subject_id) if req.subject_type == "Group" else None
+
+
+def _snapshot(conn: Connection) -> Connection:
+    """One consistent snapshot for every statement of a report (SQLite's read transaction is one already)."""
+    if conn.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
+
+
+def _summary(measures: Measures, measure: MeasureSql, req: EvaluateRequest, ctx: ReportContext) -> Reply:
+    with measures.db.connect() as conn:
+        summary = measure.summary(conn, measures.mappings, _scope(conn, req))
+    return Reply(200, orjson.dumps(population_report(ctx, summary, measures.mappings.rates.currency)))
+
+
+def _subject_list(measures: Measures, measure: MeasureSql, req: EvaluateRequest, ctx: ReportContext) -> Iterator[bytes]:
+    m = measures.mappings
+    with measures.db.connect() as raw:
+        conn = _snapshot(raw)
+        scope = _scope(conn, req)
+        report = population_report(ctx, measure.summary(conn, m, scope), m.rates.currency, _LISTS)
+        yield orjson.dumps(report)[:-1] + b',"contained":['
+        yield from _list(conn, "initial-population", measure.initial_ids(m, scope))
+        yield b","
+        yield from _list(conn, "numerator", measure.numerator_ids(m, scope))
+        yield b"]}"
+
+
+def _list(conn: Connection, list_id: str, ids: Select) -> Iterator[bytes]:
+    """A contained List of Patient references, as the cursor yields the ids (FHIR ids need no escaping)."""
+    yield b'{"resourceType":"List","id":"%s","status":"current","mode":"snapshot"' % list_id.encode()
+    result = conn.execute(ids, execution_options={"stream_results": True, "yield_per": _FETCH})
+    opened = False
+    for rows in result.partitions():
+        entries = b",".join(b'{"item":{"reference":"Patient/%s"}}' % row[0].encode() for row in rows)
+        yield (b',"entry":[' if not opened else b",") + entries
+        opened = True
+    yield b"]}" if opened else b"}"
