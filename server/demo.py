@@ -37,7 +37,7 @@ from server.auth.models import ALL_PATIENTS, User
 from server.auth.passwords import hash_password
 from server.auth.store import AuthStore
 from server.bulk.client import BulkClient
-from server.bulk.commands import _backend_token
+from server.bulk.commands import backend_token
 from server.loader.inputs import units
 from server.loader.run import Loader
 from server.store.db import make_engine
@@ -128,7 +128,7 @@ def _wait_ready(root: str, server: subprocess.Popen, work: Path, timeout: float 
 
 def _client(http: httpx.Client, root: str, work: Path, client_id: str) -> BulkClient:
     key = load_private_key((work / f"{client_id}.pem").read_bytes())
-    return BulkClient(http, lambda: _backend_token(http, root, client_id, key, key.thumbprint(), SCOPE))
+    return BulkClient(http, lambda: backend_token(http, root, client_id, key, key.thumbprint(), SCOPE))
 
 
 def _load(http: httpx.Client, root: str, work: Path, population: Path, concurrency: int) -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Sequence
 
 import httpx
 import pytest
 
+from server.alignment.synth import MEMBER_SYSTEM
 from server.alignment.window import months_before, years_before
 from tests.conftest import unique
 
@@ -199,3 +201,27 @@ def finding(c: httpx.Client, pid: str) -> Finding:
     if found.evaluation_date != TODAY.isoformat():
         pytest.skip("the UTC date changed while the test ran; its dates are relative to the old one")
     return found
+
+
+# ---- synthetic populations ------------------------------------------------------------------------
+
+
+def post_bundles(c: httpx.Client, directory: Path) -> None:
+    """Post every bundle of a synthetic population's feed folder, in order; each must succeed."""
+    for path in sorted(directory.glob("bundle-*.json")):
+        r = c.post("", content=path.read_bytes(), timeout=600)
+        assert r.status_code == 200, r.text[:2000]
+
+
+def member_ids(c: httpx.Client) -> dict[str, str]:
+    """Member identifier → Patient id, paging through the search."""
+    ids: dict[str, str] = {}
+    url = f"/Patient?identifier={MEMBER_SYSTEM}|&_count=1000"
+    while url:
+        bundle = c.get(url).json()
+        for entry in bundle.get("entry", []):
+            resource = entry["resource"]
+            if resource["resourceType"] == "Patient":
+                ids[resource["identifier"][0]["value"]] = resource["id"]
+        url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
+    return ids

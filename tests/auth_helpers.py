@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
+import os
 import re
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from joserfc import jws
 
 from server.auth.models import User, build_client
@@ -249,3 +253,23 @@ def build_world(server: RunningServer) -> World:
     world.doctor = register_user(server, "Practitioner/doc-1", [a, b])
     world.patient_user = register_user(server, f"Patient/{a}", [])
     return world
+
+
+# ---- browser --------------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def require_browser() -> None:
+    """Skip locally without Chromium/Playwright; in CI (PLANFIT_TEST_POSTGRES=1) their absence fails."""
+    missing = None
+    if not Path(CHROMIUM).exists():
+        missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
+    elif importlib.util.find_spec("playwright") is None:
+        missing = "playwright is not installed (pip install -e '.[test]')"
+    if missing and os.environ.get("PLANFIT_TEST_POSTGRES") == "1":
+        pytest.fail(missing)
+    if missing:
+        pytest.skip(missing)

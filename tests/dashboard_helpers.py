@@ -12,6 +12,7 @@ import orjson
 
 from server.alignment.synth import MEMBER_SYSTEM, generate
 from server.cohorts.definitions import COHORT_IDS
+from tests.alignment_helpers import post_bundles
 from tests.auth_helpers import PASSWORD
 from tests.conftest import RunningServer
 
@@ -27,9 +28,7 @@ def load_population(server: RunningServer, out: Path, members: int, seed: int, a
     generate(members, seed=seed, out=out, as_of=as_of)
     for feed, auth in (("clinical", server.auth), ("claims", server.claims_auth)):
         with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=auth, timeout=600) as c:
-            for path in sorted((out / feed).glob("bundle-*.json")):
-                r = c.post("", content=path.read_bytes())
-                assert r.status_code == 200, r.text[:2000]
+            post_bundles(c, out / feed)
     return orjson.loads((out / "ground_truth.json").read_bytes())["members"]
 
 

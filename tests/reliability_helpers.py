@@ -14,15 +14,16 @@ import signal
 import subprocess
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from server.alignment.index_keys import READ_TYPES
-from server.store.alignment_schema import FINDING_TABLES, alignment_evaluated, alignment_watermark
+from server.store.alignment_schema import FINDING_TABLES, alignment_evaluated, alignment_lock, alignment_watermark
 from server.store.db import make_engine
 from server.store.schema import resource_history
 from tests.alignment_helpers import COVERAGE_CLASS, ICD, condition_resource, days_ago, months_ago
@@ -199,3 +200,14 @@ def assert_findings_match_full_evaluation(client: httpx.Client, engine: Engine) 
         missing, extra = set(full[table]) - set(kept[table]), set(kept[table]) - set(full[table])
         assert not missing and not extra, (table, sorted(missing)[:3], sorted(extra)[:3])
     return len(full["findings"])
+
+
+@contextmanager
+def evaluation_lock_held(database: "Database") -> Iterator[None]:
+    """Hold the engine's lock row (SQLite: the write lock): writes still commit on PostgreSQL, their
+    evaluations wait (and die with a killed process)."""
+    with database.engine.connect() as conn:
+        conn.begin()
+        conn.execute(update(alignment_lock).where(alignment_lock.c.id == 1).values(evaluations=alignment_lock.c.evaluations))
+        yield
+        conn.rollback()

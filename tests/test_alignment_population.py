@@ -15,8 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from server.alignment.synth import MEMBER_SYSTEM, generate
-from tests.alignment_helpers import TODAY, Finding, finding
+from server.alignment.synth import generate
+from tests.alignment_helpers import TODAY, Finding, finding, member_ids, post_bundles
 
 MEMBERS = 2000
 
@@ -26,26 +26,6 @@ def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("population")
     generate(MEMBERS, seed=4242, out=out, as_of=TODAY)
     return out
-
-
-def _post_bundles(c: httpx.Client, directory: Path) -> None:
-    for path in sorted(directory.glob("bundle-*.json")):
-        r = c.post("", content=path.read_bytes(), timeout=600)
-        assert r.status_code == 200, r.text[:2000]
-
-
-def _member_ids(c: httpx.Client) -> dict[str, str]:
-    """Member identifier → Patient id, paging through the search."""
-    ids: dict[str, str] = {}
-    url = f"/Patient?identifier={MEMBER_SYSTEM}|&_count=1000"
-    while url:
-        bundle = c.get(url).json()
-        for entry in bundle.get("entry", []):
-            resource = entry["resource"]
-            if resource["resourceType"] == "Patient":
-                ids[resource["identifier"][0]["value"]] = resource["id"]
-        url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
-    return ids
 
 
 def _as_truth(f: Finding) -> dict[str, Any]:
@@ -82,10 +62,10 @@ def _mismatches(c: httpx.Client, truth: dict[str, dict[str, Any]], ids: dict[str
 def test_population_matches_ground_truth_incrementally_and_after_full_run(
     population: Path, client: httpx.Client, claims_client: httpx.Client
 ) -> None:
-    _post_bundles(client, population / "clinical")
-    _post_bundles(claims_client, population / "claims")
+    post_bundles(client, population / "clinical")
+    post_bundles(claims_client, population / "claims")
     truth = orjson.loads((population / "ground_truth.json").read_bytes())["members"]
-    ids = _member_ids(client)
+    ids = member_ids(client)
     assert set(ids) >= set(truth) and len(truth) == MEMBERS
 
     bad = _mismatches(client, truth, ids)

@@ -9,21 +9,15 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from tests.auth_helpers import APP_SCOPE, PASSWORD, build_world, register_app
+from tests.auth_helpers import APP_SCOPE, CHROMIUM, CHROMIUM_ARGS, PASSWORD, build_world, register_app, require_browser
 from tests.conftest import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts"
 
 LAUNCH_HTML = """<!doctype html>
@@ -75,19 +69,6 @@ const CLIENT_ID = "%(client_id)s", REDIRECT = "%(redirect)s";
 """
 
 
-def _require_browser() -> None:
-    """Skip locally without Chromium/Playwright; in CI (PLANFIT_TEST_POSTGRES=1) their absence fails."""
-    missing = None
-    if not Path(CHROMIUM).exists():
-        missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
-    elif importlib.util.find_spec("playwright") is None:
-        missing = "playwright is not installed (pip install -e '.[test]')"
-    if missing and os.environ.get("PLANFIT_TEST_POSTGRES") == "1":
-        pytest.fail(missing)
-    if missing:
-        pytest.skip(missing)
-
-
 @pytest.fixture
 def app_site(tmp_path):
     """Serve the app's files from tmp_path on their own origin."""
@@ -101,7 +82,7 @@ def app_site(tmp_path):
 
 
 def test_app_launch_in_chromium(server, app_site):
-    _require_browser()
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     root, origin = app_site

@@ -16,7 +16,7 @@ import pytest
 
 from server.alignment.synth import generate
 from server.cohorts.definitions import COHORT_CODE_SYSTEM, COHORT_IDS, COHORT_SYSTEM
-from tests.alignment_helpers import ICD, TODAY, claim, days_ago
+from tests.alignment_helpers import ICD, TODAY, claim, days_ago, member_ids, post_bundles
 from tests.auth_helpers import backend_token, bearer, register_backend
 from tests.bulk_helpers import download, export
 from tests.cohort_helpers import (
@@ -31,7 +31,6 @@ from tests.cohort_helpers import (
     version_of,
 )
 from tests.conftest import RunningServer
-from tests.test_alignment_population import _member_ids, _post_bundles
 
 MEMBERS = 200
 SEED = 5150  # member identifiers carry the seed: this population never merges with another test's
@@ -69,10 +68,10 @@ def loaded(population: Path, server: RunningServer) -> Truth:
     """The population ingested (clinical bundles as the clinical client, claims as the claims client);
     its ground truth by Patient id."""
     with _client(server, server.auth) as clinical, _client(server, server.claims_auth) as claims:
-        _post_bundles(clinical, population / "clinical")
-        _post_bundles(claims, population / "claims")
+        post_bundles(clinical, population / "clinical")
+        post_bundles(claims, population / "claims")
         truth = orjson.loads((population / "ground_truth.json").read_bytes())["members"]
-        ids = {ident: pid for ident, pid in _member_ids(clinical).items() if ident in truth}
+        ids = {ident: pid for ident, pid in member_ids(clinical).items() if ident in truth}
     assert len(ids) == MEMBERS
     return {ids[ident]: t for ident, t in truth.items()}
 

@@ -18,10 +18,18 @@ import pytest
 from server.cohorts.definitions import CANDIDATES_PREFIX, COHORT_IDS
 from server.dashboard.client import DASHBOARD_CLIENT_ID
 from tests.alignment_helpers import TODAY, finding
-from tests.auth_helpers import auth_store, authorize_params, backend_token, pkce, register_backend, register_user
+from tests.auth_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    auth_store,
+    authorize_params,
+    backend_token,
+    pkce,
+    register_backend,
+    register_user,
+    require_browser,
+)
 from tests.conftest import ROOT
-from tests.test_auth_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.test_auth_browser import _require_browser as require_browser
 from tests.dashboard_helpers import (
     as_number,
     expected_alignment,

@@ -5,15 +5,12 @@ limit (429 with Retry-After), each answer an OperationOutcome, and the server ke
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from typing import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import update
 
-from server.store.alignment_schema import alignment_lock
-from tests.reliability_helpers import MARKER, Database, Process, Servers
+from tests.reliability_helpers import MARKER, Database, Process, Servers, evaluation_lock_held
 
 RATE_LIMIT = 30  # requests per minute per client
 TIMEOUT = 3  # seconds; tight, yet above what a normal request takes on a busy CI machine
@@ -70,19 +67,9 @@ def test_count_above_the_maximum_is_reduced_with_a_warning(client):
     assert warnings and warnings[0]["issue"][0]["severity"] == "warning"
 
 
-@contextmanager
-def evaluations_blocked(database: Database) -> Iterator[None]:
-    """Hold the evaluation lock row (SQLite: the write lock), so an evaluation cannot finish."""
-    with database.engine.connect() as conn:
-        conn.begin()
-        conn.execute(update(alignment_lock).where(alignment_lock.c.id == 1).values(evaluations=alignment_lock.c.evaluations))
-        yield
-        conn.rollback()
-
-
 def test_request_without_an_answer_in_time_gets_503(limited, client):
     servers, _process = limited
-    with evaluations_blocked(servers.database):
+    with evaluation_lock_held(servers.database):
         r = client.post("/$evaluate-alignment")
     assert_outcome(r, 503, "timeout")
     assert client.get("/Basic", params={"_count": "1"}).status_code == 200
@@ -95,7 +82,7 @@ def test_write_answered_503_is_still_committed(limited, client):
     if servers.database.kind == "sqlite":
         pytest.skip("SQLite's write lock blocks the write itself, not only its evaluation")
     patient = {"resourceType": "Patient", "identifier": [{"system": MARKER, "value": "limits-timeout"}]}
-    with evaluations_blocked(servers.database):
+    with evaluation_lock_held(servers.database):
         assert_outcome(client.post("/Patient", json=patient), 503, "timeout")
     found = client.get("/Patient", params={"identifier": f"{MARKER}|limits-timeout"}).json()
     assert len([e for e in found["entry"] if e["search"]["mode"] == "match"]) == 1

@@ -17,7 +17,7 @@ import pytest
 from server.alignment.rules import REASONS
 from server.alignment.synth import generate
 from server.cohorts.definitions import COHORT_IDS
-from tests.alignment_helpers import ICD, TODAY, claim, finding
+from tests.alignment_helpers import ICD, TODAY, claim, finding, member_ids, post_bundles
 from tests.auth_helpers import APP_SCOPE, app_token, bearer, register_app, register_user
 from tests.conftest import RunningServer
 from tests.measure_helpers import (
@@ -31,7 +31,6 @@ from tests.measure_helpers import (
     strata,
     subject_lists,
 )
-from tests.test_alignment_population import _member_ids, _post_bundles
 
 MEMBERS = 200
 SEED = 5151
@@ -50,10 +49,10 @@ def population(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) 
     generate(MEMBERS, seed=SEED, out=out, as_of=TODAY)
     with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.auth, timeout=120) as c, \
             httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.claims_auth, timeout=120) as claims:
-        _post_bundles(c, out / "clinical")
-        _post_bundles(claims, out / "claims")
+        post_bundles(c, out / "clinical")
+        post_bundles(claims, out / "claims")
         truth = orjson.loads((out / "ground_truth.json").read_bytes())["members"]
-        ids = _member_ids(c)
+        ids = member_ids(c)
         by_patient = {ids[ident]: expected for ident, expected in truth.items()}
         group = {"resourceType": "Group", "type": "person", "actual": True,
                  "member": [{"entity": {"reference": f"Patient/{pid}"}} for pid in by_patient]}

@@ -14,16 +14,15 @@ import random
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from typing import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from server.store.alignment_schema import alignment_lock
 from server.store.schema import write_counter
 from tests.reliability_helpers import (
+    evaluation_lock_held,
     RESOURCES_PER_MEMBER,
     Database,
     Process,
@@ -93,16 +92,6 @@ class Stream:
                     return
                 with self._lock:
                     self.answers[marker] = r.status_code
-
-
-@contextmanager
-def evaluation_lock_held(database: Database) -> Iterator[None]:
-    """Hold the engine's lock row: writes still commit, their evaluations wait (and die with the process)."""
-    with database.engine.connect() as conn:
-        conn.begin()
-        conn.execute(update(alignment_lock).where(alignment_lock.c.id == 1).values(evaluations=alignment_lock.c.evaluations))
-        yield
-        conn.rollback()
 
 
 def write_count(database: Database) -> int:

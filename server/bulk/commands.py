@@ -33,25 +33,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_export)
 
 
-def _server_root(url: str | None) -> str:
+def server_root(url: str | None) -> str:
     if url:
         return url.rstrip("/")
     settings = Settings.from_env()
     return settings.base_url.rstrip("/") or f"http://{settings.host}:{settings.port}"
 
 
-def _token_source(args: argparse.Namespace, http: httpx.Client, root: str) -> Token:
+def token_source(args: argparse.Namespace, http: httpx.Client, root: str) -> Token:
     """A function giving a current token: the one given, or a fresh Backend Services token."""
     if args.client_id or args.key:
         if not (args.client_id and args.key):
             raise ExportFailed("--client-id and --key go together")
         key = load_private_key(args.key.read_bytes())
         kid = args.kid or key.thumbprint()
-        return lambda: _backend_token(http, root, args.client_id, key, kid, args.scope)
+        return lambda: backend_token(http, root, args.client_id, key, kid, args.scope)
     return lambda: args.token
 
 
-def _backend_token(http: httpx.Client, root: str, client_id: str, key: Key, kid: str, scope: str) -> str:
+def backend_token(http: httpx.Client, root: str, client_id: str, key: Key, kid: str, scope: str) -> str:
     """SMART Backend Services: a signed assertion exchanged at the server's token endpoint."""
     config = http.get(f"{root}/fhir/.well-known/smart-configuration")
     config.raise_for_status()
@@ -77,11 +77,11 @@ def _params(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def _export(args: argparse.Namespace) -> int:
-    root = _server_root(args.url)
+    root = server_root(args.url)
     request = ExportRequest(args.group, _params(args))
     try:
         with httpx.Client(timeout=60) as http:
-            client = BulkClient(http, _token_source(args, http, root))
+            client = BulkClient(http, token_source(args, http, root))
             manifest = run(client, root + "/fhir", request, args.out)
     except (ExportFailed, OSError, ValueError, httpx.HTTPError) as exc:
         print(f"planfit export: {exc}", file=sys.stderr)

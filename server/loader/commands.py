@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from server.bulk.client import BulkClient, ExportFailed
-from server.bulk.commands import _server_root, _token_source
+from server.bulk.commands import server_root, token_source
 from server.loader.inputs import units
 from server.loader.post import Retry
 from server.loader.run import Loader
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def fhir_base(url: str | None) -> str:
-    return url.rstrip("/") if url else _server_root(None) + "/fhir"
+    return url.rstrip("/") if url else server_root(None) + "/fhir"
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -53,7 +53,7 @@ def _load(args: argparse.Namespace) -> int:
     try:
         with httpx.Client(timeout=args.timeout) as http:
             # Backend Services discovery is PlanFit's: <root>/fhir/.well-known/smart-configuration.
-            client = BulkClient(http, _token_source(args, http, base.removesuffix("/fhir")))
+            client = BulkClient(http, token_source(args, http, base.removesuffix("/fhir")))
             loader = Loader(client, base, state=args.state, rejects=args.rejects, concurrency=args.concurrency,
                             retry=Retry(attempts=args.retries))
             report = loader.run(todo, bad)
