@@ -74,7 +74,9 @@ def floor_rate(dsn: str, bundles: list[Bundle]) -> dict:
 
 
 def ingest(servers: dict[str, Server], bundles: list[Bundle], clients: int, label: str) -> dict:
-    """Post the bundles as transactions from `clients` threads, each bundle to its feed's server."""
+    """Post the bundles as transactions from `clients` threads, each bundle to its feed's server, then wait
+    until the findings reflect every write (`$alignment-status`): the rate counts to that moment. Meanwhile
+    a monitor samples how far the findings lag behind the writes."""
     queue = list(reversed(bundles))
     lock = threading.Lock()
     failures: list[str] = []
@@ -95,16 +97,79 @@ def ingest(servers: dict[str, Server], bundles: list[Bundle], clients: int, labe
                     return
                 bar.update(bundle.entries)
 
+    monitor = LagMonitor(next(iter(servers.values())).url)
     start = time.perf_counter()
+    monitor.start()
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    seconds = time.perf_counter() - start
+    posted = time.perf_counter() - start
     bar.close()
     if failures:
+        monitor.stop()
         raise StageFailed(failures[0])
+    lags = monitor.until_caught_up()
+    seconds = time.perf_counter() - start
     count = sum(b.entries for b in bundles)
     return {"resources": count, "bundles": len(bundles), "clients": clients, "seconds": round(seconds, 2),
-            "resources_per_s": round(count / seconds)}
+            "resources_per_s": round(count / seconds), "posted_seconds": round(posted, 2),
+            "mode": monitor.mode, **lags}
+
+
+class LagMonitor:
+    """Samples `GET $alignment-status` every `interval` s: when evaluation passes the latest write seen at a
+    sample, that write's findings lagged by the time since the sample (to within one interval)."""
+
+    def __init__(self, base: str, interval: float = 0.1):
+        self.base = base
+        self.interval = interval
+        self.mode = "?"
+        self.lags: list[float] = []
+        self._waiting: list[tuple[float, int]] = []  # (sampled at, latest write then)
+        self._stopping = threading.Event()
+        self._caught_up = threading.Event()
+        self._after = float("inf")  # only a sample asked after this moment may report caught up
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def until_caught_up(self, timeout: float = 3600) -> dict:
+        """After the last write: wait until the findings reflect it; the lag figures."""
+        self._after = time.perf_counter()
+        if not self._caught_up.wait(timeout):
+            self.stop()
+            raise StageFailed(f"findings did not catch up with the writes within {timeout} s")
+        self.stop()
+        if self.error:
+            raise StageFailed(self.error)
+        lags = sorted(self.lags) or [0.0]
+        return {"lag_p50_s": round(lags[len(lags) // 2], 2), "lag_max_s": round(lags[-1], 2)}
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=60) as http:
+            while not self._stopping.is_set():
+                asked = time.perf_counter()
+                try:
+                    response = expect(http.get(f"{self.base}/$alignment-status"), 200, "GET $alignment-status")
+                except (StageFailed, httpx.HTTPError) as exc:
+                    self.error = str(exc)
+                    self._caught_up.set()
+                    return
+                now = time.perf_counter()
+                status = {p["name"]: next(v for k, v in p.items() if k.startswith("value"))
+                          for p in response.json()["parameter"]}
+                self.mode = status["mode"]
+                self._waiting.append((now, status["latestWrite"]))
+                while self._waiting and self._waiting[0][1] <= status["evaluatedThrough"]:
+                    self.lags.append(now - self._waiting.pop(0)[0])
+                if status["caughtUp"] and asked >= self._after:
+                    self._caught_up.set()
+                time.sleep(self.interval)

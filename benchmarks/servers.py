@@ -75,7 +75,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(kind: str, database_url: str, export_dir: Path) -> Server:
+def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str) -> Server:
     port = _free_port()
     env = {
         **os.environ,
@@ -86,6 +86,9 @@ def _start(kind: str, database_url: str, export_dir: Path) -> Server:
         "PLANFIT_EVALUATION_DATE": AS_OF,
         "PLANFIT_EXPORT_DIR": str(export_dir),
         "PLANFIT_LOG_LEVEL": "warning",
+        "PLANFIT_ALIGNMENT_MODE": alignment_mode,
+        # A full re-evaluation of a large population answers after minutes: no request timeout.
+        "PLANFIT_REQUEST_TIMEOUT_SECONDS": "0",
     }
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,13 +109,13 @@ def _wait_ready(server: Server) -> None:
 
 
 @contextmanager
-def running(database_url: str, export_dir: Path) -> Iterator[dict[str, Server]]:
+def running(database_url: str, export_dir: Path, alignment_mode: str) -> Iterator[dict[str, Server]]:
     """One server process per feed kind on the database, stopped afterwards. The first starts alone, so
     only one process creates the schema."""
     servers: dict[str, Server] = {}
     try:
         for kind in KINDS:
-            servers[kind] = _start(kind, database_url, export_dir)
+            servers[kind] = _start(kind, database_url, export_dir, alignment_mode)
             _wait_ready(servers[kind])
         yield servers
     finally:

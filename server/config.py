@@ -56,6 +56,12 @@ class Settings:
     # (empty = the repository's mappings/, and rates.json inside the mappings directory).
     lookback_months: int = 24
     evaluation_date: str = ""
+    # When findings follow a write: `sync` (default) before its response returns; `deferred` by a
+    # worker thread a moment after (many writes per evaluation: the mode for high-volume feeds), with
+    # GET /fhir/$alignment-status and the `X-PlanFit-Consistency: aligned` request header to wait for it
+    # for at most `alignment_wait_seconds`.
+    alignment_mode: str = "sync"
+    alignment_wait_seconds: int = 30
     mappings_dir: str = ""
     rates_file: str = ""
     # Bulk Data export: where files go (shared storage when servers run on several hosts), how long

@@ -115,6 +115,26 @@ class Servers:
                 stop_server(p.process)
 
 
+@contextmanager
+def fresh_database(kind: str, workdir: Path) -> Iterator[Database]:
+    """A `Database` of that kind (`sqlite` or `postgres`), dropped afterwards."""
+    database = Database.create(kind, workdir)
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
+@contextmanager
+def servers_on(database: Database) -> Iterator[Servers]:
+    """`Servers` on the database, every process stopped afterwards."""
+    running = Servers(database)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
 def _marked(resource: dict[str, Any], marker: str) -> dict[str, Any]:
     return {**resource, "identifier": [{"system": MARKER, "value": marker}]}
 

@@ -29,7 +29,9 @@ from tests.reliability_helpers import (
     Servers,
     assert_findings_match_full_evaluation,
     awaiting_evaluation,
+    fresh_database,
     member_bundle,
+    servers_on,
     stored_per_marker,
 )
 
@@ -40,16 +42,14 @@ CYCLES = 3
 
 @pytest.fixture
 def database(tmp_path) -> Iterator[Database]:
-    db = Database.create("postgres", tmp_path)
-    yield db
-    db.drop()
+    with fresh_database("postgres", tmp_path) as db:
+        yield db
 
 
 @pytest.fixture
 def servers(database) -> Iterator[Servers]:
-    running = Servers(database)
-    yield running
-    running.stop_all()
+    with servers_on(database) as running:
+        yield running
 
 
 class Stream:

@@ -41,7 +41,7 @@ def _evaluate(_args: argparse.Namespace) -> int:
         engine = AlignmentEngine(db, mappings, config)
         cohorts = CohortMaintainer(Store(db))
         cohorts.ensure_headers()
-        engine.listeners.append(cohorts.refresh)  # the cohort Groups follow, as they do in a server
+        cohorts.follow(engine)  # the cohort Groups follow, as they do in a server
         summary = engine.evaluate_all()
     finally:
         db.dispose()

@@ -12,7 +12,9 @@ No member data passes through Python, so memory does not grow with the populatio
 (`evaluate_all`) covers every member in one pass per stage; the after-commit path
 (`evaluate_touched`) covers the members a write touched, in chunks of `member_chunk` ids.
 
-Kept current synchronously: `on_commit` is registered on `FhirService.after_commit`, which runs after
+Kept current in one of two modes (`EngineConfig.mode`). In deferred mode a worker thread (`deferred.py`)
+calls `drain`, which evaluates every write still awaiting evaluation, many write transactions at a
+time. In sync mode (the default) `on_commit` is registered on `FhirService.after_commit`, which runs after
 the write committed and before the HTTP response is built, so a client that got its response can read
 findings that include its write. A failure there surfaces as a 500 on that request while the write
 itself stays committed; re-posting is safe (conditional creates) and re-evaluates.
@@ -51,8 +53,11 @@ from server.alignment.mappings import Mappings
 from server.alignment.rules import EVALUATED_AT, FINDING_COLUMNS, PRODUCT_COLUMNS, findings_select, products_select
 from server.alignment.touched import (
     advance_watermark,
+    awaiting_batch,
+    evaluated_through,
     pending_writes,
     record_evaluated,
+    record_txids,
     touched_members,
     watermark_to_counter,
 )
@@ -60,6 +65,7 @@ from server.alignment.window import EvaluationWindow, today_utc
 from server.fhir.service import WriteContext, Written
 from server.store.alignment_schema import (
     FINDING_TABLES,
+    alignment_evaluated,
     alignment_lock,
     finding_categories,
     finding_coverage,
@@ -68,12 +74,20 @@ from server.store.alignment_schema import (
     findings,
 )
 from server.store.resources import chunks
+from server.store.schema import idx_date, idx_reference, idx_token, resource_history, resources
+from server.store.statistics import analyze_grown
 
 log = logging.getLogger("planfit.alignment")
+# What evaluations read and rewrite, whose planner statistics they depend on.
+EVALUATION_TABLES = tuple(t.name for t in (resources, resource_history, idx_token, idx_date, idx_reference,
+                                           alignment_evaluated, *FINDING_TABLES))
 Stage = tuple[Table, tuple[str, ...], Select]  # the table a stage fills, its columns, the SELECT filling them
 # Runs inside an evaluation's transaction, after its findings are written: (connection, the members
 # evaluated, the statement parameters binding them). What it writes commits with the findings.
 EvaluationListener = Callable[[Connection, Members, dict[str, object]], None]
+
+
+MODES = ("sync", "deferred")
 
 
 @dataclass(frozen=True)
@@ -82,18 +96,22 @@ class EngineConfig:
     evaluation_date: date | None = None  # None: today (UTC) at each evaluation
     member_chunk: int = 1000
     recover_after_seconds: float = 30.0
+    mode: str = "sync"  # sync: before the write's response; deferred: by a worker thread after it
+    drain_transactions: int = 20  # write transactions per deferred evaluation transaction
 
     @classmethod
-    def parse(cls, lookback_months: int, evaluation_date: str) -> "EngineConfig":
+    def parse(cls, lookback_months: int, evaluation_date: str, mode: str = "sync") -> "EngineConfig":
         """From the settings' text; a ValueError names the setting that is wrong."""
         if lookback_months < 1:
             raise ValueError("PLANFIT_LOOKBACK_MONTHS must be at least 1")
+        if mode not in MODES:
+            raise ValueError(f"PLANFIT_ALIGNMENT_MODE must be one of {', '.join(MODES)}, got {mode!r}")
         try:
             fixed = date.fromisoformat(evaluation_date) if evaluation_date else None
         except ValueError:
             message = f"PLANFIT_EVALUATION_DATE must be a date like 2026-01-01, got {evaluation_date!r}"
             raise ValueError(message) from None
-        return cls(lookback_months=lookback_months, evaluation_date=fixed)
+        return cls(lookback_months=lookback_months, evaluation_date=fixed, mode=mode)
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,7 @@ class AlignmentEngine:
         self._statements: dict[tuple[EvaluationWindow, Members], tuple[Executable, ...]] = {}
         self._statements_lock = threading.Lock()  # requests evaluate in worker threads
         self.listeners: list[EvaluationListener] = []
+        self.statistics_tables = list(EVALUATION_TABLES)  # a listener adds the tables it reads
         self._next_recovery = 0.0  # monotonic time of this process's next look for unevaluated writes
 
     def window(self) -> EvaluationWindow:
@@ -147,6 +166,7 @@ class AlignmentEngine:
             self.recover(self.config.recover_after_seconds)
 
     def evaluate_touched(self, patient_ids: Iterable[str]) -> None:
+        self._refresh_statistics()
         for chunk in chunks(sorted(set(patient_ids)), self.config.member_chunk):
             self._evaluate(self._listed, {MEMBER_IDS: chunk})
 
@@ -170,6 +190,47 @@ class AlignmentEngine:
             advance_watermark(conn)
         return len(written)
 
+    def drain(self, stopping: threading.Event | None = None) -> int:
+        """Evaluate the members of every committed write not yet evaluated, oldest first, a batch of whole
+        write transactions per evaluation transaction, each recorded as evaluated in that same
+        transaction; returns how many resource versions. The deferred mode's worker calls this, and
+        stops between batches once `stopping` is set."""
+        done = 0
+        while stopping is None or not stopping.is_set():
+            latest, through = self.progress()
+            if through >= latest:  # a read, so an idle worker's poll takes no lock
+                break
+            self._refresh_statistics()
+            window = self.window()
+            with self.db.begin() as conn:
+                self._lock(conn)  # before reading what awaits: a concurrent drain has recorded its batch
+                written, txids = awaiting_batch(conn, self.config.drain_transactions)
+                members = sorted(touched_members(conn, self.keys, written)) if written else []
+                evaluated_at = {EVALUATED_AT: time_ns() // 1000}
+                for chunk in chunks(members, self.config.member_chunk):
+                    self._run(conn, window, self._listed, {MEMBER_IDS: chunk, **evaluated_at})
+                if members:
+                    # Once for the batch, last: a listener that writes to the store (the cohort Groups)
+                    # holds the writer lock from then until this commits.
+                    self._notify(conn, self._listed, {MEMBER_IDS: members, **evaluated_at})
+                record_txids(conn, txids)
+                advance_watermark(conn)
+            self._codes_installed = True
+            if not written:
+                break
+            done += len(written)
+        return done
+
+    def _refresh_statistics(self) -> None:
+        """ANALYZE the tables evaluations read that grew since their last ANALYZE (one cheap query when
+        none did): while a population is loaded, plans made from stale statistics take minutes."""
+        analyze_grown(self.db, self.statistics_tables)
+
+    def progress(self) -> tuple[int, int]:
+        """(latest committed write, txid through which every write is evaluated)."""
+        with self.db.connect() as conn:
+            return evaluated_through(conn)
+
     def _record(self, written: list[Written]) -> None:
         if any(w.rtype in READ_TYPES for w in written):
             with self.db.begin() as conn:
@@ -177,6 +238,7 @@ class AlignmentEngine:
 
     def evaluate_all(self) -> RunSummary:
         started = perf_counter()
+        self._refresh_statistics()
         window = self._evaluate(EVERYONE, {}, watermark_to_counter)
         with self.db.connect() as conn:
             statuses = dict(conn.execute(select(findings.c.status, func.count()).group_by(findings.c.status)).all())
@@ -189,24 +251,38 @@ class AlignmentEngine:
                   prologue: Callable[[Connection], None] | None = None) -> EvaluationWindow:
         """One transaction; `prologue` runs right after the lock, before the statements read any data."""
         window = self.window()
-        statements = self._statements_for(window, members)
-        params = {**params, EVALUATED_AT: time_ns() // 1000}
         with self.db.begin() as conn:
             self._lock(conn)
-            if members is EVERYONE and conn.dialect.name == "postgresql":
+            if prologue is not None:
+                prologue(conn)
+            params = {**params, EVALUATED_AT: time_ns() // 1000}
+            self._run(conn, window, members, params)
+            self._notify(conn, members, params)
+        self._codes_installed = True
+        return window
+
+    def _run(self, conn: Connection, window: EvaluationWindow, members: Members, params: dict[str, object]) -> None:
+        """The evaluation's statements, in the caller's transaction, which holds the lock; `params` bind
+        the members (if listed) and EVALUATED_AT."""
+        if conn.dialect.name == "postgresql":
+            if members is EVERYONE:
                 # Row estimates of the grouped index-table CTEs are far off, and a nested-loop plan over
                 # them runs for many minutes on 100,000 members; hash joins take seconds.
                 conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-            if prologue is not None:
-                prologue(conn)
-            if not self._codes_installed:
-                install_codes(conn, self.codes_key, self._code_rows)
-            for statement in statements:
-                conn.execute(statement, params)
-            for listener in self.listeners:
-                listener(conn, members, params)
-        self._codes_installed = True
-        return window
+            else:
+                # The driver prepares these statements; a generic plan, made once per connection for any
+                # member list and from the statistics of that moment, can take minutes where a plan for
+                # this list and today's table sizes takes a second.
+                conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+        if not self._codes_installed:
+            install_codes(conn, self.codes_key, self._code_rows)
+        for statement in self._statements_for(window, members):
+            conn.execute(statement, params)
+
+    def _notify(self, conn: Connection, members: Members, params: dict[str, object]) -> None:
+        """The listeners, after the findings of these members are written, in the same transaction."""
+        for listener in self.listeners:
+            listener(conn, members, params)
 
     def _statements_for(self, window: EvaluationWindow, members: Members) -> tuple[Executable, ...]:
         """The evaluation's statements, built once per evaluation date and member scope: building these

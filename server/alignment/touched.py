@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import orjson
-from sqlalchemy import Connection, Select, and_, exists, func, select, tuple_, update
+from sqlalchemy import Connection, Select, and_, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.alignment.index_keys import READ_TYPES, IndexKeys, compartment_hashes
@@ -38,25 +38,41 @@ def touched_members(conn: Connection, keys: IndexKeys, written: Sequence[Written
     return members
 
 
+def _by_type(keys: Iterable[tuple]) -> dict[str, list[tuple]]:
+    """Group (type, id, …) keys by type: `rtype = … AND rid IN (…)` uses the (rtype, rid) indexes, where a
+    row-value IN over (rtype, rid) pairs makes PostgreSQL scan whole index tables."""
+    grouped: dict[str, list[tuple]] = {}
+    for rtype, *rest in keys:
+        grouped.setdefault(rtype, []).append(tuple(rest))
+    return grouped
+
+
 def _referenced_now(conn: Connection, resources: list[tuple[str, str]]) -> set[str]:
     x = idx_reference.c
-    hashes = sorted({h for rtype, _ in resources for h in compartment_hashes(rtype)})
     found: set[str] = set()
-    for chunk in chunks(resources):
-        stmt = select(x.target_id).where(
-            tuple_(x.rtype, x.rid).in_(chunk), x.h_param.in_(hashes), x.target_type == "Patient"
-        ).distinct()
-        found.update(conn.execute(stmt).scalars())
+    for rtype, keys in _by_type(resources).items():
+        hashes = sorted(compartment_hashes(rtype))
+        for chunk in chunks(sorted({rid for rid, in keys})):
+            stmt = select(x.target_id).where(
+                x.rtype == rtype, x.rid.in_(chunk), x.h_param.in_(hashes), x.target_type == "Patient"
+            ).distinct()
+            found.update(conn.execute(stmt).scalars())
     return found
 
 
 def _referenced_before(conn: Connection, versions: list[tuple[str, str, int]]) -> set[str]:
     h = resource_history.c
     found: set[str] = set()
-    for chunk in chunks(versions):
-        stmt = select(h.content).where(tuple_(h.rtype, h.rid, h.version).in_(chunk), h.deleted.is_(False))
-        for content in conn.execute(stmt).scalars():
-            found.update(_patients_in(orjson.loads(content)))
+    for rtype, keys in _by_type(versions).items():
+        for chunk in chunks(sorted(set(keys))):
+            wanted = set(chunk)
+            stmt = select(h.rid, h.version, h.content).where(
+                h.rtype == rtype, h.rid.in_({rid for rid, _ in chunk}), h.version.in_({v for _, v in chunk}),
+                h.deleted.is_(False),
+            )
+            for rid, version, content in conn.execute(stmt):
+                if (rid, version) in wanted:
+                    found.update(_patients_in(orjson.loads(content)))
     return found
 
 
@@ -95,13 +111,15 @@ def _claims_citing(conn: Connection, keys: IndexKeys, condition_ids: list[str]) 
 
 def record_evaluated(conn: Connection, written: Sequence[Written]) -> None:
     """Record the transactions of these versions as evaluated: call after their members' evaluation
-    committed (recording twice is harmless)."""
-    h, e = resource_history.c, alignment_evaluated.c
-    versions = [(w.rtype, w.rid, w.version) for w in written if w.rtype in READ_TYPES]
+    committed, or inside it (recording twice is harmless)."""
+    record_txids(conn, sorted({w.txid for w in written if w.rtype in READ_TYPES}))
+
+
+def record_txids(conn: Connection, txids: Sequence[int]) -> None:
+    """Record these write transactions as evaluated, in the evaluation's own transaction."""
     insert = _insert_ignoring(conn)
-    for chunk in chunks(versions):
-        txids = select(h.txid).where(tuple_(h.rtype, h.rid, h.version).in_(chunk)).distinct()
-        conn.execute(insert(alignment_evaluated).from_select([e.txid], txids).on_conflict_do_nothing())
+    for chunk in chunks(list(txids)):
+        conn.execute(insert(alignment_evaluated).values([{"txid": t} for t in chunk]).on_conflict_do_nothing())
 
 
 def _insert_ignoring(conn: Connection):
@@ -118,10 +136,31 @@ def _awaiting(*criteria) -> Select:
     )
 
 
+def awaiting_batch(conn: Connection, transactions: int) -> tuple[list[Written], list[int]]:
+    """The versions of the oldest `transactions` write transactions awaiting evaluation, and their txids:
+    whole transactions, so recording a txid never marks a version of it that was left out."""
+    awaiting = _awaiting().subquery()
+    txids = list(conn.execute(
+        select(awaiting.c.txid).distinct().order_by(awaiting.c.txid).limit(transactions)).scalars())
+    if not txids:
+        return [], []
+    rows = conn.execute(_awaiting(resource_history.c.txid <= txids[-1])).all()
+    return [Written(r.rtype, r.rid, r.version, r.deleted, r.txid) for r in rows], txids
+
+
+def evaluated_through(conn: Connection) -> tuple[int, int]:
+    """(latest committed write, the txid through which every write is evaluated): the first equals the
+    second once findings reflect every committed write."""
+    latest = select(write_counter.c.value).where(write_counter.c.id == 1).scalar_subquery()
+    oldest = select(func.min(_awaiting().subquery().c.txid) - 1).scalar_subquery()
+    row = conn.execute(select(latest, func.coalesce(oldest, latest))).one()
+    return row[0], row[1]
+
+
 def pending_writes(conn: Connection, written_before_us: int, limit: int) -> list[Written]:
     """Versions written before the given time whose evaluation is not recorded (at most `limit` + 1)."""
     rows = conn.execute(_awaiting(resource_history.c.lu < written_before_us).limit(limit + 1)).all()
-    return [Written(r.rtype, r.rid, r.version, r.deleted) for r in rows]
+    return [Written(r.rtype, r.rid, r.version, r.deleted, r.txid) for r in rows]
 
 
 def advance_watermark(conn: Connection) -> None:

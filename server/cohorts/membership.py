@@ -25,6 +25,7 @@ import orjson
 from sqlalchemy import BigInteger, Connection, Engine, Executable, Integer, String, bindparam, delete, exists
 from sqlalchemy import insert, literal, select, update
 
+from server.alignment.engine import AlignmentEngine
 from server.alignment.facts import EVERYONE, Members
 from server.cohorts.definitions import COHORTS, Cohort, cohort_members_select
 from server.cohorts.groups import header
@@ -42,6 +43,12 @@ _version = bindparam(VERSION, type_=Integer)
 class CohortMaintainer:
     def __init__(self, store: Store):
         self.store = store
+
+    def follow(self, engine: AlignmentEngine) -> None:
+        """Refresh the cohorts inside every evaluation of `engine`, which keeps their table's statistics
+        fresh with its own."""
+        engine.listeners.append(self.refresh)
+        engine.statistics_tables.append(cohort_members.name)
 
     def ensure_headers(self) -> None:
         """Write version 1 (no members) of every cohort Group not stored yet; safe from many processes
@@ -110,11 +117,13 @@ class CohortMaintainer:
 def _delta(cohort_id: str, members: Members) -> tuple[Executable, Executable]:
     """(INSERT the joiners, UPDATE the leavers) of one cohort among `members`; built once per scope."""
     m = cohort_members.c
-    target = cohort_members_select(cohort_id, members)
-    joining = target.subquery("target")
+    joining = cohort_members_select(cohort_id, members).subquery("target")
+    # The correlated lookups name one patient each: restricting them to `members` as well would only
+    # stop PostgreSQL from answering them with one primary-key probe per row.
     current = cohort_members.alias("held")
     is_current = exists().where(current.c.cohort_id == cohort_id, current.c.patient_id == joining.c.patient_id,
-                                current.c.removed_version.is_(None), *members.where(current.c.patient_id))
+                                current.c.removed_version.is_(None))
+    target = cohort_members_select(cohort_id)
     add = insert(cohort_members).from_select(
         ["cohort_id", "patient_id", "added_version"],
         select(literal(cohort_id, String), joining.c.patient_id, _version)

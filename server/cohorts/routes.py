@@ -36,7 +36,7 @@ def install_cohorts(app: FastAPI, service: FhirService, engine: AlignmentEngine)
     """Keep the cohorts current with every alignment evaluation, refuse client writes to them, export
     their members, and serve them. Call after `install_alignment` and before the generic routes."""
     maintainer = CohortMaintainer(service.store)
-    engine.listeners.append(maintainer.refresh)
+    maintainer.follow(engine)
     service.write_guards.append(_refuse_writes)
     register_group_members(current_members)
     app.include_router(_router())

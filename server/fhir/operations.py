@@ -6,6 +6,9 @@
   enrolled and recommended product, eligible products with the criteria met and their evidence, the
   diagnosis categories with their evidence and source kinds, the non-claims diagnoses, reasons and the
   estimated annual impact. It needs read access to that Patient.
+* `GET /fhir/$alignment-status` tells how far findings have caught up with the committed writes (mode,
+  latest write, the txid through which every write is evaluated, caught up or not): in deferred mode
+  (`server/alignment/deferred.py`) findings follow a write by a moment instead of before its response.
 
 The router is included ahead of the generic REST routes, which would otherwise take
 `/fhir/$evaluate-alignment` for a create of type "$evaluate-alignment".
@@ -23,11 +26,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from server.alignment.codes import search_lookup
+from server.alignment.deferred import DeferredEvaluation
 from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
 from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, read_finding
 from server.alignment.mappings import MappingError, load_mappings
 from server.config import Settings
 from server.fhir.access import access_of
+from server.fhir.consistency import ConsistencyMiddleware
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
 from server.fhir.http import fhir_response
@@ -45,29 +50,38 @@ def install_alignment(app: FastAPI, service: FhirService, settings: Settings) ->
     keep findings current after every committed write, and serve the operations."""
     try:
         mappings = load_mappings(settings.mappings_dir or None, rates_file=settings.rates_file or None)
-        config = EngineConfig.parse(settings.lookback_months, settings.evaluation_date)
+        config = EngineConfig.parse(settings.lookback_months, settings.evaluation_date, settings.alignment_mode)
     except (MappingError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(f"planfit: cannot start: {exc}") from None
     engine = AlignmentEngine(service.store.engine, mappings, config)
-    service.after_commit.append(engine.on_commit)
+    deferred = DeferredEvaluation(engine) if config.mode == "deferred" else None
+    service.after_commit.append(deferred.on_commit if deferred else engine.on_commit)
     service.valueset_lookup = search_lookup(mappings)
     app.state.alignment = engine
     app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
     app.include_router(router)
-    _prepare_at_startup(app, engine)
+    app.add_middleware(ConsistencyMiddleware, progress=engine.progress, wait_seconds=settings.alignment_wait_seconds)
+    _prepare_at_startup(app, engine, deferred)
     return engine
 
 
-def _prepare_at_startup(app: FastAPI, engine: AlignmentEngine) -> None:
-    """After the app's own start-up (which migrates the schema), install the value-set code rows."""
+def _prepare_at_startup(app: FastAPI, engine: AlignmentEngine, deferred: DeferredEvaluation | None) -> None:
+    """After the app's own start-up (which migrates the schema), install the value-set code rows and
+    start the deferred mode's worker; stop it at shutdown."""
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application: FastAPI):
         async with inner(application) as state:
             await run_in_threadpool(engine.prepare)
-            yield state
+            if deferred is not None:
+                deferred.start()
+            try:
+                yield state
+            finally:
+                if deferred is not None:
+                    await run_in_threadpool(deferred.stop)
 
     app.router.lifespan_context = lifespan
 
@@ -95,6 +109,21 @@ async def evaluate_alignment(request: Request) -> Response:
     access_of(request).require("*", "u")
     summary = await run_in_threadpool(engine_of(request).evaluate_all)
     return fhir_response(Reply(200, orjson.dumps(summary_parameters(summary))))
+
+
+@router.get("/$alignment-status", summary="How far findings have caught up with the committed writes")
+async def alignment_status(request: Request) -> Response:
+    engine = engine_of(request)
+    latest, through = await run_in_threadpool(engine.progress)
+    return fhir_response(Reply(200, orjson.dumps({
+        "resourceType": "Parameters",
+        "parameter": [
+            _param("mode", valueCode=engine.config.mode),
+            _param("latestWrite", valueInteger=latest),
+            _param("evaluatedThrough", valueInteger=through),
+            _param("caughtUp", valueBoolean=through >= latest),
+        ],
+    })))
 
 
 @router.get("/Patient/{rid}/$alignment", summary="A member's product-alignment finding")

@@ -54,6 +54,7 @@ class Written:
     rid: str
     version: int
     deleted: bool
+    txid: int  # the write transaction's number (`write_counter`)
 
 
 AfterCommit = Callable[[list[Written], WriteContext], None]
@@ -209,7 +210,7 @@ class Writer:
         self.service.guard_write(rtype, rid, "DELETE")
         version = current.version + 1
         self.tx.stage(StagedWrite(rtype, rid, version, "DELETE", None, None, existed=True))
-        self.written.append(Written(rtype, rid, version, True))
+        self.written.append(Written(rtype, rid, version, True, self.tx.txid))
         return version
 
     def _stage(self, rtype: str, rid: str, version: int, method: str, resource: dict, existed: bool) -> None:
@@ -219,7 +220,7 @@ class Writer:
         content = stamp(resource, rid, version, self.tx.now_us)
         index = searchparams.index_rows(resource)
         self.tx.stage(StagedWrite(rtype, rid, version, method, content, index, existed))
-        self.written.append(Written(rtype, rid, version, False))
+        self.written.append(Written(rtype, rid, version, False, self.tx.txid))
 
 
 class FhirService:

@@ -179,6 +179,10 @@ class WriteTransaction:
             .values(value=write_counter.c.value + 1)
             .returning(write_counter.c.value)
         ).scalar_one()
+        if self.conn.dialect.name == "postgresql":
+            # Under the writer lock, a parallel plan's worker start-up (~10 ms for a lookup of a few
+            # index rows) is time every other writer waits.
+            self.conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
         self.now_us = time.time_ns() // 1000
         return self
 
