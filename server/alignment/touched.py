@@ -136,6 +136,15 @@ def _awaiting(*criteria) -> Select:
     )
 
 
+def _below_oldest_awaiting():
+    """Just below the oldest transaction awaiting evaluation (NULL when none awaits)."""
+    return select(func.min(_awaiting().subquery().c.txid) - 1).scalar_subquery()
+
+
+def _written(rows) -> list[Written]:
+    return [Written(r.rtype, r.rid, r.version, r.deleted, r.txid) for r in rows]
+
+
 def awaiting_batch(conn: Connection, transactions: int) -> tuple[list[Written], list[int]]:
     """The versions of the oldest `transactions` write transactions awaiting evaluation, and their txids:
     whole transactions, so recording a txid never marks a version of it that was left out."""
@@ -144,32 +153,28 @@ def awaiting_batch(conn: Connection, transactions: int) -> tuple[list[Written], 
         select(awaiting.c.txid).distinct().order_by(awaiting.c.txid).limit(transactions)).scalars())
     if not txids:
         return [], []
-    rows = conn.execute(_awaiting(resource_history.c.txid <= txids[-1])).all()
-    return [Written(r.rtype, r.rid, r.version, r.deleted, r.txid) for r in rows], txids
+    return _written(conn.execute(_awaiting(resource_history.c.txid <= txids[-1]))), txids
 
 
 def evaluated_through(conn: Connection) -> tuple[int, int]:
     """(latest committed write, the txid through which every write is evaluated): the first equals the
     second once findings reflect every committed write."""
     latest = select(write_counter.c.value).where(write_counter.c.id == 1).scalar_subquery()
-    oldest = select(func.min(_awaiting().subquery().c.txid) - 1).scalar_subquery()
-    row = conn.execute(select(latest, func.coalesce(oldest, latest))).one()
+    row = conn.execute(select(latest, func.coalesce(_below_oldest_awaiting(), latest))).one()
     return row[0], row[1]
 
 
 def pending_writes(conn: Connection, written_before_us: int, limit: int) -> list[Written]:
     """Versions written before the given time whose evaluation is not recorded (at most `limit` + 1)."""
-    rows = conn.execute(_awaiting(resource_history.c.lu < written_before_us).limit(limit + 1)).all()
-    return [Written(r.rtype, r.rid, r.version, r.deleted, r.txid) for r in rows]
+    return _written(conn.execute(_awaiting(resource_history.c.lu < written_before_us).limit(limit + 1)))
 
 
 def advance_watermark(conn: Connection) -> None:
     """Move the watermark to just below the oldest write awaiting evaluation (or, when none awaits, to the
     newest recorded one) and forget the records below it. One statement, so one snapshot: a write below a
     recorded one committed before that record, so it is seen, recorded or awaiting."""
-    oldest = select(func.min(_awaiting().subquery().c.txid) - 1).scalar_subquery()
     newest = select(func.max(alignment_evaluated.c.txid)).scalar_subquery()
-    _set_watermark(conn, func.coalesce(oldest, newest))
+    _set_watermark(conn, func.coalesce(_below_oldest_awaiting(), newest))
 
 
 def watermark_to_counter(conn: Connection) -> None:

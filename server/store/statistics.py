@@ -29,7 +29,9 @@ def analyze_grown(engine: Engine, tables: Iterable[str], growth: float = 0.2, fl
         return []
     with engine.connect() as conn:
         grown = list(conn.execute(_GROWN, {"tables": sorted(tables), "floor": floor, "growth": growth}).scalars())
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in grown:
-            conn.exec_driver_sql(f'ANALYZE "{table}"')
+        if grown:
+            conn.rollback()  # end the check's transaction: each ANALYZE below then commits by itself
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            for table in grown:
+                conn.exec_driver_sql(f'ANALYZE "{table}"')
     return grown
