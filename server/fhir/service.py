@@ -176,7 +176,7 @@ class Writer:
         for column in {column for column, _ in by_column}:
             hashes = [h for c, h in by_column if c == column]
             for chunk in chunks(hashes):
-                for row in self.tx.conn.execute(token_matches(rtype, column, chunk)):
+                for row in self.tx.conn.execute(token_matches(column, chunk)):
                     found[(column, row.h)].append(row.rid)
         return {query: sorted(found[key])[:2] for key, queries in by_column.items() for query in queries}
 

@@ -236,15 +236,17 @@ def _keyset_after(keys: list[tuple[object, bool]], values: tuple) -> ColumnEleme
     return or_(*ors)
 
 
-def token_matches(rtype: str, column: str, hashes: Sequence[int]):
+def token_matches(column: str, hashes: Sequence[int]):
     """(hash, rid) of the current resources with a token row whose `column` is one of the hashes: many
-    one-token conditional lookups (`identifier=system|value`) answered by one statement."""
+    one-token conditional lookups (`identifier=system|value`) answered by one statement. The hashes fold in
+    the resource type, so the statement has no `rtype =` term: PostgreSQL combined one with the
+    (rtype, rid) index, reading every index entry of the type (140 ms per lookup at 150,000 Patients)."""
     t = idx_token.c
     col = getattr(t, column)
     return (
         select(col.label("h"), r.rid)
         .select_from(idx_token.join(resources, and_(r.rtype == t.rtype, r.rid == t.rid)))
-        .where(t.rtype == rtype, col.in_(hashes), r.deleted.is_(False))
+        .where(col.in_(hashes), r.deleted.is_(False))
         .distinct()
     )
 
