@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 
 import httpx
 
@@ -74,6 +76,21 @@ def test_create_read_vread_update_delete(client):
     assert hist["type"] == "history" and hist["total"] == 3
     assert [e["request"]["method"] for e in hist["entry"]] == ["DELETE", "PUT", "POST"]
     assert "resource" not in hist["entry"][0]
+
+
+def test_server_assigned_ids_are_time_ordered_uuids(client):
+    """Ids the server assigns are UUIDv7: version 7, and a later create sorts after an earlier one (the
+    timestamp leads), for creates and for the entries of a transaction alike."""
+    first = client.post("/Patient", json=patient(unique())).json()["id"]
+    time.sleep(0.002)  # ids made within one millisecond are ordered by random bits only
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": patient(unique()),
+         "request": {"method": "POST", "url": "Patient"}}]}
+    reply = client.post("", json=bundle)
+    assert reply.status_code == 200, reply.text
+    second = reply.json()["entry"][0]["response"]["location"].split("/")[1]
+    assert [uuid.UUID(i).version for i in (first, second)] == [7, 7]
+    assert first < second
 
 
 def test_update_with_client_id_creates_then_updates(client):

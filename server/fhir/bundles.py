@@ -17,7 +17,7 @@ import orjson
 
 from server.fhir import searchparams
 from server.fhir.dates import instant_text
-from server.fhir.errors import FhirError, Issue, operation_outcome
+from server.fhir.errors import FhirError, Issue
 from server.fhir.references import CONDITIONAL_REFERENCE, iter_references
 from server.fhir.service import (
     FhirService,

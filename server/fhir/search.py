@@ -18,7 +18,7 @@ import orjson
 from server.fhir import searchparams
 from server.fhir.dates import DateValueError, date_range
 from server.fhir.errors import FhirError, Issue
-from server.fhir.searchparams import SearchParam, normalise_string, param_hash, split_reference
+from server.fhir.searchparams import SearchParam, normalise_string, split_reference
 from server.store.hashing import h64
 from server.store.search import (
     DateClause,

@@ -7,6 +7,8 @@ resources changed (the alignment engine re-evaluates the members they touch).
 
 from __future__ import annotations
 
+import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -65,7 +67,16 @@ def valid_id(rid: str) -> bool:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A UUIDv7 (RFC 9562 §5.7): a 48-bit Unix-millisecond timestamp, then random bits. Time-ordered ids put
+    each insert into the (rtype, rid) B-trees (primary keys, the index tables' `*_res` indexes) on the
+    right edge of its type's range instead of on a random leaf: with uuid4 ids those inserts made two
+    thirds of PostgreSQL's full-page images, the bulk of the WAL written during ingest."""
+    millis = time.time_ns() // 1_000_000
+    rand_a, rand_b = secrets.randbits(12), secrets.randbits(62)
+    return str(uuid.UUID(int=(millis & _MILLIS_MASK) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b))
+
+
+_MILLIS_MASK = (1 << 48) - 1
 
 
 def etag(version: int) -> str:

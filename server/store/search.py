@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
 
 from server.store.schema import idx_date, idx_reference, idx_string, idx_token, resources
 

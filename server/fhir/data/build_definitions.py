@@ -37,7 +37,6 @@ import json
 import os
 import re
 import sys
-from collections import OrderedDict
 
 FHIR_VERSION = "4.0.1"
 KEPT_TYPES = ("token", "string", "date", "reference", "uri")
