@@ -117,6 +117,24 @@ def test_conditional_create_in_bundle_is_idempotent(client):
     assert client.get(f"/{claim_loc}").json()["patient"]["reference"] == first["entry"][3]["response"]["location"].split("/_history")[0]
 
 
+def test_conditional_create_in_bundle_ignores_deleted_and_updated_away_matches(client):
+    """The batched `ifNoneExist` lookup matches only current versions: not a deleted resource, and not one
+    whose identifier an update changed."""
+    deleted_tag, moved_tag = unique(), unique()
+    gone = post_bundle(client, member_bundle(deleted_tag)).json()["entry"][3]["response"]["location"].split("/_history")[0]
+    assert client.delete(f"/{gone}").status_code in (200, 204)
+    moved = post_bundle(client, member_bundle(moved_tag)).json()["entry"][3]["response"]["location"].split("/_history")[0]
+    patient = client.get(f"/{moved}").json()
+    patient["identifier"][0]["value"] = unique()
+    assert client.put(f"/{moved}", json=patient).status_code == 200
+    for tag, old in ((deleted_tag, gone), (moved_tag, moved)):
+        again = post_bundle(client, member_bundle(tag))
+        assert again.status_code == 200, again.text
+        entry = again.json()["entry"][3]["response"]
+        assert entry["status"] == "201 Created"
+        assert entry["location"].split("/_history")[0] != old
+
+
 def test_failing_entry_rolls_back_everything(client):
     tag = unique()
     bundle = member_bundle(tag)

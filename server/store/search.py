@@ -237,18 +237,16 @@ def _keyset_after(keys: list[tuple[object, bool]], values: tuple) -> ColumnEleme
 
 
 def token_matches(column: str, hashes: Sequence[int]):
-    """(hash, rid) of the current resources with a token row whose `column` is one of the hashes: many
-    one-token conditional lookups (`identifier=system|value`) answered by one statement. The hashes fold in
-    the resource type, so the statement has no `rtype =` term: PostgreSQL combined one with the
-    (rtype, rid) index, reading every index entry of the type (140 ms per lookup at 150,000 Patients)."""
-    t = idx_token.c
-    col = getattr(t, column)
-    return (
-        select(col.label("h"), r.rid)
-        .select_from(idx_token.join(resources, and_(r.rtype == t.rtype, r.rid == t.rid)))
-        .where(col.in_(hashes), r.deleted.is_(False))
-        .distinct()
-    )
+    """(hash, rid) of the resources with a token row whose `column` is one of the hashes: many one-token
+    conditional lookups (`identifier=system|value`) answered by one statement.
+
+    One table, so the plan is an index probe per hash whatever the statistics say. Index rows exist only
+    for current, non-deleted versions, so no join with `resources` is needed; with one, PostgreSQL's
+    estimate for 150 hashes grew with the table, and at 3.6 million resources a lookup took 190 ms and
+    read 34,000 blocks. The hashes fold in the resource type, so there is no `rtype =` term
+    either: PostgreSQL combined one with the (rtype, rid) index, reading every entry of the type."""
+    col = getattr(idx_token.c, column)
+    return select(col.label("h"), idx_token.c.rid).where(col.in_(hashes)).distinct()
 
 
 def count_statement(spec: SearchSpec):
