@@ -190,11 +190,12 @@ class BundleProcessor:
                 self._resolve_targets(writer, ordered)
                 self._rewrite_references(writer, ordered)
                 self._apply_writes(writer, tx, ordered)
+                # Staged with the writes, so one flush (one COPY per table) writes the bundle and its Provenance.
+                self._provenance(writer)
                 tx.flush()
                 for entry in ordered:
                     if entry.method in ("GET", "HEAD"):
                         self._get(entry, tx.conn)
-                self._provenance(writer)
         except FhirError as err:
             index = getattr(err, "entry_index", None)
             raise _entry_error(index, err) if index is not None else err from None
