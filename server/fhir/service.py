@@ -66,6 +66,9 @@ def valid_id(rid: str) -> bool:
     return 0 < len(rid) <= 64 and all(c in ID_PATTERN_CHARS for c in rid)
 
 
+_MILLIS_MASK = (1 << 48) - 1
+
+
 def new_id() -> str:
     """A UUIDv7 (RFC 9562 §5.7): a 48-bit Unix-millisecond timestamp, then random bits. Time-ordered ids put
     each insert into the (rtype, rid) B-trees (primary keys, the index tables' `*_res` indexes) on the
@@ -75,8 +78,6 @@ def new_id() -> str:
     rand_a, rand_b = secrets.randbits(12), secrets.randbits(62)
     return str(uuid.UUID(int=(millis & _MILLIS_MASK) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b))
 
-
-_MILLIS_MASK = (1 << 48) - 1
 
 
 def etag(version: int) -> str:
