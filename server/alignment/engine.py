@@ -215,7 +215,8 @@ class AlignmentEngine:
                     self._notify(conn, self._listed, {MEMBER_IDS: members, **evaluated_at})
                 record_txids(conn, txids)
                 advance_watermark(conn)
-            self._codes_installed = True
+            if members:  # `_run` installed this process's codes, and they committed with the batch
+                self._codes_installed = True
             if not written:
                 break
             done += len(written)
