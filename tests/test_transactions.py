@@ -76,6 +76,11 @@ def post_bundle(client, bundle: dict):
     return client.post("", json=bundle)
 
 
+def written(entry: dict) -> str:
+    """`Type/id` of what a response entry wrote: its Location without the `_history` part."""
+    return entry["response"]["location"].split("/_history")[0]
+
+
 def test_transaction_links_everything(client):
     tag = unique()
     r = post_bundle(client, member_bundle(tag))
@@ -88,7 +93,7 @@ def test_transaction_links_everything(client):
         assert e["response"]["status"] == "201 Created"
         assert e["response"]["etag"] == 'W/"1"'
         assert "/_history/1" in e["response"]["location"]
-    claim_loc, cond_loc, cov_loc, pat_loc = (e["response"]["location"].split("/_history")[0] for e in entries)
+    claim_loc, cond_loc, cov_loc, pat_loc = (written(e) for e in entries)
     claim = client.get(f"/{claim_loc}").json()
     assert claim["patient"]["reference"] == pat_loc
     assert claim["diagnosis"][0]["diagnosisReference"]["reference"] == cond_loc
@@ -113,26 +118,26 @@ def test_conditional_create_in_bundle_is_idempotent(client):
     patients = client.get("/Patient", params={"identifier": f"urn:test:mrn|{tag}"}).json()
     assert patients["total"] == 1
     # The second bundle's claim points at the existing patient.
-    claim_loc = second["entry"][0]["response"]["location"].split("/_history")[0]
-    assert client.get(f"/{claim_loc}").json()["patient"]["reference"] == first["entry"][3]["response"]["location"].split("/_history")[0]
+    claim_loc = written(second["entry"][0])
+    assert client.get(f"/{claim_loc}").json()["patient"]["reference"] == written(first["entry"][3])
 
 
 def test_conditional_create_in_bundle_ignores_deleted_and_updated_away_matches(client):
     """The batched `ifNoneExist` lookup matches only current versions: not a deleted resource, and not one
     whose identifier an update changed."""
     deleted_tag, moved_tag = unique(), unique()
-    gone = post_bundle(client, member_bundle(deleted_tag)).json()["entry"][3]["response"]["location"].split("/_history")[0]
+    gone = written(post_bundle(client, member_bundle(deleted_tag)).json()["entry"][3])
     assert client.delete(f"/{gone}").status_code in (200, 204)
-    moved = post_bundle(client, member_bundle(moved_tag)).json()["entry"][3]["response"]["location"].split("/_history")[0]
+    moved = written(post_bundle(client, member_bundle(moved_tag)).json()["entry"][3])
     patient = client.get(f"/{moved}").json()
     patient["identifier"][0]["value"] = unique()
     assert client.put(f"/{moved}", json=patient).status_code == 200
     for tag, old in ((deleted_tag, gone), (moved_tag, moved)):
         again = post_bundle(client, member_bundle(tag))
         assert again.status_code == 200, again.text
-        entry = again.json()["entry"][3]["response"]
-        assert entry["status"] == "201 Created"
-        assert entry["location"].split("/_history")[0] != old
+        entry = again.json()["entry"][3]
+        assert entry["response"]["status"] == "201 Created"
+        assert written(entry) != old
 
 
 def test_failing_entry_rolls_back_everything(client):
@@ -263,10 +268,10 @@ def test_synthea_bundles_load_and_read_back_unchanged(client, path: Path):
     responses = r.json()["entry"]
     assert len(responses) == len(bundle["entry"])
     mapping = {
-        e["fullUrl"]: resp["response"]["location"].split("/_history")[0] for e, resp in zip(bundle["entry"], responses)
+        e["fullUrl"]: written(resp) for e, resp in zip(bundle["entry"], responses)
     }
     for entry, resp in list(zip(bundle["entry"], responses))[:: max(1, len(responses) // 40)]:
-        location = resp["response"]["location"].split("/_history")[0]
+        location = written(resp)
         stored = client.get(f"/{location}").json()
         assert _without_server_fields(stored) == _without_server_fields(_expected_after_rewrite(entry["resource"], mapping))
 

@@ -79,7 +79,6 @@ def new_id() -> str:
     return str(uuid.UUID(int=(millis & _MILLIS_MASK) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b))
 
 
-
 def etag(version: int) -> str:
     return f'W/"{version}"'
 
