@@ -38,6 +38,10 @@ class Settings:
     max_bundle_entries: int = 10_000
     default_count: int = 50
     max_count: int = 1_000
+    # Parameters per search (criteria and result parameters), and `_include`/`_revinclude` among them:
+    # beyond these a search is refused (400 too-costly) before it is planned.
+    max_search_params: int = 50
+    max_includes: int = 10
     # A request still without a response after this many seconds gets 503 (0: no limit). The work
     # already started may still finish (a retried conditional create is safe).
     request_timeout_seconds: int = 300
@@ -74,6 +78,8 @@ class Settings:
     export_max_attempts: int = 3
     export_retry_after_seconds: int = 1
     export_max_rate: int = 0
+    # Export jobs one client may have queued or running at once; a further kick-off gets 429.
+    export_max_jobs: int = 5
     # SMART on FHIR authorization: "on" (default) or "off" (every caller may do everything; a
     # warning is logged at every start). Any other value refuses to start.
     auth: str = "on"
@@ -86,8 +92,13 @@ class Settings:
     auth_code_seconds: int = 60
     launch_seconds: int = 300
     login_seconds: int = 600
-    # How long a process may serve a client registration (and the clients file) from memory.
+    # How long a process may serve a client or user registration (and the clients file) from memory.
     client_cache_seconds: int = 2
+    # App Launch sign-in throttling: after this many failed sign-ins for one username (or from one
+    # address) within `login_lock_seconds`, sign-ins for it are refused (429) until that time has passed.
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 50
+    login_lock_seconds: int = 900
     # Verified access tokens kept in memory (LRU, each until it expires).
     token_cache_size: int = 10_000
 

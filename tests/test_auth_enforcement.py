@@ -137,12 +137,14 @@ def test_patient_token_writes_inside_its_compartment_only(patient_a, client, wor
     assert r.status_code == 201, r.text
     own = r.json()
     assert own["meta"]["source"] == f"urn:planfit:client:{world.app}"
-    assert [t["code"] for t in own["meta"]["tag"] if t["system"] == SOURCE_KIND] == ["clinical"]
-    # another patient's data: not creatable, not updatable, not deletable, not movable into reach
+    assert [t["code"] for t in own["meta"]["tag"] if t["system"] == SOURCE_KIND] == ["patient-reported"]
+    # another patient's data: not creatable, not updatable, not deletable (answered as if absent), not
+    # movable into reach
     assert patient_a.post("/Observation", json=observation(world.b, unique())).status_code == 403
     moved = {**client.get(f"/Observation/{world.b_obs}").json(), "subject": {"reference": f"Patient/{world.a}"}}
     assert patient_a.put(f"/Observation/{world.b_obs}", json=moved).status_code == 403
-    assert patient_a.delete(f"/Observation/{world.b_obs}").status_code == 403
+    assert patient_a.delete(f"/Observation/{world.b_obs}").status_code == 204
+    assert client.get(f"/Observation/{world.b_obs}").status_code == 200
     away = {**own, "subject": {"reference": f"Patient/{world.b}"}}
     assert patient_a.put(f"/Observation/{own['id']}", json=away).status_code == 403
     assert patient_a.post("/Patient", json={"resourceType": "Patient"}).status_code == 403
@@ -170,18 +172,19 @@ def test_transaction_with_one_entry_outside_the_compartment_is_refused_whole(pat
     ]}
     r = patient_a.post("", json=bundle)
     assert r.status_code == 403 and outcome_code(r) == "forbidden"
-    assert "Bundle.entry[1]" in r.json()["issue"][0]["diagnostics"]
+    assert r.json()["issue"][0]["expression"] == ["Bundle.entry[1]"]
     assert client.get("/Observation", params={"identifier": f"urn:test:obs|{tag}"}).json()["total"] == 0
     bundle["entry"].pop()
     assert patient_a.post("", json=bundle).status_code == 200
     assert client.get("/Observation", params={"identifier": f"urn:test:obs|{tag}"}).json()["total"] == 1
 
 
-def test_transaction_delete_of_another_patients_resource_is_refused(patient_a, client, world):
+def test_transaction_delete_of_another_patients_resource_deletes_nothing(patient_a, client, world):
     victim = create(client, observation(world.b, unique()))
     bundle = {"resourceType": "Bundle", "type": "transaction",
               "entry": [{"request": {"method": "DELETE", "url": f"Observation/{victim}"}}]}
-    assert patient_a.post("", json=bundle).status_code == 403
+    r = patient_a.post("", json=bundle)
+    assert r.status_code == 200 and r.json()["entry"][0]["response"]["status"] == "204 No Content"
     assert client.get(f"/Observation/{victim}").status_code == 200
 
 

@@ -6,12 +6,13 @@ write), fill the first stages of a finding:
 * `finding_coverage`: the member's active coverages (status `active`, period containing the evaluation
   date or absent) with the product they name (plan class alias, else SOPT alias), their line of
   business (the product's, else the SOPT table's) and the dual status code and level;
-* `finding_evidence`: every counted diagnosis in a value set: Conditions (clinical or claims evidence
-  by the source-kind tag the server stamped from the writer), and Claim / ExplanationOfBenefit
-  diagnoses, coded or by `diagnosisReference` (always claims evidence), dated inside the lookback
-  window, with refuted / entered-in-error Conditions and those inactive since before the window left out;
+* `finding_evidence`: every counted diagnosis in a value set: Conditions (clinical, claims or
+  patient-reported evidence by the source-kind tag the server stamped from the writer), and Claim /
+  ExplanationOfBenefit diagnoses, coded or by `diagnosisReference` (always claims evidence), dated
+  inside the lookback window, with refuted / entered-in-error Conditions and those inactive since
+  before the window left out;
 * `finding_categories`: per member and value set, which source kinds gave evidence, and whether it is
-  a non-claims diagnosis.
+  a non-claims diagnosis. Patient-reported evidence is recorded but never makes a category (SPEC §6).
 
 Codes are matched through `alignment_codes` (see `codes.py`); mapping tables (plan aliases, SOPT
 codes, dual status codes) become CASE expressions generated from `mappings/`.
@@ -46,6 +47,7 @@ from sqlalchemy.dialects import postgresql
 from server.alignment.index_keys import INACTIVE_CLINICAL, WITHDRAWN_VERIFICATION, ClaimKeys, IndexKeys
 from server.alignment.mappings import LOB_PROGRAMS, Mappings
 from server.alignment.window import EvaluationWindow
+from server.fhir.context import PATIENT_REPORTED
 from server.fhir.service import SOURCE_KIND_SYSTEM
 from server.store.alignment_schema import alignment_codes, finding_evidence
 from server.store.schema import idx_date, idx_reference, idx_token, resources
@@ -247,6 +249,8 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
             _when(keys.condition_clinical, t.c.code.in_(INACTIVE_CLINICAL), 1, t))),
         "claims": (keys.condition_tag, func.max(
             _when(keys.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == "claims"), 1, t))),
+        "reported": (keys.condition_tag, func.max(_when(
+            keys.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == PATIENT_REPORTED), 1, t))),
     })
     dates = _pivot(d, "condition_dates", "Condition", coded, members, {
         "recorded": (keys.condition_recorded, func.min(_when(keys.condition_recorded, None, d.c.lo, d))),
@@ -264,7 +268,8 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
             coded.c.system,
             coded.c.code,
             date_lo.label("date_lo"),
-            case((states.c.claims == 1, literal("claims")), else_=literal("clinical")).label("source_kind"),
+            case((states.c.claims == 1, literal("claims")), (states.c.reported == 1, literal(PATIENT_REPORTED)),
+                 else_=literal("clinical")).label("source_kind"),
         )
         .select_from(
             coded.join(conditions, conditions.c.rid == coded.c.rid)
@@ -365,7 +370,7 @@ def categories_select(non_claims_valuesets: Iterable[str], members: Members) -> 
             flag(claims == 1),
             flag(and_(clinical == 1, claims == 0, e.category.in_(list(non_claims_valuesets)))),
         )
-        .where(*members.where(e.patient_id))
+        .where(e.source_kind != PATIENT_REPORTED, *members.where(e.patient_id))
         .group_by(e.patient_id, e.category)
     )
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, select
 
 from server.alignment.facts import lobs_with
+from server.fhir.context import PATIENT_REPORTED
 from server.store.alignment_schema import (
     finding_categories,
     finding_coverage,
@@ -100,8 +101,9 @@ class Finding:
     def criterion_evidence(self, criterion: Criterion) -> tuple[str, ...]:
         """References supporting a met criterion: the diagnoses of a value set, the coverages that give a
         program or carry the dual status, the Patient for an age bound; none for an exclusion."""
-        if criterion.name == "valueset":
-            refs = [e.reference for e in self.evidence if e.category == criterion.value]
+        if criterion.name == "valueset":  # patient-reported evidence never qualifies: not cited
+            refs = [e.reference for e in self.evidence
+                    if e.category == criterion.value and e.source_kind != PATIENT_REPORTED]
         elif criterion.name == "requires_lob":
             refs = [c.reference for c in self.coverages if c.line_of_business in lobs_with(criterion.value)]
         elif criterion.name == "dual_level":

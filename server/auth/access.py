@@ -10,11 +10,16 @@ turns it into the store clauses each selected resource must satisfy, per (type, 
   a parameter the parser cannot turn into a clause makes that alternative match nothing (fail closed);
 * the `patient` context adds the patient's compartment (`CompartmentClause` over the hashed
   compartment parameters); types outside the Patient compartment match nothing for it;
-* the `user` context is confined to the user's patients unless the user may open any patient.
+* the `user` context is confined to the user's patients unless the user may open any patient;
+* resources that name several patients (Group members, Provenance targets, AuditEvent entities) are
+  in a confined token's reach only when every patient they name is (an *exclusive* compartment), and
+  the Provenance the server records per transaction never is: it lists whatever the transaction wrote.
+  FHIR's compartment definition admits them when any one patient matches; we follow the stricter rule
+  (SPEC §6: they "never reveal another patient").
 
 The REST layer appends these clauses to every query, so out-of-scope resources are never selected:
 a read of one is 404 and a search simply does not return it, with `_include`/`_revinclude` targets
-filtered the same way.
+filtered the same way. `SmartAccess` is the request's `server.fhir.context.Access`.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from server.auth.rows import about, admits
 from server.auth.scopes import Interaction, ScopeSet
 from server.fhir import searchparams
-from server.fhir.errors import FhirError, Issue
-from server.fhir.search import ParsedSearch
-from server.fhir.service import WriteContext
+from server.fhir.context import forbidden
+from server.fhir.errors import FhirError
+from server.fhir.search import ParsedSearch, token_clause
+from server.fhir.searchparams import IndexRows
+from server.fhir.service import RECORDED_BY_SERVER
 from server.store.search import AllOfClause, AnyOfClause, CompartmentClause, NoneClause
 
 ParseSearch = Callable[[str, list[tuple[str, str]]], ParsedSearch]
@@ -49,14 +57,9 @@ class Grant:
     patient: str | None = None
     # Patients the user's `user/` scopes reach; None when the user may open any patient.
     user_patients: tuple[str, ...] | None = None
-
-    @property
-    def restricted(self) -> bool:
-        """True if some scope is confined (patient compartment, a restricted user, or granular
-        parameters); an unrestricted token's writes need no content check."""
-        if self.patient is not None or (self.username is not None and self.user_patients is not None):
-            return True
-        return any(scope.params for scope in self.scopes.resource_scopes)
+    # The user's registration version (`updated_us`) the token was issued for: a removed or changed
+    # user's tokens stop working.
+    user_version: int | None = None
 
     @property
     def contexts(self) -> frozenset[str]:
@@ -69,9 +72,17 @@ class Grant:
             kinds.add("patient")
         return frozenset(kinds)
 
+    @property
+    def reach(self) -> tuple[str, ...] | None:
+        """The patients a compartment-confined token is confined to (None: no compartment confinement)."""
+        ids = [self.patient] if self.patient is not None else []
+        if self.username is not None and self.user_patients is not None:
+            ids += self.user_patients
+        return tuple(dict.fromkeys(ids)) or None
 
-def forbidden(message: str) -> FhirError:
-    return FhirError(403, Issue("error", "forbidden", message), {"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
+
+# Types whose one resource can name several patients.
+MULTI_PATIENT_TYPES = frozenset({"Group", "Provenance", "AuditEvent"})
 
 
 def compartment_clause(rtype: str, patient_ids: tuple[str, ...]) -> object:
@@ -80,7 +91,11 @@ def compartment_clause(rtype: str, patient_ids: tuple[str, ...]) -> object:
     if rtype != "Patient" and not params:
         return NoneClause()
     hashes = tuple(searchparams.param_hash(rtype, code) for code in params)
-    return CompartmentClause(patient_ids, hashes, rtype == "Patient")
+    clause = CompartmentClause(patient_ids, hashes, rtype == "Patient", exclusive=rtype in MULTI_PATIENT_TYPES)
+    if rtype != "Provenance":
+        return clause
+    system, code = RECORDED_BY_SERVER
+    return AllOfClause((clause, token_clause(rtype, "_tag", [f"{system}|{code}"], negate=True)))
 
 
 class ScopeClauses:
@@ -140,12 +155,11 @@ class ScopeClauses:
 
 
 class SmartAccess:
-    """The `server.fhir.access.Access` of a request made with a SMART access token."""
+    """The `server.fhir.context.Access` of a request made with a SMART access token."""
 
-    def __init__(self, grant: Grant, clauses: ScopeClauses, write_context: WriteContext):
+    def __init__(self, grant: Grant, clauses: ScopeClauses):
         self.grant = grant
         self._clauses = clauses
-        self.write_context = write_context
 
     def require(self, rtype: str, interaction: str) -> None:
         """403 unless some usable scope permits the interaction. `*` (system-level history or
@@ -160,6 +174,24 @@ class SmartAccess:
     def clauses(self, rtype: str, interaction: str) -> list:
         return self._clauses(rtype, interaction)  # type: ignore[arg-type]
 
-    def confined(self, rtype: str, interaction: str) -> bool:
-        """True when this interaction is restricted by a compartment or a granular filter."""
-        return bool(self._clauses(rtype, interaction))  # type: ignore[arg-type]
+    def require_system(self) -> None:
+        if not any(scope.context == "system" for scope in self.grant.scopes.resource_scopes):
+            raise forbidden("This operation reports on the whole server: it needs a system/ scope")
+
+    def check_write(self, rtype: str, rid: str, rows: IndexRows, interaction: str) -> None:
+        """A confined token writes only what it could read back and, confined to patients, only
+        resources about them (SPEC §6): checked on the final resource the writer stages."""
+        if not self.may_change(rtype, rid, rows, interaction):
+            raise forbidden(f"{rtype} would lie outside what the access token may write: a patient- or "
+                            "user-confined token writes only resources about its patients (subject or patient)")
+
+    def may_change(self, rtype: str, rid: str, rows: IndexRows, interaction: str) -> bool:
+        clauses = self.clauses(rtype, interaction)
+        if not clauses:
+            return True
+        reach = self.grant.reach
+        return admits(clauses, rtype, rid, rows) and (reach is None or about(rtype, rid, rows, reach))
+
+    def sees_version(self, rtype: str, rid: str, rows: IndexRows) -> bool:
+        clauses = self.clauses(rtype, "r")
+        return not clauses or admits(clauses, rtype, rid, rows)

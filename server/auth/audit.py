@@ -19,11 +19,11 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Iterator
 
 from sqlalchemy import Engine, insert, select
 
+from server.fhir.context import AuditRecord
 from server.fhir.dates import instant_text
 from server.store.auth_schema import audit_events
 
@@ -41,45 +41,48 @@ _ACTIONS = {"create": "C", "read": "R", "vread": "R", "history-instance": "R", "
             "history-system": "R", "update": "U", "delete": "D"}
 
 
-@dataclass
-class AuditRecord:
-    """One FHIR interaction. `entities` is filled while the request runs (writes add versions)."""
+def describe(method: str, parts: list[str]) -> tuple[str, str | None, str | None]:
+    """(interaction, type, id) of a request under /fhir, from method and path segments (after /fhir):
+    what the audit record says was done. It decides nothing; the FHIR layer checks access."""
+    if not parts:
+        return ("transaction" if method == "POST" else "operation"), None, None
+    if any(p.startswith("$") for p in parts):
+        rtype = parts[0] if parts[0][:1].isupper() else None
+        return "operation", rtype, parts[1] if rtype and len(parts) > 2 else None
+    if parts[0] == "_history":
+        return "history-system", None, None
+    rtype = parts[0]
+    if len(parts) == 1:
+        return {"GET": "search-type", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(method, "operation"), rtype, None
+    if parts[1] == "_search":
+        return "search-type", rtype, None
+    if parts[1] == "_history":
+        return "history-type", rtype, None
+    if len(parts) == 2:
+        return {"GET": "read", "PUT": "update", "DELETE": "delete"}.get(method, "operation"), rtype, parts[1]
+    if parts[2] == "_history":
+        return ("history-instance" if len(parts) == 3 else "vread"), rtype, parts[1]
+    return "operation", rtype, None
 
-    recorded_us: int
-    interaction: str  # http://hl7.org/fhir/restful-interaction code, or "operation"
-    client_id: str | None = None
-    username: str | None = None
-    fhir_user: str | None = None
-    patient: str | None = None
-    rtype: str | None = None
-    rid: str | None = None
-    query: str | None = None
-    remote_addr: str | None = None
-    status: int = 0
-    entities: list[str] = field(default_factory=list)
 
-    @property
-    def action(self) -> str:
-        return _ACTIONS.get(self.interaction, "E")  # search, transaction, batch, operations: execute
-
-    def row(self) -> dict:
-        """The table row; values from the request path are cut to their column widths, so no
-        request can make the INSERT fail."""
-        return {
-            "recorded_us": self.recorded_us,
-            "client_id": _cut(self.client_id, 128),
-            "username": _cut(self.username, 128),
-            "fhir_user": _cut(self.fhir_user, 200),
-            "patient": _cut(self.patient, 64),
-            "action": self.action,
-            "interaction": self.interaction,
-            "rtype": _cut(self.rtype, 64),
-            "rid": _cut(self.rid, 64),
-            "query": self.query,
-            "entities": json.dumps(self.entities) if self.entities else None,
-            "status": self.status,
-            "remote_addr": _cut(self.remote_addr, 64),
-        }
+def row_of(record: AuditRecord) -> dict:
+    """The table row; values from the request path are cut to their column widths, so no request can
+    make the INSERT fail."""
+    return {
+        "recorded_us": record.recorded_us,
+        "client_id": _cut(record.client_id, 128),
+        "username": _cut(record.username, 128),
+        "fhir_user": _cut(record.fhir_user, 200),
+        "patient": _cut(record.patient, 64),
+        "action": _ACTIONS.get(record.interaction, "E"),  # search, transaction, batch, operations: execute
+        "interaction": record.interaction,
+        "rtype": _cut(record.rtype, 64),
+        "rid": _cut(record.rid, 64),
+        "query": record.query,
+        "entities": json.dumps(record.entities) if record.entities else None,
+        "status": record.status,
+        "remote_addr": _cut(record.remote_addr, 64),
+    }
 
 
 def _cut(value: str | None, size: int) -> str | None:
@@ -141,7 +144,7 @@ class AuditTrail:
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(audit_events), [r.row() for r in batch])
+                    conn.execute(insert(audit_events), [row_of(r) for r in batch])
                 return
             except Exception as exc:  # the error type only: rows hold PHI
                 log.error("audit write failed (%s), attempt %d", type(exc).__name__, attempt + 1)

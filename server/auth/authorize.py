@@ -65,6 +65,7 @@ class Pending:
     need_patient: bool = False
     username: str | None = None
     fhir_user: str | None = None
+    user_version: int | None = None
     choices: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -146,7 +147,7 @@ class Authorization:
 
     def login(self, secret: str, pending: Pending, user: User) -> Pending:
         """Record the signed-in user and settle the patient context where there is no choice."""
-        pending.username, pending.fhir_user = user.username, user.fhir_user
+        pending.username, pending.fhir_user, pending.user_version = user.username, user.fhir_user, user.version
         if pending.patient is not None and not user.may_open(pending.patient):
             raise AuthorizeError("access_denied", "the signed-in user may not open the launch patient",
                                  pending.redirect_uri, pending.state)
@@ -181,7 +182,8 @@ class Authorization:
             raise AuthorizeError("invalid_request", "launch expired or was used", pending.redirect_uri, pending.state)
         code = secrets.token_urlsafe(32)
         context = {"username": pending.username, "fhir_user": pending.fhir_user, "patient": pending.patient,
-                   "nonce": pending.nonce, "need_patient_banner": pending.patient is not None}
+                   "user_version": pending.user_version, "nonce": pending.nonce,
+                   "need_patient_banner": pending.patient is not None}
         self.store.save_code(code, pending.client_id, pending.redirect_uri, pending.scope, pending.code_challenge,
                              context, self.settings.auth_code_seconds)
         return with_query(pending.redirect_uri, {"code": code, "state": pending.state})

@@ -13,7 +13,7 @@ from server.auth.audit import AuditTrail
 from server.auth.discovery import capability_security
 from server.auth.middleware import SmartMiddleware
 from server.auth.routes import discovery_router, router
-from server.auth.runtime import AuthRuntime, record_written
+from server.auth.runtime import AuthRuntime
 from server.auth.urls import Urls
 from server.config import Settings
 
@@ -33,16 +33,14 @@ def check_auth_setting(value: str) -> bool:
 
 
 def install_auth(app: FastAPI, settings: Settings) -> None:
-    """Install the token check, the /auth endpoints, discovery, the write guard and the audit trail."""
+    """Install authentication (the request context), the /auth endpoints, discovery and the audit trail."""
     enabled = check_auth_setting(settings.auth)
     fhir = app.state.fhir
     audit = AuditTrail(app.state.store.engine)
-    fhir.after_commit.append(record_written)
     runtime = None
     if enabled:
         runtime = AuthRuntime(settings, app.state.store.engine, fhir, audit)
         app.state.auth = runtime
-        fhir.write_guards.append(runtime.guard_write)
         app.include_router(router)
         _include_first(app, discovery_router)
         app.state.capability_extras = _with_security(getattr(app.state, "capability_extras", None), settings)

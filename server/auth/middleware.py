@@ -1,13 +1,15 @@
-"""ASGI middleware in front of the whole app: SMART token check, confinement rules, CORS, audit.
+"""ASGI middleware in front of the whole app: authentication, CORS, audit.
 
 Every request under /fhir except `metadata` and `.well-known/smart-configuration` must carry a valid
-access token (401 otherwise). The middleware puts the request's `SmartAccess` on `request.state.access`
-(where `server.fhir.access.access_of` finds it) and in `server.auth.context.CURRENT` (for the write
-guard and the audit listener), applies the rules of `server.auth.policy`, and after the response
-queues one audit record. It is plain ASGI rather than a Starlette `BaseHTTPMiddleware`, so a request
-with a cached token costs a dictionary lookup, not an extra task and response copy.
+access token (401 otherwise). The middleware only authenticates: it verifies the token, checks that
+its client and user are still registered as they were when it was issued, and puts the request's
+`RequestContext` (identity, `SmartAccess`, audit record) on `request.state.context`, where routes
+find it and hand it on explicitly. It decides nothing about what the request may do, and never reads
+the body. After the response it queues the audit record. It is plain ASGI rather than a Starlette
+`BaseHTTPMiddleware`, so a request with a cached token costs a dictionary lookup, not an extra task
+and response copy.
 
-With PLANFIT_AUTH=off it only audits (every caller is "anonymous").
+With PLANFIT_AUTH=off the context has `FullAccess` and every caller is "anonymous"; it is audited too.
 """
 
 from __future__ import annotations
@@ -21,14 +23,12 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.auth.access import SmartAccess
-from server.auth.audit import AuditRecord, AuditTrail
-from server.auth.context import CURRENT, RequestScope
+from server.auth.audit import AuditTrail, describe
 from server.auth.jwt import InvalidToken
-from server.auth.policy import Target, check_body, check_request, classify, needs_body
 from server.auth.runtime import AuthRuntime
 from server.auth.urls import Urls
 from server.config import Settings
+from server.fhir.context import AuditRecord, FullAccess, RequestContext, WriteContext
 from server.fhir.errors import FhirError, Issue
 
 OPEN_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
@@ -64,34 +64,6 @@ def unauthorized(diagnostics: str, error: str | None) -> FhirError:
     """401 with the RFC 6750 challenge: no error code when no credential was sent at all."""
     challenge = _REALM if error is None else f'{_REALM}, error="{error}", error_description="{diagnostics}"'
     return FhirError(401, Issue("error", "login", diagnostics), {"WWW-Authenticate": challenge})
-
-
-async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """Read the request body up to `limit` bytes: (what was read, whether that is all of it)."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks), True
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
-        if size > limit:
-            return b"".join(chunks), False
-
-
-def replaying(prefix: bytes, complete: bool, receive: Receive) -> Receive:
-    """A `receive` that first yields the already-read part of the body, then defers to the real one."""
-    pending = [prefix]
-
-    async def replay() -> Message:
-        if pending:
-            return {"type": "http.request", "body": pending.pop(), "more_body": not complete}
-        return await receive()
-
-    return replay
 
 
 class SmartMiddleware:
@@ -137,38 +109,25 @@ class SmartMiddleware:
                 (b"access-control-expose-headers", _CORS_EXPOSE_HEADERS)]
 
     async def _fhir(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
-        parts = [unquote(p) for p in scope["path"][len("/fhir"):].split("/") if p]
-        target = classify(scope["method"], parts, bool(scope.get("query_string")))
-        record = self._record(scope, target)
-        access = None
-        if self.runtime is not None:
+        record = self._record(scope)
+        if self.runtime is None:
+            ctx = RequestContext(FullAccess(), WriteContext(self.settings.default_source, self.settings.default_source_kind),
+                                 record)
+        else:
             try:
-                access = await self._authenticate(scope, headers)
+                ctx = await self._authenticate(scope, headers, record)
             except FhirError as err:
                 await respond_error(send, err, [])
                 return
-            record.client_id, record.username = access.grant.client_id, access.grant.username
-            record.fhir_user, record.patient = access.grant.fhir_user, access.grant.patient
-            try:
-                receive = await self._enforce(scope, receive, headers, access, target)
-            except FhirError as err:
-                record.status = err.status
-                await self._finish(record)
-                await respond_error(send, err, [])
-                return
-            scope.setdefault("state", {})["access"] = access
-        if scope["method"] == "POST" and target.interaction == "search-type":
-            receive = await self._note_search_form(receive, record)
-        token = CURRENT.set(RequestScope(access, record))
+        scope.setdefault("state", {})["context"] = ctx
         try:
             await self.app(scope, receive, _recording(send, record))
         finally:
-            CURRENT.reset(token)
             if record.status == 0:
                 record.status = 500
             await self._finish(record)
 
-    async def _authenticate(self, scope: Scope, headers: Headers) -> SmartAccess:
+    async def _authenticate(self, scope: Scope, headers: Headers, record: AuditRecord) -> RequestContext:
         runtime = self.runtime
         assert runtime is not None
         token = bearer_token(headers)
@@ -186,44 +145,26 @@ class SmartMiddleware:
             client = await run_in_threadpool(runtime.registry.load, verified.grant.client_id)
         if client is None:
             raise unauthorized("Invalid access token: client no longer registered", "invalid_token")
-        return runtime.access(verified, client)
+        username = verified.grant.username
+        if username is not None:
+            hit, user = runtime.users.cached(username)
+            if not hit:
+                user = await run_in_threadpool(runtime.users.load, username)
+            if user is None or user.version != verified.grant.user_version:
+                raise unauthorized("Invalid access token: user removed or changed since it was issued", "invalid_token")
+        return runtime.context(verified, client, record)
 
-    async def _enforce(self, scope: Scope, receive: Receive, headers: Headers, access: SmartAccess, target: Target) -> Receive:
-        """Apply the confinement rules; returns the `receive` the app must use (body replayed)."""
-        check_request(access, target, headers.get("if-none-exist"))
-        if not needs_body(access, target):
-            return receive
-        limit = self.settings.max_body_bytes
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return receive  # the REST layer answers 413 without reading it
-        body, complete = await read_body(receive, limit)
-        if not complete or len(body) > limit:
-            raise FhirError.of(413, "too-costly", f"Body larger than {limit} bytes")
-        try:
-            parsed = orjson.loads(body) if body.strip() else None
-        except orjson.JSONDecodeError:
-            parsed = None  # the REST layer answers 400
-        base = Urls.of(HTTPConnection(scope), self.settings).fhir
-        await run_in_threadpool(check_body, access, target, parsed, base)
-        return replaying(body, True, receive)
-
-    async def _note_search_form(self, receive: Receive, record: AuditRecord) -> Receive:
-        """`POST …/_search` carries its parameters in the body: audit them like a query string."""
-        body, complete = await read_body(receive, _MAX_QUERY_AUDIT)
-        form = body[:_MAX_QUERY_AUDIT].decode("latin-1")
-        record.query = "&".join(q for q in (record.query, form) if q) or None
-        return replaying(body, complete, receive)
-
-    def _record(self, scope: Scope, target: Target) -> AuditRecord:
+    def _record(self, scope: Scope) -> AuditRecord:
+        parts = [unquote(p) for p in scope["path"][len("/fhir"):].split("/") if p]
+        interaction, rtype, rid = describe(scope["method"], parts)
         query = scope.get("query_string", b"").decode("latin-1") or None
         client = scope.get("client")
         return AuditRecord(
             recorded_us=time.time_ns() // 1000,
-            interaction=target.interaction,
-            rtype=target.rtype,
-            rid=target.rid,
-            query=query[:_MAX_QUERY_AUDIT] if query and target.interaction.startswith(("search", "operation")) else None,
+            interaction=interaction,
+            rtype=rtype,
+            rid=rid,
+            query=query[:_MAX_QUERY_AUDIT] if query and interaction.startswith(("search", "operation")) else None,
             remote_addr=client[0] if client else None,
         )
 

@@ -16,7 +16,7 @@ from joserfc.jwk import import_key
 
 from server.auth.scopes import Scope, ScopeSet
 
-SOURCE_KINDS = ("clinical", "claims")
+SOURCE_KINDS = ("clinical", "claims")  # of a client; its patient-facing tokens write "patient-reported"
 FHIR_USER_TYPES = ("Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Person")
 ALL_PATIENTS = "*"
 
@@ -60,6 +60,9 @@ class User:
     password_hash: str
     fhir_user: str | None
     patients: tuple[str, ...]
+    # When the registration was last written (microseconds): tokens carry the version they were issued
+    # for, so re-registering a username never revives the old one's tokens.
+    version: int = 0
 
     @property
     def own_patient(self) -> str | None:

@@ -23,7 +23,7 @@ from server.auth.models import Client
 from server.auth.runtime import AuthRuntime
 from server.auth.scopes import LaunchScope, Scope, ScopeSet
 from server.auth.store import now_us
-from server.auth.tokens import USER_CLAIM
+from server.auth.tokens import USER_CLAIM, USER_VERSION_CLAIM
 from server.auth.urls import Urls
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -181,6 +181,7 @@ class TokenEndpoint:
             raise OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
         if not verify_pkce(form.get("code_verifier", ""), grant.code_challenge, "S256"):
             raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+        self._check_user(grant.context, grant.family)
         expires = now_us() + self.settings.refresh_token_seconds * 1_000_000
         return self._app_tokens(client, grant.scope, grant.context, grant.family, expires, urls)
 
@@ -200,7 +201,16 @@ class TokenEndpoint:
             raise OAuthError("invalid_grant", "refresh token was already used")
         if not grant.usable:
             raise OAuthError("invalid_grant", "refresh token is expired or revoked")
+        self._check_user(grant.context, grant.family)
         return self._app_tokens(client, scope, grant.context, grant.family, grant.expires_us, urls)
+
+    def _check_user(self, context: dict, family: str) -> None:
+        """The user a code or refresh token was issued to must still be registered exactly as then: a
+        removed user, or a username registered again (perhaps with other patients), revokes the family."""
+        user = self.runtime.store.get_user(context["username"])
+        if user is None or user.version != context.get("user_version"):
+            self.runtime.store.revoke_family(family)
+            raise OAuthError("invalid_grant", "the user was removed or changed since this grant was issued")
 
     def _app_tokens(self, client: Client, scope: str, context: dict, family: str, refresh_expires_us: int,
                     urls: Urls) -> dict:
@@ -209,7 +219,7 @@ class TokenEndpoint:
         scopes = ScopeSet.from_string(scope)
         username, patient = context["username"], context.get("patient")
         fhir_user = absolute_fhir_user(urls.fhir, context.get("fhir_user"))
-        extra: dict = {"sub": username, USER_CLAIM: username}
+        extra: dict = {"sub": username, USER_CLAIM: username, USER_VERSION_CLAIM: context["user_version"]}
         if patient:
             extra["patient"] = patient
         if fhir_user and scopes.has("fhirUser"):

@@ -1,10 +1,11 @@
-"""Client registrations as seen by one server process: the database, behind a seconds-long cache.
+"""Client and user registrations as seen by one server process: the database, behind a seconds-long cache.
 
 Registrations live in the database, so `planfit clients add` in a shell, or a PLANFIT_CLIENTS_FILE
 read by another process, reaches every process without a restart. The FHIR hot path asks
 `cached()` (no I/O, so the event loop never blocks); on a miss it calls `load()` in a worker thread.
 The token endpoint always reads fresh, so a client registered a moment ago can get a token at once.
 The clients file is checked (one `stat`) at most every `ttl_s` seconds and re-imported when it changed.
+Users are cached the same way, so a removed or changed user's tokens stop working within `ttl_s`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Generic, TypeVar
 
-from server.auth.models import Client, RegistrationError, build_client
+from server.auth.models import Client, RegistrationError, User, build_client
 from server.auth.store import AuthStore
 
 log = logging.getLogger("planfit.auth")
+T = TypeVar("T")
 
 
 def read_clients_file(path: Path) -> list[Client]:
@@ -58,12 +61,34 @@ def read_clients_file(path: Path) -> list[Client]:
     return clients
 
 
+class Recent(Generic[T]):
+    """Values by key, each served for at most `ttl_s` seconds after it was read from the database."""
+
+    def __init__(self, ttl_s: float):
+        self.ttl_s = ttl_s
+        self._items: dict[str, tuple[T | None, float]] = {}
+
+    def get(self, key: str) -> tuple[bool, T | None]:
+        """(hit, value) from memory only; a miss means: read the database off the event loop."""
+        entry = self._items.get(key)
+        if entry is None or time.monotonic() - entry[1] > self.ttl_s:
+            return False, None
+        return True, entry[0]
+
+    def put(self, key: str, value: T | None) -> T | None:
+        self._items[key] = (value, time.monotonic())
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
 class ClientRegistry:
     def __init__(self, store: AuthStore, ttl_s: float, clients_file: str = ""):
         self.store = store
         self.ttl_s = ttl_s
         self.clients_file = Path(clients_file) if clients_file else None
-        self._clients: dict[str, tuple[Client | None, float]] = {}
+        self._clients: Recent[Client] = Recent(ttl_s)
         self._origins: tuple[frozenset[str], float] = (frozenset(), float("-inf"))
         self._file_stamp: tuple[int, int] | None = None
         self._file_checked = float("-inf")
@@ -73,16 +98,11 @@ class ClientRegistry:
 
     def cached(self, client_id: str) -> tuple[bool, Client | None]:
         """(hit, client) from memory only; a miss means: call `load` off the event loop."""
-        entry = self._clients.get(client_id)
-        if entry is None or time.monotonic() - entry[1] > self.ttl_s:
-            return False, None
-        return True, entry[0]
+        return self._clients.get(client_id)
 
     def load(self, client_id: str) -> Client | None:
         self.sync_file()
-        client = self.store.get_client(client_id)
-        self._clients[client_id] = (client, time.monotonic())
-        return client
+        return self._clients.put(client_id, self.store.get_client(client_id))
 
     def fresh(self, client_id: str) -> Client | None:
         """Straight from the database (token endpoint)."""
@@ -139,3 +159,17 @@ class ClientRegistry:
         except OSError:
             return None
         return st.st_mtime_ns, st.st_size
+
+
+class UserRegistry:
+    """App Launch users by username, as `ClientRegistry` serves clients."""
+
+    def __init__(self, store: AuthStore, ttl_s: float):
+        self.store = store
+        self._users: Recent[User] = Recent(ttl_s)
+
+    def cached(self, username: str) -> tuple[bool, User | None]:
+        return self._users.get(username)
+
+    def load(self, username: str) -> User | None:
+        return self._users.put(username, self.store.get_user(username))

@@ -1,20 +1,23 @@
-"""The authorization server's moving parts of one process, and its hooks into the FHIR service."""
+"""The authorization server's moving parts of one process, and the request context it builds."""
 
 from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from server.auth.access import SmartAccess, forbidden
+from server.auth.access import SmartAccess
 from server.auth.audit import AuditTrail
-from server.auth.context import CURRENT
 from server.auth.jwks import JwksFetcher
 from server.auth.jwt import ServerKeys
-from server.auth.models import Client
-from server.auth.registry import ClientRegistry
+from server.auth.models import FHIR_USER_TYPES, Client
+from server.auth.registry import ClientRegistry, UserRegistry
 from server.auth.store import AuthStore
 from server.auth.tokens import Authenticator, Verified
 from server.config import Settings
-from server.fhir.service import FhirService, WriteContext, Written
+from server.fhir.context import PATIENT_REPORTED, AuditRecord, RequestContext, WriteContext
+from server.fhir.service import FhirService
+
+# Users who act for themselves or a relative, not as clinicians (SMART "patient-facing" apps).
+_PATIENT_FACING_USERS = tuple(t for t in FHIR_USER_TYPES if t not in ("Practitioner", "PractitionerRole"))
 
 
 class AuthRuntime:
@@ -24,6 +27,7 @@ class AuthRuntime:
         self.audit = audit
         self.store = AuthStore(engine)
         self.registry = ClientRegistry(self.store, settings.client_cache_seconds, settings.clients_file)
+        self.users = UserRegistry(self.store, settings.client_cache_seconds)
         self.jwks = JwksFetcher()
         self._keys: ServerKeys | None = None
         self.authenticator = Authenticator(
@@ -41,28 +45,17 @@ class AuthRuntime:
         return self._keys
 
     @staticmethod
-    def access(verified: Verified, client: Client) -> SmartAccess:
-        """The request's Access: scopes from the token, write context from the registration, so a
-        client can never write under another source or evidence kind than it was registered with."""
-        context = WriteContext(source=client.source_uri, source_kind=client.source_kind, client_id=client.client_id)
-        return SmartAccess(verified.grant, verified.clauses, context)
-
-    def guard_write(self, rtype: str, rid: str, method: str) -> None:
-        """Write guard (inside the write transaction): a confined token may update or delete an
-        existing resource only if it could read it. New content is checked by `policy.check_body`."""
-        current = CURRENT.get()
-        if current is None or current.access is None or method == "POST":
-            return
-        clauses = current.access.clauses(rtype, "d" if method == "DELETE" else "u")
-        if not clauses:
-            return
-        stored = self.fhir.store.read(rtype, rid)
-        if stored is not None and not stored.deleted and not self.fhir.visible(rtype, rid, clauses):
-            raise forbidden(f"{rtype}/{rid} lies outside what the access token may access")
-
-
-def record_written(written: list[Written], _context: WriteContext) -> None:
-    """After-commit listener: the versions a request wrote become entities of its audit record."""
-    current = CURRENT.get()
-    if current is not None:
-        current.audit.entities.extend(f"{w.rtype}/{w.rid}/_history/{w.version}" for w in written)
+    def context(verified: Verified, client: Client, record: AuditRecord) -> RequestContext:
+        """The request's context: scopes from the token; source and evidence kind from the registration,
+        so a client can never write under another source or kind than it was registered with, except
+        that a patient-facing token (a patient context, or a user who is not a clinician) always writes
+        `patient-reported` evidence (SPEC §6), which never qualifies a member for a product."""
+        grant = verified.grant
+        user_type = (grant.fhir_user or "").rstrip("/").split("/")[-2:-1]
+        patient_facing = grant.patient is not None or (
+            grant.username is not None and (not user_type or user_type[0] in _PATIENT_FACING_USERS))
+        writer = WriteContext(source=client.source_uri, client_id=client.client_id,
+                              source_kind=PATIENT_REPORTED if patient_facing else client.source_kind)
+        record.client_id, record.username = grant.client_id, grant.username
+        record.fhir_user, record.patient = grant.fhir_user, grant.patient
+        return RequestContext(SmartAccess(grant, verified.clauses), writer, record, grant.username, grant.patient)

@@ -133,7 +133,7 @@ def _client_of(row) -> Client:
 
 
 def _user_of(row) -> User:
-    return User(row.username, row.password_hash, row.fhir_user, tuple(json.loads(row.patients)))
+    return User(row.username, row.password_hash, row.fhir_user, tuple(json.loads(row.patients)), row.updated_us)
 
 
 class AuthStore:

@@ -21,9 +21,10 @@ from server.auth.models import User
 from server.auth.scopes import ScopeSet
 from server.auth.urls import Urls
 
-# Private claim naming the signed-in App Launch user (absent in Backend Services tokens, whose
-# `sub` is the client).
+# Private claims naming the signed-in App Launch user (absent in Backend Services tokens, whose
+# `sub` is the client) and the version of the user's registration the token was issued for.
 USER_CLAIM = "user"
+USER_VERSION_CLAIM = "user_version"
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,8 @@ class Authenticator:
         user_patients, fhir_user = None, claims.get("fhirUser")
         if username is not None:
             user = self._user(username) if isinstance(username, str) else None
-            if user is None:
-                raise InvalidToken("user no longer registered")
+            if user is None or claims.get(USER_VERSION_CLAIM) != user.version:
+                raise InvalidToken("user removed or changed since it was issued")
             user_patients = None if user.all_patients else user.patient_ids()
             # The audit trail names the user's FHIR resource even when the app did not ask for it.
             fhir_user = fhir_user or (f"{urls.fhir}/{user.fhir_user}" if user.fhir_user else None)
@@ -105,4 +106,5 @@ class Authenticator:
             fhir_user=fhir_user if isinstance(fhir_user, str) else None,
             patient=patient if isinstance(patient, str) else None,
             user_patients=user_patients,
+            user_version=claims.get(USER_VERSION_CLAIM) if username is not None else None,
         )

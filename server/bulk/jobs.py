@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, literal, or_, select, text, update
 
 from server.bulk.ndjson import FileRecord
 from server.fhir.errors import Issue, operation_outcome
@@ -26,9 +26,24 @@ ACTIVE = ("queued", "running")
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Who started an export: only the same client, user and patient context may see or cancel it."""
+
+    client_id: str | None
+    username: str | None
+    patient: str | None
+
+    def where(self):
+        return and_(j.client_id.is_not_distinct_from(self.client_id), j.username.is_not_distinct_from(self.username),
+                    j.patient.is_not_distinct_from(self.patient))
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     client_id: str | None
+    username: str | None
+    patient: str | None
     status: str
     request: str
     plan: bytes
@@ -48,12 +63,20 @@ def _job(row) -> Job:
     return Job(**row._mapping)
 
 
-def create(conn: Connection, job_id: str, client_id: str | None, request: str, plan: bytes, now_us: int) -> None:
-    conn.execute(
-        insert(bulk_jobs).values(
-            id=job_id, client_id=client_id, status="queued", request=request, plan=plan, created_us=now_us, attempts=0
-        )
-    )
+def create(conn: Connection, job_id: str, owner: Owner, request: str, plan: bytes, now_us: int, cap: int) -> bool:
+    """Queue a job unless its client already has `cap` jobs queued or running (False then). One
+    INSERT … SELECT, so the count and the insert are one statement; on PostgreSQL a per-client advisory
+    lock also orders concurrent kick-offs of one client (READ COMMITTED would let each see the other's
+    count before its insert)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"planfit-export:{owner.client_id}"})
+    in_flight = (select(func.count()).select_from(bulk_jobs)
+                 .where(j.client_id.is_not_distinct_from(owner.client_id), j.status.in_(ACTIVE)).scalar_subquery())
+    row = {"id": job_id, "client_id": owner.client_id, "username": owner.username, "patient": owner.patient,
+           "status": "queued", "request": request, "plan": plan, "created_us": now_us, "attempts": 0}
+    chosen = select(*(literal(value, bulk_jobs.c[name].type).label(name) for name, value in row.items()))
+    done = conn.execute(insert(bulk_jobs).from_select(list(row), chosen.where(in_flight < cap)))
+    return done.rowcount == 1
 
 
 def get(conn: Connection, job_id: str) -> Job | None:
@@ -176,13 +199,13 @@ def release(engine: Engine, job: Job, owner: str, reason: str, max_attempts: int
 # reads first cannot upgrade to a write once another connection has written (SQLITE_BUSY).
 
 
-def cancel(conn: Connection, job_id: str, client_id: str | None, now_us: int) -> bool:
-    """Cancel the client's current job; False when there is no such job (for this client)."""
+def cancel(conn: Connection, job_id: str, owner: Owner, now_us: int) -> bool:
+    """Cancel the owner's current job; False when there is no such job (for this owner)."""
     done = conn.execute(
         update(bulk_jobs)
         .where(
             j.id == job_id,
-            j.client_id.is_not_distinct_from(client_id),
+            owner.where(),
             j.status != "cancelled",
             or_(j.expires_us.is_(None), j.expires_us >= now_us),
         )

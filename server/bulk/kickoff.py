@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 from urllib.parse import parse_qsl
 
 from sqlalchemy import select
@@ -19,6 +18,7 @@ from sqlalchemy import select
 from server.bulk.plan import ExportPlan, TypePlan
 from server.bulk.query import patients_of
 from server.fhir import searchparams
+from server.fhir.context import Access, RequestContext
 from server.fhir.dates import DateValueError, date_range
 from server.fhir.errors import FhirError, Issue
 from server.fhir.search import split_values
@@ -36,14 +36,6 @@ _FILTER_FORBIDDEN = frozenset(
 )
 # Queries are joined with commas, and may hold commas themselves: split only before "Type?".
 _FILTER_SPLIT = re.compile(r",(?=[A-Z][A-Za-z]*\?)")
-
-
-class Authorization(Protocol):
-    """The part of `server.fhir.access.Access` an export needs."""
-
-    def require(self, rtype: str, interaction: str) -> None: ...
-
-    def clauses(self, rtype: str, interaction: str) -> list: ...
 
 
 @dataclass(frozen=True)
@@ -67,13 +59,14 @@ class _Problems:
         self.issues.append(Issue("warning", "not-supported", diagnostics + " (ignored)", (expression,)).to_json())
 
 
-def plan_export(service: FhirService, access: Authorization, kick: KickOff, base: str) -> ExportPlan:
+def plan_export(service: FhirService, ctx: RequestContext, kick: KickOff, base: str) -> ExportPlan:
+    access = ctx.access
     problems = _Problems(kick.lenient)
     values = _collect(kick.params, problems)
     _check_output_format(values.get("_outputFormat"))
     since_us = _since(values.get("_since"))
     if kick.level == "group":
-        _check_group(service, access, kick.group_id or "", base)
+        service.read("Group", kick.group_id or "", base, ctx)  # 404 unless visible, like a read
     types = _types(kick.level, values.get("_type"), access, problems)
     filters = _type_filters(service, values.get("_typeFilter", []), types, base)
     plan = ExportPlan(
@@ -119,12 +112,6 @@ def _since(value: list[str] | None) -> int | None:
         raise FhirError.of(400, "invalid", "_since must be a FHIR instant", "_since") from None
 
 
-def _check_group(service: FhirService, access: Authorization, group_id: str, base: str) -> None:
-    """The Group must exist and be visible to the caller (404 otherwise, like a read)."""
-    access.require("Group", "r")
-    service.read("Group", group_id, base, access.clauses("Group", "r"))
-
-
 def _allowed_types(level: str) -> frozenset[str]:
     if level == "system":
         return searchparams.resource_types()
@@ -132,7 +119,7 @@ def _allowed_types(level: str) -> frozenset[str]:
     return compartment | {"Group"} if level == "group" else compartment
 
 
-def _types(level: str, requested: list[str] | None, access: Authorization, problems: _Problems) -> list[str]:
+def _types(level: str, requested: list[str] | None, access: Access, problems: _Problems) -> list[str]:
     """The exported types: as asked (each must be allowed), or every allowed type in scope."""
     allowed = _allowed_types(level)
     if requested is None:
@@ -148,7 +135,7 @@ def _types(level: str, requested: list[str] | None, access: Authorization, probl
     return types
 
 
-def _permitted(access: Authorization, rtype: str) -> bool:
+def _permitted(access: Access, rtype: str) -> bool:
     try:
         access.require(rtype, "s")
     except FhirError:
@@ -175,7 +162,7 @@ def _type_filters(
 
 
 def _patient_ids(
-    service: FhirService, access: Authorization, plan: ExportPlan, references: list[str] | None, problems: _Problems
+    service: FhirService, access: Access, plan: ExportPlan, references: list[str] | None, problems: _Problems
 ) -> tuple[str, ...]:
     """The POST `patient` parameter, checked against the Group, or the Patients the caller may see
     (so a caller cannot probe whether a patient outside its access exists)."""

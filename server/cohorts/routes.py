@@ -2,11 +2,13 @@
 
 Only the full read and vread of the six cohort ids have routes here (included ahead of the generic
 REST routes, which serve everything else about these Groups from their stored headers: search,
-`_history`, `_summary`). Writes to them are refused by a `FhirService` write guard, which covers
-PUT, DELETE, conditional writes and transaction/batch entries alike.
+`_history`, `_summary`). Writes to them, and client Groups claiming the cohort identifier system, are
+refused by a `FhirService` write guard, which covers PUT, DELETE, conditional writes and
+transaction/batch entries alike.
 
-A token confined to a compartment (a `patient/` app) is shown the header only, when it may see the
-Group at all: the member list names other patients.
+A token confined by a filter is shown the header only: the member list names patients it may not see.
+A token confined to patients sees a Group only when every member is one of its patients, which no
+cohort of several members is (`server.auth.access`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from sqlalchemy import Connection, Engine, Select, select
 
 from server.alignment.engine import AlignmentEngine
 from server.bulk.members import register_group_members
-from server.cohorts.definitions import COHORT_IDS
+from server.cohorts.definitions import COHORT_IDS, COHORT_SYSTEM
 from server.cohorts.groups import full_group
 from server.cohorts.membership import CohortMaintainer
-from server.fhir.access import access_of
+from server.fhir.context import context_of
 from server.fhir.errors import FhirError
 from server.fhir.http import FHIR_JSON, base_url, fhir_response
 from server.fhir.routes import service_of
@@ -53,10 +55,16 @@ def install_cohorts(app: FastAPI, service: FhirService, engine: AlignmentEngine)
     return maintainer
 
 
-def _refuse_writes(rtype: str, rid: str, method: str) -> None:
-    if rtype == "Group" and rid in COHORT_IDS:
+def _refuse_writes(rtype: str, rid: str, method: str, resource: dict | None) -> None:
+    if rtype != "Group":
+        return
+    if rid in COHORT_IDS:
         raise FhirError.of(405, "not-supported", f"Group/{rid} is a cohort maintained by the server: it cannot be "
                                                  f"written ({method}); create a Group of your own instead")
+    identifiers = (resource or {}).get("identifier") or []
+    if any(isinstance(i, dict) and i.get("system") == COHORT_SYSTEM for i in identifiers):
+        raise FhirError.of(422, "business-rule", f"The identifier system {COHORT_SYSTEM} names the server's cohorts: "
+                                                 "a client Group cannot use it", "Group.identifier")
 
 
 def current_members(_conn: Connection, group_id: str) -> Select | None:
@@ -92,16 +100,14 @@ def _readers(cohort_id: str) -> tuple[Endpoint, Endpoint]:
 
 async def _serve(request: Request, cohort_id: str, vid: str | None) -> Response:
     """Read or vread the header as any Group (scopes, 404/410), then stream the members after it."""
-    access = access_of(request)
-    access.require("Group", "r")
+    ctx = context_of(request)
     service = service_of(request)
-    clauses = access.clauses("Group", "r")
     base = base_url(request)
     if vid is None:
-        reply = await run_in_threadpool(service.read, "Group", cohort_id, base, clauses)
+        reply = await run_in_threadpool(service.read, "Group", cohort_id, base, ctx)
     else:
-        reply = await run_in_threadpool(service.vread, "Group", cohort_id, vid, base, clauses)
-    if clauses or request.query_params.get("_summary") == "true":
+        reply = await run_in_threadpool(service.vread, "Group", cohort_id, vid, base, ctx)
+    if ctx.access.clauses("Group", "r") or request.query_params.get("_summary") == "true":
         return fhir_response(reply)  # the stored header: members omitted, tagged SUBSETTED
     assert reply.body is not None
     return StreamingResponse(_stream(service.store.engine, reply.body, cohort_id),

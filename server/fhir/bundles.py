@@ -5,24 +5,26 @@ PUT, GET), conditional creates and conditional references are resolved under the
 every `urn:uuid` / fullUrl reference is rewritten to the id it received, and any failing entry
 rolls the whole bundle back. A batch processes each entry in its own transaction.
 Each bundle that writes also writes one Provenance targeting what it wrote.
+
+The caller's `RequestContext` decides what each entry may do: its interaction is required before
+any work, and the `Writer` checks every resource on its final content, after the rewriting.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlsplit
 
 import orjson
 
 from server.fhir import searchparams
+from server.fhir.context import RequestContext
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError, Issue
 from server.fhir.references import CONDITIONAL_REFERENCE, iter_references
 from server.fhir.service import (
     FhirService,
     Reply,
-    WriteContext,
     Writer,
     Written,
     etag,
@@ -168,21 +170,35 @@ def _parse_entry(service: FhirService, i: int, raw: object, base: str) -> Entry:
 
 
 class BundleProcessor:
-    def __init__(self, service: FhirService, ctx: WriteContext, base: str, prefer: str | None,
-                 check_entry: Callable[[Entry], None] = lambda _e: None,
-                 run_get: Callable[[Entry, object], Reply] | None = None):
+    def __init__(self, service: FhirService, ctx: RequestContext, base: str, prefer: str | None):
         self.service = service
         self.ctx = ctx
         self.base = base
         self.representation = "return=representation" in (prefer or "").replace(" ", "")
-        self.check_entry = check_entry
-        self.run_get = run_get
+
+    def process(self, request: BundleRequest) -> Reply:
+        return self.transaction(request) if request.kind == "transaction" else self.batch(request)
+
+    def _require(self, entry: Entry) -> None:
+        """The entry's interaction must be allowed at all (403), before anything is looked up for it."""
+        access = self.ctx.access
+        if entry.method == "POST":
+            access.require(entry.rtype, "c")
+        elif entry.method == "PUT":
+            access.require(entry.rtype, "u")
+        elif entry.method == "DELETE":
+            access.require(entry.rtype, "d")
+        else:
+            access.require(entry.rtype, "r" if entry.rid else "s")
 
     # ---- transaction -----------------------------------------------------------------------
 
     def transaction(self, request: BundleRequest) -> Reply:
         for entry in request.entries:
-            self.check_entry(entry)
+            try:
+                self._require(entry)
+            except FhirError as err:
+                raise _entry_error(entry.index, err) from None
         ordered = sorted(request.entries, key=lambda e: (_ORDER[e.method], e.index))
         try:
             with self.service.store.begin_write() as tx:
@@ -191,7 +207,7 @@ class BundleProcessor:
                 self._rewrite_references(writer, ordered)
                 self._apply_writes(writer, tx, ordered)
                 # Staged with the writes, so one flush (one COPY per table) writes the bundle and its Provenance.
-                self._provenance(writer)
+                self._provenance(writer, writer.written)
                 tx.flush()
                 for entry in ordered:
                     if entry.method in ("GET", "HEAD"):
@@ -314,20 +330,18 @@ class BundleProcessor:
                 entry.lu = tx.now_us
 
     def _get(self, entry: Entry, conn=None) -> None:
-        if self.run_get is None:
-            raise self._fail(entry, FhirError.of(400, "not-supported", "GET entries are not supported here"))
         try:
-            reply = self.run_get(entry, conn)
+            reply = self.service.get(entry.rtype, entry.rid, entry.history_version, entry.query, self.base, self.ctx, conn)
             entry.status, entry.body = reply.status, reply.body
         except FhirError as err:
             entry.status, entry.outcome = err.status, err.outcome()
 
-    def _provenance(self, writer: Writer) -> None:
-        if not writer.written:
+    def _provenance(self, writer: Writer, written: list[Written]) -> None:
+        if not written:
             return
         provenance = {
             "resourceType": "Provenance",
-            "target": [{"reference": f"{w.rtype}/{w.rid}/_history/{w.version}"} for w in writer.written],
+            "target": [{"reference": f"{w.rtype}/{w.rid}/_history/{w.version}"} for w in written],
             "recorded": instant_text(writer.tx.now_us),
             "activity": {
                 "coding": [
@@ -344,12 +358,9 @@ class BundleProcessor:
                     "who": {"display": self.ctx.client_id or "anonymous"},
                 }
             ],
-            "policy": [self.ctx.source],
+            "policy": [self.ctx.writer.source],
         }
-        written_before = list(writer.written)
-        writer.create("Provenance", provenance)
-        # The Provenance itself is bookkeeping, not a member-facing change.
-        writer.written = written_before
+        writer.record_provenance(provenance)
 
     # ---- batch -------------------------------------------------------------------------------
 
@@ -361,7 +372,7 @@ class BundleProcessor:
                 entry.status, entry.outcome = err.status, err.outcome()
                 continue
             try:
-                self.check_entry(entry)
+                self._require(entry)
                 if entry.method in ("GET", "HEAD"):
                     self._get(entry)
                     continue
@@ -377,9 +388,7 @@ class BundleProcessor:
                 entry.status, entry.outcome = err.status, err.outcome()
         if all_written:
             with self.service.store.begin_write() as tx:
-                writer = Writer(self.service, tx, self.ctx)
-                writer.written = all_written
-                self._provenance(writer)
+                self._provenance(Writer(self.service, tx, self.ctx), all_written)
         self.service.committed(all_written, self.ctx)
         return self._response("batch-response", request.entries)
 

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 
 from server.bulk.kickoff import KickOff
 from server.bulk.service import BulkExports
-from server.fhir.access import access_of
+from server.fhir.context import context_of
 from server.fhir.errors import FhirError
 from server.fhir.http import base_url, fhir_response, json_body
 
@@ -81,23 +81,18 @@ async def export_group_post(group_id: str, request: Request) -> Response:
 
 @router.get("/$export-status/{job_id}", summary="Bulk Data export status")
 async def export_status(job_id: str, request: Request) -> Response:
-    client_id = access_of(request).write_context.client_id
-    reply = await run_in_threadpool(bulk_of(request).status, client_id, job_id, base_url(request))
+    reply = await run_in_threadpool(bulk_of(request).status, context_of(request), job_id, base_url(request))
     return fhir_response(reply)
 
 
 @router.delete("/$export-status/{job_id}", summary="Cancel a Bulk Data export")
 async def export_cancel(job_id: str, request: Request) -> Response:
-    client_id = access_of(request).write_context.client_id
-    return fhir_response(await run_in_threadpool(bulk_of(request).cancel, client_id, job_id))
+    return fhir_response(await run_in_threadpool(bulk_of(request).cancel, context_of(request), job_id))
 
 
 @router.api_route("/$export-file/{job_id}/{name}", methods=["GET", "HEAD"], summary="Bulk Data export file")
 async def export_file(job_id: str, name: str, request: Request) -> Response:
-    access = access_of(request)
-    found = await run_in_threadpool(bulk_of(request).file, access.write_context.client_id, job_id, name)
-    if found.kind == "output":
-        access.require(found.rtype, "s")
+    found = await run_in_threadpool(bulk_of(request).file, context_of(request), job_id, name)
     return FileResponse(found.path, media_type=NDJSON)
 
 
@@ -105,12 +100,9 @@ async def _kick_off(request: Request, level: str, group_id: str | None, params: 
     prefer = ",".join(request.headers.getlist("prefer")).replace(" ", "")
     if "respond-async" not in prefer.split(","):
         raise FhirError.of(400, "invalid", "Bulk Data export needs the header 'Prefer: respond-async'")
-    access = access_of(request)
     base = base_url(request)
     kick = KickOff(level, group_id, params, lenient="handling=lenient" in prefer)
-    reply = await run_in_threadpool(
-        bulk_of(request).kick_off, access, access.write_context.client_id, kick, _request_url(request, base), base
-    )
+    reply = await run_in_threadpool(bulk_of(request).kick_off, context_of(request), kick, _request_url(request, base), base)
     return fhir_response(reply)
 
 

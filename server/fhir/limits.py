@@ -1,7 +1,7 @@
 """Per-client rate limit and request timeout (SPEC §9), as one ASGI middleware.
 
-It sits inside the SMART middleware, which has already put the request's verified access on
-`scope["state"]["access"]`: requests are counted per token subject (the user of an App Launch token,
+It sits inside the SMART middleware, which has already put the request's `RequestContext` on
+`scope["state"]["context"]`: requests are counted per token subject (the user of an App Launch token,
 else the client), or per remote address when there is none (the /auth endpoints, discovery, or
 PLANFIT_AUTH=off). The limit is a token bucket of `PLANFIT_RATE_LIMIT` requests per minute: a client may
 burst that many, then gets one more every 60/N seconds; beyond it 429 with `Retry-After`. Buckets live
@@ -52,10 +52,11 @@ class TokenBuckets:
 
 
 def client_key(scope: Scope) -> str:
-    access = scope.get("state", {}).get("access")
-    grant = getattr(access, "grant", None)
-    if grant is not None:
-        return f"user:{grant.username}" if grant.username else f"client:{grant.client_id}"
+    ctx = scope.get("state", {}).get("context")
+    if ctx is not None and ctx.username is not None:
+        return f"user:{ctx.username}"
+    if ctx is not None and ctx.client_id is not None:
+        return f"client:{ctx.client_id}"
     client = scope.get("client")
     return f"addr:{client[0] if client else '?'}"
 

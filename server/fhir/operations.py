@@ -4,11 +4,14 @@
   finding) and answers with a Parameters summary: members per status, evaluation date, duration.
 * `GET /fhir/Patient/{id}/$alignment` returns the member's persisted finding as Parameters: status,
   enrolled and recommended product, eligible products with the criteria met and their evidence, the
-  diagnosis categories with their evidence and source kinds, the non-claims diagnoses, reasons and the
-  estimated annual impact. It needs read access to that Patient.
+  diagnosis categories with their evidence and source kinds (patient-reported evidence is shown as
+  such, and never qualifies), the non-claims diagnoses, reasons and the estimated annual impact. The
+  answer shows diagnoses and products, so it needs read access to the Patient (404 as for a read) and
+  to all of that patient's resources of the types in `ALIGNMENT_READS` (403 otherwise; SPEC §6).
 * `GET /fhir/$alignment-status` tells how far findings have caught up with the committed writes (mode,
   latest write, the txid through which every write is evaluated, caught up or not): in deferred mode
   (`server/alignment/deferred.py`) findings follow a write by a moment instead of before its response.
+  It describes the whole server's writes, so it needs a `system/` scope.
 
 The router is included ahead of the generic REST routes, which would otherwise take
 `/fhir/$evaluate-alignment` for a create of type "$evaluate-alignment".
@@ -31,8 +34,8 @@ from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
 from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, read_finding
 from server.alignment.mappings import MappingError, load_mappings
 from server.config import Settings
-from server.fhir.access import access_of
 from server.fhir.consistency import ConsistencyMiddleware
+from server.fhir.context import PATIENT_REPORTED, Reads, context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
 from server.fhir.http import fhir_response
@@ -43,6 +46,8 @@ router = APIRouter(prefix="/fhir")
 
 _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/"
 Extras = Callable[[str], dict]
+# What a finding shows: diagnoses (Conditions, and those of claims) and products (Coverage).
+ALIGNMENT_READS = Reads(("Condition", "Coverage", "Claim", "ExplanationOfBenefit"))
 
 
 def install_alignment(app: FastAPI, service: FhirService, settings: Settings) -> AlignmentEngine:
@@ -106,13 +111,14 @@ def engine_of(request: Request) -> AlignmentEngine:
 
 @router.post("/$evaluate-alignment", summary="Re-evaluate every member's product alignment")
 async def evaluate_alignment(request: Request) -> Response:
-    access_of(request).require("*", "u")
+    context_of(request).access.require("*", "u")
     summary = await run_in_threadpool(engine_of(request).evaluate_all)
     return fhir_response(Reply(200, orjson.dumps(summary_parameters(summary))))
 
 
 @router.get("/$alignment-status", summary="How far findings have caught up with the committed writes")
 async def alignment_status(request: Request) -> Response:
+    context_of(request).access.require_system()
     engine = engine_of(request)
     latest, through = await run_in_threadpool(engine.progress)
     return fhir_response(Reply(200, orjson.dumps({
@@ -128,13 +134,13 @@ async def alignment_status(request: Request) -> Response:
 
 @router.get("/Patient/{rid}/$alignment", summary="A member's product-alignment finding")
 async def patient_alignment(rid: str, request: Request) -> Response:
-    access = access_of(request)
-    access.require("Patient", "r")
+    ctx = context_of(request)
     service: FhirService = request.app.state.fhir
     engine = engine_of(request)
 
     def work() -> Reply:
-        service.read("Patient", rid, "", access.clauses("Patient", "r"))  # 404 / 410 as for a read
+        service.read("Patient", rid, "", ctx)  # 404 / 410 as for a read
+        ALIGNMENT_READS.require_for_patient(ctx.access, rid)
         with engine.db.connect() as conn:
             finding = read_finding(conn, rid)
         if finding is None:
@@ -191,7 +197,7 @@ def finding_parameters(finding: Finding) -> dict[str, Any]:
     out += [_param("reason", valueCode=code) for code in finding.reasons]
     out += [_eligible(finding, product) for product in finding.eligible]
     out += [_param("nonClaimsCategory", valueCode=code) for code in finding.non_claims_categories]
-    out += [_category(finding, category) for category in finding.categories]
+    out += [_category(finding, category) for category in _categories(finding)]
     out += [_param("coverage", part=_coverage(coverage)) for coverage in finding.coverages]
     return {"resourceType": "Parameters", "parameter": out}
 
@@ -208,14 +214,24 @@ def _eligible(finding: Finding, product: EligibleProduct) -> dict[str, Any]:
     return _param("eligibleProduct", part=parts)
 
 
+def _categories(finding: Finding) -> list[Category]:
+    """The finding's categories, and those only patient-reported evidence names (which never count, so
+    the engine records no category for them): shown with clinical, claims and nonClaims false."""
+    counted = {c.category for c in finding.categories}
+    reported = dict.fromkeys(e.category for e in finding.evidence if e.category not in counted)
+    return [*finding.categories, *(Category(category, False, False, False) for category in reported)]
+
+
 def _category(finding: Finding, category: Category) -> dict[str, Any]:
+    evidence = [e for e in finding.evidence if e.category == category.category]
     parts = [
         _param("code", valueCode=category.category),
         _param("clinical", valueBoolean=category.clinical),
         _param("claims", valueBoolean=category.claims),
         _param("nonClaims", valueBoolean=category.non_claims),
+        _param("patientReported", valueBoolean=any(e.source_kind == PATIENT_REPORTED for e in evidence)),
     ]
-    for e in (e for e in finding.evidence if e.category == category.category):
+    for e in evidence:
         evidence = [_param("resource", valueReference=_ref(e.reference))]
         if e.system:
             evidence.append(_param("system", valueUri=e.system))

@@ -1,6 +1,7 @@
 """FastAPI routes for the FHIR REST API under /fhir.
 
-Routes stay thin: parse HTTP, ask `Access`, call `FhirService` in a worker thread, render.
+Routes stay thin: parse HTTP, call `FhirService` in a worker thread with the request's context
+(which does every access check), render.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from server.fhir.access import Access, access_of
-from server.fhir.bundles import BundleProcessor, Entry, parse_bundle
+from server.fhir.bundles import BundleProcessor, parse_bundle
 from server.fhir.capability import capability_statement
+from server.fhir.context import context_of
 from server.fhir.errors import FhirError
 from server.fhir.http import base_url, fhir_response, json_body, prefer, strict_handling
 from server.fhir.service import FhirService, Reply
@@ -45,47 +46,14 @@ async def metadata(request: Request) -> Response:
 async def transaction(request: Request) -> Response:
     body = await json_body(request)
     service = service_of(request)
-    access = access_of(request)
-    base = base_url(request)
-
-    def check_entry(entry: Entry) -> None:
-        interaction = {"POST": "c", "PUT": "u", "DELETE": "d"}.get(entry.method)
-        if interaction:
-            access.require(entry.rtype, interaction)
-            if entry.method == "PUT":
-                access.require(entry.rtype, "c")
-        else:
-            access.require(entry.rtype, "r" if entry.rid else "s")
-
-    def run_get(entry: Entry, conn) -> Reply:
-        return _get(service, access, entry.rtype, entry.rid, entry.history_version, entry.query, base, conn)
-
-    def work() -> Reply:
-        parsed = parse_bundle(service, body, base)
-        processor = BundleProcessor(service, access.write_context, base, prefer(request), check_entry, run_get)
-        return processor.transaction(parsed) if parsed.kind == "transaction" else processor.batch(parsed)
-
-    return fhir_response(await run_in_threadpool(work))
-
-
-def _get(service: FhirService, access: Access, rtype, rid, version, query, base, conn=None) -> Reply:
-    """read, vread or search; `conn` lets a transaction's GET entries see its own writes."""
-    if rid is None:
-        access.require(rtype, "s")
-        params = parse_qsl(query or "", keep_blank_values=True)
-        return service.search(rtype, params, base, False, lambda t: access.clauses(t, "s"), conn)
-    access.require(rtype, "r")
-    if version is not None:
-        return service.vread(rtype, rid, version, base, access.clauses(rtype, "r"), conn)
-    return service.read(rtype, rid, base, access.clauses(rtype, "r"), conn)
+    processor = BundleProcessor(service, context_of(request), base_url(request), prefer(request))
+    return fhir_response(await run_in_threadpool(lambda: processor.process(parse_bundle(service, body, processor.base))))
 
 
 @router.get("/_history", summary="System history")
 async def system_history(request: Request) -> Response:
-    access = access_of(request)
-    access.require("*", "s")
-    service = service_of(request)
-    reply = await run_in_threadpool(service.history, None, None, _query(request), base_url(request))
+    reply = await run_in_threadpool(service_of(request).history, None, None, _query(request), base_url(request),
+                                    context_of(request))
     return fhir_response(reply)
 
 
@@ -99,17 +67,16 @@ async def search_post(rtype: str, request: Request) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise FhirError.of(415, "not-supported", "_search takes application/x-www-form-urlencoded")
-    form = parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-    return await _search(rtype, request, _strip_format(_query(request) + form))
+    text = (await request.body()).decode("utf-8", "replace")
+    audit = context_of(request).audit
+    audit.query = "&".join(q for q in (audit.query, text) if q) or None  # the parameters are in the body
+    return await _search(rtype, request, _strip_format(_query(request) + parse_qsl(text, keep_blank_values=True)))
 
 
 async def _search(rtype: str, request: Request, params: list[tuple[str, str]]) -> Response:
     service = service_of(request)
-    service.check_type(rtype)
-    access = access_of(request)
-    access.require(rtype, "s")
     reply = await run_in_threadpool(
-        service.search, rtype, params, base_url(request), strict_handling(request), lambda t: access.clauses(t, "s")
+        service.search, rtype, params, base_url(request), strict_handling(request), context_of(request)
     )
     return fhir_response(reply)
 
@@ -118,12 +85,10 @@ async def _search(rtype: str, request: Request, params: list[tuple[str, str]]) -
 async def create(rtype: str, request: Request) -> Response:
     service = service_of(request)
     service.check_type(rtype)
-    access = access_of(request)
-    access.require(rtype, "c")
     body = await json_body(request)
     reply = await run_in_threadpool(
-        service.create, rtype, body, access.write_context, base_url(request),
-        request.headers.get("if-none-exist"), prefer(request),
+        service.create, rtype, body, context_of(request), base_url(request), request.headers.get("if-none-exist"),
+        prefer(request),
     )
     return fhir_response(reply)
 
@@ -132,15 +97,12 @@ async def create(rtype: str, request: Request) -> Response:
 async def conditional_update(rtype: str, request: Request) -> Response:
     service = service_of(request)
     service.check_type(rtype)
-    access = access_of(request)
-    access.require(rtype, "u")
-    access.require(rtype, "c")
     query = request.url.query
     if not query:
         raise FhirError.of(400, "invalid", "PUT to a type needs search criteria")
     body = await json_body(request)
     reply = await run_in_threadpool(
-        service.conditional_update, rtype, query, body, access.write_context, base_url(request),
+        service.conditional_update, rtype, query, body, context_of(request), base_url(request),
         request.headers.get("if-match"), prefer(request),
     )
     return fhir_response(reply)
@@ -148,31 +110,23 @@ async def conditional_update(rtype: str, request: Request) -> Response:
 
 @router.delete("/{rtype}", summary="Conditional delete")
 async def conditional_delete(rtype: str, request: Request) -> Response:
-    service = service_of(request)
-    service.check_type(rtype)
-    access = access_of(request)
-    access.require(rtype, "d")
     query = request.url.query
     if not query:
         raise FhirError.of(400, "invalid", "DELETE on a type needs search criteria")
-    reply = await run_in_threadpool(service.delete, rtype, None, query, access.write_context)
+    reply = await run_in_threadpool(service_of(request).delete, rtype, None, query, context_of(request))
     return fhir_response(reply)
 
 
 @router.get("/{rtype}/_history", summary="Type history")
 async def type_history(rtype: str, request: Request) -> Response:
-    service = service_of(request)
-    service.check_type(rtype)
-    access_of(request).require(rtype, "s")
-    reply = await run_in_threadpool(service.history, rtype, None, _query(request), base_url(request))
+    reply = await run_in_threadpool(service_of(request).history, rtype, None, _query(request), base_url(request),
+                                    context_of(request))
     return fhir_response(reply)
 
 
 @router.get("/{rtype}/{rid}", summary="Read")
 async def read(rtype: str, rid: str, request: Request) -> Response:
-    service = service_of(request)
-    access = access_of(request)
-    reply = await run_in_threadpool(_get, service, access, rtype, rid, None, None, base_url(request))
+    reply = await run_in_threadpool(service_of(request).read, rtype, rid, base_url(request), context_of(request))
     return fhir_response(reply)
 
 
@@ -180,42 +134,28 @@ async def read(rtype: str, rid: str, request: Request) -> Response:
 async def update(rtype: str, rid: str, request: Request) -> Response:
     service = service_of(request)
     service.check_type(rtype)
-    access = access_of(request)
-    access.require(rtype, "u")
-    access.require(rtype, "c")
     body = await json_body(request)
     reply = await run_in_threadpool(
-        service.update, rtype, rid, body, access.write_context, base_url(request),
-        request.headers.get("if-match"), prefer(request),
+        service.update, rtype, rid, body, context_of(request), base_url(request), request.headers.get("if-match"),
+        prefer(request),
     )
     return fhir_response(reply)
 
 
 @router.delete("/{rtype}/{rid}", summary="Delete")
 async def delete(rtype: str, rid: str, request: Request) -> Response:
-    service = service_of(request)
-    service.check_type(rtype)
-    access = access_of(request)
-    access.require(rtype, "d")
-    reply = await run_in_threadpool(service.delete, rtype, rid, None, access.write_context)
+    reply = await run_in_threadpool(service_of(request).delete, rtype, rid, None, context_of(request))
     return fhir_response(reply)
 
 
 @router.get("/{rtype}/{rid}/_history", summary="Instance history")
 async def instance_history(rtype: str, rid: str, request: Request) -> Response:
-    service = service_of(request)
-    service.check_type(rtype)
-    access = access_of(request)
-    access.require(rtype, "r")
-    if not await run_in_threadpool(service.visible, rtype, rid, access.clauses(rtype, "r")):
-        raise FhirError.of(404, "not-found", f"{rtype}/{rid} is not known")
-    reply = await run_in_threadpool(service.history, rtype, rid, _query(request), base_url(request))
+    reply = await run_in_threadpool(service_of(request).history, rtype, rid, _query(request), base_url(request),
+                                    context_of(request))
     return fhir_response(reply)
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read")
 async def vread(rtype: str, rid: str, vid: str, request: Request) -> Response:
-    service = service_of(request)
-    access = access_of(request)
-    reply = await run_in_threadpool(_get, service, access, rtype, rid, vid, None, base_url(request))
+    reply = await run_in_threadpool(service_of(request).vread, rtype, rid, vid, base_url(request), context_of(request))
     return fhir_response(reply)

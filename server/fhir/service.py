@@ -1,8 +1,12 @@
 """The FHIR interactions, independent of the web framework.
 
-Routes (and bundle entries) call these; each returns a `Reply` (status, headers, JSON bytes).
-Writes run inside one `WriteTransaction`; after it commits, `after_commit` listeners learn which
-resources changed (the alignment engine re-evaluates the members they touch).
+Routes (and bundle entries) call these with the request's `RequestContext`; each returns a `Reply`
+(status, headers, JSON bytes). Every interaction asks the context's `Access` before it selects or
+writes anything: `require` for the interaction, `clauses` in every query. Writes run inside one
+`WriteTransaction`, through a `Writer` that checks each version it stages (the final resource, after
+fullUrl and conditional-reference rewriting) and each stored version it replaces, on the
+transaction's own connection. After the commit, `after_commit` listeners learn which resources
+changed (the alignment engine re-evaluates the members they touch).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import orjson
 
 from server.config import Settings
 from server.fhir import searchparams
+from server.fhir.context import RequestContext, WriteContext, forbidden
 from server.fhir.dates import DateValueError, date_range, http_date, instant_text
 from server.fhir.errors import FhirError, Issue, operation_outcome
 from server.fhir.search import ParsedSearch, ValueSetLookup, encode_cursor, parse_search
+from server.fhir.searchparams import IndexRows
 from server.fhir.validation import validate_resource
 from server.store.resources import StagedWrite, Store, StoredVersion, WriteTransaction, chunks
 from server.store.schema import resources as resources_table
@@ -29,18 +35,19 @@ from server.store.search import page_statement, revinclude_sources, sort_columns
 
 ID_PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 _META_STAMPS = ("versionId", "lastUpdated", "source")
-# meta.tag system the server stamps with the writer's evidence kind (clinical | claims); a
-# client-supplied tag of this system is replaced, so no client can claim another kind.
+# meta.tag system the server stamps with the writer's evidence kind (clinical | claims |
+# patient-reported); a client-supplied tag of this system is replaced, so no client can claim another kind.
 SOURCE_KIND_SYSTEM = "https://planfit.dev/fhir/CodeSystem/source-kind"
-
-
-@dataclass(frozen=True)
-class WriteContext:
-    """Who is writing: decides meta.source and the evidence kind of what is written."""
-
-    source: str
-    source_kind: str = "clinical"
-    client_id: str | None = None
+# meta.tag of the Provenance the server records per transaction; clients cannot set it, so a
+# Provenance a client posts is never taken for the server's.
+RECORDED_BY_SERVER = ("https://planfit.dev/fhir/CodeSystem/recorded-by", "planfit")
+_RESERVED_TAG_SYSTEMS = frozenset({SOURCE_KIND_SYSTEM, RECORDED_BY_SERVER[0]})
+_INT64 = 2**63
+_CONFINED_PUT = ("A compartment- or filter-confined token updates only resources it can read, and creates "
+                 "resources with POST")
+_CONFINED_CONDITIONAL = ("Conditional requests (If-None-Exist, conditional update or delete, conditional "
+                         "references) are not available to a compartment- or filter-confined token: their "
+                         "outcome would reveal whether data beyond its reach exists")
 
 
 @dataclass
@@ -96,12 +103,12 @@ def parse_if_match(value: str | None) -> int | None:
 
 
 def _client_meta(meta: object) -> dict:
-    """meta without what the server stamps (versionId, lastUpdated, source, source-kind tag)."""
+    """meta without what the server stamps (versionId, lastUpdated, source, reserved tags)."""
     if not isinstance(meta, dict):
         return {}
     out = {k: v for k, v in meta.items() if k not in _META_STAMPS}
     if isinstance(out.get("tag"), list):
-        tags = [t for t in out["tag"] if not (isinstance(t, dict) and t.get("system") == SOURCE_KIND_SYSTEM)]
+        tags = [t for t in out["tag"] if not (isinstance(t, dict) and t.get("system") in _RESERVED_TAG_SYSTEMS)]
         if tags:
             out["tag"] = tags
         else:
@@ -118,11 +125,11 @@ def strip_stamps(resource: dict) -> dict:
     return out
 
 
-def stamp_meta(resource: dict, ctx: "WriteContext") -> None:
-    """Set meta.source and the source-kind tag before indexing (so `_source`/`_tag` find them)."""
+def stamp_meta(resource: dict, ctx: WriteContext, tags: tuple[dict, ...] = ()) -> None:
+    """Set meta.source and the server's tags before indexing (so `_source`/`_tag` find them)."""
     meta = _client_meta(resource.get("meta"))
     meta["source"] = ctx.source
-    meta["tag"] = [*meta.get("tag", []), {"system": SOURCE_KIND_SYSTEM, "code": ctx.source_kind}]
+    meta["tag"] = [*meta.get("tag", []), {"system": SOURCE_KIND_SYSTEM, "code": ctx.source_kind}, *tags]
     resource["meta"] = meta
 
 
@@ -145,18 +152,30 @@ def resource_headers(rtype: str, rid: str, version: int, lu: int, base: str) -> 
 
 
 class Writer:
-    """Stages creates, updates and deletes in one transaction, enforcing FHIR's rules."""
+    """Stages creates, updates and deletes in one transaction, enforcing FHIR's rules and the caller's
+    access: on each version it stages, and on each stored version it replaces (read through the
+    transaction's connection)."""
 
-    def __init__(self, service: "FhirService", tx: WriteTransaction, ctx: WriteContext):
+    def __init__(self, service: "FhirService", tx: WriteTransaction, ctx: RequestContext):
         self.service = service
         self.tx = tx
         self.ctx = ctx
         self.written: list[Written] = []
 
+    def _searches_unconfined(self, rtype: str) -> bool:
+        """Conditional lookups search the type unscoped: only callers who may search all of it may ask."""
+        try:
+            self.ctx.access.require(rtype, "s")
+        except FhirError:
+            return False
+        return not self.ctx.access.clauses(rtype, "s")
+
     def find(self, rtype: str, query: str, expression: str) -> list[str]:
         """Ids matching a conditional query (at most 2: enough to tell 0, 1 or many)."""
         if rtype not in searchparams.resource_types():
             raise FhirError.of(400, "not-supported", f"Unknown resource type '{rtype}'", expression)
+        if not self._searches_unconfined(rtype):
+            raise forbidden(_CONFINED_CONDITIONAL)
         params = parse_qsl(query, keep_blank_values=True)
         if not params:
             raise FhirError.of(400, "invalid", "Conditional request without search criteria", expression)
@@ -170,6 +189,8 @@ class Writer:
         """`find` for many queries at once, for those that are one token value (`identifier=system|value`,
         the usual `ifNoneExist`): one statement per chunk instead of one per query, same ids (at most 2,
         in id order). Other queries, and those `find` would refuse, are left out for `find` to answer."""
+        if not self._searches_unconfined(rtype):
+            return {}
         by_column: dict[tuple[str, int], list[str]] = {}
         for query in dict.fromkeys(queries):
             try:
@@ -193,45 +214,80 @@ class Writer:
 
     def create(self, rtype: str, resource: dict, rid: str | None = None) -> tuple[str, int]:
         rid = rid or new_id()
-        self._stage(rtype, rid, 1, "POST", resource, existed=False)
+        self._stage(rtype, rid, 1, "POST", resource, existed=False, interaction="c")
         return rid, 1
 
     def put(self, rtype: str, rid: str, resource: dict, if_match: int | None, current: StoredVersion | None) -> tuple[int, bool]:
-        """Update (or create with a client id); returns (version, created). A no-op keeps the version."""
-        if current is None or current.deleted:
+        """Update (or create with a client id); returns (version, created). A no-op keeps the version.
+
+        A confined token gets the same 403 whether the id is unknown or out of its reach (no
+        existence oracle): it may update what it can read, and creates with POST."""
+        exists = current is not None and not current.deleted
+        if self.ctx.access.clauses(rtype, "u") and not (exists and self._may_change(rtype, current, "u")):
+            raise forbidden(_CONFINED_PUT)
+        if not exists:
             if if_match is not None:
                 raise FhirError.of(412, "conflict", "If-Match given but the resource does not exist")
+            self.ctx.access.require(rtype, "c")
             version = (current.version + 1) if current else 1
-            self._stage(rtype, rid, version, "PUT", resource, existed=current is not None)
+            self._stage(rtype, rid, version, "PUT", resource, existed=current is not None, interaction="c")
             return version, True
+        assert current is not None
         if if_match is not None and if_match != current.version:
             raise FhirError.of(
                 412, "conflict", f"Version conflict: If-Match {if_match}, current version {current.version}"
             )
         old = orjson.loads(current.content)
-        if strip_stamps(old) == strip_stamps({**resource, "id": rid}) and old.get("meta", {}).get("source") == self.ctx.source:
+        if strip_stamps(old) == strip_stamps({**resource, "id": rid}) and old.get("meta", {}).get("source") == self.ctx.writer.source:
             return current.version, False
-        self._stage(rtype, rid, current.version + 1, "PUT", resource, existed=True)
+        self._stage(rtype, rid, current.version + 1, "PUT", resource, existed=True, interaction="u")
         return current.version + 1, False
 
     def delete(self, rtype: str, rid: str, current: StoredVersion | None) -> int | None:
-        """Delete the current version; None when there was nothing to delete."""
-        if current is None or current.deleted:
+        """Delete the current version; None when there was nothing to delete, which is also the answer
+        when the caller may not delete it (as if absent: no existence oracle)."""
+        if current is None or current.deleted or not self._may_change(rtype, current, "d"):
             return None
-        self.service.guard_write(rtype, rid, "DELETE")
+        self.service.guard_write(rtype, rid, "DELETE", None)
         version = current.version + 1
         self.tx.stage(StagedWrite(rtype, rid, version, "DELETE", None, None, existed=True))
         self.written.append(Written(rtype, rid, version, True, self.tx.txid))
         return version
 
-    def _stage(self, rtype: str, rid: str, version: int, method: str, resource: dict, existed: bool) -> None:
-        self.service.guard_write(rtype, rid, method)
+    def record_provenance(self, provenance: dict) -> None:
+        """Stage the server's own Provenance of this transaction, tagged as recorded by the server. It
+        is not a write of the caller's (no access check, not in `written`)."""
+        system, code = RECORDED_BY_SERVER
+        self._store("Provenance", new_id(), 1, "POST", provenance, False, ({"system": system, "code": code},))
+
+    def _may_change(self, rtype: str, stored: StoredVersion, interaction: str) -> bool:
+        if not self.ctx.access.clauses(rtype, interaction):
+            return True  # unconfined: no need to index the stored version
+        assert stored.content is not None
+        return self.ctx.access.may_change(rtype, stored.rid, version_rows(stored.content), interaction)
+
+    def _stage(self, rtype: str, rid: str, version: int, method: str, resource: dict, existed: bool,
+               interaction: str) -> None:
+        written = self._store(rtype, rid, version, method, resource, existed, (), interaction)
+        self.written.append(written)
+
+    def _store(self, rtype: str, rid: str, version: int, method: str, resource: dict, existed: bool,
+               tags: tuple[dict, ...], interaction: str | None = None) -> Written:
+        """Stamp, index and stage one version; with an `interaction`, first check it (guards, access)."""
         resource = {**resource, "id": rid}
-        stamp_meta(resource, self.ctx)
-        content = stamp(resource, rid, version, self.tx.now_us)
+        stamp_meta(resource, self.ctx.writer, tags)
         index = searchparams.index_rows(resource)
+        if interaction is not None:
+            self.service.guard_write(rtype, rid, method, resource)
+            self.ctx.access.check_write(rtype, rid, index, interaction)
+        content = stamp(resource, rid, version, self.tx.now_us)
         self.tx.stage(StagedWrite(rtype, rid, version, method, content, index, existed))
-        self.written.append(Written(rtype, rid, version, False, self.tx.txid))
+        return Written(rtype, rid, version, False, self.tx.txid)
+
+
+def version_rows(content: bytes) -> IndexRows:
+    """The index rows of a stored version (old versions have none in the index tables)."""
+    return searchparams.index_rows(orjson.loads(content))
 
 
 class FhirService:
@@ -245,12 +301,21 @@ class FhirService:
         self.settings = settings
         self.valueset_lookup = valueset_lookup
         self.after_commit: list[AfterCommit] = []
-        # Each guard may refuse a write (type, id, method) by raising FhirError, e.g. to server-owned resources.
-        self.write_guards: list[Callable[[str, str, str], None]] = []
+        # Each guard may refuse a write (type, id, method, new content or None for a delete) by raising
+        # FhirError, e.g. to server-owned resources.
+        self.write_guards: list[Callable[[str, str, str, dict | None], None]] = []
 
     # ---- helpers -------------------------------------------------------------------------
 
     def parse(self, rtype: str, params: list[tuple[str, str]], strict: bool, base: str = "") -> ParsedSearch:
+        """Search parameters → store clauses, refusing searches too costly to plan or run: thousands of
+        AND-ed criteria take PostgreSQL minutes to plan, thousands of `_revinclude`s seconds to run."""
+        includes = sum(1 for name, _ in params if name.partition(":")[0] in ("_include", "_revinclude"))
+        if includes > self.settings.max_includes:
+            raise FhirError.of(400, "too-costly", f"At most {self.settings.max_includes} _include and _revinclude "
+                                                  "parameters per search", "_include")
+        if len(params) > self.settings.max_search_params:
+            raise FhirError.of(400, "too-costly", f"At most {self.settings.max_search_params} parameters per search")
         return parse_search(
             rtype,
             params,
@@ -261,14 +326,17 @@ class FhirService:
             valueset_lookup=self.valueset_lookup,
         )
 
-    def guard_write(self, rtype: str, rid: str, method: str) -> None:
+    def guard_write(self, rtype: str, rid: str, method: str, resource: dict | None) -> None:
         for guard in self.write_guards:
-            guard(rtype, rid, method)
+            guard(rtype, rid, method, resource)
 
-    def committed(self, written: list[Written], ctx: WriteContext) -> None:
+    def committed(self, written: list[Written], ctx: RequestContext) -> None:
+        """After a commit: the versions written become entities of the request's audit record, and the
+        listeners learn what changed."""
         if written:
+            ctx.audit.entities.extend(f"{w.rtype}/{w.rid}/_history/{w.version}" for w in written)
             for listener in self.after_commit:
-                listener(written, ctx)
+                listener(written, ctx.writer)
 
     @staticmethod
     def check_type(rtype: str) -> None:
@@ -301,10 +369,20 @@ class FhirService:
 
     # ---- reads ---------------------------------------------------------------------------
 
-    def read(self, rtype: str, rid: str, base: str, extra_clauses: Iterable = (), conn=None) -> Reply:
+    def get(self, rtype: str, rid: str | None, version: str | None, query: str | None, base: str,
+            ctx: RequestContext, conn=None) -> Reply:
+        """read, vread or search; `conn` lets a transaction's GET entries see its own writes."""
+        if rid is None:
+            return self.search(rtype, parse_qsl(query or "", keep_blank_values=True), base, False, ctx, conn)
+        if version is not None:
+            return self.vread(rtype, rid, version, base, ctx, conn)
+        return self.read(rtype, rid, base, ctx, conn)
+
+    def read(self, rtype: str, rid: str, base: str, ctx: RequestContext, conn=None) -> Reply:
         self.check_type(rtype)
+        ctx.access.require(rtype, "r")
         current = self.store.read(rtype, rid, conn)
-        if current is None or not self.visible(rtype, rid, extra_clauses, conn):
+        if current is None or not self.visible(rtype, rid, ctx.access.clauses(rtype, "r"), conn):
             raise FhirError.of(404, "not-found", f"{rtype}/{rid} is not known")
         if current.deleted:
             raise FhirError.of(410, "deleted", f"{rtype}/{rid} has been deleted")
@@ -320,12 +398,30 @@ class FhirService:
         with self.store.connection(conn) as c:
             return c.execute(spec_stmt).first() is not None
 
-    def vread(self, rtype: str, rid: str, version: str, base: str, extra_clauses: Iterable = (), conn=None) -> Reply:
+    def _sees(self, ctx: RequestContext, version: StoredVersion, conn=None) -> bool:
+        """Whether the caller may see one stored version: its own content must lie within the caller's
+        reach (a version from before the resource moved, or before it was deleted and re-created under
+        the same id, may be another patient's). A deletion is seen when the version it deleted is."""
+        if not ctx.access.clauses(version.rtype, "r"):
+            return True
+        if version.deleted:
+            previous = self.store.vread(version.rtype, version.rid, version.version - 1, conn)
+            return previous is not None and not previous.deleted and self._sees(ctx, previous, conn)
+        assert version.content is not None
+        return ctx.access.sees_version(version.rtype, version.rid, version_rows(version.content))
+
+    def _require_instance(self, rtype: str, rid: str, ctx: RequestContext, conn=None) -> None:
+        """404 unless the resource exists and its current version is within the caller's reach."""
         self.check_type(rtype)
-        if not (version.isascii() and version.isdigit()):
-            raise FhirError.of(404, "not-found", "Unknown version")
-        found = self.store.vread(rtype, rid, int(version), conn)
-        if found is None or not self.visible(rtype, rid, extra_clauses, conn):
+        ctx.access.require(rtype, "r")
+        if self.store.read(rtype, rid, conn) is None or not self.visible(rtype, rid, ctx.access.clauses(rtype, "r"), conn):
+            raise FhirError.of(404, "not-found", f"{rtype}/{rid} is not known")
+
+    def vread(self, rtype: str, rid: str, version: str, base: str, ctx: RequestContext, conn=None) -> Reply:
+        self._require_instance(rtype, rid, ctx, conn)
+        number = int(version) if version.isascii() and version.isdigit() and len(version) <= 9 else None
+        found = self.store.vread(rtype, rid, number, conn) if number is not None else None
+        if found is None or not self._sees(ctx, found, conn):
             raise FhirError.of(404, "not-found", f"{rtype}/{rid}/_history/{version} is not known")
         if found.deleted:
             raise FhirError.of(410, "deleted", f"{rtype}/{rid} version {version} is a deletion")
@@ -333,8 +429,10 @@ class FhirService:
 
     # ---- single-resource writes ------------------------------------------------------------
 
-    def create(self, rtype: str, body: object, ctx: WriteContext, base: str, if_none_exist: str | None, prefer: str | None) -> Reply:
+    def create(self, rtype: str, body: object, ctx: RequestContext, base: str, if_none_exist: str | None,
+               prefer: str | None) -> Reply:
         self.check_type(rtype)
+        ctx.access.require(rtype, "c")
         resource = self.validate(body, rtype)
         with self.store.begin_write() as tx:
             writer = Writer(self, tx, ctx)
@@ -350,9 +448,10 @@ class FhirService:
         return self._written_reply(201, rtype, rid, version, base, prefer)
 
     def update(
-        self, rtype: str, rid: str, body: object, ctx: WriteContext, base: str, if_match: str | None, prefer: str | None
+        self, rtype: str, rid: str, body: object, ctx: RequestContext, base: str, if_match: str | None, prefer: str | None
     ) -> Reply:
         self.check_type(rtype)
+        ctx.access.require(rtype, "u")
         self.check_id(rid)
         resource = self.validate(body, rtype)
         if resource.get("id") != rid:
@@ -366,9 +465,11 @@ class FhirService:
         return self._written_reply(201 if created else 200, rtype, rid, version, base, prefer)
 
     def conditional_update(
-        self, rtype: str, query: str, body: object, ctx: WriteContext, base: str, if_match: str | None, prefer: str | None
+        self, rtype: str, query: str, body: object, ctx: RequestContext, base: str, if_match: str | None,
+        prefer: str | None
     ) -> Reply:
         self.check_type(rtype)
+        ctx.access.require(rtype, "u")
         resource = self.validate(body, rtype)
         expected = parse_if_match(if_match)
         with self.store.begin_write() as tx:
@@ -389,8 +490,9 @@ class FhirService:
         self.committed(writer.written, ctx)
         return self._written_reply(201 if created else 200, rtype, rid, version, base, prefer)
 
-    def delete(self, rtype: str, rid: str | None, query: str | None, ctx: WriteContext) -> Reply:
+    def delete(self, rtype: str, rid: str | None, query: str | None, ctx: RequestContext) -> Reply:
         self.check_type(rtype)
+        ctx.access.require(rtype, "d")
         with self.store.begin_write() as tx:
             writer = Writer(self, tx, ctx)
             if query is not None:
@@ -431,16 +533,16 @@ class FhirService:
         params: list[tuple[str, str]],
         base: str,
         strict: bool,
-        access_clauses: Callable[[str], list] = lambda _t: [],
+        ctx: RequestContext,
         conn=None,
     ) -> Reply:
-        """Searchset bundle; `access_clauses(type)` narrows every selected type (scopes, compartment)."""
+        """Searchset bundle; the caller's clauses narrow every selected type (scopes, compartment)."""
         self.check_type(rtype)
+        ctx.access.require(rtype, "s")
         parsed = self.parse(rtype, params, strict, base)
         spec = parsed.spec
-        spec.clauses.extend(access_clauses(rtype))
-        if spec.after is not None and len(spec.after) != len(sort_columns(spec)):
-            raise FhirError.of(400, "invalid", "The _page cursor does not fit this search", "_page")
+        spec.clauses.extend(ctx.access.clauses(rtype, "s"))
+        _check_cursor(spec)
         with self.store.connection(conn) as conn:
             if spec.snapshot_txid is None:
                 spec.snapshot_txid = Store.current_txid(conn)
@@ -448,7 +550,7 @@ class FhirService:
             rows = [] if parsed.summary_count or spec.count == 0 else conn.execute(page_statement(spec)).all()
             has_next = len(rows) > spec.count
             rows = rows[: spec.count]
-            included = self._includes(conn, parsed, rows, access_clauses) if rows else []
+            included = self._includes(conn, parsed, rows, ctx) if rows else []
         links = [("self", self._link(base, rtype, parsed, None))]
         if has_next:
             cursor = encode_cursor(spec.snapshot_txid, keyset_values(spec, rows[-1]))
@@ -469,7 +571,7 @@ class FhirService:
             params.append(("_page", cursor))
         return f"{base}/{rtype}?{urlencode(params)}"
 
-    def _includes(self, conn, parsed: ParsedSearch, rows, access_clauses) -> list[tuple[str, str, bytes]]:
+    def _includes(self, conn, parsed: ParsedSearch, rows, ctx: RequestContext) -> list[tuple[str, str, bytes]]:
         rtype = parsed.spec.rtype
         page_ids = [row.rid for row in rows]
         seen = {(rtype, rid) for rid in page_ids}
@@ -491,7 +593,7 @@ class FhirService:
         for ttype, ids in wanted.items():
             if ttype not in searchparams.resource_types():
                 continue
-            spec = SearchSpec(rtype=ttype, clauses=[IdClause(tuple(ids)), *access_clauses(ttype)], count=len(ids))
+            spec = SearchSpec(rtype=ttype, clauses=[IdClause(tuple(ids)), *ctx.access.clauses(ttype, "s")], count=len(ids))
             for row in conn.execute(page_statement(spec)):
                 out.append((ttype, row.rid, row.content))
         return out
@@ -499,10 +601,22 @@ class FhirService:
     # ---- history -------------------------------------------------------------------------
 
     def history(
-        self, rtype: str | None, rid: str | None, params: list[tuple[str, str]], base: str
+        self, rtype: str | None, rid: str | None, params: list[tuple[str, str]], base: str, ctx: RequestContext
     ) -> Reply:
-        if rtype is not None:
+        """System, type or instance history. System and type history are read from the version log,
+        which no clause filters: they need an unconfined scope. Instance history shows a confined
+        caller only the versions within its reach, without a total (that would count the others)."""
+        confined = False
+        if rtype is None:
+            ctx.access.require("*", "s")
+        elif rid is None:
             self.check_type(rtype)
+            ctx.access.require(rtype, "s")
+            if ctx.access.clauses(rtype, "s"):
+                raise forbidden(f"Type history of {rtype} is not available to a compartment- or filter-confined token")
+        else:
+            self._require_instance(rtype, rid, ctx)
+            confined = bool(ctx.access.clauses(rtype, "r"))
         count, since_us, before = self.settings.default_count, None, None
         for name, value in params:
             if name == "_count":
@@ -515,13 +629,11 @@ class FhirService:
                 except DateValueError:
                     raise FhirError.of(400, "invalid", "_since must be a FHIR instant", "_since") from None
             elif name == "_page":
-                if not (value.isascii() and value.isdigit()):
+                if not (value.isascii() and value.isdigit()) or int(value) >= _INT64:
                     raise FhirError.of(400, "invalid", "Invalid _page cursor", "_page")
                 before = int(value)
-        if rid is not None and self.store.read(rtype, rid) is None:
-            raise FhirError.of(404, "not-found", f"{rtype}/{rid} is not known")
         versions = self.store.history(rtype, rid, since_us, before, count + 1)
-        total = self.store.history_count(rtype, rid, since_us)
+        total = None if confined else self.store.history_count(rtype, rid, since_us)
         path = "/".join(p for p in (rtype, rid) if p) + ("/_history" if (rtype or rid) else "_history")
         self_params = [(k, v) for k, v in params if k != "_page"]
         links = [("self", f"{base}/{path}" + (f"?{urlencode(self_params)}" if self_params else ""))]
@@ -529,8 +641,28 @@ class FhirService:
             versions = versions[:count]
             if versions:  # `_count=0` asks for the total only: no page, so no next link
                 links.append(("next", f"{base}/{path}?{urlencode([*self_params, ('_page', str(versions[-1].txid))])}"))
+        if confined:
+            versions = [v for v in versions if self._sees(ctx, v)]
         entries = [_history_entry(base, v) for v in versions]
         return Reply(200, bundle_bytes("history", total, links, entries))
+
+
+def _check_cursor(spec: SearchSpec) -> None:
+    """A `_page` cursor is opaque to clients but comes back from them: its values must have the types
+    and ranges of the sort keys before they reach SQL (400 otherwise, never a database error)."""
+    if spec.snapshot_txid is not None and not 0 <= spec.snapshot_txid < _INT64:
+        raise FhirError.of(400, "invalid", "Invalid _page cursor", "_page")
+    if spec.after is None:
+        return
+    keys = sort_columns(spec)
+    if len(spec.after) != len(keys):
+        raise FhirError.of(400, "invalid", "The _page cursor does not fit this search", "_page")
+    for (column, _desc), value in zip(keys, spec.after):
+        text = column is resources_table.c.rid
+        fits = isinstance(value, str) and len(value) <= 64 if text else \
+            isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+        if not fits:
+            raise FhirError.of(400, "invalid", "The _page cursor does not fit this search", "_page")
 
 
 _STATUS_TEXT = {

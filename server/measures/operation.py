@@ -5,12 +5,14 @@ Reports are built from the persisted findings (never by re-running the rules):
 * individual (`reportType=subject`, `subject=Patient/x`): one member's finding with a few indexed
   reads (`read_finding`). Needs read on MeasureReport and on that Patient; a Patient the token may not
   read is 404, exactly as a read of it, so a `patient/` token never learns whether another patient
-  exists. Evidence the token may not read (type not in scope, or outside its compartment or granular
-  filter) is left out of `evaluatedResource` and of the coding-gap groups.
+  exists. The report shows diagnoses and products, so it also needs read access to every resource of
+  that patient of the types in `ALIGNMENT_READS` (SPEC §6 "Operation results are data too"): 403
+  otherwise, also for a granular filter that would see only some of them.
 * summary (`population`) and `subject-list`: set-based SQL over every member, or a Group's members
   (`server.bulk.members.group_members`). They reveal facts about many patients, so they need read on
-  MeasureReport and a Patient search scope that is not confined to a compartment or a filter: a
-  `system/` token, or a `user/` token of a user who may open any patient. Anything narrower is 403.
+  MeasureReport and search scopes on Patient and on each type of `ALIGNMENT_READS` that are not
+  confined to a compartment or a filter: a `system/` token, or a `user/` token of a user who may open
+  any patient. Anything narrower is 403.
   Subject lists are streamed: the counts first, then one contained List per population, written as
   the database cursor yields the ids, all read in one snapshot (REPEATABLE READ on PostgreSQL, one
   read transaction on SQLite) so the counts equal the lists.
@@ -30,14 +32,14 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection, Engine, Select
 
 from server.alignment.engine import AlignmentEngine
-from server.alignment.findings import Finding, read_finding
+from server.alignment.findings import read_finding
 from server.alignment.mappings import Mappings
-from server.auth.access import forbidden
 from server.bulk.members import group_members
-from server.fhir.access import Access, access_of
+from server.fhir.context import RequestContext, context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
 from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
+from server.fhir.operations import ALIGNMENT_READS
 from server.fhir.service import FhirService, Reply
 from server.measures.definitions import display_of, load_definitions
 from server.measures.params import EvaluateRequest, body_items, parse_request
@@ -52,9 +54,6 @@ from server.measures.report import (
     population_report,
 )
 from server.measures.seed import refuse_writes_to, seed_definitions
-from server.store.resources import chunks
-from server.store.schema import resources as resources_table
-from server.store.search import IdClause, SearchSpec, page_statement
 
 router = APIRouter(prefix="/fhir")
 OPERATION = "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"
@@ -128,73 +127,38 @@ async def _evaluate(mid: str, request: Request, items: list[tuple[str, str]]) ->
     if measure is None:
         raise FhirError.of(404, "not-found", f"Measure/{mid} cannot be evaluated here: PlanFit evaluates "
                                              f"{', '.join('Measure/' + m for m in MEASURES)}")
-    access = access_of(request)
-    access.require("MeasureReport", "r")
+    request_ctx = context_of(request)
+    request_ctx.access.require("MeasureReport", "r")
     req = parse_request(items, measures.engine.window())
     ctx = ReportContext(mid, req.report_type, req.period_start, req.period_end, req.subject,
                         instant_text(time_ns() // 1000), measures.displays)
     base = base_url(request)
     if req.report_type == "subject":
-        return fhir_response(await run_in_threadpool(_individual, measures, access, req, ctx, base))
-    _require_population_access(access)
+        return fhir_response(await run_in_threadpool(_individual, measures, request_ctx, req, ctx, base))
+    ALIGNMENT_READS.require_for_population(request_ctx.access)
     if req.subject_type == "Group":
-        access.require("Group", "r")
-        await run_in_threadpool(measures.service.read, "Group", req.subject_id, base, access.clauses("Group", "r"))
+        await run_in_threadpool(measures.service.read, "Group", req.subject_id, base, request_ctx)
     if req.report_type == "population":
         return fhir_response(await run_in_threadpool(_summary, measures, measure, req, ctx))
     return StreamingResponse(_subject_list(measures, measure, req, ctx), media_type=FHIR_JSON + "; charset=utf-8")
 
 
-def _require_population_access(access: Access) -> None:
-    access.require("Patient", "s")
-    if access.clauses("Patient", "s"):
-        raise forbidden("Population and subject-list reports need a user/ or system/ Patient search scope that is "
-                        "not confined to a compartment or a filter")
-
-
 # -- individual -------------------------------------------------------------------------------------------
 
-def _individual(measures: Measures, access: Access, req: EvaluateRequest, ctx: ReportContext, base: str) -> Reply:
+def _individual(measures: Measures, request_ctx: RequestContext, req: EvaluateRequest, ctx: ReportContext,
+                base: str) -> Reply:
     assert req.subject_id is not None
-    access.require("Patient", "r")
     with measures.db.connect() as conn:
-        measures.service.read("Patient", req.subject_id, base, access.clauses("Patient", "r"), conn)  # 404 / 410
+        measures.service.read("Patient", req.subject_id, base, request_ctx, conn)  # 404 / 410
+        ALIGNMENT_READS.require_for_patient(request_ctx.access, req.subject_id)
         finding = read_finding(conn, req.subject_id)
-        if finding is None:
-            raise FhirError.of(404, "not-found", f"{req.subject} has not been evaluated yet: run $evaluate-alignment")
-        visible = _visible(conn, access, _evidence_references(finding))
+    if finding is None:
+        raise FhirError.of(404, "not-found", f"{req.subject} has not been evaluated yet: run $evaluate-alignment")
     if ctx.measure == "product-alignment":
-        report = alignment_individual(ctx, finding, visible)
+        report = alignment_individual(ctx, finding)
     else:
-        report = nonclaims_individual(ctx, finding, measures.mappings.non_claims_valuesets, visible)
+        report = nonclaims_individual(ctx, finding, measures.mappings.non_claims_valuesets)
     return Reply(200, orjson.dumps(report))
-
-
-def _evidence_references(finding: Finding) -> list[str]:
-    return list(dict.fromkeys([e.reference for e in finding.evidence] + [c.reference for c in finding.coverages]))
-
-
-def _visible(conn: Connection, access: Access, references: list[str]) -> set[str]:
-    """The references the caller may read: whole types its scopes permit unconditionally, and for the
-    confined ones the ids its clauses select (one query per type)."""
-    by_type: dict[str, list[str]] = {}
-    for ref in references:
-        rtype, _, rid = ref.partition("/")
-        by_type.setdefault(rtype, []).append(rid)
-    out: set[str] = set()
-    for rtype, ids in by_type.items():
-        try:
-            access.require(rtype, "r")
-        except FhirError:
-            continue
-        clauses = access.clauses(rtype, "r")
-        if not clauses:
-            out.update(f"{rtype}/{rid}" for rid in ids)
-            continue
-        for part in chunks(ids, 500):
-            spec = SearchSpec(rtype=rtype, clauses=[IdClause(tuple(part)), *clauses], count=len(part))
-            out.update(f"{rtype}/{row.rid}" for row in conn.execute(page_statement(spec, (resources_table.c.rid,))))
-    return out
 
 
 # -- population and subject-list ---------------------------------------------------------------------------

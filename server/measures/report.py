@@ -150,15 +150,14 @@ def _references(refs: Iterable[str], groups: dict[str, list[str]] | None = None)
     return out
 
 
-def alignment_individual(ctx: ReportContext, finding: Finding, visible: set[str]) -> dict[str, Any]:
-    """`product-alignment` for one member; evidence = counted diagnoses and active coverages the caller
-    may read (`visible`: references)."""
+def alignment_individual(ctx: ReportContext, finding: Finding) -> dict[str, Any]:
+    """`product-alignment` for one member; evidence = counted diagnoses and active coverages."""
     report = head(ctx, _finding_extensions(ctx, finding))
     covered = int(finding.status != "not-evaluable")
     report["group"] = [{"id": ctx.measure,
                         "population": populations(covered, int(finding.status == "misaligned"))}]
     refs = [e.reference for e in finding.evidence] + [c.reference for c in finding.coverages]
-    evaluated = _references(r for r in refs if r in visible)
+    evaluated = _references(refs)
     if evaluated:
         report["evaluatedResource"] = evaluated
     return report
@@ -179,12 +178,11 @@ def _gap_group(ctx: ReportContext, category: str, evidence: list[Evidence], as_o
             "code": {"coding": [coding(ctx, "diagnosis-category", category)]}}
 
 
-def nonclaims_individual(ctx: ReportContext, finding: Finding, categories: tuple[str, ...],
-                         visible: set[str]) -> dict[str, Any]:
+def nonclaims_individual(ctx: ReportContext, finding: Finding, categories: tuple[str, ...]) -> dict[str, Any]:
     """`nonclaims-bh-dx` for one member: the populations, then one open coding gap per non-claims
-    category with the clinical evidence the caller may read."""
+    category with its clinical evidence."""
     report = head(ctx, _finding_extensions(ctx, finding))
-    evidence = [e for e in finding.evidence if e.category in categories and e.reference in visible]
+    evidence = [e for e in finding.evidence if e.category in categories]
     has = any(c.category in categories for c in finding.categories)
     gaps = [c for c in finding.non_claims_categories if c in categories]
     report["group"] = [{"id": ctx.measure, "population": populations(int(has), int(bool(gaps)))}]

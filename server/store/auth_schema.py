@@ -124,6 +124,17 @@ auth_launches = Table(
     Index("ix_auth_launches_expires", "expires_us"),
 )
 
+# Failed App Launch sign-ins per key (`user:<username>`, `addr:<address>`): how many since
+# `window_start_us`, and until when sign-ins for the key are refused.
+auth_login_failures = Table(
+    "auth_login_failures",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_start_us", BigInteger, nullable=False),
+    Column("locked_until_us", BigInteger, nullable=False),
+)
+
 # Append-only audit trail of FHIR interactions (exported as AuditEvent). Written by plain INSERTs
 # from a background thread, never inside a resource write transaction.
 audit_events = Table(

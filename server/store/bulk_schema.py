@@ -17,8 +17,11 @@ bulk_jobs = Table(
     "bulk_jobs",
     metadata,
     Column("id", String(JOB_ID_LEN), primary_key=True),
-    # Client that kicked the export off; only it may poll, download or cancel. NULL without auth.
+    # Who kicked the export off: client, signed-in user and patient context (NULL where absent, and
+    # all three without auth). Only the same (client, user, patient) may poll, download or cancel.
     Column("client_id", Text, nullable=True),
+    Column("username", Text, nullable=True),
+    Column("patient", Text, nullable=True),
     # queued → running → completed | failed; cancelled from any state (see server.bulk.jobs).
     Column("status", String(16), nullable=False),
     # The kick-off URL, echoed as the manifest's `request`.
@@ -38,6 +41,7 @@ bulk_jobs = Table(
     # OperationOutcome (JSON) of a failed job.
     Column("outcome", LargeBinary, nullable=True),
     Index("ix_bulk_jobs_status", "status", "created_us"),
+    Index("ix_bulk_jobs_client", "client_id", "status"),
 )
 
 bulk_files = Table(

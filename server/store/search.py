@@ -67,11 +67,14 @@ class ReferenceClause:
 
 @dataclass(frozen=True)
 class CompartmentClause:
-    """Resource is the patient, or refers to it through one of the compartment parameters."""
+    """Resource is the patient, or refers to it through one of the compartment parameters. An
+    `exclusive` compartment also requires that those parameters name no other patient (resources
+    that list several patients: Group, Provenance, AuditEvent)."""
 
     patient_ids: tuple[str, ...]
     h_params: tuple[int, ...]
     is_patient_type: bool
+    exclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,13 @@ def clause_sql(clause, rtype: str) -> ColumnElement:
                 x.h_param.in_(clause.h_params), x.target_type == "Patient", x.target_id.in_(clause.patient_ids)
             )
             parts.append(_semi(idx_reference, cond, rtype))
-        return or_(*parts) if parts else false()
+        inside = or_(*parts) if parts else false()
+        if not clause.exclusive:
+            return inside
+        others = and_(
+            x.h_param.in_(clause.h_params), x.target_type == "Patient", x.target_id.not_in(clause.patient_ids)
+        )
+        return and_(inside, not_(_semi(idx_reference, others, rtype)))
     if isinstance(clause, AnyOfClause):
         return or_(*(clause_sql(c, rtype) for c in clause.clauses)) if clause.clauses else true()
     if isinstance(clause, AllOfClause):

@@ -1,17 +1,18 @@
-"""Would a resource about to be written be visible under a token's clauses?
+"""Store clauses evaluated over one resource version's index rows, in Python.
 
-Reads are confined in SQL. A write by a confined token (patient compartment, restricted user,
-granular scope) must produce a resource the same token could read back: a patient app may not file
-an Observation about somebody else. The resource store offers no hook between staging a write and
-committing it, so the new version is checked *before* the write, against the index rows it will be
-stored with (`searchparams.index_rows`, the very rows the SQL clauses later match). This module
-evaluates store clauses over those rows with the same semantics as `server.store.search.clause_sql`.
+Reads of current versions are confined in SQL. Three checks cannot be: the version a writer is about
+to stage (a confined token must write what it could read back), the stored version it replaces (read
+through the write transaction's own connection), and an old version read by `vread` or `_history`
+(the index tables hold current versions only). All have the version's index rows
+(`searchparams.index_rows`, the very rows the SQL clauses match once stored), and this module
+evaluates store clauses over them with the semantics of `server.store.search.clause_sql`.
 
 Clauses that depend on what only the store knows (`_lastUpdated`) evaluate to False: fail closed.
 """
 
 from __future__ import annotations
 
+from server.fhir import searchparams
 from server.fhir.searchparams import IndexRows
 from server.store.search import (
     AllOfClause,
@@ -27,6 +28,24 @@ from server.store.search import (
 )
 
 _TOKEN_COLUMNS = {"h_value": 1, "h_sys_value": 2, "h_sys": 3}  # positions in IndexRows.tokens
+# The parameters that say whom a resource is about (FHIR: Resource.subject / .patient).
+_SUBJECT_PARAMS = ("patient", "subject")
+
+
+def about(rtype: str, rid: str | None, rows: IndexRows, patients: tuple[str, ...]) -> bool:
+    """Whether the resource is about these patients only: a Patient among them, or a resource whose
+    subject/patient names one of them and whose every compartment reference to a Patient is one of
+    them. (Compartment membership alone is wider: `Condition.asserter` puts a diagnosis of patient C
+    in the compartment of the patient A who asserted it.)"""
+    if rtype == "Patient":
+        return rid is not None and rid in patients
+    params = searchparams.registry().get(rtype, {})
+    subject = {searchparams.param_hash(rtype, p) for p in _SUBJECT_PARAMS if p in params}
+    compartment = {searchparams.param_hash(rtype, p) for p in searchparams.patient_compartment().get(rtype, ())}
+    named = [(hp, tid) for hp, ttype, tid, _url in rows.references if ttype == "Patient"]
+    subjects = [tid for hp, tid in named if hp in subject]
+    others = [tid for hp, tid in named if hp in compartment]
+    return bool(subjects) and all(tid in patients for tid in subjects + others)
 
 
 def admits(clauses: list, rtype: str, rid: str | None, rows: IndexRows) -> bool:
@@ -65,12 +84,12 @@ def _holds(clause: object, rtype: str, rid: str | None, rows: IndexRows) -> bool
 
 
 def _in_compartment(clause: CompartmentClause, rtype: str, rid: str | None, rows: IndexRows) -> bool:
+    named = [tid for hp, ttype, tid, _url in rows.references if hp in clause.h_params and ttype == "Patient" and tid]
+    if clause.exclusive and any(tid not in clause.patient_ids for tid in named):
+        return False
     if clause.is_patient_type and rid is not None and rid in clause.patient_ids:
         return True
-    return any(
-        hp in clause.h_params and ttype == "Patient" and tid in clause.patient_ids
-        for hp, ttype, tid, _url in rows.references
-    )
+    return any(tid in clause.patient_ids for tid in named)
 
 
 def _token_set(clause: TokenSetClause, rows: IndexRows) -> bool:
