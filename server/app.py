@@ -91,6 +91,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> Response:
-        # Log the type only: exception text can carry resource content (PHI).
-        log.error("unhandled %s", type(exc).__name__, exc_info=False)
+        # The formatters (server/ops/logging.py) write an exception as its type and stack frames, never
+        # its message: exception text can carry resource content (PHI).
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
         return error_response(FhirError.of(500, "exception", "Internal server error"))

@@ -1,6 +1,7 @@
 """`planfit demo`: a server with a synthetic population, loaded through the API, and what it found.
 
-Everything lives in a temporary directory that is deleted at Ctrl-C: a SQLite database, two Backend
+Everything lives in a temporary directory that is deleted at Ctrl-C or SIGTERM (as `timeout`, systemd
+and `docker stop` send), after the `planfit serve` child is stopped: a SQLite database, two Backend
 Services clients (an EMR-like `clinical` one and a plan's `claims` feed, keys generated here and
 registered through PLANFIT_CLIENTS_FILE), the synthetic population (`server/alignment/synth.py`) and the
 server log. The population is posted with `planfit load`'s loader, clinical bundles by the clinical
@@ -233,7 +234,19 @@ def _port_taken(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: stop as on Ctrl-C (a BaseException, like KeyboardInterrupt, so no `except
+    Exception` on the way swallows it)."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated()
+
+
 def _stop(server: subprocess.Popen) -> None:
+    # A second Ctrl-C or SIGTERM must not cut the clean-up short: the child and the PHI-shaped data.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if server.poll() is None:
         server.send_signal(signal.SIGINT)
         try:
@@ -247,6 +260,7 @@ def _demo(args: argparse.Namespace) -> int:
     # Ctrl-C stops the demo even when it was started with SIGINT ignored (as by nohup or a test runner's
     # worker): an ignored disposition is inherited, and Python would never raise KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
     if args.members < 1:
         print("planfit demo: --members must be at least 1", file=sys.stderr)
         return 2
@@ -274,7 +288,7 @@ def _demo(args: argparse.Namespace) -> int:
             server.wait()
             print("planfit demo: the server stopped", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):
             print("\nstopping ...", flush=True)
             return 0
         except (RuntimeError, httpx.HTTPError, OSError) as exc:

@@ -390,16 +390,20 @@ def test_patient_token_cannot_export_another_patient(client, server, cohort):
         assert r.status_code == r_unknown.status_code == 400
         assert r.text.replace(other, "nobody") == r_unknown.text
 
-        # A Group naming the patient is in the patient's compartment, but its export holds only the
-        # patient's own data; a Group without the patient does not exist for this token.
-        lines = _as_sets(download(mine, export(mine, f"/Group/{cohort.group_id}/$export")))
+        # A Group is within a patient token's reach only when its every member is that patient (SPEC §6:
+        # membership never reveals another patient): the cohort, and a Group without the patient, do not
+        # exist for this token; a Group of the patient alone exports the patient's own data.
+        def group(*members: str) -> str:
+            return client.post("/Group", json={"resourceType": "Group", "type": "person", "actual": True, "member": [
+                {"entity": {"reference": f"Patient/{m}"}} for m in members]}).json()["id"]
+
+        for hidden in (cohort.group_id, group(other)):
+            assert kick_off(mine, f"/Group/{hidden}/$export").status_code == 404
+        own = group(me)
+        lines = _as_sets(download(mine, export(mine, f"/Group/{own}/$export")))
         expected = _expected(client, cohort, patients=[me])
-        expected["Group"] = stored(client, [("Group", cohort.group_id)])["Group"]
+        expected["Group"] = stored(client, [("Group", own)])["Group"]
         assert lines == expected
-        others = client.post("/Group", json={
-            "resourceType": "Group", "type": "person", "actual": True, "member": [{"entity": {"reference": f"Patient/{other}"}}],
-        }).json()["id"]
-        assert kick_off(mine, f"/Group/{others}/$export").status_code == 404
 
 
 def test_planfit_export_with_backend_services_key(client, server, backend_client_keys, cohort, tmp_path):

@@ -1,5 +1,6 @@
 """`planfit demo` as a real process: its printed figures equal the population's ground truth and what
-the API says (read with the client and token command the demo prints), and Ctrl-C stops it cleanly."""
+the API says (read with the client and token command the demo prints), and Ctrl-C or SIGTERM stops it
+cleanly: the `planfit serve` child stops and the temporary data (PHI-shaped) is deleted."""
 
 from __future__ import annotations
 
@@ -52,26 +53,42 @@ def ground_truth(tmp_path: Path) -> dict:
     return orjson.loads((tmp_path / "truth" / "ground_truth.json").read_bytes())["members"]
 
 
-def test_demo_prints_true_figures_and_stops_on_ctrl_c(tmp_path):
+def start_demo(tmp_path: Path, members: int) -> tuple[subprocess.Popen, str, int]:
+    """A running demo, its output up to "Serving at", and its port."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "demo", "--members", str(MEMBERS),
+    process = subprocess.Popen([sys.executable, "-m", "server.cli", "demo", "--members", str(members),
                                 "--seed", str(SEED), "--port", str(port)], cwd=tmp_path, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        text = read_until_serving(process, timeout=240)
+        return process, read_until_serving(process, timeout=240), port
     except BaseException:
         process.kill()
         raise
-    try:
-        check_figures(text, tmp_path, port)
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
+
+
+def assert_stopped_cleanly(process: subprocess.Popen, text: str, port: int) -> None:
+    assert process.wait(timeout=60) == 0
     work = Path(re.search(r"\(data in (\S+)\)", text).group(1))
     assert not work.exists()  # the temporary database, keys and population are gone
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0  # the server stopped too
+
+
+def test_demo_prints_true_figures_and_stops_on_ctrl_c(tmp_path):
+    process, text, port = start_demo(tmp_path, MEMBERS)
+    try:
+        check_figures(text, tmp_path, port)
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert_stopped_cleanly(process, text, port)
+
+
+def test_demo_stops_its_server_and_deletes_its_data_on_sigterm(tmp_path):
+    """As `timeout`, systemd or `docker stop` stop it."""
+    process, text, port = start_demo(tmp_path, 10)
+    process.send_signal(signal.SIGTERM)
+    assert_stopped_cleanly(process, text, port)
 
 
 def check_figures(text: str, tmp_path: Path, port: int) -> None:

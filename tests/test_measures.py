@@ -288,13 +288,13 @@ def test_patient_token_gets_its_own_report_only(server: RunningServer, client: h
                 evaluate(patient_app, measure, expect=403, reportType=report_type)
             evaluate(patient_app, measure, expect=403, subject="Group/misaligned")
 
-    # Evidence of types the token may not read is left out.
+    # The reports show diagnoses: a token that may not read the patient's Conditions gets none (SPEC §6).
     narrow = app_token(server, app, "launch/patient patient/Patient.rs patient/MeasureReport.rs patient/Coverage.rs",
                        user)
     with httpx.Client(base_url=server.fhir, headers=bearer(narrow["access_token"]), timeout=60) as patient_app:
-        report = evaluate(patient_app, "product-alignment", subject=f"Patient/{mine.patient}")
-        assert [e["reference"] for e in report["evaluatedResource"]] == [f"Coverage/{mine.coverage}"]
-        assert "evaluatedResource" not in evaluate(patient_app, "nonclaims-bh-dx", subject=f"Patient/{mine.patient}")
+        for measure in ("product-alignment", "nonclaims-bh-dx"):
+            refused = evaluate(patient_app, measure, expect=403, subject=f"Patient/{mine.patient}")
+            assert refused["issue"][0]["code"] == "forbidden"
 
 
 # ---- storing and searching reports -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import ast
 import os
 import re
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -144,14 +145,26 @@ def test_cors_allow_list(logged):
 
 
 def _repository_files() -> list[Path]:
+    """The files git tracks: what a clone holds, not a developer's virtualenv or scratch files (the
+    `cryptography` and `playwright` packages ship test keys)."""
     try:
-        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                                capture_output=True, text=True, check=True).stdout.split()
+        listed = subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout.split("\0")
     except (OSError, subprocess.CalledProcessError):
         if os.environ.get("CI"):  # CI runs on a checkout: never let a broken git call pass as a skip
             raise
         pytest.skip("not a git checkout")
-    return [ROOT / name for name in listed if (ROOT / name).is_file()]
+    return [ROOT / name for name in listed if name and (ROOT / name).is_file()]
+
+
+def test_secret_scan_reads_tracked_files_only_and_ignores_virtualenvs():
+    stray = ROOT / f"untracked-{uuid.uuid4().hex}.json"
+    stray.write_text("{}")
+    try:
+        assert stray not in _repository_files()
+    finally:
+        stray.unlink()
+    assert subprocess.run(["git", "check-ignore", "-q", ".venv/lib/site.py"], cwd=ROOT).returncode == 0
 
 
 def test_no_keys_or_secrets_in_the_repository():

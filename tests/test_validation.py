@@ -13,6 +13,7 @@ from server.fhir.validation import RESOURCE_TYPES, ValidationIssue, validate_res
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = ROOT.parent / "shared" / "testdata"
+needs_testdata = pytest.mark.skipif(not TESTDATA.is_dir(), reason="shared/testdata is not present")
 DATA_FILE = ROOT / "server" / "fhir" / "data" / "required_bindings.json"
 
 SUBJECT = {"reference": "Patient/p1"}
@@ -266,6 +267,7 @@ def test_binding_observation_status():
     assert only(validate_resource(r)).expression == "Observation.status"
 
 
+@needs_testdata
 def test_binding_explanation_of_benefit_outcome():
     eob = json.loads(sorted((TESTDATA / "synthea-r4").glob("*.json"))[0].read_text())
     r = next(e["resource"] for e in eob["entry"] if e["resource"]["resourceType"] == "ExplanationOfBenefit")
@@ -390,7 +392,7 @@ def _testdata_files() -> list[Path]:
     return sorted(TESTDATA.rglob("*.json"))
 
 
-@pytest.mark.skipif(not TESTDATA.is_dir(), reason="shared/testdata is not present")
+@needs_testdata
 def test_all_testdata_validates():
     files = _testdata_files()
     assert len(files) >= 180

@@ -86,7 +86,8 @@ class SmartMiddleware:
                                            (b"access-control-max-age", b"600")], b"text/plain")
             return
         send = _with_headers(send, cors)
-        if not (path == "/fhir" or path.startswith("/fhir/")) or path in OPEN_PATHS:
+        # Open paths need no token; without authorization every /fhir path gets its (full) context.
+        if not (path == "/fhir" or path.startswith("/fhir/")) or (path in OPEN_PATHS and self.runtime is not None):
             await self.app(scope, receive, send)
             return
         await self._fhir(scope, receive, send, headers)

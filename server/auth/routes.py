@@ -21,9 +21,10 @@ from server.auth.discovery import openid_configuration, smart_configuration
 from server.auth.jwt import InvalidToken
 from server.auth.middleware import bearer_token
 from server.auth.oauth import OAuthError, TokenEndpoint, parse_form
-from server.auth.passwords import verify_password
+from server.auth.passwords import hash_password, needs_rehash, verify_password
 from server.auth.runtime import AuthRuntime
 from server.auth.scopes import IdentityScope, LaunchScope, Scope, ScopeSet
+from server.auth.store import digest
 from server.auth.urls import Urls
 
 log = logging.getLogger("planfit.auth")
@@ -278,11 +279,29 @@ async def login(request: Request) -> Response:
         return found
     secret, pending = found
     runtime = runtime_of(request)
-    user = await run_in_threadpool(runtime.store.get_user, form.get("username", ""))
+    settings = runtime.settings
+    username = form.get("username", "")
+    address = request.client.host if request.client else "?"
+    # Failed sign-ins are counted per username (hashed: any length, nothing of it stored) and per address.
+    limits = {f"user:{digest(username)}": settings.login_max_failures,
+              f"addr:{address}": settings.login_max_failures_per_address}
+    wait = await run_in_threadpool(runtime.store.login_locked, list(limits))
+    if wait:
+        response = page(request, "login.html", "Sign in", 429, client_id=pending.client_id, request_id=secret,
+                        action=request.url_for("login").path,
+                        error=f"Too many failed sign-ins. Try again in {-(-wait // 60)} minute(s).")
+        response.headers["Retry-After"] = str(wait)
+        return response
+    user = await run_in_threadpool(runtime.store.get_user, username)
     if not await run_in_threadpool(verify_password, form.get("password", ""), user.password_hash if user else None):
+        await run_in_threadpool(runtime.store.login_failed, limits, settings.login_lock_seconds)
         return page(request, "login.html", "Sign in", 401, client_id=pending.client_id, request_id=secret,
                     action=request.url_for("login").path, error="Unknown username or wrong password.")
     assert user is not None
+    await run_in_threadpool(runtime.store.login_succeeded, next(iter(limits)))
+    if needs_rehash(user.password_hash):
+        new_hash = await run_in_threadpool(hash_password, form.get("password", ""))
+        await run_in_threadpool(runtime.store.set_password_hash, user.username, new_hash)
     try:
         pending = await run_in_threadpool(Authorization(runtime).login, secret, pending, user)
     except AuthorizeError as err:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, select, update
+from sqlalchemy import Connection, Engine, Table, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.auth.jwt import ServerKeys
@@ -26,6 +26,7 @@ from server.store.auth_schema import (
     auth_codes,
     auth_jti,
     auth_launches,
+    auth_login_failures,
     auth_refresh_tokens,
     auth_requests,
     auth_server_keys,
@@ -33,6 +34,7 @@ from server.store.auth_schema import (
 )
 
 _PURGE_EVERY_S = 60.0
+_LOGIN_KEEP_US = 24 * 3600 * 1_000_000  # failed sign-in counters outlive any lock window
 _KEYS_ROW = 1
 
 
@@ -200,6 +202,44 @@ class AuthStore:
     def remove_user(self, username: str) -> bool:
         with self.engine.begin() as conn:
             return conn.execute(delete(auth_users).where(auth_users.c.username == username)).rowcount > 0
+
+    def set_password_hash(self, username: str, password_hash: str) -> None:
+        """A new hash of the same password (stronger parameters): not a change of the user, so the
+        registration version, and with it the user's tokens, stay as they are."""
+        with self.engine.begin() as conn:
+            conn.execute(update(auth_users).where(auth_users.c.username == username).values(password_hash=password_hash))
+
+    # ---- sign-in throttling ------------------------------------------------------------------
+
+    def login_locked(self, keys: list[str]) -> int:
+        """Seconds until sign-ins for any of these keys are allowed again (0: allowed now)."""
+        t = auth_login_failures.c
+        with self.engine.connect() as conn:
+            until = conn.execute(select(func.max(t.locked_until_us)).where(t.key.in_(keys))).scalar()
+        return max(0, -(-((until or 0) - now_us()) // 1_000_000))
+
+    def login_failed(self, limits: dict[str, int], window_s: int) -> None:
+        """Count a failed sign-in against each key (key → failures allowed within `window_s`); a key
+        reaching its limit is locked for `window_s`, and one more failure after that locks it again
+        while the window lasts. One upsert per key, so concurrent processes count every failure."""
+        now = now_us()
+        window = window_s * 1_000_000
+        t = auth_login_failures.c
+        with self.engine.begin() as conn:
+            for key, limit in limits.items():
+                stmt = _insert(conn, auth_login_failures).values(key=key, failures=1, window_start_us=now,
+                                                                 locked_until_us=now + window if limit <= 1 else 0)
+                expired = t.window_start_us < now - window
+                failures = case((expired, 1), else_=t.failures + 1)
+                conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={
+                    "failures": failures,
+                    "window_start_us": case((expired, now), else_=t.window_start_us),
+                    "locked_until_us": case((failures >= limit, now + window), else_=t.locked_until_us),
+                }))
+
+    def login_succeeded(self, key: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(auth_login_failures).where(auth_login_failures.c.key == key))
 
     # ---- server keys -------------------------------------------------------------------------
 
@@ -377,3 +417,5 @@ class AuthStore:
             conn.execute(delete(auth_codes).where(auth_codes.c.expires_us < cutoff))
             conn.execute(delete(auth_launches).where(auth_launches.c.expires_us < cutoff))
             conn.execute(delete(auth_refresh_tokens).where(auth_refresh_tokens.c.expires_us < cutoff))
+            conn.execute(delete(auth_login_failures).where(auth_login_failures.c.locked_until_us < cutoff,
+                                                           auth_login_failures.c.window_start_us < cutoff - _LOGIN_KEEP_US))

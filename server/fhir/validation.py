@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from pathlib import Path
 
 import fhirkit
 import orjson
+
+log = logging.getLogger("planfit.validation")
 
 
 @dataclass(frozen=True)
@@ -372,12 +375,15 @@ def _resource_expr(resource: dict) -> str:
 
 
 def validate_resource(resource: dict) -> list[ValidationIssue]:
-    """Empty list = valid R4 resource. Never raises for any JSON-shaped input."""
+    """Empty list = valid R4 resource. Never raises for any JSON-shaped input: an internal error
+    refuses the resource (nothing unvalidated is stored) and is logged as a fault of ours, with its
+    type and stack frames only (the message could quote the resource)."""
     try:
         return _validate(resource)
     except RecursionError:
         return [ValidationIssue("structure", "nested too deeply", "Resource")]
-    except Exception:  # noqa: BLE001 - the contract is to never raise
+    except Exception as exc:  # noqa: BLE001 - the contract is to never raise
+        log.error("validator failed internally (%s)", type(exc).__name__, exc_info=exc)
         return [ValidationIssue("invalid", "the resource could not be validated", "Resource")]
 
 

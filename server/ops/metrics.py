@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
+from time import perf_counter
 from typing import Iterable, Iterator
 
 from fastapi import APIRouter, Request
@@ -63,10 +65,10 @@ def count_written(written: list[Written], _ctx: WriteContext) -> None:
 
 
 def time_evaluations(engine: AlignmentEngine) -> None:
-    """Time the engine's two entry points by wrapping them on this instance (engine.py has no hook):
-    full runs report their own duration in the run summary; incremental runs are timed here, and only
-    when a write touched someone."""
-    evaluate_all, evaluate_touched = engine.evaluate_all, engine.evaluate_touched
+    """Time the engine's entry points by wrapping them on this instance (engine.py has no hook): full
+    runs report their own duration in the run summary; incremental runs, after a write (sync mode) or
+    by the deferred worker's drain, are timed here, and only when there was something to evaluate."""
+    evaluate_all, evaluate_touched, drain = engine.evaluate_all, engine.evaluate_touched, engine.drain
 
     def timed_all() -> RunSummary:
         summary = evaluate_all()
@@ -80,8 +82,16 @@ def time_evaluations(engine: AlignmentEngine) -> None:
         with EVALUATION.labels("incremental").time():
             evaluate_touched(ids)
 
+    def timed_drain(stopping: threading.Event | None = None) -> int:
+        started = perf_counter()
+        done = drain(stopping)
+        if done:
+            EVALUATION.labels("incremental").observe(perf_counter() - started)
+        return done
+
     setattr(engine, "evaluate_all", timed_all)
     setattr(engine, "evaluate_touched", timed_touched)
+    setattr(engine, "drain", timed_drain)
 
 
 class ExportJobs(Collector):
