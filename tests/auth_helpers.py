@@ -56,10 +56,15 @@ def register_app(server: RunningServer, scope: str, redirect_uri: str = "http://
     return client_id
 
 
-def register_user(server: RunningServer, fhir_user: str | None, patients: list[str]) -> str:
-    username = unique("user")
-    user = User(username, hash_password(PASSWORD), fhir_user, tuple(patients))
-    auth_store(server.database_url).put_user(user)
+@lru_cache(maxsize=1)
+def password_hash() -> str:
+    """One hash of PASSWORD for every test user: scrypt at OWASP's cost takes most of a second."""
+    return hash_password(PASSWORD)
+
+
+def register_user(server: RunningServer, fhir_user: str | None, patients: list[str], username: str | None = None) -> str:
+    username = username or unique("user")
+    auth_store(server.database_url).put_user(User(username, password_hash(), fhir_user, tuple(patients)), replace=True)
     return username
 
 
@@ -103,6 +108,14 @@ def authorize_params(server: RunningServer, client_id: str, scope: str, challeng
               "state": state, "aud": server.fhir, "code_challenge": challenge, "code_challenge_method": "S256"}
     params.update(extra)
     return {k: v for k, v in params.items() if v is not None}
+
+
+def login_form(browser: httpx.Client, server: RunningServer, client_id: str, scope: str) -> str:
+    """Open an authorization request in `browser` (which keeps its cookie); the login form's request id."""
+    _verifier, challenge = pkce()
+    r = browser.get("/auth/authorize", params=authorize_params(server, client_id, scope, challenge, secrets.token_urlsafe(8)))
+    assert r.status_code == 200, r.text
+    return hidden_request(r.text)
 
 
 def authorize(server: RunningServer, client_id: str, scope: str, username: str, *, patient: str | None = None,

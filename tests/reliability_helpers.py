@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import uuid
@@ -133,6 +134,15 @@ def servers_on(database: Database) -> Iterator[Servers]:
         yield running
     finally:
         running.stop_all()
+
+
+def metric_sample(text: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample in a `/metrics` text (0 when absent)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if match and all(f'{k}="{v}"' in match.group(1).split(",") for k, v in labels.items()):
+            return float(match.group(2))
+    return 0.0
 
 
 def _marked(resource: dict[str, Any], marker: str) -> dict[str, Any]:

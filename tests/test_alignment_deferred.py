@@ -22,6 +22,7 @@ from tests.reliability_helpers import (
     evaluation_lock_held,
     fresh_database,
     member_bundle,
+    metric_sample,
     servers_on,
 )
 
@@ -82,6 +83,15 @@ def test_findings_follow_writes_and_a_consistent_read_sees_them(servers, databas
         post_members(client, 2)
         assert wait_caught_up(client)["caughtUp"] is True
         assert assert_findings_match_full_evaluation(client, database.engine) == 5
+
+
+def test_the_deferred_worker_records_its_evaluation_time(servers):
+    process = servers.start(alignment_mode="deferred")
+    with servers.client(process) as client:
+        post_members(client, 2)
+        assert wait_caught_up(client)["caughtUp"] is True
+    metrics = httpx.get(process.url + "/metrics").text
+    assert metric_sample(metrics, "planfit_alignment_evaluation_seconds_count", scope="incremental") >= 1
 
 
 def test_consistency_header_other_than_aligned_is_refused(servers):

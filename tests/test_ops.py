@@ -1,8 +1,9 @@
 """Operations endpoints and logs, over HTTP against real server processes.
 
 `/healthz`, `/readyz` and `/metrics` on the session servers (SQLite and PostgreSQL); JSON logs, the
-metrics token and readiness failing when the schema is not at the expected migrations on a server of
-this module's own (SQLite), whose database the test can alter.
+metrics token, readiness failing when the schema is not at the expected migrations, and an unexpected
+error logged with its stack but no data, on a server of this module's own (SQLite), whose database
+the test can alter.
 """
 
 from __future__ import annotations
@@ -17,17 +18,9 @@ import orjson
 import pytest
 
 from tests.conftest import BackendToken, start_server, stop_server, unique, write_clients_file
+from tests.reliability_helpers import metric_sample
 
 METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one Prometheus sample (0 when absent)."""
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if match and all(f'{k}="{v}"' in match.group(1).split(",") for k, v in labels.items()):
-            return float(match.group(2))
-    return 0.0
 
 
 def test_health_probes_are_open(server):
@@ -51,7 +44,7 @@ def test_metrics_count_requests_writes_evaluations_and_export_jobs(server, clien
     after = response.text
 
     def grew(name: str, **labels: str) -> float:
-        return sample(after, name, **labels) - sample(before, name, **labels)
+        return metric_sample(after, name, **labels) - metric_sample(before, name, **labels)
 
     # Route templates, never ids: the read and the unauthenticated read are both /fhir/{rtype}/{rid}.
     assert pid not in after
@@ -114,6 +107,30 @@ def test_json_logs_parse_and_carry_no_phi(json_server):
     assert any(r["route"] == "/fhir/{rtype}" and r["status"] == 400 for r in requests)
     for secret in (family, mrn, "Wilhelmina", "1961-07-14", pid):
         assert [line for line in text.splitlines() if secret in line] == [], secret
+
+
+def test_unexpected_errors_are_logged_with_type_and_stack_but_no_data(json_server):
+    """A fault of ours (here a table gone from under the server) answers 500 and logs the exception's
+    type and stack frames; never its message, which can quote request data."""
+    url, database, log_path, auth = json_server
+    family = unique("Quillfeatherby")
+    with sqlite3.connect(database) as db:
+        db.execute("ALTER TABLE idx_string RENAME TO idx_string_away")
+    try:
+        with httpx.Client(base_url=url + "/fhir", auth=auth) as c:
+            r = c.get("/Patient", params={"family": family}, headers={"X-Request-ID": "fault-7"})
+    finally:
+        with sqlite3.connect(database) as db:
+            db.execute("ALTER TABLE idx_string_away RENAME TO idx_string")
+    assert r.status_code == 500 and r.json()["issue"][0]["code"] == "exception"
+    deadline = time.monotonic() + 30
+    while "fault-7" not in (text := log_path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    records = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
+    (fault,) = [r for r in records if r["logger"] == "planfit" and r.get("request_id") == "fault-7"]
+    assert fault["level"] == "error" and fault["exception"] == "OperationalError"
+    assert 'server/fhir/service.py", line' in fault["stack"] and "in search" in fault["stack"]
+    assert family not in text and "no such table" not in text
 
 
 def test_metrics_token(json_server):

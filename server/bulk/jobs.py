@@ -75,8 +75,8 @@ def create(conn: Connection, job_id: str, owner: Owner, request: str, plan: byte
     row = {"id": job_id, "client_id": owner.client_id, "username": owner.username, "patient": owner.patient,
            "status": "queued", "request": request, "plan": plan, "created_us": now_us, "attempts": 0}
     chosen = select(*(literal(value, bulk_jobs.c[name].type).label(name) for name, value in row.items()))
-    done = conn.execute(insert(bulk_jobs).from_select(list(row), chosen.where(in_flight < cap)))
-    return done.rowcount == 1
+    done = conn.execute(insert(bulk_jobs).from_select(list(row), chosen.where(in_flight < cap)).returning(j.id))
+    return done.first() is not None
 
 
 def get(conn: Connection, job_id: str) -> Job | None:

@@ -77,8 +77,10 @@ class OpsMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
             await send(message)
 
+        failed = True
         try:
             await self.app(scope, receive, sending)
+            failed = False
         finally:
             seconds = perf_counter() - started
             method, route = scope["method"], self._route(scope)
@@ -86,4 +88,7 @@ class OpsMiddleware:
             log.info("%s %s %d %.1fms", method, route, status, seconds * 1000,
                      extra={"method": method, "route": route, "status": status,
                             "duration_ms": round(seconds * 1000, 2)})
-            REQUEST_ID.reset(token)
+            # After an exception the id stays set (this request's task ends with it): the 500 handler,
+            # outside every middleware, logs the exception under it.
+            if not failed:
+                REQUEST_ID.reset(token)
