@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.fhir.validation import RESOURCE_TYPES, ValidationIssue, validate_resource
+from server.ops.logging import JsonFormatter, TextFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = ROOT.parent / "shared" / "testdata"
@@ -552,3 +553,26 @@ def test_generator_on_minimal_definitions(tmp_path):
     assert "urn:ietf:bcp:13" in out["skipped"]["Thing.kind"]
     assert out["elements"]["Thing"] == {"id": "id", "status": "code", "whenDate": "date", "part": "Thing.part"}
     assert out["elements"]["Extension"] == {"valueDate": "date"}
+
+
+_QUOTED_DATA = "Zebedee Quartermaine 1961-07-14"
+
+
+class _Faulty(dict):
+    """A mapping whose reads fail inside the validator, as a bug of ours would; its message quotes data."""
+
+    def get(self, key, default=None):
+        if key == "contained":
+            raise RuntimeError(_QUOTED_DATA)
+        return super().get(key, default)
+
+
+def test_an_internal_validator_error_is_logged_as_ours_and_refuses_the_resource(caplog):
+    with caplog.at_level("ERROR", logger="planfit.validation"):
+        issues = validate_resource(_Faulty(resourceType="Patient", id="p1"))
+    assert [(i.code, i.expression) for i in issues] == [("invalid", "Resource")]
+    (record,) = caplog.records
+    assert record.exc_info and record.exc_info[0] is RuntimeError
+    for formatter in (JsonFormatter(), TextFormatter()):
+        text = formatter.format(record)
+        assert "RuntimeError" in text and "validation.py" in text and _QUOTED_DATA not in text
