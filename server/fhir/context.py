@@ -10,7 +10,9 @@ the export jobs; nothing below reads it from a global. Its `Access` is the one a
 * `check_write` / `may_change`: the writer's check of the final resource it stages (after fullUrl and
   conditional-reference rewriting) and of the stored version it replaces, inside the write transaction;
 * `sees_version`: whether one stored version (vread, history) lies within the caller's reach;
-* `require_reads`: what an operation's answer reveals (`Reads`), checked the same way.
+* `require_system`: for answers about the whole server.
+
+Operations declare what their answer reveals as `Reads`, checked through the same `Access`.
 
 `FullAccess` allows everything. It exists for two explicit cases only: `PLANFIT_AUTH=off`, and the
 server's own writes (`RequestContext.server`). A request without a context is refused (`context_of`).
