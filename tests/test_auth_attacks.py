@@ -37,7 +37,7 @@ from tests.auth_helpers import (
     register_backend,
     register_user,
 )
-from tests.bulk_helpers import download, export, kick_off, wait_for
+from tests.bulk_helpers import export, kick_off, wait_for
 from tests.conftest import RunningServer, unique
 from tests.reliability_helpers import Database, Process, Servers
 
