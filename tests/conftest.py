@@ -131,13 +131,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(database_url: str, log_path: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(database_url: str, log_path: Path, extra_env: dict[str, str] | None = None,
+                 cwd: Path = ROOT) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PLANFIT_DATABASE_URL": database_url, "PLANFIT_PORT": str(port), **(extra_env or {})}
     log = open(log_path, "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from server.alignment.derived_cache import cached
+from server.data_files import data_directory
 
 __all__ = [
     "DEFAULT_DIRECTORY",
@@ -49,7 +50,7 @@ __all__ = [
     "normalize_icd",
 ]
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "mappings"
+DEFAULT_DIRECTORY = data_directory("mappings")
 
 ICD10CM_SYSTEM = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED_SYSTEM = "http://snomed.info/sct"

@@ -21,8 +21,9 @@ import orjson
 from server.alignment.mappings import Mappings
 from server.alignment.rules import REASONS
 from server.cohorts.definitions import COHORTS
+from server.data_files import data_directory
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+PROFILES_DIR = data_directory("profiles")
 BASE = "https://planfit.dev/fhir"
 SD_BASE = f"{BASE}/StructureDefinition/"
 CS_BASE = f"{BASE}/CodeSystem/"
