@@ -13,7 +13,7 @@ from server.alignment import commands as alignment_commands
 from server.auth import commands as auth_commands
 from server.bulk import commands as bulk_commands
 from server import demo
-from server.config import Settings
+from server.config import Settings, SettingsError
 from server.loader import commands as loader_commands
 from server.ops.logging import logging_config
 from server.ops.metrics import MULTIPROC_ENV
@@ -25,11 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     host = args.host or settings.host
     port = args.port or settings.port
-    try:
-        log_config = logging_config(settings.log_format, settings.log_level)
-    except ValueError as exc:
-        print(f"planfit: {exc}", file=sys.stderr)
-        return 2
+    log_config = logging_config(settings.log_format, settings.log_level)
     # The app reads its settings again in each worker: let them see the address actually served.
     os.environ["PLANFIT_HOST"], os.environ["PLANFIT_PORT"] = host, str(port)
     metrics_dir = None
@@ -85,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"planfit: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

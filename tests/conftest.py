@@ -144,7 +144,8 @@ def start_server(database_url: str, log_path: Path, extra_env: dict[str, str] | 
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    # A start takes seconds alone; the margin is for a machine busy with other work.
+    deadline = time.time() + 180
     while time.time() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")

@@ -154,6 +154,6 @@ def test_unknown_alignment_mode_stops_the_server(tmp_path):
         process, _url = start_server(f"sqlite:///{tmp_path / 'planfit.db'}", tmp_path / "server.log",
                                      {"PLANFIT_ALIGNMENT_MODE": "eventually"})
         stop_server(process)
-    assert "PLANFIT_ALIGNMENT_MODE must be one of sync, deferred, got 'eventually'" in str(exited.value)
+    assert "PLANFIT_ALIGNMENT_MODE: Input should be 'sync' or 'deferred', got 'eventually'" in str(exited.value)
     with pytest.raises(ValueError):
         EngineConfig.parse(24, "", "later")

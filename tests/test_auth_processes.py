@@ -63,5 +63,5 @@ def test_auth_off_opens_everything_and_warns(server, tmp_path):
 
 
 def test_any_other_auth_value_refuses_to_start(server, tmp_path):
-    with pytest.raises(RuntimeError, match="PLANFIT_AUTH must be 'on' or 'off'"):
+    with pytest.raises(RuntimeError, match="PLANFIT_AUTH: Input should be 'on' or 'off', got 'false'"):
         start_server(server.database_url, tmp_path / "typo.log", {"PLANFIT_AUTH": "false"})

@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-FORMATS = ("text", "json")
 REQUEST_ID: ContextVar[str | None] = ContextVar("planfit_request_id", default=None)
 # Fields a request line adds to its record (`extra=`), in output order.
 REQUEST_FIELDS = ("method", "route", "status", "duration_ms")
@@ -71,17 +70,11 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def check_format(value: str) -> str:
-    if value not in FORMATS:
-        raise ValueError(f"PLANFIT_LOG_FORMAT must be one of {', '.join(FORMATS)}")
-    return value
-
-
 def logging_config(log_format: str, level: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` for uvicorn's `log_config`: uvicorn's and PlanFit's loggers (and
     the root logger, for libraries) write to stderr in the chosen format."""
     # By name: the config is pickled to each worker process, and resolved there.
-    formatter = f"{__name__}.{'JsonFormatter' if check_format(log_format) == 'json' else 'TextFormatter'}"
+    formatter = f"{__name__}.{'JsonFormatter' if log_format == 'json' else 'TextFormatter'}"
     handler = {"class": "logging.StreamHandler", "formatter": "planfit", "filters": ["request_id"],
                "stream": "ext://sys.stderr"}
     level = level.upper()
