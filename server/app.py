@@ -17,12 +17,12 @@ from server.auth.install import install_auth
 from server.config import Settings
 from server.dashboard.routes import install_dashboard
 from server.fhir.errors import FhirError
-from server.fhir.export import router as export_router
-from server.fhir.export import with_export_capability
+from server.bulk.api import router as export_router
+from server.bulk.api import with_export_capability
 from server.fhir.headers import SecurityHeadersMiddleware
 from server.fhir.http import error_response
 from server.fhir.limits import LimitsMiddleware
-from server.fhir.operations import install_alignment
+from server.alignment.api import install_alignment
 from server.fhir.routes import router as fhir_router
 from server.fhir.service import FhirService
 from server.measures.operation import install_measures

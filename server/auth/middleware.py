@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from urllib.parse import unquote
 
-import orjson
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
@@ -28,6 +27,7 @@ from server.auth.jwt import InvalidToken
 from server.auth.runtime import AuthRuntime
 from server.auth.urls import Urls
 from server.config import Settings
+from server.fhir.asgi import respond, respond_error
 from server.fhir.context import AuditRecord, FullAccess, RequestContext, WriteContext
 from server.fhir.errors import FhirError, Issue
 
@@ -47,17 +47,6 @@ def bearer_token(headers: Headers) -> str | None:
     """The token of `Authorization: Bearer <token>`; None if there is no Bearer credential."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
-
-
-async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], media: bytes) -> None:
-    head = [(b"content-type", media), (b"content-length", str(len(body)).encode()), *headers]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def respond_error(send: Send, err: FhirError, extra: list[tuple[bytes, bytes]]) -> None:
-    headers = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()] + extra
-    await respond(send, err.status, orjson.dumps(err.outcome()), headers, b"application/fhir+json; charset=utf-8")
 
 
 def unauthorized(diagnostics: str, error: str | None) -> FhirError:

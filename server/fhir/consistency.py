@@ -17,7 +17,7 @@ from typing import Callable
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.auth.middleware import respond_error
+from server.fhir.asgi import respond_error
 from server.fhir.errors import FhirError
 
 HEADER = "X-PlanFit-Consistency"

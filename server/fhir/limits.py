@@ -23,8 +23,8 @@ from collections import OrderedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.auth.middleware import respond_error
 from server.config import Settings
+from server.fhir.asgi import respond_error
 from server.fhir.errors import FhirError
 
 _MAX_BUCKETS = 100_000  # least recently seen keys beyond this are forgotten (a fresh, full bucket)

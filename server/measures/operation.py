@@ -39,7 +39,7 @@ from server.fhir.context import RequestContext, context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
 from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
-from server.fhir.operations import ALIGNMENT_READS
+from server.alignment.api import ALIGNMENT_READS
 from server.fhir.service import FhirService, Reply
 from server.measures.definitions import display_of, load_definitions
 from server.measures.params import EvaluateRequest, body_items, parse_request
