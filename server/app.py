@@ -26,6 +26,7 @@ from server.alignment.api import install_alignment
 from server.fhir.routes import router as fhir_router
 from server.fhir.service import FhirService
 from server.measures.operation import install_measures
+from server.risk.routes import install_risk
 from server.ops.install import install_ops
 from server.store.db import make_engine, migrate
 from server.store.resources import Store
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     alignment = install_alignment(app, app.state.fhir, settings)  # before fhir_router: its routes would take $operations
     install_cohorts(app, app.state.fhir, alignment)  # before fhir_router: cohort reads stream their members
     install_measures(app, app.state.fhir, alignment)  # before fhir_router: Measure/{id}/$evaluate-measure
+    install_risk(app, app.state.fhir, alignment, settings)  # before fhir_router: Measure/$ra.evaluate-measure
     app.include_router(fhir_router)
     app.add_middleware(LimitsMiddleware, settings=settings)  # before install_auth: inside it, it sees the client
     install_auth(app, settings)

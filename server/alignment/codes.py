@@ -13,7 +13,7 @@ different mapping files each read their own rows, and unchanged mappings are ins
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, exists, insert, select
+from sqlalchemy import Connection, exists, select
 
 from server.alignment.derived_cache import cached
 from server.alignment.index_keys import CODE_PARAMETERS
@@ -21,6 +21,7 @@ from server.alignment.mappings import ICD10CM_SYSTEMS, SNOMED_SYSTEMS, Mappings,
 from server.fhir.search import ValueSetLookup
 from server.fhir.searchparams import token_hashes
 from server.store.alignment_schema import alignment_codes
+from server.store.resources import bulk_insert
 from server.store.hashing import h64
 
 CodeRow = tuple[int, str]  # (h_code, value set id)
@@ -62,7 +63,7 @@ def install_codes(conn: Connection, key: int, rows: list[CodeRow]) -> None:
     present = conn.execute(select(exists().where(alignment_codes.c.codes_key == key))).scalar()
     if present:
         return
-    conn.execute(insert(alignment_codes), [{"codes_key": key, "h_code": h, "valueset": vs} for h, vs in rows])
+    bulk_insert(conn, alignment_codes.name, ("codes_key", "h_code", "valueset"), ((key, h, vs) for h, vs in rows))
     conn.exec_driver_sql(f"ANALYZE {alignment_codes.name}")
 
 

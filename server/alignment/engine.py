@@ -148,7 +148,7 @@ class AlignmentEngine:
         """At start-up, not in the first request: install this mapping version's code rows, and evaluate
         the writes whose evaluation never ran."""
         with self.db.begin() as conn:
-            self._lock(conn)
+            self.lock(conn)
             install_codes(conn, self.codes_key, self._code_rows)
         self._codes_installed = True
         self.recover()
@@ -186,7 +186,7 @@ class AlignmentEngine:
             self.evaluate_touched(members)
             self._record(written)
         with self.db.begin() as conn:
-            self._lock(conn)
+            self.lock(conn)
             advance_watermark(conn)
         return len(written)
 
@@ -203,7 +203,7 @@ class AlignmentEngine:
             self._refresh_statistics()
             window = self.window()
             with self.db.begin() as conn:
-                self._lock(conn)  # before reading what awaits: a concurrent drain has recorded its batch
+                self.lock(conn)  # before reading what awaits: a concurrent drain has recorded its batch
                 written, txids = awaiting_batch(conn, self.config.drain_transactions)
                 members = sorted(touched_members(conn, self.keys, written)) if written else []
                 evaluated_at = {EVALUATED_AT: time_ns() // 1000}
@@ -253,7 +253,7 @@ class AlignmentEngine:
         """One transaction; `prologue` runs right after the lock, before the statements read any data."""
         window = self.window()
         with self.db.begin() as conn:
-            self._lock(conn)
+            self.lock(conn)
             if prologue is not None:
                 prologue(conn)
             params = {**params, EVALUATED_AT: time_ns() // 1000}
@@ -309,7 +309,7 @@ class AlignmentEngine:
         return deletes + tuple(insert(table).from_select(list(columns), query) for table, columns, query in stages)
 
     @staticmethod
-    def _lock(conn: Connection) -> None:
+    def lock(conn: Connection) -> None:
         """First statement of every evaluation: a write, so SQLite takes its write lock at once too."""
         conn.execute(update(alignment_lock).where(alignment_lock.c.id == 1)
                      .values(evaluations=alignment_lock.c.evaluations + 1))

@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, tuple_, update
 
@@ -254,22 +254,29 @@ class WriteTransaction:
             self._bulk_insert(table.name, ("rtype", "rid", *cols), rows)
 
     def _bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        # Table and column names are constants of this module, never request data.
-        if not rows:
-            return
-        driver = self.conn.connection.driver_connection
-        names = ", ".join(columns)
-        if self.conn.dialect.name == "postgresql":
-            with driver.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join("?" for _ in columns)
-            cur = driver.cursor()
-            try:
-                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
-            finally:
-                cur.close()
+        bulk_insert(self.conn, table, columns, rows)
+
+
+def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Insert rows through the driver: COPY on PostgreSQL, executemany of tuples on SQLite. For hot
+    paths and large loads, where per-row Core parameter processing costs more than the database work.
+    Table and column names must be constants of the caller, never request data."""
+    rows = list(rows)
+    if not rows:
+        return
+    driver = conn.connection.driver_connection
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        with driver.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        marks = ", ".join("?" for _ in columns)
+        cur = driver.cursor()
+        try:
+            cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        finally:
+            cur.close()
 
 
 _HISTORY_COLUMNS = ("rtype", "rid", "version", "txid", "lu", "method", "deleted", "content")

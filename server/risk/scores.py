@@ -1,0 +1,322 @@
+"""CMS-HCC risk scores per member and payment year, set-based (SPEC §10, §8).
+
+One evaluation (a payment year, every member or a list of them) is one transaction under the
+alignment lock, five statements over whole member sets, none per member:
+
+1. `risk_dx`: the member's diagnoses that some configured model maps to a CC, dated in the diagnosis
+   year (the calendar year before the payment year) or the year before it (`prior`, for historic
+   gaps), from the alignment engine's own evidence query (`facts.evidence_select`: Conditions and
+   Claim/ExplanationOfBenefit diagnoses, withdrawn ones left out, each with its source kind), matched
+   through hash rows of every spelling of those codes (`model.code_rows`);
+2. `risk_member`: Medicare members only (an active coverage whose line of business is Medicare or
+   dual, read by `facts.coverage_select`), with age on 1 February of the payment year, sex, dual
+   status, new-enrollee and disabled flags and the model segment, resolved into the coefficient
+   name of their demographic cell;
+3. `risk_cc` per model version and basis (`claims`: claims diagnoses; `all`: claims and clinical;
+   `prior`: claims of the year before): the diagnoses mapped to CCs after the age/sex edits, a CC that
+   needs a companion dropped without it, and hierarchies marked (`superseded`);
+4. `risk_score`: the sum of the coefficients of the demographic cell, of each unsuperseded HCC, of the
+   disease interactions that hold and of the HCC-count variable, all looked up by name in
+   `risk_model_coefficient` (a missing name adds nothing, exactly as the model software).
+
+The rules follow hccinfhir 0.4.0's `calculate_raf` (model_demographics, model_edits,
+model_hierarchies, model_interactions, model_coefficients), which tests check member by member.
+Derivations PlanFit makes because a FHIR server holds no CMS enrollment file (mappings/README.md):
+OREC is '1' (disability) for a member under 65 and '0' otherwise, so `disabled` = under 65 and no one
+is "originally disabled"; a new enrollee is a member whose earliest active Medicare coverage started
+after 1 January of the diagnosis year (fewer than 12 months of Medicare in it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from time import time_ns
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, Engine, bindparam, delete, func, insert, literal, literal_column, select, text
+
+from server.alignment.engine import AlignmentEngine
+from server.alignment.facts import COVERAGE_COLUMNS, EVIDENCE_COLUMNS, EVERYONE, MEMBER_IDS, Members, coverage_select, evidence_select, flag, lobs_with
+from server.alignment.index_keys import IndexKeys
+from server.alignment.mappings import Mappings
+from server.alignment.window import EvaluationWindow, today_utc
+from server.fhir import searchparams
+from server.fhir.dates import date_range
+from server.risk.model import RiskModel, PaymentYear
+from server.risk.schema import MEMBER_TABLES, risk_dx, risk_member
+from server.store.resources import chunks
+from server.store.schema import idx_date, idx_token
+
+RUN = "risk_run"
+BASES = ("claims", "all", "prior")
+# hccinfhir constants.py (from the ResDAC dual status code table, domain.md §2.1): full and partial duals.
+FULL_DUAL = ("02", "04", "08")
+PARTIAL_DUAL = ("01", "03", "05", "06")
+ANY_DUAL = ("01", "02", "03", "04", "05", "06", "07", "08", "09", "10")  # hccinfhir MCAID flag
+NE_DUAL = ("01", "02", "03", "04", "05", "06", "08")  # hccinfhir new-enrollee MCAID flag
+# CMS-HCC age/sex cells (hccinfhir model_demographics.py): (upper age bound inclusive, suffix).
+CELLS = ((34, "0_34"), (44, "35_44"), (54, "45_54"), (59, "55_59"), (64, "60_64"), (69, "65_69"), (74, "70_74"),
+         (79, "75_79"), (84, "80_84"), (89, "85_89"), (94, "90_94"))
+NE_CELLS = ((34, "0_34"), (44, "35_44"), (54, "45_54"), (59, "55_59"), (63, "60_64"), (65, "65"), (66, "66"),
+            (67, "67"), (68, "68"), (69, "69"), (74, "70_74"), (79, "75_79"), (84, "80_84"), (89, "85_89"),
+            (94, "90_94"))
+
+
+@dataclass(frozen=True)
+class CalendarWindow(EvaluationWindow):
+    """A window of whole calendar years ending 31 December of `as_of.year`, for the evidence query."""
+
+    first_year: int = 0
+
+    @property
+    def lookback_start(self) -> date:
+        return date(self.first_year, 1, 1)
+
+
+def diagnosis_year(payment_year: int) -> int:
+    return payment_year - 1
+
+
+def payment_year_for(period_end: date) -> int:
+    """The payment year a clinical evaluation period feeds: the one after the year it ends in."""
+    return period_end.year + 1
+
+
+def _day_us(day: date) -> int:
+    return date_range(day.isoformat())[0]
+
+
+def _age_on(dialect: str, birth_us: str, day: date) -> str:
+    """Whole years from a birth instant (epoch microseconds) to `day`, as SQL text for the dialect."""
+    if dialect == "postgresql":
+        born = f"(to_timestamp({birth_us} / 1000000.0) AT TIME ZONE 'UTC')"
+        return (f"({day.year} - CAST(extract(year FROM {born}) AS INTEGER) - "
+                f"CASE WHEN to_char({born}, 'MM-DD') > '{day:%m-%d}' THEN 1 ELSE 0 END)")
+    born = f"datetime({birth_us} / 1000000, 'unixepoch')"
+    return (f"({day.year} - CAST(strftime('%Y', {born}) AS INTEGER) - "
+            f"CASE WHEN strftime('%m-%d', {born}) > '{day:%m-%d}' THEN 1 ELSE 0 END)")
+
+
+def _band(age: str, cells: tuple[tuple[int, str], ...]) -> str:
+    whens = " ".join(f"WHEN {age} <= {upper} THEN '{suffix}'" for upper, suffix in cells)
+    return f"CASE {whens} ELSE '95_gt' END"
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+class RiskEngine:
+    """Evaluates risk scores into the `risk_*` tables; `AlignmentEngine` supplies the index keys, the
+    mappings (lines of business, dual status codes) and the evaluation lock."""
+
+    def __init__(self, alignment: AlignmentEngine, model: RiskModel, codes_key: int):
+        self.alignment = alignment
+        self.model = model
+        self.codes_key = codes_key
+        self.keys: IndexKeys = alignment.keys
+        self._listed = Members.listed(alignment.db.dialect.name)
+
+    @property
+    def db(self) -> Engine:
+        return self.alignment.db
+
+    @property
+    def mappings(self) -> Mappings:
+        return self.alignment.mappings
+
+    def current_payment_year(self) -> int:
+        return payment_year_for(self.alignment.window().as_of)
+
+    def payment_year(self, year: int) -> PaymentYear | None:
+        return self.model.year(year)
+
+    # -- entry points ------------------------------------------------------------------------------
+
+    def evaluate(self, payment_year: int, patient_ids: list[str] | None = None) -> int:
+        """Score every member (None) or the listed ones for a configured payment year; returns how many
+        members were scored (Medicare members with a birth date and a sex of male or female)."""
+        py = self.model.years[payment_year]
+        members = EVERYONE if patient_ids is None else self._listed
+        batches = [None] if patient_ids is None else list(chunks(sorted(set(patient_ids)), 5000))
+        scored = 0
+        for batch in batches:
+            params: dict[str, Any] = {RUN: time_ns() // 1000}
+            if batch is not None:
+                params[MEMBER_IDS] = batch
+            with self.db.begin() as conn:
+                AlignmentEngine.lock(conn)
+                self._postgres_plan(conn, members)
+                for statement in self._statements(conn.dialect.name, py, members):
+                    conn.execute(statement, params)
+                scored += conn.execute(select(func.count()).select_from(risk_member).where(
+                    risk_member.c.payment_year == payment_year, risk_member.c.run == params[RUN])).scalar_one()
+        return scored
+
+    @staticmethod
+    def _postgres_plan(conn: Connection, members: Members) -> None:
+        """As the alignment engine: hash joins for everyone, custom plans for a member list."""
+        if conn.dialect.name != "postgresql":
+            return
+        if members is EVERYONE:
+            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        else:
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+
+    # -- statements ----------------------------------------------------------------------------------
+
+    def _statements(self, dialect: str, py: PaymentYear, members: Members) -> list[Any]:
+        year = py.year
+        deletes = [delete(t).where(t.c.payment_year == year, *members.where(t.c.patient_id)) for t in MEMBER_TABLES]
+        return [*deletes, self._dx_statement(year, members), self._member_statement(dialect, year, members),
+                *self._cc_statements(dialect, py), self._score_statement(py)]
+
+    def _dx_statement(self, year: int, members: Members) -> Any:
+        window = CalendarWindow(as_of=date(diagnosis_year(year), 12, 31), lookback_months=24,
+                                first_year=diagnosis_year(year) - 1)
+        found = dict(zip(EVIDENCE_COLUMNS, evidence_select(self.keys, window, self.codes_key, members).subquery("found").c))
+        dx_start = _day_us(date(diagnosis_year(year), 1, 1))
+        query = select(
+            found["patient_id"], literal(year), found["category"], found["resource_type"], found["resource_id"],
+            found["code"], found["date_lo"], found["source_kind"], flag(found["date_lo"] < dx_start),
+        ).where(found["source_kind"].in_(("claims", "clinical")))
+        columns = ["patient_id", "payment_year", "icd", "resource_type", "resource_id", "code", "date_lo",
+                   "source_kind", "prior"]
+        return insert(risk_dx).from_select(columns, query)
+
+    def _member_statement(self, dialect: str, year: int, members: Members) -> Any:
+        """Medicare members and their demographic cell, as of the end of the diagnosis year (or today,
+        if earlier): coverage, then Patient birth date and gender from the search index."""
+        end = date(diagnosis_year(year), 12, 31)
+        as_of = min(end, today_utc())
+        window = EvaluationWindow(as_of, 0)
+        coverage = dict(zip(COVERAGE_COLUMNS, coverage_select(self.mappings, self.keys, window, members)
+                            .subquery("coverage").c))
+        medicare = lobs_with("medicare")
+        period = searchparams.param_hash("Coverage", "period")
+        started = (select(func.min(idx_date.c.lo)).where(idx_date.c.rtype == "Coverage",
+                                                         idx_date.c.rid == coverage["coverage_id"],
+                                                         idx_date.c.h_param == period).scalar_subquery())
+        enrolled = (
+            select(coverage["patient_id"].label("patient_id"), func.max(coverage["dual_code"]).label("dual_code"),
+                   func.min(func.coalesce(started, 0)).label("started"))
+            .where(coverage["line_of_business"].in_(medicare))
+            .group_by(coverage["patient_id"])
+            .subquery("enrolled")
+        )
+        birth_param = searchparams.lookup("Patient", "birthdate").h_param
+        gender_param = searchparams.lookup("Patient", "gender").h_param
+        birth = (select(func.min(idx_date.c.lo)).where(idx_date.c.rtype == "Patient", idx_date.c.rid == enrolled.c.patient_id,
+                                                       idx_date.c.h_param == birth_param).scalar_subquery())
+        gender = (select(func.max(idx_token.c.code)).where(idx_token.c.rtype == "Patient",
+                                                            idx_token.c.rid == enrolled.c.patient_id,
+                                                            idx_token.c.h_param == gender_param).scalar_subquery())
+        b = select(enrolled.c.patient_id, enrolled.c.dual_code, enrolled.c.started, birth.label("birth_us"),
+                   gender.label("gender")).subquery("b")
+        age = _age_on(dialect, "b.birth_us", date(year, 2, 1))
+        new_enrollee = f"(b.started > {_day_us(date(diagnosis_year(year), 1, 1))})"
+        cell_sex = "CASE b.gender WHEN 'male' THEN 'm' ELSE 'f' END"
+        ne_mcaid = f"CASE WHEN b.dual_code IN {_in(NE_DUAL)} THEN 'mcaid' ELSE 'nmcaid' END"
+        dual = (f"CASE WHEN b.dual_code IN {_in(FULL_DUAL)} THEN 'cf' WHEN b.dual_code IN {_in(PARTIAL_DUAL)} "
+                "THEN 'cp' ELSE 'cn' END")
+        segment = f"CASE WHEN {new_enrollee} THEN 'ne_' ELSE ({dual}) || CASE WHEN {age} >= 65 THEN 'a_' ELSE 'd_' END END"
+        cell = (f"CASE WHEN {new_enrollee} THEN 'ne_' || {ne_mcaid} || '_norigdis_ne' || {cell_sex} || "
+                f"{_band(age, NE_CELLS)} ELSE ({segment}) || {cell_sex} || {_band(age, CELLS)} END")
+        query = select(
+            b.c.patient_id, literal(year), bindparam(RUN, type_=BigInteger), literal_column(age),
+            literal_column("CASE b.gender WHEN 'male' THEN '1' ELSE '2' END"), b.c.dual_code,
+            literal_column(segment), literal_column(cell), flag(literal_column(f"{age} < 65")),
+            flag(literal_column(new_enrollee)), flag(b.c.dual_code.in_(ANY_DUAL)),
+        ).where(b.c.birth_us.is_not(None), b.c.gender.in_(("male", "female")))
+        columns = ["patient_id", "payment_year", "run", "age", "sex", "dual_code", "segment", "cell", "disabled",
+                   "new_enrollee", "medicaid"]
+        return insert(risk_member).from_select(columns, query)
+
+    def _cc_statements(self, dialect: str, py: PaymentYear) -> list[Any]:
+        """CCs per version and basis: mapped, edited, companion rule, hierarchies."""
+        year = py.year
+        run = f"m.payment_year = {year} AND m.run = :{RUN}"
+        applies = ("(e.edit_type = 'sex' AND e.sex = m.sex) OR (e.edit_type IN ('age', 'mce_age') AND "
+                   "((e.age_max IS NOT NULL AND m.age <= e.age_max) OR (e.age_min IS NOT NULL AND m.age >= e.age_min)))")
+        bases = " UNION ALL ".join(
+            f"SELECT '{basis}' AS basis, {int(basis == 'prior')} AS want_prior, {int(basis != 'all')} AS claims_only"
+            for basis in BASES)
+        versions = _versions(py)
+        mapped = (
+            "INSERT INTO risk_cc (patient_id, payment_year, version, basis, cc, superseded) "
+            f"SELECT DISTINCT d.patient_id, {year}, x.version, b.basis, "
+            f"CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END, {_bool(dialect, False)} "
+            "FROM risk_dx d "
+            f"JOIN risk_member m ON m.patient_id = d.patient_id AND {run} "
+            f"JOIN ({bases}) b ON (CASE WHEN d.prior THEN 1 ELSE 0 END) = b.want_prior "
+            "AND (b.claims_only = 0 OR d.source_kind = 'claims') "
+            f"JOIN risk_model_dx x ON x.payment_year = {year} AND x.icd = d.icd AND x.version IN {versions} "
+            f"LEFT JOIN risk_model_edit e ON e.payment_year = {year} AND e.version = x.version AND e.icd = d.icd "
+            f"AND ({applies}) "
+            f"WHERE d.payment_year = {year} AND (e.action IS NULL OR e.action <> 'invalid')"
+        )
+        companion = (
+            f"DELETE FROM risk_cc WHERE payment_year = {year} AND EXISTS (SELECT 1 FROM risk_model_requires r "
+            f"WHERE r.payment_year = {year} AND r.version = risk_cc.version AND r.cc = risk_cc.cc) "
+            "AND NOT EXISTS (SELECT 1 FROM risk_model_requires r JOIN risk_cc o ON o.cc = r.requires "
+            f"WHERE r.payment_year = {year} AND r.version = risk_cc.version AND r.cc = risk_cc.cc "
+            "AND o.patient_id = risk_cc.patient_id AND o.payment_year = risk_cc.payment_year "
+            "AND o.version = risk_cc.version AND o.basis = risk_cc.basis) "
+            f"AND patient_id IN (SELECT m.patient_id FROM risk_member m WHERE {run})"
+        )
+        hierarchy = (
+            f"UPDATE risk_cc SET superseded = {_bool(dialect, True)} WHERE payment_year = {year} "
+            f"AND patient_id IN (SELECT m.patient_id FROM risk_member m WHERE {run}) "
+            "AND EXISTS (SELECT 1 FROM risk_model_hierarchy h JOIN risk_cc o ON o.cc = h.parent "
+            f"WHERE h.payment_year = {year} AND h.version = risk_cc.version AND h.child = risk_cc.cc "
+            "AND o.patient_id = risk_cc.patient_id AND o.payment_year = risk_cc.payment_year "
+            "AND o.version = risk_cc.version AND o.basis = risk_cc.basis)"
+        )
+        return [text(mapped), text(companion), text(hierarchy)]
+
+    def _score_statement(self, py: PaymentYear) -> Any:
+        year = py.year
+        run = f"m.payment_year = {year} AND m.run = :{RUN}"
+        versions = " UNION ALL ".join(f"SELECT '{v}' AS version" for v in py.versions)
+        bases = " UNION ALL ".join(f"SELECT '{b}' AS basis" for b in BASES)
+        sql = (
+            "INSERT INTO risk_score (patient_id, payment_year, version, basis, score, demographic) "
+            "WITH mv AS (SELECT m.patient_id, m.segment, m.cell, m.disabled, v.version, b.basis FROM risk_member m "
+            f"CROSS JOIN ({versions}) v CROSS JOIN ({bases}) b WHERE {run}), "
+            "cc AS (SELECT c.patient_id, c.version, c.basis, c.cc FROM risk_cc c "
+            f"JOIN risk_member m ON m.patient_id = c.patient_id AND {run} "
+            f"WHERE c.payment_year = {year} AND NOT c.superseded), "
+            "grp AS (SELECT DISTINCT cc.patient_id, cc.version, cc.basis, g.grp FROM cc "
+            f"JOIN risk_model_group g ON g.payment_year = {year} AND g.version = cc.version AND g.cc = cc.cc), "
+            "cnt AS (SELECT patient_id, version, basis, COUNT(*) AS n FROM cc GROUP BY patient_id, version, basis), "
+            "terms AS ("
+            "SELECT mv.patient_id, mv.version, mv.basis, mv.cell AS name, 1 AS demo FROM mv "
+            "UNION ALL SELECT mv.patient_id, mv.version, mv.basis, mv.segment || 'hcc' || cc.cc, 0 FROM mv "
+            "JOIN cc ON cc.patient_id = mv.patient_id AND cc.version = mv.version AND cc.basis = mv.basis "
+            "UNION ALL SELECT mv.patient_id, mv.version, mv.basis, mv.segment || i.name, 0 FROM mv "
+            f"JOIN risk_model_interaction i ON i.payment_year = {year} AND i.version = mv.version "
+            "JOIN grp a ON a.patient_id = mv.patient_id AND a.version = mv.version AND a.basis = mv.basis "
+            "AND a.grp = i.group_a "
+            "LEFT JOIN grp b ON b.patient_id = mv.patient_id AND b.version = mv.version AND b.basis = mv.basis "
+            "AND b.grp = i.group_b "
+            "WHERE (i.group_b IS NULL OR b.grp IS NOT NULL) AND (NOT i.disabled OR mv.disabled) "
+            "UNION ALL SELECT mv.patient_id, mv.version, mv.basis, mv.segment || "
+            "CASE WHEN cnt.n >= 10 THEN 'd10p' ELSE 'd' || CAST(cnt.n AS VARCHAR(4)) END, 0 FROM mv "
+            "JOIN cnt ON cnt.patient_id = mv.patient_id AND cnt.version = mv.version AND cnt.basis = mv.basis) "
+            f"SELECT t.patient_id, {year}, t.version, t.basis, COALESCE(SUM(c.value), 0), "
+            "COALESCE(SUM(CASE WHEN t.demo = 1 THEN c.value END), 0) FROM terms t "
+            f"LEFT JOIN risk_model_coefficient c ON c.payment_year = {year} AND c.version = t.version "
+            "AND c.name = t.name GROUP BY t.patient_id, t.version, t.basis"
+        )
+        return text(sql)
+
+
+def _versions(py: PaymentYear) -> str:
+    return _in(tuple(py.versions))
+
+
+def _bool(dialect: str, value: bool) -> str:
+    if dialect == "postgresql":
+        return "TRUE" if value else "FALSE"
+    return "1" if value else "0"
