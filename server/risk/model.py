@@ -26,18 +26,7 @@ from server.alignment.derived_cache import cached
 from server.alignment.index_keys import CODE_PARAMETERS
 from server.alignment.mappings import ICD10CM_SYSTEMS
 from server.fhir.searchparams import token_hashes
-from server.risk.schema import (
-    risk_model_coefficient,
-    risk_model_dx,
-    risk_model_edit,
-    risk_model_group,
-    risk_model_hierarchy,
-    risk_model_interaction,
-    risk_model_label,
-    risk_model_requires,
-    risk_model_state,
-    MODEL_TABLES,
-)
+from server.risk.schema import MODEL_TABLES, risk_model_state
 from server.store.hashing import h64
 from server.store.resources import bulk_insert
 

@@ -42,19 +42,21 @@ from server.fhir.dates import DateValueError, date_range
 from server.fhir.errors import FhirError
 from server.fhir.http import base_url, fhir_response, json_body
 from server.fhir.operations import ALIGNMENT_READS
-from server.fhir.service import FhirService, Reply, Writer, Written, valid_id
+from server.fhir.service import FhirService, Reply, Written, valid_id
 from server.measures.params import body_items
 from server.measures.seed import refuse_writes_to, seed_definitions
+from server.risk.capitation_routes import CAPITATION_MEASURE
+from server.risk.capitation_routes import router as capitation_router
 from server.risk.model import RiskConfigError, RiskModel, code_rows, install_model, load_risk_model, model_rows, risk_codes_key
 from server.risk.report import REPORTER, coding_gap_report, measure_id, model_measures, report_bundle, report_id
 from server.risk.results import MemberRisk, read_member_risk
 from server.risk.scores import RiskEngine, diagnosis_year
+from server.risk.store import store_reports
 from server.store.resources import chunks
 from server.store.schema import resources
 
 log = logging.getLogger("planfit.risk")
 router = APIRouter(prefix="/fhir")
-SOURCE = "urn:planfit:risk"
 RA_OPERATION = "http://hl7.org/fhir/us/davinci-ra/OperationDefinition/ra.evaluate-measure"
 _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/"
 _RA_NAMES = ("periodStart", "periodEnd", "subject", "measureId", "measureIdentifier", "measureUrl")
@@ -85,12 +87,13 @@ def install_risk(app: FastAPI, service: FhirService, alignment: AlignmentEngine,
     digest, rows = model_rows(model)
     codes = code_rows(rows)
     key = risk_codes_key(codes)
-    definitions = [REPORTER, *model_measures(list(model.years.values()))]
+    definitions = [REPORTER, CAPITATION_MEASURE, *model_measures(list(model.years.values()))]
     risk = Risk(service, RiskEngine(alignment, model, key), definitions)
     app.state.risk = risk
     service.after_commit.append(lambda written, ctx: _refresh_reports(risk, written, ctx))
     app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
     app.include_router(router)
+    app.include_router(capitation_router)
     inner = app.router.lifespan_context
 
     def prepare() -> None:
@@ -115,7 +118,8 @@ def _with_operations(previous: Extras | None) -> Extras:
     def extras(base: str) -> dict:
         parts = dict(previous(base)) if previous else {}
         parts["operation"] = [*parts.get("operation", []),
-                              {"name": "risk-evaluate", "definition": _DEFINITION + "risk-evaluate"}]
+                              {"name": "risk-evaluate", "definition": _DEFINITION + "risk-evaluate"},
+                              {"name": "capitation-adjustment", "definition": _DEFINITION + "capitation-adjustment"}]
         by_type = dict(parts.get("resourceOperation", {}))
         by_type["Patient"] = [*by_type.get("Patient", []), {"name": "risk", "definition": _DEFINITION + "Patient-risk"}]
         by_type["Measure"] = [*by_type.get("Measure", []), {"name": "ra.evaluate-measure", "definition": RA_OPERATION}]
@@ -388,19 +392,6 @@ def evaluate_reports(risk: Risk, patients: list[str], chosen: list[tuple[int, st
                     out.setdefault(pid, []).extend(coding_gap_report(member, v, today) for v in versions)
     store_reports(risk.service, [r for reports in out.values() for r in reports])
     return out
-
-
-def store_reports(service: FhirService, reports: list[dict[str, Any]]) -> None:
-    if not reports:
-        return
-    ctx = RequestContext.server(SOURCE)
-    for batch in chunks(reports, 500):
-        with service.store.begin_write() as tx:
-            writer = Writer(service, tx, ctx)
-            current = tx.current([("MeasureReport", r["id"]) for r in batch])
-            for r in batch:
-                writer.put("MeasureReport", r["id"], r, None, current.get(("MeasureReport", r["id"])))
-        service.committed(writer.written, ctx)
 
 
 def _refresh_reports(risk: Risk, written: list[Written], _ctx: WriteContext) -> None:

@@ -1,0 +1,154 @@
+"""`POST /fhir/$capitation-adjustment`: capitation by line of business (SPEC §10) over HTTP.
+
+The body is either the rates CSV itself (`Content-Type: text/csv`) or a Parameters resource with
+`rates` and optionally `riskTransfers`, each a `valueString` holding the CSV or a `valueAttachment`
+(`contentType` text/csv, base64 `data`). Files are validated whole (`capitation.py`): a bad row is
+refused with 400 and an OperationOutcome whose expression names the file, the row and the field, and
+nothing is stored. The answer is a MeasureReport (type summary) with one group per approach,
+stratified by provider organization × line of business, stored under an id derived from the inputs
+(so sending the same files again changes nothing), or the same table as CSV with `Accept: text/csv`.
+Computing and storing a report needs create access to MeasureReport.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from datetime import date
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from server.alignment.window import today_utc
+from server.fhir.context import context_of
+from server.fhir.errors import FhirError
+from server.fhir.http import fhir_response, read_body
+from server.fhir.service import Reply
+from server.risk.store import store_reports
+from server.risk.capitation import (
+    APPROACHES,
+    Adjustment,
+    InputError,
+    adjustments,
+    parse_rates,
+    parse_transfers,
+    to_csv,
+)
+
+router = APIRouter(prefix="/fhir")
+MEASURE_ID = "capitation-adjustment"
+MEASURE = "https://planfit.dev/fhir/Measure/" + MEASURE_ID
+APPROACH_SYSTEM = "https://planfit.dev/fhir/CodeSystem/capitation-approach"
+EXT = "https://planfit.dev/fhir/StructureDefinition/capitation-"
+POPULATION = "http://terminology.hl7.org/CodeSystem/measure-population"
+CURRENCY = "USD"
+CAPITATION_MEASURE = {
+    "resourceType": "Measure", "id": MEASURE_ID, "url": MEASURE, "version": "1", "name": "CapitationAdjustment",
+    "title": "Capitation adjustment by line of business", "status": "active", "experimental": False,
+    "publisher": "PlanFit",
+    "description": ("PMPM capitation adjustment by provider organization and line of business under four approaches: "
+                    + ", ".join(APPROACHES) + ". Stratum measureScore: adjusted PMPM; population count: base-year "
+                    "member months. See README 'Capitation by line of business'."),
+    "scoring": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-scoring", "code": "continuous-variable"}]},
+}
+
+
+def _text_of(param: dict[str, Any], name: str) -> str:
+    if isinstance(param.get("valueString"), str):
+        return param["valueString"]
+    attachment = param.get("valueAttachment")
+    if isinstance(attachment, dict) and isinstance(attachment.get("data"), str):
+        try:
+            return base64.b64decode(attachment["data"], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise FhirError.of(400, "invalid", f"{name}: the attachment is not base64 of UTF-8 text", name) from None
+    raise FhirError.of(400, "invalid", f"{name} needs valueString (the CSV) or valueAttachment.data", name)
+
+
+def _inputs(content_type: str, raw: bytes) -> tuple[str, str | None]:
+    if content_type == "text/csv":
+        try:
+            return raw.decode("utf-8-sig"), None
+        except UnicodeDecodeError:
+            raise FhirError.of(400, "invalid", "The CSV is not UTF-8") from None
+    if content_type not in ("application/fhir+json", "application/json"):
+        raise FhirError.of(415, "not-supported", "Send text/csv (the rates file) or a Parameters resource")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise FhirError.of(400, "structure", "The body is not JSON") from None
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters" or not isinstance(body.get("parameter"), list):
+        raise FhirError.of(400, "structure", "$capitation-adjustment takes a Parameters resource or a CSV")
+    given: dict[str, str] = {}
+    for i, param in enumerate(body["parameter"]):
+        name = param.get("name") if isinstance(param, dict) else None
+        if name not in ("rates", "riskTransfers"):
+            raise FhirError.of(400, "not-supported", f"Parameter {name!r} is not defined by $capitation-adjustment",
+                               f"Parameters.parameter[{i}]")
+        if name in given:
+            raise FhirError.of(400, "invalid", f"Parameter {name} is given more than once", name)
+        given[name] = _text_of(param, name)
+    if "rates" not in given:
+        raise FhirError.of(400, "required", "$capitation-adjustment needs the rates file", "rates")
+    return given["rates"], given.get("riskTransfers")
+
+
+def _money(value: Any) -> dict[str, Any]:
+    return {"value": float(value), "currency": CURRENCY}
+
+
+def _stratum(a: Adjustment) -> dict[str, Any]:
+    return {
+        "extension": [
+            {"url": EXT + "average-risk", "valueDecimal": float(a.average_risk)},
+            {"url": EXT + "relative-risk", "valueDecimal": float(a.relative_risk)},
+            {"url": EXT + "current-pmpm", "valueMoney": _money(a.pmpm)},
+            {"url": EXT + "factor", "valueDecimal": float(a.factor)},
+            {"url": EXT + "year1-factor", "valueDecimal": float(a.year1_factor)},
+            {"url": EXT + "resettlement", "valueMoney": _money(a.resettlement)},
+        ],
+        "component": [{"code": {"text": "provider"}, "value": {"text": a.provider}},
+                      {"code": {"text": "lob"}, "value": {"text": a.lob}}],
+        "population": [{"code": {"coding": [{"system": POPULATION, "code": "initial-population"}]},
+                        "count": int(a.member_months)}],
+        "measureScore": {"value": float(a.adjusted_pmpm), "unit": CURRENCY, "system": "urn:iso:std:iso:4217",
+                         "code": CURRENCY},
+    }
+
+
+def capitation_report(report_id: str, rows: list[Adjustment], today: date) -> dict[str, Any]:
+    groups = []
+    for approach in APPROACHES:
+        strata = [_stratum(a) for a in rows if a.approach == approach]
+        if strata:
+            groups.append({"code": {"coding": [{"system": APPROACH_SYSTEM, "code": approach}]},
+                           "stratifier": [{"code": [{"text": "provider-lob"}], "stratum": strata}]})
+    return {"resourceType": "MeasureReport", "id": report_id, "status": "complete", "type": "summary",
+            "measure": MEASURE, "date": today.isoformat(),
+            "period": {"start": f"{today.year}-01-01", "end": f"{today.year}-12-31"}, "group": groups}
+
+
+@router.post("/$capitation-adjustment", summary="Capitation adjustment by provider organization and line of business",
+             openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}},
+                                                        "application/fhir+json": {"schema": {"type": "object"}}}}})
+async def capitation_adjustment(request: Request) -> Response:
+    ctx = context_of(request)
+    ctx.access.require("MeasureReport", "c")
+    raw = await read_body(request, request.app.state.settings.max_body_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    rates_text, transfers_text = _inputs(content_type, raw)
+    try:
+        rows = adjustments(parse_rates(rates_text), parse_transfers(transfers_text) if transfers_text else None)
+    except InputError as exc:
+        raise FhirError.of(400, "invalid", str(exc), exc.where) from None
+    digest = hashlib.sha256(orjson.dumps([rates_text, transfers_text])).hexdigest()[:40]
+    report = capitation_report(f"capitation-{digest}", rows, today_utc())
+    await run_in_threadpool(store_reports, request.app.state.fhir, [report])
+    if "text/csv" in request.headers.get("accept", ""):
+        return Response(to_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Location": f"MeasureReport/{report['id']}"})
+    return fhir_response(Reply(200, orjson.dumps(report), {"Content-Location": f"MeasureReport/{report['id']}"}))
