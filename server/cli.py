@@ -15,6 +15,7 @@ from server.bulk import commands as bulk_commands
 from server import demo
 from server.config import Settings, SettingsError
 from server.loader import commands as loader_commands
+from server.risk import synth as risk_synth
 from server.ops.logging import logging_config
 from server.ops.metrics import MULTIPROC_ENV
 
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=_serve)
     alignment_commands.register(sub)
+    risk_synth.extend(sub)  # `planfit synth` also writes the risk-adjustment population
     auth_commands.register(sub)
     bulk_commands.register(sub)
     loader_commands.register(sub)

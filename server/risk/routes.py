@@ -49,6 +49,7 @@ from server.risk.capitation_routes import CAPITATION_MEASURE
 from server.risk.capitation_routes import router as capitation_router
 from server.risk.model import RiskConfigError, RiskModel, code_rows, install_model, load_risk_model, model_rows, risk_codes_key
 from server.risk.report import REPORTER, coding_gap_report, measure_id, model_measures, report_bundle, report_id
+from server.risk.population import PopulationRisk, population_risk
 from server.risk.results import MemberRisk, read_member_risk
 from server.risk.scores import RiskEngine, diagnosis_year
 from server.risk.store import store_reports
@@ -159,10 +160,23 @@ async def risk_evaluate(request: Request) -> Response:
     risk = risk_of(request)
     year = _payment_year(risk, request.query_params.get("paymentYear"))
     started = perf_counter()
-    members = await run_in_threadpool(risk.engine.evaluate, year)
+
+    def work() -> PopulationRisk:
+        risk.engine.evaluate(year)
+        with risk.engine.db.connect() as conn:
+            return population_risk(conn, risk.model.years[year])
+
+    totals = await run_in_threadpool(work)
     return fhir_response(Reply(200, orjson.dumps({"resourceType": "Parameters", "parameter": [
         _param("paymentYear", valueInteger=year),
-        _param("members", valueInteger=members),
+        _param("members", valueInteger=totals.members),
+        _param("meanPaymentScoreClaims", valueDecimal=round(totals.mean_claims, 4)),
+        _param("meanPaymentScoreAll", valueDecimal=round(totals.mean_all, 4)),
+        _param("totalUplift", valueDecimal=round(totals.total_uplift, 4)),
+        _param("membersWithUplift", valueInteger=totals.members_with_uplift),
+        _param("openHistoricGaps", valueInteger=totals.open_historic),
+        _param("openSuspectedGaps", valueInteger=totals.open_suspected),
+        _param("closedGaps", valueInteger=totals.closed),
         _param("seconds", valueDecimal=round(perf_counter() - started, 3)),
     ]})))
 

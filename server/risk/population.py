@@ -1,0 +1,53 @@
+"""Population totals of a payment year's risk, set-based over the `risk_*` tables (SPEC §10, §8): members
+scored, mean payment scores from claims and from all sources, the total RAF uplift, and the coding gaps
+by kind (open historic: claimed the year before, not this year; open suspected: clinical evidence only;
+closed: claimed this year)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from server.risk.model import PaymentYear
+
+
+@dataclass(frozen=True)
+class PopulationRisk:
+    members: int
+    mean_claims: float
+    mean_all: float
+    total_uplift: float
+    members_with_uplift: int
+    open_historic: int
+    open_suspected: int
+    closed: int
+
+
+def _payment_factor(py: PaymentYear) -> str:
+    """SQL: the factor turning one model's raw score into its share of the payment score."""
+    whens = " ".join(f"WHEN '{m.version}' THEN {m.weight / m.normalization * (1 - py.coding_intensity)!r}"
+                     for m in py.models)
+    return f"CASE s.version {whens} ELSE 0 END"
+
+
+def population_risk(conn: Connection, py: PaymentYear) -> PopulationRisk:
+    year = py.year
+    scores = conn.execute(text(
+        "WITH p AS (SELECT s.patient_id, "
+        f"SUM(CASE WHEN s.basis = 'claims' THEN s.score * ({_payment_factor(py)}) ELSE 0 END) AS claims, "
+        f"SUM(CASE WHEN s.basis = 'all' THEN s.score * ({_payment_factor(py)}) ELSE 0 END) AS everything "
+        f"FROM risk_score s WHERE s.payment_year = {year} GROUP BY s.patient_id) "
+        "SELECT COUNT(*), COALESCE(AVG(claims), 0), COALESCE(AVG(everything), 0), "
+        "COALESCE(SUM(everything - claims), 0), "
+        "COALESCE(SUM(CASE WHEN everything - claims > 0.0000005 THEN 1 ELSE 0 END), 0) FROM p")).one()
+    gaps = dict(((r.kind, r.n) for r in conn.execute(text(
+        "WITH k AS (SELECT patient_id, version, cc, "
+        "MAX(CASE WHEN basis = 'claims' THEN 1 ELSE 0 END) AS claimed, "
+        "MAX(CASE WHEN basis = 'prior' THEN 1 ELSE 0 END) AS prior "
+        f"FROM risk_cc WHERE payment_year = {year} GROUP BY patient_id, version, cc) "
+        "SELECT CASE WHEN claimed = 1 THEN 'closed' WHEN prior = 1 THEN 'historic' ELSE 'suspected' END AS kind, "
+        "COUNT(*) AS n FROM k GROUP BY CASE WHEN claimed = 1 THEN 'closed' WHEN prior = 1 THEN 'historic' "
+        "ELSE 'suspected' END"))))
+    return PopulationRisk(scores[0], float(scores[1]), float(scores[2]), float(scores[3]), int(scores[4]),
+                          gaps.get("historic", 0), gaps.get("suspected", 0), gaps.get("closed", 0))

