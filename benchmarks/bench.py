@@ -24,7 +24,7 @@ from typing import Callable
 
 import orjson
 
-from benchmarks import evaluate, export, ingest, measure
+from benchmarks import evaluate, export, ingest, measure, risk
 from benchmarks.servers import StageFailed, analyze, postgres_schema, profiled, running, schema_of
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -95,6 +95,8 @@ def _postgres_stages(args, results: Results, population: ingest.Population, serv
     clinical = servers["clinical"]
     truth = population.summary.statuses
     results.stage("evaluate", lambda: evaluate.full_evaluation(clinical, population.summary.members, truth))
+    # The population's diagnoses fall in the year before its evaluation date: that year's payment year.
+    results.stage("risk", lambda: risk.risk_evaluation(clinical, population.summary.members, int(ingest.AS_OF[:4])))
     read = results.stage("group_read", lambda: export.group_read(clinical))
     if read is None:
         results.stages["group_export"] = {"error": "no cohort Group to export (see group_read)"}
@@ -147,6 +149,10 @@ _ROWS: tuple[tuple[str, str, Callable[[dict], str], str], ...] = (
      lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s), peak RSS {f['peak_rss_mb']} MB"
                + ("" if f["matches_ground_truth"] else ", STATUSES DIFFER FROM GROUND TRUTH"),
      "1M members <= 60 s, <= 1 GB"),
+    ("risk", "risk scores and coding gaps ($risk-evaluate)",
+     lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s; {f['scored']:,} Medicare members scored, "
+               f"{f['open_gaps']:,} open gaps), peak RSS {f['peak_rss_mb']} MB",
+     ">= 10,000 members/s, <= 1 GB"),
     ("group_read", "largest cohort Group read",
      lambda f: f"{f['seconds']} s (Group/{f['group']}, {f['quantity']:,} members)", "100,000 members <= 2 s"),
     ("group_export", "Group/$export, kick-off to downloaded files",

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import date
 
 import httpx
+import orjson
 import pytest
 
-from tests.alignment_helpers import TODAY
+from tests.alignment_helpers import TODAY, coverage
 from tests.conftest import RunningServer
 from tests.risk_helpers import (
     MODEL,
@@ -23,7 +24,9 @@ from tests.risk_helpers import (
     medicare_member,
     read_risk,
     risk,
+    value,
 )
+from tests.measure_helpers import ROOT
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -134,3 +137,30 @@ def test_not_medicare_is_not_scored(client: httpx.Client) -> None:
     assert body["resourceType"] == "OperationOutcome"
     body = risk(client, pid, 1999, expect=400)
     assert "not configured" in body["issue"][0]["diagnostics"]
+
+
+def test_two_levers_side_by_side(client: httpx.Client) -> None:
+    """A full dual in Medicare Advantage and Medicaid: product alignment (to the D-SNP) first, then the RAF
+    uplift of the clinical-only diagnoses valued at the D-SNP rate cell; on `$risk`, `$alignment` and in
+    the population totals."""
+    year = TODAY.year + 1
+    pid = medicare_member(client, date(TODAY.year - 70, 5, 5), "female", dual="02", sopt="11")
+    coverage(client, pid, sopt="21")
+    clinical(client, pid, "E11.9", TODAY.replace(day=1).isoformat())
+    finding = client.get(f"/Patient/{pid}/$alignment").json()["parameter"]
+    values = {p["name"]: value(p) for p in finding if "part" not in p}
+    assert values["recommendedProduct"] == "dsnp", values
+    change = values["estimatedAnnualImpact"]["value"]
+    served = risk(client, pid, year)
+    levers = {p["name"]: value(p) for p in next(p for p in served["parameter"] if p["name"] == "levers")["part"]}
+    rates = orjson.loads((ROOT / "mappings" / "rates.json").read_bytes())["pmpm"]
+    uplift = read_risk(served).uplift
+    assert uplift > 0 and levers["first"] == "product-change" and levers["rateCell"] == "dsnp"
+    assert levers["productChangeAnnual"]["value"] == change
+    assert levers["rafUpliftAnnual"]["value"] == pytest.approx(uplift * rates["dsnp"] * 12, abs=0.01 * 12 * rates["dsnp"] / 1000 + 0.05)
+    on_alignment = next(p for p in client.get(f"/Patient/{pid}/$alignment").json()["parameter"] if p["name"] == "levers")
+    assert {p["name"]: value(p) for p in on_alignment["part"]}["rafUpliftAnnual"] == levers["rafUpliftAnnual"]
+    totals = client.post("/$risk-evaluate", params={"paymentYear": str(year)}).json()["parameter"]
+    totals = {p["name"]: value(p) for p in totals}
+    assert totals["rafUpliftAnnual"]["value"] >= levers["rafUpliftAnnual"]["value"] - 0.01
+    assert totals["productChangeAnnual"]["value"] >= change

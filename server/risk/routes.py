@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from server.alignment.codes import install_codes
 from server.alignment.engine import AlignmentEngine
+from server.alignment.findings import Finding, read_finding
 from server.alignment.touched import touched_members
 from server.alignment.window import today_utc
 from server.bulk.members import group_members
@@ -48,7 +49,8 @@ from server.measures.seed import refuse_writes_to, seed_definitions
 from server.risk.capitation_routes import CAPITATION_MEASURE
 from server.risk.capitation_routes import router as capitation_router
 from server.risk.model import RiskConfigError, RiskModel, code_rows, install_model, load_risk_model, model_rows, risk_codes_key
-from server.risk.report import REPORTER, coding_gap_report, measure_id, model_measures, report_bundle, report_id
+from server.risk.report import REPORT_PREFIX, REPORTER, coding_gap_report, measure_id, model_measures, report_bundle, report_id
+from server.risk.levers import levers_parameter, member_levers
 from server.risk.population import PopulationRisk, population_risk
 from server.risk.results import MemberRisk, read_member_risk
 from server.risk.scores import RiskEngine, diagnosis_year
@@ -92,6 +94,7 @@ def install_risk(app: FastAPI, service: FhirService, alignment: AlignmentEngine,
     risk = Risk(service, RiskEngine(alignment, model, key), definitions)
     app.state.risk = risk
     service.after_commit.append(lambda written, ctx: _refresh_reports(risk, written, ctx))
+    app.state.alignment_extras.append(lambda finding: _alignment_levers(risk, finding))
     app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
     app.include_router(router)
     app.include_router(capitation_router)
@@ -164,7 +167,7 @@ async def risk_evaluate(request: Request) -> Response:
     def work() -> PopulationRisk:
         risk.engine.evaluate(year)
         with risk.engine.db.connect() as conn:
-            return population_risk(conn, risk.model.years[year])
+            return population_risk(conn, risk.model.years[year], risk.engine.mappings.rates)
 
     totals = await run_in_threadpool(work)
     return fhir_response(Reply(200, orjson.dumps({"resourceType": "Parameters", "parameter": [
@@ -177,6 +180,10 @@ async def risk_evaluate(request: Request) -> Response:
         _param("openHistoricGaps", valueInteger=totals.open_historic),
         _param("openSuspectedGaps", valueInteger=totals.open_suspected),
         _param("closedGaps", valueInteger=totals.closed),
+        _param("productChangeAnnual", valueMoney={"value": float(totals.product_change_annual),
+                                                  "currency": risk.engine.mappings.rates.currency}),
+        _param("rafUpliftAnnual", valueMoney={"value": float(totals.raf_uplift_annual),
+                                              "currency": risk.engine.mappings.rates.currency}),
         _param("seconds", valueDecimal=round(perf_counter() - started, 3)),
     ]})))
 
@@ -195,10 +202,13 @@ async def patient_risk(rid: str, request: Request) -> Response:
         risk.engine.evaluate(year, [rid])
         with risk.engine.db.connect() as conn:
             member = read_member_risk(conn, risk.model.years[year], rid)
+            finding = read_finding(conn, rid)
         if member is None:
             raise FhirError.of(404, "not-found", f"Patient/{rid} has no risk score for payment year {year}: only "
                                                  "Medicare members with a birth date and a sex are scored")
-        return Reply(200, orjson.dumps(risk_parameters(member)))
+        body = risk_parameters(member)
+        body["parameter"].append(levers_parameter(member_levers(finding, member.uplift, risk.engine.mappings.rates)))
+        return Reply(200, orjson.dumps(body))
 
     return fhir_response(await run_in_threadpool(work))
 
@@ -408,11 +418,30 @@ def evaluate_reports(risk: Risk, patients: list[str], chosen: list[tuple[int, st
     return out
 
 
+def _alignment_levers(risk: Risk, finding: Finding) -> list[dict[str, Any]]:
+    """`$alignment`'s second lever: the member's RAF uplift for the current payment year, scored now."""
+    year = risk.engine.current_payment_year()
+    if risk.model.year(year) is None:
+        return []
+    risk.engine.evaluate(year, [finding.patient_id])
+    with risk.engine.db.connect() as conn:
+        member = read_member_risk(conn, risk.model.years[year], finding.patient_id)
+    if member is None:
+        return []
+    levers = levers_parameter(member_levers(finding, member.uplift, risk.engine.mappings.rates))
+    levers["part"].insert(0, {"name": "paymentYear", "valueInteger": year})
+    return [levers]
+
+
 def _refresh_reports(risk: Risk, written: list[Written], _ctx: WriteContext) -> None:
     """After a commit: score again the touched members that have stored reports, and rewrite those."""
     if not any(w.rtype != "MeasureReport" for w in written):
         return
     with risk.engine.db.connect() as conn:
+        # One index probe: while no coding gap report is stored (bulk loads), writes cost nothing more.
+        if conn.execute(select(resources.c.rid).where(resources.c.rtype == "MeasureReport",
+                                                      resources.c.rid.startswith(REPORT_PREFIX)).limit(1)).first() is None:
+            return
         members = sorted(touched_members(conn, risk.engine.keys, written))
         if not members:
             return
