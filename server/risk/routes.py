@@ -42,7 +42,7 @@ from server.fhir.context import RequestContext, WriteContext, context_of
 from server.fhir.dates import DateValueError, date_range
 from server.fhir.errors import FhirError
 from server.fhir.http import base_url, fhir_response, json_body
-from server.fhir.operations import ALIGNMENT_READS
+from server.alignment.api import ALIGNMENT_READS
 from server.fhir.service import FhirService, Reply, Written, valid_id
 from server.measures.params import body_items
 from server.measures.seed import refuse_writes_to, seed_definitions
