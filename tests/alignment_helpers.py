@@ -23,6 +23,9 @@ ICD_OID = "urn:oid:2.16.840.1.113883.6.90"
 SCT = "http://snomed.info/sct"
 SOPT = "https://nahdo.org/sopt"
 DUAL_EXT = "https://planfit.dev/fhir/StructureDefinition/dual-status-code"
+HARP_EXT = "https://planfit.dev/fhir/StructureDefinition/ny-harp-status"
+OPWDD_EXT = "https://planfit.dev/fhir/StructureDefinition/opwdd-participation"
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 CLINICAL_STATUS = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
@@ -47,16 +50,22 @@ def _created(c: httpx.Client, resource: dict[str, Any]) -> str:
     return r.json()["id"]
 
 
-def patient(c: httpx.Client, birth: date) -> str:
-    return _created(c, {
+def patient(c: httpx.Client, birth: date, *, harp: str | None = None, opwdd: bool = False) -> str:
+    resource: dict[str, Any] = {
         "resourceType": "Patient",
         "identifier": [{"system": "urn:test:alignment", "value": unique("member")}],
         "birthDate": birth.isoformat(),
-    })
+    }
+    extensions = ([{"url": HARP_EXT, "valueCode": harp}] if harp else []) + (
+        [{"url": OPWDD_EXT, "valueBoolean": True}] if opwdd else [])
+    if extensions:
+        resource["extension"] = extensions
+    return _created(c, resource)
 
 
 def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | None = None,
-             dual: str | None = None, status: str = "active", start: str | None = None, end: str | None = None) -> str:
+             dual: str | None = None, status: str = "active", start: str | None = None, end: str | None = None,
+             harp: str | None = None) -> str:
     resource: dict[str, Any] = {
         "resourceType": "Coverage",
         "status": status,
@@ -70,14 +79,16 @@ def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | 
         resource["class"] = [{"type": {"coding": [{"system": COVERAGE_CLASS, "code": "plan"}]}, "value": plan}]
     if sopt:
         resource["type"] = {"coding": [{"system": SOPT, "code": sopt}]}
-    if dual:
-        resource["extension"] = [{"url": DUAL_EXT, "valueCode": dual}]
+    extensions = ([{"url": DUAL_EXT, "valueCode": dual}] if dual else []) + (
+        [{"url": HARP_EXT, "valueCode": harp}] if harp else [])
+    if extensions:
+        resource["extension"] = extensions
     return _created(c, resource)
 
 
 def condition_resource(pid: str, codings: list[tuple[str, str]], *, recorded: str | None = None,
                        verification: str = "confirmed", clinical: str = "active",
-                       abated: str | None = None) -> dict[str, Any]:
+                       abated: str | None = None, category: str | None = None) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Condition",
         "clinicalStatus": {"coding": [{"system": CLINICAL_STATUS, "code": clinical}]},
@@ -90,6 +101,8 @@ def condition_resource(pid: str, codings: list[tuple[str, str]], *, recorded: st
         del resource["clinicalStatus"]  # FHIR con-5: no clinical status on an entry made in error
     if abated:
         resource["abatementDateTime"] = abated
+    if category:
+        resource["category"] = [{"coding": [{"system": CONDITION_CATEGORY, "code": category}]}]
     return resource
 
 
@@ -131,6 +144,7 @@ class Finding:
 
     raw: dict[str, Any]
     status: str = ""
+    kind: str | None = None
     evaluation_date: str = ""
     age: int | None = None
     enrolled: str | None = None
@@ -162,7 +176,7 @@ def read_finding(body: dict[str, Any]) -> Finding:
     f = Finding(raw=body)
     for p in body["parameter"]:
         name = p["name"]
-        if name in ("status", "age", "evaluationDate"):
+        if name in ("status", "kind", "age", "evaluationDate"):
             setattr(f, {"evaluationDate": "evaluation_date"}.get(name, name), _value(p))
         elif name in ("enrolledProduct", "recommendedProduct", "dualLevel"):
             setattr(f, {"enrolledProduct": "enrolled", "recommendedProduct": "recommended",

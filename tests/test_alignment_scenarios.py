@@ -45,16 +45,16 @@ def test_harp_candidate_with_clinical_only_smi(client: httpx.Client, claims_clie
     assert (f.status, f.enrolled, f.recommended) == ("misaligned", "ny-mmc", "ny-harp")
     assert list(f.eligible) == ["ny-harp", "ny-mmc"]
     assert f.criteria("ny-harp") == {("requires_lob", "medicaid"), ("excludes_lob", "medicare"), ("min_age", "21"),
-                                     ("valueset", "smi")}
+                                     ("excludes_flag", "opwdd"), ("excludes_state", "H7"), ("valueset", "smi")}
     smi_criterion = next(c for c in f.eligible["ny-harp"] if c[0] == "valueset")
     assert smi_criterion[2] == [f"Condition/{cid}"]
     assert f.non_claims == ["smi"]
     assert f.categories["smi"] == {
         "clinical": True, "claims": False, "nonClaims": True,
         "evidence": [{"resource": f"Condition/{cid}", "system": ICD, "code": "F20.9", "date": days_ago(30),
-                      "sourceKind": "clinical"}],
+                      "sourceKind": "clinical", "grade": "qualifying", "lastAffirmed": days_ago(30)}],
     }
-    assert "higher-priority-eligible" in f.reasons
+    assert {"higher-priority-eligible", "state-determination-pending"} <= set(f.reasons) and f.kind == "opportunity"
     assert f.impact == float((RATES["ny-harp"] - RATES["ny-mmc"]) * 12)
     assert f.age == 34
 
@@ -71,7 +71,7 @@ def test_claim_arriving_ends_the_non_claims_diagnosis(client: httpx.Client, clai
     assert f.categories["smi"]["claims"] is True and f.categories["smi"]["nonClaims"] is False
     claim_evidence = [e for e in f.evidence("smi") if e["resource"] == f"Claim/{claim_id}"]
     assert claim_evidence == [{"resource": f"Claim/{claim_id}", "system": ICD, "code": "F209", "date": days_ago(20),
-                               "sourceKind": "claims"}]
+                               "sourceKind": "claims", "grade": "qualifying"}]
 
 
 def test_age_21_on_the_evaluation_date_but_not_the_day_before(client: httpx.Client,
@@ -142,10 +142,11 @@ def test_conditions_outside_the_lookback_are_ignored(client: httpx.Client, claim
     claim(claims_client, pid, codes=[(ICD, "F31.9")], day=months_ago(30))
     assert finding(client, pid).categories == {}
 
-    # resolved, but only inside the window: the diagnosis was current in it, so it counts
+    # resolved inside the window: shown as suspect evidence, never qualifying (SPEC §4.3)
     condition(client, pid, [(ICD, "F10.20")], clinical="resolved", abated=months_ago(3))
     f = finding(client, pid)
-    assert (f.status, f.recommended, f.non_claims) == ("misaligned", "ny-harp", ["sud"])
+    assert (f.status, f.recommended, f.non_claims) == ("aligned", "ny-mmc", [])
+    assert [e["grade"] for e in f.evidence("sud")] == ["suspect"]
 
 
 def test_conflicting_coverages_need_review(client: httpx.Client, claims_client: httpx.Client) -> None:
@@ -215,7 +216,7 @@ def test_claim_diagnosis_by_reference(client: httpx.Client, claims_client: httpx
     f = finding(client, pid)
     assert (f.status, f.recommended, f.non_claims) == ("misaligned", "ny-harp", [])
     assert f.evidence("smi") == [{"resource": f"{rtype}/{claim_id}", "system": ICD, "code": "F20.9",
-                                  "date": days_ago(20), "sourceKind": "claims"}]
+                                  "date": days_ago(20), "sourceKind": "claims", "grade": "qualifying"}]
 
 
 def test_cancelled_claims_do_not_count(client: httpx.Client, claims_client: httpx.Client) -> None:

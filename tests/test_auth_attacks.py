@@ -111,7 +111,7 @@ def test_patient_reported_diagnosis_never_qualifies_and_is_shown_as_such(server,
     assert "ny-harp" not in f.eligible and f.non_claims == []
     assert f.categories["smi"] == {"clinical": False, "claims": False, "nonClaims": False, "evidence": [
         {"resource": f"Condition/{r.json()['id']}", "system": ICD, "code": "F20.9", "date": days_ago(30),
-         "sourceKind": "patient-reported"}]}
+         "sourceKind": "patient-reported", "grade": "suspect", "lastAffirmed": days_ago(30)}]}
 
 
 def test_export_jobs_belong_to_their_client_user_and_patient_context(server, client, world):

@@ -188,6 +188,8 @@ def finding_parameters(finding: Finding) -> dict[str, Any]:
         _param("evaluated", valueInstant=instant_text(finding.evaluated_at_us)),
         _param("status", valueCode=finding.status),
     ]
+    if finding.kind:
+        out.append(_param("kind", valueCode=finding.kind))
     if finding.age is not None:
         out.append(_param("age", valueInteger=finding.age))
     if finding.enrolled_product:
@@ -199,6 +201,9 @@ def finding_parameters(finding: Finding) -> dict[str, Any]:
     if finding.annual_impact is not None:
         out.append(_param("estimatedAnnualImpact",
                           valueMoney={"value": float(finding.annual_impact), "currency": finding.currency}))
+    if finding.overpayment_exposure is not None:
+        out.append(_param("overpaymentExposure",
+                          valueMoney={"value": float(finding.overpayment_exposure), "currency": finding.currency}))
     out += [_param("reason", valueCode=code) for code in finding.reasons]
     out += [_eligible(finding, product) for product in finding.eligible]
     out += [_param("nonClaimsCategory", valueCode=code) for code in finding.non_claims_categories]
@@ -220,8 +225,9 @@ def _eligible(finding: Finding, product: EligibleProduct) -> dict[str, Any]:
 
 
 def _categories(finding: Finding) -> list[Category]:
-    """The finding's categories, and those only patient-reported evidence names (which never count, so
-    the engine records no category for them): shown with clinical, claims and nonClaims false."""
+    """The finding's categories, and those only suspect evidence names (patient-reported, provisional,
+    resolved: it never counts, so the engine records no category for them): shown with clinical, claims
+    and nonClaims false."""
     counted = {c.category for c in finding.categories}
     reported = dict.fromkeys(e.category for e in finding.evidence if e.category not in counted)
     return [*finding.categories, *(Category(category, False, False, False) for category in reported)]
@@ -235,6 +241,7 @@ def _category(finding: Finding, category: Category) -> dict[str, Any]:
         _param("claims", valueBoolean=category.claims),
         _param("nonClaims", valueBoolean=category.non_claims),
         _param("patientReported", valueBoolean=any(e.source_kind == PATIENT_REPORTED for e in evidence)),
+        _param("suspect", valueBoolean=any(not e.qualifying for e in evidence)),
     ]
     for e in evidence:
         evidence = [_param("resource", valueReference=_ref(e.reference))]
@@ -242,7 +249,10 @@ def _category(finding: Finding, category: Category) -> dict[str, Any]:
             evidence.append(_param("system", valueUri=e.system))
         if e.code:
             evidence.append(_param("code", valueCode=e.code))
-        evidence += [_param("date", valueDate=e.date.isoformat()), _param("sourceKind", valueCode=e.source_kind)]
+        evidence += [_param("date", valueDate=e.date.isoformat()), _param("sourceKind", valueCode=e.source_kind),
+                     _param("grade", valueCode=e.grade)]
+        if e.lifelong:
+            evidence.append(_param("lastAffirmed", valueDate=e.last_affirmed.isoformat()))
         parts.append(_param("evidence", part=evidence))
     return _param("category", part=parts)
 
@@ -257,4 +267,7 @@ def _coverage(coverage: CoverageFact) -> list[dict[str, Any]]:
         parts.append(_param("dualStatusCode", valueCode=coverage.dual_code))
     if coverage.dual_level:
         parts.append(_param("dualLevel", valueCode=coverage.dual_level))
+    if coverage.harp_status:
+        parts.append(_param("nyHarpStatus", valueCode=coverage.harp_status))
+    parts.append(_param("current", valueBoolean=coverage.current))
     return parts

@@ -25,6 +25,9 @@ from server.store.resources import bulk_insert
 from server.store.hashing import h64
 
 CodeRow = tuple[int, str]  # (h_code, value set id)
+# The value-set id under which the lifelong codes (`mappings/lifelong.json`) are stored: not a category,
+# a property of a coding (SPEC §4.3); '~' cannot start a value-set id, so it never clashes with one.
+LIFELONG = "~lifelong"
 
 
 def icd_spellings(dotted: str) -> frozenset[str]:
@@ -37,10 +40,12 @@ def code_rows(mappings: Mappings) -> list[CodeRow]:
     """Every (hash, value set) the engine matches, sorted (so `codes_key` is stable). The hash folds in the
     resource type and parameter, so one table serves Conditions, Claims and ExplanationOfBenefits."""
     codings: set[tuple[str, str, str]] = set()  # (system, code, value set)
-    for valueset, dotted in mappings.icd_code_rows():
+    icd = [*mappings.icd_code_rows(), *((LIFELONG, c) for c in sorted(mappings.lifelong.icd_codes))]
+    snomed = [*mappings.snomed_rows(), *((LIFELONG, c) for c in sorted(mappings.lifelong.snomed_codes))]
+    for valueset, dotted in icd:
         for system in ICD10CM_SYSTEMS:
             codings.update((system, spelling, valueset) for spelling in icd_spellings(dotted))
-    for valueset, code in mappings.snomed_rows():
+    for valueset, code in snomed:
         codings.update((system, code, valueset) for system in SNOMED_SYSTEMS)
     inputs = sorted(codings)
 

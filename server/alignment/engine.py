@@ -50,7 +50,14 @@ from server.alignment.facts import (
 )
 from server.alignment.index_keys import READ_TYPES, IndexKeys
 from server.alignment.mappings import Mappings
-from server.alignment.rules import EVALUATED_AT, FINDING_COLUMNS, PRODUCT_COLUMNS, findings_select, products_select
+from server.alignment.rules import (
+    EVALUATED_AT,
+    FINDING_COLUMNS,
+    PRODUCT_COLUMNS,
+    findings_select,
+    products_select,
+    rules_version,
+)
 from server.alignment.touched import (
     advance_watermark,
     awaiting_batch,
@@ -67,6 +74,7 @@ from server.store.alignment_schema import (
     FINDING_TABLES,
     alignment_evaluated,
     alignment_lock,
+    alignment_rules,
     finding_categories,
     finding_coverage,
     finding_evidence,
@@ -133,6 +141,7 @@ class AlignmentEngine:
         self.keys = IndexKeys.resolve()
         self._code_rows = code_rows(mappings)
         self.codes_key = codes_key(self._code_rows)
+        self.rules_version = rules_version(mappings, self.codes_key)
         self._codes_installed = False
         self._listed = Members.listed(db.dialect.name)
         self._statements: dict[tuple[EvaluationWindow, Members], tuple[Executable, ...]] = {}
@@ -145,12 +154,22 @@ class AlignmentEngine:
         return EvaluationWindow(self.config.evaluation_date or today_utc(), self.config.lookback_months)
 
     def prepare(self) -> None:
-        """At start-up, not in the first request: install this mapping version's code rows, and evaluate
-        the writes whose evaluation never ran."""
+        """At start-up, not in the first request: install this mapping version's code rows; re-evaluate
+        every member when the stored findings were made by other rules or mappings (an upgrade from v1:
+        the cohort Groups then show the drift as new versions); else evaluate the writes whose evaluation
+        never ran."""
         with self.db.begin() as conn:
             self.lock(conn)
             install_codes(conn, self.codes_key, self._code_rows)
+            stored = conn.execute(select(alignment_rules.c.version).where(alignment_rules.c.id == 1)).scalar()
         self._codes_installed = True
+        if stored != self.rules_version:
+            log.warning("findings were made by other rules (%s): re-evaluating every member", stored or "none")
+            self.evaluate_all()
+            with self.db.begin() as conn:
+                self._lock(conn)
+                conn.execute(delete(alignment_rules))
+                conn.execute(insert(alignment_rules).values(id=1, version=self.rules_version))
         self.recover()
 
     # -- entry points ------------------------------------------------------------------------------

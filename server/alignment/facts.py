@@ -44,7 +44,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from server.alignment.index_keys import INACTIVE_CLINICAL, WITHDRAWN_VERIFICATION, ClaimKeys, IndexKeys
+from server.alignment.codes import LIFELONG
+from server.alignment.index_keys import (
+    INACTIVE_CLINICAL,
+    PROBLEM_LIST,
+    SUSPECT_VERIFICATION,
+    WITHDRAWN_VERIFICATION,
+    ClaimKeys,
+    IndexKeys,
+)
 from server.alignment.mappings import LOB_PROGRAMS, Mappings
 from server.alignment.window import EvaluationWindow
 from server.fhir.context import PATIENT_REPORTED
@@ -53,6 +61,7 @@ from server.store.alignment_schema import alignment_codes, finding_evidence
 from server.store.schema import idx_date, idx_reference, idx_token, resources
 
 MEMBER_IDS = "member_ids"
+QUALIFYING, SUSPECT = "qualifying", "suspect"  # evidence grades (SPEC §4.3)
 
 
 @dataclass(frozen=True)
@@ -175,12 +184,15 @@ def dual_level(mappings: Mappings, code: Any) -> ColumnElement[Any]:
     return case(*((code.in_(sorted(codes)), level) for level, codes in sorted(levels.items())), else_=None)
 
 
-COVERAGE_COLUMNS = ("patient_id", "coverage_id", "product", "line_of_business", "dual_code", "dual_level")
+COVERAGE_COLUMNS = ("patient_id", "coverage_id", "product", "line_of_business", "dual_code", "dual_level",
+                    "current", "period_lo", "period_hi", "harp_status")
 
 
 def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Select:
-    """Rows of `finding_coverage` (COVERAGE_COLUMNS), one per active coverage. Several plan classes or SOPT
-    codings on one coverage resolve to the highest-priority product they name."""
+    """Rows of `finding_coverage` (COVERAGE_COLUMNS), one per active coverage: `current` when its period
+    holds the evaluation date, else a record that ended in the last `dual_history_months` (read for
+    month-by-month dual status and the deeming period, SPEC §4.3). Several plan classes or SOPT codings
+    on one coverage resolve to the highest-priority product they name."""
     coverages = _subjects("coverages", "Coverage", keys.coverage_beneficiary, members)
     t, d = idx_token, idx_date
     sopt = t.c.system == mappings.sopt_system
@@ -191,6 +203,7 @@ def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
         "sopt_priority": (sopt_type, func.max(_when(sopt_type, sopt, _sopt_priority(mappings, t.c.code), t))),
         "sopt_lob": (sopt_type, func.max(_when(sopt_type, sopt, _sopt_lob(mappings, t.c.code), t))),
         "dual_code": (dual, func.max(_when(dual, None, t.c.code, t))),
+        "harp_status": (keys.coverage_harp_status, func.max(_when(keys.coverage_harp_status, None, t.c.code, t))),
     })
     period = _pivot(d, "coverage_period", "Coverage", coverages, members, {
         "lo": (keys.coverage_period, func.min(d.c.lo)),
@@ -198,6 +211,8 @@ def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
     })
     priority = func.coalesce(tokens.c.plan_priority, tokens.c.sopt_priority)
     product_lob = case(*((priority == p.priority, p.line_of_business) for p in mappings.products), else_=None)
+    history_start = window.months_back_us(mappings.dual_history_months)
+    current = or_(period.c.rid.is_(None), period.c.hi >= window.as_of_lo_us)
     return (
         select(
             coverages.c.patient_id,
@@ -206,11 +221,15 @@ def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
             func.coalesce(product_lob, tokens.c.sopt_lob),
             tokens.c.dual_code,
             dual_level(mappings, tokens.c.dual_code),
+            flag(current),
+            period.c.lo,
+            period.c.hi,
+            tokens.c.harp_status,
         )
         .select_from(coverages.join(tokens, tokens.c.rid == coverages.c.rid)
                      .outerjoin(period, period.c.rid == coverages.c.rid))
         .where(tokens.c.active == 1,
-               or_(period.c.rid.is_(None), and_(period.c.lo <= window.as_of_hi_us, period.c.hi >= window.as_of_lo_us)))
+               or_(period.c.rid.is_(None), and_(period.c.lo <= window.as_of_hi_us, period.c.hi >= history_start)))
     )
 
 
@@ -222,13 +241,21 @@ def lobs_with(program: str) -> list[str]:
 # -- diagnosis evidence ------------------------------------------------------------------------------
 
 
-def _coded(name: str, rtype: str, h_param: int, subjects: Any, members: Members, codes_key: int) -> CTE:
-    """(rid, system, code, valueset) of the codings of one code parameter that are in a value set."""
+def _coded(name: str, rtype: str, h_param: int, subjects: Any, members: Members, codes_key: int,
+           lifelong: bool = False) -> CTE:
+    """(rid, system, code, valueset) of the codings of one code parameter that are in a value set, and
+    with `lifelong` whether the coding is a lifelong diagnosis (SPEC §4.3)."""
     t, c = idx_token.alias(f"{name}_token"), alignment_codes.alias(f"{name}_codes")
+    columns = [t.c.rid, t.c.system, t.c.code, c.c.valueset]
+    if lifelong:
+        life = alignment_codes.alias(f"{name}_lifelong")
+        columns.append(flag(exists().where(life.c.codes_key == codes_key, life.c.h_code == t.c.h_sys_value,
+                                           life.c.valueset == LIFELONG)).label("lifelong"))
     return (
-        select(t.c.rid, t.c.system, t.c.code, c.c.valueset)
+        select(*columns)
         .select_from(t.join(c, and_(c.c.h_code == t.c.h_sys_value, c.c.codes_key == codes_key)))
-        .where(t.c.rtype == rtype, t.c.h_param == h_param, *members.among(t.c.rid, subjects))
+        .where(t.c.rtype == rtype, t.c.h_param == h_param, c.c.valueset != LIFELONG,
+               *members.among(t.c.rid, subjects))
         .cte(name)
     )
 
@@ -237,16 +264,29 @@ def _in_window(date_lo: Any, window: EvaluationWindow) -> ColumnElement[bool]:
     return date_lo.between(window.start_us, window.as_of_hi_us)
 
 
+def _latest(a: Any, b: Any) -> ColumnElement[Any]:
+    """The later of two nullable values (SQL's two-argument max/greatest differ in how they treat NULL)."""
+    return case((a.is_(None), b), (b.is_(None), a), (a >= b, a), else_=b)
+
+
 def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: int, members: Members) -> Select:
-    """Conditions coded in a value set, dated (recordedDate, else onset) in the window, not withdrawn."""
+    """Conditions coded in a value set, dated (recordedDate, else onset) in the window, not withdrawn, and
+    graded (SPEC §4.3): uncertain verification, an inactive/resolved status outside a lifelong code, or a
+    patient's own report make *suspect* evidence. An active, confirmed lifelong problem-list entry counts
+    even when recorded before the window; its last-affirmed date is the latest of recorded and onset."""
     conditions = _subjects("conditions", "Condition", keys.condition_patient, members)
-    coded = _coded("condition_codes", "Condition", keys.condition_code, conditions, members, codes_key)
+    coded = _coded("condition_codes", "Condition", keys.condition_code, conditions, members, codes_key, lifelong=True)
     t, d = idx_token, idx_date
+    problem_system, problem_code = PROBLEM_LIST
     states = _pivot(t, "condition_states", "Condition", coded, members, {
         "withdrawn": (keys.condition_verification, func.max(
             _when(keys.condition_verification, t.c.code.in_(WITHDRAWN_VERIFICATION), 1, t))),
+        "uncertain": (keys.condition_verification, func.max(
+            _when(keys.condition_verification, t.c.code.in_(SUSPECT_VERIFICATION), 1, t))),
         "inactive": (keys.condition_clinical, func.max(
             _when(keys.condition_clinical, t.c.code.in_(INACTIVE_CLINICAL), 1, t))),
+        "problem_list": (keys.condition_category, func.max(_when(
+            keys.condition_category, and_(t.c.system == problem_system, t.c.code == problem_code), 1, t))),
         "claims": (keys.condition_tag, func.max(
             _when(keys.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == "claims"), 1, t))),
         "reported": (keys.condition_tag, func.max(_when(
@@ -258,7 +298,13 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
         "abated": (keys.condition_abatement, func.max(_when(keys.condition_abatement, None, d.c.hi, d))),
     })
     date_lo = func.coalesce(dates.c.recorded, dates.c.onset)
-    abated_before = and_(states.c.inactive == 1, dates.c.abated.is_not(None), dates.c.abated < window.start_us)
+    inactive, uncertain = func.coalesce(states.c.inactive, 0) == 1, func.coalesce(states.c.uncertain, 0) == 1
+    reported = func.coalesce(states.c.reported, 0) == 1
+    lifelong = coded.c.lifelong == true()
+    abated_before = and_(inactive, dates.c.abated.is_not(None), dates.c.abated < window.start_us)
+    persists = and_(lifelong, not_(inactive), not_(uncertain), func.coalesce(states.c.problem_list, 0) == 1,
+                    date_lo < window.start_us)
+    suspect = or_(uncertain, reported, and_(inactive, not_(lifelong)))
     return (
         select(
             conditions.c.patient_id,
@@ -268,15 +314,19 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
             coded.c.system,
             coded.c.code,
             date_lo.label("date_lo"),
-            case((states.c.claims == 1, literal("claims")), (states.c.reported == 1, literal(PATIENT_REPORTED)),
+            case((states.c.claims == 1, literal("claims")), (reported, literal(PATIENT_REPORTED)),
                  else_=literal("clinical")).label("source_kind"),
+            case((suspect, literal(SUSPECT)), else_=literal(QUALIFYING)).label("grade"),
+            coded.c.lifelong,
+            _latest(dates.c.recorded, dates.c.onset).label("affirmed_lo"),
         )
         .select_from(
             coded.join(conditions, conditions.c.rid == coded.c.rid)
             .join(dates, dates.c.rid == coded.c.rid)
             .outerjoin(states, states.c.rid == coded.c.rid)
         )
-        .where(_in_window(date_lo, window), func.coalesce(states.c.withdrawn, 0) == 0, not_(abated_before))
+        .where(or_(_in_window(date_lo, window), persists), func.coalesce(states.c.withdrawn, 0) == 0,
+               not_(abated_before))
     )
 
 
@@ -324,6 +374,9 @@ def _claim_evidence(keys: ClaimKeys, condition_code: int, window: EvaluationWind
             diagnoses.c.code,
             date_lo.label("date_lo"),
             literal("claims").label("source_kind"),
+            literal(QUALIFYING).label("grade"),
+            false().label("lifelong"),
+            date_lo.label("affirmed_lo"),
         )
         .select_from(
             diagnoses.join(claims, claims.c.rid == diagnoses.c.rid)
@@ -335,17 +388,18 @@ def _claim_evidence(keys: ClaimKeys, condition_code: int, window: EvaluationWind
 
 
 EVIDENCE_COLUMNS = ("patient_id", "category", "resource_type", "resource_id", "system", "code", "date_lo",
-                    "source_kind")
+                    "source_kind", "grade", "lifelong", "affirmed_lo")
+_AGGREGATED = {"date_lo": func.min, "affirmed_lo": func.max}
 
 
 def evidence_select(keys: IndexKeys, window: EvaluationWindow, codes_key: int, members: Members) -> Select:
-    """Rows of `finding_evidence`, one per (member, value set, resource, coding, source kind)."""
+    """Rows of `finding_evidence`, one per (member, value set, resource, coding, source kind, grade)."""
     parts: list[Select] = [_condition_evidence(keys, window, codes_key, members)]
     parts += [_claim_evidence(claim, keys.condition_code, window, codes_key, members) for claim in keys.claims]
     found = union_all(*parts).subquery("evidence")
-    group = [found.c[name] for name in EVIDENCE_COLUMNS if name != "date_lo"]
-    return select(*(func.min(found.c.date_lo) if name == "date_lo" else found.c[name] for name in EVIDENCE_COLUMNS)
-                  ).group_by(*group)
+    group = [found.c[name] for name in EVIDENCE_COLUMNS if name not in _AGGREGATED]
+    return select(*(_AGGREGATED[name](found.c[name]) if name in _AGGREGATED else found.c[name]
+                    for name in EVIDENCE_COLUMNS)).group_by(*group)
 
 
 # -- categories ---------------------------------------------------------------------------------------
@@ -359,7 +413,8 @@ CATEGORY_COLUMNS = ("patient_id", "category", "clinical", "claims", "non_claims"
 
 
 def categories_select(non_claims_valuesets: Iterable[str], members: Members) -> Select:
-    """Rows of `finding_categories` (CATEGORY_COLUMNS) from the members' evidence."""
+    """Rows of `finding_categories` (CATEGORY_COLUMNS) from the members' qualifying evidence: suspect
+    evidence (patient-reported included) is shown on the finding but never makes a category."""
     e = finding_evidence.c
     clinical, claims = _has("clinical"), _has("claims")
     return (
@@ -370,7 +425,7 @@ def categories_select(non_claims_valuesets: Iterable[str], members: Members) -> 
             flag(claims == 1),
             flag(and_(clinical == 1, claims == 0, e.category.in_(list(non_claims_valuesets)))),
         )
-        .where(e.source_kind != PATIENT_REPORTED, *members.where(e.patient_id))
+        .where(e.grade == QUALIFYING, *members.where(e.patient_id))
         .group_by(e.patient_id, e.category)
     )
 

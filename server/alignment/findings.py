@@ -8,8 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, select
 
-from server.alignment.facts import lobs_with
-from server.fhir.context import PATIENT_REPORTED
+from server.alignment.facts import QUALIFYING, lobs_with
 from server.store.alignment_schema import (
     finding_categories,
     finding_coverage,
@@ -28,15 +27,23 @@ class Evidence:
     code: str | None
     date: date
     source_kind: str
+    grade: str  # qualifying | suspect
+    lifelong: bool
+    last_affirmed: date
 
     @property
     def reference(self) -> str:
         return f"{self.resource_type}/{self.resource_id}"
 
+    @property
+    def qualifying(self) -> bool:
+        return self.grade == QUALIFYING
+
 
 @dataclass(frozen=True)
 class Criterion:
-    name: str  # requires_lob | excludes_lob | min_age | max_age | dual_level | valueset
+    name: str  # requires_lob | excludes_lob | min_age | max_age | dual_level | valueset | state_status |
+    # excludes_state | excludes_flag
     value: str
 
 
@@ -62,6 +69,8 @@ class CoverageFact:
     line_of_business: str | None
     dual_code: str | None
     dual_level: str | None
+    current: bool
+    harp_status: str | None
 
     @property
     def reference(self) -> str:
@@ -72,6 +81,7 @@ class CoverageFact:
 class Finding:
     patient_id: str
     status: str
+    kind: str | None  # compliance | opportunity
     enrolled_product: str | None
     recommended_product: str | None
     dual_level: str | None
@@ -95,19 +105,32 @@ class Finding:
         return self.as_of.year - self.birth_date.year - before_birthday
 
     @property
+    def overpayment_exposure(self) -> Decimal | None:
+        """A compliance finding's negative impact: what the plan is paid for a product the member's data
+        does not support (SPEC §4.3)."""
+        if self.kind == "compliance" and self.annual_impact is not None and self.annual_impact < 0:
+            return -self.annual_impact
+        return None
+
+    @property
     def non_claims_categories(self) -> tuple[str, ...]:
         return tuple(c.category for c in self.categories if c.non_claims)
 
     def criterion_evidence(self, criterion: Criterion) -> tuple[str, ...]:
         """References supporting a met criterion: the diagnoses of a value set, the coverages that give a
         program or carry the dual status, the Patient for an age bound; none for an exclusion."""
-        if criterion.name == "valueset":  # patient-reported evidence never qualifies: not cited
-            refs = [e.reference for e in self.evidence
-                    if e.category == criterion.value and e.source_kind != PATIENT_REPORTED]
+        if criterion.name == "valueset":  # suspect evidence (patient-reported too) never qualifies: not cited
+            refs = [e.reference for e in self.evidence if e.category == criterion.value and e.qualifying]
         elif criterion.name == "requires_lob":
-            refs = [c.reference for c in self.coverages if c.line_of_business in lobs_with(criterion.value)]
+            refs = [c.reference for c in self.coverages
+                    if c.current and c.line_of_business in lobs_with(criterion.value)]
+            if criterion.value == "medicaid":  # a dual status code evidences Medicaid (SPEC §4.3)
+                refs += [c.reference for c in self.coverages if c.dual_level is not None]
         elif criterion.name == "dual_level":
             refs = [c.reference for c in self.coverages if c.dual_code is not None or c.line_of_business == "dual"]
+        elif criterion.name == "state_status":
+            refs = [c.reference for c in self.coverages if c.current and c.harp_status == criterion.value]
+            refs = refs or [f"Patient/{self.patient_id}"]
         elif criterion.name in ("min_age", "max_age"):
             refs = [f"Patient/{self.patient_id}"]
         else:
@@ -133,16 +156,19 @@ def read_finding(conn: Connection, patient_id: str) -> Finding | None:
     categories = conn.execute(select(c.category, c.clinical, c.claims, c.non_claims)
                               .where(c.patient_id == patient_id).order_by(c.category)).all()
     evidence = conn.execute(
-        select(e.category, e.resource_type, e.resource_id, e.system, e.code, e.date_lo, e.source_kind)
+        select(e.category, e.resource_type, e.resource_id, e.system, e.code, e.date_lo, e.source_kind, e.grade,
+               e.lifelong, e.affirmed_lo)
         .where(e.patient_id == patient_id)
         .order_by(e.category, e.date_lo, e.resource_type, e.resource_id, e.system, e.code)
     ).all()
-    coverages = conn.execute(select(v.coverage_id, v.product, v.line_of_business, v.dual_code, v.dual_level)
+    coverages = conn.execute(select(v.coverage_id, v.product, v.line_of_business, v.dual_code, v.dual_level,
+                                    v.current, v.harp_status)
                              .where(v.patient_id == patient_id).order_by(v.coverage_id)).all()
     cents = row.annual_impact_cents
     return Finding(
         patient_id=patient_id,
         status=row.status,
+        kind=row.kind,
         enrolled_product=row.enrolled_product,
         recommended_product=row.recommended_product,
         dual_level=row.dual_level,
@@ -157,6 +183,7 @@ def read_finding(conn: Connection, patient_id: str) -> Finding | None:
         categories=tuple(Category(r.category, bool(r.clinical), bool(r.claims), bool(r.non_claims))
                          for r in categories),
         evidence=tuple(Evidence(r.category, r.resource_type, r.resource_id, r.system, r.code, _date_of(r.date_lo),
-                                r.source_kind) for r in evidence),
-        coverages=tuple(CoverageFact(*r) for r in coverages),
+                                r.source_kind, r.grade, bool(r.lifelong), _date_of(r.affirmed_lo)) for r in evidence),
+        coverages=tuple(CoverageFact(r.coverage_id, r.product, r.line_of_business, r.dual_code, r.dual_level,
+                                     bool(r.current), r.harp_status) for r in coverages),
     )

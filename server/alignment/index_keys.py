@@ -26,6 +26,11 @@ READ_TYPES = frozenset({"Patient", "Coverage", "Condition", *CLAIM_TYPES})
 # withdraw a diagnosis (SPEC §4.2: refuted, entered-in-error, inactive/resolved before the window).
 INACTIVE_CLINICAL = ("inactive", "resolved", "remission")
 WITHDRAWN_VERIFICATION = ("refuted", "entered-in-error")
+# Verification codes of an uncertain diagnosis: suspect evidence, shown but never qualifying (SPEC §4.3;
+# ICD-10-CM Official Guidelines Section IV.H: uncertain outpatient diagnoses are not coded as confirmed).
+SUSPECT_VERIFICATION = ("provisional", "differential", "unconfirmed")
+# The Condition category whose entries persist (a lifelong problem-list diagnosis counts before the window).
+PROBLEM_LIST = ("http://terminology.hl7.org/CodeSystem/condition-category", "problem-list-item")
 
 
 def _param(rtype: str, code: str, kind: str) -> int:
@@ -70,6 +75,7 @@ class IndexKeys:
     condition_verification: int
     condition_clinical: int
     condition_tag: int
+    condition_category: int
     claims: tuple[ClaimKeys, ...]
     coverage_beneficiary: int
     coverage_status: int
@@ -77,7 +83,10 @@ class IndexKeys:
     coverage_plan: int
     coverage_type: int
     coverage_dual_status: int
+    coverage_harp_status: int
     patient_birthdate: int
+    patient_harp_status: int
+    patient_opwdd: int
 
     @classmethod
     def resolve(cls) -> "IndexKeys":
@@ -92,6 +101,7 @@ class IndexKeys:
             condition_verification=_param("Condition", "verification-status", "token"),
             condition_clinical=_param("Condition", "clinical-status", "token"),
             condition_tag=_param("Condition", "_tag", "token"),
+            condition_category=_param("Condition", "category", "token"),
             claims=tuple(ClaimKeys.of(rtype) for rtype in CLAIM_TYPES),
             coverage_beneficiary=_param("Coverage", "beneficiary", "reference"),
             coverage_status=_param("Coverage", "status", "token"),
@@ -99,7 +109,10 @@ class IndexKeys:
             coverage_plan=_param("Coverage", "plan", "token"),
             coverage_type=_param("Coverage", "type", "token"),
             coverage_dual_status=_param("Coverage", "dual-status", "token"),
+            coverage_harp_status=_param("Coverage", "ny-harp-status", "token"),
             patient_birthdate=_param("Patient", "birthdate", "date"),
+            patient_harp_status=_param("Patient", "ny-harp-status", "token"),
+            patient_opwdd=_param("Patient", "opwdd", "token"),
         )
 
 

@@ -41,6 +41,8 @@ __all__ = [
     "MappingError",
     "ValueSetDef",
     "Eligibility",
+    "StateDetermination",
+    "MEMBER_FLAGS",
     "Product",
     "SoptCode",
     "DualStatusCode",
@@ -125,6 +127,17 @@ class Eligibility:
     excludes_lob: frozenset[str] = frozenset()
     dual_levels: frozenset[str] | None = None
     requires_any_valueset: tuple[str, ...] = ()
+    excludes_flags: frozenset[str] = frozenset()
+    state_determination: "StateDetermination | None" = None
+
+
+@dataclass(frozen=True)
+class StateDetermination:
+    """The State's own eligibility determination (NY HARP status codes, SPEC §4.3): a `confirms` code
+    meets the diagnosis criterion in its place, an `excludes` code makes the rule fail."""
+
+    confirms: frozenset[str]
+    excludes: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,7 @@ class Product:
     plan_aliases: tuple[str, ...]
     sopt_aliases: tuple[str, ...]
     priority: int
+    specialized: bool = False  # a higher-acuity product of its program family (SPEC §4.3 `opportunity`)
 
     @property
     def programs(self) -> frozenset[str]:
@@ -188,6 +202,9 @@ class Mappings:
     dual_status_url: str
     dual_status_codes: Mapping[str, DualStatusCode]
     rates: Rates
+    lifelong: ValueSetDef  # codes of lifelong diagnoses (SPEC §4.3), `lifelong.json`
+    dual_history_months: int  # how far back month-by-month dual status codes are read
+    deeming_months: int  # D-SNP deeming period after Medicaid evidence ends (42 CFR 422.52(d))
     # Value sets whose clinical-only evidence is reported as a non-claims diagnosis (SPEC §4.2).
     non_claims_valuesets: tuple[str, ...] = ()
     # lookup indexes built by load_mappings()
@@ -288,7 +305,8 @@ def load_mappings(directory: Path | str | None = None, *, rates_file: Path | str
         raise MappingError(str(directory), "", "mappings directory not found")
 
     value_sets = _load_value_sets(directory)
-    products, sopt_system, sopt, dual_url, dual_codes, non_claims = _load_products(
+    lifelong = _load_value_set(directory / "lifelong.json", "lifelong.json")
+    products, sopt_system, sopt, dual_url, dual_codes, non_claims, dual_months = _load_products(
         directory / "products.json", value_sets)
     rates = _load_rates(rates_path, directory, products)
 
@@ -317,6 +335,9 @@ def load_mappings(directory: Path | str | None = None, *, rates_file: Path | str
         dual_status_url=dual_url,
         dual_status_codes=MappingProxyType(dual_codes),
         rates=rates,
+        lifelong=lifelong,
+        dual_history_months=dual_months[0],
+        deeming_months=dual_months[1],
         non_claims_valuesets=non_claims,
         _icd_index=MappingProxyType({k: frozenset(v) for k, v in icd_index.items()}),
         _snomed_index=MappingProxyType({k: frozenset(v) for k, v in snomed_index.items()}),
@@ -512,8 +533,8 @@ def _load_value_sets(directory: Path) -> dict[str, ValueSetDef]:
     return out
 
 
-def _load_value_set(path: Path) -> ValueSetDef:
-    f = _File(f"valuesets/{path.name}")
+def _load_value_set(path: Path, label: str | None = None) -> ValueSetDef:
+    f = _File(label or f"valuesets/{path.name}")
     doc = f.obj(f.read(path), "")
     f.keys(doc, "", _VS_REQUIRED, _VS_OPTIONAL)
     if doc["resourceType"] != "ValueSet":
@@ -623,12 +644,17 @@ def _load_value_set(path: Path) -> ValueSetDef:
 
 # -- products.json ------------------------------------------------------------------------------------
 
-_RULE_KEYS = ("min_age", "max_age", "requires_lob", "excludes_lob", "dual_levels", "requires_any_valueset")
+_RULE_KEYS = ("min_age", "max_age", "requires_lob", "excludes_lob", "dual_levels", "requires_any_valueset",
+              "excludes_flags", "state_determination")
+# Member flags a rule can exclude on (SPEC §4.3): `opwdd` = OPWDD participation documented on the member.
+MEMBER_FLAGS = ("opwdd",)
+_STATE_CODE_RE = re.compile(r"^[A-Z0-9]{1,8}$")
 
 
 def _load_products(
     path: Path, value_sets: Mapping[str, ValueSetDef]
-) -> tuple[list[Product], str, dict[str, SoptCode], str, dict[str, DualStatusCode], tuple[str, ...]]:
+) -> tuple[list[Product], str, dict[str, SoptCode], str, dict[str, DualStatusCode], tuple[str, ...],
+           tuple[int, int]]:
     f = _File("products.json")
     doc = f.obj(f.read(path), "")
     f.keys(doc, "", ("products", "sopt", "dual_status", "non_claims_valuesets"), ("description", "sources", "note"))
@@ -662,8 +688,11 @@ def _load_products(
         )
 
     dual_doc = f.obj(doc["dual_status"], "dual_status")
-    f.keys(dual_doc, "dual_status", ("extension_url", "codes"), ("value_type", "note", "source"))
+    f.keys(dual_doc, "dual_status", ("extension_url", "codes", "history_months", "deeming_months"),
+           ("value_type", "note", "source"))
     dual_url = f.string(dual_doc["extension_url"], "dual_status.extension_url")
+    dual_months = (f.integer(dual_doc["history_months"], "dual_status.history_months", minimum=1),
+                   f.integer(dual_doc["deeming_months"], "dual_status.deeming_months", minimum=0))
     if "value_type" in dual_doc and dual_doc["value_type"] != "valueCode":
         f.fail("dual_status.value_type", "expected 'valueCode'")
     dual_codes: dict[str, DualStatusCode] = {}
@@ -689,7 +718,7 @@ def _load_products(
         ppath = f"products[{i}]"
         p = f.obj(p_raw, ppath)
         f.keys(p, ppath, ("code", "display", "line_of_business", "eligibility", "aliases", "priority"),
-               ("description",))
+               ("description", "specialized"))
         code = f.string(p["code"], f"{ppath}.code")
         if not _PRODUCT_CODE_RE.match(code):
             f.fail(f"{ppath}.code", f"{code!r} must be lower-case letters, digits and '-'")
@@ -735,10 +764,11 @@ def _load_products(
             plan_aliases=tuple(plans),
             sopt_aliases=tuple(sopts),
             priority=priority,
+            specialized=f.boolean(p["specialized"], f"{ppath}.specialized") if "specialized" in p else False,
         ))
 
     products.sort(key=lambda prod: prod.priority, reverse=True)
-    return products, sopt_system, sopt, dual_url, dual_codes, tuple(non_claims)
+    return products, sopt_system, sopt, dual_url, dual_codes, tuple(non_claims), dual_months
 
 
 def _parse_rule(f: _File, raw: Any, path: str, value_sets: Mapping[str, ValueSetDef]) -> Eligibility:
@@ -780,6 +810,31 @@ def _parse_rule(f: _File, raw: Any, path: str, value_sets: Mapping[str, ValueSet
                 f.fail(f"{path}.requires_any_valueset[{j}]", f"unknown value set {v!r} (no valuesets/{v}.json)")
         vs_ids = tuple(ids)
 
+    flags: frozenset[str] = frozenset()
+    if "excludes_flags" in rule:
+        values = f.string_list(rule["excludes_flags"], f"{path}.excludes_flags", empty=False)
+        flags = frozenset(f.choice(v, f"{path}.excludes_flags[{j}]", MEMBER_FLAGS) for j, v in enumerate(values))
+
+    state = None
+    if "state_determination" in rule:
+        spath = f"{path}.state_determination"
+        doc = f.obj(rule["state_determination"], spath)
+        f.keys(doc, spath, ("confirms", "excludes"))
+
+        def codes(key: str) -> frozenset[str]:
+            values = f.string_list(doc[key], f"{spath}.{key}")
+            for j, v in enumerate(values):
+                if not _STATE_CODE_RE.match(v):
+                    f.fail(f"{spath}.{key}[{j}]", f"{v!r} is not a status code (upper-case letters and digits)")
+            return frozenset(values)
+
+        confirms, excluded = codes("confirms"), codes("excludes")
+        if confirms & excluded:
+            f.fail(f"{spath}.excludes", f"{', '.join(sorted(confirms & excluded))} both confirms and excludes")
+        if not vs_ids:
+            f.fail(spath, "needs requires_any_valueset: a confirming code stands in for the diagnosis")
+        state = StateDetermination(confirms=confirms, excludes=excluded)
+
     return Eligibility(
         min_age=min_age,
         max_age=max_age,
@@ -787,6 +842,8 @@ def _parse_rule(f: _File, raw: Any, path: str, value_sets: Mapping[str, ValueSet
         excludes_lob=excludes,
         dual_levels=dual_levels,
         requires_any_valueset=vs_ids,
+        excludes_flags=flags,
+        state_determination=state,
     )
 
 

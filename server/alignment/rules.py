@@ -49,14 +49,17 @@ from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import PROGRAMS, Mappings, Product
 from server.alignment.window import EvaluationWindow
 from server.store.alignment_schema import finding_categories, finding_coverage
-from server.store.schema import idx_date, resources
+from server.store.hashing import h64
+from server.store.schema import idx_date, idx_token, resources
 
 # Reason codes, in the order they are listed on a finding.
 REASONS = (
     "no-active-coverage",  # no active Coverage at all
     "coverage-not-recognized",  # active coverage, but none names a product or a line of business
     "conflicting-coverage",  # two active coverages name different products of one program
-    "dual-level-unknown",  # Medicare + Medicaid without a dual status code that has a level
+    "dual-level-unknown",  # Medicare + Medicaid coverage without a dual status code that has a level
+    "medicaid-not-evidenced",  # enrolled in a dual product, no Medicaid coverage or dual status code
+    "deeming-period-ended",  # ... and the latest Medicaid evidence ended before the deeming period
     "dual-level-conflict",  # full and partial dual status codes at once
     "dual-code-not-dual",  # a dual status code with a level, but not both Medicare and Medicaid
     "age-unknown",  # a product's eligibility depends on a birth date that is missing or imprecise
@@ -64,7 +67,23 @@ REASONS = (
     "no-enrolled-product",  # covered (e.g. Medicaid fee-for-service) without a named product
     "enrolled-not-eligible",  # the enrolled product's rule does not hold
     "higher-priority-eligible",  # the enrolled product's rule holds, a higher-priority product's too
+    "state-identified",  # recommended a product the State's own status code confirms (NY HARP H8/H9)
+    "state-determination-pending",  # recommended on the diagnosis alone: a referral candidate
+    "state-excluded",  # a State code excludes the member from a product (NY HARP H7 opted out)
+    "flag-excluded",  # a documented member flag excludes the member from a product (OPWDD)
 )
+
+
+RULES = "v2"  # SPEC §4.3; bump when a change to the rules below changes findings
+
+
+def rules_version(mappings: Mappings, codes_key: int) -> str:
+    """What the stored findings depend on: these rules, the value-set codes and the catalogue, the
+    rates and the dual-status settings; a server whose version differs re-evaluates every member."""
+    catalogue = repr((mappings.products, sorted(mappings.rates.pmpm.items()), mappings.dual_history_months,
+                      mappings.deeming_months, sorted((c.code, c.level) for c in mappings.dual_status_codes.values()),
+                      mappings.non_claims_valuesets))
+    return f"{RULES}:{h64(str(codes_key), catalogue) & 0xFFFFFFFFFFFF:x}"
 
 
 def valueset_columns(mappings: Mappings) -> dict[str, str]:
@@ -76,25 +95,68 @@ def _products_with(mappings: Mappings, program: str) -> list[str]:
     return [p.code for p in mappings.products if program in p.programs]
 
 
-def member_facts(mappings: Mappings, keys: IndexKeys, members: Members) -> Subquery:
+def state_codes(mappings: Mappings) -> list[str]:
+    """Every State status code a rule names (NY HARP H-codes): each gets a 0/1 column in the facts row."""
+    return sorted({code for p in mappings.products if p.eligibility.state_determination
+                   for code in p.eligibility.state_determination.confirms | p.eligibility.state_determination.excludes})
+
+
+def _flag_column(code: str) -> str:
+    return f"state_{code.lower()}"
+
+
+def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Subquery:
     """One row per member: birth-date bounds, programs, coverage counts, enrolled priority, the number of
-    distinct products per program (conflicts), dual code levels, and a 0/1 flag per value set."""
+    distinct products per program (conflicts), the dual levels of the latest coded month, the Medicaid
+    evidence (SPEC §4.3), the State status codes and member flags, and a 0/1 flag per value set."""
     fc, fcat = finding_coverage.c, finding_categories.c
+    current = fc.current == true()
+
+    def now(value: Any) -> ColumnElement[Any]:
+        return case((current, value), else_=None)
+
+    codes = state_codes(mappings)
+    leveled = fc.dual_level.is_not(None)
     coverage = (
         select(
             fc.patient_id,
-            func.count().label("coverages"),
-            func.count(fc.line_of_business).label("recognized"),
-            *(func.max(case((fc.line_of_business.in_(lobs_with(p)), 1), else_=0)).label(f"has_{p}") for p in PROGRAMS),
-            *(func.count(distinct(case((fc.product.in_(_products_with(mappings, p)), fc.product), else_=None)))
-              .label(f"products_{p}") for p in PROGRAMS),
-            func.max(priority_of(mappings, fc.product)).label("enrolled_priority"),
-            func.sum(case((fc.dual_level == "full", 1), else_=0)).label("full_codes"),
-            func.sum(case((fc.dual_level == "partial", 1), else_=0)).label("partial_codes"),
+            func.count(now(1)).label("coverages"),
+            func.count(now(fc.line_of_business)).label("recognized"),
+            *(func.max(case((and_(current, fc.line_of_business.in_(lobs_with(p))), 1), else_=0)).label(f"has_{p}")
+              for p in PROGRAMS),
+            *(func.count(distinct(case((and_(current, fc.product.in_(_products_with(mappings, p))), fc.product),
+                                       else_=None))).label(f"products_{p}") for p in PROGRAMS),
+            func.max(now(priority_of(mappings, fc.product))).label("enrolled_priority"),
+            func.max(case((and_(current, fc.line_of_business == "medicaid"), 1), else_=0)).label("medicaid_lob"),
+            func.max(case((and_(current, fc.line_of_business == "dual"), 1), else_=0)).label("dual_lob"),
+            func.max(case((and_(not_(current), or_(fc.line_of_business == "medicaid", leveled)), fc.period_hi),
+                          else_=None)).label("medicaid_ended"),
+            *(func.max(case((and_(current, fc.harp_status == code), 1), else_=0)).label(_flag_column(code))
+              for code in codes),
         )
         .where(*members.where(fc.patient_id))
         .group_by(fc.patient_id)
         .subquery("coverage")
+    )
+    # Month by month (SPEC §4.3): among the coded records in force, the latest month's codes win; a
+    # record that ended says nothing about today (it dates the end of Medicaid evidence instead).
+    month = func.coalesce(fc.period_lo, 0)
+    latest = (
+        select(fc.patient_id, func.max(month).label("month"))
+        .where(fc.dual_code.is_not(None), current, *members.where(fc.patient_id))
+        .group_by(fc.patient_id)
+        .subquery("latest_month")
+    )
+    coded = finding_coverage.alias("coded")
+    dual = (
+        select(coded.c.patient_id,
+               func.sum(case((coded.c.dual_level == "full", 1), else_=0)).label("full_codes"),
+               func.sum(case((coded.c.dual_level == "partial", 1), else_=0)).label("partial_codes"))
+        .select_from(coded.join(latest, and_(latest.c.patient_id == coded.c.patient_id,
+                                             func.coalesce(coded.c.period_lo, 0) == latest.c.month)))
+        .where(coded.c.dual_code.is_not(None), coded.c.current == true())
+        .group_by(coded.c.patient_id)
+        .subquery("dual_month")
     )
     columns = valueset_columns(mappings)
     categories = (
@@ -104,23 +166,52 @@ def member_facts(mappings: Mappings, keys: IndexKeys, members: Members) -> Subqu
         .group_by(fcat.patient_id)
         .subquery("categories")
     )
+    t = idx_token.c
+    on_patient = (
+        select(t.rid,
+               func.max(case((and_(t.h_param == keys.patient_opwdd, t.code == "true"), 1), else_=0)).label("flag_opwdd"),
+               *(func.max(case((and_(t.h_param == keys.patient_harp_status, t.code == code), 1), else_=0))
+                 .label(_flag_column(code)) for code in codes))
+        .where(t.rtype == "Patient", t.h_param.in_([keys.patient_opwdd, keys.patient_harp_status]),
+               *members.where(t.rid))
+        .group_by(t.rid)
+        .subquery("on_patient")
+    )
     m, birth = resources.alias("member"), idx_date.alias("birth")
     counts = ("coverages", "recognized", *(f"has_{p}" for p in PROGRAMS), *(f"products_{p}" for p in PROGRAMS),
-              "full_codes", "partial_codes")
+              "medicaid_lob", "dual_lob")
+    has_medicare = func.coalesce(coverage.c.has_medicare, 0) == 1
+    leveled_now = func.coalesce(dual.c.full_codes, 0) + func.coalesce(dual.c.partial_codes, 0) > 0
+    # Medicaid is evidenced by a Medicaid coverage, or for a Medicare member by a dual status code with a
+    # level, which the plan learns from CMS (SPEC §4.3); a dual product's own coverage is no evidence.
+    evidenced = or_(func.coalesce(coverage.c.medicaid_lob, 0) == 1, and_(has_medicare, leveled_now))
+    lapsed = and_(not_(evidenced), coverage.c.medicaid_ended.is_not(None),
+                  coverage.c.medicaid_ended < window.months_back_us(mappings.deeming_months))
     return (
         select(
             m.c.rid.label("patient_id"),
             birth.c.lo.label("birth_lo"),
             birth.c.hi.label("birth_hi"),
             coverage.c.enrolled_priority,
-            *(func.coalesce(coverage.c[name], 0).label(name) for name in counts),
+            *(func.coalesce(coverage.c[name], 0).label(name) for name in counts if name != "has_medicaid"),
+            case((or_(evidenced, and_(func.coalesce(coverage.c.dual_lob, 0) == 1, not_(lapsed))), 1),
+                 else_=0).label("has_medicaid"),
+            _int(evidenced).label("medicaid_evidenced"),
+            _int(lapsed).label("medicaid_lapsed"),
+            func.coalesce(dual.c.full_codes, 0).label("full_codes"),
+            func.coalesce(dual.c.partial_codes, 0).label("partial_codes"),
+            func.coalesce(on_patient.c.flag_opwdd, 0).label("flag_opwdd"),
+            *(_int(or_(coverage.c[_flag_column(c)] == 1, on_patient.c[_flag_column(c)] == 1)).label(_flag_column(c))
+              for c in codes),
             *(func.coalesce(categories.c[col], 0).label(col) for col in columns.values()),
         )
         .select_from(
             m.outerjoin(birth, and_(birth.c.rtype == "Patient", birth.c.rid == m.c.rid,
                                     birth.c.h_param == keys.patient_birthdate))
             .outerjoin(coverage, coverage.c.patient_id == m.c.rid)
+            .outerjoin(dual, dual.c.patient_id == m.c.rid)
             .outerjoin(categories, categories.c.patient_id == m.c.rid)
+            .outerjoin(on_patient, on_patient.c.rid == m.c.rid)
         )
         .where(m.c.rtype == "Patient", m.c.deleted.is_(False), *members.where(m.c.rid))
         .subquery("facts")
@@ -183,14 +274,28 @@ def criteria(product: Product, f: Any, window: EvaluationWindow, columns: dict[s
         level = member_dual_level(f)
         out.append(Criterion(and_(is_dual(f), level.in_(sorted(rule.dual_levels))),
                              literal(" dual_level:") + level))
+    out += [Criterion(f.c[f"flag_{flag}"] == 0, _text("excludes_flag", flag)) for flag in sorted(rule.excludes_flags)]
+    state = rule.state_determination
+    if state is not None:
+        out += [Criterion(f.c[_flag_column(code)] == 0, _text("excludes_state", code)) for code in sorted(state.excludes)]
     if rule.requires_any_valueset:
-        flags = [(vs, f.c[columns[vs]] == 1) for vs in rule.requires_any_valueset]
-        matched = [case((flag, f" valueset:{vs}"), else_="") for vs, flag in flags]
+        # A State code that confirms eligibility stands in for the diagnosis (SPEC §4.3: the State decides).
+        flags = [(f"valueset:{vs}", f.c[columns[vs]] == 1) for vs in rule.requires_any_valueset]
+        flags += [(f"state_status:{code}", f.c[_flag_column(code)] == 1) for code in sorted(state.confirms)] if state else []
+        matched = [case((flag, f" {token}"), else_="") for token, flag in flags]
         text = matched[0]
         for part in matched[1:]:
             text = text + part
         out.append(Criterion(or_(*(flag for _, flag in flags)), text))
     return out
+
+
+def state_confirmed(product: Product, f: Any) -> ColumnElement[bool]:
+    """The State's own code confirms the member for this product (false for products without one)."""
+    state = product.eligibility.state_determination
+    if state is None or not state.confirms:
+        return false()
+    return or_(*(f.c[_flag_column(code)] == 1 for code in sorted(state.confirms)))
 
 
 def eligible(items: list[Criterion]) -> ColumnElement[bool]:
@@ -220,15 +325,16 @@ def _int(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 def decisions(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Subquery:
-    """The facts row plus, per product i (priority order), `eligible_i` and `age_blocked_i` (0/1),
-    and the member's dual flag, dual level and conflict flag."""
-    f = member_facts(mappings, keys, members)
+    """The facts row plus, per product i (priority order), `eligible_i`, `age_blocked_i` and
+    `confirmed_i` (0/1), and the member's dual flag, dual level and conflict flag."""
+    f = member_facts(mappings, keys, window, members)
     columns = valueset_columns(mappings)
     per_product = []
     for i, product in enumerate(mappings.products):
         items = criteria(product, f, window, columns)
         per_product.append(_int(eligible(items)).label(f"eligible_{i}"))
         per_product.append(_int(blocked_by_age(items)).label(f"age_blocked_{i}"))
+        per_product.append(_int(state_confirmed(product, f)).label(f"confirmed_{i}"))
     conflict = or_(*(f.c[f"products_{p}"] > 1 for p in PROGRAMS))
     return select(
         f,
@@ -239,8 +345,17 @@ def decisions(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, mem
     ).subquery("decisions")
 
 
-def _recommended_priority(mappings: Mappings, d: Any) -> ColumnElement[Any]:
+def _best_eligible(mappings: Mappings, d: Any) -> ColumnElement[Any]:
     return case(*((d.c[f"eligible_{i}"] == 1, p.priority) for i, p in enumerate(mappings.products)), else_=None)
+
+
+def _recommended_priority(mappings: Mappings, d: Any) -> ColumnElement[Any]:
+    """A member whose enrolled product's rule holds is recommended a *specialized* product of higher
+    priority (an opportunity), else stays; any other member the highest-priority eligible product. So
+    Original Medicare is never steered to plain Medicare Advantage (SPEC §4.3: the member's choice)."""
+    upgrade = case(*((and_(d.c[f"eligible_{i}"] == 1, literal(p.priority) > d.c.enrolled_priority), p.priority)
+                     for i, p in enumerate(mappings.products) if p.specialized), else_=d.c.enrolled_priority)
+    return case((_enrolled_eligible(mappings, d), upgrade), else_=_best_eligible(mappings, d))
 
 
 def _enrolled_eligible(mappings: Mappings, d: Any) -> ColumnElement[bool]:
@@ -261,18 +376,33 @@ def _reason_conditions(mappings: Mappings, d: Any) -> dict[str, ColumnElement[bo
     full, partial = d.c.full_codes > 0, d.c.partial_codes > 0
     enrolled_eligible = _enrolled_eligible(mappings, d)
     age_blocked = or_(*(d.c[f"age_blocked_{i}"] == 1 for i in range(len(mappings.products))))
+    not_evidenced = and_(d.c.dual_lob == 1, d.c.medicaid_evidenced == 0)
+    opportunity = and_(enrolled_eligible, recommended > d.c.enrolled_priority)
+    moved = and_(recommended.is_not(None), or_(d.c.enrolled_priority.is_(None), recommended != d.c.enrolled_priority))
+    confirmed = or_(false(), *(and_(recommended == p.priority, d.c[f"confirmed_{i}"] == 1)
+                      for i, p in enumerate(mappings.products) if p.eligibility.state_determination))
+    by_state = or_(false(), *(recommended == p.priority for p in mappings.products if p.eligibility.state_determination))
+    state_excluded = or_(false(), *(d.c[_flag_column(code)] == 1 for p in mappings.products
+                                    if p.eligibility.state_determination for code in p.eligibility.state_determination.excludes))
+    flagged = or_(false(), *(d.c[f"flag_{flag}"] == 1 for p in mappings.products for flag in p.eligibility.excludes_flags))
     conditions = {
         "no-active-coverage": not_(covered),
         "coverage-not-recognized": and_(covered, not_(recognized)),
         "conflicting-coverage": and_(recognized, d.c.conflict == 1),
-        "dual-level-unknown": and_(dual, not_(full), not_(partial)),
+        "dual-level-unknown": and_(dual, not_(full), not_(partial), d.c.medicaid_evidenced == 1),
+        "medicaid-not-evidenced": not_evidenced,
+        "deeming-period-ended": and_(not_evidenced, d.c.medicaid_lapsed == 1),
         "dual-level-conflict": and_(dual, full, partial),
         "dual-code-not-dual": and_(recognized, not_(dual), or_(full, partial)),
         "age-unknown": and_(recognized, age_blocked),
         "no-eligible-product": and_(recognized, recommended.is_(None)),
         "no-enrolled-product": and_(recognized, d.c.enrolled_priority.is_(None)),
         "enrolled-not-eligible": and_(d.c.enrolled_priority.is_not(None), not_(enrolled_eligible)),
-        "higher-priority-eligible": and_(enrolled_eligible, recommended > d.c.enrolled_priority),
+        "higher-priority-eligible": opportunity,
+        "state-identified": and_(moved, confirmed),
+        "state-determination-pending": and_(moved, by_state, not_(confirmed)),
+        "state-excluded": state_excluded,
+        "flag-excluded": flagged,
     }
     assert tuple(conditions) == REASONS
     return conditions
@@ -280,8 +410,9 @@ def _reason_conditions(mappings: Mappings, d: Any) -> dict[str, ColumnElement[bo
 
 _REVIEW_REASONS = ("conflicting-coverage", "dual-level-unknown", "dual-level-conflict", "dual-code-not-dual",
                    "age-unknown", "no-eligible-product")
+KINDS = ("compliance", "opportunity")
 
-FINDING_COLUMNS = ("patient_id", "status", "enrolled_product", "recommended_product", "dual_level", "reasons",
+FINDING_COLUMNS = ("patient_id", "status", "kind", "enrolled_product", "recommended_product", "dual_level", "reasons",
                    "annual_impact_cents", "currency", "birth_lo", "as_of", "lookback_start", "evaluated_at")
 
 
@@ -293,11 +424,19 @@ def findings_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
     d = decisions(mappings, keys, window, members)
     recommended = _recommended_priority(mappings, d)
     reasons = _reason_conditions(mappings, d)
+    # A dual-product member without Medicaid evidence is held in review during the deeming period.
+    deeming = and_(reasons["medicaid-not-evidenced"], not_(reasons["deeming-period-ended"]))
     status = case(
         (d.c.recognized == 0, "not-evaluable"),
-        (or_(*(reasons[r] for r in _REVIEW_REASONS)), "review"),
+        (or_(deeming, *(reasons[r] for r in _REVIEW_REASONS)), "review"),
         (d.c.enrolled_priority == recommended, "aligned"),
         else_="misaligned",
+    )
+    kind = case(
+        (d.c.recognized == 0, None),
+        (or_(reasons["enrolled-not-eligible"], reasons["medicaid-not-evidenced"]), "compliance"),
+        (reasons["higher-priority-eligible"], "opportunity"),
+        else_=None,
     )
     text = literal("")
     for code, condition in reasons.items():
@@ -306,6 +445,7 @@ def findings_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
     return select(
         d.c.patient_id,
         status,
+        kind,
         product_for_priority(mappings, d.c.enrolled_priority),
         product_for_priority(mappings, recommended),
         d.c.dual_level,

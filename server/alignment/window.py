@@ -51,6 +51,10 @@ class EvaluationWindow:
     def as_of_hi_us(self) -> int:
         return date_range(self.as_of.isoformat())[1]
 
+    def months_back_us(self, months: int) -> int:
+        """Start of the day `months` before the evaluation date."""
+        return date_range(months_before(self.as_of, months).isoformat())[0]
+
     def born_by_us(self, years: int) -> int:
         """End of the last birth day that makes someone at least `years` old on the evaluation date."""
         return date_range(years_before(self.as_of, years).isoformat())[1]

@@ -42,6 +42,9 @@ findings = Table(
     metadata,
     Column("patient_id", String(ID_LEN), primary_key=True),
     Column("status", String(CODE_LEN), nullable=False),  # aligned | misaligned | review | not-evaluable
+    # compliance (the enrolled product's rule fails) | opportunity (a higher-acuity product of the same
+    # program family); null when neither (SPEC §4.3)
+    Column("kind", String(CODE_LEN), nullable=True),
     Column("enrolled_product", String(CODE_LEN), nullable=True),
     Column("recommended_product", String(CODE_LEN), nullable=True),
     Column("dual_level", String(CODE_LEN), nullable=True),  # full | partial | unknown; null when not dual
@@ -93,11 +96,16 @@ finding_evidence = Table(
     Column("system", Text, nullable=True),
     Column("code", Text, nullable=True),
     Column("date_lo", BigInteger, nullable=False),  # epoch microseconds
-    Column("source_kind", String(CODE_LEN), nullable=False),  # clinical | claims
+    Column("source_kind", String(CODE_LEN), nullable=False),  # clinical | claims | patient-reported
+    # qualifying | suspect (shown, never qualifying: provisional/differential/unconfirmed, inactive or
+    # resolved outside a lifelong code, patient-reported; SPEC §4.3)
+    Column("grade", String(CODE_LEN), nullable=False),
+    Column("lifelong", Boolean, nullable=False),  # coded with a lifelong diagnosis (mappings/lifelong.json)
+    Column("affirmed_lo", BigInteger, nullable=False),  # last affirmed: latest recorded / onset date
     Index("ix_finding_evidence_patient", "patient_id", "category"),
 )
 
-# The member's active coverages and what they mean.
+# The member's active coverages (and recently ended ones) and what they mean.
 finding_coverage = Table(
     "finding_coverage",
     metadata,
@@ -107,6 +115,21 @@ finding_coverage = Table(
     Column("line_of_business", String(CODE_LEN), nullable=True),
     Column("dual_code", String(CODE_LEN), nullable=True),
     Column("dual_level", String(CODE_LEN), nullable=True),
+    # in force on the evaluation date; the others are the recent records read for month-by-month dual
+    # status and for the D-SNP deeming period (SPEC §4.3)
+    Column("current", Boolean, nullable=False),
+    Column("period_lo", BigInteger, nullable=True),
+    Column("period_hi", BigInteger, nullable=True),
+    Column("harp_status", String(CODE_LEN), nullable=True),  # NY HARP status code (H1-H9) on the Coverage
+)
+
+# Which rules the findings were made by (one row): a server whose rules or mappings differ from the
+# stored version re-evaluates every member at start-up, so an upgrade never leaves stale findings.
+alignment_rules = Table(
+    "alignment_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", String(CODE_LEN), nullable=False),
 )
 
 FINDING_TABLES = (findings, finding_products, finding_categories, finding_evidence, finding_coverage)

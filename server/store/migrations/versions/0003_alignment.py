@@ -24,20 +24,12 @@ import orjson
 import sqlalchemy as sa
 from alembic import op
 
-from server.fhir import searchparams
+from server.store.migrations.backfill import backfill
 
 revision = "0003"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-_CHUNK = 1000
-_INDEX_TABLES = {
-    "tokens": ("idx_token", ("h_param", "h_value", "h_sys_value", "h_sys", "system", "code")),
-    "strings": ("idx_string", ("h_param", "value_norm", "value_exact")),
-    "dates": ("idx_date", ("h_param", "lo", "hi")),
-    "references": ("idx_reference", ("h_param", "target_type", "target_id", "target_url")),
-}
 
 
 def upgrade() -> None:
@@ -141,30 +133,4 @@ def _planfit_parameters() -> dict[str, list[str]]:
 
 
 def _backfill_planfit_parameters(conn: sa.Connection) -> None:
-    """Index rows of the PlanFit parameters for the current versions already stored, chunk by chunk."""
-    resources = sa.table("resources", sa.column("rtype"), sa.column("rid"), sa.column("deleted"), sa.column("content"))
-    for rtype, codes in _planfit_parameters().items():
-        after = ""
-        while True:
-            rows = conn.execute(
-                sa.select(resources.c.rid, resources.c.content)
-                .where(resources.c.rtype == rtype, resources.c.rid > after, resources.c.deleted.is_(False))
-                .order_by(resources.c.rid)
-                .limit(_CHUNK)
-            ).all()
-            if not rows:
-                break
-            indexed = [(row.rid, searchparams.index_rows(orjson.loads(row.content), codes)) for row in rows]
-            _insert_rows(conn, rtype, indexed)
-            after = rows[-1].rid
-
-
-def _insert_rows(conn: sa.Connection, rtype: str, indexed: list) -> None:
-    for attr, (table, columns) in _INDEX_TABLES.items():
-        values = [
-            dict(zip(("rtype", "rid", *columns), (rtype, rid, *row)))
-            for rid, rows in indexed
-            for row in getattr(rows, attr)
-        ]
-        if values:
-            conn.execute(sa.table(table, *(sa.column(c) for c in ("rtype", "rid", *columns))).insert(), values)
+    backfill(conn, _planfit_parameters())
