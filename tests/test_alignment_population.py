@@ -40,6 +40,7 @@ def _as_truth(f: Finding) -> dict[str, Any]:
         "non_claims_categories": sorted(f.non_claims),
         "csnp_categories": csnp,
         "dual_level": f.dual_level,
+        "kind": f.kind,
         "reasons": f.reasons,
     }
 

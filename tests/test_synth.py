@@ -215,14 +215,30 @@ def test_coverage_forms_name_their_product(mappings: Mappings) -> None:
 
 # -- an independent reading of the data, per the semantics in the synth docstring -----------------------
 
+HARP_EXT = "https://planfit.dev/fhir/StructureDefinition/ny-harp-status"
+OPWDD_EXT = "https://planfit.dev/fhir/StructureDefinition/opwdd-participation"
+
+
+def _months_before(day: date, months: int) -> date:
+    y, m = divmod(day.year * 12 + day.month - 1 - months, 12)
+    return date(y, m + 1, min(day.day, 28))
+
 
 def _window_start(as_of: date, months: int = 24) -> date:
-    y, m = divmod(as_of.year * 12 + as_of.month - 1 - months, 12)
-    return date(y, m + 1, min(as_of.day, 28))
+    return _months_before(as_of, months)
 
 
 def _in_window(day: str, start: date) -> bool:
     return start <= date.fromisoformat(day[:10]) <= AS_OF
+
+
+def _code_of(element: dict[str, Any] | None) -> str | None:
+    return (element or {}).get("coding", [{}])[0].get("code")
+
+
+def _extension(resource: dict[str, Any], url: str) -> Any:
+    return next((next(v for k, v in e.items() if k.startswith("value")) for e in resource.get("extension", [])
+                 if e["url"] == url), None)
 
 
 def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]:
@@ -230,7 +246,8 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
     members: dict[str, dict[str, Any]] = {}
 
     def member(ident: str) -> dict[str, Any]:
-        return members.setdefault(ident, {"birth": None, "coverages": [], "clinical": set(), "claims": set()})
+        return members.setdefault(ident, {"birth": None, "coverages": [], "clinical": set(), "claims": set(),
+                                          "harp": set(), "opwdd": False})
 
     def cats(codeable: dict[str, Any]) -> set[str]:
         out: set[str] = set()
@@ -238,14 +255,25 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
             out |= mappings.categories_for(coding.get("system"), coding.get("code"))
         return out
 
-    def condition_counts(c: dict[str, Any]) -> bool:
-        if c.get("verificationStatus", {}).get("coding", [{}])[0].get("code") in ("refuted", "entered-in-error"):
+    def lifelong(codeable: dict[str, Any]) -> bool:
+        codes = mappings.lifelong.icd_codes | mappings.lifelong.snomed_codes
+        return any(c.get("code") in codes for c in codeable.get("coding", []))
+
+    def condition_qualifies(c: dict[str, Any]) -> bool:
+        """SPEC §4.3: not withdrawn or abated before the window; in the window, or a lifelong active
+        confirmed problem-list entry from before it; not suspect (uncertain, or inactive and not lifelong)."""
+        verification, clinical = _code_of(c.get("verificationStatus")), _code_of(c.get("clinicalStatus"))
+        if verification in ("refuted", "entered-in-error"):
             return False
-        clinical = c.get("clinicalStatus", {}).get("coding", [{}])[0].get("code")
-        if clinical in ("inactive", "resolved", "remission") and "abatementDateTime" in c:
-            if date.fromisoformat(c["abatementDateTime"][:10]) < start:
-                return False
-        return _in_window(c.get("recordedDate") or c["onsetDateTime"], start)
+        inactive, life = clinical in ("inactive", "resolved", "remission"), lifelong(c["code"])
+        if inactive and "abatementDateTime" in c and date.fromisoformat(c["abatementDateTime"][:10]) < start:
+            return False
+        recorded = c.get("recordedDate") or c["onsetDateTime"]
+        persists = (life and not inactive and verification == "confirmed"
+                    and _code_of(c["category"][0]) == "problem-list-item" and date.fromisoformat(recorded) < start)
+        if not (_in_window(recorded, start) or persists):
+            return False
+        return verification in (None, "confirmed") and (life or not inactive)
 
     for kind in ("clinical", "claims"):
         for bundle in _bundles(out, kind):
@@ -254,10 +282,13 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
             for r in by_url.values():
                 rt = r["resourceType"]
                 if rt == "Patient":
-                    member(r["identifier"][0]["value"])["birth"] = date.fromisoformat(r["birthDate"])
+                    m = member(r["identifier"][0]["value"])
+                    m["birth"] = date.fromisoformat(r["birthDate"])
+                    m["harp"] |= {_extension(r, HARP_EXT)} - {None}
+                    m["opwdd"] = m["opwdd"] or _extension(r, OPWDD_EXT) is True
                 elif rt == "Coverage":
                     member(who[r["beneficiary"]["reference"]])["coverages"].append(r)
-                elif rt == "Condition" and condition_counts(r):
+                elif rt == "Condition" and condition_qualifies(r):
                     member(who[r["subject"]["reference"]])[kind] |= cats(r["code"])
                 elif rt == "Claim" and r["status"] == "active" and _in_window(r["billablePeriod"]["start"], start):
                     for d in r["diagnosis"]:
@@ -266,31 +297,50 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
     return members
 
 
+def _coverages(m: dict[str, Any], mappings: Mappings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(current, recently ended) coverages, each as product, line of business, dual level, start, end."""
+    current, ended = [], []
+    history = _months_before(AS_OF, mappings.dual_history_months)
+    for c in m["coverages"]:
+        period = c.get("period", {})
+        begins = date.fromisoformat(period["start"])
+        ends = date.fromisoformat(period["end"]) if "end" in period else None
+        if c["status"] != "active" or begins > AS_OF or (ends is not None and ends < history):
+            continue
+        plan = next((k["value"] for k in c.get("class", []) if k["type"]["coding"][0]["code"] == "plan"), None)
+        sopt = c["type"]["coding"][0]["code"] if "type" in c else None
+        product = mappings.product_for_plan(plan) or mappings.product_for_sopt(sopt)
+        code = _extension(c, DUAL_EXT)
+        row = {"product": product, "lob": product.line_of_business if product else mappings.lob_for_sopt(sopt),
+               "coded": code is not None, "level": mappings.dual_level(code), "start": begins, "end": ends,
+               "harp": _extension(c, HARP_EXT)}
+        (current if ends is None or ends >= AS_OF else ended).append(row)
+    return current, ended
+
+
 def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
     birth = m["birth"]
     age = AS_OF.year - birth.year - ((AS_OF.month, AS_OF.day) < (birth.month, birth.day))
-    products, programs, levels = [], set(), set()
-    for c in m["coverages"]:
-        period = c.get("period", {})
-        if c["status"] != "active" or date.fromisoformat(period["start"]) > AS_OF:
-            continue
-        if "end" in period and date.fromisoformat(period["end"]) < AS_OF:
-            continue
-        plan = next((k["value"] for k in c.get("class", [])
-                     if k["type"]["coding"][0]["code"] == "plan"), None)
-        sopt = c["type"]["coding"][0]["code"] if "type" in c else None
-        product = mappings.product_for_plan(plan) or mappings.product_for_sopt(sopt)
-        lob = product.line_of_business if product else mappings.lob_for_sopt(sopt)
-        if product:
-            products.append(product)
-        programs |= mappings.programs_for_lob(lob)
-        for ext in c.get("extension", []):
-            if ext["url"] == DUAL_EXT and mappings.dual_level(ext["valueCode"]):
-                levels.add(mappings.dual_level(ext["valueCode"]))
+    current, ended = _coverages(m, mappings)
+    products = [c["product"] for c in current if c["product"]]
+    programs: set[str] = set()
+    for c in current:
+        programs |= mappings.programs_for_lob(c["lob"])
+    coded = [c for c in current if c["coded"]]
+    latest = max((c["start"] for c in coded), default=None)
+    levels = {c["level"] for c in coded if c["start"] == latest and c["level"]}
+    evidenced = any(c["lob"] == "medicaid" for c in current) or ("medicare" in programs and bool(levels))
+    dual_lob = any(c["lob"] == "dual" for c in current)
+    lost = max((c["end"] for c in ended if c["lob"] == "medicaid" or c["level"]), default=None)
+    lapsed = not evidenced and lost is not None and lost < _months_before(AS_OF, mappings.deeming_months)
+    programs.discard("medicaid")
+    if evidenced or (dual_lob and not lapsed):
+        programs.add("medicaid")
     dual = {"medicare", "medicaid"} <= programs
-    level = (("full" if "full" in levels else "partial") if levels else "unknown") if dual else None
+    level = (levels.pop() if len(levels) == 1 else "unknown") if dual else None
+    harp = m["harp"] | {c["harp"] for c in current if c["harp"]}
     counted = m["clinical"] | m["claims"]
-    eligible, csnp_cats = [], []
+    eligible, csnp_cats, confirmed = [], [], set()
     for p in mappings.products:
         rule = p.eligibility
         if not programs or not rule.requires_lob <= programs or rule.excludes_lob & programs:
@@ -299,34 +349,60 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
             continue
         if rule.dual_levels is not None and (not dual or level not in rule.dual_levels):
             continue
+        if "opwdd" in rule.excludes_flags and m["opwdd"]:
+            continue
+        state = rule.state_determination
+        if state and harp & state.excludes:
+            continue
         if rule.requires_any_valueset:
             met = sorted(counted & set(rule.requires_any_valueset))
-            if not met:
+            if state and harp & state.confirms:
+                confirmed.add(p.code)
+            elif not met:
                 continue
             if p.code == "csnp":
                 csnp_cats = met
-        eligible.append(p.code)
-    enrolled = max(products, key=lambda p: p.priority).code if products else None
+        eligible.append(p)
+    enrolled = max(products, key=lambda p: p.priority) if products else None
+    if enrolled in eligible:
+        upgrades = [p for p in eligible if p.specialized and p.priority > enrolled.priority]
+        recommended = upgrades[0] if upgrades else enrolled
+    else:
+        recommended = eligible[0] if eligible else None
     conflict = any(a.code != b.code and a.programs & b.programs for a in products for b in products)
+    not_evidenced = dual_lob and not evidenced
     reasons = []
     if not programs:
         status = "not-evaluable"
         reasons.append("no-active-coverage")
-    elif conflict or level == "unknown":
-        status = "review"
-        reasons += ["conflicting-coverage"] if conflict else []
-        reasons += ["dual-level-unknown"] if level == "unknown" else []
     else:
-        status = "aligned" if eligible and enrolled == eligible[0] else "misaligned"
+        reasons += ["conflicting-coverage"] if conflict else []
+        reasons += ["dual-level-unknown"] if level == "unknown" and evidenced else []
+        reasons += ["medicaid-not-evidenced"] if not_evidenced else []
+        reasons += ["deeming-period-ended"] if not_evidenced and lapsed else []
+        if conflict or (level == "unknown" and evidenced) or (not_evidenced and not lapsed):
+            status = "review"
+        else:
+            status = "aligned" if recommended is not None and enrolled == recommended else "misaligned"
+        reasons += ["state-identified"] if recommended and recommended != enrolled and recommended.code in confirmed else []
+        reasons += ["state-excluded"] if harp & {"H7"} else []
+        reasons += ["flag-excluded"] if m["opwdd"] else []
+    if not programs or enrolled is None:
+        kind = None
+    elif enrolled not in eligible or not_evidenced:
+        kind = "compliance"
+    else:
+        kind = "opportunity" if recommended != enrolled else None
     return {
         "age": age,
-        "enrolled_product": enrolled if programs else None,
+        "enrolled_product": enrolled.code if programs and enrolled else None,
         "status": status,
-        "recommended_product": eligible[0] if eligible else None,
-        "eligible_products": eligible,
+        "recommended_product": recommended.code if programs and recommended else None,
+        "eligible_products": [p.code for p in eligible],
         "non_claims_categories": sorted(c for c in ("smi", "sud") if c in m["clinical"] and c not in m["claims"]),
         "csnp_categories": csnp_cats,
         "dual_level": level,
+        "kind": kind,
         "reasons": reasons,
     }
 

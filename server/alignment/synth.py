@@ -147,6 +147,8 @@ ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 SCT = "http://snomed.info/sct"
 SOPT = "https://nahdo.org/sopt"
 DUAL_EXT = "https://planfit.dev/fhir/StructureDefinition/dual-status-code"
+HARP_EXT = "https://planfit.dev/fhir/StructureDefinition/ny-harp-status"
+OPWDD_EXT = "https://planfit.dev/fhir/StructureDefinition/opwdd-participation"
 MEMBER_SYSTEM = "https://planfit.dev/synth/member-id"
 ID_SYSTEM = "https://planfit.dev/synth/"  # + resource kind
 CLIN = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -177,12 +179,19 @@ class Dx:
     cats: frozenset[str]
     sex: str | None = None  # "female" / "male" when the code is sex-specific
 
+    @property
+    def lifelong(self) -> bool:
+        """In mappings/lifelong.json: schizophrenia, schizoaffective, bipolar, HIV, ESRD (SPEC §4.3)."""
+        return (self.icd is not None and self.icd.startswith(LIFELONG_ICD)) or self.sct in LIFELONG_SCT
+
 
 def _dx(icd: str | None, display: str, cats: Iterable[str] = (), sct: str | None = None,
         sct_display: str | None = None, sex: str | None = None) -> Dx:
     return Dx(icd, sct, display, sct_display or (display if sct else None), frozenset(cats), sex)
 
 
+LIFELONG_ICD = ("F20", "F25", "F31", "B20", "Z21", "N18.6", "Z99.2")
+LIFELONG_SCT = ("58214004", "13746004")
 SMI_MH = ("smi", "csnp-mental-health")
 SUD_CATS = ("sud", "csnp-substance-dependence")
 DX: dict[str, tuple[Dx, ...]] = {
@@ -410,18 +419,21 @@ class CoverageSpec:
     end: date | None
     status: str = "active"
     dual_code: str | None = None
+    harp_status: str | None = None  # NY HARP status code (H1-H9) on the coverage
 
 
 @dataclass
 class Evidence:
     dx: Dx
     where: str  # clinical | claim-coded | claim-ref | claims-condition
-    flavor: str  # counts | refuted | entered-in-error | resolved | old
+    flavor: str  # counts | refuted | entered-in-error | resolved | old | suspect | persists
     when: date
     coding: str = "icd"  # icd | sct | both
     category: str = "problem-list-item"
     abated: date | None = None
     onset: date | None = None
+    verification: str = "confirmed"
+    clinical_status: str = "active"
 
 
 @dataclass
@@ -447,6 +459,8 @@ class Member:
     coverages: list[CoverageSpec] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     expect: Expect | None = None
+    harp_status: str | None = None  # NY HARP status code on the Patient
+    opwdd: bool = False  # OPWDD participation documented on the Patient
 
     # -- demographics ------------------------------------------------------------------------------
 
@@ -537,6 +551,21 @@ class Member:
             ev.onset = self.as_of - timedelta(days=rng.randint(1900, 3000))
             ev.abated = self.as_of - timedelta(days=rng.randint(900, 1500))
         self.evidence.append(ev)
+
+    def suspect(self, dx: Dx) -> None:
+        """Clinical evidence in the window that is shown but never qualifies (SPEC §4.3): an uncertain
+        verification, or (for a code that is not lifelong) an inactive status without an abatement date."""
+        ev = Evidence(dx=dx, where="clinical", flavor="suspect", when=self.in_window(), coding=self.coding_for(dx))
+        if dx.lifelong or self.rng.random() < 0.5:
+            ev.verification = self.rng.choice(("provisional", "differential", "unconfirmed"))
+        else:
+            ev.clinical_status = self.rng.choice(("inactive", "resolved", "remission"))
+        self.evidence.append(ev)
+
+    def persisting(self, dx: Dx) -> None:
+        """A lifelong diagnosis on the problem list, active and confirmed, recorded before the window."""
+        self.evidence.append(Evidence(dx=dx, where="clinical", flavor="persists", when=self.before_window(),
+                                      coding=self.coding_for(dx), category="problem-list-item"))
 
     def claims(self, dx: Dx, how: str = "claim-coded", flavor: str = "counts") -> None:
         if dx.icd is None:
@@ -743,11 +772,11 @@ def _s_ma_aligned(m: Member) -> Expect:
     return Expect("aligned", "ma", "ma", _eligible(*MEDICARE_ELIGIBLE))
 
 
-def _s_ffs_to_ma(m: Member) -> Expect:
+def _s_ffs_aligned(m: Member) -> Expect:
     m.medicare_age()
     m.cover("medicare-ffs")
     m.noise(bh=True)
-    return Expect("misaligned", "medicare-ffs", "ma", _eligible(*MEDICARE_ELIGIBLE))
+    return Expect("aligned", "medicare-ffs", "medicare-ffs", _eligible(*MEDICARE_ELIGIBLE))
 
 
 def _csnp_conditions(m: Member, *, claims: bool | None = None) -> tuple[str, ...]:
@@ -845,16 +874,59 @@ def _s_dual_partial_in_ffs(m: Member) -> Expect:
 
 def _s_dual_level_unknown(m: Member) -> Expect:
     m.set_age(30, 90)
-    r = m.rng.random()
-    if r < 0.3:
-        m.cover("dsnp")
-        enrolled = "dsnp"
-    else:
-        enrolled = "ma" if r < 0.65 else "medicare-ffs"
-        _dual_two_coverages(m, enrolled, None)
+    enrolled = m.rng.choice(("ma", "medicare-ffs", "dsnp"))
+    _dual_two_coverages(m, enrolled, None)
     m.noise(bh=True)
     return Expect("review", enrolled, "dsnp", _eligible(*DUAL_ELIGIBLE), dual_level="unknown",
                   reasons=("dual-level-unknown",))
+
+
+def _s_dsnp_medicaid_not_evidenced(m: Member) -> Expect:
+    """A D-SNP member with no Medicaid coverage and no dual code, none ever or lost inside the deeming
+    period (1-5 months ago): a compliance finding held in review (SPEC §4.3)."""
+    m.set_age(30, 90)
+    m.cover("dsnp")
+    if m.rng.random() < 0.5:
+        lost = m.cover_medicaid_ffs(dual_code=m.rng.choice((None, *FULL_CODES)))
+        lost.end = m.as_of - timedelta(days=m.rng.randint(30, 150))
+    m.noise(bh=True)
+    return Expect("review", "dsnp", "dsnp", _eligible(*DUAL_ELIGIBLE), dual_level="unknown",
+                  reasons=("medicaid-not-evidenced",))
+
+
+def _s_dsnp_medicaid_lapsed(m: Member) -> Expect:
+    """A D-SNP member whose Medicaid ended 7-11 months ago, past the deeming period: misaligned."""
+    m.set_age(30, 90)
+    m.cover("dsnp")
+    lost = m.cover_medicaid_ffs()
+    lost.end = m.as_of - timedelta(days=m.rng.randint(215, 330))
+    m.noise(bh=True)
+    return Expect("misaligned", "dsnp", "ma", _eligible(*MEDICARE_ELIGIBLE),
+                  reasons=("medicaid-not-evidenced", "deeming-period-ended"))
+
+
+def _s_dual_code_without_medicaid(m: Member) -> Expect:
+    """An MA or Original Medicare member whose Medicare coverage carries the dual status code (the plan
+    learns it from CMS) and no Medicaid coverage was sent: a D-SNP opportunity (SPEC §4.3)."""
+    m.set_age(30, 90)
+    enrolled = m.rng.choice(("ma", "medicare-ffs"))
+    level = m.rng.choice(("full", "partial"))
+    m.cover(enrolled, dual_code=m.rng.choice(FULL_CODES if level == "full" else PARTIAL_CODES))
+    m.noise(bh=True)
+    return Expect("misaligned", enrolled, "dsnp", _eligible(*DUAL_ELIGIBLE), dual_level=level)
+
+
+def _s_dual_month_by_month(m: Member) -> Expect:
+    """An MA member with an older coded coverage and this month's record with another level: the latest
+    month wins (SPEC §4.3)."""
+    m.set_age(30, 90)
+    older, latest = m.rng.choice(((FULL_CODES, PARTIAL_CODES), (PARTIAL_CODES, FULL_CODES)))
+    m.cover("ma", dual_code=m.rng.choice(older))
+    record = m.cover_medicaid_ffs(dual_code=m.rng.choice(latest))
+    record.start = m.as_of - timedelta(days=m.rng.randint(0, 25))
+    m.noise(bh=True)
+    level = "full" if latest is FULL_CODES else "partial"
+    return Expect("misaligned", "ma", "dsnp", _eligible(*DUAL_ELIGIBLE), dual_level=level)
 
 
 def _s_harp_gained_medicare(m: Member) -> Expect:
@@ -873,6 +945,74 @@ def _s_harp_gained_medicare(m: Member) -> Expect:
     csnp_cat = "csnp-mental-health" if cat == "smi" else "csnp-substance-dependence"
     return Expect("misaligned", "ny-harp", "dsnp", _eligible("dsnp", "csnp", *MEDICARE_ELIGIBLE),
                   csnp_categories=(csnp_cat,), dual_level="full")
+
+
+def _non_lifelong_bh(m: Member, cat: str) -> Dx:
+    while True:
+        dx = m.bh_dx(cat)
+        if not dx.lifelong:
+            return dx
+
+
+def _s_mmc_suspect_dx(m: Member) -> Expect:
+    """Mainstream adult whose SMI/SUD evidence is only suspect: provisional, differential or unconfirmed,
+    or inactive/resolved/remission without an abatement date (SPEC §4.3): aligned, shown, not counted."""
+    m.set_age(21, 64)
+    m.cover("ny-mmc")
+    for _ in range(m.rng.randint(1, 2)):
+        m.suspect(_non_lifelong_bh(m, m.rng.choice(("smi", "sud"))) if m.rng.random() < 0.5
+                  else m.bh_dx(m.rng.choice(("smi", "sud"))))
+    m.noise(bh=True)
+    return Expect("aligned", "ny-mmc", "ny-mmc", ("ny-mmc",))
+
+
+def _s_harp_candidate_lifelong_old(m: Member) -> Expect:
+    """Schizophrenia or bipolar disorder on the problem list, recorded before the window, still active
+    and confirmed: a lifelong diagnosis that counts (SPEC §4.3)."""
+    m.set_age(21, 64)
+    m.cover("ny-mmc")
+    while True:
+        dx = m.pick("smi-mh")
+        if dx.lifelong:
+            break
+    m.persisting(dx)
+    m.noise()
+    return Expect("misaligned", "ny-mmc", "ny-harp", _eligible("ny-harp", "ny-mmc"), non_claims=("smi",))
+
+
+def _s_harp_state_identified(m: Member) -> Expect:
+    """Mainstream adult the State identified for HARP (H9 eligible not enrolled, H8 for assessment), on
+    the Coverage or the Patient, without a diagnosis PlanFit can see: a confirmed opportunity."""
+    m.set_age(21, 64)
+    coverage = m.cover("ny-mmc")
+    code = m.rng.choice(("H8", "H9"))
+    if m.rng.random() < 0.5:
+        coverage.harp_status = code
+    else:
+        m.harp_status = code
+    m.noise()
+    return Expect("misaligned", "ny-mmc", "ny-harp", _eligible("ny-harp", "ny-mmc"), reasons=("state-identified",))
+
+
+def _s_harp_excluded(m: Member) -> Expect:
+    """Mainstream adult with SMI/SUD who opted out of HARP (H7) or participates in an OPWDD program: never
+    a HARP candidate (SPEC §4.3)."""
+    m.set_age(21, 64)
+    coverage = m.cover("ny-mmc")
+    opted_out = m.rng.random() < 0.6
+    if opted_out:
+        coverage.harp_status = "H7"
+    else:
+        m.opwdd = True
+    cat = m.rng.choice(("smi", "sud"))
+    clinical_only = m.rng.random() < 0.5
+    if clinical_only:
+        m.clinical(m.bh_dx(cat))
+    else:
+        m.claims_any(m.claim_dx(cat))
+    m.noise()
+    return Expect("aligned", "ny-mmc", "ny-mmc", ("ny-mmc",), non_claims=(cat,) if clinical_only else (),
+                  reasons=("state-excluded" if opted_out else "flag-excluded",))
 
 
 def _s_commercial_aligned(m: Member) -> Expect:
@@ -932,7 +1072,13 @@ def _s_conflicting_coverage(m: Member) -> Expect:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("mmc-aligned", 16, "Medicaid-only member in mainstream MMC, no SMI/SUD", _s_mmc_aligned),
+    Scenario("mmc-aligned", 10, "Medicaid-only member in mainstream MMC, no SMI/SUD", _s_mmc_aligned),
+    Scenario("mmc-suspect-dx", 1.5, "Mainstream adult whose SMI/SUD evidence is only suspect", _s_mmc_suspect_dx),
+    Scenario("harp-candidate-lifelong-old", 1.5, "Mainstream adult with an old lifelong problem-list SMI",
+             _s_harp_candidate_lifelong_old),
+    Scenario("harp-state-identified", 1.5, "Mainstream adult the State identified for HARP (H8/H9)",
+             _s_harp_state_identified),
+    Scenario("harp-excluded", 1.5, "Mainstream adult with SMI/SUD, opted out (H7) or in OPWDD", _s_harp_excluded),
     Scenario("mmc-under21-bh", 2, "Mainstream MMC, age 18-20, SMI or SUD: too young for HARP", _s_mmc_under21_bh),
     Scenario("harp-candidate-clinical-smi", 5, "HARP-eligible adult in mainstream with clinical-only SMI",
              _s_harp_candidate_clinical_smi),
@@ -952,7 +1098,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("mmc-ignored-dx", 3, "Mainstream member whose SMI/SUD evidence does not count", _s_mmc_ignored_dx),
     Scenario("harp-under21", 1, "HARP member under 21", _s_harp_under21),
     Scenario("ma-aligned", 8, "Medicare Advantage member, no C-SNP condition", _s_ma_aligned),
-    Scenario("ffs-to-ma", 4, "Original Medicare member, no C-SNP condition", _s_ffs_to_ma),
+    Scenario("ffs-aligned", 4, "Original Medicare member, no C-SNP condition: never steered to MA",
+             _s_ffs_aligned),
     Scenario("csnp-candidate", 6, "MA/FFS member with a C-SNP chronic condition", _s_csnp_candidate),
     Scenario("csnp-aligned", 3, "C-SNP member with a qualifying condition in claims", _s_csnp_aligned),
     Scenario("csnp-no-qualifying-dx", 1, "C-SNP member whose qualifying evidence does not count",
@@ -966,9 +1113,17 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("dual-full-in-ma", 2.5, "Full dual in MA + Medicaid FFS", _s_dual_full_in_ma),
     Scenario("dual-partial-in-ffs", 1.5, "Partial dual in Original Medicare + Medicaid FFS", _s_dual_partial_in_ffs),
     Scenario("dual-level-unknown", 1.5, "Medicare + Medicaid with no dual status code", _s_dual_level_unknown),
+    Scenario("dsnp-medicaid-not-evidenced", 1, "D-SNP member, no Medicaid evidence or lost in the deeming period",
+             _s_dsnp_medicaid_not_evidenced),
+    Scenario("dsnp-medicaid-lapsed", 0.5, "D-SNP member whose Medicaid ended before the deeming period",
+             _s_dsnp_medicaid_lapsed),
+    Scenario("dual-code-without-medicaid", 1.5, "MA/FFS member with a dual status code, no Medicaid coverage",
+             _s_dual_code_without_medicaid),
+    Scenario("dual-month-by-month", 1, "MA member whose latest coded month changes the dual level",
+             _s_dual_month_by_month),
     Scenario("harp-gained-medicare", 1, "HARP member who gained Original Medicare (full dual)",
              _s_harp_gained_medicare),
-    Scenario("commercial-aligned", 10, "Commercial member", _s_commercial_aligned),
+    Scenario("commercial-aligned", 6, "Commercial member", _s_commercial_aligned),
     Scenario("commercial-nonclaims-bh", 2, "Commercial member with clinical-only SMI/SUD", _s_commercial_nonclaims_bh),
     Scenario("no-coverage", 4, "No Coverage resource", _s_no_coverage),
     Scenario("coverage-ended", 1.5, "Only coverage ended before the evaluation date or cancelled",
@@ -1044,9 +1199,12 @@ class _Renderer:
 
     def patient(self, source: str) -> dict[str, Any]:
         m = self.m
+        extensions = ([{"url": HARP_EXT, "valueCode": m.harp_status}] if m.harp_status else []) + (
+            [{"url": OPWDD_EXT, "valueBoolean": True}] if m.opwdd else [])
         return {
             "resourceType": "Patient",
             "meta": {"source": source},
+            **({"extension": extensions} if extensions else {}),
             "identifier": [{"system": MEMBER_SYSTEM, "value": m.ident}],
             "active": True,
             "name": [{"use": "official", "family": self.family, "given": [self.given]}],
@@ -1136,8 +1294,8 @@ class _Renderer:
             res["clinicalStatus"] = {"coding": [{"system": CLIN, "code": "resolved"}]}
             res["verificationStatus"] = {"coding": [{"system": VER, "code": "confirmed"}]}
         else:
-            res["clinicalStatus"] = {"coding": [{"system": CLIN, "code": "active"}]}
-            res["verificationStatus"] = {"coding": [{"system": VER, "code": "confirmed"}]}
+            res["clinicalStatus"] = {"coding": [{"system": CLIN, "code": ev.clinical_status}]}
+            res["verificationStatus"] = {"coding": [{"system": VER, "code": ev.verification}]}
         res["category"] = [{"coding": [{"system": CAT, "code": ev.category}]}]
         res["code"] = _code(ev.dx, ev.coding)
         res["subject"] = {"reference": p_url}
@@ -1152,8 +1310,10 @@ class _Renderer:
 
     def coverage(self, cov: CoverageSpec, p_url: str, cov_id: str) -> dict[str, Any]:
         res: dict[str, Any] = {"resourceType": "Coverage", "meta": {"source": SOURCE_CLAIMS}}
-        if cov.dual_code:
-            res["extension"] = [{"url": DUAL_EXT, "valueCode": cov.dual_code}]
+        extensions = ([{"url": DUAL_EXT, "valueCode": cov.dual_code}] if cov.dual_code else []) + (
+            [{"url": HARP_EXT, "valueCode": cov.harp_status}] if cov.harp_status else [])
+        if extensions:
+            res["extension"] = extensions
         res["identifier"] = [
             {"system": ID_SYSTEM + "coverage-id", "value": cov_id},
             {"type": {"coding": [{"system": V2_0203, "code": "MB", "display": "Member Number"}]},
@@ -1269,8 +1429,19 @@ def _truth(m: Member, scenario: Scenario) -> dict[str, Any]:
         "non_claims_categories": sorted(e.non_claims),
         "csnp_categories": list(e.csnp_categories),
         "dual_level": e.dual_level,
+        "kind": _kind(e),
         "reasons": list(e.reasons),
     }
+
+
+def _kind(e: Expect) -> str | None:
+    """SPEC §4.3: `compliance` when the enrolled product's rule fails (or a dual product's Medicaid is not
+    evidenced), `opportunity` when a higher-acuity product is recommended over one whose rule holds."""
+    if e.enrolled is None:
+        return None
+    if e.enrolled not in e.eligible or "medicaid-not-evidenced" in e.reasons:
+        return "compliance"
+    return "opportunity" if e.recommended != e.enrolled else None
 
 
 def generate(
