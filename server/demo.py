@@ -74,6 +74,8 @@ class Figures:
     groups: dict[str, int]  # cohort Group quantities
     flows: Counter = field(default_factory=Counter)  # (enrolled, recommended) of the misaligned members
     flow_impact: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    kinds: Counter = field(default_factory=Counter)  # kind (compliance | opportunity) of the misaligned members
+    kind_impact: dict[str, Decimal] = field(default_factory=dict)
 
 
 def _keys_and_clients(work: Path) -> Path:
@@ -186,6 +188,9 @@ def read_figures(client: BulkClient, base: str, concurrency: int) -> Figures:
             figures.flows[flow] += 1
             impact = sum((Decimal(str(m["value"])) for m in finding.get("estimatedAnnualImpact", [])), Decimal(0))
             figures.flow_impact[flow] = figures.flow_impact.get(flow, Decimal(0)) + impact
+            kind = finding.get("kind", ["none"])[0]
+            figures.kinds[kind] += 1
+            figures.kind_impact[kind] = figures.kind_impact.get(kind, Decimal(0)) + impact
     return figures
 
 
@@ -201,6 +206,11 @@ def render(figures: Figures, root: str, members: int, work: Path, password: str)
         *(f"  {e:>13} -> {r:<13} {n:>6}   {_money(figures.flow_impact.get((e, r), Decimal(0)), figures.currency)}/yr"
           for (e, r), n in figures.flows.most_common()),
         f"  {'total':>13}    {'':<13} {figures.misaligned:>6}",
+        "",
+        "Misaligned members by kind (SPEC §4.3: compliance = the enrolled product's rule fails, a negative",
+        "impact is overpayment exposure; opportunity = a higher-acuity product of the same program):",
+        *(f"  {k:>13}    {n:>6}   {_money(figures.kind_impact.get(k, Decimal(0)), figures.currency)}/yr"
+          for k, n in figures.kinds.most_common()),
         "",
         "Members with non-claims diagnoses (clinical evidence, no claim): "
         + ", ".join(f"{c.upper()} {figures.non_claims.get(c, 0)}" for c in ("smi", "sud")),

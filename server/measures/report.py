@@ -126,6 +126,8 @@ def population_report(ctx: ReportContext, summary: Summary, currency: str,
 
 def _finding_extensions(ctx: ReportContext, finding: Finding) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{"url": SD_BASE + "alignment-status", "valueCode": finding.status}]
+    if finding.kind:
+        out.append({"url": SD_BASE + "alignment-kind", "valueCode": finding.kind})
     if finding.enrolled_product:
         out.append({"url": SD_BASE + "enrolled-product", "valueCoding": coding(ctx, "product", finding.enrolled_product)})
     if finding.recommended_product:
@@ -151,13 +153,23 @@ def _references(refs: Iterable[str], groups: dict[str, list[str]] | None = None)
 
 
 def alignment_individual(ctx: ReportContext, finding: Finding) -> dict[str, Any]:
-    """`product-alignment` for one member; evidence = counted diagnoses and active coverages."""
+    """`product-alignment` for one member: the populations, then one group per qualifying diagnosis
+    category met (SPEC §4.3), whose evidence is the `evaluatedResource` entries naming it in
+    `ra-groupReference`; evidence = qualifying diagnoses and the coverages read."""
     report = head(ctx, _finding_extensions(ctx, finding))
     covered = int(finding.status != "not-evaluable")
     report["group"] = [{"id": ctx.measure,
                         "population": populations(covered, int(finding.status == "misaligned"))}]
-    refs = [e.reference for e in finding.evidence] + [c.reference for c in finding.coverages]
-    evaluated = _references(refs)
+    qualifying = [e for e in finding.evidence if e.qualifying]
+    groups: dict[str, list[str]] = {}
+    for category in finding.categories:
+        report["group"].append({"id": category.category,
+                                "code": {"coding": [coding(ctx, "diagnosis-category", category.category)]}})
+        for e in qualifying:
+            if e.category == category.category:
+                groups.setdefault(e.reference, []).append(category.category)
+    refs = [e.reference for e in qualifying] + [c.reference for c in finding.coverages]
+    evaluated = _references(refs, groups)
     if evaluated:
         report["evaluatedResource"] = evaluated
     return report
@@ -188,7 +200,7 @@ def nonclaims_individual(ctx: ReportContext, finding: Finding, categories: tuple
     report["group"] = [{"id": ctx.measure, "population": populations(int(has), int(bool(gaps)))}]
     groups: dict[str, list[str]] = {}
     for category in gaps:
-        clinical = [e for e in evidence if e.category == category and e.source_kind == "clinical"]
+        clinical = [e for e in evidence if e.category == category and e.source_kind == "clinical" and e.qualifying]
         report["group"].append(_gap_group(ctx, category, clinical, finding.as_of.isoformat()))
         for e in clinical:
             groups.setdefault(e.reference, []).append(category)
