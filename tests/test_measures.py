@@ -17,7 +17,7 @@ import pytest
 from server.alignment.rules import REASONS
 from server.alignment.synth import generate
 from server.cohorts.definitions import COHORT_IDS
-from tests.alignment_helpers import ICD, TODAY, claim, finding, member_ids, post_bundles
+from tests.alignment_helpers import ICD, TODAY, claim, condition, finding, member_ids, post_bundles
 from tests.auth_helpers import APP_SCOPE, app_token, bearer, register_app, register_user
 from tests.conftest import RunningServer
 from tests.measure_helpers import (
@@ -197,6 +197,21 @@ def test_individual_report_lists_exactly_its_evidence(client: httpx.Client, clai
     (money,) = extension_values(report, "estimated-annual-impact")
     assert money == {"value": (rates["pmpm"]["ny-harp"] - rates["pmpm"]["ny-mmc"]) * 12, "currency": rates["currency"]}
     assert "higher-priority-eligible" in [c["code"] for c in extension_values(report, "alignment-reason")]
+
+
+def test_individual_report_names_the_categories_met_with_their_evidence_and_the_kind(
+        client: httpx.Client, claims_client: httpx.Client) -> None:
+    member = bh_member(client, claims_client)
+    suspect = condition(client, member.patient, [(ICD, "F33.2")], verification="provisional")
+    report = evaluate(client, "product-alignment", subject=f"Patient/{member.patient}")
+    assert extension_values(report, "alignment-kind") == ["opportunity"]
+    groups = [g["id"] for g in report["group"][1:]]
+    assert groups == ["csnp-diabetes", "csnp-mental-health", "csnp-substance-dependence", "smi", "sud"]
+    supporting = {category: [e["reference"] for e in report["evaluatedResource"]
+                             if any(x["valueString"] == category for x in e.get("extension", []))]
+                  for category in groups}
+    assert supporting["smi"] == [f"Condition/{member.smi}"] and supporting["sud"] == [f"Condition/{member.sud}"]
+    assert f"Condition/{suspect}" not in {e["reference"] for e in report["evaluatedResource"]}  # never qualifying
 
 
 def test_nonclaims_individual_report_has_an_open_gap_per_category(client: httpx.Client,
