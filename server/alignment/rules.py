@@ -20,7 +20,8 @@ none) straddles the threshold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP
 from typing import Any
 
@@ -79,11 +80,19 @@ RULES = "v2"  # SPEC §4.3; bump when a change to the rules below changes findin
 
 def rules_version(mappings: Mappings, codes_key: int) -> str:
     """What the stored findings depend on: these rules, the value-set codes and the catalogue, the
-    rates and the dual-status settings; a server whose version differs re-evaluates every member."""
-    catalogue = repr((mappings.products, sorted(mappings.rates.pmpm.items()), mappings.dual_history_months,
-                      mappings.deeming_months, sorted((c.code, c.level) for c in mappings.dual_status_codes.values()),
-                      mappings.non_claims_valuesets))
+    rates and the dual-status settings; a server whose version differs re-evaluates every member. Sets are
+    written sorted, so every process computes the same text."""
+    catalogue = json.dumps([[asdict(p) for p in mappings.products], sorted(mappings.rates.pmpm.items()),
+                            mappings.dual_history_months, mappings.deeming_months,
+                            sorted((c.code, c.level) for c in mappings.dual_status_codes.values()),
+                            mappings.non_claims_valuesets], sort_keys=True, default=_canonical)
     return f"{RULES}:{h64(str(codes_key), catalogue) & 0xFFFFFFFFFFFF:x}"
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)  # Decimal rates
 
 
 def valueset_columns(mappings: Mappings) -> dict[str, str]:
