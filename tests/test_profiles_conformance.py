@@ -9,15 +9,17 @@ catch violations too.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from server.alignment.mappings import load_mappings
 from server.cohorts.definitions import COHORT_IDS
 from server.fhir.validation import validate_resource
-from server.measures.definitions import BASE
+from server.measures.definitions import BASE, DERIVED, PROFILES_DIR
 from tests.measure_helpers import PROFILES, bh_member, evaluate, served_definitions
 from tests.profile_checker import ProfileChecker
 
@@ -122,3 +124,13 @@ def test_the_checker_finds_violations(checker: ProfileChecker, client: httpx.Cli
     assert group.get("member"), "the misaligned cohort has members"
     group["member"][0].pop("extension")
     assert any("Group.member.extension:changeType" in p for p in checker.check(group))
+
+
+def test_shipped_code_systems_list_the_concepts_the_server_publishes() -> None:
+    """profiles/ CodeSystems are complete as files, not empty shells, and agree with what the server emits."""
+    mappings = load_mappings()
+    for path in sorted(PROFILES_DIR.glob("CodeSystem-*.json")):
+        shipped = json.loads(path.read_text())
+        assert shipped.get("concept") and shipped["count"] == len(shipped["concept"]), path.name
+        if shipped["id"] in DERIVED:
+            assert shipped["concept"] == DERIVED[shipped["id"]](mappings), path.name

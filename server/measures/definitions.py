@@ -1,9 +1,10 @@
 """The conformance resources PlanFit publishes: `profiles/*.json`, completed from the loaded data.
 
 StructureDefinitions, ValueSets, Measures and most CodeSystems are shipped as they are. The code
-systems whose codes the server itself decides are shipped without `concept` and completed here from
-the one source the server emits codes from, so a replaced `mappings/products.json` or a new reason
-code can never leave a published code system behind:
+systems whose codes the server itself decides are shipped listing the concepts the shipped mappings and
+code give (a test keeps the files equal to them) and completed again here from the one source the server
+emits codes from, so a replaced `mappings/products.json` or a new reason code can never leave a
+published code system behind:
 
 * `product` and `dual-status`: the loaded mappings (`products.json`);
 * `diagnosis-category`: the loaded value sets (`mappings/valuesets/`);
