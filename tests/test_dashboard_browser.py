@@ -191,6 +191,9 @@ def test_member_view_after_ehr_launch(server, truth, client, page):
                              "r.querySelector('[data-date]').dataset.date, r.querySelector('[data-source-kind]').textContent])")
     evidence = [[c, e["resource"], e["date"], e["sourceKind"]] for c, cat in f.categories.items() for e in cat["evidence"]]
     assert sorted(shown_evidence) == sorted(evidence) and any(e[3] == "clinical" for e in evidence)
+    shown_grades = page.eval_on_selector_all("tr[data-evidence] [data-grade]", "tags => tags.map(t => t.dataset.grade)")
+    assert sorted(shown_grades) == sorted(e["grade"] for cat in f.categories.values() for e in cat["evidence"])
+    assert page.get_attribute("[data-member='kind']", "data-value") == f.kind
     assert not page.console_errors, page.console_errors
     page.screenshot(path=str(ARTIFACTS / f"dashboard-member-{server.kind}.png"), full_page=True)
 

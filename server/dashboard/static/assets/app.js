@@ -320,6 +320,7 @@ function summary(f) {
   const impact = f.impact ? formatMoney(f.impact.value, f.impact.currency) : "–";
   return h("section", {class: "panel wide", "data-panel": "member-summary"},
     h("div", {}, h("span", {class: `badge ${f.status}`, "data-member": "status", "data-value": f.status}, f.status),
+      f.kind ? h("span", {class: `tag ${f.kind}`, "data-member": "kind", "data-value": f.kind}, f.kind) : "",
       h("span", {class: "muted small"}, `  evaluated on ${f.evaluationDate}, diagnoses since ${f.lookbackStart}`,
         f.age !== null ? ` · age ${f.age}` : "", f.dualLevel ? ` · dual: ${f.dualLevel}` : "")),
     h("div", {class: "products"}, productBox("Enrolled", f.enrolled, "enrolled"), h("span", {class: "arrow"}, "→"),
@@ -369,10 +370,11 @@ function evidencePanel(f) {
     h("tr", {"data-evidence": e.resource, "data-category": c.code},
       h("td", {}, categoryName(c.code), c.nonClaims ? h("span", {class: "tag gap"}, "non-claims") : ""),
       h("td", {}, e.resource), h("td", {}, e.code ? `${CODE_SYSTEMS[e.system] || ""} ${e.code}` : ""),
-      h("td", {"data-date": e.date}, e.date),
-      h("td", {}, h("span", {class: `tag ${e.sourceKind}`, "data-source-kind": e.sourceKind}, e.sourceKind)))));
+      h("td", {"data-date": e.date}, e.date, e.lastAffirmed ? h("span", {class: "muted small"}, ` (last affirmed ${e.lastAffirmed})`) : ""),
+      h("td", {}, h("span", {class: `tag ${e.sourceKind}`, "data-source-kind": e.sourceKind}, e.sourceKind)),
+      h("td", {}, h("span", {class: `tag ${e.grade}`, "data-grade": e.grade}, e.grade)))));
   return h("section", {class: "panel wide", "data-panel": "member-evidence"}, h("h2", {}, "Diagnosis evidence"),
-    rows.length ? table([["Category"], ["Resource"], ["Code"], ["Date"], ["Source"]], rows)
+    rows.length ? table([["Category"], ["Resource"], ["Code"], ["Date"], ["Source"], ["Grade"]], rows)
                 : h("p", {class: "muted"}, "No diagnosis evidence in the lookback window."));
 }
 

@@ -106,7 +106,7 @@ export function alignmentFinding(parameters) {
   const parts = (p, name) => (p.part || []).filter(q => q.name === name);
   const part = (p, name) => value(parts(p, name)[0]);
   return {
-    status: one("status"), enrolled: one("enrolledProduct") || null, recommended: one("recommendedProduct") || null,
+    status: one("status"), kind: one("kind") || null, enrolled: one("enrolledProduct") || null, recommended: one("recommendedProduct") || null,
     evaluationDate: one("evaluationDate"), lookbackStart: one("lookbackStart"), age: one("age") ?? null,
     dualLevel: one("dualLevel") || null, impact: one("estimatedAnnualImpact") || null,
     reasons: all("reason").map(value),
@@ -120,7 +120,8 @@ export function alignmentFinding(parameters) {
       code: part(p, "code"), clinical: part(p, "clinical"), claims: part(p, "claims"), nonClaims: part(p, "nonClaims"),
       evidence: parts(p, "evidence").map(e => ({resource: part(e, "resource").reference, system: part(e, "system"),
                                                 code: part(e, "code"), date: part(e, "date"),
-                                                sourceKind: part(e, "sourceKind")})),
+                                                sourceKind: part(e, "sourceKind"), grade: part(e, "grade"),
+                                                lastAffirmed: part(e, "lastAffirmed") || null})),
     })),
     coverages: all("coverage").map(p => ({resource: part(p, "resource").reference, product: part(p, "product"),
                                           lineOfBusiness: part(p, "lineOfBusiness"), dualLevel: part(p, "dualLevel")})),
