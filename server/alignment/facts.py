@@ -1,18 +1,21 @@
-"""Member facts (SPEC §4.2) as set-based SQL over the search-index tables.
+"""Member facts (SPEC §4.2, graded by §4.3) as set-based SQL over the search-index tables.
 
 Three INSERT … SELECT statements, each for a set of members (every member, or the ids touched by a
 write), fill the first stages of a finding:
 
-* `finding_coverage`: the member's active coverages (status `active`, period containing the evaluation
-  date or absent) with the product they name (plan class alias, else SOPT alias), their line of
-  business (the product's, else the SOPT table's) and the dual status code and level;
-* `finding_evidence`: every counted diagnosis in a value set: Conditions (clinical, claims or
-  patient-reported evidence by the source-kind tag the server stamped from the writer), and Claim /
-  ExplanationOfBenefit diagnoses, coded or by `diagnosisReference` (always claims evidence), dated
-  inside the lookback window, with refuted / entered-in-error Conditions and those inactive since
-  before the window left out;
-* `finding_categories`: per member and value set, which source kinds gave evidence, and whether it is
-  a non-claims diagnosis. Patient-reported evidence is recorded but never makes a category (SPEC §6).
+* `finding_coverage`: the member's active coverages — `current` when the period holds the evaluation
+  date, else ended in the last months (read for the D-SNP deeming period) — with the product they name
+  (plan class alias, else SOPT alias), their line of business (the product's, else the SOPT table's), the
+  dual status code and level, the period and the NY HARP status code;
+* `finding_evidence`: every diagnosis in a value set: Conditions (clinical, claims or patient-reported
+  evidence by the source-kind tag the server stamped from the writer), and Claim / ExplanationOfBenefit
+  diagnoses, coded or by `diagnosisReference` (always claims evidence), dated inside the lookback window
+  (or a lifelong problem-list entry from before it), with refuted / entered-in-error Conditions and those
+  inactive since before the window left out; each graded `qualifying` or `suspect` with its lifelong flag
+  and last-affirmed date;
+* `finding_categories`: per member and value set, which source kinds gave qualifying evidence, and
+  whether it is a non-claims diagnosis. Suspect evidence (patient-reported too) is recorded but never
+  makes a category (SPEC §4.3, §6).
 
 Codes are matched through `alignment_codes` (see `codes.py`); mapping tables (plan aliases, SOPT
 codes, dual status codes) become CASE expressions generated from `mappings/`.

@@ -1,16 +1,21 @@
-"""The eligibility rules of SPEC §4.2, as SQL generated from `mappings/products.json`.
+"""The eligibility rules of SPEC §4.2 and §4.3, as SQL generated from `mappings/products.json`.
 
 One implementation for every product: each rule of the vocabulary (mappings/README.md) becomes a
-criterion over a member-facts row (programs, age bounds, dual level, value sets). The member-facts row
-aggregates the stages `facts.py` wrote (`finding_coverage`, `finding_categories`) plus the birth date.
-From it the findings row is derived:
+criterion over a member-facts row (programs, age bounds, dual level, member flags, State status codes,
+value sets). The member-facts row aggregates the stages `facts.py` wrote (`finding_coverage`,
+`finding_categories`) plus the birth date and the Patient's own flags. From it the findings row is derived:
 
-* eligible = every criterion of the product met; the recommended product is the eligible one with the
-  highest priority; the enrolled product is the highest-priority product named by an active coverage;
-* status: `not-evaluable` without an active coverage that gives a line of business; `review` when the
+* eligible = every criterion of the product met; the enrolled product is the highest-priority product
+  named by a current coverage; the recommended product is, when the enrolled product's rule holds, the
+  highest-priority *specialized* eligible product above it (else the enrolled one), otherwise the
+  highest-priority eligible product — so Original Medicare is never steered to plain MA;
+* status: `not-evaluable` without a current coverage that gives a line of business; `review` when the
   data conflicts or is unknown (conflicting coverages, dual level unknown or contradictory, a dual
   status code on a member who is not dual, eligibility hanging on an unknown birth date, no eligible
-  product); else `aligned` when enrolled = recommended, else `misaligned`;
+  product, a dual product's Medicaid not evidenced inside the deeming period); else `aligned` when
+  enrolled = recommended, else `misaligned`;
+* kind: `compliance` (the enrolled product's rule fails) or `opportunity` (a specialized product is
+  recommended over an eligible enrolled one);
 * reason codes saying why (REASONS), and the annual impact from the rate table.
 
 Ages are compared as birth-date bounds (`EvaluationWindow.born_by_us`), three-valued: a criterion is
