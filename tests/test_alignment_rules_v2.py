@@ -15,6 +15,7 @@ from tests.alignment_helpers import (
     ICD,
     born,
     condition,
+    condition_resource,
     coverage,
     days_ago,
     finding,
@@ -119,6 +120,26 @@ def test_old_lifelong_problem_list_diagnosis_counts_with_its_last_affirmed_date(
     assert (f.status, f.kind, f.recommended, f.non_claims) == ("misaligned", "opportunity", "ny-harp", ["smi"])
     assert f.evidence("smi") == [{"resource": f"Condition/{cid}", "system": ICD, "code": "F20.9", "date": recorded,
                                   "sourceKind": "clinical", "grade": "qualifying", "lastAffirmed": recorded}]
+
+
+def test_last_affirmed_is_the_latest_of_asserted_date_and_the_cited_encounter(client: httpx.Client,
+                                                                              claims_client: httpx.Client) -> None:
+    pid = _mainstream_adult(client, claims_client)
+    visit = client.post("/Encounter", json={
+        "resourceType": "Encounter", "status": "finished", "subject": {"reference": f"Patient/{pid}"},
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "period": {"start": "2025-03-02", "end": "2025-03-02"}})
+    assert visit.status_code == 201, visit.text
+    resource = condition_resource(pid, [F20_9], recorded="2018-05-14", category="problem-list-item")
+    resource["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/condition-assertedDate",
+                              "valueDateTime": "2024-07-01"}]
+    r = client.post("/Condition", json=resource)
+    assert r.status_code == 201, r.text
+    assert [e["lastAffirmed"] for e in finding(client, pid).evidence("smi")] == ["2024-07-01"]
+    # the problem-list entry is confirmed again at a visit: the visit's date is now the last affirmation
+    resource = {**r.json(), "encounter": {"reference": f"Encounter/{visit.json()['id']}"}}
+    assert client.put(f"/Condition/{resource['id']}", json=resource).status_code == 200
+    assert [e["lastAffirmed"] for e in finding(client, pid).evidence("smi")] == ["2025-03-02"]
 
 
 @pytest.mark.parametrize("case", ["not-lifelong", "encounter-diagnosis", "provisional"])

@@ -276,7 +276,8 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
     """Conditions coded in a value set, dated (recordedDate, else onset) in the window, not withdrawn, and
     graded (SPEC §4.3): uncertain verification, an inactive/resolved status outside a lifelong code, or a
     patient's own report make *suspect* evidence. An active, confirmed lifelong problem-list entry counts
-    even when recorded before the window; its last-affirmed date is the latest of recorded and onset."""
+    even when recorded before the window; its last-affirmed date is the latest of recorded, onset, the
+    `assertedDate` extension and the period of the Encounter it cites."""
     conditions = _subjects("conditions", "Condition", keys.condition_patient, members)
     coded = _coded("condition_codes", "Condition", keys.condition_code, conditions, members, codes_key, lifelong=True)
     t, d = idx_token, idx_date
@@ -299,7 +300,18 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
         "recorded": (keys.condition_recorded, func.min(_when(keys.condition_recorded, None, d.c.lo, d))),
         "onset": (keys.condition_onset, func.min(_when(keys.condition_onset, None, d.c.lo, d))),
         "abated": (keys.condition_abatement, func.max(_when(keys.condition_abatement, None, d.c.hi, d))),
+        "asserted": (keys.condition_asserted, func.max(_when(keys.condition_asserted, None, d.c.lo, d))),
     })
+    r, e = idx_reference.alias("condition_encounter"), idx_date.alias("encounter_period")
+    encounters = (  # the latest day of the Encounters a Condition cites
+        select(r.c.rid, func.max(e.c.lo).label("seen"))
+        .select_from(r.join(e, and_(e.c.rtype == "Encounter", e.c.rid == r.c.target_id,
+                                    e.c.h_param == keys.encounter_date)))
+        .where(r.c.rtype == "Condition", r.c.h_param == keys.condition_encounter, r.c.target_type == "Encounter",
+               *members.among(r.c.rid, coded))
+        .group_by(r.c.rid)
+        .cte("condition_encounters")
+    )
     date_lo = func.coalesce(dates.c.recorded, dates.c.onset)
     inactive, uncertain = func.coalesce(states.c.inactive, 0) == 1, func.coalesce(states.c.uncertain, 0) == 1
     reported = func.coalesce(states.c.reported, 0) == 1
@@ -321,12 +333,14 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
                  else_=literal("clinical")).label("source_kind"),
             case((suspect, literal(SUSPECT)), else_=literal(QUALIFYING)).label("grade"),
             coded.c.lifelong,
-            _latest(dates.c.recorded, dates.c.onset).label("affirmed_lo"),
+            _latest(_latest(dates.c.recorded, dates.c.onset), _latest(dates.c.asserted, encounters.c.seen))
+            .label("affirmed_lo"),
         )
         .select_from(
             coded.join(conditions, conditions.c.rid == coded.c.rid)
             .join(dates, dates.c.rid == coded.c.rid)
             .outerjoin(states, states.c.rid == coded.c.rid)
+            .outerjoin(encounters, encounters.c.rid == coded.c.rid)
         )
         .where(or_(_in_window(date_lo, window), persists), func.coalesce(states.c.withdrawn, 0) == 0,
                not_(abated_before))

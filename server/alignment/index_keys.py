@@ -20,8 +20,9 @@ from server.fhir import searchparams
 CLAIM_TYPES = ("Claim", "ExplanationOfBenefit")
 # (resource type, token parameter) whose codes are matched against the value sets.
 CODE_PARAMETERS = (("Condition", "code"), ("Claim", "diagnosis"), ("ExplanationOfBenefit", "diagnosis"))
-# Types whose writes can change a finding: the engine reads nothing else.
-READ_TYPES = frozenset({"Patient", "Coverage", "Condition", *CLAIM_TYPES})
+# Types whose writes can change a finding: the engine reads nothing else (an Encounter's period dates
+# the diagnoses that cite it: their last-affirmed date).
+READ_TYPES = frozenset({"Patient", "Coverage", "Condition", "Encounter", *CLAIM_TYPES})
 # FHIR condition-clinical codes below `inactive` in its hierarchy, and the verification codes that
 # withdraw a diagnosis (SPEC §4.2: refuted, entered-in-error, inactive/resolved before the window).
 INACTIVE_CLINICAL = ("inactive", "resolved", "remission")
@@ -76,6 +77,9 @@ class IndexKeys:
     condition_clinical: int
     condition_tag: int
     condition_category: int
+    condition_asserted: int
+    condition_encounter: int
+    encounter_date: int
     claims: tuple[ClaimKeys, ...]
     coverage_beneficiary: int
     coverage_status: int
@@ -102,6 +106,9 @@ class IndexKeys:
             condition_clinical=_param("Condition", "clinical-status", "token"),
             condition_tag=_param("Condition", "_tag", "token"),
             condition_category=_param("Condition", "category", "token"),
+            condition_asserted=_param("Condition", "asserted-date", "date"),
+            condition_encounter=_param("Condition", "encounter", "reference"),
+            encounter_date=_param("Encounter", "date", "date"),
             claims=tuple(ClaimKeys.of(rtype) for rtype in CLAIM_TYPES),
             coverage_beneficiary=_param("Coverage", "beneficiary", "reference"),
             coverage_status=_param("Coverage", "status", "token"),

@@ -11,7 +11,7 @@ to start on the upgraded database re-evaluates every member (`AlignmentEngine.pr
 run notifies the cohort Groups like any evaluation, so a Group whose membership changed gets a new
 version and `_history` keeps the v1 version: the drift is visible, never a silent rewrite.
 
-The new parameters (Coverage and Patient `ny-harp-status`, Patient `opwdd`) are indexed for the
+The new parameters (Coverage and Patient `ny-harp-status`, Patient `opwdd`, Condition `asserted-date`) are indexed for the
 resources already stored; rows a pre-0003 database got from 0003's backfill are replaced, not doubled.
 """
 
@@ -28,7 +28,7 @@ down_revision = ("0016", "0003")
 branch_labels = None
 depends_on = None
 
-NEW_PARAMETERS = {"Coverage": ["ny-harp-status"], "Patient": ["ny-harp-status", "opwdd"]}
+NEW_PARAMETERS = {"Coverage": ["ny-harp-status"], "Patient": ["ny-harp-status", "opwdd"], "Condition": ["asserted-date"]}
 _FINDING_TABLES = ("findings", "finding_products", "finding_categories", "finding_evidence", "finding_coverage")
 
 
@@ -53,10 +53,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     conn = op.get_bind()
-    token = sa.table("idx_token", sa.column("rtype"), sa.column("h_param"))
-    for rtype, codes in NEW_PARAMETERS.items():
-        conn.execute(token.delete().where(token.c.rtype == rtype,
-                                          token.c.h_param.in_([param_hash(rtype, c) for c in codes])))
+    for table in ("idx_token", "idx_date"):
+        rows = sa.table(table, sa.column("rtype"), sa.column("h_param"))
+        for rtype, codes in NEW_PARAMETERS.items():
+            conn.execute(rows.delete().where(rows.c.rtype == rtype,
+                                             rows.c.h_param.in_([param_hash(rtype, c) for c in codes])))
     backfill(conn, NEW_PARAMETERS)
 
 
