@@ -34,7 +34,7 @@ from datetime import date
 from time import monotonic, perf_counter, time_ns
 from typing import Callable, Iterable
 
-from sqlalchemy import Connection, Engine, Executable, Select, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Executable, Select, Table, delete, exists, func, insert, select, update
 
 from server.alignment.codes import code_rows, codes_key, install_codes
 from server.alignment.facts import (
@@ -162,10 +162,13 @@ class AlignmentEngine:
             self.lock(conn)
             install_codes(conn, self.codes_key, self._code_rows)
             stored = conn.execute(select(alignment_rules.c.version).where(alignment_rules.c.id == 1)).scalar()
+            # A database without members has nothing to re-evaluate (a new one, not an upgrade).
+            members = conn.execute(select(exists().where(resources.c.rtype == "Patient"))).scalar()
         self._codes_installed = True
         if stored != self.rules_version:
-            log.warning("findings were made by other rules (%s): re-evaluating every member", stored or "none")
-            self.evaluate_all()
+            if members:
+                log.warning("findings were made by other rules (%s): re-evaluating every member", stored or "none")
+                self.evaluate_all()
             with self.db.begin() as conn:
                 self._lock(conn)
                 conn.execute(delete(alignment_rules))
