@@ -250,13 +250,15 @@ def _coded(name: str, rtype: str, h_param: int, subjects: Any, members: Members,
     with `lifelong` whether the coding is a lifelong diagnosis (SPEC §4.3)."""
     t, c = idx_token.alias(f"{name}_token"), alignment_codes.alias(f"{name}_codes")
     columns = [t.c.rid, t.c.system, t.c.code, c.c.valueset]
-    if lifelong:
+    joined = t.join(c, and_(c.c.h_code == t.c.h_sys_value, c.c.codes_key == codes_key))
+    if lifelong:  # an outer join, not a correlated EXISTS: one hash join however many codings there are
         life = alignment_codes.alias(f"{name}_lifelong")
-        columns.append(flag(exists().where(life.c.codes_key == codes_key, life.c.h_code == t.c.h_sys_value,
-                                           life.c.valueset == LIFELONG)).label("lifelong"))
+        joined = joined.outerjoin(life, and_(life.c.h_code == t.c.h_sys_value, life.c.codes_key == codes_key,
+                                             life.c.valueset == LIFELONG))
+        columns.append(flag(life.c.h_code.is_not(None)).label("lifelong"))
     return (
         select(*columns)
-        .select_from(t.join(c, and_(c.c.h_code == t.c.h_sys_value, c.c.codes_key == codes_key)))
+        .select_from(joined)
         .where(t.c.rtype == rtype, t.c.h_param == h_param, c.c.valueset != LIFELONG,
                *members.among(t.c.rid, subjects))
         .cte(name)
@@ -303,12 +305,13 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
         "asserted": (keys.condition_asserted, func.max(_when(keys.condition_asserted, None, d.c.lo, d))),
     })
     r, e = idx_reference.alias("condition_encounter"), idx_date.alias("encounter_period")
-    encounters = (  # the latest day of the Encounters a Condition cites
+    cited = select(coded.c.rid).distinct().cte("coded_conditions")
+    encounters = (  # the latest day of the Encounters a coded Condition cites (only those: few of all)
         select(r.c.rid, func.max(e.c.lo).label("seen"))
-        .select_from(r.join(e, and_(e.c.rtype == "Encounter", e.c.rid == r.c.target_id,
-                                    e.c.h_param == keys.encounter_date)))
-        .where(r.c.rtype == "Condition", r.c.h_param == keys.condition_encounter, r.c.target_type == "Encounter",
-               *members.among(r.c.rid, coded))
+        .select_from(cited.join(r, r.c.rid == cited.c.rid)
+                     .join(e, and_(e.c.rtype == "Encounter", e.c.rid == r.c.target_id,
+                                   e.c.h_param == keys.encounter_date)))
+        .where(r.c.rtype == "Condition", r.c.h_param == keys.condition_encounter, r.c.target_type == "Encounter")
         .group_by(r.c.rid)
         .cte("condition_encounters")
     )
