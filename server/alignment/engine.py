@@ -170,7 +170,7 @@ class AlignmentEngine:
                 log.warning("findings were made by other rules (%s): re-evaluating every member", stored or "none")
                 self.evaluate_all()
             with self.db.begin() as conn:
-                self._lock(conn)
+                self.lock(conn)
                 conn.execute(delete(alignment_rules))
                 conn.execute(insert(alignment_rules).values(id=1, version=self.rules_version))
         self.recover()
