@@ -28,6 +28,7 @@ from server.fhir.service import FhirService
 from server.measures.operation import install_measures
 from server.risk.routes import install_risk
 from server.ops.install import install_ops
+from server.rosters.routes import install_rosters
 from server.store.db import make_engine, migrate
 from server.store.resources import Store
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_cohorts(app, app.state.fhir, alignment)  # before fhir_router: cohort reads stream their members
     install_measures(app, app.state.fhir, alignment)  # before fhir_router: Measure/{id}/$evaluate-measure
     install_risk(app, app.state.fhir, alignment, settings)  # before fhir_router: Measure/$ra.evaluate-measure
+    install_rosters(app, app.state.fhir)  # before fhir_router: Group/{id} reads and the ATR operations
     app.include_router(fhir_router)
     app.add_middleware(LimitsMiddleware, settings=settings)  # before install_auth: inside it, it sees the client
     install_auth(app, settings)

@@ -51,32 +51,32 @@ def bulk_of(request: Request) -> BulkExports:
 
 @router.get("/$export", summary="System-level Bulk Data export")
 async def export_system(request: Request) -> Response:
-    return await _kick_off(request, "system", None, _query(request))
+    return await kick_off_export(request, "system", None, _query(request))
 
 
 @router.post("/$export", summary="System-level Bulk Data export (Parameters body)", openapi_extra=_PARAMETERS_BODY)
 async def export_system_post(request: Request) -> Response:
-    return await _kick_off(request, "system", None, await _parameters(request))
+    return await kick_off_export(request, "system", None, await _parameters(request))
 
 
 @router.get("/Patient/$export", summary="Patient-level Bulk Data export")
 async def export_patients(request: Request) -> Response:
-    return await _kick_off(request, "patient", None, _query(request))
+    return await kick_off_export(request, "patient", None, _query(request))
 
 
 @router.post("/Patient/$export", summary="Patient-level Bulk Data export (Parameters body)", openapi_extra=_PARAMETERS_BODY)
 async def export_patients_post(request: Request) -> Response:
-    return await _kick_off(request, "patient", None, await _parameters(request))
+    return await kick_off_export(request, "patient", None, await _parameters(request))
 
 
 @router.get("/Group/{group_id}/$export", summary="Group-level Bulk Data export")
 async def export_group(group_id: str, request: Request) -> Response:
-    return await _kick_off(request, "group", group_id, _query(request))
+    return await kick_off_export(request, "group", group_id, _query(request))
 
 
 @router.post("/Group/{group_id}/$export", summary="Group-level Bulk Data export (Parameters body)", openapi_extra=_PARAMETERS_BODY)
 async def export_group_post(group_id: str, request: Request) -> Response:
-    return await _kick_off(request, "group", group_id, await _parameters(request))
+    return await kick_off_export(request, "group", group_id, await _parameters(request))
 
 
 @router.get("/$export-status/{job_id}", summary="Bulk Data export status")
@@ -96,12 +96,14 @@ async def export_file(job_id: str, name: str, request: Request) -> Response:
     return FileResponse(found.path, media_type=NDJSON)
 
 
-async def _kick_off(request: Request, level: str, group_id: str | None, params: list[tuple[str, str]]) -> Response:
+async def kick_off_export(request: Request, level: str, group_id: str | None, params: list[tuple[str, str]],
+                          until: str | None = None) -> Response:
+    """Start an export job (Bulk Data kick-off); `until` is Da Vinci ATR's `_until`."""
     prefer = ",".join(request.headers.getlist("prefer")).replace(" ", "")
     if "respond-async" not in prefer.split(","):
         raise FhirError.of(400, "invalid", "Bulk Data export needs the header 'Prefer: respond-async'")
     base = base_url(request)
-    kick = KickOff(level, group_id, params, lenient="handling=lenient" in prefer)
+    kick = KickOff(level, group_id, params, lenient="handling=lenient" in prefer, until=until)
     reply = await run_in_threadpool(bulk_of(request).kick_off, context_of(request), kick, _request_url(request, base), base)
     return fhir_response(reply)
 

@@ -44,6 +44,7 @@ class KickOff:
     group_id: str | None
     params: list[tuple[str, str]]
     lenient: bool
+    until: str | None = None  # `_until`: Da Vinci ATR's $davinci-data-export only
 
 
 @dataclass
@@ -64,7 +65,8 @@ def plan_export(service: FhirService, ctx: RequestContext, kick: KickOff, base: 
     problems = _Problems(kick.lenient)
     values = _collect(kick.params, problems)
     _check_output_format(values.get("_outputFormat"))
-    since_us = _since(values.get("_since"))
+    since_us = _instant(values.get("_since"), "_since")
+    until_us = _instant([kick.until] if kick.until is not None else None, "_until")
     if kick.level == "group":
         service.read("Group", kick.group_id or "", base, ctx)  # 404 unless visible, like a read
     types = _types(kick.level, values.get("_type"), access, problems)
@@ -74,6 +76,7 @@ def plan_export(service: FhirService, ctx: RequestContext, kick: KickOff, base: 
         types=tuple(TypePlan(t, tuple(access.clauses(t, "s")), filters.get(t, ())) for t in types),
         group_id=kick.group_id,
         since_us=since_us,
+        until_us=until_us,
     )
     patient_ids = _patient_ids(service, access, plan, values.get("patient"), problems)
     return replace(plan, patient_ids=patient_ids, warnings=tuple(problems.issues))
@@ -103,13 +106,13 @@ def _check_output_format(value: list[str] | None) -> None:
         )
 
 
-def _since(value: list[str] | None) -> int | None:
+def _instant(value: list[str] | None, name: str) -> int | None:
     if value is None:
         return None
     try:
         return date_range(value[0])[0]
     except DateValueError:
-        raise FhirError.of(400, "invalid", "_since must be a FHIR instant", "_since") from None
+        raise FhirError.of(400, "invalid", f"{name} must be a FHIR instant", name) from None
 
 
 def _allowed_types(level: str) -> frozenset[str]:

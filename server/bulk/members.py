@@ -39,6 +39,25 @@ def register_group_members(resolver: GroupMembers) -> None:
     _resolvers.insert(0, resolver)
 
 
+# (connection, group id, the stored Group version) → the Group as exported, or None to export it as stored.
+# Groups whose members live in their own table (attribution lists) are exported whole: ATR consumers
+# take the membership from the export's one Group line.
+GroupDocument = Callable[[Connection, str, bytes], "bytes | None"]
+_documents: list[GroupDocument] = []
+
+
+def register_group_document(renderer: GroupDocument) -> None:
+    _documents.append(renderer)
+
+
+def group_document(conn: Connection, group_id: str, stored: bytes) -> bytes:
+    for renderer in _documents:
+        document = renderer(conn, group_id, stored)
+        if document is not None:
+            return document
+    return stored
+
+
 def group_members(conn: Connection, group_id: str) -> Select:
     for resolver in _resolvers:
         members = resolver(conn, group_id)

@@ -39,6 +39,8 @@ class ExportPlan:
     # The POST-only `patient` parameter: only these patients' compartments. Empty: no restriction.
     patient_ids: tuple[str, ...] = ()
     since_us: int | None = None
+    # `_until` of Da Vinci ATR's $davinci-data-export: only versions written at or before it.
+    until_us: int | None = None
     # OperationOutcome issues (JSON) for parameters ignored under `Prefer: handling=lenient`.
     warnings: tuple[dict, ...] = ()
 
@@ -49,6 +51,7 @@ class ExportPlan:
                 "group_id": self.group_id,
                 "patient_ids": list(self.patient_ids),
                 "since_us": self.since_us,
+                "until_us": self.until_us,
                 "warnings": list(self.warnings),
                 "types": [
                     {
@@ -78,6 +81,7 @@ class ExportPlan:
             group_id=data["group_id"],
             patient_ids=tuple(data["patient_ids"]),
             since_us=data["since_us"],
+            until_us=data.get("until_us"),
             warnings=tuple(data["warnings"]),
         )
 

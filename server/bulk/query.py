@@ -55,6 +55,8 @@ def export_statement(plan: ExportPlan, type_plan: TypePlan, snapshot_txid: int, 
         where.append(anchor)
     if plan.since_us is not None:
         where.append(r.lu >= plan.since_us)
+    if plan.until_us is not None:
+        where.append(r.lu <= plan.until_us)
     where.extend(clause_sql(c, rtype) for c in type_plan.access)
     if type_plan.filters:
         where.append(or_(*(and_(true(), *(clause_sql(c, rtype) for c in f)) for f in type_plan.filters)))

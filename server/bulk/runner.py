@@ -19,13 +19,14 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import orjson
 from sqlalchemy import Connection, Engine, Select, update
 
 from server.bulk import jobs
 from server.bulk.jobs import Job
+from server.bulk.members import group_document
 from server.bulk.ndjson import FileRecord, NdjsonFiles
 from server.bulk.plan import ExportPlan
 from server.bulk.query import export_statement, materialize_patients
@@ -168,7 +169,8 @@ def _export(
             files = NdjsonFiles(export_dir, relative_dir, type_plan.rtype, "output", settings.export_file_lines)
             try:
                 statement = export_statement(plan, type_plan, txid, patients)
-                total += _export_type(conn, statement, files, lease, throttle, step, total)
+                whole = _whole_group(conn, plan) if type_plan.rtype == "Group" else None
+                total += _export_type(conn, statement, files, lease, throttle, step, total, whole)
             except BaseException:
                 files.discard()
                 raise
@@ -177,8 +179,17 @@ def _export(
     return records, txid, transaction_us
 
 
+def _whole_group(conn: Connection, plan: ExportPlan) -> Callable[[bytes], bytes] | None:
+    """For a Group export, the exported Group as its member resolver renders it."""
+    if plan.level != "group" or plan.group_id is None:
+        return None
+    group_id = plan.group_id
+    return lambda stored: group_document(conn, group_id, stored)
+
+
 def _export_type(
-    conn: Connection, statement: Select, files: NdjsonFiles, lease: Lease, throttle: Throttle, step: str, before: int
+    conn: Connection, statement: Select, files: NdjsonFiles, lease: Lease, throttle: Throttle, step: str, before: int,
+    render: Callable[[bytes], bytes] | None = None,
 ) -> int:
     """Stream one type's rows (a server-side cursor on PostgreSQL) into its files."""
     lease.progress = f"{step}, {before} resources written"
@@ -186,7 +197,7 @@ def _export_type(
     written = 0
     for batch in result.scalars().partitions():
         for content in batch:
-            files.write(content)
+            files.write(render(content) if render else content)
         written += len(batch)
         lease.progress = f"{step}, {before + written} resources written"
         lease.check()

@@ -53,6 +53,7 @@ class ParsedSearch:
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     summary_count: bool = False
+    summary: bool = False  # _summary=true: summary elements only
     want_total: bool = True
     warnings: list[Issue] = field(default_factory=list)
     # Parameters that define the result set, echoed in paging links.
@@ -270,6 +271,9 @@ def _result_param(parsed: ParsedSearch, rtype, base, modifier, raw, max_count, u
     elif base == "_summary":
         if raw == "count":
             parsed.summary_count = True
+        elif raw == "true":
+            parsed.summary = True
+            parsed.link_params.append(("_summary", raw))
         elif raw != "false":
             unknown(f"_summary={raw} is not supported", "_summary")
     elif base == "_total":

@@ -27,6 +27,7 @@ from server.fhir.dates import DateValueError, date_range, http_date, instant_tex
 from server.fhir.errors import FhirError, Issue, operation_outcome
 from server.fhir.search import ParsedSearch, ValueSetLookup, encode_cursor, parse_search
 from server.fhir.searchparams import IndexRows
+from server.fhir.summary import summarise
 from server.fhir.validation import validate_resource
 from server.store.resources import StagedWrite, Store, StoredVersion, WriteTransaction, chunks
 from server.store.schema import resources as resources_table
@@ -555,7 +556,8 @@ class FhirService:
         if has_next:
             cursor = encode_cursor(spec.snapshot_txid, keyset_values(spec, rows[-1]))
             links.append(("next", self._link(base, rtype, parsed, cursor)))
-        entries = [_entry(base, rtype, row.rid, row.content, b'"match"') for row in rows]
+        entries = [_entry(base, rtype, row.rid, summarise(rtype, row.content) if parsed.summary else row.content,
+                          b'"match"') for row in rows]
         entries += [_entry(base, t, i, c, b'"include"') for t, i, c in included]
         if parsed.warnings:
             outcome = orjson.dumps(operation_outcome(parsed.warnings))

@@ -1,0 +1,1 @@
+"""Attribution rosters: client-managed Da Vinci ATR Groups with cohort decisions per member (SPEC §11)."""

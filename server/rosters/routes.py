@@ -1,0 +1,218 @@
+"""Attribution-list routes under /fhir/Group/{id}, and the one call that wires rosters into the app.
+
+* `GET /Group/{id}`: an attribution list is read whole, its members streamed from `roster_members`
+  after the stored header (`_summary=true`: the header only); other Groups are read as usual.
+* `POST $member-add`, `$member-remove` (Da Vinci ATR 2.1, every parameter combination the
+  OperationDefinitions require), `$confirm-attribution-list` (201, → `final`), `$member-decision`
+  (PlanFit: one member's cohort decision), `GET|POST $attribution-status` (one member's attribution
+  data as a Bundle), `GET|POST $davinci-data-export` (ATR's export, run by the Bulk Data machinery).
+
+Included ahead of the generic REST routes, which would read `/Group/x/$member-add` as nothing useful.
+"""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import Connection, exists, select
+
+from server.bulk.kickoff import KickOff
+from server.bulk.members import register_group_document, register_group_members
+from server.fhir.context import context_of
+from server.fhir.errors import FhirError
+from server.fhir.export import kick_off_export
+from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
+from server.fhir.routes import service_of
+from server.fhir.service import FhirService, Reply
+from server.fhir.summary import summarise
+from server.rosters.atr import ATR_EXPORT_TYPE, ATR_REQUIRED_TYPES, is_attribution_list
+from server.rosters.guard import AttributionListGuard
+from server.rosters.members import Resolver
+from server.rosters.params import OperationInput
+from server.rosters.render import full_group
+from server.rosters.workflow import ADD_COMBINATIONS, DECISION_PARAMS, REMOVE_COMBINATIONS, Rosters
+from server.store.roster_schema import roster_members
+
+_PARAMETERS_BODY = {"requestBody": {"content": {"application/fhir+json": {"schema": {"type": "object"}}}}}
+_ATR_DEFINITION = "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/"
+_PLANFIT_DEFINITION = "https://planfit.dev/fhir/OperationDefinition/"
+_ADD_PARAMS = tuple(sorted(set().union(*ADD_COMBINATIONS)))
+_REMOVE_PARAMS = tuple(sorted(set().union(*REMOVE_COMBINATIONS)))
+_EXPORT_PARAMS = ("exportType", "_type", "resourceTypes", "patient", "_since", "_until", "_typeFilter", "_outputFormat")
+m = roster_members.c
+
+
+def install_rosters(app: FastAPI, service: FhirService) -> Rosters:
+    """Guard Group writes, export lists whole, and serve the operations. Call before the generic routes."""
+    rosters = Rosters(service)
+    service.write_guards.append(AttributionListGuard(service.store))
+    register_group_members(_list_members)
+    register_group_document(_whole_list)
+    app.state.rosters = rosters
+    app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
+    app.include_router(_router())
+    return rosters
+
+
+def _with_operations(previous):
+    def extras(base: str) -> dict:
+        parts = dict(previous(base)) if previous else {}
+        by_type = dict(parts.get("resourceOperation", {}))
+        atr = [{"name": n, "definition": _ATR_DEFINITION + n} for n in
+               ("member-add", "member-remove", "confirm-attribution-list", "attribution-status", "davinci-data-export")]
+        by_type["Group"] = [*by_type.get("Group", []), *atr,
+                            {"name": "member-decision", "definition": _PLANFIT_DEFINITION + "Group-member-decision"}]
+        parts["resourceOperation"] = by_type
+        return parts
+
+    return extras
+
+
+def _has_rows(conn: Connection, group_id: str) -> bool:
+    return conn.execute(select(exists().where(m.group_id == group_id))).scalar_one()
+
+
+def _list_members(conn: Connection, group_id: str):
+    """Bulk export resolver: an attribution list's current (not inactive) members."""
+    if not _has_rows(conn, group_id):
+        return None
+    return select(m.patient_id).where(m.group_id == group_id, m.inactive.is_(False)).distinct()
+
+
+def _whole_list(conn: Connection, group_id: str, stored: bytes) -> bytes | None:
+    if not is_attribution_list(orjson.loads(stored)):
+        return None
+    return b"".join(full_group(conn, stored, group_id))
+
+
+def rosters_of(request: Request) -> Rosters:
+    return request.app.state.rosters
+
+
+async def _input(request: Request, allowed: tuple[str, ...]) -> OperationInput:
+    if request.method == "GET":
+        return OperationInput.from_query(list(request.query_params.multi_items()), allowed)
+    return OperationInput.from_body(await json_body(request), allowed)
+
+
+def _router() -> APIRouter:
+    router = APIRouter(prefix="/fhir")
+
+    @router.get("/Group/{group_id}", summary="Read a Group (an attribution list with its members)")
+    async def read_group(group_id: str, request: Request) -> Response:
+        ctx, base = context_of(request), base_url(request)
+        rosters = rosters_of(request)
+        reply = await run_in_threadpool(service_of(request).read, "Group", group_id, base, ctx)
+        assert reply.body is not None
+        summary = request.query_params.get("_summary")
+        if summary == "true":
+            return fhir_response(Reply(200, summarise("Group", reply.body), reply.headers))
+        if summary == "count" or not is_attribution_list(orjson.loads(reply.body)):
+            return fhir_response(reply)
+        return StreamingResponse(_stream(rosters, reply.body, group_id), headers=reply.headers,
+                                 media_type=FHIR_JSON + "; charset=utf-8")
+
+    @router.post("/Group/{group_id}/$member-add", summary="ATR: add a member to an attribution list",
+                 openapi_extra=_PARAMETERS_BODY)
+    async def member_add(group_id: str, request: Request) -> Response:
+        inp = await _input(request, _ADD_PARAMS)
+        return fhir_response(await run_in_threadpool(rosters_of(request).member_add, context_of(request), group_id,
+                                                     base_url(request), inp))
+
+    @router.post("/Group/{group_id}/$member-remove", summary="ATR: remove a member from an attribution list",
+                 openapi_extra=_PARAMETERS_BODY)
+    async def member_remove(group_id: str, request: Request) -> Response:
+        inp = await _input(request, _REMOVE_PARAMS)
+        return fhir_response(await run_in_threadpool(rosters_of(request).member_remove, context_of(request), group_id,
+                                                     base_url(request), inp))
+
+    @router.post("/Group/{group_id}/$confirm-attribution-list", summary="ATR: confirm (lock) an attribution list")
+    async def confirm(group_id: str, request: Request) -> Response:
+        return fhir_response(await run_in_threadpool(rosters_of(request).confirm, context_of(request), group_id,
+                                                     base_url(request)))
+
+    @router.post("/Group/{group_id}/$member-decision", summary="Record one member's cohort decision",
+                 openapi_extra=_PARAMETERS_BODY)
+    async def member_decision(group_id: str, request: Request) -> Response:
+        inp = await _input(request, DECISION_PARAMS)
+        return fhir_response(await run_in_threadpool(rosters_of(request).decide, context_of(request), group_id,
+                                                     base_url(request), inp))
+
+    @router.api_route("/Group/{group_id}/$attribution-status", methods=["GET", "POST"],
+                      summary="ATR: one member's attribution data", openapi_extra=_PARAMETERS_BODY)
+    async def attribution_status(group_id: str, request: Request) -> Response:
+        inp = await _input(request, ("memberId", "patientReference"))
+        return fhir_response(await run_in_threadpool(_status_bundle, request, group_id, inp))
+
+    @router.api_route("/Group/{group_id}/$davinci-data-export", methods=["GET", "POST"],
+                      summary="ATR: export an attribution list's data (Bulk Data)", openapi_extra=_PARAMETERS_BODY)
+    async def davinci_data_export(group_id: str, request: Request) -> Response:
+        inp = await _input(request, _EXPORT_PARAMS)
+        ctx, base = context_of(request), base_url(request)
+        await run_in_threadpool(rosters_of(request).require_list, ctx, group_id, base)
+        params, until = _export_params(inp)
+        return await kick_off_export(request, "group", group_id, params, until)
+
+    return router
+
+
+def _stream(rosters: Rosters, header: bytes, group_id: str):
+    with rosters.service.store.engine.connect() as conn:
+        yield from full_group(conn, header, group_id)
+
+
+def _export_params(inp: OperationInput) -> tuple[list[tuple[str, str]], str | None]:
+    """$davinci-data-export → Group/$export parameters. ATR: exportType `hl7.fhir.us.davinci-atr` is the one
+    a Producer SHALL support, and a `_type` that lacks Group, Patient or Coverage SHALL be rejected."""
+    export_type = inp.text("exportType")
+    if export_type not in (None, ATR_EXPORT_TYPE):
+        raise FhirError.of(400, "not-supported", f"exportType {export_type} is not supported; use {ATR_EXPORT_TYPE}",
+                           "exportType")
+    if "_type" in inp.values and "resourceTypes" in inp.values:
+        raise FhirError.of(400, "invalid", "Give _type or resourceTypes (its alias in ATR's examples), not both", "_type")
+    raw = inp.values.get("_type") or inp.values.get("resourceTypes")
+    types = [t.strip() for value in raw for t in str(value).split(",") if t.strip()] if raw else list(ATR_REQUIRED_TYPES)
+    missing = [t for t in ATR_REQUIRED_TYPES if t not in types]
+    if missing:
+        raise FhirError.of(400, "invalid", f"An ATR export's _type must include Group, Patient and Coverage "
+                                           f"(missing {', '.join(missing)})", "_type")
+    params = [("_type", ",".join(types))]
+    for name in ("patient", "_since", "_typeFilter", "_outputFormat"):
+        for value in inp.values.get(name, []):
+            ref = value.get("reference") if isinstance(value, dict) else value
+            params.append((name, str(ref)))
+    until = inp.text("_until")
+    return params, until
+
+
+def _status_bundle(request: Request, group_id: str, inp: OperationInput) -> Reply:
+    """$attribution-status: the list header with this member's entries, the Patient, its Coverages and
+    attributed providers, as a collection Bundle; each read under the caller's access (403/404)."""
+    ctx, base = context_of(request), base_url(request)
+    rosters, service = rosters_of(request), service_of(request)
+    reply, _group = rosters.require_list(ctx, group_id, base)
+    assert reply.body is not None
+    if len(inp.given()) != 1:
+        raise FhirError.of(400, "invalid", "$attribution-status takes memberId or patientReference")
+    with service.store.engine.connect() as conn:
+        resolve = Resolver(service, ctx, conn)
+        member_id = inp.identifier("memberId")
+        patient_id = resolve.patient_by_member_id(*member_id) if member_id else resolve.patient(
+            inp.reference("patientReference") or "")
+        rows = list(conn.execute(select(m.coverage_id, m.provider_ref).where(m.group_id == group_id,
+                                                                             m.patient_id == patient_id)))
+        if not rows:
+            raise FhirError.of(404, "not-found", "That patient is not a member of this attribution list")
+        group = orjson.loads(b"".join(full_group(conn, reply.body, group_id, patient_id)))
+    related = [("Patient", patient_id)]
+    related += [("Coverage", r.coverage_id) for r in rows if r.coverage_id]
+    related += [tuple(r.provider_ref.split("/", 1)) for r in rows if r.provider_ref]
+    entries = [{"fullUrl": f"{base}/Group/{group_id}", "resource": group}]
+    for rtype, rid in dict.fromkeys(related):
+        found = service.read(rtype, rid, base, ctx)
+        assert found.body is not None
+        entries.append({"fullUrl": f"{base}/{rtype}/{rid}", "resource": orjson.loads(found.body)})
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+    return Reply(200, orjson.dumps(bundle))

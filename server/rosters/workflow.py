@@ -1,0 +1,266 @@
+"""The roster operations, independent of the web framework.
+
+Every change runs in one write transaction of the resource store: the entitlement check (the caller may
+update this Group: `Group` scopes and, for a client confined to its organization's lists, the
+`managing-entity` clause of its scope, checked in SQL), the list status, the member rows, and a new
+version of the Group header (quantity, status), written through the store's `Writer` so the write guards
+and access checks see its final content. The new version is what ATR asks for when membership changes.
+Decisions also get a Provenance naming who decided, and land in the request's audit record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+import orjson
+from sqlalchemy import Connection, select, update
+
+from server.fhir.context import RequestContext
+from server.fhir.dates import instant_text
+from server.fhir.errors import FhirError, Issue, operation_outcome
+from server.fhir.service import FhirService, Reply, Writer, resource_headers
+from server.rosters.atr import is_attribution_list, list_status, refuse_if_final, with_status
+from server.rosters.decisions import REASON_SYSTEM, Decision, check_decision, planfit_reasons
+from server.rosters.members import MemberKey, Resolver, active_count, add_member, remove_members
+from server.rosters.params import OperationInput
+from server.store.roster_schema import roster_members
+
+m = roster_members.c
+# ATR OperationDefinition member-add / member-remove: the parameter combinations a Producer SHALL support.
+ADD_COMBINATIONS = (
+    frozenset({"memberId", "providerNpi"}),
+    frozenset({"memberId", "providerNpi", "attributionPeriod"}),
+    frozenset({"patientReference", "providerReference"}),
+    frozenset({"patientReference", "providerReference", "attributionPeriod"}),
+)
+REMOVE_COMBINATIONS = (
+    frozenset({"memberId"}),
+    frozenset({"memberId", "providerNpi"}),
+    frozenset({"patientReference"}),
+    frozenset({"patientReference", "providerReference"}),
+    frozenset({"patientReference", "providerReference", "coverageReference"}),
+)
+DECISION_PARAMS = ("patientReference", "memberId", "providerReference", "decision", "reason", "reviewer",
+                   "reviewDate", "owner", "clarificationDeadline", "nextCheckpoint")
+_PROVENANCE_AGENT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+
+@dataclass
+class Change:
+    """What one operation did, for its answer and the Group's new version."""
+
+    message: str
+    status: str | None = None  # a new attributionListStatus
+    decided: tuple[str, Decision] | None = None  # (patient id, decision): recorded with a Provenance
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where an operation's action runs: the write transaction's connection, time and the list's status."""
+
+    conn: Connection
+    resolve: Resolver
+    status: str
+    now_us: int
+
+    @property
+    def today(self) -> str:
+        return datetime.fromtimestamp(self.now_us / 1e6, timezone.utc).date().isoformat()
+
+
+Action = Callable[[Step], Change]
+
+
+class Rosters:
+    def __init__(self, service: FhirService):
+        self.service = service
+
+    # ---- reads -------------------------------------------------------------------------------------
+
+    def stored_list(self, ctx: RequestContext, group_id: str, base: str, conn=None) -> tuple[Reply, dict] | None:
+        """The Group read as any read (scopes, entitlement: 404), and its content if it is an attribution
+        list; None for other Groups."""
+        reply = self.service.read("Group", group_id, base, ctx, conn)
+        assert reply.body is not None
+        group = orjson.loads(reply.body)
+        return (reply, group) if is_attribution_list(group) else None
+
+    def require_list(self, ctx: RequestContext, group_id: str, base: str) -> tuple[Reply, dict]:
+        found = self.stored_list(ctx, group_id, base)
+        if found is None:
+            raise FhirError.of(422, "not-supported", f"Group/{group_id} is not an attribution list "
+                                                     "(no attributionListStatus)")
+        return found
+
+    # ---- changes -----------------------------------------------------------------------------------
+
+    def change(self, ctx: RequestContext, group_id: str, base: str, action: Action) -> Reply:
+        service = self.service
+        ctx.access.require("Group", "u")
+        with service.store.begin_write() as tx:
+            writer = Writer(service, tx, ctx)
+            current = tx.current([("Group", group_id)]).get(("Group", group_id))
+            if current is None or current.deleted or not service.visible(
+                    "Group", group_id, ctx.access.clauses("Group", "u"), tx.conn):
+                raise FhirError.of(404, "not-found", f"Group/{group_id} is not known")
+            assert current.content is not None
+            group = orjson.loads(current.content)
+            if not is_attribution_list(group):
+                raise FhirError.of(422, "not-supported", f"Group/{group_id} is not an attribution list")
+            status = list_status(group) or "draft"
+            refuse_if_final(status, group_id, "this operation")
+            done = action(Step(tx.conn, Resolver(service, ctx, tx.conn), status, tx.now_us))
+            header = with_status(group, done.status or status)
+            header["quantity"] = active_count(tx.conn, group_id)
+            version, _created = writer.put("Group", group_id, header, None, current)
+            if done.decided is not None:
+                writer.record_provenance(_provenance(ctx, group_id, version, tx.now_us, *done.decided))
+        service.committed(writer.written, ctx)
+        body = orjson.dumps(operation_outcome([Issue("information", "informational", done.message)]))
+        return Reply(200, body, resource_headers("Group", group_id, version, tx.now_us, base))
+
+    def member_add(self, ctx: RequestContext, group_id: str, base: str, inp: OperationInput) -> Reply:
+        _require_combination(inp, ADD_COMBINATIONS, "$member-add")
+
+        def act(step: Step) -> Change:
+            values = _member_values(step.resolve, inp)
+            values["period_start"], values["period_end"] = inp.period("attributionPeriod")
+            values["coverage_id"] = step.resolve.coverage_of(values["patient_id"])
+            kind = add_member(step.conn, group_id, values)
+            return Change(f"Member {'added' if kind == 'new' else 'attribution updated'} ({kind})")
+
+        return self.change(ctx, group_id, base, act)
+
+    def member_remove(self, ctx: RequestContext, group_id: str, base: str, inp: OperationInput) -> Reply:
+        _require_combination(inp, REMOVE_COMBINATIONS, "$member-remove")
+
+        def act(step: Step) -> Change:
+            values = _member_values(step.resolve, inp)
+            coverage = inp.reference("coverageReference")
+            key = MemberKey(values["patient_id"], values.get("provider_ref"),
+                            coverage.partition("/")[2] if coverage else None)
+            if not remove_members(step.conn, group_id, key, step.status, step.today):
+                raise FhirError.of(422, "not-found", "No current member of this list matches the parameters")
+            kept = "kept as inactive (draft list)" if step.status == "draft" else "removed"
+            return Change(f"Member {kept}")
+
+        return self.change(ctx, group_id, base, act)
+
+    def confirm(self, ctx: RequestContext, group_id: str, base: str) -> Reply:
+        """$confirm-attribution-list: the list becomes `final` (locked). ATR: "SHALL return 201"."""
+        reply = self.change(ctx, group_id, base, lambda _step: Change("Attribution list confirmed: final", "final"))
+        reply.status = 201
+        return reply
+
+    def decide(self, ctx: RequestContext, group_id: str, base: str, inp: OperationInput) -> Reply:
+        """$member-decision: record one member's cohort decision (SPEC §11 rules, 422 otherwise)."""
+        decision = Decision(
+            decision=inp.text("decision") or "",
+            reason_system=(inp.coding("reason") or (None, None))[0],
+            reason_code=(inp.coding("reason") or (None, None))[1],
+            reviewer=inp.reference("reviewer"),
+            review_date=inp.date("reviewDate"),
+            owner=inp.reference("owner"),
+            deadline=inp.date("clarificationDeadline"),
+            checkpoint=inp.date("nextCheckpoint"),
+        )
+
+        def act(step: Step) -> Change:
+            conn = step.conn
+            values = _member_values(step.resolve, inp)
+            key = MemberKey(values["patient_id"], values.get("provider_ref"))
+            rows = list(conn.execute(select(m.id, m.period_start).where(*key.where(group_id), m.inactive.is_(False))))
+            if not rows:
+                raise FhirError.of(422, "not-found", "No current member of this list matches the parameters")
+            check_decision(decision, has_basis=all(r.period_start is not None for r in rows))
+            self._check_reason(conn, ctx, decision)
+            who = ctx.username or ctx.client_id or "server"
+            conn.execute(update(roster_members).where(m.id.in_([r.id for r in rows]))
+                         .values(**decision.columns(), decided_by=who, decided_us=step.now_us))
+            return Change(f"Decision recorded: {decision.decision}", decided=(values["patient_id"], decision))
+
+        return self.change(ctx, group_id, base, act)
+
+    def _check_reason(self, conn: Connection, ctx: RequestContext, decision: Decision) -> None:
+        """A reason is a code of PlanFit's CodeSystem or of a customer CodeSystem stored on the server."""
+        if decision.reason_code is None:
+            return
+        if decision.reason_system == REASON_SYSTEM:
+            known = decision.reason_code in planfit_reasons()
+        else:
+            known = decision.reason_code in self._customer_codes(conn, ctx, decision.reason_system)
+        if not known:
+            raise FhirError.of(422, "code-invalid", f"Reason {decision.reason_system}|{decision.reason_code} is not a "
+                                                    "code of PlanFit's roster-decision-reason CodeSystem or of a "
+                                                    "CodeSystem stored on this server", "Parameters.parameter[reason]")
+
+    def _customer_codes(self, conn: Connection, ctx: RequestContext, system: str | None) -> set[str]:
+        if not system:
+            return set()
+        found = Resolver(self.service, ctx, conn).ids("CodeSystem", [("url", system)], 1)
+        if not found:
+            return set()
+        stored = self.service.store.read("CodeSystem", found[0], conn)
+        assert stored is not None and stored.content is not None
+        return set(_codes(orjson.loads(stored.content).get("concept") or []))
+
+
+def _codes(concepts: list) -> list[str]:
+    out = []
+    for concept in concepts:
+        if isinstance(concept, dict) and isinstance(concept.get("code"), str):
+            out.append(concept["code"])
+            out.extend(_codes(concept.get("concept") or []))
+    return out
+
+
+def _require_combination(inp: OperationInput, allowed: tuple[frozenset[str], ...], operation: str) -> None:
+    if inp.given() not in allowed:
+        options = "; ".join(" + ".join(sorted(c)) for c in allowed)
+        raise FhirError.of(400, "invalid", f"{operation} takes one of these parameter combinations: {options}")
+
+
+def _member_values(resolve: Resolver, inp: OperationInput) -> dict:
+    """patient_id, member identifier and provider from memberId/providerNpi or the references."""
+    values: dict = {}
+    member_id = inp.identifier("memberId")
+    if member_id is not None:
+        values["patient_id"] = resolve.patient_by_member_id(*member_id)
+        values["member_system"], values["member_value"] = member_id
+    else:
+        reference = inp.reference("patientReference")
+        if reference is None:
+            raise FhirError.of(400, "invalid", "memberId or patientReference names the member")
+        values["patient_id"] = resolve.patient(reference)
+    npi = inp.identifier("providerNpi")
+    if npi is not None:
+        values["provider_ref"] = resolve.provider_by_npi(*npi)
+        values["provider_npi"] = npi[1]
+    elif (provider := inp.reference("providerReference")) is not None:
+        values["provider_ref"] = resolve.provider(provider)
+    return values
+
+
+def _provenance(ctx: RequestContext, group_id: str, version: int, now_us: int, patient_id: str,
+                decision: Decision) -> dict:
+    """Who decided: the reviewer (author) and the client/user that entered it."""
+    agents = []
+    if decision.reviewer is not None:
+        agents.append({"type": {"coding": [{"system": _PROVENANCE_AGENT, "code": "author"}]},
+                       "who": {"reference": decision.reviewer}})
+    enterer = {"display": ctx.username or ctx.client_id or "server"}
+    agents.append({"type": {"coding": [{"system": _PROVENANCE_AGENT, "code": "enterer"}]}, "who": enterer})
+    reason = {"text": f"roster decision: {decision.decision}"}
+    if decision.reason_code is not None:
+        reason["coding"] = [{"system": decision.reason_system, "code": decision.reason_code}]
+    return {
+        "resourceType": "Provenance",
+        "target": [{"reference": f"Group/{group_id}/_history/{version}"}],
+        "recorded": instant_text(now_us),
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE"}]},
+        "reason": [reason],
+        "agent": agents,
+        "entity": [{"role": "source", "what": {"reference": f"Patient/{patient_id}"}}],
+    }

@@ -1,0 +1,72 @@
+"""Attribution rosters (SPEC §11): the members of client-managed Da Vinci ATR Groups, and the payer files
+imported into them.
+
+The Group itself is an ordinary stored resource without `member` (its header: identifiers, managing
+entity, list status, quantity); its members live here, one row per (patient, attributed provider)
+attribution, so `$member-add` on a 100,000-member list is one row and one header version, never a rewrite
+of the member array. A full read renders the rows after the header (`server/rosters/render.py`).
+
+A row carries what the ATR IG puts on `Group.member` (period, inactive, changeType, attributedProvider,
+coverageReference), the member's cohort decision (PlanFit's `roster-decision` extension) and what the
+payer file stated about the member (authorization status, qualifying category, exclusion reason), which
+the reconciliation compares with the server's own data.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
+
+from server.store.schema import ID_LEN, metadata
+
+REF_LEN = 200  # "Type/id" references
+CODE_LEN = 64
+DATE_LEN = 10  # YYYY-MM-DD
+
+roster_members = Table(
+    "roster_members",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_id", String(ID_LEN), nullable=False),
+    Column("patient_id", String(ID_LEN), nullable=False),
+    # The member identifier (Coverage.identifier / payer participant id) the member was named by.
+    Column("member_system", Text, nullable=True),
+    Column("member_value", Text, nullable=True),
+    Column("provider_ref", String(REF_LEN), nullable=True),  # attributedProvider
+    Column("provider_npi", String(CODE_LEN), nullable=True),
+    Column("coverage_id", String(ID_LEN), nullable=True),  # coverageReference
+    Column("period_start", String(DATE_LEN), nullable=True),  # member.period = the attribution period
+    Column("period_end", String(DATE_LEN), nullable=True),
+    Column("inactive", Boolean, nullable=False),
+    Column("change_type", String(CODE_LEN), nullable=False),  # new | dropped | changed | nochange
+    # The cohort decision and its review.
+    Column("decision", String(CODE_LEN), nullable=True),  # active | pending | excluded
+    Column("reason_system", Text, nullable=True),
+    Column("reason_code", String(CODE_LEN), nullable=True),
+    Column("reviewer", String(REF_LEN), nullable=True),
+    Column("review_date", String(DATE_LEN), nullable=True),
+    Column("owner", String(REF_LEN), nullable=True),
+    Column("deadline", String(DATE_LEN), nullable=True),
+    Column("checkpoint", String(DATE_LEN), nullable=True),
+    Column("decided_by", Text, nullable=True),  # the client (and user) that recorded the decision
+    Column("decided_us", BigInteger, nullable=True),
+    # What the payer file stated about the member.
+    Column("stated_authorization", String(CODE_LEN), nullable=True),
+    Column("stated_category", String(CODE_LEN), nullable=True),
+    Column("stated_exclusion", String(CODE_LEN), nullable=True),
+    Index("ix_roster_members_patient", "group_id", "patient_id"),
+    Index("ix_roster_members_member", "group_id", "member_value"),
+    Index("ix_roster_members_decision", "group_id", "decision", "reason_code"),
+)
+
+roster_imports = Table(
+    "roster_imports",
+    metadata,
+    Column("group_id", String(ID_LEN), primary_key=True),
+    Column("sha256", String(64), primary_key=True),  # the file's identity: re-importing it changes nothing
+    Column("filename", Text, nullable=True),
+    Column("file_format", String(CODE_LEN), nullable=False),  # csv | atr-group
+    Column("row_count", Integer, nullable=False),
+    Column("approved_by", String(REF_LEN), nullable=True),
+    Column("imported_by", Text, nullable=True),
+    Column("imported_us", BigInteger, nullable=False),
+)
