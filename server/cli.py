@@ -18,6 +18,7 @@ from server.loader import commands as loader_commands
 from server.risk import synth as risk_synth
 from server.ops.logging import logging_config
 from server.ops.metrics import MULTIPROC_ENV
+from server.rosters import synth as roster_synth
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     loader_commands.register(sub)
     demo.register(sub)
     bench_commands.register(sub)
+    roster_synth.register(sub)
     return parser
 
 

@@ -12,17 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
 from server.fhir.context import RequestContext
 from server.fhir.errors import FhirError
 from server.fhir.service import FhirService
 from server.rosters.atr import NPI_SYSTEM
+from server.fhir.searchparams import param_hash
+from server.store.hashing import h64
+from server.store.resources import chunks
 from server.store.roster_schema import roster_members
-from server.store.schema import resources
-from server.store.search import page_statement
+from server.store.schema import idx_reference, idx_token, resources
+from server.store.search import clause_sql, page_statement
 
 m = roster_members.c
+r, t, x = resources.c, idx_token.c, idx_reference.c
 PROVIDER_TYPES = ("Practitioner", "PractitionerRole", "Organization")
 
 
@@ -103,14 +107,68 @@ class Resolver:
                                                  "Organization", "Parameters.parameter[providerReference]")
         return reference
 
-    def coverage_of(self, patient_id: str) -> str | None:
-        """The patient's most recently written Coverage (the member's coverageReference), if any."""
-        parsed = self.service.parse("Coverage", [("beneficiary", f"Patient/{patient_id}"), ("_sort", "-_lastUpdated")],
-                                    strict=True)
-        parsed.spec.clauses.extend(self.ctx.access.clauses("Coverage", "s"))
-        parsed.spec.count = 1
-        row = self.conn.execute(page_statement(parsed.spec, columns=(resources.c.rid, resources.c.lu))).first()
-        return row.rid if row else None
+    # ---- set-based lookups for whole files ---------------------------------------------------------
+
+    def _reachable(self, rtype: str) -> Select:
+        """Ids of the type the caller may search (its scopes' clauses, in SQL)."""
+        return select(r.rid).where(r.rtype == rtype, r.deleted.is_(False),
+                                   *(clause_sql(c, rtype) for c in self.ctx.access.clauses(rtype, "s")))
+
+    def _by_identifier(self, rtype: str, system: str | None, values: list[str]) -> dict[str, list[str]]:
+        """identifier value → ids of the type carrying it (with `system`, or any system when None)."""
+        column = t.h_sys_value if system else t.h_value
+        by_hash = {h64(rtype, "identifier", system, v) if system else h64(rtype, "identifier", v): v for v in values}
+        found: dict[str, list[str]] = {}
+        for chunk in chunks(list(by_hash)):
+            stmt = select(t.rid, column).where(t.rtype == rtype, column.in_(chunk), t.rid.in_(self._reachable(rtype)))
+            for rid, h in self.conn.execute(stmt):
+                found.setdefault(by_hash[h], []).append(rid)
+        return found
+
+    def patients_by_member_ids(self, system: str | None, values: list[str]) -> dict[str, str]:
+        """member id → the one Patient it names (on Patient.identifier, else on a Coverage's identifier)."""
+        out = {v: ids[0] for v, ids in self._by_identifier("Patient", system, values).items() if len(set(ids)) == 1}
+        rest = [v for v in values if v not in out]
+        coverages = {v: ids[0] for v, ids in self._by_identifier("Coverage", system, rest).items() if len(set(ids)) == 1}
+        beneficiary = self._beneficiaries(list(coverages.values()))
+        out.update({v: beneficiary[c] for v, c in coverages.items() if c in beneficiary})
+        return out
+
+    def _beneficiaries(self, coverage_ids: list[str]) -> dict[str, str]:
+        found = {}
+        for chunk in chunks(coverage_ids):
+            stmt = select(x.rid, x.target_id).where(
+                x.rtype == "Coverage", x.h_param == param_hash("Coverage", "beneficiary"), x.target_type == "Patient",
+                x.rid.in_(chunk), x.target_id.in_(self._reachable("Patient")))
+            found.update(dict(self.conn.execute(stmt).all()))
+        return found
+
+    def visible_patients(self, ids: list[str]) -> set[str]:
+        out: set[str] = set()
+        for chunk in chunks(ids):
+            out.update(self.conn.execute(self._reachable("Patient").where(r.rid.in_(chunk))).scalars())
+        return out
+
+    def providers_by_npi(self, npis: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for rtype in PROVIDER_TYPES:
+            for npi, ids in self._by_identifier(rtype, NPI_SYSTEM, [n for n in npis if n not in out]).items():
+                if len(set(ids)) == 1:
+                    out[npi] = f"{rtype}/{ids[0]}"
+        return out
+
+    def coverages_of(self, patient_ids: list[str]) -> dict[str, str]:
+        """patient → its most recently written Coverage."""
+        latest: dict[str, tuple[int, str]] = {}
+        for chunk in chunks(patient_ids):
+            stmt = (select(x.target_id, r.rid, r.lu)
+                    .join(resources, (r.rtype == x.rtype) & (r.rid == x.rid))
+                    .where(x.rtype == "Coverage", x.h_param == param_hash("Coverage", "beneficiary"),
+                           x.target_type == "Patient", x.target_id.in_(chunk), r.rid.in_(self._reachable("Coverage"))))
+            for pid, rid, lu in self.conn.execute(stmt):
+                if pid not in latest or lu > latest[pid][0]:
+                    latest[pid] = (lu, rid)
+        return {pid: rid for pid, (_lu, rid) in latest.items()}
 
 
 def add_member(conn: Connection, group_id: str, values: dict) -> str:

@@ -31,6 +31,7 @@ from server.rosters.atr import ATR_EXPORT_TYPE, ATR_REQUIRED_TYPES, is_attributi
 from server.rosters.guard import AttributionListGuard
 from server.rosters.members import Resolver
 from server.rosters.params import OperationInput
+from server.rosters.reconcile import report_csv, report_parameters
 from server.rosters.render import full_group
 from server.rosters.workflow import ADD_COMBINATIONS, DECISION_PARAMS, REMOVE_COMBINATIONS, Rosters
 from server.store.roster_schema import roster_members
@@ -44,9 +45,10 @@ _EXPORT_PARAMS = ("exportType", "_type", "resourceTypes", "patient", "_since", "
 m = roster_members.c
 
 
-def install_rosters(app: FastAPI, service: FhirService) -> Rosters:
-    """Guard Group writes, export lists whole, and serve the operations. Call before the generic routes."""
-    rosters = Rosters(service)
+def install_rosters(app: FastAPI, service: FhirService, categories: frozenset[str]) -> Rosters:
+    """Guard Group writes, export lists whole, and serve the operations. Call before the generic routes;
+    `categories`: the diagnosis categories (mappings value sets) a payer file may state."""
+    rosters = Rosters(service, categories)
     service.write_guards.append(AttributionListGuard(service.store))
     register_group_members(_list_members)
     register_group_document(_whole_list)
@@ -63,7 +65,8 @@ def _with_operations(previous):
         atr = [{"name": n, "definition": _ATR_DEFINITION + n} for n in
                ("member-add", "member-remove", "confirm-attribution-list", "attribution-status", "davinci-data-export")]
         by_type["Group"] = [*by_type.get("Group", []), *atr,
-                            {"name": "member-decision", "definition": _PLANFIT_DEFINITION + "Group-member-decision"}]
+                            *({"name": n, "definition": _PLANFIT_DEFINITION + f"Group-{n}"}
+                              for n in ("member-decision", "roster-import", "roster-reconcile"))]
         parts["resourceOperation"] = by_type
         return parts
 
@@ -140,6 +143,22 @@ def _router() -> APIRouter:
         return fhir_response(await run_in_threadpool(rosters_of(request).decide, context_of(request), group_id,
                                                      base_url(request), inp))
 
+    @router.post("/Group/{group_id}/$roster-import", summary="Import a payer attribution file into a roster",
+                 openapi_extra=_PARAMETERS_BODY)
+    async def roster_import(group_id: str, request: Request) -> Response:
+        inp = await _input(request, ("file", "approvedBy", "memberIdSystem"))
+        return fhir_response(await run_in_threadpool(rosters_of(request).import_file, context_of(request), group_id,
+                                                     base_url(request), inp))
+
+    @router.get("/Group/{group_id}/$roster-reconcile", summary="Reconcile a roster with its payer file")
+    async def roster_reconcile(group_id: str, request: Request) -> Response:
+        """Parameters (or CSV with `_format=csv` / `Accept: text/csv`): every mismatch, with counts per kind."""
+        report = await run_in_threadpool(rosters_of(request).reconcile, context_of(request), group_id,
+                                         base_url(request))
+        if _wants_csv(request):
+            return Response(report_csv(report), media_type="text/csv; charset=utf-8")
+        return fhir_response(Reply(200, orjson.dumps(report_parameters(report))))
+
     @router.api_route("/Group/{group_id}/$attribution-status", methods=["GET", "POST"],
                       summary="ATR: one member's attribution data", openapi_extra=_PARAMETERS_BODY)
     async def attribution_status(group_id: str, request: Request) -> Response:
@@ -156,6 +175,11 @@ def _router() -> APIRouter:
         return await kick_off_export(request, "group", group_id, params, until)
 
     return router
+
+
+def _wants_csv(request: Request) -> bool:
+    return request.query_params.get("_format") in ("csv", "text/csv") or \
+        request.headers.get("accept", "").startswith("text/csv")
 
 
 def _stream(rosters: Rosters, header: bytes, group_id: str):

@@ -10,22 +10,27 @@ Decisions also get a Provenance naming who decided, and land in the request's au
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, insert, select, update
 
-from server.fhir.context import RequestContext
+from server.fhir.context import Reads, RequestContext
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError, Issue, operation_outcome
 from server.fhir.service import FhirService, Reply, Writer, resource_headers
 from server.rosters.atr import is_attribution_list, list_status, refuse_if_final, with_status
 from server.rosters.decisions import REASON_SYSTEM, Decision, check_decision, planfit_reasons
 from server.rosters.members import MemberKey, Resolver, active_count, add_member, remove_members
+from server.rosters.importing import import_rows
 from server.rosters.params import OperationInput
-from server.store.roster_schema import roster_members
+from server.rosters.reconcile import PilotRules, Report, reconcile
+from server.rosters.payer_file import parse_payer_file
+from server.store.roster_schema import roster_imports, roster_members
 
 m = roster_members.c
 # ATR OperationDefinition member-add / member-remove: the parameter combinations a Producer SHALL support.
@@ -44,7 +49,18 @@ REMOVE_COMBINATIONS = (
 )
 DECISION_PARAMS = ("patientReference", "memberId", "providerReference", "decision", "reason", "reviewer",
                    "reviewDate", "owner", "clarificationDeadline", "nextCheckpoint")
+# What a reconciliation report reveals about the members.
+RECONCILE_READS = Reads(("Coverage", "Claim", "CoverageEligibilityResponse", "Condition"))
 _PROVENANCE_AGENT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+
+@dataclass(frozen=True)
+class Note:
+    """What the Provenance of a change says beyond its target: why, who authored it, what it used."""
+
+    reason: dict
+    author: str | None  # a reference: the reviewer, the approver of a file
+    entity: dict  # Provenance.entity.what
 
 
 @dataclass
@@ -53,7 +69,8 @@ class Change:
 
     message: str
     status: str | None = None  # a new attributionListStatus
-    decided: tuple[str, Decision] | None = None  # (patient id, decision): recorded with a Provenance
+    provenance: Note | None = None
+    changed: bool = True  # False: nothing was written, the Group keeps its version
 
 
 @dataclass(frozen=True)
@@ -74,8 +91,10 @@ Action = Callable[[Step], Change]
 
 
 class Rosters:
-    def __init__(self, service: FhirService):
+    def __init__(self, service: FhirService, categories: frozenset[str]):
         self.service = service
+        self.categories = categories  # diagnosis categories a payer file may state (mappings value sets)
+        self.rules = PilotRules.load()
 
     # ---- reads -------------------------------------------------------------------------------------
 
@@ -112,11 +131,13 @@ class Rosters:
             status = list_status(group) or "draft"
             refuse_if_final(status, group_id, "this operation")
             done = action(Step(tx.conn, Resolver(service, ctx, tx.conn), status, tx.now_us))
-            header = with_status(group, done.status or status)
-            header["quantity"] = active_count(tx.conn, group_id)
-            version, _created = writer.put("Group", group_id, header, None, current)
-            if done.decided is not None:
-                writer.record_provenance(_provenance(ctx, group_id, version, tx.now_us, *done.decided))
+            version = current.version
+            if done.changed:
+                header = with_status(group, done.status or status)
+                header["quantity"] = active_count(tx.conn, group_id)
+                version, _created = writer.put("Group", group_id, header, None, current)
+            if done.provenance is not None:
+                writer.record_provenance(_provenance(ctx, group_id, version, tx.now_us, done.provenance))
         service.committed(writer.written, ctx)
         body = orjson.dumps(operation_outcome([Issue("information", "informational", done.message)]))
         return Reply(200, body, resource_headers("Group", group_id, version, tx.now_us, base))
@@ -127,7 +148,7 @@ class Rosters:
         def act(step: Step) -> Change:
             values = _member_values(step.resolve, inp)
             values["period_start"], values["period_end"] = inp.period("attributionPeriod")
-            values["coverage_id"] = step.resolve.coverage_of(values["patient_id"])
+            values["coverage_id"] = step.resolve.coverages_of([values["patient_id"]]).get(values["patient_id"])
             kind = add_member(step.conn, group_id, values)
             return Change(f"Member {'added' if kind == 'new' else 'attribution updated'} ({kind})")
 
@@ -179,9 +200,53 @@ class Rosters:
             who = ctx.username or ctx.client_id or "server"
             conn.execute(update(roster_members).where(m.id.in_([r.id for r in rows]))
                          .values(**decision.columns(), decided_by=who, decided_us=step.now_us))
-            return Change(f"Decision recorded: {decision.decision}", decided=(values["patient_id"], decision))
+            reason = {"text": f"roster decision: {decision.decision}"}
+            if decision.reason_code is not None:
+                reason["coding"] = [{"system": decision.reason_system, "code": decision.reason_code}]
+            note = Note(reason, decision.reviewer, {"reference": f"Patient/{values['patient_id']}"})
+            return Change(f"Decision recorded: {decision.decision}", provenance=note)
 
         return self.change(ctx, group_id, base, act)
+
+    def import_file(self, ctx: RequestContext, group_id: str, base: str, inp: OperationInput) -> Reply:
+        """$roster-import: a payer attribution file into a draft/open roster, validated whole first (422 with
+        the row and field); the file's identity (SHA-256) and approver are recorded, and the same file
+        imported again changes nothing."""
+        attachment = inp.one("file")
+        if not isinstance(attachment, dict) or not isinstance(attachment.get("data"), str):
+            raise FhirError.of(400, "invalid", "file is an Attachment with base64 data", "Parameters.parameter[file]")
+        try:
+            data = base64.b64decode(attachment["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise FhirError.of(400, "invalid", "file data is not base64", "Parameters.parameter[file]") from None
+        payer = parse_payer_file(data, str(attachment.get("contentType") or ""), self.categories)
+        approver = inp.reference("approvedBy")
+        member_system = inp.text("memberIdSystem")
+
+        def act(step: Step) -> Change:
+            i = roster_imports.c
+            if step.conn.execute(select(i.sha256).where(i.group_id == group_id, i.sha256 == payer.sha256)).first():
+                return Change(f"This file (SHA-256 {payer.sha256}) was already imported: nothing changed",
+                              changed=False)
+            done = import_rows(step.conn, step.resolve, group_id, payer, member_system)
+            step.conn.execute(insert(roster_imports).values(
+                group_id=group_id, sha256=payer.sha256, filename=attachment.get("title"), file_format=payer.file_format,
+                row_count=done.rows, approved_by=approver, imported_by=ctx.username or ctx.client_id,
+                imported_us=step.now_us))
+            note = Note({"text": f"payer attribution file imported ({payer.file_format})"}, approver,
+                        {"display": f"{attachment.get('title') or 'attribution file'} (SHA-256 {payer.sha256})"})
+            return Change(f"Imported {done.rows} rows: {done.added} members added, {done.updated} updated, "
+                          f"{done.unknown} participant ids name no member", provenance=note)
+
+        return self.change(ctx, group_id, base, act)
+
+    def reconcile(self, ctx: RequestContext, group_id: str, base: str) -> Report:
+        """The report reads the list (404 unless entitled) and shows what the members' authorizations,
+        diagnoses and coverage say, so it needs unconfined search access to those types too."""
+        self.require_list(ctx, group_id, base)
+        RECONCILE_READS.require_for_population(ctx.access)
+        with self.service.store.engine.connect() as conn:
+            return reconcile(conn, group_id, self.rules)
 
     def _check_reason(self, conn: Connection, ctx: RequestContext, decision: Decision) -> None:
         """A reason is a code of PlanFit's CodeSystem or of a customer CodeSystem stored on the server."""
@@ -243,24 +308,20 @@ def _member_values(resolve: Resolver, inp: OperationInput) -> dict:
     return values
 
 
-def _provenance(ctx: RequestContext, group_id: str, version: int, now_us: int, patient_id: str,
-                decision: Decision) -> dict:
-    """Who decided: the reviewer (author) and the client/user that entered it."""
+def _provenance(ctx: RequestContext, group_id: str, version: int, now_us: int, note: Note) -> dict:
+    """Who changed the list: the author (reviewer, approver) and the client/user that entered it."""
     agents = []
-    if decision.reviewer is not None:
+    if note.author is not None:
         agents.append({"type": {"coding": [{"system": _PROVENANCE_AGENT, "code": "author"}]},
-                       "who": {"reference": decision.reviewer}})
+                       "who": {"reference": note.author}})
     enterer = {"display": ctx.username or ctx.client_id or "server"}
     agents.append({"type": {"coding": [{"system": _PROVENANCE_AGENT, "code": "enterer"}]}, "who": enterer})
-    reason = {"text": f"roster decision: {decision.decision}"}
-    if decision.reason_code is not None:
-        reason["coding"] = [{"system": decision.reason_system, "code": decision.reason_code}]
     return {
         "resourceType": "Provenance",
         "target": [{"reference": f"Group/{group_id}/_history/{version}"}],
         "recorded": instant_text(now_us),
         "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE"}]},
-        "reason": [reason],
+        "reason": [note.reason],
         "agent": agents,
-        "entity": [{"role": "source", "what": {"reference": f"Patient/{patient_id}"}}],
+        "entity": [{"role": "source", "what": note.entity}],
     }

@@ -70,3 +70,19 @@ roster_imports = Table(
     Column("imported_by", Text, nullable=True),
     Column("imported_us", BigInteger, nullable=False),
 )
+
+# Every row of every imported payer file, as stated (participant ids that name no member included, with
+# `patient_id` NULL): the reconciliation compares the latest file with the roster and the stored data.
+roster_file_rows = Table(
+    "roster_file_rows",
+    metadata,
+    Column("group_id", String(ID_LEN), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("row_no", Integer, primary_key=True, autoincrement=False),  # 1-based data row (CSV: after the header)
+    Column("participant_id", Text, nullable=False),
+    Column("patient_id", String(ID_LEN), nullable=True),
+    Column("attribution_date", String(DATE_LEN), nullable=True),
+    Column("category", String(CODE_LEN), nullable=True),
+    Column("authorization", String(CODE_LEN), nullable=True),
+    Column("exclusion", String(CODE_LEN), nullable=True),
+)

@@ -61,9 +61,23 @@ def upgrade() -> None:
         sa.Column("imported_us", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("group_id", "sha256"),
     )
+    op.create_table(
+        "roster_file_rows",
+        sa.Column("group_id", sa.String(length=64), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("row_no", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("participant_id", sa.Text(), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=True),
+        sa.Column("attribution_date", sa.String(length=10), nullable=True),
+        sa.Column("category", sa.String(length=64), nullable=True),
+        sa.Column("authorization", sa.String(length=64), nullable=True),
+        sa.Column("exclusion", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("group_id", "sha256", "row_no"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("roster_file_rows")
     op.drop_table("roster_imports")
     op.drop_index("ix_roster_members_decision", table_name="roster_members")
     op.drop_index("ix_roster_members_member", table_name="roster_members")

@@ -1,0 +1,182 @@
+"""`planfit synth-roster`: a payer attribution file with planted mismatches, the population it names, and
+the ground truth the reconciliation must find (SPEC §11, issue 21 item 6).
+
+For `participants` members it writes, under `out`:
+
+* `bundle-NNNNN.json`: transaction bundles of the participants the server knows (Patient, Coverage with the
+  payer member id, a qualifying Condition, a pre-authorization Claim where the file says `approved`);
+* `attribution.csv`: the payer file (`server/rosters/payer_file.py` columns);
+* `roster_truth.json`: the planted mismatches, one per (kind, participant id, row, field), plus `extras`:
+  known members the file leaves out, which the reconciliation reports as `not-in-payer-file` once they are
+  added to the roster with `$member-add`.
+
+Planted, each about 1% of the participants (at least one): participant ids that name nobody, `approved`
+authorizations with no stored pre-authorization, `approved` authorizations whose pre-authorization is older
+than the pilot's validity (stale), exclusion codes outside the pilot's rule set, and a stated qualifying
+category (smi) where the member's only diagnosis is of another one (sud). Everything else is consistent, so
+the reconciliation must find exactly the planted rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import sys
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Sequence
+
+import orjson
+
+from server.rosters.payer_file import COLUMNS
+from server.rosters.reconcile import PilotRules
+
+MEMBER_SYSTEM = "urn:planfit:synth:roster-member"
+PAYER_ORG = "synth-roster-payer"
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+# A qualifying diagnosis per category (mappings/valuesets: F20.9 schizophrenia is smi, F11.20 opioid
+# dependence is sud).
+DIAGNOSES = {"smi": "F20.9", "sud": "F11.20"}
+PLANTED = ("unknown-participant", "authorization-missing", "authorization-stale", "exclusion-reason-invalid",
+           "category-contradicted")
+INVALID_EXCLUSIONS = ("moved", "no-show", "ineligible-x")
+PER_BUNDLE = 200
+
+
+def generate(participants: int, seed: int, out: Path, as_of: date) -> dict:
+    """Write the bundles, attribution.csv and roster_truth.json; return the truth."""
+    if participants < 20:
+        raise ValueError("participants must be >= 20 (every planted kind needs room)")
+    rules = PilotRules.load()
+    rng = random.Random(f"planfit-roster:{seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("bundle-*.json"):
+        old.unlink()
+    planted_each = max(1, participants // 100)
+    order = list(range(participants))
+    rng.shuffle(order)
+    kind_of = {index: PLANTED[n // planted_each] for n, index in enumerate(order[:planted_each * len(PLANTED)])}
+    extras = order[planted_each * len(PLANTED):planted_each * (len(PLANTED) + 1)]
+    rows, entries, expected = [], [], []
+    valid_exclusions = sorted(rules.exclusion_reasons)
+    for index in range(participants):
+        participant = f"R{seed}-{index:06d}"
+        kind = kind_of.get(index)
+        attributed = as_of - timedelta(days=rng.randint(0, 90))
+        category = rng.choice(sorted(DIAGNOSES))
+        authorization = "approved" if rng.random() < 0.8 or kind in ("authorization-missing", "authorization-stale") \
+            else rng.choice(["pending", "not-required"])
+        exclusion = rng.choice(valid_exclusions) if rng.random() < 0.1 else ""
+        if kind == "exclusion-reason-invalid":
+            exclusion = rng.choice(INVALID_EXCLUSIONS)
+        if kind == "category-contradicted":
+            category = "smi"
+        if index not in extras:
+            row_no = len(rows) + 1
+            rows.append([participant, attributed.isoformat(), category, authorization, exclusion])
+            if kind is not None:
+                expected.append({"kind": kind, "participant_id": participant, "row": row_no, "field": _FIELDS[kind]})
+        if kind == "unknown-participant":
+            continue  # the server never hears of this participant
+        diagnosis = "sud" if kind == "category-contradicted" else category
+        authorized = None
+        if authorization == "approved" and kind != "authorization-missing":
+            age = rules.authorization_valid_days + rng.randint(30, 200) if kind == "authorization-stale" \
+                else rng.randint(1, 60)
+            authorized = attributed - timedelta(days=age)
+        entries.extend(_member_entries(participant, diagnosis, as_of - timedelta(days=100), authorized))
+    for item in extras:
+        expected.append({"kind": "not-in-payer-file", "participant_id": f"R{seed}-{item:06d}", "row": None,
+                         "field": "participant_id"})
+    _write_bundles(out, entries)
+    with (out / "attribution.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+    truth = {"generator": "planfit synth-roster (server/rosters/synth.py)", "seed": seed, "as_of": as_of.isoformat(),
+             "participants": participants, "file_rows": len(rows), "member_id_system": MEMBER_SYSTEM,
+             "extras": [f"R{seed}-{i:06d}" for i in extras], "expected": expected}
+    (out / "roster_truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
+    return truth
+
+
+_FIELDS = {"unknown-participant": "participant_id", "authorization-missing": "authorization_status",
+           "authorization-stale": "authorization_status", "exclusion-reason-invalid": "exclusion_reason",
+           "category-contradicted": "qualifying_category"}
+
+
+def _member_entries(participant: str, category: str, diagnosed: date, authorized: date | None) -> list[dict]:
+    patient = f"urn:uuid:{_uuid(participant, 'patient')}"
+    coverage = f"urn:uuid:{_uuid(participant, 'coverage')}"
+    identifier = [{"system": MEMBER_SYSTEM, "value": participant}]
+    subject = {"reference": patient}
+    resources = [
+        (patient, {"resourceType": "Patient", "identifier": identifier, "gender": "unknown"}),
+        (coverage, {"resourceType": "Coverage", "identifier": identifier, "status": "active", "beneficiary": subject,
+                    "payor": [{"reference": f"Organization/{PAYER_ORG}"}]}),
+        (f"urn:uuid:{_uuid(participant, 'condition')}", {
+            "resourceType": "Condition", "subject": subject, "recordedDate": diagnosed.isoformat(),
+            "code": {"coding": [{"system": ICD, "code": DIAGNOSES[category]}]}}),
+    ]
+    if authorized is not None:
+        resources.append((f"urn:uuid:{_uuid(participant, 'preauth')}", {
+            "resourceType": "Claim", "status": "active", "use": "preauthorization", "patient": subject,
+            "created": authorized.isoformat(), "provider": {"reference": f"Organization/{PAYER_ORG}"},
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+            "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
+            "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": coverage}}]}))
+    return [{"fullUrl": url, "resource": body, "request": {"method": "POST", "url": body["resourceType"]}}
+            for url, body in resources]
+
+
+def _uuid(participant: str, what: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{MEMBER_SYSTEM}/{participant}/{what}"))
+
+
+def _write_bundles(out: Path, entries: list[dict]) -> None:
+    """Transaction bundles of PER_BUNDLE whole participants (split at their Patient entries); the first
+    also creates the payer Organization the Coverages and Claims name."""
+    payer = {"resource": {"resourceType": "Organization", "id": PAYER_ORG, "name": "Synthetic payer"},
+             "request": {"method": "PUT", "url": f"Organization/{PAYER_ORG}"}}
+    bundles: list[list[dict]] = [[payer]]
+    count = 0
+    for entry in entries:
+        if entry["resource"]["resourceType"] == "Patient":
+            if count == PER_BUNDLE:
+                bundles.append([])
+                count = 0
+            count += 1
+        bundles[-1].append(entry)
+    for number, items in enumerate(bundles, start=1):
+        data = {"resourceType": "Bundle", "type": "transaction", "entry": items}
+        (out / f"bundle-{number:05d}.json").write_bytes(orjson.dumps(data))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--participants", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--as-of", type=date.fromisoformat, default=date.today(),
+                        help="the day the file is produced (default today; diagnoses fall in the lookback window)")
+
+
+def run(args: argparse.Namespace) -> int:
+    truth = generate(args.participants, args.seed, args.out, args.as_of)
+    print(f"{truth['participants']} participants -> {args.out}: {truth['file_rows']} file rows, "
+          f"{len(truth['expected'])} planted mismatches", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    command = subparsers.add_parser("synth-roster", help="write a payer attribution file with planted mismatches, "
+                                                         "its population and the reconciliation's ground truth")
+    add_arguments(command)
+    command.set_defaults(func=run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="planfit synth-roster", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
