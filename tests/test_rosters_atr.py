@@ -205,3 +205,52 @@ def test_list_shape_is_enforced_on_every_write(client: httpx.Client) -> None:
     transaction = {"resourceType": "Bundle", "type": "transaction",
                    "entry": [{"resource": bad_status, "request": {"method": "POST", "url": "Group"}}]}
     assert client.post("", json=transaction).status_code == 422
+
+
+def test_drift_against_the_locked_list(client: httpx.Client) -> None:
+    """A later roster compared with the locked one: added, removed (with who and when when the roster still
+    lists the member as dropped), changed decisions; as Parameters and as CSV."""
+    population = make_population(client, 5)
+    active = {"decision": ("valueCode", "active"),
+              "reason": ("valueCoding", {"system": REASONS, "code": "payer-attributed"})}
+
+    def roster(indexes: list[int]) -> str:
+        created = client.post("/Group", json=draft_group(population, f"Drift {population.tag}"))
+        assert created.status_code == 201, created.text
+        gid = created.json()["id"]
+        for index in indexes:
+            r = client.post(f"/Group/{gid}/$member-add", json=by_member_id(population, index, attributionPeriod=PERIOD))
+            assert r.status_code == 200, r.text
+        assert client.post(f"/Group/{gid}/$member-decision", json=_decide(0, population, **active)).status_code == 200
+        return gid
+
+    locked = roster([0, 1, 2, 3])
+    excluded = _decide(1, population, decision=("valueCode", "excluded"),
+                       reason=("valueCoding", {"system": REASONS, "code": "declined"}))
+    assert client.post(f"/Group/{locked}/$member-decision", json=excluded).status_code == 200
+    assert client.get(f"/Group/{locked}/$roster-drift").status_code == 422  # nothing locked yet
+    assert client.post(f"/Group/{locked}/$confirm-attribution-list").status_code == 201
+
+    later = roster([0, 1, 2, 4])
+    assert client.post(f"/Group/{later}/$member-decision", json=_decide(1, population, **active)).status_code == 200
+    assert client.post(f"/Group/{later}/$member-remove", json=parameters(
+        patientReference=("valueReference", {"reference": f"Patient/{population.patients[2]}"}))).status_code == 200
+
+    result = client.get(f"/Group/{later}/$roster-drift")
+    assert result.status_code == 200, result.text
+    changes = {}
+    for p in result.json()["parameter"]:
+        if p["name"] == "change":
+            part = {x["name"]: next(v for k, v in x.items() if k.startswith("value")) for x in p["part"]}
+            changes[(part["kind"], part["patient"]["reference"].split("/")[1])] = part
+    p = population.patients
+    assert set(changes) == {("added", p[4]), ("removed", p[2]), ("removed", p[3]), ("decision-changed", p[1])}
+    assert changes[("decision-changed", p[1])]["before"] == "excluded (declined)"
+    assert changes[("decision-changed", p[1])]["after"] == "active (payer-attributed)"
+    assert changes[("decision-changed", p[1])]["by"] == "pytest-clinical" and "at" in changes[("decision-changed", p[1])]
+    assert changes[("removed", p[2])]["by"] == "pytest-clinical"  # dropped in the draft: who and when
+    assert "by" not in changes[("removed", p[3])]  # never in the later roster
+    explicit = client.get(f"/Group/{later}/$roster-drift", params={"baseline": f"Group/{locked}", "_format": "csv"})
+    assert explicit.headers["content-type"].startswith("text/csv")
+    assert len(explicit.text.strip().splitlines()) == 1 + len(changes)
+    assert client.get(f"/Group/{later}/$roster-drift", params={"baseline": f"Group/{later}"}).status_code == 422

@@ -30,7 +30,8 @@ class Imported:
 
 
 def import_rows(conn: Connection, resolve: Resolver, group_id: str, payer: PayerFile,
-                member_system: str | None) -> Imported:
+                member_system: str | None, stamp: dict) -> Imported:
+    """`stamp`: who imports the file and when (the rows' changed_by / changed_us)."""
     patients = _patients(resolve, payer, member_system)
     providers = _providers(resolve, payer)
     coverages = resolve.coverages_of(sorted(set(patients.values())))
@@ -50,7 +51,7 @@ def import_rows(conn: Connection, resolve: Resolver, group_id: str, payer: Payer
                   "member_value": row.participant_id if row.patient_ref is None else None,
                   "provider_ref": provider, "provider_npi": row.provider_npi, "coverage_id": coverages.get(pid),
                   "period_start": row.attribution_date, "stated_authorization": row.authorization,
-                  "stated_category": row.category, "stated_exclusion": row.exclusion}
+                  "stated_category": row.category, "stated_exclusion": row.exclusion, **stamp}
         existing = held.get((pid, provider))
         if existing is None:
             added.append({**values, "group_id": group_id, "inactive": False, "change_type": "new"})

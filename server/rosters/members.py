@@ -186,14 +186,14 @@ def add_member(conn: Connection, group_id: str, values: dict) -> str:
     return "changed"
 
 
-def remove_members(conn: Connection, group_id: str, key: MemberKey, status: str, today: str) -> int:
+def remove_members(conn: Connection, group_id: str, key: MemberKey, status: str, today: str, stamp: dict) -> int:
     """$member-remove: in `draft` the rows stay, inactive and `dropped` with their period ended; in `open`
     they are removed (ATR OperationDefinition member-remove). Returns the rows affected."""
     where = [*key.where(group_id), m.inactive.is_(False)]
     if status == "draft":
         ended = func.coalesce(m.period_end, today)
         return conn.execute(update(roster_members).where(*where)
-                            .values(inactive=True, change_type="dropped", period_end=ended)).rowcount
+                            .values(inactive=True, change_type="dropped", period_end=ended, **stamp)).rowcount
     return conn.execute(delete(roster_members).where(*where)).rowcount
 
 

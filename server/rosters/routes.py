@@ -28,6 +28,7 @@ from server.fhir.routes import service_of
 from server.fhir.service import FhirService, Reply
 from server.fhir.summary import summarise
 from server.rosters.atr import ATR_EXPORT_TYPE, ATR_REQUIRED_TYPES, is_attribution_list
+from server.rosters.drift import drift_csv, drift_parameters
 from server.rosters.guard import AttributionListGuard
 from server.rosters.members import Resolver
 from server.rosters.params import OperationInput
@@ -66,7 +67,7 @@ def _with_operations(previous):
                ("member-add", "member-remove", "confirm-attribution-list", "attribution-status", "davinci-data-export")]
         by_type["Group"] = [*by_type.get("Group", []), *atr,
                             *({"name": n, "definition": _PLANFIT_DEFINITION + f"Group-{n}"}
-                              for n in ("member-decision", "roster-import", "roster-reconcile"))]
+                              for n in ("member-decision", "roster-import", "roster-reconcile", "roster-drift"))]
         parts["resourceOperation"] = by_type
         return parts
 
@@ -158,6 +159,16 @@ def _router() -> APIRouter:
         if _wants_csv(request):
             return Response(report_csv(report), media_type="text/csv; charset=utf-8")
         return fhir_response(Reply(200, orjson.dumps(report_parameters(report))))
+
+    @router.get("/Group/{group_id}/$roster-drift", summary="A roster against the locked one: added, removed, "
+                                                           "changed decisions")
+    async def roster_drift(group_id: str, request: Request) -> Response:
+        inp = await _input(request, ("baseline",))
+        result = await run_in_threadpool(rosters_of(request).drift, context_of(request), group_id, base_url(request),
+                                         inp.text("baseline"))
+        if _wants_csv(request):
+            return Response(drift_csv(result), media_type="text/csv; charset=utf-8")
+        return fhir_response(Reply(200, orjson.dumps(drift_parameters(result))))
 
     @router.api_route("/Group/{group_id}/$attribution-status", methods=["GET", "POST"],
                       summary="ATR: one member's attribution data", openapi_extra=_PARAMETERS_BODY)

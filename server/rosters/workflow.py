@@ -26,6 +26,7 @@ from server.fhir.service import FhirService, Reply, Writer, resource_headers
 from server.rosters.atr import is_attribution_list, list_status, refuse_if_final, with_status
 from server.rosters.decisions import REASON_SYSTEM, Decision, check_decision, planfit_reasons
 from server.rosters.members import MemberKey, Resolver, active_count, add_member, remove_members
+from server.rosters.drift import Drift, drift
 from server.rosters.importing import import_rows
 from server.rosters.params import OperationInput
 from server.rosters.reconcile import PilotRules, Report, reconcile
@@ -81,6 +82,12 @@ class Step:
     resolve: Resolver
     status: str
     now_us: int
+    who: str  # the user or client making the change
+
+    @property
+    def stamp(self) -> dict:
+        """Who changed a member row, and when."""
+        return {"changed_by": self.who, "changed_us": self.now_us}
 
     @property
     def today(self) -> str:
@@ -130,7 +137,7 @@ class Rosters:
                 raise FhirError.of(422, "not-supported", f"Group/{group_id} is not an attribution list")
             status = list_status(group) or "draft"
             refuse_if_final(status, group_id, "this operation")
-            done = action(Step(tx.conn, Resolver(service, ctx, tx.conn), status, tx.now_us))
+            done = action(Step(tx.conn, Resolver(service, ctx, tx.conn), status, tx.now_us, _who(ctx)))
             version = current.version
             if done.changed:
                 header = with_status(group, done.status or status)
@@ -149,7 +156,7 @@ class Rosters:
             values = _member_values(step.resolve, inp)
             values["period_start"], values["period_end"] = inp.period("attributionPeriod")
             values["coverage_id"] = step.resolve.coverages_of([values["patient_id"]]).get(values["patient_id"])
-            kind = add_member(step.conn, group_id, values)
+            kind = add_member(step.conn, group_id, {**values, **step.stamp})
             return Change(f"Member {'added' if kind == 'new' else 'attribution updated'} ({kind})")
 
         return self.change(ctx, group_id, base, act)
@@ -162,7 +169,7 @@ class Rosters:
             coverage = inp.reference("coverageReference")
             key = MemberKey(values["patient_id"], values.get("provider_ref"),
                             coverage.partition("/")[2] if coverage else None)
-            if not remove_members(step.conn, group_id, key, step.status, step.today):
+            if not remove_members(step.conn, group_id, key, step.status, step.today, step.stamp):
                 raise FhirError.of(422, "not-found", "No current member of this list matches the parameters")
             kept = "kept as inactive (draft list)" if step.status == "draft" else "removed"
             return Change(f"Member {kept}")
@@ -197,9 +204,8 @@ class Rosters:
                 raise FhirError.of(422, "not-found", "No current member of this list matches the parameters")
             check_decision(decision, has_basis=all(r.period_start is not None for r in rows))
             self._check_reason(conn, ctx, decision)
-            who = ctx.username or ctx.client_id or "server"
             conn.execute(update(roster_members).where(m.id.in_([r.id for r in rows]))
-                         .values(**decision.columns(), decided_by=who, decided_us=step.now_us))
+                         .values(**decision.columns(), decided_by=step.who, decided_us=step.now_us))
             reason = {"text": f"roster decision: {decision.decision}"}
             if decision.reason_code is not None:
                 reason["coding"] = [{"system": decision.reason_system, "code": decision.reason_code}]
@@ -228,10 +234,10 @@ class Rosters:
             if step.conn.execute(select(i.sha256).where(i.group_id == group_id, i.sha256 == payer.sha256)).first():
                 return Change(f"This file (SHA-256 {payer.sha256}) was already imported: nothing changed",
                               changed=False)
-            done = import_rows(step.conn, step.resolve, group_id, payer, member_system)
+            done = import_rows(step.conn, step.resolve, group_id, payer, member_system, step.stamp)
             step.conn.execute(insert(roster_imports).values(
                 group_id=group_id, sha256=payer.sha256, filename=attachment.get("title"), file_format=payer.file_format,
-                row_count=done.rows, approved_by=approver, imported_by=ctx.username or ctx.client_id,
+                row_count=done.rows, approved_by=approver, imported_by=step.who,
                 imported_us=step.now_us))
             note = Note({"text": f"payer attribution file imported ({payer.file_format})"}, approver,
                         {"display": f"{attachment.get('title') or 'attribution file'} (SHA-256 {payer.sha256})"})
@@ -247,6 +253,29 @@ class Rosters:
         RECONCILE_READS.require_for_population(ctx.access)
         with self.service.store.engine.connect() as conn:
             return reconcile(conn, group_id, self.rules)
+
+    def drift(self, ctx: RequestContext, group_id: str, base: str, baseline: str | None) -> Drift:
+        """This roster against a locked one: `baseline` (Group/id), by default the latest `final` list of the
+        same managing entity. Both lists are read under the caller's access (404 unless entitled)."""
+        _reply, group = self.require_list(ctx, group_id, base)
+        with self.service.store.engine.connect() as conn:
+            if baseline is None:
+                managed_by = (group.get("managingEntity") or {}).get("reference", "")
+                finals = Resolver(self.service, ctx, conn).ids("Group", [
+                    ("managing-entity", managed_by), ("attribution-list-status", "final"), ("_sort", "-_lastUpdated")],
+                    limit=2)
+                baseline = next((f"Group/{i}" for i in finals if i != group_id), None)
+                if baseline is None:
+                    raise FhirError.of(422, "not-found", "No final (locked) list of the same managing entity to compare "
+                                                         "with; name one with baseline=Group/id", "baseline")
+            rtype, _, baseline_id = baseline.partition("/")
+            if rtype != "Group" or not baseline_id:
+                raise FhirError.of(400, "invalid", "baseline is a reference Group/id", "baseline")
+            found = self.stored_list(ctx, baseline_id, base, conn)
+            if found is None or list_status(found[1]) != "final":
+                raise FhirError.of(422, "business-rule", f"{baseline} is not a final (locked) attribution list",
+                                   "baseline")
+            return drift(conn, group_id, baseline_id)
 
     def _check_reason(self, conn: Connection, ctx: RequestContext, decision: Decision) -> None:
         """A reason is a code of PlanFit's CodeSystem or of a customer CodeSystem stored on the server."""
@@ -270,6 +299,10 @@ class Rosters:
         stored = self.service.store.read("CodeSystem", found[0], conn)
         assert stored is not None and stored.content is not None
         return set(_codes(orjson.loads(stored.content).get("concept") or []))
+
+
+def _who(ctx: RequestContext) -> str:
+    return ctx.username or ctx.client_id or "server"
 
 
 def _codes(concepts: list) -> list[str]:
@@ -314,7 +347,7 @@ def _provenance(ctx: RequestContext, group_id: str, version: int, now_us: int, n
     if note.author is not None:
         agents.append({"type": {"coding": [{"system": _PROVENANCE_AGENT, "code": "author"}]},
                        "who": {"reference": note.author}})
-    enterer = {"display": ctx.username or ctx.client_id or "server"}
+    enterer = {"display": _who(ctx)}
     agents.append({"type": {"coding": [{"system": _PROVENANCE_AGENT, "code": "enterer"}]}, "who": enterer})
     return {
         "resourceType": "Provenance",

@@ -49,6 +49,8 @@ roster_members = Table(
     Column("checkpoint", String(DATE_LEN), nullable=True),
     Column("decided_by", Text, nullable=True),  # the client (and user) that recorded the decision
     Column("decided_us", BigInteger, nullable=True),
+    Column("changed_by", Text, nullable=True),  # who last added, re-attributed or dropped the member
+    Column("changed_us", BigInteger, nullable=True),
     # What the payer file stated about the member.
     Column("stated_authorization", String(CODE_LEN), nullable=True),
     Column("stated_category", String(CODE_LEN), nullable=True),

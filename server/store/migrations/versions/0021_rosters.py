@@ -41,6 +41,8 @@ def upgrade() -> None:
         sa.Column("checkpoint", sa.String(length=10), nullable=True),
         sa.Column("decided_by", sa.Text(), nullable=True),
         sa.Column("decided_us", sa.BigInteger(), nullable=True),
+        sa.Column("changed_by", sa.Text(), nullable=True),
+        sa.Column("changed_us", sa.BigInteger(), nullable=True),
         sa.Column("stated_authorization", sa.String(length=64), nullable=True),
         sa.Column("stated_category", sa.String(length=64), nullable=True),
         sa.Column("stated_exclusion", sa.String(length=64), nullable=True),
