@@ -67,7 +67,8 @@ def _with_operations(previous):
                ("member-add", "member-remove", "confirm-attribution-list", "attribution-status", "davinci-data-export")]
         by_type["Group"] = [*by_type.get("Group", []), *atr,
                             *({"name": n, "definition": _PLANFIT_DEFINITION + f"Group-{n}"}
-                              for n in ("member-decision", "roster-import", "roster-reconcile", "roster-drift"))]
+                              for n in ("member-decision", "roster-import", "roster-reconcile", "roster-drift",
+                                        "roster-members"))]
         parts["resourceOperation"] = by_type
         return parts
 
@@ -160,6 +161,14 @@ def _router() -> APIRouter:
             return Response(report_csv(report), media_type="text/csv; charset=utf-8")
         return fhir_response(Reply(200, orjson.dumps(report_parameters(report))))
 
+    @router.get("/Group/{group_id}/$roster-members", summary="A page of a roster's members, filtered, with counts")
+    async def roster_members_page(group_id: str, request: Request) -> Response:
+        inp = await _input(request, ("decision", "reason", "_count", "_offset"))
+        count, offset = _bounded(inp.text("_count"), 50, 500), _bounded(inp.text("_offset"), 0, 10**9)
+        page = await run_in_threadpool(rosters_of(request).page, context_of(request), group_id, base_url(request),
+                                       inp.text("decision"), inp.text("reason"), count, offset)
+        return fhir_response(Reply(200, orjson.dumps(page)))
+
     @router.get("/Group/{group_id}/$roster-drift", summary="A roster against the locked one: added, removed, "
                                                            "changed decisions")
     async def roster_drift(group_id: str, request: Request) -> Response:
@@ -186,6 +195,14 @@ def _router() -> APIRouter:
         return await kick_off_export(request, "group", group_id, params, until)
 
     return router
+
+
+def _bounded(raw: str | None, default: int, most: int) -> int:
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > most:
+        raise FhirError.of(400, "invalid", f"_count and _offset are whole numbers up to {most}")
+    return int(raw)
 
 
 def _wants_csv(request: Request) -> bool:

@@ -28,6 +28,7 @@ from server.rosters.decisions import REASON_SYSTEM, Decision, check_decision, pl
 from server.rosters.members import MemberKey, Resolver, active_count, add_member, remove_members
 from server.rosters.drift import Drift, drift
 from server.rosters.importing import import_rows
+from server.rosters.listing import roster_page
 from server.rosters.params import OperationInput
 from server.rosters.reconcile import PilotRules, Report, reconcile
 from server.rosters.payer_file import parse_payer_file
@@ -253,6 +254,12 @@ class Rosters:
         RECONCILE_READS.require_for_population(ctx.access)
         with self.service.store.engine.connect() as conn:
             return reconcile(conn, group_id, self.rules)
+
+    def page(self, ctx: RequestContext, group_id: str, base: str, decision: str | None, reason: str | None,
+             count: int, offset: int) -> dict:
+        self.require_list(ctx, group_id, base)
+        with self.service.store.engine.connect() as conn:
+            return roster_page(conn, group_id, decision, reason, count, offset)
 
     def drift(self, ctx: RequestContext, group_id: str, base: str, baseline: str | None) -> Drift:
         """This roster against a locked one: `baseline` (Group/id), by default the latest `final` list of the
