@@ -9,14 +9,16 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from server.alignment.synth import MEMBER_SYSTEM, generate
 from server.cohorts.definitions import COHORT_IDS
 from tests.alignment_helpers import post_bundles
-from tests.auth_helpers import PASSWORD
-from tests.conftest import RunningServer
+from tests.auth_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, require_browser
+from tests.conftest import ROOT, RunningServer
 
 FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+ARTIFACTS = ROOT / "test-artifacts"
 
 
 # ---- data -----------------------------------------------------------------------------------------
@@ -39,6 +41,32 @@ def patient_id(client: httpx.Client, member: str) -> str:
 
 
 # ---- browser --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context collecting script errors and CSP violations (which Chromium reports
+    as console errors "Refused to ... Content Security Policy ...")."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    tab = context.new_page()
+    tab.console_errors = []
+    tab.on("console", lambda m: tab.console_errors.append(m.text) if "Content Security Policy" in m.text else None)
+    tab.on("pageerror", lambda e: tab.console_errors.append(str(e)))
+    yield tab
+    context.close()
+
 
 
 def sign_in_and_allow(page, username: str) -> None:

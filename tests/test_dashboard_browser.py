@@ -19,18 +19,16 @@ from server.cohorts.definitions import CANDIDATES_PREFIX, COHORT_IDS
 from server.dashboard.client import DASHBOARD_CLIENT_ID
 from tests.alignment_helpers import TODAY, finding
 from tests.auth_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     auth_store,
     authorize_params,
     backend_token,
     pkce,
     register_backend,
     register_user,
-    require_browser,
 )
-from tests.conftest import ROOT
+from tests.dashboard_helpers import browser, page  # noqa: F401  (fixtures)
 from tests.dashboard_helpers import (
+    ARTIFACTS,
     as_number,
     expected_alignment,
     expected_categories,
@@ -44,7 +42,6 @@ from tests.dashboard_helpers import (
 )
 
 MEMBERS = 200
-ARTIFACTS = ROOT / "test-artifacts"
 CANDIDATES = tuple(c for c in COHORT_IDS if c.startswith(CANDIDATES_PREFIX))
 RA = "http://hl7.org/fhir/us/davinci-ra/StructureDefinition/"
 
@@ -52,31 +49,6 @@ RA = "http://hl7.org/fhir/us/davinci-ra/StructureDefinition/"
 @pytest.fixture(scope="module")
 def truth(server, tmp_path_factory) -> dict:
     return load_population(server, tmp_path_factory.mktemp("dashboard-population"), MEMBERS, 9090, TODAY)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh browser context collecting script errors and CSP violations (which Chromium reports
-    as console errors "Refused to ... Content Security Policy ...")."""
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    tab = context.new_page()
-    tab.console_errors = []
-    tab.on("console", lambda m: tab.console_errors.append(m.text) if "Content Security Policy" in m.text else None)
-    tab.on("pageerror", lambda e: tab.console_errors.append(str(e)))
-    yield tab
-    context.close()
 
 
 def _period() -> dict[str, str]:

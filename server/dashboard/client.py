@@ -15,8 +15,9 @@ from server.auth.store import AuthStore
 from server.config import Settings
 
 DASHBOARD_CLIENT_ID = "planfit-dashboard"
-# Read-only: population figures need `user/` scopes, a member view `patient/` scopes.
-DASHBOARD_SCOPE = "launch launch/patient openid fhirUser user/*.rs patient/*.rs"
+# Population figures need `user/` scopes, a member view `patient/` scopes; the one write is `user/Group.u`:
+# roster decisions and locking (`$member-decision`, `$confirm-attribution-list`), for users who may.
+DASHBOARD_SCOPE = "launch launch/patient openid fhirUser user/*.rs patient/*.rs user/Group.u"
 ORIGIN = "builtin"
 
 

@@ -4,6 +4,7 @@
 import {barChart, formatCount, formatMoney, sankey, stepChart} from "./charts.js";
 import {alignmentFinding, codingGaps, cohortHistory, codeOf, findStratifier, flowsOf, learnProductNames,
         learnReportNames, patientName, productName, productShort, summaryReport} from "./model.js";
+import {rosterListView, rosterView} from "./roster.js";
 import {SCOPES, authorize, completeAuthorization, currentSession, fhirGet, hasScope, signOut} from "./smart.js";
 
 const COHORTS = ["nonclaims-smi", "nonclaims-sud", "misaligned", "candidates-ny-harp", "candidates-dsnp",
@@ -52,7 +53,8 @@ async function start() {
   if (params.has("error")) throw new Error(`authorization failed: ${params.get("error_description") || params.get("error")}`);
   if (params.has("code")) {
     const session = await completeAuthorization(params);
-    const hash = session.view === "member" && session.patient ? `#member/${session.patient}` : "#population";
+    const hash = session.view === "member" && session.patient ? `#member/${session.patient}`
+      : session.view === "rosters" ? "#rosters" : "#population";
     history.replaceState(null, "", location.pathname + hash);  // the code must not stay in the address bar
   } else if (params.has("iss")) {
     const launch = params.get("launch");
@@ -85,7 +87,8 @@ function landing() {
       "you may see; the member view opens one patient."),
     h("div", {class: "choices"},
       h("button", {id: "launch-population", onclick: go("population")}, "Population view"),
-      h("button", {id: "launch-member", class: "secondary", onclick: go("member")}, "Member view"))));
+      h("button", {id: "launch-member", class: "secondary", onclick: go("member")}, "Member view"),
+      h("button", {id: "launch-rosters", class: "secondary", onclick: go("rosters")}, "Attribution rosters"))));
 }
 
 function header(session) {
@@ -93,6 +96,7 @@ function header(session) {
   const links = [];
   if (hasScope(session, "user/")) links.push(h("a", {href: "#population", "data-tab": "population"}, "Population"));
   if (session.patient) links.push(h("a", {href: `#member/${session.patient}`, "data-tab": "member"}, "Member"));
+  if (hasScope(session, "user/")) links.push(h("a", {href: "#rosters", "data-tab": "rosters"}, "Rosters"));
   tabs.replaceChildren(...links);
   tabs.hidden = !links.length;
   const who = session.fhirUser ? session.fhirUser.split("/").slice(-2).join("/") : "signed in";
@@ -102,11 +106,21 @@ function header(session) {
 
 async function route(session) {
   const member = location.hash.match(/^#member\/([A-Za-z0-9.-]{1,64})$/);
-  const view = member ? "member" : hasScope(session, "user/") ? "population" : "member";
-  for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.tab === view);
+  const roster = location.hash.match(/^#roster\/([A-Za-z0-9.-]{1,64})(\?.*)?$/);
+  const view = member ? "member" : roster ? "roster" : location.hash === "#rosters" ? "rosters"
+    : hasScope(session, "user/") ? "population" : "member";
+  for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.tab === view.replace(/^roster$/, "rosters"));
   document.body.dataset.ready = "";
+  const ui = {h, table, main};
   if (view === "member") await memberView(session, member ? member[1] : session.patient);
-  else await populationView(session);
+  else if (view === "rosters" || view === "roster") {
+    try {
+      await (view === "rosters" ? rosterListView(session, ui) : rosterView(session, roster[1], ui));
+    } catch (error) {
+      showError(error);
+      return;
+    }
+  } else await populationView(session);
   document.body.dataset.ready = view;
 }
 

@@ -7,6 +7,8 @@ export const SCOPES = {
   population: "openid fhirUser user/*.rs",
   member: "openid fhirUser launch/patient patient/*.rs",
   ehr: "launch openid fhirUser patient/*.rs user/*.rs",
+  // Attribution rosters: read everything the user may see, update Groups (decisions, locking).
+  rosters: "openid fhirUser user/*.rs user/Group.u",
 };
 const PENDING = "planfit-dashboard:pending";
 const SESSION = "planfit-dashboard:session";
@@ -94,5 +96,13 @@ export const hasScope = (session, prefix) => session.scope.split(" ").some(s => 
 export async function fhirGet(session, path) {
   const response = await fetch(`${session.fhirBase}/${path}`, {
     headers: {Authorization: `Bearer ${session.accessToken}`, Accept: "application/fhir+json"}});
+  return json(response);
+}
+
+// POST a FHIR operation (relative to the base) with a JSON body; FhirError on any non-2xx answer.
+export async function fhirPost(session, path, body) {
+  const response = await fetch(`${session.fhirBase}/${path}`, {method: "POST", body: JSON.stringify(body),
+    headers: {Authorization: `Bearer ${session.accessToken}`, Accept: "application/fhir+json",
+              "Content-Type": "application/fhir+json"}});
   return json(response);
 }
