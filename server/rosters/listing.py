@@ -16,8 +16,8 @@ NONE = "none"  # the filter value and count key of members without a decision
 def roster_page(conn: Connection, group_id: str, decision: str | None, reason: str | None, count: int,
                 offset: int) -> dict:
     in_list = m.group_id == group_id
-    by_decision = dict(conn.execute(select(func.coalesce(m.decision, NONE), func.count())
-                                    .where(in_list).group_by(func.coalesce(m.decision, NONE))).all())
+    by_decision = {decision or NONE: n for decision, n in
+                   conn.execute(select(m.decision, func.count()).where(in_list).group_by(m.decision))}
     by_reason = dict(conn.execute(select(m.reason_code, func.count()).where(in_list, m.reason_code.is_not(None))
                                   .group_by(m.reason_code)).all())
     where = [in_list]
