@@ -1,0 +1,136 @@
+"""Roster operations on a large attribution list (SPEC §8: each under 2 s at 100,000 members; the roster
+page, `$roster-members`, under 500 ms), over HTTP against a server holding the members.
+
+`roster_operations` runs on a populated server (the `rosters` stage of `planfit bench`): it imports a payer
+file naming every member into a new draft list, then times each operation once the list is that large.
+Standalone, `python -m benchmarks.rosters --members 100000` starts `planfit serve` (PLANFIT_AUTH=off) on a
+fresh PostgreSQL schema, posts one Patient per member, and runs the same measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import orjson
+
+from benchmarks.servers import Server, StageFailed, expect, postgres_schema, running
+
+NPI = "http://hl7.org/fhir/sid/us-npi"
+ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
+BENCH_SYSTEM = "urn:planfit:bench:member"
+_PATIENTS_PER_BUNDLE = 2000
+
+
+def _parameters(**values: tuple[str, object]) -> dict:
+    return {"resourceType": "Parameters", "parameter": [{"name": n, k: v} for n, (k, v) in values.items()]}
+
+
+def _payer_file(member_ids: list[str]) -> dict:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["participant_id", "attribution_date", "qualifying_category", "authorization_status",
+                     "exclusion_reason"])
+    writer.writerows([m, "2026-01-01", "smi", "approved", ""] for m in member_ids)
+    return {"contentType": "text/csv", "title": "bench.csv", "data": base64.b64encode(out.getvalue().encode()).decode()}
+
+
+def _timed(figures: dict, name: str, call: Callable[[], httpx.Response], status: int) -> httpx.Response:
+    start = time.perf_counter()
+    reply = expect(call(), status, name)
+    figures[name] = round(time.perf_counter() - start, 3)
+    return reply
+
+
+def _new_list(http: httpx.Client, base: str, name: str) -> str:
+    group = {"resourceType": "Group", "meta": {"profile": [ATR + "atr-group"]},
+             "extension": [{"url": ATR + "ext-attributionListStatus", "valueCode": "draft"}],
+             "type": "person", "actual": True, "name": name,
+             "managingEntity": {"reference": "Organization/bench-clinic"}}
+    return expect(http.post(f"{base}/Group", json=group), 201, "POST Group").json()["id"]
+
+
+def roster_operations(server: Server, member_ids: list[str], member_system: str) -> dict:
+    """Seconds per operation on a list of len(member_ids) members; the import's own time too."""
+    base = server.url
+    figures: dict = {"members": len(member_ids)}
+    with httpx.Client(timeout=600, headers={"Content-Type": "application/fhir+json"}) as http:
+        reviewer = {"resourceType": "Practitioner", "id": "bench-reviewer",
+                    "identifier": [{"system": NPI, "value": "1999999999"}]}
+        put = http.put(f"{base}/Practitioner/bench-reviewer", json=reviewer)
+        if put.status_code not in (200, 201):
+            raise StageFailed(f"PUT Practitioner: HTTP {put.status_code} {put.text[:200]}")
+        file = _payer_file(member_ids)
+        gid = _new_list(http, base, "bench roster")
+        body = _parameters(file=("valueAttachment", file), memberIdSystem=("valueUri", member_system))
+        _timed(figures, "import", lambda: http.post(f"{base}/Group/{gid}/$roster-import", json=body), 200)
+        _timed(figures, "reimport_same_file", lambda: http.post(f"{base}/Group/{gid}/$roster-import", json=body), 200)
+        member = ("valueIdentifier", {"system": member_system, "value": member_ids[0]})
+        provider = ("valueIdentifier", {"system": NPI, "value": "1999999999"})
+        _timed(figures, "member_add", lambda: http.post(f"{base}/Group/{gid}/$member-add", json=_parameters(
+            memberId=member, providerNpi=provider, attributionPeriod=("valuePeriod", {"start": "2026-01-01"}))), 200)
+        decision = _parameters(memberId=member, decision=("valueCode", "active"),
+                               reviewer=("valueReference", {"reference": "Practitioner/bench-reviewer"}))
+        _timed(figures, "member_decision", lambda: http.post(f"{base}/Group/{gid}/$member-decision", json=decision), 200)
+        second = ("valueIdentifier", {"system": member_system, "value": member_ids[1]})
+        _timed(figures, "member_remove", lambda: http.post(f"{base}/Group/{gid}/$member-remove",
+                                                           json=_parameters(memberId=second)), 200)
+        _timed(figures, "roster_page", lambda: http.get(f"{base}/Group/{gid}/$roster-members"), 200)
+        _timed(figures, "roster_page_filtered",
+               lambda: http.get(f"{base}/Group/{gid}/$roster-members", params={"decision": "active"}), 200)
+        _timed(figures, "attribution_status", lambda: http.post(f"{base}/Group/{gid}/$attribution-status",
+                                                                json=_parameters(memberId=member)), 200)
+        read = _timed(figures, "full_read", lambda: http.get(f"{base}/Group/{gid}"), 200)
+        figures["full_read_members"] = len(orjson.loads(read.content).get("member", []))
+        _timed(figures, "reconcile", lambda: http.get(f"{base}/Group/{gid}/$roster-reconcile"), 200)
+        _timed(figures, "confirm", lambda: http.post(f"{base}/Group/{gid}/$confirm-attribution-list"), 201)
+        later = _new_list(http, base, "bench roster, next")
+        expect(http.post(f"{base}/Group/{later}/$roster-import", json=body), 200, "import into the second list")
+        _timed(figures, "drift", lambda: http.get(f"{base}/Group/{later}/$roster-drift",
+                                                  params={"baseline": f"Group/{gid}"}), 200)
+    operations = [k for k in figures if k not in ("members", "full_read_members", "import")]
+    figures["slowest_operation"] = max(operations, key=figures.__getitem__)
+    figures["slowest_seconds"] = figures[figures["slowest_operation"]]
+    # The file attributes each member to no provider; $member-add adds the first one again, for the reviewer.
+    if figures["full_read_members"] != len(member_ids) + 1:
+        raise StageFailed(f"the list read back {figures['full_read_members']} members, not {len(member_ids) + 1}")
+    return figures
+
+
+def _post_patients(server: Server, count: int) -> list[str]:
+    ids = [f"B{n:07d}" for n in range(count)]
+    with httpx.Client(timeout=600, headers={"Content-Type": "application/fhir+json"}) as http:
+        for start in range(0, count, _PATIENTS_PER_BUNDLE):
+            entries = [{"resource": {"resourceType": "Patient", "identifier": [{"system": BENCH_SYSTEM, "value": i}]},
+                        "request": {"method": "POST", "url": "Patient"}} for i in ids[start:start + _PATIENTS_PER_BUNDLE]]
+            expect(http.post(server.url, json={"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+                   200, "POST bundle")
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rosters", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="planfit-rosters-") as tmp, postgres_schema(args.database_url) as url, \
+            running(url, Path(tmp) / "exports", "deferred") as servers:
+        server = servers["clinical"]
+        started = time.perf_counter()
+        ids = _post_patients(server, args.members)
+        print(f"posted {len(ids):,} patients in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        figures = roster_operations(server, ids, BENCH_SYSTEM)
+    print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
