@@ -5,7 +5,8 @@
 Generates the synthetic population (`planfit synth`, bundles of ~500 entries), measures the floor
 (orjson parse + COPY of the same resources into a bare PostgreSQL table), then starts real
 `planfit serve` processes (PLANFIT_AUTH=off) on a fresh PostgreSQL schema and measures over HTTP:
-ingest, full re-evaluation, the largest cohort Group read and its $export, and `$evaluate-measure`
+ingest, full re-evaluation, the largest cohort Group read and its $export, roster operations on a list of every
+member (`benchmarks/rosters.py`), and `$evaluate-measure`
 latency; finally the ingest of a share of the same bundles on SQLite. A stage whose endpoint fails is
 reported with its HTTP status and makes the command exit non-zero; its figures are never made up.
 """
@@ -24,7 +25,8 @@ from typing import Callable
 
 import orjson
 
-from benchmarks import evaluate, export, ingest, measure, risk
+from benchmarks import evaluate, export, ingest, measure, risk, rosters
+from server.alignment.synth import MEMBER_SYSTEM
 from benchmarks.servers import StageFailed, analyze, postgres_schema, profiled, running, schema_of
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -102,6 +104,8 @@ def _postgres_stages(args, results: Results, population: ingest.Population, serv
         results.stages["group_export"] = {"error": "no cohort Group to export (see group_read)"}
     else:
         results.stage("group_export", lambda: export.group_export(clinical, read["group"]))
+    members = sorted(orjson.loads((population.summary.out / "ground_truth.json").read_bytes())["members"])
+    results.stage("rosters", lambda: rosters.roster_operations(clinical, members, MEMBER_SYSTEM))
     patients = measure.patient_ids(dsn, schema, 2000)
     results.stage("evaluate_measure", lambda: measure.latency(list(servers.values()), patients,
                                                               args.measure_clients, 50))
@@ -158,6 +162,10 @@ _ROWS: tuple[tuple[str, str, Callable[[dict], str], str], ...] = (
     ("group_export", "Group/$export, kick-off to downloaded files",
      lambda f: f"{_rate(f)} ({f['resources']:,} resources; {_rate(f, 'resources_per_s_to_manifest')} to manifest)",
      ">= 50,000 res/s"),
+    ("rosters", "roster operations on the imported list",
+     lambda f: f"slowest {f['slowest_operation']} {f['slowest_seconds']} s, page {f['roster_page']} s, "
+               f"import {f['import']} s ({f['members']:,} members)",
+     "each <= 2 s, page <= 500 ms at 100,000"),
     ("evaluate_measure", "$evaluate-measure, one patient",
      lambda f: f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['clients']} clients)", "p99 <= 50 ms, 32 clients"),
     ("ingest_sqlite", "ingest over HTTP, SQLite (share)",
