@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from pathlib import Path
-
+from server.data_files import data_directory
 from server.fhir.errors import FhirError
 
 DECISION_EXTENSION = "https://planfit.dev/fhir/StructureDefinition/roster-decision"
 REASON_SYSTEM = "https://planfit.dev/fhir/CodeSystem/roster-decision-reason"
 DECISIONS = ("active", "pending", "excluded")
-_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+_PROFILES = data_directory("profiles")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, and_, func, select
 
+from server.data_files import data_directory
 from server.fhir.errors import FhirError
 from server.fhir.searchparams import param_hash
 from server.store.alignment_schema import finding_categories
@@ -36,7 +37,7 @@ from server.store.hashing import h64
 
 KINDS = ("unknown-participant", "not-in-payer-file", "authorization-missing", "authorization-stale",
          "exclusion-reason-invalid", "category-contradicted")
-RULES_FILE = Path(__file__).resolve().parents[2] / "mappings" / "roster" / "pilot-rules.json"
+RULES_FILE = data_directory("mappings") / "roster" / "pilot-rules.json"
 # What counts as a stored authorization: (type, token parameter, value).
 AUTHORIZATIONS = (("Claim", "use", "preauthorization"), ("CoverageEligibilityResponse", "outcome", "complete"))
 _US_PER_DAY = 86_400_000_000
