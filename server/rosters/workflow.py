@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -226,15 +227,20 @@ class Rosters:
             data = base64.b64decode(attachment["data"], validate=True)
         except (binascii.Error, ValueError):
             raise FhirError.of(400, "invalid", "file data is not base64", "Parameters.parameter[file]") from None
-        payer = parse_payer_file(data, str(attachment.get("contentType") or ""), self.categories)
+        sha = hashlib.sha256(data).hexdigest()
+        i = roster_imports.c
+        imported = select(i.sha256).where(i.group_id == group_id, i.sha256 == sha)
+        with self.service.store.engine.connect() as conn:
+            known = conn.execute(imported).first() is not None
+        # A file imported before is not parsed again: its rows were validated then, and nothing will change.
+        payer = None if known else parse_payer_file(data, str(attachment.get("contentType") or ""), self.categories)
         approver = inp.reference("approvedBy")
         member_system = inp.text("memberIdSystem")
 
         def act(step: Step) -> Change:
-            i = roster_imports.c
-            if step.conn.execute(select(i.sha256).where(i.group_id == group_id, i.sha256 == payer.sha256)).first():
-                return Change(f"This file (SHA-256 {payer.sha256}) was already imported: nothing changed",
-                              changed=False)
+            if step.conn.execute(imported).first():
+                return Change(f"This file (SHA-256 {sha}) was already imported: nothing changed", changed=False)
+            assert payer is not None  # not known before the transaction, so parsed
             done = import_rows(step.conn, step.resolve, group_id, payer, member_system, step.stamp)
             step.conn.execute(insert(roster_imports).values(
                 group_id=group_id, sha256=payer.sha256, filename=attachment.get("title"), file_format=payer.file_format,
