@@ -18,11 +18,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection, exists, select
 
-from server.bulk.kickoff import KickOff
+from server.bulk.api import kick_off_export
 from server.bulk.members import register_group_document, register_group_members
 from server.fhir.context import context_of
 from server.fhir.errors import FhirError
-from server.fhir.export import kick_off_export
 from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
 from server.fhir.routes import service_of
 from server.fhir.service import FhirService, Reply
