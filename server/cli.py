@@ -74,12 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     alignment_commands.register(sub)
     risk_synth.extend(sub)  # `planfit synth` also writes the risk-adjustment population
+    roster_synth.extend(sub)  # … and a payer attribution file with planted mismatches
     auth_commands.register(sub)
     bulk_commands.register(sub)
     loader_commands.register(sub)
     demo.register(sub)
     bench_commands.register(sub)
-    roster_synth.register(sub)
     return parser
 
 

@@ -1,6 +1,6 @@
 """Payer attribution files into rosters, and their reconciliation (SPEC §11, §9; issue 21 items 2 and 6).
 
-A 5,000-participant payer file from `planfit synth-roster` (planted mismatches and their ground truth) is
+A 5,000-participant payer file from `planfit synth` (server/rosters/synth.py: planted mismatches and their ground truth) is
 imported over HTTP into a draft list on both databases; the reconciliation must report exactly the planted
 mismatches. A malformed file is refused whole with its row and field named; the same file imported twice
 changes nothing.

@@ -1,4 +1,4 @@
-"""`planfit synth-roster`: a payer attribution file with planted mismatches, the population it names, and
+"""The roster part of `planfit synth`: a payer attribution file with planted mismatches, the population it names, and
 the ground truth the reconciliation must find (SPEC §11, issue 21 item 6).
 
 For `participants` members it writes, under `out`:
@@ -26,7 +26,6 @@ import sys
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Sequence
 
 import orjson
 
@@ -95,7 +94,7 @@ def generate(participants: int, seed: int, out: Path, as_of: date) -> dict:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows(rows)
-    truth = {"generator": "planfit synth-roster (server/rosters/synth.py)", "seed": seed, "as_of": as_of.isoformat(),
+    truth = {"generator": "planfit synth (server/rosters/synth.py)", "seed": seed, "as_of": as_of.isoformat(),
              "participants": participants, "file_rows": len(rows), "member_id_system": MEMBER_SYSTEM,
              "extras": [f"R{seed}-{i:06d}" for i in extras], "expected": expected}
     (out / "roster_truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
@@ -154,29 +153,20 @@ def _write_bundles(out: Path, entries: list[dict]) -> None:
         (out / f"bundle-{number:05d}.json").write_bytes(orjson.dumps(data))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--participants", type=int, required=True)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--as-of", type=date.fromisoformat, default=date.today(),
-                        help="the day the file is produced (default today; diagnoses fall in the lookback window)")
+def extend(subparsers: argparse._SubParsersAction) -> None:
+    """Add the payer attribution file to `planfit synth` (`--roster-participants`, default a tenth of
+    `--members`, at least 20): written under `<out>/roster/`."""
+    parser = subparsers.choices["synth"]
+    parser.add_argument("--roster-participants", type=int, default=None,
+                        help="participants of the payer attribution file (default: members / 10, at least 20)")
+    previous = parser.get_default("func")
 
+    def run(args: argparse.Namespace) -> int:
+        status = previous(args)
+        count = args.roster_participants if args.roster_participants is not None else max(20, args.members // 10)
+        truth = generate(count, args.seed, Path(args.out) / "roster", args.as_of)
+        print(f"{truth['participants']} roster participants -> {Path(args.out) / 'roster'}: {truth['file_rows']} "
+              f"file rows, {len(truth['expected'])} planted mismatches", file=sys.stderr)
+        return status
 
-def run(args: argparse.Namespace) -> int:
-    truth = generate(args.participants, args.seed, args.out, args.as_of)
-    print(f"{truth['participants']} participants -> {args.out}: {truth['file_rows']} file rows, "
-          f"{len(truth['expected'])} planted mismatches", file=sys.stderr)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    command = subparsers.add_parser("synth-roster", help="write a payer attribution file with planted mismatches, "
-                                                         "its population and the reconciliation's ground truth")
-    add_arguments(command)
-    command.set_defaults(func=run)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="planfit synth-roster", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    parser.set_defaults(func=run)
