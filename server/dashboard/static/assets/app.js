@@ -1,11 +1,13 @@
 // The dashboard: SMART launch handling, routing between the population and member views, rendering.
 // Every figure shown comes from the FHIR API (MeasureReports, cohort Group history, $alignment).
 
+import {h, metric, table} from "./dom.js";
 import {barChart, formatCount, formatMoney, sankey, stepChart} from "./charts.js";
 import {alignmentFinding, codingGaps, cohortHistory, codeOf, findStratifier, flowsOf, learnProductNames,
         learnReportNames, patientName, productName, productShort, summaryReport} from "./model.js";
 import {rosterListView, rosterView} from "./roster.js";
 import {SCOPES, authorize, completeAuthorization, currentSession, fhirGet, hasScope, signOut} from "./smart.js";
+import {worklistView} from "./worklist.js";
 
 const COHORTS = ["nonclaims-smi", "nonclaims-sud", "misaligned", "candidates-ny-harp", "candidates-dsnp",
                  "candidates-csnp"];
@@ -15,24 +17,6 @@ const STATUS_TONES = {aligned: "good", misaligned: "bad", review: "warn", "not-e
 const main = document.getElementById("main");
 
 // ---- DOM helpers ---------------------------------------------------------------------------------
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "class") el.className = value;
-    else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
-    else el.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined && child !== false) el.append(child instanceof Node ? child : String(child));
-  }
-  return el;
-}
-
-const metric = (key, value, text) => h("span", {"data-metric": key, "data-value": value}, text);
-const table = (head, rows) => h("table", {}, h("thead", {}, h("tr", {}, head.map(([label, cls]) => h("th", {class: cls}, label)))),
-                                h("tbody", {}, rows));
 
 function panel(title, key, {wide = false} = {}) {
   const body = h("div", {class: "panel-body"}, h("p", {class: "muted"}, "Loading…"));
@@ -94,7 +78,10 @@ function landing() {
 function header(session) {
   const tabs = document.getElementById("tabs");
   const links = [];
-  if (hasScope(session, "user/")) links.push(h("a", {href: "#population", "data-tab": "population"}, "Population"));
+  if (hasScope(session, "user/")) {
+    links.push(h("a", {href: "#population", "data-tab": "population"}, "Population"),
+               h("a", {href: "#worklist", "data-tab": "worklist"}, "Worklist"));
+  }
   if (session.patient) links.push(h("a", {href: `#member/${session.patient}`, "data-tab": "member"}, "Member"));
   if (hasScope(session, "user/")) links.push(h("a", {href: "#rosters", "data-tab": "rosters"}, "Rosters"));
   tabs.replaceChildren(...links);
@@ -107,8 +94,10 @@ function header(session) {
 async function route(session) {
   const member = location.hash.match(/^#member\/([A-Za-z0-9.-]{1,64})$/);
   const roster = location.hash.match(/^#roster\/([A-Za-z0-9.-]{1,64})(\?.*)?$/);
-  const view = member ? "member" : roster ? "roster" : location.hash === "#rosters" ? "rosters"
-    : hasScope(session, "user/") ? "population" : "member";
+  const worklist = location.hash.match(/^#worklist(?:\?(.*))?$/);
+  const population = hasScope(session, "user/");
+  const view = member || !population ? "member" : roster ? "roster" : location.hash === "#rosters" ? "rosters"
+    : worklist ? "worklist" : "population";
   for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.tab === view.replace(/^roster$/, "rosters"));
   document.body.dataset.ready = "";
   const ui = {h, table, main};
@@ -120,8 +109,9 @@ async function route(session) {
       showError(error);
       return;
     }
-  } else await populationView(session);
-  document.body.dataset.ready = view;
+  } else if (view === "worklist") await worklistView(session, main, new URLSearchParams(worklist[1] || "")).catch(showError);
+  else await populationView(session);
+  if (document.body.dataset.ready !== "error") document.body.dataset.ready = view;
 }
 
 function showError(error) {
@@ -159,7 +149,8 @@ async function populationView(session) {
     h("p", {class: "muted"}, `Measurement period ${period.start} to ${period.end}. Figures are the server's ` +
       "MeasureReports (product-alignment, nonclaims-bh-dx) and cohort Groups."), kpis,
     h("div", {class: "grid"}, Object.values(panels).map(p => p.el)),
-    h("section", {class: "panel"}, h("h2", {}, "Open a member"), open));
+    h("section", {class: "panel"}, h("h2", {}, "Open a member"), open,
+      h("p", {}, h("a", {href: "#worklist", id: "open-worklist"}, "Or work through the worklist of members with findings"))));
 
   const population = "&reportType=population";
   const alignment = evaluate(session, "product-alignment", period, population).then(summaryReport);

@@ -98,13 +98,14 @@ export function cohortHistory(bundle) {
 }
 
 // Patient/$alignment Parameters → a member's finding.
+const value = p => p && Object.entries(p).find(([k]) => k.startsWith("value"))?.[1];
+const parts = (p, name) => (p.part || []).filter(q => q.name === name);
+const part = (p, name) => value(parts(p, name)[0]);
+
 export function alignmentFinding(parameters) {
   const params = parameters.parameter || [];
-  const value = p => p && Object.entries(p).find(([k]) => k.startsWith("value"))?.[1];
   const one = name => value(params.find(p => p.name === name));
   const all = name => params.filter(p => p.name === name);
-  const parts = (p, name) => (p.part || []).filter(q => q.name === name);
-  const part = (p, name) => value(parts(p, name)[0]);
   return {
     status: one("status"), kind: one("kind") || null, enrolled: one("enrolledProduct") || null, recommended: one("recommendedProduct") || null,
     evaluationDate: one("evaluationDate"), lookbackStart: one("lookbackStart"), age: one("age") ?? null,
@@ -148,4 +149,22 @@ export function codingGaps(report) {
     codes: (g.extension || []).filter(e => e.url.endsWith("/ra-dxCode")).map(e => codeOf(e.valueCodeableConcept)),
     evidence: supporting(g),
   }));
+}
+
+// Patient/$worklist Parameters → {total, next, rows}.
+export function worklistPage(parameters) {
+  const params = parameters.parameter || [];
+  const values = (p, name) => parts(p, name).map(value);
+  return {
+    total: value(params.find(p => p.name === "total")) ?? 0,
+    next: value(params.find(p => p.name === "next")) || null,
+    rows: params.filter(p => p.name === "member").map(p => ({
+      id: part(p, "subject").reference.split("/")[1], name: part(p, "subject").display || "",
+      status: part(p, "status"), enrolled: part(p, "enrolledProduct") || null,
+      recommended: part(p, "recommendedProduct") || null, impact: part(p, "estimatedAnnualImpact") || null,
+      reasons: values(p, "reason"), lobs: values(p, "lineOfBusiness"), plans: values(p, "plan"),
+      categories: parts(p, "category").map(c => ({code: part(c, "code"), nonClaims: part(c, "nonClaims")})),
+      sources: values(p, "source"),
+    })),
+  };
 }

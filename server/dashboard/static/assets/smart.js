@@ -106,3 +106,11 @@ export async function fhirPost(session, path, body) {
               "Content-Type": "application/fhir+json"}});
   return json(response);
 }
+
+// GET a FHIR path as text in another format (CSV exports); FhirError on any non-2xx answer.
+export async function fhirText(session, path, accept) {
+  const response = await fetch(`${session.fhirBase}/${path}`, {
+    headers: {Authorization: `Bearer ${session.accessToken}`, Accept: accept}});
+  if (!response.ok) await json(response);
+  return response.text();
+}

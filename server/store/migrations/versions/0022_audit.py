@@ -1,0 +1,48 @@
+"""Audit (issue 22): the worklist's index over the findings, and the quarterly enrollment audit's
+snapshots (server/store/audit_schema.py).
+
+Revision ID: 0022
+Revises: 0016
+Create Date: 2026-12-03 11:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0022"
+down_revision = "0016"
+branch_labels = None
+depends_on = "0003"  # the findings table it indexes
+
+NO_IMPACT = -(2**62)  # server/store/audit_schema.py
+
+
+def upgrade() -> None:
+    op.create_index("ix_findings_worklist", "findings",
+                    [sa.text(f"COALESCE(annual_impact_cents, {NO_IMPACT})"), "patient_id"])
+    op.create_table(
+        "audit_quarters",
+        sa.Column("quarter", sa.String(length=6), nullable=False),
+        sa.Column("as_of", sa.Date(), nullable=False),
+        sa.Column("taken_at", sa.BigInteger(), nullable=False),
+        sa.Column("members", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("quarter"),
+    )
+    op.create_table(
+        "audit_quarter_members",
+        sa.Column("quarter", sa.String(length=6), nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("enrolled_product", sa.String(length=64), nullable=True),
+        sa.Column("recommended_product", sa.String(length=64), nullable=True),
+        sa.Column("line_of_business", sa.String(length=64), nullable=True),
+        sa.Column("annual_impact_cents", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("quarter", "patient_id"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("audit_quarter_members")
+    op.drop_table("audit_quarters")
+    op.drop_index("ix_findings_worklist", table_name="findings")
