@@ -24,12 +24,16 @@ def wants_csv(format_param: str | None, accept: str | None) -> bool:
     return "text/csv" in (accept or "")
 
 
-def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180
     writer.writerow(header)
     writer.writerows(rows)
-    return Response(buffer.getvalue(), media_type=CSV_MEDIA,
+    return buffer.getvalue()
+
+
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
+    return Response(csv_text(header, rows), media_type=CSV_MEDIA,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
 
 

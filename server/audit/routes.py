@@ -5,6 +5,13 @@
   population report needs (`ALIGNMENT_READS.require_for_population`): unconfined search scopes on
   Patient and on every type a finding shows.
 
+* `POST /fhir/Measure/product-alignment/$audit-quarter` (`quarter=2026Q3`, in the query or a Parameters
+  body) closes the quarter (`report.py`): snapshot, reconciliation with the previous quarter, stored
+  MeasureReport, which it returns. It reads every member's finding and writes a MeasureReport, so it needs
+  the population reads and create/update on MeasureReport.
+* `GET /fhir/Measure/product-alignment/$audit-quarter?quarter=2026Q3` returns the stored report; with
+  `_format=csv` the reconciliation's members (`part=changes`, the default) or the strata (`part=strata`).
+
 Included ahead of the generic REST routes, which would read `Patient/$worklist` as a Patient id.
 """
 
@@ -19,20 +26,35 @@ from fastapi.responses import Response
 
 from server.alignment.engine import AlignmentEngine
 from server.audit.output import WORKLIST_CSV_HEADER, csv_response, wants_csv, worklist_csv_rows, worklist_parameters
+from server.audit.quarter import Quarter
+from server.audit.report import (
+    CHANGES_CSV_HEADER,
+    STRATA_CSV_HEADER,
+    changes_csv_rows,
+    close_quarter,
+    refuse_client_writes,
+    stored_changes,
+    stored_report,
+    strata_csv_rows,
+)
 from server.audit.worklist import parse_query, read_page
 from server.fhir.context import context_of
-from server.fhir.http import fhir_response
+from server.fhir.errors import FhirError
+from server.fhir.http import fhir_response, json_body
 from server.fhir.operations import ALIGNMENT_READS
-from server.fhir.service import Reply
+from server.fhir.service import FhirService, Reply
+from server.measures.params import body_items
 
 router = APIRouter(prefix="/fhir")
 _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/"
 Extras = Callable[[str], dict]
 
 
-def install_audit(app: FastAPI, engine: AlignmentEngine) -> None:
-    """Serve the audit routes. Call after `install_alignment` and before the generic REST routes."""
+def install_audit(app: FastAPI, service: FhirService, engine: AlignmentEngine) -> None:
+    """Serve the audit routes and protect the stored audit reports. Call after `install_measures` (its
+    code displays name the strata) and before the generic REST routes."""
     app.state.audit_engine = engine
+    service.write_guards.append(refuse_client_writes)
     app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
     app.include_router(router)
 
@@ -42,6 +64,8 @@ def _with_operations(previous: Extras | None) -> Extras:
         parts = dict(previous(base)) if previous else {}
         by_type = dict(parts.get("resourceOperation", {}))
         by_type["Patient"] = [*by_type.get("Patient", []), {"name": "worklist", "definition": _DEFINITION + "Patient-worklist"}]
+        by_type["Measure"] = [*by_type.get("Measure", []),
+                              {"name": "audit-quarter", "definition": _DEFINITION + "Measure-audit-quarter"}]
         parts["resourceOperation"] = by_type
         return parts
 
@@ -63,3 +87,50 @@ async def worklist(request: Request) -> Response:
     if wants_csv(request.query_params.get("_format"), request.headers.get("accept")):
         return csv_response("worklist.csv", WORKLIST_CSV_HEADER, worklist_csv_rows(page))
     return fhir_response(Reply(200, orjson.dumps(worklist_parameters(page))))
+
+
+def _quarter(items: list[tuple[str, str]], allowed: tuple[str, ...] = ()) -> Quarter:
+    quarters = [value for name, value in items if name == "quarter"]
+    unknown = [name for name, _ in items if name not in ("quarter", *allowed)]
+    if unknown:
+        raise FhirError.of(400, "not-supported", f"Parameter {unknown[0]} is not supported by $audit-quarter", unknown[0])
+    if len(quarters) != 1:
+        raise FhirError.of(400, "required", "Give one quarter, like quarter=2026Q3", "quarter")
+    return Quarter.parse(quarters[0])
+
+
+@router.post("/Measure/product-alignment/$audit-quarter", summary="Close a quarter's enrollment audit")
+async def audit_quarter_close(request: Request) -> Response:
+    ctx = context_of(request)
+    ALIGNMENT_READS.require_for_population(ctx.access)
+    ctx.access.require("MeasureReport", "c")
+    ctx.access.require("MeasureReport", "u")
+    items = list(request.query_params.multi_items())
+    if request.headers.get("content-length", "0") != "0":
+        items += body_items(await json_body(request))
+    quarter = _quarter(items)
+    service: FhirService = request.app.state.fhir
+    engine: AlignmentEngine = request.app.state.audit_engine
+    displays = request.app.state.measures.displays
+    closed = await run_in_threadpool(close_quarter, service.store, engine, quarter, displays)
+    return fhir_response(Reply(200, orjson.dumps(closed.report)))
+
+
+@router.get("/Measure/product-alignment/$audit-quarter", summary="A closed quarter's enrollment audit")
+async def audit_quarter_read(request: Request) -> Response:
+    ctx = context_of(request)
+    ALIGNMENT_READS.require_for_population(ctx.access)
+    ctx.access.require("MeasureReport", "r")
+    items = list(request.query_params.multi_items())
+    quarter = _quarter(items, allowed=("_format", "part"))
+    service: FhirService = request.app.state.fhir
+    report = await run_in_threadpool(stored_report, service.store, quarter)
+    if not wants_csv(request.query_params.get("_format"), request.headers.get("accept")):
+        return fhir_response(Reply(200, orjson.dumps(report)))
+    part = request.query_params.get("part", "changes")
+    if part == "strata":
+        return csv_response(f"audit-{quarter}-strata.csv", STRATA_CSV_HEADER, strata_csv_rows(quarter, report))
+    if part != "changes":
+        raise FhirError.of(400, "invalid", "part is changes or strata", "part")
+    changes = await run_in_threadpool(stored_changes, service.store, quarter)
+    return csv_response(f"audit-{quarter}-changes.csv", CHANGES_CSV_HEADER, changes_csv_rows(quarter, changes))

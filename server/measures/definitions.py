@@ -70,6 +70,14 @@ def display_of(resources: list[dict[str, Any]], code_system: str) -> dict[str, s
     return {c["code"]: c.get("display", c["code"]) for c in cs["concept"]}
 
 
+DISPLAYED_SYSTEMS = ("product", "alignment-reason", "alignment-status", "diagnosis-category")
+
+
+def report_displays(definitions: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Code system id → code → display, for the code systems reports name their strata with."""
+    return {cs: display_of(definitions, cs) for cs in DISPLAYED_SYSTEMS}
+
+
 def load_definitions(mappings: Mappings, directory: Path = PROFILES_DIR) -> list[dict[str, Any]]:
     """Every resource of `profiles/`, derived code systems completed; sorted by file name."""
     out = []

@@ -41,7 +41,7 @@ from server.fhir.errors import FhirError
 from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
 from server.alignment.api import ALIGNMENT_READS
 from server.fhir.service import FhirService, Reply
-from server.measures.definitions import display_of, load_definitions
+from server.measures.definitions import load_definitions, report_displays
 from server.measures.params import EvaluateRequest, body_items, parse_request
 from server.measures.populations import MEASURES, MeasureSql, Scope
 from server.measures.report import (
@@ -83,7 +83,7 @@ def install_measures(app: FastAPI, service: FhirService, engine: AlignmentEngine
     """Seed the definitions of `profiles/` at start-up, protect them, serve `$evaluate-measure`.
     Call after `install_alignment` and before the generic REST routes."""
     definitions = load_definitions(engine.mappings)
-    displays = {cs: display_of(definitions, cs) for cs in ("product", "alignment-reason", "alignment-status", "diagnosis-category")}
+    displays = report_displays(definitions)
     app.state.measures = Measures(service, engine, displays)
     app.state.capability_extras = _with_operation(getattr(app.state, "capability_extras", None))
     app.include_router(router)

@@ -25,7 +25,7 @@ PROFILES = {kind: f"{SD_BASE}alignment-measurereport-{kind}" for kind in ("indiv
 _TYPES = {"subject": "individual", "population": "summary", "subject-list": "subject-list"}
 INITIAL, DENOMINATOR, NUMERATOR = "initial-population", "denominator", "numerator"
 STRATUM_SYSTEMS = {"enrolled-product": "product", "recommended-product": "product", "category": "diagnosis-category",
-                   "status": "alignment-status"}
+                   "status": "alignment-status", "kind": "alignment-reason"}
 COMPONENTS = {"enrolled-recommended": ("enrolled-product", "recommended-product")}
 
 
@@ -89,6 +89,8 @@ def money(cents: int | Decimal, currency: str) -> dict[str, Any]:
 def _stratum_value(ctx: ReportContext, stratifier: str, code: str | None) -> dict[str, Any]:
     if code is None:
         return {"coding": [{"system": ABSENT_SYSTEM, "code": "unknown", "display": "Unknown"}]}
+    if stratifier not in STRATUM_SYSTEMS:  # values without a code system: lines of business, plan names
+        return {"text": code}
     return {"coding": [coding(ctx, STRATUM_SYSTEMS[stratifier], code)]}
 
 

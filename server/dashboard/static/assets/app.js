@@ -2,11 +2,13 @@
 // Every figure shown comes from the FHIR API (MeasureReports, cohort Group history, $alignment).
 
 import {h, metric, table} from "./dom.js";
-import {barChart, formatCount, formatMoney, sankey, stepChart} from "./charts.js";
-import {alignmentFinding, codingGaps, cohortHistory, codeOf, findStratifier, flowsOf, learnProductNames,
+import {barChart, formatCount, formatMoney, stepChart} from "./charts.js";
+import {flowChart, flowPairs} from "./flows.js";
+import {alignmentFinding, codingGaps, cohortHistory, codeOf, findStratifier, learnProductNames,
         learnReportNames, patientName, productName, productShort, summaryReport} from "./model.js";
 import {rosterListView, rosterView} from "./roster.js";
 import {SCOPES, authorize, completeAuthorization, currentSession, fhirGet, hasScope, signOut} from "./smart.js";
+import {auditView} from "./audit.js";
 import {worklistView} from "./worklist.js";
 
 const COHORTS = ["nonclaims-smi", "nonclaims-sud", "misaligned", "candidates-ny-harp", "candidates-dsnp",
@@ -80,7 +82,8 @@ function header(session) {
   const links = [];
   if (hasScope(session, "user/")) {
     links.push(h("a", {href: "#population", "data-tab": "population"}, "Population"),
-               h("a", {href: "#worklist", "data-tab": "worklist"}, "Worklist"));
+               h("a", {href: "#worklist", "data-tab": "worklist"}, "Worklist"),
+               h("a", {href: "#audit", "data-tab": "audit"}, "Quarterly audit"));
   }
   if (session.patient) links.push(h("a", {href: `#member/${session.patient}`, "data-tab": "member"}, "Member"));
   if (hasScope(session, "user/")) links.push(h("a", {href: "#rosters", "data-tab": "rosters"}, "Rosters"));
@@ -94,10 +97,10 @@ function header(session) {
 async function route(session) {
   const member = location.hash.match(/^#member\/([A-Za-z0-9.-]{1,64})$/);
   const roster = location.hash.match(/^#roster\/([A-Za-z0-9.-]{1,64})(\?.*)?$/);
-  const worklist = location.hash.match(/^#worklist(?:\?(.*))?$/);
+  const page = location.hash.match(/^#(worklist|audit)(?:\?(.*))?$/);
   const population = hasScope(session, "user/");
   const view = member || !population ? "member" : roster ? "roster" : location.hash === "#rosters" ? "rosters"
-    : worklist ? "worklist" : "population";
+    : page ? page[1] : "population";
   for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.tab === view.replace(/^roster$/, "rosters"));
   document.body.dataset.ready = "";
   const ui = {h, table, main};
@@ -109,7 +112,8 @@ async function route(session) {
       showError(error);
       return;
     }
-  } else if (view === "worklist") await worklistView(session, main, new URLSearchParams(worklist[1] || "")).catch(showError);
+  } else if (view === "worklist") await worklistView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
+  else if (view === "audit") await auditView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
   else await populationView(session);
   if (document.body.dataset.ready !== "error") document.body.dataset.ready = view;
 }
@@ -212,14 +216,8 @@ function marginalTable(title, stratifier) {
 
 // The enrolled × recommended stratifier gives each flow; its numerator counts the misaligned members.
 function drawFlows(report, target) {
-  const pairs = flowsOf(findStratifier(report, ["enrolled"], {components: true}));
-  const side = key => [...new Set(pairs.map(f => f[key]))].map(k => ({key: k, label: productShort(k),
-    count: pairs.filter(f => f[key] === k).reduce((sum, f) => sum + f.count, 0)})).sort((a, b) => b.count - a.count);
-  const chart = pairs.length
-    ? sankey([side("from"), side("to")], pairs.map(f => ({from: [0, f.from], to: [1, f.to], count: f.count})),
-             {label: "Misaligned members by enrolled and recommended product",
-              titles: ["Enrolled product", "Recommended product"]})
-    : h("p", {class: "muted"}, "No misaligned members.");
+  const pairs = flowPairs(report);
+  const chart = flowChart(pairs);
   const pairTable = table([["Enrolled"], ["Recommended"], ["Misaligned", "num"]], pairs.map(f =>
     h("tr", {}, h("td", {}, productName(f.from)), h("td", {}, productName(f.to)),
       h("td", {class: "num"}, metric(`flow/${f.from}>${f.to}`, f.count, formatCount(f.count))))));

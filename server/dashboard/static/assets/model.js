@@ -168,3 +168,20 @@ export function worklistPage(parameters) {
     })),
   };
 }
+
+// A stored quarterly audit report → its quarter, previous report and reconciliation
+// [{change, count, impact, members: [patient ids]}] (members from the contained Lists).
+export function auditReconciliation(report) {
+  const lists = Object.fromEntries((report.contained || []).filter(r => r.resourceType === "List")
+    .map(l => [l.id, (l.entry || []).map(e => e.item.reference.split("/")[1])]));
+  const sub = (e, url) => (e.extension || []).find(x => x.url === url);
+  return {
+    quarter: extension(report, "audit-quarter")?.valueString || "",
+    previous: extension(report, "audit-previous-report")?.valueReference?.reference || null,
+    changes: (report.extension || []).filter(e => e.url.endsWith("/audit-reconciliation")).map(e => ({
+      change: sub(e, "change").valueCode, count: sub(e, "count").valueInteger,
+      impact: sub(e, "impact")?.valueMoney || null,
+      members: lists[sub(e, "members").valueReference.reference.slice(1)] || [],
+    })),
+  };
+}
