@@ -227,6 +227,9 @@ def render(figures: Figures, root: str, members: int, work: Path, password: str)
         f"  curl -H \"Authorization: Bearer $TOKEN\" {base}/Group/misaligned",
         "",
         f"Dashboard (a SMART app): {root}/app/  - sign in as {ANALYST} / {password}",
+        f"  worklist of members with findings: {root}/app/#worklist  (API: {base}/Patient/$worklist)",
+        f"  quarterly enrollment audit: POST {base}/Measure/product-alignment/$audit-quarter?quarter=YYYYQn, "
+        f"then {root}/app/#audit",
         "",
         f"Serving at {base} until Ctrl-C (server log: {work / 'server.log'}; all data is deleted at exit).",
     ]
