@@ -268,6 +268,20 @@ class AlignmentEngine:
         return RunSummary(sum(statuses.values()), dict(sorted(statuses.items())), window.as_of,
                           window.lookback_start, perf_counter() - started)
 
+    def evaluate_as_of(self, conn: Connection, as_of: date, patient_ids: list[str]) -> None:
+        """Evaluate these members as of another date into the findings tables, in the caller's transaction,
+        which must roll back afterwards: the finding a member had on `as_of`, from the evidence dated on or
+        before it (the history of findings is computed, not kept). Listeners are not told; the statements
+        are built for this date and not cached, so today's stay cached."""
+        self._lock(conn)
+        if not self._codes_installed:
+            install_codes(conn, self.codes_key, self._code_rows)
+        statements = self._build(EvaluationWindow(as_of, self.config.lookback_months), self._listed)
+        for chunk in chunks(sorted(set(patient_ids)), self.config.member_chunk):
+            params = {MEMBER_IDS: chunk, EVALUATED_AT: time_ns() // 1000}
+            for statement in statements:
+                conn.execute(statement, params)
+
     # -- the evaluation ------------------------------------------------------------------------------
 
     def _evaluate(self, members: Members, params: dict[str, object],

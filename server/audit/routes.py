@@ -12,6 +12,12 @@
 * `GET /fhir/Measure/product-alignment/$audit-quarter?quarter=2026Q3` returns the stored report; with
   `_format=csv` the reconciliation's members (`part=changes`, the default) or the strata (`part=strata`).
 
+* `POST /fhir/ExplanationOfBenefit/$denial-root-cause` classifies every denied EOB line (`denials.py`)
+  and answers with the stored summary `MeasureReport/denial-root-cause`; `GET` returns that report, or with
+  `_format=csv` the results per line (`part=lines`, default), per member (`members`) or per billing
+  provider (`providers`). It reads claims and findings of every member: population reads, plus
+  create/update on MeasureReport and Group for the POST.
+
 Included ahead of the generic REST routes, which would read `Patient/$worklist` as a Patient id.
 """
 
@@ -20,12 +26,17 @@ from __future__ import annotations
 from typing import Callable
 
 import orjson
+import logging
+
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from server.alignment.engine import AlignmentEngine
+from server.alignment.mappings import MappingError
 from server.audit.output import WORKLIST_CSV_HEADER, csv_response, wants_csv, worklist_csv_rows, worklist_parameters
+from server.audit import denials
+from server.audit.benefits import load_benefits
 from server.audit.quarter import Quarter
 from server.audit.report import (
     CHANGES_CSV_HEADER,
@@ -45,6 +56,7 @@ from server.fhir.operations import ALIGNMENT_READS
 from server.fhir.service import FhirService, Reply
 from server.measures.params import body_items
 
+log = logging.getLogger("planfit.audit")
 router = APIRouter(prefix="/fhir")
 _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/"
 Extras = Callable[[str], dict]
@@ -53,8 +65,14 @@ Extras = Callable[[str], dict]
 def install_audit(app: FastAPI, service: FhirService, engine: AlignmentEngine) -> None:
     """Serve the audit routes and protect the stored audit reports. Call after `install_measures` (its
     code displays name the strata) and before the generic REST routes."""
+    try:
+        app.state.benefits = load_benefits(engine.mappings)  # a broken matrix stops the server
+    except MappingError as exc:
+        log.error("cannot start: %s", exc)
+        raise SystemExit(f"planfit: cannot start: {exc}") from None
     app.state.audit_engine = engine
-    service.write_guards.append(refuse_client_writes)
+    # First: a client writing these ids learns that they are the server's, before any other guard's reason.
+    service.write_guards[:0] = [refuse_client_writes, denials.refuse_client_writes]
     app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
     app.include_router(router)
 
@@ -64,6 +82,8 @@ def _with_operations(previous: Extras | None) -> Extras:
         parts = dict(previous(base)) if previous else {}
         by_type = dict(parts.get("resourceOperation", {}))
         by_type["Patient"] = [*by_type.get("Patient", []), {"name": "worklist", "definition": _DEFINITION + "Patient-worklist"}]
+        by_type["ExplanationOfBenefit"] = [*by_type.get("ExplanationOfBenefit", []),
+                                           {"name": "denial-root-cause", "definition": _DEFINITION + "denial-root-cause"}]
         by_type["Measure"] = [*by_type.get("Measure", []),
                               {"name": "audit-quarter", "definition": _DEFINITION + "Measure-audit-quarter"}]
         parts["resourceOperation"] = by_type
@@ -134,3 +154,54 @@ async def audit_quarter_read(request: Request) -> Response:
         raise FhirError.of(400, "invalid", "part is changes or strata", "part")
     changes = await run_in_threadpool(stored_changes, service.store, quarter)
     return csv_response(f"audit-{quarter}-changes.csv", CHANGES_CSV_HEADER, changes_csv_rows(quarter, changes))
+
+
+DENIAL_CSV = {
+    "lines": ("eob", "sequence", "patient", "provider", "service_date", "procedure", "revenue", "place_of_service",
+              "carc", "rarc", "submitted", "currency", "category", "finding_status", "enrolled_product",
+              "recommended_product", "classification"),
+    "members": ("patient", "denied_lines", "denied_amount", "product_mismatch_lines", "product_mismatch_amount"),
+    "providers": ("provider", "denied_lines", "denied_amount", "product_mismatch_lines", "product_mismatch_amount"),
+}
+
+
+def _denial_csv_rows(store, part: str) -> list[list]:
+    with store.engine.connect() as conn:
+        if part == "lines":
+            return [[f"ExplanationOfBenefit/{r.eob_id}", r.sequence, f"Patient/{r.patient_id}", r.provider,
+                     r.service_date.isoformat(), r.procedure or "", r.revenue or "", r.place_of_service or "", r.carc,
+                     r.rarc or "", f"{r.submitted_cents / 100:.2f}", r.currency, r.category or "",
+                     r.finding_status or "", r.enrolled_product or "", r.recommended_product or "", r.classification]
+                    for r in denials.stored_rows(conn)]
+        rows = denials.rollup(conn, "patient_id" if part == "members" else "provider")
+    prefix = "Patient/" if part == "members" else ""
+    return [[prefix + key, n, f"{(cents or 0) / 100:.2f}", m, f"{(m_cents or 0) / 100:.2f}"]
+            for key, n, cents, m, m_cents in rows]
+
+
+@router.post("/ExplanationOfBenefit/$denial-root-cause", summary="Classify every denied claim line")
+async def denial_root_cause_run(request: Request) -> Response:
+    ctx = context_of(request)
+    ALIGNMENT_READS.require_for_population(ctx.access)
+    for rtype in ("MeasureReport", "Group"):
+        ctx.access.require(rtype, "c")
+        ctx.access.require(rtype, "u")
+    service: FhirService = request.app.state.fhir
+    report = await run_in_threadpool(denials.run, service.store, request.app.state.audit_engine,
+                                     request.app.state.benefits)
+    return fhir_response(Reply(200, orjson.dumps(report)))
+
+
+@router.get("/ExplanationOfBenefit/$denial-root-cause", summary="The last denial root-cause results")
+async def denial_root_cause_read(request: Request) -> Response:
+    ctx = context_of(request)
+    ALIGNMENT_READS.require_for_population(ctx.access)
+    ctx.access.require("MeasureReport", "r")
+    service: FhirService = request.app.state.fhir
+    if not wants_csv(request.query_params.get("_format"), request.headers.get("accept")):
+        return fhir_response(await run_in_threadpool(service.read, "MeasureReport", denials.REPORT_ID, "", ctx))
+    part = request.query_params.get("part", "lines")
+    if part not in DENIAL_CSV:
+        raise FhirError.of(400, "invalid", f"part is one of {', '.join(DENIAL_CSV)}", "part")
+    rows = await run_in_threadpool(_denial_csv_rows, service.store, part)
+    return csv_response(f"denials-{part}.csv", DENIAL_CSV[part], rows)

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, func, literal_column
+from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table, Text, func, literal_column
 
 from server.store.alignment_schema import CODE_LEN, findings
 from server.store.schema import ID_LEN, metadata
@@ -40,4 +40,27 @@ audit_quarter_members = Table(
     Column("recommended_product", String(CODE_LEN), nullable=True),
     Column("line_of_business", String(CODE_LEN), nullable=True),
     Column("annual_impact_cents", BigInteger, nullable=True),
+)
+
+audit_denials = Table(
+    "audit_denials",
+    metadata,
+    Column("eob_id", String(ID_LEN), primary_key=True),
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("patient_id", String(ID_LEN), nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("service_date", Date, nullable=False),
+    Column("procedure", String(CODE_LEN), nullable=True),
+    Column("revenue", String(CODE_LEN), nullable=True),
+    Column("place_of_service", String(CODE_LEN), nullable=True),
+    Column("carc", String(CODE_LEN), nullable=False),
+    Column("rarc", String(CODE_LEN), nullable=True),
+    Column("submitted_cents", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("category", String(CODE_LEN), nullable=True),
+    Column("finding_status", String(CODE_LEN), nullable=True),
+    Column("enrolled_product", String(CODE_LEN), nullable=True),
+    Column("recommended_product", String(CODE_LEN), nullable=True),
+    Column("classification", String(CODE_LEN), nullable=False),
+    Index("ix_audit_denials_patient", "patient_id"),
 )

@@ -1,5 +1,5 @@
-"""Audit (issue 22): the worklist's index over the findings, and the quarterly enrollment audit's
-snapshots (server/store/audit_schema.py).
+"""Audit (issue 22): the worklist's index over the findings, the quarterly enrollment audit's
+snapshots and the denial root-cause results (server/store/audit_schema.py).
 
 Revision ID: 0022
 Revises: 0016
@@ -42,7 +42,33 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "audit_denials",
+        sa.Column("eob_id", sa.String(length=64), nullable=False),
+        sa.Column("sequence", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("patient_id", sa.String(length=64), nullable=False),
+        sa.Column("provider", sa.Text(), nullable=False),
+        sa.Column("service_date", sa.Date(), nullable=False),
+        sa.Column("procedure", sa.String(length=64), nullable=True),
+        sa.Column("revenue", sa.String(length=64), nullable=True),
+        sa.Column("place_of_service", sa.String(length=64), nullable=True),
+        sa.Column("carc", sa.String(length=64), nullable=False),
+        sa.Column("rarc", sa.String(length=64), nullable=True),
+        sa.Column("submitted_cents", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("category", sa.String(length=64), nullable=True),
+        sa.Column("finding_status", sa.String(length=64), nullable=True),
+        sa.Column("enrolled_product", sa.String(length=64), nullable=True),
+        sa.Column("recommended_product", sa.String(length=64), nullable=True),
+        sa.Column("classification", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("eob_id", "sequence"),
+    )
+    op.create_index("ix_audit_denials_patient", "audit_denials", ["patient_id"])
+
+
 def downgrade() -> None:
+    op.drop_index("ix_audit_denials_patient", table_name="audit_denials")
+    op.drop_table("audit_denials")
     op.drop_table("audit_quarter_members")
     op.drop_table("audit_quarters")
     op.drop_index("ix_findings_worklist", table_name="findings")

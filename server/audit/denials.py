@@ -1,0 +1,305 @@
+"""Denial root cause (SPEC §12, issue 22 item 3): each denied ExplanationOfBenefit line classified as a
+product mismatch, coding, authorization or other.
+
+A line is denied when its `item.adjudication` (or, for items without one, the header `adjudication`) has
+category `denialreason` (CARIN BB C4BBAdjudicationDiscriminator) with a CARC `reason`; its amount at stake
+is the `submitted` adjudication amount (else `net`). Its service category comes from the benefit matrix by
+procedure code (HCPCS/CPT) or revenue code (`benefits.py`).
+
+`product-mismatch`: the member's finding *on the date of service* recommends a product whose benefits
+cover the category while the enrolled product's do not. That finding is computed, not looked up: the
+engine evaluates the members with such lines as of each date of service, from the evidence dated on or
+before it, in a transaction that is rolled back (`AlignmentEngine.evaluate_as_of`). Otherwise the CARC's
+class in the matrix decides: `coding`, `authorization`, else `other`.
+
+A run replaces the results (`audit_denials`), the cohort Group `denials-product-mismatch` and the summary
+`MeasureReport/denial-root-cause` in one write transaction; the Group and the report get a new version.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import astuple, dataclass, fields
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Iterator
+
+import orjson
+from sqlalchemy import Connection, case, delete, func, insert, select
+
+from server.alignment.engine import AlignmentEngine
+from server.audit.benefits import BenefitMatrix
+from server.fhir import searchparams
+from server.fhir.dates import instant_text
+from server.fhir.errors import FhirError
+from server.measures.definitions import MEASURE_BASE, SD_BASE
+from server.measures.report import money, populations
+from server.store.alignment_schema import findings
+from server.store.audit_schema import audit_denials
+from server.store.resources import StagedWrite, Store
+from server.store.schema import resources
+
+DISCRIMINATOR = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBAdjudicationDiscriminator"
+CARC_SYSTEM = "https://x12.org/codes/claim-adjustment-reason-codes"
+RARC_SYSTEM = "https://x12.org/codes/remittance-advice-remark-codes"
+REVENUE_SYSTEM = "https://www.nubc.org/CodeSystem/RevenueCodes"
+CLASSIFICATIONS = ("product-mismatch", "coding", "authorization", "other")
+GROUP_ID = "denials-product-mismatch"
+REPORT_ID = "denial-root-cause"
+COHORT_SYSTEM = "https://planfit.dev/fhir/cohort"
+SOURCE = "https://planfit.dev/fhir/audit"
+_FETCH = 2000
+
+
+@dataclass(frozen=True)
+class DeniedLine:
+    eob_id: str
+    sequence: int
+    patient_id: str
+    provider: str
+    service_date: date
+    procedure: str | None
+    revenue: str | None
+    place_of_service: str | None
+    carc: str
+    rarc: str | None
+    submitted_cents: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Classified:
+    line: DeniedLine
+    category: str | None
+    status: str | None  # the finding on the date of service (members with a categorised line)
+    enrolled: str | None
+    recommended: str | None
+    classification: str
+
+
+# -- reading the EOBs ---------------------------------------------------------------------------------
+
+def _codes(concept: dict | None) -> list[tuple[str | None, str]]:
+    return [(c.get("system"), str(c["code"])) for c in (concept or {}).get("coding", []) if c.get("code")]
+
+
+def _denial(adjudications: list[dict]) -> tuple[str, str | None] | None:
+    """(CARC, RARC) of a denialreason adjudication: `CO-204` and `204` both give 204."""
+    for adjudication in adjudications:
+        if (DISCRIMINATOR, "denialreason") in _codes(adjudication.get("category")):
+            reasons = _codes(adjudication.get("reason"))
+            carc = next((code for system, code in reasons if system == CARC_SYSTEM), None)
+            if carc:
+                rarc = next((code for system, code in reasons if system == RARC_SYSTEM), None)
+                return carc.rsplit("-", 1)[-1].strip(), rarc
+    return None
+
+
+def _cents(adjudications: list[dict], item: dict) -> tuple[int, str]:
+    amount = next((a.get("amount") for a in adjudications if any(code == "submitted" for _s, code in
+                                                                  _codes(a.get("category")))), None)
+    amount = amount or item.get("net") or {}
+    try:
+        return int(Decimal(str(amount.get("value", 0))) * 100), amount.get("currency", "USD")
+    except InvalidOperation:
+        return 0, amount.get("currency", "USD")
+
+
+def _reference_id(reference: dict | None, rtype: str) -> str | None:
+    ref = (reference or {}).get("reference") or ""
+    return ref.split("/", 1)[1] if ref.startswith(rtype + "/") else None
+
+
+def _provider(eob: dict) -> str:
+    provider = eob.get("provider") or {}
+    identifier = provider.get("identifier") or {}
+    if provider.get("reference"):
+        return provider["reference"]
+    if identifier.get("value"):
+        return f"{identifier.get('system', '')}|{identifier['value']}"
+    return provider.get("display", "")
+
+
+def _service_date(item: dict, eob: dict) -> date | None:
+    text = item.get("servicedDate") or (item.get("servicedPeriod") or {}).get("start") \
+        or (eob.get("billablePeriod") or {}).get("start")
+    try:
+        return date.fromisoformat(text[:10]) if text else None
+    except ValueError:
+        return None
+
+
+def denied_lines(eob: dict) -> list[DeniedLine]:
+    patient = _reference_id(eob.get("patient"), "Patient")
+    if patient is None:
+        return []
+    header = _denial(eob.get("adjudication") or [])
+    out = []
+    for item in eob.get("item") or []:
+        adjudications = item.get("adjudication") or []
+        denial = _denial(adjudications) or header
+        served = _service_date(item, eob)
+        if denial is None or served is None:
+            continue
+        procedure = next((code for system, code in _codes(item.get("productOrService")) if system != REVENUE_SYSTEM), None)
+        revenue = next((code for _system, code in _codes(item.get("revenue"))), None)
+        place = next((code for _system, code in _codes(item.get("locationCodeableConcept"))), None)
+        cents, currency = _cents(adjudications, item)
+        out.append(DeniedLine(eob["id"], int(item.get("sequence", 0)), patient, _provider(eob), served, procedure,
+                              revenue, place, denial[0], denial[1], cents, currency))
+    return out
+
+
+def _all_denied_lines(conn: Connection) -> Iterator[DeniedLine]:
+    rows = conn.execute(select(resources.c.content).where(resources.c.rtype == "ExplanationOfBenefit",
+                                                          resources.c.deleted.is_(False)),
+                        execution_options={"stream_results": True, "yield_per": _FETCH})
+    for (content,) in rows:
+        if content:
+            yield from denied_lines(orjson.loads(content))
+
+
+# -- classifying ----------------------------------------------------------------------------------------
+
+def findings_on(engine: AlignmentEngine, days: dict[date, set[str]]) -> dict[tuple[str, date], tuple]:
+    """(patient, day) → (status, enrolled, recommended) of the finding each member had on that day."""
+    f = findings.c
+    out: dict[tuple[str, date], tuple] = {}
+    for day, patients in sorted(days.items()):
+        with engine.db.connect() as conn:
+            transaction = conn.begin()
+            try:
+                engine.evaluate_as_of(conn, day, sorted(patients))
+                rows = conn.execute(select(f.patient_id, f.status, f.enrolled_product, f.recommended_product)
+                                    .where(f.patient_id.in_(sorted(patients)))).all()
+            finally:
+                transaction.rollback()  # the findings tables go back to today's
+        out.update({(pid, day): (status, enrolled, recommended) for pid, status, enrolled, recommended in rows})
+    return out
+
+
+def classify(line: DeniedLine, category: str | None, finding: tuple | None, matrix: BenefitMatrix) -> str:
+    if category is not None and finding is not None:
+        _status, enrolled, recommended = finding
+        if recommended and recommended != enrolled and matrix.covered(recommended, category) \
+                and not matrix.covered(enrolled, category):
+            return "product-mismatch"
+    return matrix.carc_class.get(line.carc, "other")
+
+
+def classify_all(engine: AlignmentEngine, matrix: BenefitMatrix, lines: Iterable[DeniedLine]) -> list[Classified]:
+    lines = list(lines)
+    categories = [matrix.category(line.procedure, line.revenue) for line in lines]
+    days: dict[date, set[str]] = defaultdict(set)
+    for line, category in zip(lines, categories):
+        if category is not None:
+            days[line.service_date].add(line.patient_id)
+    on = findings_on(engine, days)
+    out = []
+    for line, category in zip(lines, categories):
+        finding = on.get((line.patient_id, line.service_date)) if category else None
+        status, enrolled, recommended = finding or (None, None, None)
+        out.append(Classified(line, category, status, enrolled, recommended,
+                              classify(line, category, finding, matrix)))
+    return out
+
+
+# -- storing --------------------------------------------------------------------------------------------
+
+LINE_COLUMNS = tuple(f.name for f in fields(DeniedLine))
+
+
+def _row(c: Classified) -> dict[str, Any]:
+    return {**dict(zip(LINE_COLUMNS, astuple(c.line))), "category": c.category, "finding_status": c.status,
+            "enrolled_product": c.enrolled, "recommended_product": c.recommended, "classification": c.classification}
+
+
+def run(store: Store, engine: AlignmentEngine, matrix: BenefitMatrix) -> dict[str, Any]:
+    """Classify every denied line, store the results, the cohort Group and the report; returns the report."""
+    with engine.db.connect() as conn:
+        lines = list(_all_denied_lines(conn))
+    classified = sorted(classify_all(engine, matrix, lines), key=lambda c: (c.line.eob_id, c.line.sequence))
+    with store.begin_write() as tx:
+        assert tx.conn is not None
+        tx.conn.execute(delete(audit_denials))
+        if classified:
+            tx.conn.execute(insert(audit_denials), [_row(c) for c in classified])
+        now = instant_text(tx.now_us)
+        mismatched = sorted({c.line.patient_id for c in classified if c.classification == "product-mismatch"})
+        report = summary_report(classified, now)
+        group = _group(mismatched)
+        current = tx.current([("Group", GROUP_ID), ("MeasureReport", REPORT_ID)])
+        for resource in (group, report):
+            key = (resource["resourceType"], resource["id"])
+            stored = current.get(key)
+            version = 1 if stored is None else stored.version + 1
+            resource["meta"] = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": now,
+                                "source": SOURCE}
+            tx.stage(StagedWrite(key[0], key[1], version, "PUT" if stored else "POST", orjson.dumps(resource),
+                                 searchparams.index_rows(resource), existed=stored is not None and not stored.deleted))
+    return report
+
+
+def _group(members: list[str]) -> dict[str, Any]:
+    group: dict[str, Any] = {
+        "resourceType": "Group", "id": GROUP_ID,
+        "identifier": [{"system": COHORT_SYSTEM, "value": GROUP_ID}],
+        "type": "person", "actual": True,
+        "code": {"text": "Members with a denied service traced to product misalignment"},
+        "name": "Denials from product mismatch", "quantity": len(members),
+    }
+    if members:
+        group["member"] = [{"entity": {"reference": f"Patient/{pid}"}} for pid in members]
+    return group
+
+
+def summary_report(classified: list[Classified], now: str) -> dict[str, Any]:
+    """Denied lines (initial population = denominator) and product-mismatch lines (numerator), stratified by
+    classification, each stratum with the submitted amount at stake (`estimated-annual-impact` is not it:
+    the amount is an `denied-amount` extension)."""
+    currency = classified[0].line.currency if classified else "USD"
+    by_class = {name: [c for c in classified if c.classification == name] for name in CLASSIFICATIONS}
+    mismatch = len(by_class["product-mismatch"])
+
+    def amount(items: list[Classified]) -> dict[str, Any]:
+        return {**money(sum(c.line.submitted_cents for c in items), currency), "url": SD_BASE + "denied-amount"}
+
+    strata = [{"value": {"coding": [{"system": SD_BASE.replace("StructureDefinition", "CodeSystem") + "denial-classification",
+                                     "code": name}]},
+               "extension": [amount(items)],
+               "population": populations(len(items), len(items) if name == "product-mismatch" else 0)}
+              for name, items in by_class.items()]
+    return {
+        "resourceType": "MeasureReport", "id": REPORT_ID,
+        "extension": [amount(classified), {**amount(by_class["product-mismatch"]), "url": SD_BASE + "amount-at-stake"}],
+        "status": "complete", "type": "summary", "measure": MEASURE_BASE + REPORT_ID, "date": now,
+        "period": _period(classified, now),
+        "group": [{"id": REPORT_ID, "population": populations(len(classified), mismatch),
+                   "stratifier": [{"code": [{"text": "classification"}], "stratum": strata}]}],
+    }
+
+
+def _period(classified: list[Classified], now: str) -> dict[str, str]:
+    days = [c.line.service_date for c in classified]
+    return {"start": min(days).isoformat(), "end": max(days).isoformat()} if days else {"start": now[:10], "end": now[:10]}
+
+
+def refuse_client_writes(rtype: str, rid: str, _method: str, _resource: dict | None) -> None:
+    if (rtype, rid) in (("Group", GROUP_ID), ("MeasureReport", REPORT_ID)):
+        raise FhirError.of(405, "not-supported", f"{rtype}/{rid} is written by $denial-root-cause only")
+
+
+def stored_rows(conn: Connection) -> list[Any]:
+    d = audit_denials.c
+    return conn.execute(select(audit_denials).order_by(d.eob_id, d.sequence)).all()
+
+
+def rollup(conn: Connection, by: str) -> list[Any]:
+    """Per member (`patient_id`) or billing provider (`provider`): denied lines and amount, and those traced
+    to product mismatch."""
+    d = audit_denials.c
+    key = d[by]
+    mismatch = d.classification == "product-mismatch"
+    return conn.execute(select(key, func.count(), func.sum(d.submitted_cents),
+                               func.sum(case((mismatch, 1), else_=0)), func.sum(case((mismatch, d.submitted_cents), else_=0)))
+                        .group_by(key).order_by(key)).all()
