@@ -14,7 +14,7 @@ import pytest
 from server.alignment.synth import MEMBER_SYSTEM, generate
 from server.cohorts.definitions import COHORT_IDS
 from tests.alignment_helpers import post_bundles
-from tests.auth_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, require_browser
+from tests.auth_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, register_user, require_browser
 from tests.conftest import ROOT, RunningServer
 
 FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
@@ -45,6 +45,7 @@ def patient_id(client: httpx.Client, member: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
+    """Headless Chromium (import this fixture into a test module to use it)."""
     require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -67,6 +68,19 @@ def page(browser):
     yield tab
     context.close()
 
+def analyst_page(server: RunningServer, browser, fhir_user: str, **context_options):
+    """A fresh page signed in through the population launch as a new analyst who may see every patient;
+    `page.errors` collects script errors and CSP violations (Chromium's console errors about them)."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, **context_options)
+    page = context.new_page()
+    page.errors = []
+    page.on("console", lambda m: page.errors.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(server.url + "/app/")
+    page.click("#launch-population")
+    sign_in_and_allow(page, register_user(server, fhir_user, ["*"]))
+    wait_ready(page, "population")
+    return page
 
 
 def sign_in_and_allow(page, username: str) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import csv
 import io
 
+import httpx
 import pytest
 
 from tests.alignment_helpers import ICD, born, condition, coverage, days_ago, finding, patient
 from tests.conftest import unique
+from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
 
 OPERATION = "/ExplanationOfBenefit/$denial-root-cause"
 DISCRIMINATOR = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBAdjudicationDiscriminator"
@@ -59,8 +61,6 @@ def eob(client, pid: str, items: list[dict], provider: str, header_carc: str | N
 @pytest.fixture(scope="module")
 def denials(server, claims_server):
     """Members, their EOBs, the expected classification of each denied line; then one run."""
-    import httpx
-
     headers = {"Content-Type": "application/fhir+json"}
     with httpx.Client(base_url=server.fhir, auth=server.auth, headers=headers, timeout=120) as c, \
             httpx.Client(base_url=claims_server.fhir, auth=claims_server.auth, headers=headers, timeout=120) as claims:
@@ -149,3 +149,23 @@ def test_clients_cannot_write_the_results(client, denials):
     assert r.status_code == 405, r.text
     assert client.delete("/MeasureReport/denial-root-cause").status_code == 405
     assert client.get(OPERATION, params={"_format": "csv", "part": "nope"}).status_code == 400
+
+
+def test_denials_page_in_chromium(server, denials, browser):
+    page = analyst_page(server, browser, "Practitioner/denials-analyst")
+    page.goto(server.url + "/app/#denials")
+    wait_ready(page, "denials")
+    shown = page.eval_on_selector_all("[data-metric]", "els => Object.fromEntries(els.map(e => [e.dataset.metric, "
+                                                       "Number(e.dataset.value)]))")
+    report = denials["report"]
+    group = report["group"][0]
+    assert shown["denials/lines"] == group["population"][0]["count"]
+    at_stake = next(e for e in report["extension"] if e["url"].endswith("/amount-at-stake"))["valueMoney"]["value"]
+    assert shown["denials/at-stake"] == pytest.approx(at_stake)
+    for stratum in group["stratifier"][0]["stratum"]:
+        code = stratum["value"]["coding"][0]["code"]
+        assert shown[f"denials/lines/{code}"] == stratum["population"][0]["count"]
+        assert shown[f"denials/amount/{code}"] == pytest.approx(stratum["extension"][0]["valueMoney"]["value"])
+    page.screenshot(path=str(ARTIFACTS / f"denials-{server.kind}.png"), full_page=True)
+    assert not page.errors, page.errors
+    page.context.close()

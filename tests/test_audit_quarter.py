@@ -20,12 +20,11 @@ import pytest
 
 from server.audit.quarter import Quarter
 from tests.alignment_helpers import ICD, TODAY, condition, days_ago, finding, member_ids
-from tests.auth_helpers import CHROMIUM, CHROMIUM_ARGS, backend_token, register_backend, register_user, require_browser
+from tests.auth_helpers import backend_token, register_backend
 from tests.conftest import ROOT
-from tests.dashboard_helpers import load_population, sign_in_and_allow, wait_ready
+from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, load_population, wait_ready  # noqa: F401 (fixture)
 
 MEMBERS = 200
-ARTIFACTS = ROOT / "test-artifacts"
 OPERATION = "/Measure/product-alignment/$audit-quarter"
 CURRENT = Quarter.of(TODAY)
 PREVIOUS = CURRENT.previous
@@ -171,29 +170,8 @@ def test_refusals(server, client, quarters):
 # ---- the printable page -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
 def test_printable_audit_page_in_chromium(server, quarters, browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    analyst = register_user(server, "Practitioner/audit-analyst", ["*"])
-    page.goto(server.url + "/app/")
-    page.click("#launch-population")
-    sign_in_and_allow(page, analyst)
-    wait_ready(page, "population")
+    page = analyst_page(server, browser, "Practitioner/audit-analyst")
     page.goto(f"{server.url}/app/#audit?quarter={CURRENT}")
     wait_ready(page, "audit")
     shown = page.eval_on_selector_all("[data-metric]", "els => Object.fromEntries(els.map(e => [e.dataset.metric, "
@@ -213,5 +191,5 @@ def test_printable_audit_page_in_chromium(server, quarters, browser):
     (ARTIFACTS / f"audit-{CURRENT}-{server.kind}.pdf").write_bytes(pdf)
     pages = len(re.findall(rb"/Type\s*/Page(?!s)", pdf))
     assert pdf.startswith(b"%PDF") and pages >= 2, pages  # figures, charts and the member lists
-    assert not errors, errors
-    context.close()
+    assert not page.errors, page.errors
+    page.context.close()

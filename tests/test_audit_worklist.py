@@ -14,12 +14,10 @@ import httpx
 import pytest
 
 from tests.alignment_helpers import TODAY, member_ids
-from tests.auth_helpers import CHROMIUM, CHROMIUM_ARGS, backend_token, register_backend, register_user, require_browser
-from tests.conftest import ROOT
-from tests.dashboard_helpers import load_population, sign_in_and_allow, wait_ready
+from tests.auth_helpers import backend_token, register_backend
+from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, load_population, wait_ready  # noqa: F401 (fixture)
 
 MEMBERS = 300
-ARTIFACTS = ROOT / "test-artifacts"
 WITH_FINDINGS = ("misaligned", "review")
 WORKLIST = "/Patient/$worklist"
 
@@ -168,18 +166,6 @@ def test_a_token_missing_a_type_or_confined_by_a_filter_is_refused(server):
 # ---- the dashboard page -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
 def _shown_ids(page) -> list[str]:
     return page.eval_on_selector_all("tr[data-patient]", "rows => rows.map(r => r.dataset.patient)")
 
@@ -195,16 +181,7 @@ def wait_for_rows(page, body: dict) -> list[str]:
 
 
 def test_worklist_page_in_chromium(server, client, ours, browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    analyst = register_user(server, "Practitioner/worklist-analyst", ["*"])
-    page.goto(server.url + "/app/")
-    page.click("#launch-population")
-    sign_in_and_allow(page, analyst)
-    wait_ready(page, "population")
+    page = analyst_page(server, browser, "Practitioner/worklist-analyst", accept_downloads=True)
     page.click("#tabs a[data-tab='worklist']")
     wait_ready(page, "worklist")
 
@@ -234,18 +211,12 @@ def test_worklist_page_in_chromium(server, client, ours, browser):
     wait_ready(page, "member")
     assert page.url.endswith(f"#member/{shown[0]}")
     assert page.get_attribute("[data-member='recommended']", "data-value") == "ny-harp"
-    assert not errors, errors
-    context.close()
+    assert not page.errors, page.errors
+    page.context.close()
 
 
 def test_worklist_pages_forward_in_chromium(server, client, browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    analyst = register_user(server, "Practitioner/worklist-pager", ["*"])
-    page.goto(server.url + "/app/")
-    page.click("#launch-population")
-    sign_in_and_allow(page, analyst)
-    wait_ready(page, "population")
+    page = analyst_page(server, browser, "Practitioner/worklist-pager")
     page.goto(server.url + "/app/#worklist?status=misaligned,review,aligned&_count=20")
     wait_ready(page, "worklist")
     second = client.get(WORKLIST, params={"status": "misaligned,review,aligned", "_count": "20"}).json()
@@ -256,4 +227,4 @@ def test_worklist_pages_forward_in_chromium(server, client, browser):
     assert wait_for_rows(page, after) != [r["id"] for r in rows_of(second)]
     page.click("#worklist-first")
     wait_for_rows(page, second)
-    context.close()
+    page.context.close()
