@@ -56,7 +56,7 @@ class BenefitMatrix:
 
 
 def _fail(field: str, message: str) -> MappingError:
-    return MappingError(f"{FILE}: {field}: {message}")
+    return MappingError(FILE, field, message)
 
 
 def load_benefits(mappings: Mappings) -> BenefitMatrix:
@@ -64,7 +64,7 @@ def load_benefits(mappings: Mappings) -> BenefitMatrix:
     try:
         matrix = _Matrix.model_validate_json(path.read_bytes())
     except FileNotFoundError:
-        raise MappingError(f"{FILE}: missing in {mappings.directory}") from None
+        raise MappingError(FILE, "", f"missing in {mappings.directory}") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         raise _fail(".".join(str(p) for p in error["loc"]), error["msg"]) from None
