@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Iterable, Mapping
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Select, exists, func, literal, or_, select, tuple_
 
 from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import LINES_OF_BUSINESS, Mappings
@@ -178,15 +178,22 @@ def _add_details(conn: Connection, by_id: dict[str, WorklistRow], keys: IndexKey
                                      .where(resources.c.rtype == "Patient", resources.c.rid.in_(ids))):
         if content:
             by_id[rid].name = display_name(orjson.loads(content))
-    v, plan = finding_coverage.c, idx_token.alias("plan")
-    coverage = (select(v.patient_id, v.line_of_business, plan.c.code)
-                .outerjoin(plan, and_(plan.c.rtype == "Coverage", plan.c.rid == v.coverage_id,
-                                      plan.c.h_param == keys.coverage_plan))
-                .where(v.patient_id.in_(ids)).order_by(v.patient_id, v.coverage_id))
-    for pid, lob, plan_code in conn.execute(coverage):
+    # Simple index lookups, each keyed by the page's ids: a join here lets a planner with poor estimates
+    # for an IN list scan whole tables.
+    v, t = finding_coverage.c, idx_token.c
+    coverages = conn.execute(select(v.patient_id, v.coverage_id, v.line_of_business)
+                             .where(v.patient_id.in_(ids)).order_by(v.patient_id, v.coverage_id)).all()
+    plans: dict[str, list[str]] = {}
+    if coverages:
+        for rid, code in conn.execute(select(t.rid, t.code).where(
+                t.rtype == "Coverage", t.rid.in_([c.coverage_id for c in coverages]), t.h_param == keys.coverage_plan)
+                .order_by(t.rid, t.code)):
+            plans.setdefault(rid, []).append(code)
+    for pid, coverage_id, lob in coverages:
         row = by_id[pid]
         _add_once(row.lines_of_business, lob)
-        _add_once(row.plans, plan_code)
+        for code in plans.get(coverage_id, ()):
+            _add_once(row.plans, code)
     c = finding_categories.c
     for pid, category, non_claims in conn.execute(select(c.patient_id, c.category, c.non_claims)
                                                   .where(c.patient_id.in_(ids)).order_by(c.patient_id, c.category)):
@@ -194,8 +201,8 @@ def _add_details(conn: Connection, by_id: dict[str, WorklistRow], keys: IndexKey
         if non_claims:
             by_id[pid].non_claims.append(category)
     e = finding_evidence.c
-    for pid, kind in conn.execute(select(e.patient_id, e.source_kind).where(e.patient_id.in_(ids))
-                                  .distinct().order_by(e.patient_id, e.source_kind)):
+    kinds = {(pid, kind) for pid, kind in conn.execute(select(e.patient_id, e.source_kind).where(e.patient_id.in_(ids)))}
+    for pid, kind in sorted(kinds):
         by_id[pid].sources.append(kind)
 
 
