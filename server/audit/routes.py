@@ -52,7 +52,7 @@ from server.audit.worklist import parse_query, read_page
 from server.fhir.context import context_of
 from server.fhir.errors import FhirError
 from server.fhir.http import fhir_response, json_body
-from server.fhir.operations import ALIGNMENT_READS
+from server.alignment.api import ALIGNMENT_READS
 from server.fhir.service import FhirService, Reply
 from server.measures.params import body_items
 
