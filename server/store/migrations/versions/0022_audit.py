@@ -2,7 +2,7 @@
 snapshots and the denial root-cause results (server/store/audit_schema.py).
 
 Revision ID: 0022
-Revises: 0016
+Revises: 0016, 0003 (it indexes `findings`, created by 0003 on another branch of the chain)
 Create Date: 2026-12-03 11:00:00
 """
 
@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = "0016"
+down_revision = ("0016", "0003")
 branch_labels = None
-depends_on = "0003"  # the findings table it indexes
+depends_on = None
 
 NO_IMPACT = -(2**62)  # server/store/audit_schema.py
 
