@@ -2,7 +2,7 @@
 snapshots and the denial root-cause results (server/store/audit_schema.py).
 
 Revision ID: 0022
-Revises: 0016, 0003 (it indexes `findings`, created by 0003 on another branch of the chain)
+Revises: 0020, 0003 (it indexes `findings`, created by 0003 on another branch of the chain)
 Create Date: 2026-12-03 11:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = ("0016", "0003")
+down_revision = ("0020", "0003")
 branch_labels = None
 depends_on = None
 
