@@ -273,7 +273,7 @@ class AlignmentEngine:
         which must roll back afterwards: the finding a member had on `as_of`, from the evidence dated on or
         before it (the history of findings is computed, not kept). Listeners are not told; the statements
         are built for this date and not cached, so today's stay cached."""
-        self._lock(conn)
+        self.lock(conn)
         if not self._codes_installed:
             install_codes(conn, self.codes_key, self._code_rows)
         statements = self._build(EvaluationWindow(as_of, self.config.lookback_months), self._listed)
