@@ -56,6 +56,11 @@ def _plan_catalogue(directory: Path) -> Path:
         rates["basis"].pop(code, None)
     rates["pmpm"].update(PLAN_RATES)
     (directory / "rates.json").write_text(json.dumps(rates))
+    benefits = json.loads((directory / "benefits.json").read_text())  # the plans cover what their product did
+    covered = benefits["coverage"]
+    covered["csnp-dm-chf-cvd"] = covered.pop("csnp")
+    covered["dsnp-fide"] = covered["dsnp-coordination"] = covered.pop("dsnp")
+    (directory / "benefits.json").write_text(json.dumps(benefits))
     return directory
 
 

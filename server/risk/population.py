@@ -29,51 +29,63 @@ class PopulationRisk:
     raf_uplift_annual: Decimal  # Σ uplift × PMPM of the rate cell × 12 (levers.py), Medicare members
 
 
-def _payment_factor(py: PaymentYear) -> str:
-    """SQL: the factor turning one model's raw score into its share of the payment score."""
-    whens = " ".join(f"WHEN '{m.version}' THEN {m.weight / m.normalization * (1 - py.coding_intensity)!r}"
-                     for m in py.models)
-    return f"CASE s.version {whens} ELSE 0 END"
+def _payment_factor(py: PaymentYear) -> tuple[str, dict[str, object]]:
+    """SQL: the factor turning one model's raw score into its share of the payment score, and its bound values."""
+    whens = " ".join(f"WHEN :model_{i} THEN :factor_{i}" for i in range(len(py.models)))
+    params: dict[str, object] = {}
+    for i, m in enumerate(py.models):
+        params[f"model_{i}"], params[f"factor_{i}"] = m.version, m.weight / m.normalization * (1 - py.coding_intensity)
+    return "CASE s.version " + whens + " ELSE 0 END", params
 
 
-def _rate(rates: Rates, product: str) -> str:
-    whens = " ".join(f"WHEN '{code}' THEN {rate}" for code, rate in sorted(rates.pmpm.items()))
-    return f"CASE {product} {whens} END"
+def _rate(rates: Rates, product: str) -> tuple[str, dict[str, object]]:
+    """SQL: the PMPM rate of the product that `product` (an SQL expression) names, and its bound values."""
+    cells = sorted(rates.pmpm.items())
+    whens = " ".join(f"WHEN :cell_{i} THEN :rate_{i}" for i in range(len(cells)))
+    params: dict[str, object] = {}
+    for i, (code, rate) in enumerate(cells):
+        params[f"cell_{i}"], params[f"rate_{i}"] = code, float(rate)
+    return "CASE " + product + " " + whens + " END", params
+
+
+# A recommended product that differs from the enrolled one.
+_CHANGED = "(f.recommended_product IS NOT NULL AND f.recommended_product <> COALESCE(f.enrolled_product, ''))"
 
 
 def _levers(conn: Connection, py: PaymentYear, rates: Rates) -> tuple[Decimal, Decimal]:
     """The two levers over the population, with the member-level rules of `levers.py`."""
-    changed = "(f.recommended_product IS NOT NULL AND f.recommended_product <> COALESCE(f.enrolled_product, ''))"
-    cell = f"CASE WHEN {changed} THEN f.recommended_product ELSE f.enrolled_product END"
+    factor, factor_params = _payment_factor(py)
+    rate, rate_params = _rate(rates, "CASE WHEN " + _CHANGED + " THEN f.recommended_product ELSE f.enrolled_product END")
     change = conn.execute(text(
-        f"SELECT COALESCE(SUM(f.annual_impact_cents), 0) FROM findings f WHERE {changed}")).scalar_one()
+        "SELECT COALESCE(SUM(f.annual_impact_cents), 0) FROM findings f WHERE " + _CHANGED)).scalar_one()
     uplift = conn.execute(text(
         "WITH p AS (SELECT s.patient_id, "
-        f"SUM(CASE WHEN s.basis = 'all' THEN 1 ELSE -1 END * s.score * ({_payment_factor(py)})) AS uplift "
-        f"FROM risk_score s WHERE s.payment_year = {py.year} AND s.basis IN ('all', 'claims') GROUP BY s.patient_id) "
-        f"SELECT COALESCE(SUM(p.uplift * ({_rate(rates, cell)}) * 12), 0) FROM p JOIN findings f ON f.patient_id = p.patient_id"
-    )).scalar_one()
+        "SUM(CASE WHEN s.basis = 'all' THEN 1 ELSE -1 END * s.score * (" + factor + ")) AS uplift "
+        "FROM risk_score s WHERE s.payment_year = :year AND s.basis IN ('all', 'claims') GROUP BY s.patient_id) "
+        "SELECT COALESCE(SUM(p.uplift * (" + rate + ") * 12), 0) FROM p JOIN findings f ON f.patient_id = p.patient_id"
+    ), {"year": py.year, **factor_params, **rate_params}).scalar_one()
     return Decimal(change) / 100, Decimal(repr(float(uplift))).quantize(Decimal("0.01"))
 
 
 def population_risk(conn: Connection, py: PaymentYear, rates: Rates) -> PopulationRisk:
-    year = py.year
+    factor, factor_params = _payment_factor(py)
     scores = conn.execute(text(
         "WITH p AS (SELECT s.patient_id, "
-        f"SUM(CASE WHEN s.basis = 'claims' THEN s.score * ({_payment_factor(py)}) ELSE 0 END) AS claims, "
-        f"SUM(CASE WHEN s.basis = 'all' THEN s.score * ({_payment_factor(py)}) ELSE 0 END) AS everything "
-        f"FROM risk_score s WHERE s.payment_year = {year} GROUP BY s.patient_id) "
+        "SUM(CASE WHEN s.basis = 'claims' THEN s.score * (" + factor + ") ELSE 0 END) AS claims, "
+        "SUM(CASE WHEN s.basis = 'all' THEN s.score * (" + factor + ") ELSE 0 END) AS everything "
+        "FROM risk_score s WHERE s.payment_year = :year GROUP BY s.patient_id) "
         "SELECT COUNT(*), COALESCE(AVG(claims), 0), COALESCE(AVG(everything), 0), "
         "COALESCE(SUM(everything - claims), 0), "
-        "COALESCE(SUM(CASE WHEN everything - claims > 0.0000005 THEN 1 ELSE 0 END), 0) FROM p")).one()
+        "COALESCE(SUM(CASE WHEN everything - claims > 0.0000005 THEN 1 ELSE 0 END), 0) FROM p"),
+        {"year": py.year, **factor_params}).one()
     gaps = dict(((r.kind, r.n) for r in conn.execute(text(
         "WITH k AS (SELECT patient_id, version, cc, "
         "MAX(CASE WHEN basis = 'claims' THEN 1 ELSE 0 END) AS claimed, "
         "MAX(CASE WHEN basis = 'prior' THEN 1 ELSE 0 END) AS prior "
-        f"FROM risk_cc WHERE payment_year = {year} GROUP BY patient_id, version, cc) "
+        "FROM risk_cc WHERE payment_year = :year GROUP BY patient_id, version, cc) "
         "SELECT CASE WHEN claimed = 1 THEN 'closed' WHEN prior = 1 THEN 'historic' ELSE 'suspected' END AS kind, "
         "COUNT(*) AS n FROM k GROUP BY CASE WHEN claimed = 1 THEN 'closed' WHEN prior = 1 THEN 'historic' "
-        "ELSE 'suspected' END"))))
+        "ELSE 'suspected' END"), {"year": py.year})))
     change, uplift = _levers(conn, py, rates)
     return PopulationRisk(scores[0], float(scores[1]), float(scores[2]), float(scores[3]), int(scores[4]),
                           gaps.get("historic", 0), gaps.get("suspected", 0), gaps.get("closed", 0), change, uplift)
