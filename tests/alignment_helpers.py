@@ -5,17 +5,27 @@ Test servers evaluate as of today (UTC), so every date here is relative to `TODA
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import httpx
 import pytest
 
 from server.alignment.synth import MEMBER_SYSTEM
 from server.alignment.window import months_before, years_before
-from tests.conftest import unique
+from tests.conftest import (
+    BackendToken,
+    ClientKey,
+    drop_schema,
+    postgres_schema_url,
+    start_server,
+    stop_server,
+    unique,
+    write_clients_file,
+)
 
 TODAY = datetime.now(tz=timezone.utc).date()
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -50,12 +60,16 @@ def _created(c: httpx.Client, resource: dict[str, Any]) -> str:
     return r.json()["id"]
 
 
-def patient(c: httpx.Client, birth: date, *, harp: str | None = None, opwdd: bool = False) -> str:
+def patient(c: httpx.Client, birth: date, *, harp: str | None = None, opwdd: bool = False,
+            state: str | None = None, postal_code: str | None = None) -> str:
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "identifier": [{"system": "urn:test:alignment", "value": unique("member")}],
         "birthDate": birth.isoformat(),
     }
+    if state or postal_code:
+        resource["address"] = [{"use": "home", **({"state": state} if state else {}),
+                                **({"postalCode": postal_code} if postal_code else {})}]
     extensions = ([{"url": HARP_EXT, "valueCode": harp}] if harp else []) + (
         [{"url": OPWDD_EXT, "valueBoolean": True}] if opwdd else [])
     if extensions:
@@ -150,6 +164,8 @@ class Finding:
     enrolled: str | None = None
     recommended: str | None = None
     dual_level: str | None = None
+    enrolled_plan: str | None = None  # the InsurancePlan reference naming the enrolled product
+    recommended_plan: str | None = None
     impact: float | None = None
     reasons: list[str] = field(default_factory=list)
     eligible: dict[str, list[tuple[str, str, list[str]]]] = field(default_factory=dict)  # product → criteria
@@ -181,6 +197,9 @@ def read_finding(body: dict[str, Any]) -> Finding:
         elif name in ("enrolledProduct", "recommendedProduct", "dualLevel"):
             setattr(f, {"enrolledProduct": "enrolled", "recommendedProduct": "recommended",
                         "dualLevel": "dual_level"}[name], _value(p))
+        elif name in ("enrolledPlan", "recommendedPlan"):
+            setattr(f, {"enrolledPlan": "enrolled_plan", "recommendedPlan": "recommended_plan"}[name],
+                    _value(p)["reference"])
         elif name == "estimatedAnnualImpact":
             f.impact = p["valueMoney"]["value"]
         elif name == "reason":
@@ -239,3 +258,28 @@ def member_ids(c: httpx.Client) -> dict[str, str]:
                 ids[resource["identifier"][0]["value"]] = resource["id"]
         url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
     return ids
+
+
+@contextmanager
+def own_server(kind: str, work: Path, keys: tuple[ClientKey, ClientKey],
+               env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """A server of its own on `kind` ("sqlite" or "postgres"), for tests that change server-wide state
+    (the mappings, the plan catalogue): yields (url, database url)."""
+    schema = None
+    if kind == "sqlite":
+        database = f"sqlite:///{work / 'planfit.db'}"
+    else:
+        schema, database = postgres_schema_url()
+    env = {"PLANFIT_CLIENTS_FILE": str(write_clients_file(work / "clients.json", *keys)), **(env or {})}
+    process, url = start_server(database, work / "server.log", env)
+    try:
+        yield url, database
+    finally:
+        stop_server(process)
+        if schema:
+            drop_schema(schema)
+
+
+def fhir_client(url: str, key: ClientKey, scope: str = "system/*.cruds") -> httpx.Client:
+    return httpx.Client(base_url=url + "/fhir", timeout=60, headers={"Content-Type": "application/fhir+json"},
+                        auth=BackendToken(url + "/auth/token", key, scope))

@@ -20,15 +20,7 @@ import httpx
 import pytest
 
 from server.alignment.mappings import DEFAULT_DIRECTORY
-from tests.alignment_helpers import ICD, born, condition, coverage, finding, patient
-from tests.conftest import (
-    BackendToken,
-    drop_schema,
-    postgres_schema_url,
-    start_server,
-    stop_server,
-    write_clients_file,
-)
+from tests.alignment_helpers import ICD, born, condition, coverage, finding, fhir_client, own_server, patient
 
 PLAN_RATES = {"csnp-dm-chf-cvd": 1750.0, "dsnp-fide": 2300.0, "dsnp-coordination": 1900.0}
 
@@ -68,25 +60,10 @@ def _plan_catalogue(directory: Path) -> Path:
 def plan_server(request, tmp_path_factory: pytest.TempPathFactory,
                 backend_client_keys: Any) -> Iterator[tuple[httpx.Client, httpx.Client]]:
     work = tmp_path_factory.mktemp(f"plans-{request.param}")
-    schema = None
-    if request.param == "sqlite":
-        database = f"sqlite:///{work / 'planfit.db'}"
-    else:
-        schema, database = postgres_schema_url()
-    env = {"PLANFIT_CLIENTS_FILE": str(write_clients_file(work / "clients.json", *backend_client_keys)),
-           "PLANFIT_MAPPINGS_DIR": str(_plan_catalogue(work / "mappings"))}
-    process, url = start_server(database, work / "server.log", env)
-    clinical, claims = backend_client_keys
-    clients = [httpx.Client(base_url=url + "/fhir", timeout=60, headers={"Content-Type": "application/fhir+json"},
-                            auth=BackendToken(url + "/auth/token", key, "system/*.cruds")) for key in (clinical, claims)]
-    try:
-        yield clients[0], clients[1]
-    finally:
-        for c in clients:
-            c.close()
-        stop_server(process)
-        if schema:
-            drop_schema(schema)
+    env = {"PLANFIT_MAPPINGS_DIR": str(_plan_catalogue(work / "mappings"))}
+    with own_server(request.param, work, backend_client_keys, env) as (url, _):
+        with fhir_client(url, backend_client_keys[0]) as clinical, fhir_client(url, backend_client_keys[1]) as claims:
+            yield clinical, claims
 
 
 def test_csnp_approved_for_a_grouping_does_not_take_a_member_with_another_condition(

@@ -3,7 +3,7 @@
 * `POST /fhir/$evaluate-alignment` runs a full re-evaluation (system-level: it rewrites every member's
   finding) and answers with a Parameters summary: members per status, evaluation date, duration.
 * `GET /fhir/Patient/{id}/$alignment` returns the member's persisted finding as Parameters: status,
-  enrolled and recommended product, eligible products with the criteria met and their evidence, the
+  enrolled and recommended product, each with the `InsurancePlan` naming it (`plans.py`), eligible products with the criteria met and their evidence, the
   diagnosis categories with their evidence and source kinds (patient-reported evidence is shown as
   such, and never qualifies), the non-claims diagnoses, reasons and the estimated annual impact. The
   answer shows diagnoses and products, so it needs read access to the Patient (404 as for a read) and
@@ -33,6 +33,7 @@ from server.alignment.deferred import DeferredEvaluation
 from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
 from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, read_finding
 from server.alignment.mappings import MappingError, load_mappings
+from server.alignment.plans import install_catalogue, plan_reference
 from server.config import Settings
 from server.fhir.consistency import ConsistencyMiddleware
 from server.fhir.context import PATIENT_REPORTED, Reads, context_of
@@ -70,18 +71,20 @@ def install_alignment(app: FastAPI, service: FhirService, settings: Settings) ->
     app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
     app.include_router(router)
     app.add_middleware(ConsistencyMiddleware, progress=engine.progress, wait_seconds=settings.alignment_wait_seconds)
-    _prepare_at_startup(app, engine, deferred)
+    _prepare_at_startup(app, service, engine, deferred)
     return engine
 
 
-def _prepare_at_startup(app: FastAPI, engine: AlignmentEngine, deferred: DeferredEvaluation | None) -> None:
-    """After the app's own start-up (which migrates the schema), install the value-set code rows and
-    start the deferred mode's worker; stop it at shutdown."""
+def _prepare_at_startup(app: FastAPI, service: FhirService, engine: AlignmentEngine,
+                        deferred: DeferredEvaluation | None) -> None:
+    """After the app's own start-up (which migrates the schema), seed and load the plan catalogue,
+    install the value-set code rows and start the deferred mode's worker; stop it at shutdown."""
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application: FastAPI):
         async with inner(application) as state:
+            await run_in_threadpool(install_catalogue, service, engine)
             await run_in_threadpool(engine.prepare)
             if deferred is not None:
                 deferred.start()
@@ -194,8 +197,10 @@ def finding_parameters(finding: Finding) -> dict[str, Any]:
         out.append(_param("age", valueInteger=finding.age))
     if finding.enrolled_product:
         out.append(_param("enrolledProduct", valueCode=finding.enrolled_product))
+        out.append(_param("enrolledPlan", valueReference=_ref(plan_reference(finding.enrolled_product))))
     if finding.recommended_product:
         out.append(_param("recommendedProduct", valueCode=finding.recommended_product))
+        out.append(_param("recommendedPlan", valueReference=_ref(plan_reference(finding.recommended_product))))
     if finding.dual_level:
         out.append(_param("dualLevel", valueCode=finding.dual_level))
     if finding.annual_impact is not None:
@@ -213,7 +218,9 @@ def finding_parameters(finding: Finding) -> dict[str, Any]:
 
 
 def _eligible(finding: Finding, product: EligibleProduct) -> dict[str, Any]:
-    parts = [_param("product", valueCode=product.product), _param("priority", valueInteger=product.priority)]
+    parts = [_param("product", valueCode=product.product),
+             _param("plan", valueReference=_ref(plan_reference(product.product))),
+             _param("priority", valueInteger=product.priority)]
     for criterion in product.criteria:
         evidence = finding.criterion_evidence(criterion)
         parts.append(_param("criterion", part=[

@@ -169,11 +169,25 @@ class AlignmentEngine:
             if members:
                 log.warning("findings were made by other rules (%s): re-evaluating every member", stored or "none")
                 self.evaluate_all()
-            with self.db.begin() as conn:
-                self.lock(conn)
-                conn.execute(delete(alignment_rules))
-                conn.execute(insert(alignment_rules).values(id=1, version=self.rules_version))
+            self.record_rules_version()
         self.recover()
+
+    def use_mappings(self, mappings: Mappings) -> bool:
+        """Evaluate with another catalogue from now on (the stored InsurancePlans, `plans.py`; its value sets
+        must be these): True when that changes the rules version, and the caller must then re-evaluate."""
+        version = rules_version(mappings, self.codes_key)
+        with self._statements_lock:
+            changed = version != self.rules_version
+            self.mappings, self.rules_version = mappings, version
+            self._statements.clear()
+        return changed
+
+    def record_rules_version(self) -> None:
+        """Record that the stored findings are those of this process's rules version."""
+        with self.db.begin() as conn:
+            self.lock(conn)
+            conn.execute(delete(alignment_rules))
+            conn.execute(insert(alignment_rules).values(id=1, version=self.rules_version))
 
     # -- entry points ------------------------------------------------------------------------------
 

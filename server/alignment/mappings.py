@@ -27,6 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
+from server.alignment.areas import AreaPart, parse_area
 from server.alignment.derived_cache import cached
 from server.data_files import data_directory
 
@@ -74,6 +75,9 @@ LOB_PROGRAMS: Mapping[str, frozenset[str]] = MappingProxyType({
 })
 DUAL_LEVELS = ("full", "partial", "unknown")
 DUAL_CODE_LEVELS = ("full", "partial", "none")
+# D-SNP integration levels (42 CFR 422.2 definitions of FIDE SNP and HIDE SNP; a D-SNP that is neither is
+# coordination-only; rules-v2-leads.md, read 2026-12-03).
+INTEGRATION_LEVELS = ("fide", "hide", "coordination-only")
 
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _PRODUCT_CODE_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{0,63}$")
@@ -151,6 +155,8 @@ class Product:
     sopt_aliases: tuple[str, ...]
     priority: int
     specialized: bool = False  # a higher-acuity product of its program family (SPEC §4.3 `opportunity`)
+    coverage_area: tuple[AreaPart, ...] = ()  # where the plan is offered; empty: everywhere (areas.py)
+    integration_level: str | None = None  # D-SNP integration level (INTEGRATION_LEVELS), as published
 
     @property
     def programs(self) -> frozenset[str]:
@@ -718,7 +724,7 @@ def _load_products(
         ppath = f"products[{i}]"
         p = f.obj(p_raw, ppath)
         f.keys(p, ppath, ("code", "display", "line_of_business", "eligibility", "aliases", "priority"),
-               ("description", "specialized"))
+               ("description", "specialized", "coverage_area", "integration_level"))
         code = f.string(p["code"], f"{ppath}.code")
         if not _PRODUCT_CODE_RE.match(code):
             f.fail(f"{ppath}.code", f"{code!r} must be lower-case letters, digits and '-'")
@@ -765,6 +771,9 @@ def _load_products(
             sopt_aliases=tuple(sopts),
             priority=priority,
             specialized=f.boolean(p["specialized"], f"{ppath}.specialized") if "specialized" in p else False,
+            coverage_area=parse_area(p.get("coverage_area", []), f"{ppath}.coverage_area", f.fail),
+            integration_level=(f.choice(p["integration_level"], f"{ppath}.integration_level", INTEGRATION_LEVELS)
+                               if "integration_level" in p else None),
         ))
 
     products.sort(key=lambda prod: prod.priority, reverse=True)

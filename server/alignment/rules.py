@@ -50,6 +50,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from server.alignment.areas import area_column, area_criterion, area_facts
 from server.alignment.facts import Members, lobs_with, priority_of, product_for_priority
 from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import PROGRAMS, Mappings, Product
@@ -191,6 +192,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
         .group_by(t.rid)
         .subquery("on_patient")
     )
+    areas = area_facts(mappings.products, members)
     m, birth = resources.alias("member"), idx_date.alias("birth")
     counts = ("coverages", "recognized", *(f"has_{p}" for p in PROGRAMS), *(f"products_{p}" for p in PROGRAMS),
               "medicaid_lob", "dual_lob")
@@ -218,6 +220,9 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
             *(_int(or_(coverage.c[_flag_column(c)] == 1, on_patient.c[_flag_column(c)] == 1)).label(_flag_column(c))
               for c in codes),
             *(func.coalesce(categories.c[col], 0).label(col) for col in columns.values()),
+            func.coalesce(areas.c.has_address, 0).label("has_address"),
+            *(func.coalesce(areas.c[area_column(p.code)], 0).label(area_column(p.code))
+              for p in mappings.products if p.coverage_area),
         )
         .select_from(
             m.outerjoin(birth, and_(birth.c.rtype == "Patient", birth.c.rid == m.c.rid,
@@ -226,6 +231,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
             .outerjoin(dual, dual.c.patient_id == m.c.rid)
             .outerjoin(categories, categories.c.patient_id == m.c.rid)
             .outerjoin(on_patient, on_patient.c.rid == m.c.rid)
+            .outerjoin(areas, areas.c.rid == m.c.rid)
         )
         .where(m.c.rtype == "Patient", m.c.deleted.is_(False), *members.where(m.c.rid))
         .subquery("facts")
@@ -301,6 +307,8 @@ def criteria(product: Product, f: Any, window: EvaluationWindow, columns: dict[s
         for part in matched[1:]:
             text = text + part
         out.append(Criterion(or_(*(flag for _, flag in flags)), text))
+    if product.coverage_area:
+        out.append(Criterion(*area_criterion(product.code, f)))
     return out
 
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from server.alignment.findings import Evidence, Finding
+from server.alignment.plans import plan_reference
 from server.measures.definitions import CS_BASE, MEASURE_BASE, SD_BASE
 from server.measures.populations import Stratum, Summary
 
@@ -171,6 +172,7 @@ def alignment_individual(ctx: ReportContext, finding: Finding) -> dict[str, Any]
             if e.category == category.category:
                 groups.setdefault(e.reference, []).append(category.category)
     refs = [e.reference for e in qualifying] + [c.reference for c in finding.coverages]
+    refs += [plan_reference(p) for p in (finding.recommended_product, finding.enrolled_product) if p]
     evaluated = _references(refs, groups)
     if evaluated:
         report["evaluatedResource"] = evaluated

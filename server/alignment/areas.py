@@ -1,0 +1,106 @@
+"""Plan coverage areas (SPEC §4.3, issue 17): where a plan is offered, and whether a member lives there.
+
+A plan's area is a list of parts, each a US state (USPS code) or one ZIP code; a plan without parts is
+offered everywhere. As FHIR, an area is `InsurancePlan.coverageArea` → `Location` resources whose
+`address` gives the state and, for a ZIP part, the `postalCode` (R4 InsurancePlan.coverageArea is
+Reference(Location); Da Vinci PDex Plan-Net profiles it the same way), see `plans.py`.
+
+The member's side is read from the search index of `Patient.address` (`address-state`,
+`address-postalcode`, both R4 search parameters): a member is inside a part when one of their addresses
+has that ZIP (its first 5 digits) or that state. A member with no address at all is not excluded: the
+criterion is then met as `coverage_area:address-unknown`, shown on the finding, since the plan checks
+residence at enrolment and most clinical feeds omit it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from sqlalchemy import ColumnElement, Subquery, and_, case, false, func, literal, or_, select
+
+from server.fhir import searchparams
+from server.store.schema import idx_string
+
+if TYPE_CHECKING:  # facts.py imports the mappings, which import this module
+    from server.alignment.facts import Members
+
+STATE_RE = re.compile(r"^[A-Z]{2}$")
+ZIP_RE = re.compile(r"^[0-9]{5}$")
+
+
+@dataclass(frozen=True)
+class AreaPart:
+    """One part of a coverage area: a whole state, or one ZIP code (with its state)."""
+
+    state: str  # USPS code, upper case
+    postal_code: str | None = None  # 5 digits
+    location: str | None = None  # the Location id it is published as
+
+
+def parse_area(value: Any, path: str, fail: Callable[[str, str], None]) -> tuple[AreaPart, ...]:
+    """`[{"state": "NY"}, {"state": "NY", "postal_code": "10001"}, ...]` → parts; `fail(path, message)`."""
+    if not isinstance(value, list):
+        fail(path, "expected a list of {state, postal_code?}")
+    parts = []
+    for i, raw in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(raw, dict) or set(raw) - {"state", "postal_code"} or "state" not in raw:
+            fail(where, "expected {\"state\": \"NY\"} or {\"state\": \"NY\", \"postal_code\": \"10001\"}")
+        state, postal = raw["state"], raw.get("postal_code")
+        if not isinstance(state, str) or not STATE_RE.match(state):
+            fail(f"{where}.state", f"{state!r} is not a USPS state code (two upper-case letters)")
+        if postal is not None and (not isinstance(postal, str) or not ZIP_RE.match(postal)):
+            fail(f"{where}.postal_code", f"{postal!r} is not a 5-digit ZIP code")
+        parts.append(AreaPart(state, postal, location_id(state, postal)))
+    return tuple(parts)
+
+
+def location_id(state: str, postal_code: str | None) -> str:
+    """The id of the seeded Location of an area part: `area-ny`, `area-ny-10001`."""
+    return "area-" + state.lower() + (f"-{postal_code}" if postal_code else "")
+
+
+def _h_param(code: str) -> int:
+    param = searchparams.lookup("Patient", code)
+    if param is None or param.type != "string":
+        raise RuntimeError(f"coverage areas need the string search parameter Patient.{code}")
+    return param.h_param
+
+
+def area_column(product_code: str) -> str:
+    """The facts-row column of a product's area (product codes hold no `_`, so these never collide)."""
+    return "area_" + product_code.replace("-", "_")
+
+
+def area_facts(products: tuple[Any, ...], members: "Members") -> Subquery:
+    """One row per member with an address: `has_address` (1) and, per product with a coverage area, its
+    `area_column` (1 when an address lies inside the area)."""
+    state_param, zip_param = _h_param("address-state"), _h_param("address-postalcode")
+    s = idx_string.c
+    is_state = s.h_param == state_param
+    zip5 = func.substr(s.value_norm, 1, 5)
+
+    def inside(part: AreaPart) -> ColumnElement[bool]:
+        if not part.state:  # its Location is gone: the part contains no one
+            return false()
+        if part.postal_code:
+            return and_(s.h_param == zip_param, zip5 == part.postal_code)
+        return and_(is_state, s.value_norm == part.state.lower())
+
+    columns = [func.max(case((or_(*(inside(part) for part in p.coverage_area)), 1), else_=0)).label(area_column(p.code))
+               for p in products if p.coverage_area]
+    return (
+        select(s.rid, literal(1).label("has_address"), *columns)
+        .where(s.rtype == "Patient", s.h_param.in_([state_param, zip_param]), *members.where(s.rid))
+        .group_by(s.rid)
+        .subquery("areas")
+    )
+
+
+def area_criterion(product_code: str, f: Any) -> tuple[ColumnElement[bool], ColumnElement[str]]:
+    """(met, recorded text) of a product's coverage-area criterion over the facts row `f`."""
+    unknown = f.c.has_address == 0
+    return (or_(unknown, f.c[area_column(product_code)] == 1),
+            case((unknown, " coverage_area:address-unknown"), else_=" coverage_area:inside"))

@@ -1,0 +1,184 @@
+"""The plan catalogue as FHIR InsurancePlan resources (SPEC §4.3, issue 17), over HTTP on both databases:
+seeded from mappings/ at start and never overwritten, admin-writable (a write changes what the engine
+uses and re-evaluates the members), coverage areas as Location resources, and findings that name the plan.
+
+The server is this module's own: the tests change the catalogue, which is server-wide state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from tests.alignment_helpers import ICD, born, condition, coverage, fhir_client, finding, own_server, patient
+from tests.measure_helpers import evaluate
+
+SD = "https://planfit.dev/fhir/StructureDefinition/"
+VS = "https://planfit.dev/fhir/ValueSet/"
+ADMIN_SCOPE = "system/*.cruds"
+CLINICAL_SCOPE = "system/*.rs system/Patient.cruds system/Condition.cruds system/Coverage.cruds"
+
+
+class Servers:
+    def __init__(self, url: str, keys: Any) -> None:
+        self.url, self.keys = url, keys
+        self.admin = fhir_client(url, keys[0], ADMIN_SCOPE)
+        self.claims = fhir_client(url, keys[1])
+        self.clinical = fhir_client(url, keys[0], CLINICAL_SCOPE)
+
+    def close(self) -> None:
+        for c in (self.admin, self.claims, self.clinical):
+            c.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def servers(request, tmp_path_factory: pytest.TempPathFactory, backend_client_keys: Any) -> Iterator[Servers]:
+    work = tmp_path_factory.mktemp(f"catalogue-{request.param}")
+    with own_server(request.param, work, backend_client_keys) as (url, _):
+        s = Servers(url, backend_client_keys)
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+def _extensions(resource: dict[str, Any], name: str) -> list[Any]:
+    return [next(v for k, v in e.items() if k.startswith("value")) for e in resource.get("extension", [])
+            if e["url"] == SD + name]
+
+
+def _read(c: httpx.Client, ref: str) -> dict[str, Any]:
+    r = c.get(ref)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _put(c: httpx.Client, resource: dict[str, Any], expect: int = 200) -> httpx.Response:
+    resource = {k: v for k, v in resource.items() if k != "meta"}
+    r = c.put(f"/{resource['resourceType']}/{resource['id']}", json=resource)
+    assert r.status_code == expect, r.text
+    return r
+
+
+def test_the_catalogue_is_published_as_insurance_plans_with_their_areas(servers: Servers) -> None:
+    bundle = servers.admin.get("/InsurancePlan", params={"_count": 50}).json()
+    plans = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
+    assert set(plans) == {"dsnp", "csnp", "ny-harp", "ma", "medicare-ffs", "ny-mmc", "commercial"}
+    csnp, dsnp = plans["csnp"], plans["dsnp"]
+    assert len(_extensions(csnp, "plan-condition-category")) == 15
+    assert VS + "csnp-diabetes" in _extensions(csnp, "plan-condition-category")
+    assert _extensions(dsnp, "plan-dual-level") == ["full", "partial", "unknown"]
+    assert _extensions(dsnp, "dsnp-integration-level") == ["coordination-only"]
+    assert csnp["coverageArea"] == [{"reference": "Location/area-ny"}] and "coverageArea" not in plans["ma"]
+    assert _read(servers.admin, "/Location/area-ny")["address"]["state"] == "NY"
+    # Searchable like any InsurancePlan: by the product's identifier.
+    found = servers.admin.get("/InsurancePlan", params={"identifier": "https://planfit.dev/fhir/CodeSystem/product|csnp"})
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == ["csnp"]
+
+
+def test_the_recommendation_names_the_plan(servers: Servers) -> None:
+    pid = patient(servers.clinical, born(72), state="NY", postal_code="12207")
+    coverage(servers.claims, pid, plan="MA")
+    condition(servers.clinical, pid, [(ICD, "E11.9")])
+    f = finding(servers.clinical, pid)
+    assert (f.status, f.kind, f.recommended) == ("misaligned", "opportunity", "csnp")
+    assert (f.recommended_plan, f.enrolled_plan) == ("InsurancePlan/csnp", "InsurancePlan/ma")
+    assert ("coverage_area", "inside") in f.criteria("csnp")
+    eligible = [p for p in f.raw["parameter"] if p["name"] == "eligibleProduct"]
+    assert {part["valueReference"]["reference"] for p in eligible for part in p["part"] if part["name"] == "plan"} \
+        == {"InsurancePlan/csnp", "InsurancePlan/ma", "InsurancePlan/medicare-ffs"}
+    report = evaluate(servers.clinical, "product-alignment", subject=f"Patient/{pid}")
+    evaluated = {r["reference"] for r in report["evaluatedResource"]}
+    assert {"InsurancePlan/csnp", "InsurancePlan/ma"} <= evaluated
+
+
+def test_a_member_outside_the_plans_area_is_not_recommended_it(servers: Servers) -> None:
+    moved = patient(servers.clinical, born(72), state="NJ", postal_code="07030")
+    coverage(servers.claims, moved, plan="MA")
+    condition(servers.clinical, moved, [(ICD, "E11.9")])
+    f = finding(servers.clinical, moved)
+    assert (f.status, f.kind, f.recommended) == ("aligned", None, "ma")
+    assert "csnp" not in f.eligible and "csnp-diabetes" in f.categories
+
+    unknown = patient(servers.clinical, born(72))  # no address: the plan checks residence at enrolment
+    coverage(servers.claims, unknown, plan="MA")
+    condition(servers.clinical, unknown, [(ICD, "E11.9")])
+    f = finding(servers.clinical, unknown)
+    assert f.recommended == "csnp" and ("coverage_area", "address-unknown") in f.criteria("csnp")
+
+    # A NY Medicaid managed care member living in New Jersey: the enrolled plan's rule fails.
+    out_of_state = patient(servers.clinical, born(40), state="NJ")
+    coverage(servers.claims, out_of_state, plan="NY-MMC")
+    f = finding(servers.clinical, out_of_state)
+    assert (f.status, f.kind, f.enrolled) == ("review", "compliance", "ny-mmc")
+    assert "enrolled-not-eligible" in f.reasons
+
+    # Moving back re-evaluates: a Patient write touches the member.
+    r = servers.clinical.get(f"/Patient/{out_of_state}").json()
+    r["address"] = [{"use": "home", "state": "NY", "postalCode": "10001"}]
+    _put(servers.clinical, r)
+    assert finding(servers.clinical, out_of_state).status == "aligned"
+
+
+def test_only_an_admin_writes_plans_and_only_what_the_engine_can_apply(servers: Servers) -> None:
+    csnp = _read(servers.admin, "/InsurancePlan/csnp")
+    r = servers.clinical.put("/InsurancePlan/csnp", json=csnp)
+    assert r.status_code == 403, r.text
+    assert servers.admin.delete("/InsurancePlan/csnp").status_code == 405
+    new = {"resourceType": "InsurancePlan", "status": "active", "name": "Not in the catalogue"}
+    assert servers.admin.post("/InsurancePlan", json=new).status_code == 422
+    bad = {**csnp, "extension": [{"url": SD + "plan-dual-level", "valueCode": "full"}]}
+    r = servers.admin.put("/InsurancePlan/csnp", json=bad)
+    assert r.status_code == 422 and "not a dual plan" in r.text
+    bad = {**csnp, "extension": [{"url": SD + "plan-condition-category", "valueCanonical": VS + "nope"}]}
+    assert servers.admin.put("/InsurancePlan/csnp", json=bad).status_code == 422
+    dsnp = _read(servers.admin, "/InsurancePlan/dsnp")
+    bad = {**dsnp, "extension": [{"url": SD + "plan-dual-level", "valueCode": "some"}]}
+    assert servers.admin.put("/InsurancePlan/dsnp", json=bad).status_code == 422
+    assert _read(servers.admin, "/InsurancePlan/csnp")["meta"]["versionId"] == csnp["meta"]["versionId"]
+
+
+def test_an_admin_write_changes_what_the_engine_uses_and_re_evaluates(servers: Servers) -> None:
+    admin, clinical, claims = servers.admin, servers.clinical, servers.claims
+    manhattan = patient(clinical, born(72), state="NY", postal_code="10001")
+    albany = patient(clinical, born(72), state="NY", postal_code="12207")
+    copd = patient(clinical, born(72), state="NY", postal_code="10001")
+    partial = patient(clinical, born(72), state="NY", postal_code="10001")
+    for pid, code in ((manhattan, "E11.9"), (albany, "E11.9"), (copd, "J44.9")):
+        coverage(claims, pid, plan="MA")
+        condition(clinical, pid, [(ICD, code)])
+    coverage(claims, partial, plan="MA", dual="03")
+    assert {finding(clinical, p).recommended for p in (manhattan, albany, copd)} == {"csnp"}
+    assert finding(clinical, partial).recommended == "dsnp"
+
+    original = {ref: _read(admin, ref) for ref in ("/InsurancePlan/csnp", "/InsurancePlan/dsnp")}
+    try:
+        # One ZIP of Manhattan, and the grouping most 2026 C-SNPs are approved for.
+        _put(admin, {"resourceType": "Location", "id": "zip-10001", "status": "active", "mode": "kind",
+                     "address": {"state": "NY", "postalCode": "10001"}}, expect=201)
+        grouped = {**original["/InsurancePlan/csnp"],
+                   "coverageArea": [{"reference": "Location/zip-10001"}],
+                   "extension": [{"url": SD + "plan-condition-category", "valueCanonical": VS + vs}
+                                 for vs in ("csnp-diabetes", "csnp-chf", "csnp-cardiovascular")]}
+        _put(admin, grouped)
+        fide = {**original["/InsurancePlan/dsnp"],
+                "extension": [{"url": SD + "plan-dual-level", "valueCode": "full"},
+                              {"url": SD + "dsnp-integration-level", "valueCode": "fide"}]}
+        _put(admin, fide)
+        assert finding(clinical, manhattan).recommended == "csnp"
+        assert finding(clinical, albany).recommended == "ma"  # outside the plan's new area
+        f = finding(clinical, copd)
+        assert f.recommended == "ma" and "csnp-lung" in f.categories  # outside the plan's grouping
+        assert "dsnp" not in finding(clinical, partial).eligible  # a FIDE D-SNP takes full duals only
+
+        # The area's Location is the area: widening it to the whole state brings Albany back.
+        _put(admin, {"resourceType": "Location", "id": "zip-10001", "status": "active", "mode": "kind",
+                     "address": {"state": "NY"}})
+        assert finding(clinical, albany).recommended == "csnp"
+    finally:
+        for resource in original.values():
+            _put(admin, resource)
+    assert finding(clinical, copd).recommended == "csnp"
+    assert finding(clinical, partial).recommended == "dsnp"
