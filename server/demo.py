@@ -76,6 +76,8 @@ class Figures:
     flow_impact: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     kinds: Counter = field(default_factory=Counter)  # kind (compliance | opportunity) of the misaligned members
     kind_impact: dict[str, Decimal] = field(default_factory=dict)
+    plans: Counter = field(default_factory=Counter)  # the InsurancePlan recommended to the misaligned members
+    plan_impact: dict[str, Decimal] = field(default_factory=dict)
 
 
 def _keys_and_clients(work: Path) -> Path:
@@ -191,6 +193,9 @@ def read_figures(client: BulkClient, base: str, concurrency: int) -> Figures:
             kind = finding.get("kind", ["none"])[0]
             figures.kinds[kind] += 1
             figures.kind_impact[kind] = figures.kind_impact.get(kind, Decimal(0)) + impact
+            plan = finding["recommendedPlan"][0]["reference"]
+            figures.plans[plan] += 1
+            figures.plan_impact[plan] = figures.plan_impact.get(plan, Decimal(0)) + impact
     return figures
 
 
@@ -211,6 +216,10 @@ def render(figures: Figures, root: str, members: int, work: Path, password: str)
         "impact is overpayment exposure; opportunity = a higher-acuity product of the same program):",
         *(f"  {k:>13}    {n:>6}   {_money(figures.kind_impact.get(k, Decimal(0)), figures.currency)}/yr"
           for k, n in figures.kinds.most_common()),
+        "",
+        "Misaligned members by the plan recommended to them (InsurancePlan resources, admin-writable):",
+        *(f"  {p:<27} {n:>6}   {_money(figures.plan_impact.get(p, Decimal(0)), figures.currency)}/yr"
+          for p, n in figures.plans.most_common()),
         "",
         "Members with non-claims diagnoses (clinical evidence, no claim): "
         + ", ".join(f"{c.upper()} {figures.non_claims.get(c, 0)}" for c in ("smi", "sud")),

@@ -247,7 +247,7 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
 
     def member(ident: str) -> dict[str, Any]:
         return members.setdefault(ident, {"birth": None, "coverages": [], "clinical": set(), "claims": set(),
-                                          "harp": set(), "opwdd": False})
+                                          "harp": set(), "opwdd": False, "states": set()})
 
     def cats(codeable: dict[str, Any]) -> set[str]:
         out: set[str] = set()
@@ -286,6 +286,7 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
                     m["birth"] = date.fromisoformat(r["birthDate"])
                     m["harp"] |= {_extension(r, HARP_EXT)} - {None}
                     m["opwdd"] = m["opwdd"] or _extension(r, OPWDD_EXT) is True
+                    m["states"] |= {a["state"] for a in r.get("address", []) if a.get("state")}
                 elif rt == "Coverage":
                     member(who[r["beneficiary"]["reference"]])["coverages"].append(r)
                 elif rt == "Condition" and condition_qualifies(r):
@@ -351,6 +352,8 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
             continue
         if "opwdd" in rule.excludes_flags and m["opwdd"]:
             continue
+        if p.coverage_area and m["states"] and not m["states"] & {part.state for part in p.coverage_area}:
+            continue  # lives outside the plan's coverage area (a member with no address is not excluded)
         state = rule.state_determination
         if state and harp & state.excludes:
             continue
@@ -380,7 +383,7 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
         reasons += ["dual-level-unknown"] if level == "unknown" and evidenced else []
         reasons += ["medicaid-not-evidenced"] if not_evidenced else []
         reasons += ["deeming-period-ended"] if not_evidenced and lapsed else []
-        if conflict or (level == "unknown" and evidenced) or (not_evidenced and not lapsed):
+        if conflict or (level == "unknown" and evidenced) or (not_evidenced and not lapsed) or recommended is None:
             status = "review"
         else:
             status = "aligned" if recommended is not None and enrolled == recommended else "misaligned"

@@ -57,6 +57,9 @@ Rule semantics assumed (SPEC §4.2 and the v2 rules of §4.3; the engine must ag
   no OPWDD flag + no H7 code + (an SMI or SUD diagnosis, or a State code H1-H6/H8/H9 on a coverage or the
   Patient); dsnp = Medicare + Medicaid (any level, incl. unknown); csnp = Medicare + a diagnosis in any of
   the 15 C-SNP category value sets; ma and medicare-ffs = Medicare; commercial = commercial.
+* Coverage areas (``products.json``): dsnp, csnp, ny-harp and ny-mmc are offered in New York only; a
+  member is inside when a ``Patient.address`` has state NY. Members live in New York (a ZIP of ``PLACES``)
+  unless their scenario moves them to New Jersey.
 * Recommended: for a member whose enrolled product's rule holds, the highest-priority *specialized* product
   (dsnp 90, csnp 80, ny-harp 70) above the enrolled one, else the enrolled product; otherwise the highest
   priority eligible product. So an Original Medicare member is never steered to ``ma``. ``kind`` =
@@ -83,8 +86,10 @@ Rule semantics assumed (SPEC §4.2 and the v2 rules of §4.3; the engine must ag
 Scenarios (share of members)
 ----------------------------
 Medicaid only, NY:
-  mmc-aligned 10% - ny-mmc, age 0-64, routine and non-qualifying BH noise (F32.9, F32.A, F41.1, F10.90 ...):
+  mmc-aligned 9.5% - ny-mmc, age 0-64, routine and non-qualifying BH noise (F32.9, F32.A, F41.1, F10.90 ...):
       aligned; eligible [ny-mmc].
+  mmc-out-of-state 0.5% - ny-mmc, 21-64, lives in New Jersey (outside the NY plans' coverage areas):
+      review (the engine's reason: no-eligible-product), kind compliance; eligible [].
   mmc-suspect-dx 1.5% - ny-mmc, 21-64, SMI/SUD only as suspect evidence: aligned.
   harp-candidate-lifelong-old 1.5% - ny-mmc, 21-64, schizophrenia/bipolar on the problem list recorded
       before the window, active and confirmed: misaligned -> ny-harp; non-claims [smi].
@@ -111,10 +116,12 @@ Medicaid only, NY:
   mmc-ignored-dx 3% - ny-mmc, 21-64, the same non-counting SMI/SUD evidence: aligned.
   harp-under21 1% - ny-harp, age 18-20, SMI/SUD in claims: misaligned -> ny-mmc.
 Medicare only:
-  ma-aligned 8% - ma, ages straddling 65, routine noise: aligned; eligible [ma, medicare-ffs].
+  ma-aligned 7% - ma, ages straddling 65, routine noise: aligned; eligible [ma, medicare-ffs].
   ffs-aligned 4% - medicare-ffs, routine noise: aligned (Original Medicare is the member's choice).
   csnp-candidate 6% - ma or medicare-ffs with 1-2 non-BH C-SNP conditions (diabetes, CHF, COPD, cancer,
       ...): misaligned -> csnp; csnp_categories named.
+  csnp-out-of-area 1% - ma or medicare-ffs with a C-SNP condition, living in New Jersey (outside the
+      csnp's coverage area): aligned; eligible [ma, medicare-ffs].
   csnp-aligned 3% - csnp with a qualifying condition in claims: aligned.
   csnp-no-qualifying-dx 1% - csnp, C-SNP conditions only refuted / old / resolved: misaligned -> ma.
   medicare-clinical-smi 1.5% - ma, clinical-only schizophrenia/bipolar/MDD: misaligned -> csnp
@@ -373,6 +380,7 @@ MALE = ("Aaron", "Bilal", "Carlos", "Darnell", "Eli", "Felix", "Gabriel", "Hecto
 FAMILY = ("Abara", "Bergstrom", "Castillo", "Delacroix", "Eklund", "Fontaine", "Gallagher", "Haddad", "Ibarra",
           "Jablonski", "Kowalczyk", "Lindqvist", "Mbeki", "Nakamura", "Okafor", "Petrov", "Quintero", "Rasmussen",
           "Sandoval", "Takahashi", "Umarov", "Vasquez", "Whitfield", "Xiong", "Yilmaz", "Zielinski")
+OUT_OF_STATE = ("Hoboken", "07030")  # New Jersey: outside the shipped NY coverage areas (products.json)
 PLACES = (("Albany", "12207"), ("Buffalo", "14202"), ("Bronx", "10451"), ("Brooklyn", "11201"),
           ("Rochester", "14604"), ("Syracuse", "13202"), ("Yonkers", "10701"), ("Utica", "13501"),
           ("Queens", "11432"), ("Ithaca", "14850"))
@@ -487,6 +495,7 @@ class Member:
     expect: Expect | None = None
     harp_status: str | None = None  # NY HARP status code on the Patient
     opwdd: bool = False  # OPWDD participation documented on the Patient
+    out_of_state: bool = False  # lives outside New York: outside every NY plan's coverage area
 
     # -- demographics ------------------------------------------------------------------------------
 
@@ -831,6 +840,24 @@ def _s_csnp_candidate(m: Member) -> Expect:
     return Expect("misaligned", enrolled, "csnp", _eligible("csnp", *MEDICARE_ELIGIBLE), csnp_categories=cats)
 
 
+def _s_csnp_out_of_area(m: Member) -> Expect:
+    m.medicare_age()
+    m.out_of_state = True
+    enrolled = "ma" if m.rng.random() < 0.7 else "medicare-ffs"
+    m.cover(enrolled)
+    _csnp_conditions(m)
+    m.noise(bh=True)
+    return Expect("aligned", enrolled, enrolled, _eligible(*MEDICARE_ELIGIBLE))
+
+
+def _s_mmc_out_of_state(m: Member) -> Expect:
+    m.set_age(21, 64)
+    m.out_of_state = True
+    m.cover("ny-mmc")
+    m.noise(bh=True, mdd=True)
+    return Expect("review", "ny-mmc", None, ())
+
+
 def _s_csnp_aligned(m: Member) -> Expect:
     m.medicare_age()
     m.cover("csnp")
@@ -1098,7 +1125,8 @@ def _s_conflicting_coverage(m: Member) -> Expect:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("mmc-aligned", 10, "Medicaid-only member in mainstream MMC, no SMI/SUD", _s_mmc_aligned),
+    Scenario("mmc-aligned", 9.5, "Medicaid-only member in mainstream MMC, no SMI/SUD", _s_mmc_aligned),
+    Scenario("mmc-out-of-state", 0.5, "Mainstream MMC member living outside New York", _s_mmc_out_of_state),
     Scenario("mmc-suspect-dx", 1.5, "Mainstream adult whose SMI/SUD evidence is only suspect", _s_mmc_suspect_dx),
     Scenario("harp-candidate-lifelong-old", 1.5, "Mainstream adult with an old lifelong problem-list SMI",
              _s_harp_candidate_lifelong_old),
@@ -1123,10 +1151,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              _s_harp_no_qualifying_dx),
     Scenario("mmc-ignored-dx", 3, "Mainstream member whose SMI/SUD evidence does not count", _s_mmc_ignored_dx),
     Scenario("harp-under21", 1, "HARP member under 21", _s_harp_under21),
-    Scenario("ma-aligned", 8, "Medicare Advantage member, no C-SNP condition", _s_ma_aligned),
+    Scenario("ma-aligned", 7, "Medicare Advantage member, no C-SNP condition", _s_ma_aligned),
     Scenario("ffs-aligned", 4, "Original Medicare member, no C-SNP condition: never steered to MA",
              _s_ffs_aligned),
     Scenario("csnp-candidate", 6, "MA/FFS member with a C-SNP chronic condition", _s_csnp_candidate),
+    Scenario("csnp-out-of-area", 1, "MA/FFS member with a C-SNP condition, outside the C-SNP's area",
+             _s_csnp_out_of_area),
     Scenario("csnp-aligned", 3, "C-SNP member with a qualifying condition in claims", _s_csnp_aligned),
     Scenario("csnp-no-qualifying-dx", 1, "C-SNP member whose qualifying evidence does not count",
              _s_csnp_no_qualifying_dx),
@@ -1221,7 +1251,7 @@ class _Renderer:
         self.rng = m.rng
         self.given = self.rng.choice(FEMALE if m.gender == "female" else MALE)
         self.family = self.rng.choice(FAMILY)
-        self.place = self.rng.choice(PLACES)
+        self.place, self.state = (OUT_OF_STATE, "NJ") if m.out_of_state else (self.rng.choice(PLACES), "NY")
 
     def patient(self, source: str) -> dict[str, Any]:
         m = self.m
@@ -1236,7 +1266,7 @@ class _Renderer:
             "name": [{"use": "official", "family": self.family, "given": [self.given]}],
             "gender": m.gender,
             "birthDate": m.birth.isoformat(),
-            "address": [{"city": self.place[0], "state": "NY", "postalCode": self.place[1], "country": "US"}],
+            "address": [{"city": self.place[0], "state": self.state, "postalCode": self.place[1], "country": "US"}],
         }
 
     def render(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
