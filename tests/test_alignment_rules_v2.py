@@ -38,6 +38,10 @@ def _money(f: Any, name: str) -> float | None:
     return next((p["valueMoney"]["value"] for p in f.raw["parameter"] if p["name"] == name), None)
 
 
+def _integer(f: Any, name: str) -> int | None:
+    return next((p["valueInteger"] for p in f.raw["parameter"] if p["name"] == name), None)
+
+
 # -- Original Medicare is the member's choice -------------------------------------------------------------
 
 
@@ -71,7 +75,22 @@ def test_harp_member_without_a_qualifying_diagnosis_is_a_compliance_finding(clie
     assert (f.status, f.kind, f.enrolled, f.recommended) == ("misaligned", "compliance", "ny-harp", "ny-mmc")
     assert "enrolled-not-eligible" in f.reasons
     difference = float((RATES["ny-mmc"] - RATES["ny-harp"]) * 12)
-    assert f.impact == difference and _money(f, "overpaymentExposure") == -difference
+    # Enrolled since before the 24-month lookback: exposure = 24 months x the monthly rate difference.
+    assert f.impact == difference and _money(f, "overpaymentExposure") == -difference * 2
+    assert _integer(f, "exposureMonths") == 24
+
+
+def test_overpayment_exposure_counts_the_months_enrolled(client: httpx.Client, claims_client: httpx.Client) -> None:
+    pid = patient(client, born(40))
+    coverage(claims_client, pid, plan="NY-HARP", start=months_ago(5))
+    f = finding(client, pid)
+    assert f.kind == "compliance" and _integer(f, "exposureMonths") == 5
+    assert _money(f, "overpaymentExposure") == float((RATES["ny-harp"] - RATES["ny-mmc"]) * 5)
+    opportunity = patient(client, born(40))  # an opportunity is no exposure
+    coverage(claims_client, opportunity, plan="NY-MMC", start=months_ago(5))
+    condition(client, opportunity, [(ICD, "F20.9")])
+    f = finding(client, opportunity)
+    assert f.kind == "opportunity" and _money(f, "overpaymentExposure") is None and _integer(f, "exposureMonths") is None
 
 
 # -- evidence grading ---------------------------------------------------------------------------------------

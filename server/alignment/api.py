@@ -209,6 +209,7 @@ def finding_parameters(finding: Finding) -> dict[str, Any]:
     if finding.overpayment_exposure is not None:
         out.append(_param("overpaymentExposure",
                           valueMoney={"value": float(finding.overpayment_exposure), "currency": finding.currency}))
+        out.append(_param("exposureMonths", valueInteger=finding.exposure_months))
     out += [_param("reason", valueCode=code) for code in finding.reasons]
     out += [_eligible(finding, product) for product in finding.eligible]
     out += [_param("nonClaimsCategory", valueCode=code) for code in finding.non_claims_categories]

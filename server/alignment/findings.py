@@ -71,6 +71,7 @@ class CoverageFact:
     dual_level: str | None
     current: bool
     harp_status: str | None
+    period_start: date | None = None
 
     @property
     def reference(self) -> str:
@@ -105,12 +106,26 @@ class Finding:
         return self.as_of.year - self.birth_date.year - before_birthday
 
     @property
+    def exposure_months(self) -> int | None:
+        """Of a compliance finding paid above what the data supports: the whole months from the start of the
+        enrolled product's current coverage (or the lookback start, if later: the evidence speaks for that
+        window only) to the evaluation date; at least 1."""
+        if self.kind != "compliance" or self.annual_impact is None or self.annual_impact >= 0:
+            return None
+        starts = [c.period_start or self.lookback_start for c in self.coverages
+                  if c.current and c.product == self.enrolled_product]
+        start = max(min(starts, default=self.lookback_start), self.lookback_start)
+        months = (self.as_of.year - start.year) * 12 + self.as_of.month - start.month - (self.as_of.day < start.day)
+        return max(months, 1)
+
+    @property
     def overpayment_exposure(self) -> Decimal | None:
-        """A compliance finding's negative impact: what the plan is paid for a product the member's data
-        does not support (SPEC §4.3)."""
-        if self.kind == "compliance" and self.annual_impact is not None and self.annual_impact < 0:
-            return -self.annual_impact
-        return None
+        """A compliance finding's overpayment exposure (SPEC §4.3): the monthly rate difference between the
+        enrolled product and the recommended one, times `exposure_months`."""
+        months = self.exposure_months
+        if months is None:
+            return None
+        return (-self.annual_impact / 12 * months).quantize(Decimal("0.01"))
 
     @property
     def non_claims_categories(self) -> tuple[str, ...]:
@@ -162,7 +177,7 @@ def read_finding(conn: Connection, patient_id: str) -> Finding | None:
         .order_by(e.category, e.date_lo, e.resource_type, e.resource_id, e.system, e.code)
     ).all()
     coverages = conn.execute(select(v.coverage_id, v.product, v.line_of_business, v.dual_code, v.dual_level,
-                                    v.current, v.harp_status)
+                                    v.current, v.harp_status, v.period_lo)
                              .where(v.patient_id == patient_id).order_by(v.coverage_id)).all()
     cents = row.annual_impact_cents
     return Finding(
@@ -185,5 +200,6 @@ def read_finding(conn: Connection, patient_id: str) -> Finding | None:
         evidence=tuple(Evidence(r.category, r.resource_type, r.resource_id, r.system, r.code, _date_of(r.date_lo),
                                 r.source_kind, r.grade, bool(r.lifelong), _date_of(r.affirmed_lo)) for r in evidence),
         coverages=tuple(CoverageFact(r.coverage_id, r.product, r.line_of_business, r.dual_code, r.dual_level,
-                                     bool(r.current), r.harp_status) for r in coverages),
+                                     bool(r.current), r.harp_status,
+                                     None if r.period_lo is None else _date_of(r.period_lo)) for r in coverages),
     )
