@@ -190,8 +190,9 @@ def test_individual_report_lists_exactly_its_evidence(client: httpx.Client, clai
     report = evaluate(client, "product-alignment", subject=f"Patient/{member.patient}")
     assert report["type"] == "individual" and report["subject"]["reference"] == f"Patient/{member.patient}"
     assert counts(report) == {"initial-population": 1, "denominator": 1, "numerator": 1}
-    assert {e["reference"] for e in report["evaluatedResource"]} == member.evidence
-    assert len(report["evaluatedResource"]) == len(member.evidence)
+    plans = {"InsurancePlan/ny-harp", "InsurancePlan/ny-mmc"}  # the recommended and the enrolled plan
+    assert {e["reference"] for e in report["evaluatedResource"]} == member.evidence | plans
+    assert len(report["evaluatedResource"]) == len(member.evidence | plans)
     assert extension_values(report, "alignment-status") == ["misaligned"]
     assert [c["code"] for c in extension_values(report, "enrolled-product")] == ["ny-mmc"]
     assert [c["code"] for c in extension_values(report, "recommended-product")] == ["ny-harp"]
