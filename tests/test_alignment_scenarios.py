@@ -45,7 +45,8 @@ def test_harp_candidate_with_clinical_only_smi(client: httpx.Client, claims_clie
     assert (f.status, f.enrolled, f.recommended) == ("misaligned", "ny-mmc", "ny-harp")
     assert list(f.eligible) == ["ny-harp", "ny-mmc"]
     assert f.criteria("ny-harp") == {("requires_lob", "medicaid"), ("excludes_lob", "medicare"), ("min_age", "21"),
-                                     ("excludes_flag", "opwdd"), ("excludes_state", "H7"), ("valueset", "smi")}
+                                     ("excludes_flag", "opwdd"), ("excludes_state", "H7"), ("valueset", "smi"),
+                                     ("coverage_area", "address-unknown")}  # no address: not excluded, shown
     smi_criterion = next(c for c in f.eligible["ny-harp"] if c[0] == "valueset")
     assert smi_criterion[2] == [f"Condition/{cid}"]
     assert f.non_claims == ["smi"]
