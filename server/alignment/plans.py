@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from server.alignment.areas import AreaPart, location_id
+from server.alignment.areas import AreaPart
 from server.alignment.engine import AlignmentEngine
 from server.alignment.mappings import INTEGRATION_LEVELS, Mappings, Product
 from server.fhir.context import RequestContext
