@@ -63,6 +63,11 @@ def test_cli_registration_and_token_work_without_restart(server, tmp_path):
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
     assert httpx.get(server.fhir + "/Patient", params={"_count": 1}, headers=bearer(token)).status_code == 200
+    # The FHIR base (the SMART issuer, what SMART clients are given) works as well as the server root.
+    out = run_cli(server, "token", "--client-id", client_id, "--key", str(tmp_path / "k.pem"), "--scope",
+                  "system/Patient.rs", "--url", server.fhir + "/")
+    assert out.returncode == 0, out.stderr
+    assert httpx.get(server.fhir + "/Patient", params={"_count": 1}, headers=bearer(out.stdout.strip())).status_code == 200
     assert run_cli(server, "clients", "remove", "--id", client_id).returncode == 0
     refused = run_cli(server, "token", "--client-id", client_id, "--key", str(tmp_path / "k.pem"), "--url", server.url)
     assert refused.returncode == 1 and "invalid_client" in refused.stderr

@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     token.add_argument("--key", required=True, type=Path, help="private key (PEM) of the client, RSA or EC P-384")
     token.add_argument("--kid", help="key id in the registered JWKS (default: the key's RFC 7638 thumbprint)")
     token.add_argument("--scope", default="system/*.rs")
-    token.add_argument("--url", help="server root URL (default: PLANFIT_BASE_URL or http://PLANFIT_HOST:PLANFIT_PORT)")
+    token.add_argument("--url", help="the FHIR base (the SMART issuer, …/fhir) or the server root "
+                       "(default: PLANFIT_BASE_URL or http://PLANFIT_HOST:PLANFIT_PORT)")
     token.set_defaults(func=_token)
     keygen = subparsers.add_parser("keygen", help="create a client key pair: NAME.pem and NAME.jwks.json")
     keygen.add_argument("--out", required=True, type=Path, help="path prefix of the two files")
@@ -249,15 +250,25 @@ def _server_root(url: str | None) -> str:
     return settings.base_url.rstrip("/") or f"http://{settings.host}:{settings.port}"
 
 
+def smart_configuration(http: httpx.Client, url: str) -> dict:
+    """The SMART configuration of the server at `url`: the FHIR base (what SMART clients are given, the
+    token's audience) or the server root. SMART App Launch 2.x §Discovery puts it at
+    `{fhir base}/.well-known/smart-configuration` (read 2026-12-03); the root's FHIR base is `{root}/fhir`."""
+    for candidate in (url, f"{url}/fhir"):
+        response = http.get(f"{candidate}/.well-known/smart-configuration")
+        if response.status_code == 200 and "json" in response.headers.get("content-type", ""):
+            return response.json()
+    response.raise_for_status()
+    raise ValueError(f"no SMART configuration at {url}/.well-known/smart-configuration or {url}/fhir/…")
+
+
 def _token(args: argparse.Namespace) -> int:
     try:
         key = load_private_key(args.key.read_bytes())
         kid = args.kid or key.thumbprint()
         root = _server_root(args.url)
         with httpx.Client(timeout=30) as http:
-            config = http.get(f"{root}/fhir/.well-known/smart-configuration")
-            config.raise_for_status()
-            token_url = config.json()["token_endpoint"]
+            token_url = smart_configuration(http, root)["token_endpoint"]
             form = {"grant_type": "client_credentials", "scope": args.scope, "client_assertion_type": ASSERTION_TYPE,
                     "client_assertion": client_assertion(key, kid, args.client_id, token_url)}
             response = http.post(token_url, data=form)

@@ -1,8 +1,13 @@
 """FHIR search syntax → store clauses (`server.store.search`).
 
 Handles the parameter types token, string, date, reference and uri with their prefixes and
-modifiers, plus the result parameters `_count`, `_sort`, `_summary`, `_total`, `_include`,
-`_revinclude` and the opaque paging cursor `_page`.
+modifiers, chained parameters (`subject:Patient.name=…`) and `_has` (reverse chains), plus the result
+parameters `_count`, `_sort`, `_summary`, `_total`, `_include`, `_revinclude` and the opaque paging
+cursor `_page`. A parameter that cannot be applied is refused under `Prefer: handling=strict` and
+otherwise reported as a warning (the searchset's OperationOutcome entry), never silently dropped.
+
+Every type a chain or `_has` reaches goes through the caller's `hop` (the request's one access check):
+it refuses a type the caller may not search and returns the clauses that confine the hop's resources.
 """
 
 from __future__ import annotations
@@ -21,22 +26,28 @@ from server.fhir.errors import FhirError, Issue
 from server.fhir.searchparams import SearchParam, normalise_string, split_reference
 from server.store.hashing import h64
 from server.store.search import (
+    AnyOfClause,
+    ChainClause,
     DateClause,
+    HasClause,
     IdClause,
     LastUpdatedClause,
     ReferenceClause,
     SearchSpec,
+    SortParam,
     StringClause,
     TokenClause,
     TokenSetClause,
 )
 
+# Resource type reached by a chain or `_has` → the access clauses on it (raises 403 if not searchable).
+HopAccess = Callable[[str], list]
 # url → ((system, code) exact pairs, (system, prefix) pairs), or None when unknown.
 ValueSetLookup = Callable[[str], "tuple[tuple[tuple[str | None, str], ...], tuple[tuple[str | None, str], ...]] | None"]
 
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _RESULT_PARAMS = {"_count", "_sort", "_summary", "_total", "_include", "_revinclude", "_page", "_format", "_pretty"}
-_SORTABLE = {"_id", "_lastUpdated"}
+_SORTABLE_TYPES = {"date": "date", "string": "string", "token": "token", "uri": "token"}
 _SPLIT_COMMA = re.compile(r"(?<!\\),")
 
 
@@ -62,6 +73,15 @@ class ParsedSearch:
 
 def _bad(diagnostics: str, expression: str | None = None) -> FhirError:
     return FhirError.of(400, "invalid", diagnostics, expression)
+
+
+class _Unknown(Exception):
+    """A parameter (or a link of its chain) this server cannot apply: refused or warned by the caller."""
+
+
+def _no_hops(rtype: str) -> list:
+    """Where no caller's access is at hand (scope filters, conditional requests, `_typeFilter`)."""
+    raise _Unknown("Chained parameters and _has are supported in searches only")
 
 
 def split_values(raw: str) -> list[str]:
@@ -172,10 +192,11 @@ def parse_search(
     max_count: int,
     base_url: str = "",
     valueset_lookup: ValueSetLookup | None = None,
+    hop: HopAccess = _no_hops,
 ) -> ParsedSearch:
     spec = SearchSpec(rtype=rtype, count=default_count)
     parsed = ParsedSearch(spec=spec)
-    defs = searchparams.registry().get(rtype, {})
+    criteria = _Criteria(base_url, valueset_lookup, hop)
 
     def unknown(message: str, expression: str) -> None:
         if strict:
@@ -192,17 +213,72 @@ def parse_search(
         values = split_values(raw)
         if any(v == "" for v in values):
             raise _bad(f"Empty value for search parameter '{name}'", name)
-        if base == "_id":
-            spec.clauses.append(IdClause(tuple(values)))
-        elif base == "_lastUpdated":
-            spec.clauses.append(LastUpdatedClause(tuple(parse_date_value(v, name) for v in values)))
-        elif base in defs:
-            spec.clauses.append(_param_clause(defs[base], modifier, values, name, base_url, valueset_lookup))
-        else:
-            unknown(f"Unknown search parameter '{name}' for {rtype}", name)
+        try:
+            spec.clauses.append(criteria.clause(rtype, name, values))
+        except _Unknown as exc:
+            unknown(str(exc), name)
             continue
         parsed.link_params.append((name, raw))
     return parsed
+
+
+@dataclass(frozen=True)
+class _Criteria:
+    """Parses one criterion (`name=values`) on a type, following chains and `_has` through `hop`."""
+
+    base_url: str
+    valueset_lookup: ValueSetLookup | None
+    hop: HopAccess
+
+    def clause(self, rtype: str, name: str, values: list[str]):
+        if name.startswith("_has:"):
+            return self._has(rtype, name, values)
+        head, dot, rest = name.partition(".")
+        if dot:
+            return self._chain(rtype, head, rest, values, name)
+        base, _, modifier = name.partition(":")
+        if base == "_id":
+            return IdClause(tuple(values))
+        if base == "_lastUpdated":
+            return LastUpdatedClause(tuple(parse_date_value(v, name) for v in values))
+        param = searchparams.lookup(rtype, base)
+        if param is None:
+            raise _Unknown(f"Unknown search parameter '{name}' for {rtype}")
+        return _param_clause(param, modifier, values, name, self.base_url, self.valueset_lookup)
+
+    def _chain(self, rtype: str, head: str, rest: str, values: list[str], name: str):
+        """`ref[:Type].rest`: resources whose `ref` points at a resource of Type matching `rest`. Without a
+        type, every target type that defines the next parameter is searched (OR)."""
+        code, _, type_modifier = head.partition(":")
+        param = searchparams.lookup(rtype, code)
+        if param is None or param.type != "reference":
+            raise _Unknown(f"'{code}' in '{name}' is not a reference parameter of {rtype}")
+        next_code = rest.partition(":")[0].partition(".")[0]
+        if type_modifier:
+            types = [type_modifier] if type_modifier in (param.targets or searchparams.resource_types()) else []
+        else:
+            types = [t for t in param.targets if next_code in ("_id", "_lastUpdated", "_has")
+                     or searchparams.lookup(t, next_code) is not None]
+        if not types:
+            raise _Unknown(f"No target type of '{code}' supports the chained parameter '{rest}'")
+        chains = tuple(
+            ChainClause(param.h_param, target, (self.clause(target, rest, values), *self.hop(target)))
+            for target in types
+        )
+        return chains[0] if len(chains) == 1 else AnyOfClause(chains)
+
+    def _has(self, rtype: str, name: str, values: list[str]) -> HasClause:
+        """`_has:Source:ref:rest`: resources that some Source matching `rest` refers to through `ref`."""
+        parts = name.split(":", 3)
+        if len(parts) != 4 or not all(parts[1:]):
+            raise _bad(f"'{name}' must have the form _has:Type:reference-parameter:parameter", name)
+        _, source, code, rest = parts
+        param = searchparams.lookup(source, code)
+        if param is None or param.type != "reference":
+            raise _Unknown(f"'{code}' in '{name}' is not a reference parameter of {source}")
+        if param.targets and rtype not in param.targets:
+            raise _Unknown(f"{source}.{code} does not refer to {rtype}")
+        return HasClause(source, param.h_param, (self.clause(source, rest, values), *self.hop(source)))
 
 
 def _param_clause(param, modifier, values, name, base_url, valueset_lookup):
@@ -263,10 +339,14 @@ def _result_param(parsed: ParsedSearch, rtype, base, modifier, raw, max_count, u
         for item in split_values(raw):
             desc = item.startswith("-")
             key = item[1:] if desc else item
-            if key not in _SORTABLE:
-                unknown(f"Sorting by '{key}' is not supported", "_sort")
+            if key in ("_id", "_lastUpdated"):
+                spec.sort.append((key, desc))
                 continue
-            spec.sort.append((key, desc))
+            param = searchparams.lookup(rtype, key)
+            if param is None or param.type not in _SORTABLE_TYPES:
+                unknown(f"Sorting {rtype} by '{key}' is not supported", "_sort")
+                continue
+            spec.sort.append((SortParam(key, _SORTABLE_TYPES[param.type], param.h_param), desc))
         parsed.link_params.append(("_sort", raw))
     elif base == "_summary":
         if raw == "count":

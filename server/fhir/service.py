@@ -44,6 +44,7 @@ SOURCE_KIND_SYSTEM = "https://planfit.dev/fhir/CodeSystem/source-kind"
 RECORDED_BY_SERVER = ("https://planfit.dev/fhir/CodeSystem/recorded-by", "planfit")
 _RESERVED_TAG_SYSTEMS = frozenset({SOURCE_KIND_SYSTEM, RECORDED_BY_SERVER[0]})
 _INT64 = 2**63
+_MAX_CURSOR_TEXT = 4096  # a sort value carried in a `_page` cursor (index strings are cut at 512)
 _CONFINED_PUT = ("A compartment- or filter-confined token updates only resources it can read, and creates "
                  "resources with POST")
 _CONFINED_CONDITIONAL = ("Conditional requests (If-None-Exist, conditional update or delete, conditional "
@@ -308,9 +309,11 @@ class FhirService:
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def parse(self, rtype: str, params: list[tuple[str, str]], strict: bool, base: str = "") -> ParsedSearch:
+    def parse(self, rtype: str, params: list[tuple[str, str]], strict: bool, base: str = "",
+              ctx: RequestContext | None = None) -> ParsedSearch:
         """Search parameters → store clauses, refusing searches too costly to plan or run: thousands of
-        AND-ed criteria take PostgreSQL minutes to plan, thousands of `_revinclude`s seconds to run."""
+        AND-ed criteria take PostgreSQL minutes to plan, thousands of `_revinclude`s seconds to run.
+        With the caller's context, chains and `_has` may reach other types, each through its access."""
         includes = sum(1 for name, _ in params if name.partition(":")[0] in ("_include", "_revinclude"))
         if includes > self.settings.max_includes:
             raise FhirError.of(400, "too-costly", f"At most {self.settings.max_includes} _include and _revinclude "
@@ -325,6 +328,7 @@ class FhirService:
             max_count=self.settings.max_count,
             base_url=base,
             valueset_lookup=self.valueset_lookup,
+            **({"hop": lambda hop_type: _hop_clauses(ctx, hop_type)} if ctx is not None else {}),
         )
 
     def guard_write(self, rtype: str, rid: str, method: str, resource: dict | None) -> None:
@@ -540,7 +544,7 @@ class FhirService:
         """Searchset bundle; the caller's clauses narrow every selected type (scopes, compartment)."""
         self.check_type(rtype)
         ctx.access.require(rtype, "s")
-        parsed = self.parse(rtype, params, strict, base)
+        parsed = self.parse(rtype, params, strict, base, ctx)
         spec = parsed.spec
         spec.clauses.extend(ctx.access.clauses(rtype, "s"))
         _check_cursor(spec)
@@ -649,6 +653,14 @@ class FhirService:
         return Reply(200, bundle_bytes("history", total, links, entries))
 
 
+def _hop_clauses(ctx: RequestContext, rtype: str) -> list:
+    """A type a chain or `_has` reaches: 403 unless the caller may search it; its clauses confine the hop."""
+    if rtype not in searchparams.resource_types():
+        raise FhirError.of(400, "not-supported", f"Unknown resource type '{rtype}'")
+    ctx.access.require(rtype, "s")
+    return ctx.access.clauses(rtype, "s")
+
+
 def _check_cursor(spec: SearchSpec) -> None:
     """A `_page` cursor is opaque to clients but comes back from them: its values must have the types
     and ranges of the sort keys before they reach SQL (400 otherwise, never a database error)."""
@@ -659,10 +671,14 @@ def _check_cursor(spec: SearchSpec) -> None:
     keys = sort_columns(spec)
     if len(spec.after) != len(keys):
         raise FhirError.of(400, "invalid", "The _page cursor does not fit this search", "_page")
-    for (column, _desc), value in zip(keys, spec.after):
-        text = column is resources_table.c.rid
-        fits = isinstance(value, str) and len(value) <= 64 if text else \
-            isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+    for key, value in zip(keys, spec.after):
+        if value is None and key.nullable:
+            continue
+        if key.kind == "int":
+            fits = isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+        else:
+            fits = isinstance(value, str) and len(value) <= (64 if key.kind == "id" else _MAX_CURSOR_TEXT) \
+                and "\x00" not in value
         if not fits:
             raise FhirError.of(400, "invalid", "The _page cursor does not fit this search", "_page")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, FromClause, and_, false, func, not_, or_, select, true
 
 from server.store.schema import idx_date, idx_reference, idx_string, idx_token, resources
 
@@ -93,6 +93,37 @@ class AllOfClause:
 
 
 @dataclass(frozen=True)
+class ChainClause:
+    """`param.chained=value`: the resource refers through the reference parameter to a resource of
+    `target_type` satisfying `clauses` (the chained criterion and the caller's access clauses on that
+    type, so a chain never reaches what the caller may not search)."""
+
+    h_param: int
+    target_type: str
+    clauses: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class HasClause:
+    """`_has:Source:param:criterion`: some resource of `source_type` satisfying `clauses` (the criterion
+    and the caller's access clauses on that type) refers to this one through the reference parameter."""
+
+    source_type: str
+    h_param: int
+    clauses: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class SortParam:
+    """A search parameter used as a `_sort` key: its lowest indexed value sorts ascending, its highest
+    descending (FHIR R4 §3.1.1.5.3 leaves multiple values to the server; this is what HAPI does)."""
+
+    code: str
+    kind: str  # date | string | token (uri parameters are indexed as tokens)
+    h_param: int
+
+
+@dataclass(frozen=True)
 class NoneClause:
     """Matches nothing (e.g. a granular scope filter on a parameter this type lacks)."""
 
@@ -101,14 +132,16 @@ class NoneClause:
 class SearchSpec:
     rtype: str
     clauses: list = field(default_factory=list)
-    sort: list[tuple[str, bool]] = field(default_factory=list)  # (_id | _lastUpdated, descending)
+    sort: list[tuple[str | SortParam, bool]] = field(default_factory=list)  # (_id | _lastUpdated | param, desc)
     count: int = 50
     after: tuple | None = None  # keyset cursor: the sort values of the last row of the previous page
     snapshot_txid: int | None = None
 
 
-def _semi(table, condition: ColumnElement, rtype: str) -> ColumnElement:
-    return r.rid.in_(select(table.c.rid).where(table.c.rtype == rtype, condition))
+def _semi(table, condition: ColumnElement, rtype: str, res: FromClause) -> ColumnElement:
+    # Uncorrelated by construction: inside a chain or `_has` the same index table may appear in an
+    # enclosing subquery, which SQLAlchemy would otherwise correlate it with.
+    return res.c.rid.in_(select(table.c.rid).where(table.c.rtype == rtype, condition).correlate(None))
 
 
 def _date_predicate(op: str, lo_col, hi_col, plo: int, phi: int) -> ColumnElement:
@@ -134,22 +167,23 @@ def _date_predicate(op: str, lo_col, hi_col, plo: int, phi: int) -> ColumnElemen
     raise ValueError(op)
 
 
-def clause_sql(clause, rtype: str) -> ColumnElement:
+def clause_sql(clause, rtype: str, res: FromClause = resources) -> ColumnElement:
+    """The clause as a predicate on `res` (the resources table, or an alias of it inside a chain)."""
     if isinstance(clause, IdClause):
-        return r.rid.in_(clause.ids)
+        return res.c.rid.in_(clause.ids)
     if isinstance(clause, LastUpdatedClause):
-        return or_(*(_date_predicate(op, r.lu, r.lu, lo, hi) for op, lo, hi in clause.alternatives))
+        return or_(*(_date_predicate(op, res.c.lu, res.c.lu, lo, hi) for op, lo, hi in clause.alternatives))
     if isinstance(clause, TokenClause):
         t = idx_token.c
         cond = or_(*(getattr(t, col) == h for col, h in clause.alternatives))
-        semi = _semi(idx_token, cond, rtype)
+        semi = _semi(idx_token, cond, rtype, res)
         return not_(semi) if clause.negate else semi
     if isinstance(clause, TokenSetClause):
         t = idx_token.c
         parts = [and_(_system_eq(t.system, s), t.code == c) for s, c in clause.exact]
         parts += [and_(_system_eq(t.system, s), t.code.like(_escape_like(p) + "%", escape="\\")) for s, p in clause.prefixes]
         cond = and_(t.h_param == clause.h_param, or_(*parts) if parts else false())
-        semi = _semi(idx_token, cond, rtype)
+        semi = _semi(idx_token, cond, rtype, res)
         return not_(semi) if clause.negate else semi
     if isinstance(clause, StringClause):
         s = idx_string.c
@@ -159,11 +193,11 @@ def clause_sql(clause, rtype: str) -> ColumnElement:
             cond = or_(*(s.value_norm.like("%" + _escape_like(v) + "%", escape="\\") for v in clause.values))
         else:
             cond = or_(*(s.value_norm.like(_escape_like(v) + "%", escape="\\") for v in clause.values))
-        return _semi(idx_string, and_(s.h_param == clause.h_param, cond), rtype)
+        return _semi(idx_string, and_(s.h_param == clause.h_param, cond), rtype, res)
     if isinstance(clause, DateClause):
         d = idx_date.c
         cond = or_(*(_date_predicate(op, d.lo, d.hi, lo, hi) for op, lo, hi in clause.alternatives))
-        return _semi(idx_date, and_(d.h_param == clause.h_param, cond), rtype)
+        return _semi(idx_date, and_(d.h_param == clause.h_param, cond), rtype, res)
     if isinstance(clause, ReferenceClause):
         x = idx_reference.c
         parts = []
@@ -172,31 +206,50 @@ def clause_sql(clause, rtype: str) -> ColumnElement:
         if clause.urls:
             parts.append(x.target_url.in_(clause.urls))
         cond = and_(x.h_param.in_(clause.h_params), or_(*parts) if parts else false())
-        return _semi(idx_reference, cond, rtype)
+        return _semi(idx_reference, cond, rtype, res)
     if isinstance(clause, CompartmentClause):
         x = idx_reference.c
         parts = []
         if clause.is_patient_type:
-            parts.append(r.rid.in_(clause.patient_ids))
+            parts.append(res.c.rid.in_(clause.patient_ids))
         if clause.h_params:
             cond = and_(
                 x.h_param.in_(clause.h_params), x.target_type == "Patient", x.target_id.in_(clause.patient_ids)
             )
-            parts.append(_semi(idx_reference, cond, rtype))
+            parts.append(_semi(idx_reference, cond, rtype, res))
         inside = or_(*parts) if parts else false()
         if not clause.exclusive:
             return inside
         others = and_(
             x.h_param.in_(clause.h_params), x.target_type == "Patient", x.target_id.not_in(clause.patient_ids)
         )
-        return and_(inside, not_(_semi(idx_reference, others, rtype)))
+        return and_(inside, not_(_semi(idx_reference, others, rtype, res)))
     if isinstance(clause, AnyOfClause):
-        return or_(*(clause_sql(c, rtype) for c in clause.clauses)) if clause.clauses else true()
+        return or_(*(clause_sql(c, rtype, res) for c in clause.clauses)) if clause.clauses else true()
     if isinstance(clause, AllOfClause):
-        return and_(*(clause_sql(c, rtype) for c in clause.clauses)) if clause.clauses else true()
+        return and_(*(clause_sql(c, rtype, res) for c in clause.clauses)) if clause.clauses else true()
+    if isinstance(clause, ChainClause):
+        x = idx_reference.c
+        targets = _matching(clause.target_type, clause.clauses)
+        cond = and_(x.h_param == clause.h_param, x.target_type == clause.target_type, x.target_id.in_(targets))
+        return _semi(idx_reference, cond, rtype, res)
+    if isinstance(clause, HasClause):
+        x = idx_reference.c
+        sources = _matching(clause.source_type, clause.clauses)
+        referred = select(x.target_id).where(
+            x.rtype == clause.source_type, x.h_param == clause.h_param, x.target_type == rtype, x.rid.in_(sources)
+        ).correlate(None)
+        return res.c.rid.in_(referred)
     if isinstance(clause, NoneClause):
         return false()
     raise TypeError(f"unknown clause {type(clause).__name__}")
+
+
+def _matching(rtype: str, clauses: tuple[object, ...]):
+    """SELECT of the ids of current resources of the type satisfying every clause (a chain's hop)."""
+    hop = resources.alias()
+    where = [hop.c.rtype == rtype, hop.c.deleted.is_(False), *(clause_sql(c, rtype, hop) for c in clauses)]
+    return select(hop.c.rid).where(*where).correlate(None)
 
 
 def _system_eq(column, system: str | None) -> ColumnElement:
@@ -215,34 +268,74 @@ def _where(spec: SearchSpec) -> list[ColumnElement]:
     return where
 
 
-_SORT_COLUMNS = {"_id": r.rid, "_lastUpdated": r.lu}
+@dataclass(frozen=True)
+class SortKey:
+    expr: ColumnElement
+    desc: bool
+    kind: str  # id | int | text: what a `_page` cursor may carry for it
+    nullable: bool = False  # a parameter the resource may lack: those rows sort last either way
 
 
-def sort_columns(spec: SearchSpec) -> list[tuple[object, bool]]:
+_SORT_VALUES = {  # (ascending, descending) value of a parameter's index rows
+    "date": (lambda: func.min(idx_date.c.lo), lambda: func.max(idx_date.c.hi)),
+    "string": (lambda: func.min(idx_string.c.value_norm), lambda: func.max(idx_string.c.value_norm)),
+    "token": (lambda: func.min(idx_token.c.code), lambda: func.max(idx_token.c.code)),
+}
+_SORT_TABLES = {"date": idx_date, "string": idx_string, "token": idx_token}
+
+
+def _param_sort_value(param: SortParam, desc: bool) -> ColumnElement:
+    """The resource's lowest (ascending) or highest (descending) value of the parameter, from its index rows."""
+    table = _SORT_TABLES[param.kind]
+    value = _SORT_VALUES[param.kind][1 if desc else 0]()
+    return (
+        select(value)
+        .where(table.c.rtype == r.rtype, table.c.rid == r.rid, table.c.h_param == param.h_param)
+        .scalar_subquery()
+    )
+
+
+def sort_columns(spec: SearchSpec) -> list[SortKey]:
     """The ORDER BY keys, always ending with the id so the order is total (keyset paging)."""
-    keys = [(_SORT_COLUMNS[name], desc) for name, desc in spec.sort]
-    if not any(col is r.rid for col, _ in keys):
-        keys.append((r.rid, keys[-1][1] if keys else False))
+    keys = []
+    for name, desc in spec.sort:
+        if name == "_id":
+            keys.append(SortKey(r.rid, desc, "id"))
+        elif name == "_lastUpdated":
+            keys.append(SortKey(r.lu, desc, "int"))
+        else:
+            kind = "int" if name.kind == "date" else "text"
+            keys.append(SortKey(_param_sort_value(name, desc), desc, kind, nullable=True))
+    if not any(key.kind == "id" for key in keys):
+        keys.append(SortKey(r.rid, keys[-1].desc if keys else False, "id"))
     return keys
 
 
 def page_statement(spec: SearchSpec, columns: Sequence = (r.rid, r.lu, r.content)):
-    """SELECT for one page (count + 1 rows, so the caller knows whether a next page exists)."""
+    """SELECT for one page (count + 1 rows, so the caller knows whether a next page exists). The sort
+    keys are selected too, as `_k0`, `_k1`…, for the next page's cursor (`keyset_values`)."""
     keys = sort_columns(spec)
     where = _where(spec)
     if spec.after is not None:
         where.append(_keyset_after(keys, spec.after))
-    order = [col.desc() if desc else col.asc() for col, desc in keys]
-    return select(*columns).where(*where).order_by(*order).limit(spec.count + 1)
+    labels = [key.expr.label(f"_k{i}") for i, key in enumerate(keys)]
+    order = []
+    for key, label in zip(keys, labels):
+        term = label.desc() if key.desc else label.asc()
+        order.append(term.nulls_last() if key.nullable else term)
+    return select(*columns, *labels).where(*where).order_by(*order).limit(spec.count + 1)
 
 
-def _keyset_after(keys: list[tuple[object, bool]], values: tuple) -> ColumnElement:
-    """Rows strictly after `values` in the (possibly mixed-direction) sort order."""
+def _keyset_after(keys: list[SortKey], values: tuple) -> ColumnElement:
+    """Rows strictly after `values` in the (possibly mixed-direction) sort order, missing values last."""
     ors = []
-    for i, (col, desc) in enumerate(keys):
-        eqs = [keys[j][0] == values[j] for j in range(i)]
-        ors.append(and_(*eqs, col < values[i] if desc else col > values[i]))
-    return or_(*ors)
+    for i, key in enumerate(keys):
+        eqs = [keys[j].expr.is_(None) if values[j] is None else keys[j].expr == values[j] for j in range(i)]
+        if values[i] is None:
+            continue  # nothing sorts after a missing value except by a later key
+        after = key.expr < values[i] if key.desc else key.expr > values[i]
+        ors.append(and_(*eqs, or_(after, key.expr.is_(None)) if key.nullable else after))
+    return or_(*ors) if ors else false()
 
 
 def token_matches(column: str, hashes: Sequence[int]):
@@ -282,8 +375,5 @@ def revinclude_sources(source_type: str, h_param: int, target_type: str, target_
 
 
 def keyset_values(spec: SearchSpec, row) -> tuple:
-    names = [name for name, _ in spec.sort]
-    values = [row.rid if name == "_id" else row.lu for name in names]
-    if "_id" not in names:
-        values.append(row.rid)
-    return tuple(values)
+    """The sort key values of a row of `page_statement`: the cursor of the page after it."""
+    return tuple(row._mapping[f"_k{i}"] for i in range(len(sort_columns(spec))))
