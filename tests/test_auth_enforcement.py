@@ -99,8 +99,14 @@ def test_revinclude_sources_are_confined(patient_a, client, world):
 def test_has_and_chained_parameters_cannot_widen(patient_a, world):
     r = patient_a.get("/Patient", params={"_has:Observation:subject:code": "8867-4", "identifier": f"urn:test:mrn|{world.tag}"})
     assert r.status_code == 200 and ids(r.json()) == {f"Patient/{world.a}"}
+    # B's observation has B's name at the end of the chain, but B lies beyond patient A's reach at that hop.
     r = patient_a.get("/Observation", params={"subject.name": f"Bravo-{world.tag}", "identifier": f"urn:test:obs|{world.tag}"})
+    assert r.status_code == 200 and ids(r.json()) == set()
+    r = patient_a.get("/Observation", params={"subject.name": f"Alpha-{world.tag}", "identifier": f"urn:test:obs|{world.tag}"})
     assert ids(r.json()) == {f"Observation/{world.a_obs}"}
+    # Reverse: B's Observation about A (focus) does not make A match through B's compartment.
+    r = patient_a.get("/Patient", params={"_has:Observation:focus:identifier": f"urn:test:obs|{world.tag}"})
+    assert r.status_code == 200 and ids(r.json()) == set()
 
 
 def test_types_outside_the_compartment_are_invisible_to_patient_tokens(patient_a, client):
