@@ -142,3 +142,24 @@ def test_window_bounds() -> None:
     # born on 2005-01-01: 21 on 2026-01-01; born a day later: still 20
     assert window.born_by_us(21) == date_range("2005-01-01")[1]
     assert window.start_us == date_range("2024-01-01")[0] and window.as_of_hi_us == date_range("2026-01-01")[1]
+
+
+def test_member_finding_read_in_one_statement_answers_as_a_read(client: httpx.Client, claims_client: httpx.Client) -> None:
+    """`$alignment` and `$evaluate-measure` for one subject read the Patient, the caller's reach of it and
+    the whole finding (products, categories, evidence, coverages) in one statement: every part comes
+    back, and a deleted or unknown Patient answers 410 / 404 as a read of it does."""
+    pid = patient(client, born(40))
+    cov = coverage(claims_client, pid, plan="HMO-DSNP", sopt="141", dual="04", start="2020-01-01", end="2030-12-31")
+    dx = condition(client, pid, [(ICD, "F20.9")])
+    found = finding(client, pid)
+    assert found.status and found.eligible and found.age == 40
+    assert f"Condition/{dx}" in {e["resource"] for e in found.categories["smi"]["evidence"]}
+    assert {c["resource"] for c in found.coverages} == {f"Coverage/{cov}"}
+    report = client.get("/Measure/product-alignment/$evaluate-measure",
+                        params={"subject": f"Patient/{pid}", "reportType": "subject"})
+    assert report.status_code == 200 and report.json()["subject"]["reference"] == f"Patient/{pid}"
+    assert client.delete(f"/Patient/{pid}").status_code in (200, 204)
+    assert client.get(f"/Patient/{pid}/$alignment").status_code == 410
+    gone = client.get("/Measure/product-alignment/$evaluate-measure", params={"subject": f"Patient/{pid}"})
+    assert gone.status_code == 410
+    assert client.get("/Patient/no-such-member/$alignment").status_code == 404

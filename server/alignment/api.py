@@ -31,12 +31,12 @@ from fastapi.responses import Response
 from server.alignment.codes import search_lookup
 from server.alignment.deferred import DeferredEvaluation
 from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
-from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, read_finding
+from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, member_finding
 from server.alignment.mappings import MappingError, load_mappings
 from server.alignment.plans import install_catalogue, plan_reference
 from server.config import Settings
 from server.fhir.consistency import ConsistencyMiddleware
-from server.fhir.context import PATIENT_REPORTED, Reads, context_of
+from server.fhir.context import PATIENT_REPORTED, Reads, RequestContext, context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
 from server.fhir.http import fhir_response
@@ -145,17 +145,29 @@ async def patient_alignment(rid: str, request: Request) -> Response:
     engine = engine_of(request)
 
     def work() -> Reply:
-        service.read("Patient", rid, "", ctx)  # 404 / 410 as for a read
-        ALIGNMENT_READS.require_for_patient(ctx.access, rid)
         with engine.db.connect() as conn:
-            finding = read_finding(conn, rid)
-        if finding is None:
-            raise FhirError.of(404, "not-found", f"Patient/{rid} has not been evaluated yet: run $evaluate-alignment")
+            finding = ready_finding(conn, ctx, rid)
         body = finding_parameters(finding)
         body["parameter"] += [p for extra in request.app.state.alignment_extras for p in extra(finding)]
         return Reply(200, orjson.dumps(body))
 
     return fhir_response(await run_in_threadpool(work))
+
+
+def ready_finding(conn, ctx: RequestContext, patient_id: str) -> Finding:
+    """A member's finding for the caller, read in one statement: 403 without the read scopes, 404 / 410 as
+    a read of the Patient answers (a Patient beyond the caller's reach is not known), 404 until evaluated,
+    403 unless the caller may read every resource of the patient that the finding shows."""
+    ctx.access.require("Patient", "r")
+    member = member_finding(conn, patient_id, ctx.access.clauses("Patient", "r"))
+    if not member.found:
+        raise FhirError.of(404, "not-found", f"Patient/{patient_id} is not known")
+    if member.deleted:
+        raise FhirError.of(410, "deleted", f"Patient/{patient_id} has been deleted")
+    ALIGNMENT_READS.require_for_patient(ctx.access, patient_id)
+    if member.finding is None:
+        raise FhirError.of(404, "not-found", f"Patient/{patient_id} has not been evaluated yet: run $evaluate-alignment")
+    return member.finding
 
 
 # -- rendering -------------------------------------------------------------------------------------------

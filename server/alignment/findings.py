@@ -1,4 +1,10 @@
-"""Reading one member's persisted finding back as plain data (rendering is the REST layer's job)."""
+"""Reading one member's persisted finding back as plain data (rendering is the REST layer's job).
+
+One statement reads it (`member_finding`): the Patient row, whether it lies within the caller's reach
+(the access clauses compiled into SQL), the findings row and, as JSON arrays, its products, categories,
+evidence and coverages. `$evaluate-measure` for one subject and `Patient/{id}/$alignment` answer with it:
+one round trip instead of one per table plus the read and visibility checks.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import Connection, select
+from typing import Any, Iterable
+
+import orjson
+from sqlalchemy import ColumnElement, Connection, and_, func, select, true
 
 from server.alignment.facts import QUALIFYING, lobs_with
 from server.store.alignment_schema import (
@@ -16,6 +25,8 @@ from server.store.alignment_schema import (
     finding_products,
     findings,
 )
+from server.store.schema import resources
+from server.store.search import clause_sql
 
 
 @dataclass(frozen=True)
@@ -161,24 +172,71 @@ def _criteria(text: str) -> tuple[Criterion, ...]:
     return tuple(Criterion(*token.split(":", 1)) for token in text.split())
 
 
+@dataclass(frozen=True)
+class MemberFinding:
+    """A Patient as the caller sees it, and its finding: `found` is false when the Patient does not exist
+    or lies beyond the caller's reach; `finding` is None until the member has been evaluated."""
+
+    found: bool
+    deleted: bool
+    finding: Finding | None
+
+
+_PARTS = {  # part → (table, columns in the order `_finding` reads them)
+    "products": (finding_products, ("product", "priority", "criteria")),
+    "categories": (finding_categories, ("category", "clinical", "claims", "non_claims")),
+    "evidence": (finding_evidence, ("category", "resource_type", "resource_id", "system", "code", "date_lo",
+                                    "source_kind", "grade", "lifelong", "affirmed_lo")),
+    "coverages": (finding_coverage, ("coverage_id", "product", "line_of_business", "dual_code", "dual_level",
+                                     "current", "harp_status", "period_lo")),
+}
+
+
+def _json_rows(dialect: str, table, columns: Iterable[str]) -> ColumnElement:
+    """The member's rows of a finding table as one JSON array of arrays (PostgreSQL json_agg, SQLite
+    json_group_array), correlated with the Patient row of the enclosing statement."""
+    cols = [table.c[name] for name in columns]
+    agg = func.json_agg(func.json_build_array(*cols)) if dialect == "postgresql" else \
+        func.json_group_array(func.json_array(*cols))
+    return select(agg).where(table.c.patient_id == resources.c.rid).scalar_subquery()
+
+
+def member_finding(conn: Connection, patient_id: str, clauses: list) -> MemberFinding:
+    """The Patient, its visibility under the caller's access clauses and its finding, in one statement."""
+    r = resources.c
+    visible = and_(*(clause_sql(c, "Patient") for c in clauses)) if clauses else true()
+    parts = [_json_rows(conn.dialect.name, table, cols).label(part) for part, (table, cols) in _PARTS.items()]
+    stmt = (
+        select(r.deleted, visible.label("visible"), findings.c.patient_id.label("evaluated"),
+               *(c for c in findings.c if c.name != "patient_id"), *parts)
+        .select_from(resources.outerjoin(findings, findings.c.patient_id == r.rid))
+        .where(r.rtype == "Patient", r.rid == patient_id)
+    )
+    row = conn.execute(stmt).first()
+    if row is None or (clauses and (row.deleted or not row.visible)):
+        return MemberFinding(False, False, None)
+    if row.deleted or row.evaluated is None:
+        return MemberFinding(True, bool(row.deleted), None)
+    return MemberFinding(True, False, _finding(patient_id, row))
+
+
 def read_finding(conn: Connection, patient_id: str) -> Finding | None:
-    row = conn.execute(select(findings).where(findings.c.patient_id == patient_id)).first()
-    if row is None:
-        return None
-    p, c, e, v = finding_products.c, finding_categories.c, finding_evidence.c, finding_coverage.c
-    products = conn.execute(select(p.product, p.priority, p.criteria).where(p.patient_id == patient_id)
-                            .order_by(p.priority.desc())).all()
-    categories = conn.execute(select(c.category, c.clinical, c.claims, c.non_claims)
-                              .where(c.patient_id == patient_id).order_by(c.category)).all()
-    evidence = conn.execute(
-        select(e.category, e.resource_type, e.resource_id, e.system, e.code, e.date_lo, e.source_kind, e.grade,
-               e.lifelong, e.affirmed_lo)
-        .where(e.patient_id == patient_id)
-        .order_by(e.category, e.date_lo, e.resource_type, e.resource_id, e.system, e.code)
-    ).all()
-    coverages = conn.execute(select(v.coverage_id, v.product, v.line_of_business, v.dual_code, v.dual_level,
-                                    v.current, v.harp_status, v.period_lo)
-                             .where(v.patient_id == patient_id).order_by(v.coverage_id)).all()
+    """The member's finding (the server's own reads: no access clauses), None when not evaluated."""
+    return member_finding(conn, patient_id, []).finding
+
+
+def _parsed(value: Any) -> list:
+    """A JSON array from the driver: parsed already (psycopg), text (SQLite), or NULL for no rows."""
+    if value is None:
+        return []
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _finding(patient_id: str, row) -> Finding:
+    products = sorted(_parsed(row.products), key=lambda p: -p[1])
+    categories = sorted(_parsed(row.categories), key=lambda c: c[0])
+    evidence = sorted(_parsed(row.evidence), key=lambda e: (e[0], e[5], e[1], e[2], e[3] or "", e[4] or ""))
+    coverages = sorted(_parsed(row.coverages), key=lambda v: v[0])
     cents = row.annual_impact_cents
     return Finding(
         patient_id=patient_id,
@@ -194,12 +252,10 @@ def read_finding(conn: Connection, patient_id: str) -> Finding | None:
         as_of=row.as_of,
         lookback_start=row.lookback_start,
         evaluated_at_us=row.evaluated_at,
-        eligible=tuple(EligibleProduct(r.product, r.priority, _criteria(r.criteria)) for r in products),
-        categories=tuple(Category(r.category, bool(r.clinical), bool(r.claims), bool(r.non_claims))
-                         for r in categories),
-        evidence=tuple(Evidence(r.category, r.resource_type, r.resource_id, r.system, r.code, _date_of(r.date_lo),
-                                r.source_kind, r.grade, bool(r.lifelong), _date_of(r.affirmed_lo)) for r in evidence),
-        coverages=tuple(CoverageFact(r.coverage_id, r.product, r.line_of_business, r.dual_code, r.dual_level,
-                                     bool(r.current), r.harp_status,
-                                     None if r.period_lo is None else _date_of(r.period_lo)) for r in coverages),
+        eligible=tuple(EligibleProduct(product, priority, _criteria(criteria)) for product, priority, criteria in products),
+        categories=tuple(Category(c[0], bool(c[1]), bool(c[2]), bool(c[3])) for c in categories),
+        evidence=tuple(Evidence(e[0], e[1], e[2], e[3], e[4], _date_of(e[5]), e[6], e[7], bool(e[8]), _date_of(e[9]))
+                       for e in evidence),
+        coverages=tuple(CoverageFact(v[0], v[1], v[2], v[3], v[4], bool(v[5]), v[6],
+                                     None if v[7] is None else _date_of(v[7])) for v in coverages),
     )

@@ -2,8 +2,8 @@
 
 Reports are built from the persisted findings (never by re-running the rules):
 
-* individual (`reportType=subject`, `subject=Patient/x`): one member's finding with a few indexed
-  reads (`read_finding`). Needs read on MeasureReport and on that Patient; a Patient the token may not
+* individual (`reportType=subject`, `subject=Patient/x`): one member's finding, the Patient and the
+  caller's reach of it read in one statement (`server.alignment.api.ready_finding`). Needs read on MeasureReport and on that Patient; a Patient the token may not
   read is 404, exactly as a read of it, so a `patient/` token never learns whether another patient
   exists. The report shows diagnoses and products, so it also needs read access to every resource of
   that patient of the types in `ALIGNMENT_READS` (SPEC §6 "Operation results are data too"): 403
@@ -32,14 +32,13 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection, Engine, Select
 
 from server.alignment.engine import AlignmentEngine
-from server.alignment.findings import read_finding
 from server.alignment.mappings import Mappings
 from server.bulk.members import group_members
 from server.fhir.context import RequestContext, context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
 from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
-from server.alignment.api import ALIGNMENT_READS
+from server.alignment.api import ALIGNMENT_READS, ready_finding
 from server.fhir.service import FhirService, Reply
 from server.measures.definitions import load_definitions, report_displays
 from server.measures.params import EvaluateRequest, body_items, parse_request
@@ -134,7 +133,7 @@ async def _evaluate(mid: str, request: Request, items: list[tuple[str, str]]) ->
                         instant_text(time_ns() // 1000), measures.displays)
     base = base_url(request)
     if req.report_type == "subject":
-        return fhir_response(await run_in_threadpool(_individual, measures, request_ctx, req, ctx, base))
+        return fhir_response(await run_in_threadpool(_individual, measures, request_ctx, req, ctx))
     ALIGNMENT_READS.require_for_population(request_ctx.access)
     if req.subject_type == "Group":
         await run_in_threadpool(measures.service.read, "Group", req.subject_id, base, request_ctx)
@@ -145,15 +144,10 @@ async def _evaluate(mid: str, request: Request, items: list[tuple[str, str]]) ->
 
 # -- individual -------------------------------------------------------------------------------------------
 
-def _individual(measures: Measures, request_ctx: RequestContext, req: EvaluateRequest, ctx: ReportContext,
-                base: str) -> Reply:
+def _individual(measures: Measures, request_ctx: RequestContext, req: EvaluateRequest, ctx: ReportContext) -> Reply:
     assert req.subject_id is not None
     with measures.db.connect() as conn:
-        measures.service.read("Patient", req.subject_id, base, request_ctx, conn)  # 404 / 410
-        ALIGNMENT_READS.require_for_patient(request_ctx.access, req.subject_id)
-        finding = read_finding(conn, req.subject_id)
-    if finding is None:
-        raise FhirError.of(404, "not-found", f"{req.subject} has not been evaluated yet: run $evaluate-alignment")
+        finding = ready_finding(conn, request_ctx, req.subject_id)
     if ctx.measure == "product-alignment":
         report = alignment_individual(ctx, finding)
     else:
