@@ -150,3 +150,69 @@ def test_concurrent_ingest_on_one_member_from_both_processes(clients, database):
     statuses = run_all([lambda i=i: clinical(i) for i in range(WRITERS)] + [lambda i=i: claims(i) for i in range(WRITERS)])
     assert statuses == [201] * (2 * WRITERS)
     assert assert_findings_match_full_evaluation(clients[0], database.engine) > 0
+
+
+OVERLAPPING = 40  # identifier values both processes create, in opposite orders
+
+
+def _history_since(client: httpx.Client, since: str | None) -> list[dict[str, Any]]:
+    """Every entry of Patient/_history from `since` on (inclusive), following the next links."""
+    params = {"_count": "200", **({"_since": since} if since else {})}
+    r = client.get("/Patient/_history", params=params)
+    entries = []
+    while True:
+        assert r.status_code == 200, r.text
+        body = r.json()
+        entries += [e["resource"] for e in body.get("entry", []) if "resource" in e]
+        nxt = next((link["url"] for link in body.get("link", []) if link["relation"] == "next"), None)
+        if nxt is None:
+            return entries
+        r = client.get(nxt)
+
+
+def test_overlapping_conditional_creates_from_two_processes_make_no_duplicates_and_lose_no_since_entry(clients):
+    """Two processes post conditional creates of the same identifiers as fast as they answer (one in
+    ascending, one in descending order) while a third client polls `_history?_since=` with the newest
+    lastUpdated it has seen, as a sync client does: each identifier ends with exactly one Patient, and
+    the poller saw every one of them."""
+    system = f"urn:test:overlap:{unique('o')}"
+    values = [f"v{i:03d}" for i in range(OVERLAPPING)]
+    done = threading.Event()
+    seen: dict[str, str] = {}  # Patient id → identifier value, as the poller saw it
+
+    def create_all(client: httpx.Client, order: list[str]) -> list[int]:
+        statuses = []
+        for value in order:
+            body = {"resourceType": "Patient", "identifier": [{"system": system, "value": value}]}
+            r = client.post("/Patient", json=body, headers={"If-None-Exist": f"identifier={system}|{value}"})
+            statuses.append(r.status_code)
+        return statuses
+
+    def poll() -> None:
+        since = None
+        while True:
+            finished = done.is_set()  # read before polling: the last poll starts after every write
+            for resource in _history_since(clients[0], since):
+                mine = [i["value"] for i in resource.get("identifier", []) if i.get("system") == system]
+                if mine:
+                    seen[resource["id"]] = mine[0]
+                stamp = resource["meta"]["lastUpdated"]
+                since = stamp if since is None or stamp > since else since
+            if finished:
+                return
+
+    with ThreadPoolExecutor(1) as poller:
+        polling = poller.submit(poll)
+        try:
+            statuses = run_all([lambda: create_all(clients[0], values), lambda: create_all(clients[1], values[::-1])])
+        finally:
+            done.set()
+        polling.result()
+    assert sorted(s for run in statuses for s in run) == [200] * OVERLAPPING + [201] * OVERLAPPING
+    stored: dict[str, list[str]] = {}
+    for resource in _history_since(clients[0], None):
+        for identifier in resource.get("identifier", []):
+            if identifier.get("system") == system:
+                stored.setdefault(identifier["value"], []).append(resource["id"])
+    assert {v: len(set(ids)) for v, ids in stored.items()} == {v: 1 for v in values}  # no duplicates
+    assert seen == {ids[0]: v for v, ids in stored.items()}  # no `_since` entry lost
