@@ -5,8 +5,9 @@ An evaluation is one transaction of set-based statements, the same for every mem
 1. take the evaluation lock (`alignment_lock` row): evaluations never interleave, and every statement
    after it sees all writes committed before, so the last evaluation of a member reflects its data;
 2. delete the members' previous findings;
-3. INSERT … SELECT the stages: active coverages, diagnosis evidence, categories (`facts.py`), then the
-   findings rows and the eligible products (`rules.py`).
+3. INSERT … SELECT the stages: active coverages, diagnosis evidence, categories (`facts.py`), then each
+   member's decisions (facts row and per-product eligibility) into a temporary table, from which the
+   findings rows and the eligible products are derived (`rules.py`): the facts are aggregated once.
 
 No member data passes through Python, so memory does not grow with the population. A full run
 (`evaluate_all`) covers every member in one pass per stage; the after-commit path
@@ -35,6 +36,7 @@ from time import monotonic, perf_counter, time_ns
 from typing import Callable, Iterable
 
 from sqlalchemy import Connection, Engine, Executable, Select, Table, delete, exists, func, insert, select, update
+from sqlalchemy.schema import CreateTable, DropTable
 
 from server.alignment.codes import code_rows, codes_key, install_codes
 from server.alignment.facts import (
@@ -54,6 +56,7 @@ from server.alignment.rules import (
     EVALUATED_AT,
     FINDING_COLUMNS,
     PRODUCT_COLUMNS,
+    decisions_table,
     findings_select,
     products_select,
     rules_version,
@@ -348,15 +351,19 @@ class AlignmentEngine:
 
     def _build(self, window: EvaluationWindow, members: Members) -> tuple[Executable, ...]:
         m, k = self.mappings, self.keys
+        decided, decisions = decisions_table(m, k, window, members)
         stages: tuple[Stage, ...] = (
             (finding_coverage, COVERAGE_COLUMNS, coverage_select(m, k, window, members)),
             (finding_evidence, EVIDENCE_COLUMNS, evidence_select(k, window, self.codes_key, members)),
             (finding_categories, CATEGORY_COLUMNS, categories_select(m.non_claims_valuesets, members)),
-            (findings, FINDING_COLUMNS, findings_select(m, k, window, members)),
-            (finding_products, PRODUCT_COLUMNS, products_select(m, k, window, members)),
+            (decided, tuple(c.name for c in decided.c), decisions),
+            (findings, FINDING_COLUMNS, findings_select(m, window, decided)),
+            (finding_products, PRODUCT_COLUMNS, products_select(m, window, decided)),
         )
         deletes = tuple(delete(table).where(*members.where(table.c.patient_id)) for table in FINDING_TABLES)
-        return deletes + tuple(insert(table).from_select(list(columns), query) for table, columns, query in stages)
+        fills = tuple(insert(table).from_select(list(columns), query) for table, columns, query in stages)
+        # The decisions table lives for the evaluation's statements only (and is gone on a rollback too).
+        return (*deletes, CreateTable(decided), *fills, DropTable(decided))
 
     @staticmethod
     def lock(conn: Connection) -> None:

@@ -32,10 +32,13 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     ColumnElement,
     Date,
+    MetaData,
     Select,
     Subquery,
+    Table,
     and_,
     bindparam,
     case,
@@ -441,9 +444,20 @@ FINDING_COLUMNS = ("patient_id", "status", "kind", "enrolled_product", "recommen
 EVALUATED_AT = "evaluated_at"
 
 
-def findings_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Select:
-    """Rows of `findings` (FINDING_COLUMNS); the time is bound at execution as `EVALUATED_AT`."""
+def decisions_table(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> tuple[Table, Select]:
+    """A temporary table for the decisions rows and the SELECT that fills it: the findings and the eligible
+    products are both derived from it, so the member facts are aggregated once per evaluation."""
     d = decisions(mappings, keys, window, members)
+    table = Table(DECISIONS, MetaData(), *(Column(c.name, c.type) for c in d.c), prefixes=["TEMPORARY"])
+    return table, select(d)
+
+
+DECISIONS = "alignment_decisions"
+
+
+def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> Select:
+    """Rows of `findings` (FINDING_COLUMNS) from the decisions table; the time is bound at execution as
+    `EVALUATED_AT`."""
     recommended = _recommended_priority(mappings, d)
     reasons = _reason_conditions(mappings, d)
     # A dual-product member without Medicaid evidence is held in review during the deeming period.
@@ -481,12 +495,9 @@ def findings_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
     )
 
 
-def products_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Select:
-    """Rows of `finding_products`: (patient_id, product, priority, criteria) per eligible product.
-
-    A member row is joined with the catalogue (one row per product) rather than unioned per product, so
-    the member facts are computed once."""
-    d = decisions(mappings, keys, window, members)
+def products_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> Select:
+    """Rows of `finding_products`: (patient_id, product, priority, criteria) per eligible product, from the
+    decisions table joined with the catalogue (one row per product) rather than unioned per product."""
     catalogue = union_all(*(
         select(literal(p.code).label("product"), literal(p.priority).label("priority"))
         for p in mappings.products

@@ -29,6 +29,7 @@ after 1 January of the diagnosis year (fewer than 12 months of Medicare in it).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date
 from time import time_ns
@@ -117,6 +118,8 @@ class RiskEngine:
         self.codes_key = codes_key
         self.keys: IndexKeys = alignment.keys
         self._listed = Members.listed(alignment.db.dialect.name)
+        self._built: dict[tuple[str, int, Members, date], list[Any]] = {}
+        self._built_lock = threading.Lock()  # requests score in worker threads
 
     @property
     def db(self) -> Engine:
@@ -167,6 +170,17 @@ class RiskEngine:
     # -- statements ----------------------------------------------------------------------------------
 
     def _statements(self, dialect: str, py: PaymentYear, members: Members) -> list[Any]:
+        """Built once per dialect, payment year, member scope and day (the demographic cell's date may be
+        today): building them costs more than running them for one member, which `$alignment` does."""
+        key = (dialect, py.year, members, today_utc())
+        with self._built_lock:
+            if key not in self._built:
+                if any(day != key[3] for *_, day in self._built):
+                    self._built.clear()  # a new day: yesterday's statements are never used again
+                self._built[key] = self._build(dialect, py, members)
+            return self._built[key]
+
+    def _build(self, dialect: str, py: PaymentYear, members: Members) -> list[Any]:
         year = py.year
         deletes = [delete(t).where(t.c.payment_year == year, *members.where(t.c.patient_id)) for t in MEMBER_TABLES]
         return [*deletes, self._dx_statement(year, members), self._member_statement(dialect, year, members),
