@@ -370,3 +370,13 @@ class AlignmentEngine:
         """First statement of every evaluation: a write, so SQLite takes its write lock at once too."""
         conn.execute(update(alignment_lock).where(alignment_lock.c.id == 1)
                      .values(evaluations=alignment_lock.c.evaluations + 1))
+
+    @staticmethod
+    def shared_lock(conn: Connection) -> None:
+        """The lock for a read that evaluates into its own transaction and rolls it back: on PostgreSQL it
+        waits for evaluations that hold `lock` and holds them off, but not other such reads (which write
+        rows no one else sees); SQLite has one writer at a time anyway."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(alignment_lock.c.id).where(alignment_lock.c.id == 1).with_for_update(read=True))
+        else:
+            AlignmentEngine.lock(conn)

@@ -423,9 +423,10 @@ def _alignment_levers(risk: Risk, finding: Finding) -> list[dict[str, Any]]:
     year = risk.engine.current_payment_year()
     if risk.model.year(year) is None:
         return []
-    risk.engine.evaluate(year, [finding.patient_id])
-    with risk.engine.db.connect() as conn:
+    with risk.engine.db.connect() as conn, conn.begin() as scoring:
+        risk.engine.score_in(conn, year, [finding.patient_id])
         member = read_member_risk(conn, risk.model.years[year], finding.patient_id)
+        scoring.rollback()  # every `$alignment` read scores anew, so nothing is kept
     if member is None:
         return []
     levers = levers_parameter(member_levers(finding, member.uplift, risk.engine.mappings.rates))

@@ -157,6 +157,15 @@ class RiskEngine:
                     risk_member.c.payment_year == payment_year, risk_member.c.run == params[RUN])).scalar_one()
         return scored
 
+    def score_in(self, conn: Connection, payment_year: int, patient_ids: list[str]) -> None:
+        """Score the listed members in the caller's transaction, which must roll back afterwards: a read
+        that shows a score "as of now" writes nothing, and such reads run side by side."""
+        AlignmentEngine.shared_lock(conn)
+        self._postgres_plan(conn, self._listed)
+        params = {RUN: time_ns() // 1000, MEMBER_IDS: sorted(set(patient_ids))}
+        for statement in self._statements(conn.dialect.name, self.model.years[payment_year], self._listed):
+            conn.execute(statement, params)
+
     @staticmethod
     def _postgres_plan(conn: Connection, members: Members) -> None:
         """As the alignment engine: hash joins for everyone, custom plans for a member list."""
