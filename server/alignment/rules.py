@@ -444,15 +444,15 @@ FINDING_COLUMNS = ("patient_id", "status", "kind", "enrolled_product", "recommen
 EVALUATED_AT = "evaluated_at"
 
 
+DECISIONS = "alignment_decisions"  # a temporary table, private to the evaluation's connection
+
+
 def decisions_table(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> tuple[Table, Select]:
     """A temporary table for the decisions rows and the SELECT that fills it: the findings and the eligible
     products are both derived from it, so the member facts are aggregated once per evaluation."""
     d = decisions(mappings, keys, window, members)
     table = Table(DECISIONS, MetaData(), *(Column(c.name, c.type) for c in d.c), prefixes=["TEMPORARY"])
     return table, select(d)
-
-
-DECISIONS = "alignment_decisions"
 
 
 def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> Select:
