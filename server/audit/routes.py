@@ -12,6 +12,11 @@
 * `GET /fhir/Measure/product-alignment/$audit-quarter?quarter=2026Q3` returns the stored report; with
   `_format=csv` the reconciliation's members (`part=changes`, the default) or the strata (`part=strata`).
 
+* `GET|POST /fhir/Measure/encounter-completeness/$completeness` (`periodStart`, `periodEnd`, `window` in
+  days; query or Parameters body) answers the encounter data completeness MeasureReport
+  (`completeness.py`), computed on each call; with `_format=csv` its rows per source and month. It reads
+  every member's Conditions, Encounters and claims: the population reads, and Encounter search.
+
 * `POST /fhir/ExplanationOfBenefit/$denial-root-cause` classifies every denied EOB line (`denials.py`)
   and answers with the stored summary `MeasureReport/denial-root-cause`; `GET` returns that report, or with
   `_format=csv` the results per line (`part=lines`, default), per member (`members`) or per billing
@@ -25,8 +30,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-import orjson
 import logging
+from time import time_ns
+
+import orjson
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -35,7 +42,7 @@ from fastapi.responses import Response
 from server.alignment.engine import AlignmentEngine
 from server.alignment.mappings import MappingError
 from server.audit.output import WORKLIST_CSV_HEADER, csv_response, wants_csv, worklist_csv_rows, worklist_parameters
-from server.audit import denials
+from server.audit import completeness, denials
 from server.audit.benefits import load_benefits
 from server.audit.quarter import Quarter
 from server.audit.report import (
@@ -50,6 +57,7 @@ from server.audit.report import (
 )
 from server.audit.worklist import parse_query, read_page
 from server.fhir.context import context_of
+from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
 from server.fhir.http import fhir_response, json_body
 from server.alignment.api import ALIGNMENT_READS
@@ -85,7 +93,8 @@ def _with_operations(previous: Extras | None) -> Extras:
         by_type["ExplanationOfBenefit"] = [*by_type.get("ExplanationOfBenefit", []),
                                            {"name": "denial-root-cause", "definition": _DEFINITION + "denial-root-cause"}]
         by_type["Measure"] = [*by_type.get("Measure", []),
-                              {"name": "audit-quarter", "definition": _DEFINITION + "Measure-audit-quarter"}]
+                              {"name": "audit-quarter", "definition": _DEFINITION + "Measure-audit-quarter"},
+                              {"name": "completeness", "definition": _DEFINITION + "Measure-completeness"}]
         parts["resourceOperation"] = by_type
         return parts
 
@@ -205,3 +214,36 @@ async def denial_root_cause_read(request: Request) -> Response:
         raise FhirError.of(400, "invalid", f"part is one of {', '.join(DENIAL_CSV)}", "part")
     rows = await run_in_threadpool(_denial_csv_rows, service.store, part)
     return csv_response(f"denials-{part}.csv", DENIAL_CSV[part], rows)
+
+
+async def _completeness(request: Request, items: list[tuple[str, str]]) -> Response:
+    ctx = context_of(request)
+    ALIGNMENT_READS.require_for_population(ctx.access)
+    ctx.access.require("Encounter", "s")
+    ctx.access.require("MeasureReport", "r")
+    engine: AlignmentEngine = request.app.state.audit_engine
+    query = completeness.parse_query(items, engine.window().as_of)
+
+    def work():
+        with engine.db.connect() as conn:
+            return completeness.compute(conn, query)
+
+    total, rows = await run_in_threadpool(work)
+    if wants_csv(request.query_params.get("_format"), request.headers.get("accept")):
+        return csv_response(f"completeness-{query.start}-{query.end}.csv", completeness.CSV_HEADER,
+                            completeness.csv_rows(rows))
+    report = completeness.measure_report(query, total, rows, instant_text(time_ns() // 1000))
+    return fhir_response(Reply(200, orjson.dumps(report)))
+
+
+@router.get("/Measure/encounter-completeness/$completeness", summary="Encounter data completeness by source and month")
+async def completeness_get(request: Request) -> Response:
+    return await _completeness(request, list(request.query_params.multi_items()))
+
+
+@router.post("/Measure/encounter-completeness/$completeness", summary="Encounter data completeness (Parameters body)")
+async def completeness_post(request: Request) -> Response:
+    items = list(request.query_params.multi_items())
+    if request.headers.get("content-length", "0") != "0":
+        items += body_items(await json_body(request))
+    return await _completeness(request, items)
