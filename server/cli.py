@@ -11,6 +11,7 @@ import tempfile
 from benchmarks import bench as bench_commands
 from server.alignment import commands as alignment_commands
 from server.audit import commands as audit_commands
+from server.audit import synth as audit_synth
 from server.auth import commands as auth_commands
 from server.bulk import commands as bulk_commands
 from server import demo
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     alignment_commands.register(sub)
     risk_synth.extend(sub)  # `planfit synth` also writes the risk-adjustment population
     roster_synth.extend(sub)  # … and a payer attribution file with planted mismatches
+    audit_synth.extend(sub)  # … and the audit population: claims with lags, denials, next quarter's changes
     audit_commands.register(sub)
     auth_commands.register(sub)
     bulk_commands.register(sub)

@@ -246,15 +246,15 @@ def post_bundles(c: httpx.Client, directory: Path) -> None:
         assert r.status_code == 200, r.text[:2000]
 
 
-def member_ids(c: httpx.Client) -> dict[str, str]:
-    """Member identifier → Patient id, paging through the search."""
+def member_ids(c: httpx.Client, system: str = MEMBER_SYSTEM, rtype: str = "Patient") -> dict[str, str]:
+    """Member (or other resource) identifier → resource id, paging through the search."""
     ids: dict[str, str] = {}
-    url = f"/Patient?identifier={MEMBER_SYSTEM}|&_count=1000"
+    url = f"/{rtype}?identifier={system}|&_count=1000"
     while url:
         bundle = c.get(url).json()
         for entry in bundle.get("entry", []):
             resource = entry["resource"]
-            if resource["resourceType"] == "Patient":
+            if resource["resourceType"] == rtype:
                 ids[resource["identifier"][0]["value"]] = resource["id"]
         url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
     return ids
