@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--members", type=int, default=100_000, help="synthetic members (default 100000)")
     parser.add_argument("--database-url", default=DEFAULT_DSN, help=f"PostgreSQL (default {DEFAULT_DSN})")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--audit-members", type=int, default=None,
+                        help="members of the audit population with claims and denials (default: members / 10)")
     parser.add_argument("--clients", type=int, default=2, help="concurrent ingest clients (default 2)")
     parser.add_argument("--measure-clients", type=int, default=32, help="concurrent $evaluate-measure clients")
     parser.add_argument("--sqlite-share", type=float, default=0.1,
@@ -105,6 +107,14 @@ def _postgres_stages(args, results: Results, population: ingest.Population, serv
     results.stage("evaluate", lambda: evaluate.full_evaluation(clinical, population.summary.members, truth))
     # The population's diagnoses fall in the year before its evaluation date: that year's payment year.
     results.stage("risk", lambda: risk.risk_evaluation(clinical, population.summary.members, int(ingest.AS_OF[:4])))
+    audit_members = args.audit_members if args.audit_members is not None else max(10, args.members // 10)
+    bundles = audit.audit_bundles(audit_members, population.summary.out / "audit")
+    results.stage("ingest_audit", lambda: ingest.ingest(servers, bundles, args.clients, "ingest audit population"))
+    analyze(dsn, schema)
+    everyone = population.summary.members + audit_members
+    results.stage("audit_quarter", lambda: audit.audit_quarter(clinical, everyone))
+    results.stage("completeness", lambda: audit.completeness(clinical, everyone))
+    results.stage("denials", lambda: audit.denials(clinical, everyone))
     results.stage("worklist", lambda: audit.worklist(clinical))
     read = results.stage("group_read", lambda: export.group_read(clinical))
     if read is not None:
@@ -165,7 +175,18 @@ _ROWS: tuple[tuple[str, str, Callable[[dict], str], str], ...] = (
      lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s; {f['scored']:,} Medicare members scored, "
                f"{f['open_gaps']:,} open gaps), peak RSS {f['peak_rss_mb']} MB",
      ">= 10,000 members/s, <= 1 GB"),
-    ("worklist", "worklist page (50 rows, 7 filter sets, page 1 and 21)",
+    ("ingest_audit", "ingest of the audit population (claims, denials)",
+     lambda f: f"{_rate(f)} ({f['resources']:,} resources)", "(setup of the audit stages)"),
+    ("audit_quarter", "quarterly audit close ($audit-quarter)",
+     lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s; {f['misaligned']:,} misaligned), "
+               f"peak RSS {f['peak_rss_mb']} MB", ">= 10,000 members/s, <= 1 GB"),
+    ("completeness", "encounter completeness ($completeness)",
+     lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s; {f['records']:,} records, {f['strata']} strata), "
+               f"peak RSS {f['peak_rss_mb']} MB", ">= 10,000 members/s, <= 1 GB"),
+    ("denials", "denial classification ($denial-root-cause)",
+     lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s; {f['denied_lines']:,} denied lines), "
+               f"peak RSS {f['peak_rss_mb']} MB", ">= 10,000 members/s, <= 1 GB"),
+    ("worklist", "worklist page (50 rows, 13 filter sets, page 1 and 21)",
      lambda f: f"slowest median {f['slowest_ms']} ms", "<= 500 ms at 100,000 members (SPEC §8)"),
     ("group_read", "largest cohort Group read",
      lambda f: f"{f['seconds']} s (Group/{f['group']}, {f['quantity']:,} members)", "100,000 members <= 2 s"),

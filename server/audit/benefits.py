@@ -54,6 +54,12 @@ class BenefitMatrix:
     def covered(self, product: str | None, category: str) -> bool:
         return category in self.covers.get(product or "", frozenset())
 
+    def can_mismatch(self, category: str) -> bool:
+        """Whether some product lacks the category: a category every product of the catalogue covers is
+        never a mismatch (a member with no enrolled product has no program, so no recommended one either),
+        so its lines need no finding as of their date."""
+        return any(category not in covered for covered in self.covers.values())
+
 
 def _fail(field: str, message: str) -> MappingError:
     return MappingError(FILE, field, message)
@@ -95,5 +101,5 @@ def load_benefits(mappings: Mappings) -> BenefitMatrix:
             if not _CARC.match(code) or code in carc_class:
                 raise _fail(f"carc_classes.{name}", f"{code!r} is not a CARC code or is listed twice")
             carc_class[code] = name
-    return BenefitMatrix(by_procedure, by_revenue,
-                         {p: frozenset(c) for p, c in matrix.coverage.items()}, carc_class)
+    return BenefitMatrix(by_procedure, by_revenue,  # a product the matrix does not name covers nothing
+                         {p: frozenset(matrix.coverage.get(p, ())) for p in sorted(products)}, carc_class)

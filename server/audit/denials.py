@@ -162,19 +162,23 @@ def _all_denied_lines(conn: Connection) -> Iterator[DeniedLine]:
 # -- classifying ----------------------------------------------------------------------------------------
 
 def findings_on(engine: AlignmentEngine, days: dict[date, set[str]]) -> dict[tuple[str, date], tuple]:
-    """(patient, day) → (status, enrolled, recommended) of the finding each member had on that day."""
+    """(patient, day) → (status, enrolled, recommended) of the finding each member had on that day.
+
+    One transaction, rolled back at the end, evaluates each day's members in turn (a member on several
+    days is re-evaluated: its rows are replaced each time) and reads their findings right after."""
     f = findings.c
     out: dict[tuple[str, date], tuple] = {}
-    for day, patients in sorted(days.items()):
-        with engine.db.connect() as conn:
-            transaction = conn.begin()
-            try:
-                engine.evaluate_as_of(conn, day, sorted(patients))
+    with engine.db.connect() as conn:
+        transaction = conn.begin()
+        try:
+            for day, patients in sorted(days.items()):
+                members = sorted(patients)
+                engine.evaluate_as_of(conn, day, members)
                 rows = conn.execute(select(f.patient_id, f.status, f.enrolled_product, f.recommended_product)
-                                    .where(f.patient_id.in_(sorted(patients)))).all()
-            finally:
-                transaction.rollback()  # the findings tables go back to today's
-        out.update({(pid, day): (status, enrolled, recommended) for pid, status, enrolled, recommended in rows})
+                                    .where(f.patient_id.in_(members))).all()
+                out.update({(pid, day): (status, enrolled, recommended) for pid, status, enrolled, recommended in rows})
+        finally:
+            transaction.rollback()  # the findings tables go back to today's
     return out
 
 
@@ -192,7 +196,7 @@ def classify_all(engine: AlignmentEngine, matrix: BenefitMatrix, lines: Iterable
     categories = [matrix.category(line.procedure, line.revenue) for line in lines]
     days: dict[date, set[str]] = defaultdict(set)
     for line, category in zip(lines, categories):
-        if category is not None:
+        if category is not None and matrix.can_mismatch(category):
             days[line.service_date].add(line.patient_id)
     on = findings_on(engine, days)
     out = []
