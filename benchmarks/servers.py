@@ -22,6 +22,7 @@ from typing import Iterator
 
 import httpx
 import psycopg
+from psycopg import sql
 
 from server.store.db import normalise_url
 
@@ -64,9 +65,12 @@ def schema_of(database_url: str) -> str:
 
 
 def analyze(dsn: str, schema: str) -> None:
-    """Planner statistics for the freshly loaded schema now, as autovacuum would give them a little later."""
+    """Planner statistics for the freshly loaded schema now, as autovacuum would give them a little later.
+    Its own tables only: a bare ANALYZE visits every schema of the database and waits on other users' locks."""
     with psycopg.connect(dsn, autocommit=True, options=f"-csearch_path={schema}") as conn:
-        conn.execute("ANALYZE")
+        tables = [name for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))]
+        if tables:
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)))
 
 
 def _free_port() -> int:
