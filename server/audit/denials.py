@@ -164,21 +164,21 @@ def _all_denied_lines(conn: Connection) -> Iterator[DeniedLine]:
 def findings_on(engine: AlignmentEngine, days: dict[date, set[str]]) -> dict[tuple[str, date], tuple]:
     """(patient, day) → (status, enrolled, recommended) of the finding each member had on that day.
 
-    One transaction, rolled back at the end, evaluates each day's members in turn (a member on several
-    days is re-evaluated: its rows are replaced each time) and reads their findings right after."""
+    One rolled-back transaction per day: each holds the alignment lock only for its day, so the writes'
+    own evaluations are not held up for a whole run."""
     f = findings.c
     out: dict[tuple[str, date], tuple] = {}
-    with engine.db.connect() as conn:
-        transaction = conn.begin()
-        try:
-            for day, patients in sorted(days.items()):
-                members = sorted(patients)
+    for day, patients in sorted(days.items()):
+        members = sorted(patients)
+        with engine.db.connect() as conn:
+            transaction = conn.begin()
+            try:
                 engine.evaluate_as_of(conn, day, members)
                 rows = conn.execute(select(f.patient_id, f.status, f.enrolled_product, f.recommended_product)
                                     .where(f.patient_id.in_(members))).all()
-                out.update({(pid, day): (status, enrolled, recommended) for pid, status, enrolled, recommended in rows})
-        finally:
-            transaction.rollback()  # the findings tables go back to today's
+            finally:
+                transaction.rollback()  # the findings tables go back to today's
+        out.update({(pid, day): (status, enrolled, recommended) for pid, status, enrolled, recommended in rows})
     return out
 
 
