@@ -29,6 +29,7 @@ from server.fhir.service import FhirService
 from server.measures.operation import install_measures
 from server.risk.routes import install_risk
 from server.ops.install import install_ops
+from server.projection.routes import install_projection
 from server.rosters.routes import install_rosters
 from server.store.db import make_engine, migrate
 from server.store.resources import Store
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_cohorts(app, app.state.fhir, alignment)  # before fhir_router: cohort reads stream their members
     install_measures(app, app.state.fhir, alignment)  # before fhir_router: Measure/{id}/$evaluate-measure
     install_risk(app, app.state.fhir, alignment, settings)  # before fhir_router: Measure/$ra.evaluate-measure
+    install_projection(app, app.state.fhir)  # before install_rosters: its GET Group/{id} would take Group/$alignment-churn
     install_rosters(app, app.state.fhir, frozenset(alignment.mappings.value_sets))  # before fhir_router: Group/{id} reads and the ATR operations
     install_audit(app, app.state.fhir, alignment)  # before fhir_router: Patient/$worklist
     app.include_router(fhir_router)

@@ -1,0 +1,134 @@
+"""Projection routes under /fhir/Group, and the one call that wires the projection into the app.
+
+* `POST $alignment-projection-load`: the ACO's claim lines and beneficiary file (`inputs.py`), replacing
+  its previous ones;
+* `POST $alignment-projection`: project a performance year for the named participants (Organizations with
+  their TIN): one draft ATR Group per participant TIN (`groups.py`), answered with a Parameters summary;
+* `GET|POST $alignment-churn`: churn against the previous projection and the contracting candidates
+  (`Accept: text/csv`: the candidates as CSV).
+
+Included ahead of the rosters' `GET /Group/{id}`, which would read `$alignment-churn` as an id.
+"""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from server.fhir.context import context_of
+from server.fhir.http import base_url, fhir_response, json_body
+from server.fhir.service import FhirService, Reply
+from server.projection.churn import Churn, candidates_csv, dollars
+from server.projection.engine import Run
+from server.projection.service import Outcome, Projections
+from server.rosters.params import OperationInput
+
+_BODY = {"requestBody": {"content": {"application/fhir+json": {"schema": {"type": "object"}}}}}
+_DEFINITION = "https://planfit.dev/fhir/OperationDefinition/Group-"
+OPERATIONS = ("alignment-projection-load", "alignment-projection", "alignment-churn")
+
+
+def install_projection(app: FastAPI, service: FhirService) -> Projections:
+    """Serve the projection operations. Call before the rosters' and the generic routes."""
+    projections = Projections(service)
+    app.state.projections = projections
+    previous = getattr(app.state, "capability_extras", None)
+
+    def extras(base: str) -> dict:
+        parts = dict(previous(base)) if previous else {}
+        by_type = dict(parts.get("resourceOperation", {}))
+        by_type["Group"] = [*by_type.get("Group", []),
+                            *({"name": n, "definition": _DEFINITION + n} for n in OPERATIONS)]
+        parts["resourceOperation"] = by_type
+        return parts
+
+    app.state.capability_extras = extras
+    app.include_router(_router())
+    return projections
+
+
+def _part(name: str, **value) -> dict:
+    return {"name": name, **value}
+
+
+def outcome_parameters(done: Outcome) -> dict:
+    run = done.run
+    params = [
+        _part("run", valuePositiveInt=run.run_id),
+        _part("aco", valueString=run.aco),
+        _part("performanceYear", valuePositiveInt=run.performance_year),
+        _part("alignmentPeriod", valuePeriod={"start": run.period.start, "end": run.period.end}),
+        _part("eligible", valueInteger=done.eligible),
+        _part("alignedByClaims", valueInteger=done.by_basis.get("claims", 0)),
+        _part("alignedVoluntarily", valueInteger=done.by_basis.get("voluntary", 0)),
+        _part("alignedOutside", valueInteger=done.outside),
+        _part("voluntaryLost", valueInteger=done.lost_voluntary),
+    ]
+    if run.previous_run is not None:
+        params.insert(1, _part("previousRun", valuePositiveInt=run.previous_run))
+    for tin, gid, counts in done.groups:
+        params.append(_part("group", part=[
+            _part("tin", valueString=tin), _part("list", valueReference={"reference": f"Group/{gid}"}),
+            *(_part(kind, valueInteger=counts.get(kind, 0)) for kind in ("new", "nochange", "changed", "dropped"))]))
+    return {"resourceType": "Parameters", "parameter": params}
+
+
+def churn_parameters(projections: Projections, run: Run, found: Churn) -> dict:
+    params = [_part("run", valuePositiveInt=run.run_id),
+              _part("in", valueInteger=sum(1 for m in found.moves if m.direction == "in")),
+              _part("out", valueInteger=sum(1 for m in found.moves if m.direction == "out"))]
+    if run.previous_run is not None:
+        params.insert(1, _part("previousRun", valuePositiveInt=run.previous_run))
+    for move in found.moves:
+        parts = [_part("patient", valueReference={"reference": f"Patient/{move.patient_id}"}),
+                 _part("direction", valueCode=move.direction), _part("status", valueCode=move.status)]
+        parts += [_part(k, valueString=v) for k, v in (("fromTin", move.from_tin), ("toTin", move.to_tin),
+                                                       ("toNpi", move.to_npi)) if v is not None]
+        params.append(_part("member", part=parts))
+    for c in found.candidates:
+        params.append(_part("candidate", part=[
+            _part("tin", valueString=c.tin), _part("npi", valueString=c.npi),
+            _part("churningMembers", valueInteger=c.members),
+            _part("weightedAllowed", valueMoney={"value": dollars(projections.rules, c.weighted_cents),
+                                                  "currency": "USD"})]))
+    return {"resourceType": "Parameters", "parameter": params}
+
+
+def _router() -> APIRouter:
+    router = APIRouter(prefix="/fhir")
+
+    async def _input(request: Request, allowed: tuple[str, ...]) -> OperationInput:
+        if request.method == "GET":
+            return OperationInput.from_query(list(request.query_params.multi_items()), allowed)
+        return OperationInput.from_body(await json_body(request), allowed)
+
+    @router.post("/Group/$alignment-projection-load", summary="Load an ACO's claim lines and beneficiary file",
+                 openapi_extra=_BODY)
+    async def load(request: Request) -> Response:
+        inp = await _input(request, ("aco", "claims", "beneficiaries"))
+        counts = await run_in_threadpool(request.app.state.projections.load, context_of(request), inp)
+        body = {"resourceType": "Parameters",
+                "parameter": [_part(k, valueInteger=v) for k, v in counts.items()]}
+        return fhir_response(Reply(200, orjson.dumps(body), {}))
+
+    @router.post("/Group/$alignment-projection", summary="Project claims-based alignment (ATR Group per TIN)",
+                 openapi_extra=_BODY)
+    async def project(request: Request) -> Response:
+        inp = await _input(request, ("aco", "performanceYear", "participant"))
+        done = await run_in_threadpool(request.app.state.projections.project, context_of(request), inp,
+                                       base_url(request))
+        return fhir_response(Reply(200, orjson.dumps(outcome_parameters(done)), {}))
+
+    @router.api_route("/Group/$alignment-churn", methods=["GET", "POST"],
+                      summary="Churn against the previous projection, with contracting candidates")
+    async def churn(request: Request) -> Response:
+        inp = await _input(request, ("aco", "run"))
+        projections = request.app.state.projections
+        run, found = await run_in_threadpool(projections.churn, context_of(request), inp)
+        if "text/csv" in request.headers.get("accept", ""):
+            return Response(candidates_csv(projections.rules, found), media_type="text/csv; charset=utf-8")
+        return fhir_response(Reply(200, orjson.dumps(churn_parameters(projections, run, found)), {}))
+
+    return router
