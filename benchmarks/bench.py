@@ -25,7 +25,7 @@ from typing import Callable
 
 import orjson
 
-from benchmarks import audit, evaluate, export, ingest, measure, risk, rosters
+from benchmarks import audit, evaluate, export, ingest, measure, projection, risk, rosters
 from server.alignment.synth import MEMBER_SYSTEM
 from benchmarks.servers import StageFailed, analyze, postgres_schema, profiled, running, schema_of
 
@@ -116,6 +116,7 @@ def _postgres_stages(args, results: Results, population: ingest.Population, serv
     results.stage("completeness", lambda: audit.completeness(clinical, everyone))
     results.stage("denials", lambda: audit.denials(clinical, everyone))
     results.stage("worklist", lambda: audit.worklist(clinical))
+    results.stage("projection", lambda: projection.projection_stage(clinical, args.members))
     read = results.stage("group_read", lambda: export.group_read(clinical))
     if read is not None:
         results.stage("group_export", lambda: export.group_export(clinical, read["group"]))
@@ -186,6 +187,10 @@ _ROWS: tuple[tuple[str, str, Callable[[dict], str], str], ...] = (
     ("denials", "denial classification ($denial-root-cause)",
      lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s; {f['denied_lines']:,} denied lines), "
                f"peak RSS {f['peak_rss_mb']} MB", ">= 10,000 members/s, <= 1 GB"),
+    ("projection", "alignment projection ($alignment-projection)",
+     lambda f: f"{f['seconds']} s ({f['beneficiaries_per_s']:,} beneficiaries/s), load {f['load_seconds']} s"
+               + ("" if f["matches_ground_truth"] else ", COUNTS DIFFER FROM GROUND TRUTH"),
+     ">= 10,000 beneficiaries/s"),
     ("worklist", "worklist page (50 rows, 13 filter sets, page 1 and 21)",
      lambda f: f"slowest median {f['slowest_ms']} ms", "<= 500 ms at 100,000 members (SPEC §8)"),
     ("group_read", "largest cohort Group read",

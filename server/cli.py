@@ -21,6 +21,7 @@ from server.risk import synth as risk_synth
 from server.ops.logging import logging_config
 from server.ops.metrics import MULTIPROC_ENV
 from server.rosters import synth as roster_synth
+from server.projection import synth as projection_synth
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     risk_synth.extend(sub)  # `planfit synth` also writes the risk-adjustment population
     roster_synth.extend(sub)  # … and a payer attribution file with planted mismatches
     audit_synth.extend(sub)  # … and the audit population: claims with lags, denials, next quarter's changes
+    projection_synth.extend(sub)  # … and claims-based alignment projection inputs
     audit_commands.register(sub)
     auth_commands.register(sub)
     bulk_commands.register(sub)

@@ -170,7 +170,7 @@ def extend(subparsers: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         status = previous(args)
         count = args.projection_beneficiaries if args.projection_beneficiaries is not None else args.members
-        year = args.as_of.year + 1
+        year = args.as_of.year  # its alignment period ends 6 months before that year starts: no date after as_of
         out = Path(args.out) / "projection"
         out.mkdir(parents=True, exist_ok=True)
         files = generate(count, args.seed, year)
