@@ -16,6 +16,7 @@ import pytest
 
 from server.projection import synth
 from tests.conftest import RunningServer, unique
+from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
 from tests.roster_helpers import NPI, TIN
 
 BENEFICIARIES = 20_000
@@ -191,6 +192,26 @@ def test_reprojection_marks_change_types_and_churn(http: httpx.Client, first):
             holders[(now[0], now[1])] = holders.get((now[0], now[1]), 0) + 1
     assert holders and all(candidates.get(k, 0) >= n for k, n in holders.items())
     assert all(t in synth.OUTSIDE_TINS for t, _n in candidates)
+
+
+def test_projection_page_in_chromium(server: RunningServer, http: httpx.Client, first, browser):  # noqa: F811
+    """The dashboard's Projection page shows the latest churn of an ACO as the API answers it."""
+    aco = first[0]
+    answer = http.get("Group/$alignment-churn", params={"aco": aco}).json()
+    page = analyst_page(server, browser, "Practitioner/projection-analyst")
+    page.goto(server.url + f"/app/#projection?aco={aco}")
+    wait_ready(page, "projection")
+    shown = page.eval_on_selector_all("[data-metric]", "els => Object.fromEntries(els.map(e => [e.dataset.metric, "
+                                                       "Number(e.dataset.value)]))")
+    values = scalars(answer)
+    candidates = [p for p in answer["parameter"] if p["name"] == "candidate"]
+    assert (shown["projection/in"], shown["projection/out"], shown["projection/candidates"]) == \
+        (values["in"], values["out"], len(candidates))
+    rows = page.eval_on_selector_all("tr[data-candidate]", "rows => rows.map(r => r.dataset.candidate)")
+    assert rows == [f"{_value(c['part'][0])}/{_value(c['part'][1])}" for c in candidates]
+    page.screenshot(path=str(ARTIFACTS / f"projection-{server.kind}.png"), full_page=True)
+    assert not page.errors, page.errors
+    page.context.close()
 
 
 def test_bad_inputs_are_refused_with_row_and_field(http: httpx.Client):

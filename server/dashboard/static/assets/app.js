@@ -11,6 +11,7 @@ import {SCOPES, authorize, completeAuthorization, currentSession, fhirGet, hasSc
 import {auditView} from "./audit.js";
 import {denialsView} from "./denials.js";
 import {completenessView} from "./completeness.js";
+import {projectionView} from "./projection.js";
 import {worklistView} from "./worklist.js";
 
 const COHORTS = ["nonclaims-smi", "nonclaims-sud", "misaligned", "candidates-ny-harp", "candidates-dsnp",
@@ -87,7 +88,8 @@ function header(session) {
                h("a", {href: "#worklist", "data-tab": "worklist"}, "Worklist"),
                h("a", {href: "#audit", "data-tab": "audit"}, "Quarterly audit"),
                h("a", {href: "#denials", "data-tab": "denials"}, "Denials"),
-               h("a", {href: "#completeness", "data-tab": "completeness"}, "Completeness"));
+               h("a", {href: "#completeness", "data-tab": "completeness"}, "Completeness"),
+               h("a", {href: "#projection", "data-tab": "projection"}, "Projection"));
   }
   if (session.patient) links.push(h("a", {href: `#member/${session.patient}`, "data-tab": "member"}, "Member"));
   if (hasScope(session, "user/")) links.push(h("a", {href: "#rosters", "data-tab": "rosters"}, "Rosters"));
@@ -101,7 +103,7 @@ function header(session) {
 async function route(session) {
   const member = location.hash.match(/^#member\/([A-Za-z0-9.-]{1,64})$/);
   const roster = location.hash.match(/^#roster\/([A-Za-z0-9.-]{1,64})(\?.*)?$/);
-  const page = location.hash.match(/^#(worklist|audit|denials|completeness)(?:\?(.*))?$/);
+  const page = location.hash.match(/^#(worklist|audit|denials|completeness|projection)(?:\?(.*))?$/);
   const population = hasScope(session, "user/");
   const view = member || !population ? "member" : roster ? "roster" : location.hash === "#rosters" ? "rosters"
     : page ? page[1] : "population";
@@ -120,6 +122,7 @@ async function route(session) {
   else if (view === "audit") await auditView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
   else if (view === "denials") await denialsView(session, main).catch(showError);
   else if (view === "completeness") await completenessView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
+  else if (view === "projection") await projectionView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
   else await populationView(session);
   if (document.body.dataset.ready !== "error") document.body.dataset.ready = view;
 }
