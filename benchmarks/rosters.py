@@ -4,7 +4,8 @@ page, `$roster-members`, under 500 ms), over HTTP against a server holding the m
 `roster_operations` runs on a populated server (the `rosters` stage of `planfit bench`): it imports a payer
 file naming every member into a new draft list, then times each operation once the list is that large.
 Standalone, `python -m benchmarks.rosters --members 100000` starts `planfit serve` (PLANFIT_AUTH=off) on a
-fresh PostgreSQL schema, posts one Patient per member, and runs the same measurements.
+fresh PostgreSQL schema (or, with `--database-url sqlite`, a fresh SQLite file), posts one Patient per member,
+and runs the same measurements; `--profile DIR` records py-spy flame graphs of the servers meanwhile.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import io
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import httpx
 import orjson
 
-from benchmarks.servers import Server, StageFailed, expect, postgres_schema, running
+from benchmarks.servers import Server, StageFailed, expect, postgres_schema, profiled, running
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
@@ -116,18 +118,30 @@ def _post_patients(server: Server, count: int) -> list[str]:
     return ids
 
 
+@contextmanager
+def _database(url: str, tmp: str) -> Iterator[str]:
+    if url == "sqlite":
+        yield f"sqlite:///{Path(tmp) / 'rosters.db'}"
+        return
+    with postgres_schema(url) as schema_url:
+        yield schema_url
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rosters", description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=100_000)
-    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="PostgreSQL (a fresh schema is used), or `sqlite` for a fresh SQLite file")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy flame graphs of the roster operations")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="planfit-rosters-") as tmp, postgres_schema(args.database_url) as url, \
+    with tempfile.TemporaryDirectory(prefix="planfit-rosters-") as tmp, _database(args.database_url, tmp) as url, \
             running(url, Path(tmp) / "exports", "deferred") as servers:
         server = servers["clinical"]
         started = time.perf_counter()
         ids = _post_patients(server, args.members)
         print(f"posted {len(ids):,} patients in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        figures = roster_operations(server, ids, BENCH_SYSTEM)
+        with profiled({"clinical": server}, args.profile, "rosters"):
+            figures = roster_operations(server, ids, BENCH_SYSTEM)
     print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
     return 0
 

@@ -5,13 +5,12 @@ provider.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
 from server.fhir.dates import instant_text
+from server.rosters.reports import csv_text, optional_parts
 from server.store.roster_schema import roster_members
 
 KINDS = ("added", "removed", "decision-changed")
@@ -86,9 +85,7 @@ def drift_parameters(result: Drift) -> dict:
                  {"name": "patient", "valueReference": {"reference": f"Patient/{item.patient_id}"}}]
         if item.provider:
             parts.append({"name": "provider", "valueReference": {"reference": item.provider}})
-        for name, value in (("before", item.before), ("after", item.after), ("by", item.by)):
-            if value is not None:
-                parts.append({"name": name, "valueString": value})
+        parts += optional_parts("String", before=item.before, after=item.after, by=item.by)
         if item.at_us is not None:
             parts.append({"name": "at", "valueInstant": instant_text(item.at_us)})
         params.append({"name": "change", "part": parts})
@@ -96,10 +93,5 @@ def drift_parameters(result: Drift) -> dict:
 
 
 def drift_csv(result: Drift) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for i in result.items:
-        writer.writerow([i.kind, i.patient_id, i.provider or "", i.before or "", i.after or "", i.by or "",
-                         instant_text(i.at_us) if i.at_us is not None else ""])
-    return out.getvalue()
+    return csv_text(CSV_COLUMNS, ((i.kind, i.patient_id, i.provider, i.before, i.after, i.by,
+                                   instant_text(i.at_us) if i.at_us is not None else None) for i in result.items))

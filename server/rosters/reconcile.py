@@ -18,8 +18,6 @@ Stored authorizations and finding categories are read with one grouped query eac
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -31,6 +29,7 @@ from server.data_files import data_directory
 from server.fhir.errors import FhirError
 from server.fhir.searchparams import param_hash
 from server.store.alignment_schema import finding_categories
+from server.rosters.reports import csv_text, optional_parts
 from server.store.roster_schema import roster_file_rows, roster_imports, roster_members
 from server.store.schema import idx_date, idx_reference, idx_token, resources
 from server.store.hashing import h64
@@ -174,18 +173,11 @@ def report_parameters(report: Report) -> dict:
             parts.append({"name": "patient", "valueReference": {"reference": f"Patient/{item.patient_id}"}})
         if item.row is not None:
             parts.append({"name": "row", "valueInteger": item.row})
-        for name, value in (("stated", item.stated), ("found", item.found)):
-            if value is not None:
-                parts.append({"name": name, "valueString": value})
+        parts += optional_parts("String", stated=item.stated, found=item.found)
         params.append({"name": "mismatch", "part": parts})
     return {"resourceType": "Parameters", "parameter": params}
 
 
 def report_csv(report: Report) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for item in report.mismatches:
-        writer.writerow([item.kind, item.participant_id or "", item.patient_id or "", item.row or "", item.field,
-                         item.stated or "", item.found or ""])
-    return out.getvalue()
+    return csv_text(CSV_COLUMNS, ((i.kind, i.participant_id, i.patient_id, i.row, i.field, i.stated, i.found)
+                                  for i in report.mismatches))

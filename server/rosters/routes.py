@@ -101,6 +101,12 @@ async def _input(request: Request, allowed: tuple[str, ...]) -> OperationInput:
     return OperationInput.from_body(await json_body(request), allowed)
 
 
+async def _change(request: Request, group_id: str, allowed: tuple[str, ...], operation) -> Response:
+    """A list-changing operation: its Parameters, then the change in a worker thread."""
+    inp = await _input(request, allowed)
+    return fhir_response(await run_in_threadpool(operation, context_of(request), group_id, base_url(request), inp))
+
+
 def _router() -> APIRouter:
     router = APIRouter(prefix="/fhir")
 
@@ -121,16 +127,12 @@ def _router() -> APIRouter:
     @router.post("/Group/{group_id}/$member-add", summary="ATR: add a member to an attribution list",
                  openapi_extra=_PARAMETERS_BODY)
     async def member_add(group_id: str, request: Request) -> Response:
-        inp = await _input(request, _ADD_PARAMS)
-        return fhir_response(await run_in_threadpool(rosters_of(request).member_add, context_of(request), group_id,
-                                                     base_url(request), inp))
+        return await _change(request, group_id, _ADD_PARAMS, rosters_of(request).member_add)
 
     @router.post("/Group/{group_id}/$member-remove", summary="ATR: remove a member from an attribution list",
                  openapi_extra=_PARAMETERS_BODY)
     async def member_remove(group_id: str, request: Request) -> Response:
-        inp = await _input(request, _REMOVE_PARAMS)
-        return fhir_response(await run_in_threadpool(rosters_of(request).member_remove, context_of(request), group_id,
-                                                     base_url(request), inp))
+        return await _change(request, group_id, _REMOVE_PARAMS, rosters_of(request).member_remove)
 
     @router.post("/Group/{group_id}/$confirm-attribution-list", summary="ATR: confirm (lock) an attribution list")
     async def confirm(group_id: str, request: Request) -> Response:
@@ -140,16 +142,12 @@ def _router() -> APIRouter:
     @router.post("/Group/{group_id}/$member-decision", summary="Record one member's cohort decision",
                  openapi_extra=_PARAMETERS_BODY)
     async def member_decision(group_id: str, request: Request) -> Response:
-        inp = await _input(request, DECISION_PARAMS)
-        return fhir_response(await run_in_threadpool(rosters_of(request).decide, context_of(request), group_id,
-                                                     base_url(request), inp))
+        return await _change(request, group_id, DECISION_PARAMS, rosters_of(request).decide)
 
     @router.post("/Group/{group_id}/$roster-import", summary="Import a payer attribution file into a roster",
                  openapi_extra=_PARAMETERS_BODY)
     async def roster_import(group_id: str, request: Request) -> Response:
-        inp = await _input(request, ("file", "approvedBy", "memberIdSystem"))
-        return fhir_response(await run_in_threadpool(rosters_of(request).import_file, context_of(request), group_id,
-                                                     base_url(request), inp))
+        return await _change(request, group_id, ("file", "approvedBy", "memberIdSystem"), rosters_of(request).import_file)
 
     @router.get("/Group/{group_id}/$roster-reconcile", summary="Reconcile a roster with its payer file")
     async def roster_reconcile(group_id: str, request: Request) -> Response:

@@ -1,0 +1,22 @@
+"""What the roster reports ($roster-reconcile, $roster-drift) share: CSV text of rows, and Parameters parts
+of a row's optional values."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Iterable
+
+
+def csv_text(columns: tuple[str, ...], rows: Iterable[Iterable[object]]) -> str:
+    """A header line and one line per row; None is written as an empty field."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(["" if value is None else value for value in row] for row in rows)
+    return out.getvalue()
+
+
+def optional_parts(kind: str, **values: object) -> list[dict]:
+    """Parameters parts `value<kind>` for the values that are not None, in the order given."""
+    return [{"name": name, f"value{kind}": value} for name, value in values.items() if value is not None]
