@@ -207,6 +207,75 @@ def test_list_shape_is_enforced_on_every_write(client: httpx.Client) -> None:
     assert client.post("", json=transaction).status_code == 422
 
 
+def _changes(result: httpx.Response) -> dict[tuple[str, str], dict]:
+    """The drift's changes by (kind, patient id), each as its parts by name."""
+    assert result.status_code == 200, result.text
+    changes = {}
+    for p in result.json()["parameter"]:
+        if p["name"] == "change":
+            part = {x["name"]: next(v for k, v in x.items() if k.startswith("value")) for x in p["part"]}
+            changes[(part["kind"], part["patient"]["reference"].split("/")[1])] = part
+    return changes
+
+
+def test_drift_between_two_versions_of_one_list(client: httpx.Client) -> None:
+    """Every member change writes a new Group version; any two versions compare: added, removed (also from
+    an open list, where the row is deleted), changed decisions, with who and when; Parameters and CSV."""
+    population = make_population(client, 4)
+    p = population.patients
+    created = client.post("/Group", json=draft_group(population))
+    assert created.status_code == 201, created.text
+    gid = created.json()["id"]
+    versions = [created.headers["ETag"]]
+
+    def change(operation: str, body: dict | None = None) -> None:
+        r = client.post(f"/Group/{gid}/${operation}", json=body or {})
+        assert r.status_code == 200, r.text
+        assert r.headers["ETag"] not in versions  # each change is a new version
+        versions.append(r.headers["ETag"])
+
+    for index in (0, 1, 2):  # versions 2, 3, 4
+        change("member-add", by_member_id(population, index, attributionPeriod=PERIOD))
+    active = {"decision": ("valueCode", "active"),
+              "reason": ("valueCoding", {"system": REASONS, "code": "payer-attributed"})}
+    change("member-decision", _decide(0, population, **active))  # version 5
+    header = {k: v for k, v in client.get(f"/Group/{gid}").json().items() if k != "member"}
+    header["extension"] = [e for e in header["extension"] if not e["url"].endswith("attributionListStatus")]
+    header["extension"].append({"url": ATR + "ext-attributionListStatus", "valueCode": "open"})
+    opened = client.put(f"/Group/{gid}", json=header)  # version 6
+    assert opened.status_code == 200, opened.text
+    versions.append(opened.headers["ETag"])
+    change("member-remove", parameters(patientReference=("valueReference", {"reference": f"Patient/{p[1]}"})))  # 7
+    excluded = {"decision": ("valueCode", "excluded"), "reason": ("valueCoding", {"system": REASONS, "code": "declined"})}
+    change("member-decision", _decide(0, population, **excluded))  # version 8
+    change("member-add", by_member_id(population, 3, attributionPeriod=PERIOD))  # version 9
+    assert versions[-1] == 'W/"9"'
+    assert p[1] not in members_of(client.get(f"/Group/{gid}").json())  # removed from the open list for good
+
+    later = _changes(client.get(f"/Group/{gid}/$roster-drift", params={"from": "5"}))
+    assert set(later) == {("added", p[3]), ("removed", p[1]), ("decision-changed", p[0])}
+    assert later[("removed", p[1])]["by"] == "pytest-clinical" and "at" in later[("removed", p[1])]
+    assert later[("decision-changed", p[0])]["before"] == "active (payer-attributed)"
+    assert later[("decision-changed", p[0])]["after"] == "excluded (declined)"
+    assert later[("added", p[3])]["by"] == "pytest-clinical"
+    early = client.get(f"/Group/{gid}/$roster-drift", params={"from": "2", "to": "4"})
+    assert set(_changes(early)) == {("added", p[1]), ("added", p[2])}
+    references = {x["name"]: x.get("valueReference", {}).get("reference") for x in early.json()["parameter"]}
+    assert references["group"] == f"Group/{gid}/_history/4" and references["baseline"] == f"Group/{gid}/_history/2"
+    assert set(_changes(client.get(f"/Group/{gid}/$roster-drift", params={"from": "9", "to": "5"}))) == {
+        ("added", p[1]), ("removed", p[3]), ("decision-changed", p[0])}
+    assert _changes(client.get(f"/Group/{gid}/$roster-drift", params={"from": "6", "to": "6"})) == {}
+    as_csv = client.get(f"/Group/{gid}/$roster-drift", params={"from": "1", "_format": "csv"})
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert sorted(line.split(",")[:2] for line in as_csv.text.strip().splitlines()[1:]) == sorted(
+        [["added", p[0]], ["added", p[2]], ["added", p[3]]])
+
+    assert client.get(f"/Group/{gid}/$roster-drift", params={"from": "10"}).status_code == 422
+    assert client.get(f"/Group/{gid}/$roster-drift", params={"from": "0"}).status_code == 422
+    assert client.get(f"/Group/{gid}/$roster-drift", params={"from": "x"}).status_code == 400
+    assert client.get(f"/Group/{gid}/$roster-drift", params={"from": "2", "baseline": f"Group/{gid}"}).status_code == 400
+
+
 def test_drift_against_the_locked_list(client: httpx.Client) -> None:
     """A later roster compared with the locked one: added, removed (with who and when when the roster still
     lists the member as dropped), changed decisions; as Parameters and as CSV."""

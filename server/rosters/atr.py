@@ -15,6 +15,8 @@ LIST_STATUS = ATR + "ext-attributionListStatus"
 CHANGE_TYPE = ATR + "ext-changeType"
 ATTRIBUTED_PROVIDER = ATR + "ext-attributedProvider"
 COVERAGE_REFERENCE = ATR + "ext-coverageReference"
+# PlanFit: when the members last changed (profiles/StructureDefinition-roster-members-changed.json).
+MEMBERS_CHANGED = "https://planfit.dev/fhir/StructureDefinition/roster-members-changed"
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 TIN_SYSTEM = "urn:oid:2.16.840.1.113883.4.4"
 ATR_EXPORT_TYPE = "hl7.fhir.us.davinci-atr"
@@ -37,10 +39,15 @@ def is_attribution_list(group: dict) -> bool:
     return list_status(group) is not None or ATR_GROUP_PROFILE in profiles
 
 
+def with_extension(group: dict, url: str, value: dict) -> dict:
+    """The Group with its extension `url` set to `value` (e.g. {"valueCode": …})."""
+    others = [e for e in group.get("extension") or [] if not (isinstance(e, dict) and e.get("url") == url)]
+    return {**group, "extension": [*others, {"url": url, **value}]}
+
+
 def with_status(group: dict, status: str) -> dict:
     """The Group with its attributionListStatus set to `status`."""
-    others = [e for e in group.get("extension") or [] if not (isinstance(e, dict) and e.get("url") == LIST_STATUS)]
-    return {**group, "extension": [*others, {"url": LIST_STATUS, "valueCode": status}]}
+    return with_extension(group, LIST_STATUS, {"valueCode": status})
 
 
 def refuse_if_final(status: str | None, group_id: str, what: str) -> None:

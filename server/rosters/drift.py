@@ -1,17 +1,21 @@
-"""Drift of a roster against the locked (final) one (SPEC §11): who was added, who was removed and whose
-decision changed, with who made the change and when. Members are matched by patient and attributed
-provider.
+"""Drift between two states of attribution lists (SPEC §11): who was added, who was removed and whose
+decision changed, with who made the change and when. A state is a list at a version of its history
+(`versions.py`): this roster against the locked one, or two versions of one list. Members are matched by
+patient and attributed provider.
+
+Three set-based statements over the two states (added, removed, decision changed), each a join on the
+(patient, provider) key; only the differences come back to Python.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, not_, null, or_, select
 
 from server.fhir.dates import instant_text
 from server.rosters.reports import csv_text, optional_parts
-from server.store.roster_schema import roster_members
+from server.rosters.versions import ListVersion, state
 
 KINDS = ("added", "removed", "decision-changed")
 CSV_COLUMNS = ("kind", "patient_id", "provider", "before", "after", "by", "at")
@@ -30,52 +34,49 @@ class DriftItem:
 
 @dataclass(frozen=True)
 class Drift:
-    group_id: str
-    baseline_id: str
+    current: ListVersion
+    baseline: ListVersion
     items: tuple[DriftItem, ...]
 
 
-def _decision(row) -> str | None:
-    return f"{row.decision} ({row.reason_code})" if row.decision and row.reason_code else row.decision
+def _decision(decision: str | None, reason: str | None) -> str | None:
+    return f"{decision} ({reason})" if decision and reason else decision
 
 
-def drift(conn: Connection, group_id: str, baseline_id: str) -> Drift:
-    """Two index range scans (group_id leads the index), compared by (patient, provider) in one pass: the
-    cost is linear in the two lists' sizes whatever the planner's statistics say (a join planned on
-    stale statistics took seconds for a few thousand members)."""
-    current, locked = _rows(conn, group_id), _rows(conn, baseline_id)
-    items: list[DriftItem] = []
-    for key, now in sorted(current.items()):
-        if now.inactive:
-            continue
-        before = locked.get(key)
-        if before is None or before.inactive:
-            items.append(DriftItem("added", key[0], now.provider_ref, None, _decision(now), now.changed_by, now.changed_us))
-        elif (now.decision, now.reason_code) != (before.decision, before.reason_code):
-            items.append(DriftItem("decision-changed", key[0], now.provider_ref, _decision(before), _decision(now),
-                                   now.decided_by, now.decided_us))
-    for key, before in sorted(locked.items()):
-        now = current.get(key)
-        if not before.inactive and (now is None or now.inactive):
-            # Still listed in the roster as dropped (a draft keeps it, inactive): that row tells who and when.
-            by, at = (now.changed_by, now.changed_us) if now is not None else (None, None)
-            items.append(DriftItem("removed", key[0], before.provider_ref, _decision(before), None, by, at))
-    order = {kind: n for n, kind in enumerate(KINDS)}
-    items.sort(key=lambda i: (order[i.kind], i.patient_id))
-    return Drift(group_id, baseline_id, tuple(items))
-
-
-def _rows(conn: Connection, group_id: str) -> dict[tuple[str, str], object]:
-    m = roster_members.c
-    stmt = select(m.patient_id, m.provider_ref, m.inactive, m.decision, m.reason_code, m.decided_by, m.decided_us,
-                  m.changed_by, m.changed_us).where(m.group_id == group_id)
-    return {(row.patient_id, row.provider_ref or ""): row for row in conn.execute(stmt)}
+def drift(conn: Connection, current: ListVersion, baseline: ListVersion) -> Drift:
+    now, before = state(current), state(baseline)
+    n, b = now.c, before.c
+    same = and_(n.patient_id == b.patient_id, n.provider_key == b.provider_key)
+    statements = {
+        # In `current` and not (or no longer) in the baseline: who added it.
+        "added": select(n.patient_id, n.provider_key, b.decision, b.reason_code, n.decision, n.reason_code,
+                        n.changed_by, n.changed_us)
+        .select_from(now.outerjoin(before, same)).where(n.present, or_(b.patient_id.is_(None), not_(b.present))),
+        # In the baseline and not in `current`: when `current` still has the row (dropped, inactive, or
+        # removed from an open list), that row tells who and when.
+        "removed": select(b.patient_id, b.provider_key, b.decision, b.reason_code, null(), null(), n.changed_by,
+                          n.changed_us)
+        .select_from(before.outerjoin(now, same)).where(b.present, or_(n.patient_id.is_(None), not_(n.present))),
+        "decision-changed": select(n.patient_id, n.provider_key, b.decision, b.reason_code, n.decision,
+                                   n.reason_code, n.decided_by, n.decided_us)
+        .select_from(now.join(before, same))
+        .where(n.present, b.present, or_(n.decision.is_distinct_from(b.decision),
+                                         n.reason_code.is_distinct_from(b.reason_code))),
+    }
+    items = []
+    for kind in KINDS:
+        stmt = statements[kind]
+        for pid, provider, was, was_reason, becomes, becomes_reason, by, at in conn.execute(
+                stmt.order_by(*stmt.selected_columns[:2])):
+            items.append(DriftItem(kind, pid, provider or None, _decision(was, was_reason),
+                                   _decision(becomes, becomes_reason), by, at))
+    return Drift(current, baseline, tuple(items))
 
 
 def drift_parameters(result: Drift) -> dict:
     params: list[dict] = [
-        {"name": "group", "valueReference": {"reference": f"Group/{result.group_id}"}},
-        {"name": "baseline", "valueReference": {"reference": f"Group/{result.baseline_id}"}},
+        {"name": "group", "valueReference": {"reference": result.current.reference}},
+        {"name": "baseline", "valueReference": {"reference": result.baseline.reference}},
     ]
     params += [{"name": "count", "part": [{"name": "kind", "valueCode": k},
                                           {"name": "value", "valueInteger": sum(i.kind == k for i in result.items)}]}

@@ -18,6 +18,7 @@ from server.fhir.context import RequestContext
 from server.fhir.errors import FhirError
 from server.fhir.service import FhirService
 from server.rosters.atr import NPI_SYSTEM
+from server.rosters.versions import record_removal
 from server.fhir.searchparams import param_hash
 from server.store.hashing import h64
 from server.store.resources import chunks
@@ -186,14 +187,17 @@ def add_member(conn: Connection, group_id: str, values: dict) -> str:
     return "changed"
 
 
-def remove_members(conn: Connection, group_id: str, key: MemberKey, status: str, today: str, stamp: dict) -> int:
+def remove_members(conn: Connection, group_id: str, key: MemberKey, status: str, today: str, stamp: dict,
+                   version: int) -> int:
     """$member-remove: in `draft` the rows stay, inactive and `dropped` with their period ended; in `open`
-    they are removed (ATR OperationDefinition member-remove). Returns the rows affected."""
+    they are removed (ATR OperationDefinition member-remove), their removal kept in the list's history
+    under `version`. Returns the rows affected."""
     where = [*key.where(group_id), m.inactive.is_(False)]
     if status == "draft":
         ended = func.coalesce(m.period_end, today)
         return conn.execute(update(roster_members).where(*where)
                             .values(inactive=True, change_type="dropped", period_end=ended, **stamp)).rowcount
+    record_removal(conn, version, where, stamp)
     return conn.execute(delete(roster_members).where(*where)).rowcount
 
 

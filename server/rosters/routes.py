@@ -166,12 +166,12 @@ def _router() -> APIRouter:
                                        inp.text("decision"), inp.text("reason"), count, offset)
         return fhir_response(Reply(200, orjson.dumps(page)))
 
-    @router.get("/Group/{group_id}/$roster-drift", summary="A roster against the locked one: added, removed, "
-                                                           "changed decisions")
+    @router.get("/Group/{group_id}/$roster-drift", summary="A roster against the locked one, or two versions of "
+                                                           "it (from, to): added, removed, changed decisions")
     async def roster_drift(group_id: str, request: Request) -> Response:
-        inp = await _input(request, ("baseline",))
+        inp = await _input(request, ("baseline", "from", "to"))
         result = await run_in_threadpool(rosters_of(request).drift, context_of(request), group_id, base_url(request),
-                                         inp.text("baseline"))
+                                         inp.text("baseline"), _version(inp, "from"), _version(inp, "to"))
         if _wants_csv(request):
             return Response(drift_csv(result), media_type="text/csv; charset=utf-8")
         return fhir_response(Reply(200, orjson.dumps(drift_parameters(result))))
@@ -199,6 +199,15 @@ def _bounded(raw: str | None, default: int, most: int) -> int:
         return default
     if not (raw.isascii() and raw.isdigit()) or int(raw) > most:
         raise FhirError.of(400, "invalid", f"_count and _offset are whole numbers up to {most}")
+    return int(raw)
+
+
+def _version(inp: OperationInput, name: str) -> int | None:
+    raw = inp.text(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and 0 < len(raw) < 10):
+        raise FhirError.of(400, "invalid", f"{name} is a version number of the list (1, 2, …)", name)
     return int(raw)
 
 

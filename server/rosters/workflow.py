@@ -24,10 +24,11 @@ from server.fhir.context import Reads, RequestContext
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError, Issue, operation_outcome
 from server.fhir.service import FhirService, Reply, Writer, resource_headers
-from server.rosters.atr import is_attribution_list, list_status, refuse_if_final, with_status
+from server.rosters.atr import MEMBERS_CHANGED, is_attribution_list, list_status, refuse_if_final, with_extension, with_status
 from server.rosters.decisions import REASON_SYSTEM, Decision, check_decision, planfit_reasons
 from server.rosters.members import MemberKey, Resolver, active_count, add_member, remove_members
 from server.rosters.drift import Drift, drift
+from server.rosters.versions import ListVersion, record_changes
 from server.rosters.importing import import_rows
 from server.rosters.listing import roster_page
 from server.rosters.params import OperationInput
@@ -74,6 +75,7 @@ class Change:
     status: str | None = None  # a new attributionListStatus
     provenance: Note | None = None
     changed: bool = True  # False: nothing was written, the Group keeps its version
+    members: bool = True  # the members changed (their new states go to the list's history)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Step:
     status: str
     now_us: int
     who: str  # the user or client making the change
+    version: int  # the Group version this change writes
 
     @property
     def stamp(self) -> dict:
@@ -139,12 +142,18 @@ class Rosters:
                 raise FhirError.of(422, "not-supported", f"Group/{group_id} is not an attribution list")
             status = list_status(group) or "draft"
             refuse_if_final(status, group_id, "this operation")
-            done = action(Step(tx.conn, Resolver(service, ctx, tx.conn), status, tx.now_us, _who(ctx)))
+            step = Step(tx.conn, Resolver(service, ctx, tx.conn), status, tx.now_us, _who(ctx), current.version + 1)
+            done = action(step)
             version = current.version
             if done.changed:
                 header = with_status(group, done.status or status)
                 header["quantity"] = active_count(tx.conn, group_id)
+                if done.members:  # a new version even when the header's figures stay the same
+                    header = with_extension(header, MEMBERS_CHANGED, {"valueInstant": instant_text(tx.now_us)})
                 version, _created = writer.put("Group", group_id, header, None, current)
+                assert version == step.version, "a roster change writes the next Group version"
+                if done.members:
+                    record_changes(tx.conn, group_id, version, tx.now_us)
             if done.provenance is not None:
                 writer.record_provenance(_provenance(ctx, group_id, version, tx.now_us, done.provenance))
         service.committed(writer.written, ctx)
@@ -171,7 +180,7 @@ class Rosters:
             coverage = inp.reference("coverageReference")
             key = MemberKey(values["patient_id"], values.get("provider_ref"),
                             coverage.partition("/")[2] if coverage else None)
-            if not remove_members(step.conn, group_id, key, step.status, step.today, step.stamp):
+            if not remove_members(step.conn, group_id, key, step.status, step.today, step.stamp, step.version):
                 raise FhirError.of(422, "not-found", "No current member of this list matches the parameters")
             kept = "kept as inactive (draft list)" if step.status == "draft" else "removed"
             return Change(f"Member {kept}")
@@ -180,7 +189,8 @@ class Rosters:
 
     def confirm(self, ctx: RequestContext, group_id: str, base: str) -> Reply:
         """$confirm-attribution-list: the list becomes `final` (locked). ATR: "SHALL return 201"."""
-        reply = self.change(ctx, group_id, base, lambda _step: Change("Attribution list confirmed: final", "final"))
+        reply = self.change(ctx, group_id, base,
+                            lambda _step: Change("Attribution list confirmed: final", "final", members=False))
         reply.status = 201
         return reply
 
@@ -267,10 +277,24 @@ class Rosters:
         with self.service.store.engine.connect() as conn:
             return roster_page(conn, group_id, decision, reason, count, offset)
 
-    def drift(self, ctx: RequestContext, group_id: str, base: str, baseline: str | None) -> Drift:
-        """This roster against a locked one: `baseline` (Group/id), by default the latest `final` list of the
-        same managing entity. Both lists are read under the caller's access (404 unless entitled)."""
+    def drift(self, ctx: RequestContext, group_id: str, base: str, baseline: str | None,
+              since: int | None = None, until: int | None = None) -> Drift:
+        """This roster at version `until` (default: as it stands) against a baseline: version `since` of the
+        same list, or a locked list, `baseline` (Group/id), by default the latest `final` list of the same
+        managing entity. Every list is read under the caller's access (404 unless entitled)."""
         _reply, group = self.require_list(ctx, group_id, base)
+        latest = int((group.get("meta") or {}).get("versionId") or 1)
+        for name, version in (("from", since), ("to", until)):
+            if version is not None and not 1 <= version <= latest:
+                raise FhirError.of(422, "not-found", f"Group/{group_id} has versions 1 to {latest}; {name}={version} "
+                                                     "is not one of them", name)
+        current = ListVersion(group_id, until)
+        if since is not None:
+            if baseline is not None:
+                raise FhirError.of(400, "invalid", "Compare with a version of this list (from) or with another list "
+                                                   "(baseline), not both", "baseline")
+            with self.service.store.engine.connect() as conn:
+                return drift(conn, current, ListVersion(group_id, since))
         with self.service.store.engine.connect() as conn:
             if baseline is None:
                 managed_by = (group.get("managingEntity") or {}).get("reference", "")
@@ -280,7 +304,8 @@ class Rosters:
                 baseline = next((f"Group/{i}" for i in finals if i != group_id), None)
                 if baseline is None:
                     raise FhirError.of(422, "not-found", "No final (locked) list of the same managing entity to compare "
-                                                         "with; name one with baseline=Group/id", "baseline")
+                                                         "with; name one with baseline=Group/id, or a version of this "
+                                                         "list with from", "baseline")
             rtype, _, baseline_id = baseline.partition("/")
             if rtype != "Group" or not baseline_id:
                 raise FhirError.of(400, "invalid", "baseline is a reference Group/id", "baseline")
@@ -288,7 +313,7 @@ class Rosters:
             if found is None or list_status(found[1]) != "final":
                 raise FhirError.of(422, "business-rule", f"{baseline} is not a final (locked) attribution list",
                                    "baseline")
-            return drift(conn, group_id, baseline_id)
+            return drift(conn, current, ListVersion(baseline_id))
 
     def _check_reason(self, conn: Connection, ctx: RequestContext, decision: Decision) -> None:
         """A reason is a code of PlanFit's CodeSystem or of a customer CodeSystem stored on the server."""

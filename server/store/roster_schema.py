@@ -88,3 +88,25 @@ roster_file_rows = Table(
     Column("authorization", String(CODE_LEN), nullable=True),
     Column("exclusion", String(CODE_LEN), nullable=True),
 )
+
+# Every state a member row took, under the Group version whose change wrote it (an import, $member-add,
+# $member-remove, $member-decision): the list at version v is, per (patient, provider), the latest state
+# at or before v, so drift compares any two versions of one list. `provider_key` is the attributed provider
+# reference, '' when none (a key column compares without NULL rules); `listed` false marks a member
+# removed from an `open` list (the row itself is deleted there).
+roster_member_versions = Table(
+    "roster_member_versions",
+    metadata,
+    Column("group_id", String(ID_LEN), primary_key=True),
+    Column("patient_id", String(ID_LEN), primary_key=True),
+    Column("provider_key", String(REF_LEN), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("listed", Boolean, nullable=False),
+    Column("inactive", Boolean, nullable=False),
+    Column("decision", String(CODE_LEN), nullable=True),
+    Column("reason_code", String(CODE_LEN), nullable=True),
+    Column("decided_by", Text, nullable=True),
+    Column("decided_us", BigInteger, nullable=True),
+    Column("changed_by", Text, nullable=True),
+    Column("changed_us", BigInteger, nullable=True),
+)
