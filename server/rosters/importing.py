@@ -1,24 +1,35 @@
 """Applying a validated payer file to a draft roster, set-based.
 
-Participants are resolved in bulk (member ids through the identifier index, NPIs likewise), every row
-is kept in `roster_file_rows` as the payer stated it (unknown participant ids too: the reconciliation lists
-them), and the members the file names are added to the roster or their attribution updated, with what the
-file stated (attribution date as `member.period.start`, authorization, category, exclusion). Rows go in
-with one executemany per kind, not one statement per member.
+Every row is kept in `roster_file_rows` as the payer stated it (unknown participant ids too: the
+reconciliation lists them), loaded in one COPY (PostgreSQL) or executemany (SQLite) together with the
+hashes its member id has in the token index and its attributed provider. Then one statement per step:
+the rows' patients are resolved through the token index (a member id on `Patient.identifier`, else on one
+`Coverage.identifier` whose beneficiary is the patient), each within the caller's reach; members already
+on the roster (same patient and provider) are updated from their row; the others are inserted with their
+latest Coverage. No statement runs per member.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import BigInteger, Connection, and_, case, exists, func, insert, literal, null, select, update
 
 from server.fhir.errors import FhirError
+from server.fhir.searchparams import param_hash
 from server.rosters.members import Resolver
 from server.rosters.payer_file import PayerFile
+from server.store.hashing import h64
+from server.store.resources import bulk_insert
 from server.store.roster_schema import roster_file_rows, roster_members
+from server.store.schema import idx_reference, idx_token, resources
+from server.store.search import clause_sql
 
-m = roster_members.c
+m, f = roster_members.c, roster_file_rows.c
+r, t, x = resources.c, idx_token.c, idx_reference.c
+# Quoted: AUTHORIZATION is a reserved word of PostgreSQL.
+_FILE_COLUMNS = ("group_id", "sha256", "row_no", "participant_id", "patient_id", "attribution_date", "category",
+                 '"authorization"', "exclusion", "h_patient", "h_coverage", "provider_ref", "provider_npi")
 
 
 @dataclass(frozen=True)
@@ -32,61 +43,107 @@ class Imported:
 def import_rows(conn: Connection, resolve: Resolver, group_id: str, payer: PayerFile,
                 member_system: str | None, stamp: dict) -> Imported:
     """`stamp`: who imports the file and when (the rows' changed_by / changed_us)."""
-    patients = _patients(resolve, payer, member_system)
     providers = _providers(resolve, payer)
-    coverages = resolve.coverages_of(sorted(set(patients.values())))
-    conn.execute(insert(roster_file_rows), [
-        {"group_id": group_id, "sha256": payer.sha256, "row_no": row.row_no, "participant_id": row.participant_id,
-         "patient_id": patients.get(row.row_no), "attribution_date": row.attribution_date, "category": row.category,
-         "authorization": row.authorization, "exclusion": row.exclusion} for row in payer.rows])
-    held = {(pid, provider): rid for rid, pid, provider in
-            conn.execute(select(m.id, m.patient_id, m.provider_ref).where(m.group_id == group_id))}
-    added, updated = [], []
-    for row in payer.rows:
-        pid = patients.get(row.row_no)
-        if pid is None:
-            continue
-        provider = providers.get(row.row_no)
-        values = {"patient_id": pid, "member_system": member_system if row.patient_ref is None else None,
-                  "member_value": row.participant_id if row.patient_ref is None else None,
-                  "provider_ref": provider, "provider_npi": row.provider_npi, "coverage_id": coverages.get(pid),
-                  "period_start": row.attribution_date, "stated_authorization": row.authorization,
-                  "stated_category": row.category, "stated_exclusion": row.exclusion, **stamp}
-        existing = held.get((pid, provider))
-        if existing is None:
-            added.append({**values, "group_id": group_id, "inactive": False, "change_type": "new"})
-            held[(pid, provider)] = -1  # a participant listed twice for one provider is added once
-        elif existing > 0:
-            updated.append({**values, "row_id": existing})
-    if added:
-        conn.execute(insert(roster_members), added)
-    if updated:
-        conn.execute(update(roster_members).where(m.id == bindparam("row_id"))
-                     .values(inactive=False, change_type="changed", **{k: bindparam(k) for k in updated[0]
-                                                                         if k != "row_id"}), updated)
-    unknown = sum(1 for row in payer.rows if row.row_no not in patients)
-    return Imported(len(payer.rows), len(added), len(updated), unknown)
+    bulk_insert(conn, roster_file_rows.name, _FILE_COLUMNS, (
+        (group_id, payer.sha256, row.row_no, row.participant_id,
+         row.patient_ref.split("/", 1)[1] if row.patient_ref else None, row.attribution_date, row.category,
+         row.authorization, row.exclusion,
+         None if row.patient_ref else _member_hash("Patient", member_system, row.participant_id),
+         None if row.patient_ref else _member_hash("Coverage", member_system, row.participant_id),
+         providers.get(row.row_no), row.provider_npi) for row in payer.rows))
+    in_file = and_(f.group_id == group_id, f.sha256 == payer.sha256)
+    _resolve_patients(conn, resolve, in_file, member_system is not None)
+    rows = _first_row_per_member(in_file)
+    same_member = and_(m.group_id == group_id, m.patient_id == rows.c.patient_id,
+                       func.coalesce(m.provider_ref, "") == func.coalesce(rows.c.provider_ref, ""))
+    values = {**_member_values(rows.c, member_system, stamp), "coverage_id": _latest_coverage(resolve, rows.c)}
+    updated = conn.execute(update(roster_members).where(same_member)
+                           .values(inactive=False, change_type="changed", **values)).rowcount
+    new = select(literal(group_id), literal(False), literal("new"), rows.c.provider_ref, *values.values()) \
+        .where(~exists().where(same_member))
+    conn.execute(insert(roster_members).from_select(["group_id", "inactive", "change_type", "provider_ref", *values], new))
+    added = conn.execute(select(func.count()).select_from(rows)).scalar_one() - updated
+    unknown = conn.execute(select(func.count()).where(in_file, f.patient_id.is_(None))).scalar_one()
+    return Imported(len(payer.rows), added, updated, unknown)
 
 
-def _patients(resolve: Resolver, payer: PayerFile, member_system: str | None) -> dict[int, str]:
-    """row number → Patient id, for the rows whose participant names a member within the caller's reach."""
-    by_member = resolve.patients_by_member_ids(member_system, [r.participant_id for r in payer.rows
-                                                               if r.patient_ref is None])
-    referenced = resolve.visible_patients([r.patient_ref.split("/", 1)[1] for r in payer.rows if r.patient_ref])
-    out = {}
-    for row in payer.rows:
-        if row.patient_ref is not None:
-            pid = row.patient_ref.split("/", 1)[1]
-            if pid in referenced:
-                out[row.row_no] = pid
-        elif row.participant_id in by_member:
-            out[row.row_no] = by_member[row.participant_id]
-    return out
+def _member_hash(rtype: str, system: str | None, value: str) -> int:
+    """The token-index hash of an identifier: system|value when the file's member-id system is given."""
+    return h64(rtype, "identifier", system, value) if system else h64(rtype, "identifier", value)
+
+
+def _known(resolve: Resolver, rtype: str, rid):
+    """`rid` is a current resource of `rtype` within the caller's search reach."""
+    clauses = [clause_sql(c, rtype) for c in resolve.ctx.access.clauses(rtype, "s")]
+    return exists().where(r.rtype == rtype, r.rid == rid, r.deleted.is_(False), *clauses)
+
+
+def _reachable(resolve: Resolver, rtype: str, rid) -> list:
+    """What keeps an indexed `rid` within the caller's search reach: nothing for an unconfined caller (the
+    index holds current resources only), else its scopes' clauses."""
+    return [_known(resolve, rtype, rid)] if resolve.ctx.access.clauses(rtype, "s") else []
+
+
+def _resolve_patients(conn: Connection, resolve: Resolver, in_file, with_system: bool) -> None:
+    """patient_id of each row: the one Patient carrying the member id, else the beneficiary of the one
+    Coverage carrying it; a row naming its patient by reference keeps it only when that patient is in reach."""
+    column = t.h_sys_value if with_system else t.h_value
+
+    def only(rtype: str, hashed) -> object:
+        """The one resource of `rtype` whose identifier hash is `hashed` (NULL when none or several)."""
+        found = select(func.min(t.rid)).where(t.rtype == rtype, column == hashed,
+                                              *_reachable(resolve, rtype, t.rid))
+        return found.having(func.count(func.distinct(t.rid)) == 1).scalar_subquery()
+
+    conn.execute(update(roster_file_rows).where(in_file, f.h_patient.is_not(None))
+                 .values(patient_id=only("Patient", f.h_patient)))
+    coverage = only("Coverage", f.h_coverage)
+    beneficiary = select(x.target_id).where(
+        x.rtype == "Coverage", x.rid == coverage, x.h_param == param_hash("Coverage", "beneficiary"),
+        x.target_type == "Patient", *_reachable(resolve, "Patient", x.target_id)).limit(1).scalar_subquery()
+    conn.execute(update(roster_file_rows).where(in_file, f.h_coverage.is_not(None), f.patient_id.is_(None))
+                 .values(patient_id=beneficiary))
+    conn.execute(update(roster_file_rows).where(in_file, f.h_patient.is_(None), ~_known(resolve, "Patient", f.patient_id))
+                 .values(patient_id=null()))
+
+
+def _first_row_per_member(in_file):
+    """The file's resolved rows, one per (patient, provider): a member listed twice is added once."""
+    first = func.row_number().over(partition_by=(f.patient_id, func.coalesce(f.provider_ref, "")), order_by=f.row_no)
+    ranked = select(roster_file_rows, first.label("n")).where(in_file, f.patient_id.is_not(None)).subquery()
+    return select(ranked).where(ranked.c.n == 1).subquery()
+
+
+def _member_values(row, member_system: str | None, stamp: dict) -> dict:
+    """What a member row takes from its file row (a member named by reference has no member id)."""
+    by_id = row.h_patient.is_not(None)
+    return {
+        "patient_id": row.patient_id,
+        "member_system": case((by_id, literal(member_system)), else_=null()) if member_system else null(),
+        "member_value": case((by_id, row.participant_id), else_=null()),
+        "provider_npi": row.provider_npi,
+        "period_start": row.attribution_date,
+        "stated_authorization": row.authorization,
+        "stated_category": row.category,
+        "stated_exclusion": row.exclusion,
+        "changed_by": literal(stamp["changed_by"]),
+        "changed_us": literal(stamp["changed_us"], BigInteger),
+    }
+
+
+def _latest_coverage(resolve: Resolver, row):
+    """The member's most recently written Coverage within the caller's reach."""
+    return (select(x.rid).join(resources, and_(r.rtype == x.rtype, r.rid == x.rid))
+            .where(x.target_id == row.patient_id, x.target_type == "Patient", x.rtype == "Coverage",
+                   x.h_param == param_hash("Coverage", "beneficiary"), r.deleted.is_(False),
+                   *_reachable(resolve, "Coverage", x.rid))
+            .order_by(r.lu.desc(), x.rid).limit(1).scalar_subquery())
 
 
 def _providers(resolve: Resolver, payer: PayerFile) -> dict[int, str]:
     """row number → attributed provider reference; an NPI or reference that names no provider refuses the file."""
     by_npi = resolve.providers_by_npi(sorted({r.provider_npi for r in payer.rows if r.provider_npi}))
+    by_reference = {ref: resolve.provider(ref) for ref in {r.provider_ref for r in payer.rows if r.provider_ref}}
     out = {}
     for row in payer.rows:
         if row.provider_npi is not None:
@@ -96,5 +153,5 @@ def _providers(resolve: Resolver, payer: PayerFile) -> dict[int, str]:
                                    f"row[{row.row_no}].provider_npi")
             out[row.row_no] = by_npi[row.provider_npi]
         elif row.provider_ref is not None:
-            out[row.row_no] = resolve.provider(row.provider_ref)
+            out[row.row_no] = by_reference[row.provider_ref]
     return out

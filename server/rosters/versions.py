@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Subquery, and_, false, func, insert, literal, not_, or_, select, true
+from sqlalchemy import BigInteger, Connection, Subquery, and_, false, func, insert, literal, not_, or_, select, true
 
 from server.store.roster_schema import roster_member_versions, roster_members
 
@@ -36,7 +36,7 @@ class ListVersion:
 def _copy(conn: Connection, version: int, where: list, removed_by: dict | None = None) -> None:
     values = [getattr(m, c) for c in _STATE]
     if removed_by is not None:  # the removal is the row's last change
-        values[-2:] = [literal(removed_by["changed_by"]), literal(removed_by["changed_us"])]
+        values[-2:] = [literal(removed_by["changed_by"]), literal(removed_by["changed_us"], BigInteger)]
     rows = select(m.group_id, literal(version), m.patient_id, func.coalesce(m.provider_ref, ""),
                   false() if removed_by is not None else true(), *values).where(*where)
     conn.execute(insert(roster_member_versions).from_select(_COLUMNS, rows))

@@ -87,6 +87,12 @@ roster_file_rows = Table(
     Column("category", String(CODE_LEN), nullable=True),
     Column("authorization", String(CODE_LEN), nullable=True),
     Column("exclusion", String(CODE_LEN), nullable=True),
+    # How the import resolved the row: the member-id hashes looked up in the token index (Patient and
+    # Coverage identifiers; NULL for a row naming its patient by reference) and the attributed provider.
+    Column("h_patient", BigInteger, nullable=True),
+    Column("h_coverage", BigInteger, nullable=True),
+    Column("provider_ref", String(REF_LEN), nullable=True),
+    Column("provider_npi", String(CODE_LEN), nullable=True),
 )
 
 # Every state a member row took, under the Group version whose change wrote it (an import, $member-add,

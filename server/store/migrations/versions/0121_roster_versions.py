@@ -1,6 +1,6 @@
 """Roster member history (issue 21): each member state under the Group version that wrote it, so drift
 compares any two versions of one list. Lists that exist already get their current rows under their
-current version.
+current version. Payer-file rows keep how the set-based import resolves them (member-id hashes, provider).
 
 Revision ID: 0121
 Revises: 0021
@@ -46,5 +46,13 @@ def upgrade() -> None:
     )
 
 
+    for name, kind in (("h_patient", sa.BigInteger()), ("h_coverage", sa.BigInteger()),
+                       ("provider_ref", sa.String(length=200)), ("provider_npi", sa.String(length=64))):
+        op.add_column("roster_file_rows", sa.Column(name, kind, nullable=True))
+
+
 def downgrade() -> None:
+    with op.batch_alter_table("roster_file_rows") as batch:
+        for name in ("provider_npi", "provider_ref", "h_coverage", "h_patient"):
+            batch.drop_column(name)
     op.drop_table("roster_member_versions")
