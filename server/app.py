@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_measures(app, app.state.fhir, alignment)  # before fhir_router: Measure/{id}/$evaluate-measure
     install_risk(app, app.state.fhir, alignment, settings)  # before fhir_router: Measure/$ra.evaluate-measure
     install_projection(app, app.state.fhir)  # before install_rosters: its GET Group/{id} would take Group/$alignment-churn
-    install_rosters(app, app.state.fhir, frozenset(alignment.mappings.value_sets))  # before fhir_router: Group/{id} reads and the ATR operations
+    install_rosters(app, app.state.fhir, alignment.mappings)  # before fhir_router: Group/{id} reads and the ATR operations
     install_audit(app, app.state.fhir, alignment)  # before fhir_router: Patient/$worklist
     app.include_router(fhir_router)
     app.add_middleware(LimitsMiddleware, settings=settings)  # before install_auth: inside it, it sees the client

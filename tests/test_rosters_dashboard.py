@@ -1,7 +1,7 @@
 """The dashboard's roster page in headless Chromium (Playwright driving /usr/bin/chromium): the list of
 attribution lists, one roster filtered by decision and reason, decision editing (and a refusal shown with
-the server's reason), locking, and the drift against the locked list. Every figure is checked against the
-API's own answers."""
+the server's reason), locking, and the drift against the locked list and between two versions of one list.
+Every figure is checked against the API's own answers."""
 
 from __future__ import annotations
 
@@ -55,6 +55,26 @@ def test_roster_page(server, client, page) -> None:  # noqa: F811
     # Drift against the locked list: patient 3 added, patient 2 removed.
     assert page.get_attribute("[data-metric='drift/added']", "data-value") == "1"
     assert page.get_attribute("[data-metric='drift/removed']", "data-value") == "1"
+
+    # Drift between two versions of this list: version 4 (three members added) against version 1 (empty).
+    page.fill("#drift-versions input[name=from]", "1")
+    page.fill("#drift-versions input[name=to]", "4")
+    page.click("#drift-versions button")
+    wait_ready(page, "roster")
+    page.wait_for_selector("[data-panel='drift'] h2:has-text('from version 1 to 4')")
+    api = client.get(f"/Group/{current}/$roster-drift", params={"from": "1", "to": "4"}).json()
+    added = [c for c in api["parameter"] if c["name"] == "change"]
+    assert len(added) == 3
+    assert page.get_attribute("[data-metric='drift/added']", "data-value") == "3"
+    assert page.get_attribute("[data-metric='drift/decision-changed']", "data-value") == "0"
+    assert sorted(page.eval_on_selector_all("tr[data-drift='added'] td:nth-child(2)", "cells => cells.map(c => c.textContent)")) \
+        == sorted(f"Patient/{p[i]}" for i in (0, 1, 3))
+    page.fill("#drift-versions input[name=from]", "4")
+    page.fill("#drift-versions input[name=to]", "5")
+    page.click("#drift-versions button")
+    wait_ready(page, "roster")
+    page.wait_for_selector("[data-panel='drift'] h2:has-text('from version 4 to 5')")
+    assert page.get_attribute("[data-metric='drift/decision-changed']", "data-value") == "1"  # patient 1 excluded
 
     # Filter by decision, then by reason.
     page.select_option("#roster-filters select[name=decision]", "excluded")

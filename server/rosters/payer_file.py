@@ -3,7 +3,8 @@
 Two formats (SPEC §11):
 
 * CSV, UTF-8, with a header row naming the columns `participant_id`, `attribution_date` (YYYY-MM-DD),
-  `qualifying_category` (a diagnosis category: a value-set id of `mappings/valuesets`, e.g. `smi`, `sud`),
+  `qualifying_category` (a diagnosis category: a value-set id of `mappings/valuesets`, e.g. `smi`, `sud`;
+  or a service category of `mappings/benefits.json`, e.g. `bh-hcbs-core`),
   `authorization_status` (`approved` | `pending` | `denied` | `not-required`, or empty),
   `exclusion_reason` (a code, or empty) and optionally `provider_npi`;
 * a Da Vinci ATR Group (JSON): each `member` names its patient by `entity.reference` (`Patient/id`) or by
@@ -110,7 +111,7 @@ def _csv_row(number: int, cells: dict[str, str], categories: frozenset[str], see
         raise _refuse(number, "attribution_date", "not a date YYYY-MM-DD")
     category = cells["qualifying_category"]
     if category not in categories:
-        raise _refuse(number, "qualifying_category", "not a diagnosis category of the loaded mappings "
+        raise _refuse(number, "qualifying_category", "not a diagnosis or service category of the loaded mappings "
                                                       f"({', '.join(sorted(categories))})")
     authorization = cells["authorization_status"] or None
     if authorization is not None and authorization not in AUTHORIZATION_STATUSES:

@@ -11,9 +11,12 @@ Against the latest imported file, every mismatch is listed, never dropped:
 * `exclusion-reason-invalid`: the stated exclusion reason is not one the pilot's rule set accepts
   (`mappings/roster/pilot-rules.json`);
 * `category-contradicted`: PlanFit's findings for the member show no evidence of the stated qualifying
-  diagnosis category.
+  diagnosis category;
+* `service-category-contradicted`: the stated qualifying category is a service category of the benefit
+  matrix (`mappings/benefits.json`) and none of the member's claims bills a code of it.
 
-Stored authorizations and finding categories are read with one grouped query each over the file's members.
+Set-based: one statement per kind over the file's rows (joined with the roster, the index tables and the
+findings), so only the mismatches come back to Python.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import BigInteger, Connection, Date, and_, cast, exists, func, or_, select, union_all
 
 from server.data_files import data_directory
 from server.fhir.errors import FhirError
@@ -33,12 +36,17 @@ from server.rosters.reports import csv_text, optional_parts
 from server.store.roster_schema import roster_file_rows, roster_imports, roster_members
 from server.store.schema import idx_date, idx_reference, idx_token, resources
 from server.store.hashing import h64
+from server.store.resources import chunks
+
+f, mm = roster_file_rows.c, roster_members.c
 
 KINDS = ("unknown-participant", "not-in-payer-file", "authorization-missing", "authorization-stale",
-         "exclusion-reason-invalid", "category-contradicted")
+         "exclusion-reason-invalid", "category-contradicted", "service-category-contradicted")
 RULES_FILE = data_directory("mappings") / "roster" / "pilot-rules.json"
 # What counts as a stored authorization: (type, token parameter, value).
 AUTHORIZATIONS = (("Claim", "use", "preauthorization"), ("CoverageEligibilityResponse", "outcome", "complete"))
+# Where a service category shows: the items' codes (PlanFit search parameter `service`) of these types.
+SERVICE_EVIDENCE = ("Claim", "ExplanationOfBenefit")
 _US_PER_DAY = 86_400_000_000
 CSV_COLUMNS = ("kind", "participant_id", "patient_id", "row", "field", "stated", "found")
 
@@ -73,84 +81,137 @@ class Report:
     mismatches: tuple[Mismatch, ...]
 
 
-def reconcile(conn: Connection, group_id: str, rules: PilotRules) -> Report:
+@dataclass(frozen=True)
+class Categories:
+    """What a payer file's qualifying category may name: a diagnosis category (a value set of the loaded
+    mappings, evidenced by the member's findings) or a service category of the benefit matrix
+    (`mappings/benefits.json`, evidenced by a procedure or revenue code on the member's claims)."""
+
+    diagnoses: frozenset[str]
+    services: dict[str, frozenset[str]]  # service category → its procedure and revenue codes
+
+    def __post_init__(self) -> None:
+        both = self.diagnoses & set(self.services)
+        if both:
+            raise ValueError(f"categories named both as diagnosis and service categories: {', '.join(sorted(both))}")
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self.diagnoses | frozenset(self.services)
+
+
+def reconcile(conn: Connection, group_id: str, rules: PilotRules, categories: Categories) -> Report:
+    """One statement per kind of mismatch over the latest file's rows; only the mismatches come back."""
     sha = conn.execute(select(roster_imports.c.sha256).where(roster_imports.c.group_id == group_id)
                        .order_by(roster_imports.c.imported_us.desc()).limit(1)).scalar()
     if sha is None:
         raise FhirError.of(422, "not-found", f"Group/{group_id} has no imported payer file to reconcile with")
-    f = roster_file_rows.c
     in_file = and_(f.group_id == group_id, f.sha256 == sha)
-    rows = list(conn.execute(select(roster_file_rows).where(in_file).order_by(f.row_no)))
-    file_patients = select(f.patient_id).where(in_file, f.patient_id.is_not(None))
-    listed = {row.patient_id for row in rows if row.patient_id is not None}
-    authorized = _latest_authorizations(conn, listed)
-    categories = _categories(conn, file_patients)
-    found: list[Mismatch] = []
-    for row in rows:
-        found.extend(_row_mismatches(row, rules, authorized, categories))
-    # Current members the file does not list: one scan of the roster, compared here (a NOT IN planned on the
-    # statistics of a file imported moments ago took seconds).
-    mm = roster_members.c
-    extra: dict[str, str | None] = {}
-    for pid, member_id in conn.execute(select(mm.patient_id, mm.member_value)
-                                       .where(mm.group_id == group_id, mm.inactive.is_(False))):
-        if pid not in listed and (pid not in extra or (member_id or "") < (extra[pid] or "")):
-            extra[pid] = member_id
-    found.extend(Mismatch("not-in-payer-file", extra[pid], pid, None, "participant_id", None, f"Patient/{pid}")
-                 for pid in sorted(extra))
-    return Report(group_id, sha, len(rows), tuple(found))
+    known = and_(in_file, f.patient_id.is_not(None))
+    found = [Mismatch("unknown-participant", participant, None, row, "participant_id", participant, None)
+             for row, participant in conn.execute(select(f.row_no, f.participant_id)
+                                                  .where(in_file, f.patient_id.is_(None)))]
+    found += _authorizations(conn, known, rules)
+    found += [Mismatch("exclusion-reason-invalid", participant, pid, row, "exclusion_reason", exclusion, None)
+              for row, participant, pid, exclusion in conn.execute(
+                  select(f.row_no, f.participant_id, f.patient_id, f.exclusion)
+                  .where(known, f.exclusion.is_not(None), f.exclusion.not_in(sorted(rules.exclusion_reasons))))]
+    found += _diagnoses(conn, known, categories.diagnoses)
+    found += _services(conn, known, categories.services)
+    # Current members the file does not list (one anti-join), named by their member id where they have one.
+    listed = exists().where(in_file, f.patient_id == mm.patient_id)
+    found += [Mismatch("not-in-payer-file", member_id, pid, None, "participant_id", None, f"Patient/{pid}")
+              for pid, member_id in conn.execute(
+                  select(mm.patient_id, func.min(mm.member_value)).where(mm.group_id == group_id, mm.inactive.is_(False),
+                                                                          ~listed).group_by(mm.patient_id))]
+    order = {kind: n for n, kind in enumerate(KINDS)}
+    found.sort(key=lambda i: (i.row is None, i.row or 0, order[i.kind], i.patient_id or ""))
+    participants = conn.execute(select(func.count()).where(in_file)).scalar_one()
+    return Report(group_id, sha, participants, tuple(found))
 
 
-def _row_mismatches(row, rules: PilotRules, authorized: dict[str, int], categories: dict[str, set[str]]):
-    if row.patient_id is None:
-        yield Mismatch("unknown-participant", row.participant_id, None, row.row_no, "participant_id",
-                       row.participant_id, None)
-        return
-    pid = row.patient_id
-    if row.authorization == "approved" and row.attribution_date is not None:
-        latest = authorized.get(pid)
-        if latest is None:
-            yield Mismatch("authorization-missing", row.participant_id, pid, row.row_no, "authorization_status",
-                           "approved", None)
-        else:
-            cutoff = date.fromisoformat(row.attribution_date) - timedelta(days=rules.authorization_valid_days)
-            stored = date(1970, 1, 1) + timedelta(days=latest // _US_PER_DAY)
-            if stored < cutoff:
-                yield Mismatch("authorization-stale", row.participant_id, pid, row.row_no, "authorization_status",
-                               "approved", f"latest authorization {stored.isoformat()}")
-    if row.exclusion is not None and row.exclusion not in rules.exclusion_reasons:
-        yield Mismatch("exclusion-reason-invalid", row.participant_id, pid, row.row_no, "exclusion_reason",
-                       row.exclusion, None)
-    if row.category is not None and row.category not in categories.get(pid, set()):
-        shown = ", ".join(sorted(categories.get(pid, set()))) or None
-        yield Mismatch("category-contradicted", row.participant_id, pid, row.row_no, "qualifying_category",
-                       row.category, shown)
+def _epoch_us(conn: Connection, day):
+    """A YYYY-MM-DD column as microseconds since the epoch (midnight UTC), in the database's dialect."""
+    if conn.dialect.name == "postgresql":
+        return cast(func.extract("epoch", cast(day, Date)) * 1_000_000, BigInteger)
+    return cast(func.strftime("%s", day), BigInteger) * 1_000_000
 
 
-def _latest_authorizations(conn: Connection, patients: set[str]) -> dict[str, int]:
-    """Patient id → the `created` date (epoch µs) of its latest stored authorization, for these patients.
-    Grouped over every authorization of the type (few compared with members), then kept for `patients`."""
+def _unindexed(column):
+    """The column, kept from driving the plan: these joins go from the members' references to each resource's
+    own index rows ((rtype, rid, h_param)), never from a value shared by thousands of resources (SQLite
+    otherwise probes the value index per row)."""
+    return column + 0
+
+
+def _authorizations(conn: Connection, known, rules: PilotRules) -> list[Mismatch]:
+    """Rows stating `approved` whose member has no stored authorization, or only one older than the pilot's
+    validity before the attribution date. Authorizations are grouped by patient (every stored one: few
+    beside the members), then joined to the file's rows."""
     r, x, d, t = resources.c, idx_reference.c, idx_date.c, idx_token.c
-    latest: dict[str, int] = {}
-    for rtype, code, value in AUTHORIZATIONS:
-        stmt = (select(x.target_id, func.max(d.lo))
-                .join(idx_date, and_(d.rtype == x.rtype, d.rid == x.rid, d.h_param == param_hash(rtype, "created")))
-                .join(idx_token, and_(t.rtype == x.rtype, t.rid == x.rid, t.h_value == h64(rtype, code, value)))
-                .join(resources, and_(r.rtype == x.rtype, r.rid == x.rid, r.deleted.is_(False)))
-                .where(x.rtype == rtype, x.h_param == param_hash(rtype, "patient"), x.target_type == "Patient")
-                .group_by(x.target_id))
-        for pid, lo in conn.execute(stmt):
-            if pid in patients:
-                latest[pid] = max(lo, latest.get(pid, lo))
-    return latest
-
-
-def _categories(conn: Connection, patients) -> dict[str, set[str]]:
-    c = finding_categories.c
-    out: dict[str, set[str]] = {}
-    for pid, category in conn.execute(select(c.patient_id, c.category).where(c.patient_id.in_(patients))):
-        out.setdefault(pid, set()).add(category)
+    stored = union_all(*(
+        select(x.target_id.label("patient_id"), d.lo.label("lo"))
+        .join(idx_date, and_(d.rtype == x.rtype, d.rid == x.rid, d.h_param == param_hash(rtype, "created")))
+        .join(idx_token, and_(t.rtype == x.rtype, t.rid == x.rid, t.h_param == param_hash(rtype, code),
+                              _unindexed(t.h_value) == h64(rtype, code, value)))
+        .join(resources, and_(r.rtype == x.rtype, r.rid == x.rid, r.deleted.is_(False)))
+        .where(x.rtype == rtype, x.h_param == param_hash(rtype, "patient"), x.target_type == "Patient")
+        for rtype, code, value in AUTHORIZATIONS)).subquery()
+    latest = select(stored.c.patient_id, func.max(stored.c.lo).label("lo")).group_by(stored.c.patient_id).subquery()
+    valid_us = rules.authorization_valid_days * _US_PER_DAY
+    rows = (select(f.row_no, f.participant_id, f.patient_id, latest.c.lo)
+            .select_from(roster_file_rows.outerjoin(latest, latest.c.patient_id == f.patient_id))
+            .where(known, f.authorization == "approved", f.attribution_date.is_not(None),
+                   or_(latest.c.lo.is_(None), latest.c.lo < _epoch_us(conn, f.attribution_date) - valid_us)))
+    out = []
+    for row, participant, pid, lo in conn.execute(rows):
+        if lo is None:
+            out.append(Mismatch("authorization-missing", participant, pid, row, "authorization_status", "approved", None))
+        else:
+            stored_on = date(1970, 1, 1) + timedelta(days=lo // _US_PER_DAY)
+            out.append(Mismatch("authorization-stale", participant, pid, row, "authorization_status", "approved",
+                                f"latest authorization {stored_on.isoformat()}"))
     return out
+
+
+def _diagnoses(conn: Connection, known, diagnoses: frozenset[str]) -> list[Mismatch]:
+    """Rows stating a diagnosis category the member's findings do not show."""
+    c = finding_categories.c
+    shown = exists().where(c.patient_id == f.patient_id, c.category == f.category)
+    rows = list(conn.execute(select(f.row_no, f.participant_id, f.patient_id, f.category)
+                             .where(known, f.category.in_(sorted(diagnoses)), ~shown)))
+    held: dict[str, set[str]] = {}
+    for chunk in chunks(sorted({pid for _row, _participant, pid, _category in rows})):
+        for pid, category in conn.execute(select(c.patient_id, c.category).where(c.patient_id.in_(chunk))):
+            held.setdefault(pid, set()).add(category)
+    return [Mismatch("category-contradicted", participant, pid, row, "qualifying_category", category,
+                     ", ".join(sorted(held.get(pid, set()))) or None) for row, participant, pid, category in rows]
+
+
+def _services(conn: Connection, known, services: dict[str, frozenset[str]]) -> list[Mismatch]:
+    """Rows stating a service category no claim of the member shows: no Claim (other than a
+    pre-authorization) or ExplanationOfBenefit of the patient with an item whose procedure or revenue
+    code is in the category."""
+    if not services:
+        return []
+    x, t = idx_reference.c, idx_token.c
+    evidence = []
+    for rtype in SERVICE_EVIDENCE:
+        item = idx_token.alias("item")
+        in_category = or_(*(and_(f.category == name, _unindexed(item.c.h_value).in_([h64(rtype, "service", code) for code in codes]))
+                            for name, codes in sorted(services.items())))
+        claim = exists().where(x.target_id == f.patient_id, x.target_type == "Patient", x.rtype == rtype,
+                               x.h_param == param_hash(rtype, "patient"), item.c.rtype == x.rtype, item.c.rid == x.rid,
+                               item.c.h_param == param_hash(rtype, "service"), in_category)
+        if rtype == "Claim":
+            authorization = exists().where(t.rtype == x.rtype, t.rid == x.rid, t.h_param == param_hash("Claim", "use"),
+                                           _unindexed(t.h_value) == h64("Claim", "use", "preauthorization"))
+            claim = claim.where(~authorization)
+        evidence.append(claim)
+    rows = conn.execute(select(f.row_no, f.participant_id, f.patient_id, f.category)
+                        .where(known, f.category.in_(sorted(services)), ~or_(*evidence)))
+    return [Mismatch("service-category-contradicted", participant, pid, row, "qualifying_category", category, None)
+            for row, participant, pid, category in rows]
 
 
 def report_parameters(report: Report) -> dict:

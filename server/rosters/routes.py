@@ -18,6 +18,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection, exists, select
 
+from server.alignment.mappings import Mappings
+from server.audit.benefits import load_benefits
 from server.bulk.api import kick_off_export
 from server.bulk.members import register_group_document, register_group_members
 from server.fhir.context import context_of
@@ -31,7 +33,7 @@ from server.rosters.drift import drift_csv, drift_parameters
 from server.rosters.guard import AttributionListGuard
 from server.rosters.members import Resolver
 from server.rosters.params import OperationInput
-from server.rosters.reconcile import report_csv, report_parameters
+from server.rosters.reconcile import Categories, report_csv, report_parameters
 from server.rosters.render import full_group
 from server.rosters.workflow import ADD_COMBINATIONS, DECISION_PARAMS, REMOVE_COMBINATIONS, Rosters
 from server.store.roster_schema import roster_members
@@ -45,10 +47,17 @@ _EXPORT_PARAMS = ("exportType", "_type", "resourceTypes", "patient", "_since", "
 m = roster_members.c
 
 
-def install_rosters(app: FastAPI, service: FhirService, categories: frozenset[str]) -> Rosters:
-    """Guard Group writes, export lists whole, and serve the operations. Call before the generic routes;
-    `categories`: the diagnosis categories (mappings value sets) a payer file may state."""
-    rosters = Rosters(service, categories)
+def install_rosters(app: FastAPI, service: FhirService, mappings: Mappings) -> Rosters:
+    """Guard Group writes, export lists whole, and serve the operations. Call before the generic routes.
+    A payer file's qualifying category is a diagnosis category (a value set of `mappings`) or a service
+    category of its benefit matrix (`benefits.json`)."""
+    matrix = load_benefits(mappings)
+    services: dict[str, set[str]] = {}
+    for codes in (matrix.category_of_procedure, matrix.category_of_revenue):
+        for code, category in codes.items():
+            services.setdefault(category, set()).add(code)
+    rosters = Rosters(service, Categories(frozenset(mappings.value_sets),
+                                          {name: frozenset(codes) for name, codes in services.items()}))
     service.write_guards.append(AttributionListGuard(service.store))
     register_group_members(_list_members)
     register_group_document(_whole_list)

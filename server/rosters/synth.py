@@ -12,9 +12,11 @@ For `participants` members it writes, under `out`:
 
 Planted, each about 1% of the participants (at least one): participant ids that name nobody, `approved`
 authorizations with no stored pre-authorization, `approved` authorizations whose pre-authorization is older
-than the pilot's validity (stale), exclusion codes outside the pilot's rule set, and a stated qualifying
-category (smi) where the member's only diagnosis is of another one (sud). Everything else is consistent, so
-the reconciliation must find exactly the planted rows.
+than the pilot's validity (stale), exclusion codes outside the pilot's rule set, a stated qualifying
+category (smi) where the member's only diagnosis is of another one (sud), and a stated service category
+(from the benefit matrix, `mappings/benefits.json`) where the member's only claim bills a service of another
+category. About a fifth of the rows state a service category, each backed by a claim billing one of its
+procedure codes. Everything else is consistent, so the reconciliation must find exactly the planted rows.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import orjson
 
+from server.data_files import data_directory
 from server.rosters.payer_file import COLUMNS
 from server.rosters.reconcile import PilotRules
 
@@ -39,7 +42,10 @@ ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 # dependence is sud).
 DIAGNOSES = {"smi": "F20.9", "sud": "F11.20"}
 PLANTED = ("unknown-participant", "authorization-missing", "authorization-stale", "exclusion-reason-invalid",
-           "category-contradicted")
+           "category-contradicted", "service-category-contradicted")
+SERVICE_SHARE = 0.2  # rows stating a service category rather than a diagnosis category
+CPT = "http://www.ama-assn.org/go/cpt"
+HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 INVALID_EXCLUSIONS = ("moved", "no-show", "ineligible-x")
 PER_BUNDLE = 200
 
@@ -60,11 +66,14 @@ def generate(participants: int, seed: int, out: Path, as_of: date) -> dict:
     extras = order[planted_each * len(PLANTED):planted_each * (len(PLANTED) + 1)]
     rows, entries, expected = [], [], []
     valid_exclusions = sorted(rules.exclusion_reasons)
+    services = _service_codes()
     for index in range(participants):
         participant = f"R{seed}-{index:06d}"
         kind = kind_of.get(index)
         attributed = as_of - timedelta(days=rng.randint(0, 90))
         category = rng.choice(sorted(DIAGNOSES))
+        if rng.random() < SERVICE_SHARE or kind == "service-category-contradicted":
+            category = rng.choice(sorted(services))
         authorization = "approved" if rng.random() < 0.8 or kind in ("authorization-missing", "authorization-stale") \
             else rng.choice(["pending", "not-required"])
         exclusion = rng.choice(valid_exclusions) if rng.random() < 0.1 else ""
@@ -79,13 +88,18 @@ def generate(participants: int, seed: int, out: Path, as_of: date) -> dict:
                 expected.append({"kind": kind, "participant_id": participant, "row": row_no, "field": _FIELDS[kind]})
         if kind == "unknown-participant":
             continue  # the server never hears of this participant
-        diagnosis = "sud" if kind == "category-contradicted" else category
+        diagnosis = "sud" if kind == "category-contradicted" else category if category in DIAGNOSES else \
+            rng.choice(sorted(DIAGNOSES))
+        billed = None
+        if category in services:  # the service the member's claim bills: of another category when planted
+            billed = services[category] if kind != "service-category-contradicted" else \
+                services[rng.choice([c for c in sorted(services) if c != category])]
         authorized = None
         if authorization == "approved" and kind != "authorization-missing":
             age = rules.authorization_valid_days + rng.randint(30, 200) if kind == "authorization-stale" \
                 else rng.randint(1, 60)
             authorized = attributed - timedelta(days=age)
-        entries.extend(_member_entries(participant, diagnosis, as_of - timedelta(days=100), authorized))
+        entries.extend(_member_entries(participant, diagnosis, as_of - timedelta(days=100), authorized, billed))
     for item in extras:
         expected.append({"kind": "not-in-payer-file", "participant_id": f"R{seed}-{item:06d}", "row": None,
                          "field": "participant_id"})
@@ -103,10 +117,17 @@ def generate(participants: int, seed: int, out: Path, as_of: date) -> dict:
 
 _FIELDS = {"unknown-participant": "participant_id", "authorization-missing": "authorization_status",
            "authorization-stale": "authorization_status", "exclusion-reason-invalid": "exclusion_reason",
-           "category-contradicted": "qualifying_category"}
+           "category-contradicted": "qualifying_category", "service-category-contradicted": "qualifying_category"}
 
 
-def _member_entries(participant: str, category: str, diagnosed: date, authorized: date | None) -> list[dict]:
+def _service_codes() -> dict[str, str]:
+    """Each service category of the benefit matrix that has procedure codes → its first procedure code."""
+    matrix = orjson.loads((data_directory("mappings") / "benefits.json").read_bytes())
+    return {c["code"]: c["procedure_codes"][0] for c in matrix["categories"] if c["procedure_codes"]}
+
+
+def _member_entries(participant: str, category: str, diagnosed: date, authorized: date | None,
+                    billed: str | None) -> list[dict]:
     patient = f"urn:uuid:{_uuid(participant, 'patient')}"
     coverage = f"urn:uuid:{_uuid(participant, 'coverage')}"
     identifier = [{"system": MEMBER_SYSTEM, "value": participant}]
@@ -120,14 +141,23 @@ def _member_entries(participant: str, category: str, diagnosed: date, authorized
             "code": {"coding": [{"system": ICD, "code": DIAGNOSES[category]}]}}),
     ]
     if authorized is not None:
-        resources.append((f"urn:uuid:{_uuid(participant, 'preauth')}", {
-            "resourceType": "Claim", "status": "active", "use": "preauthorization", "patient": subject,
-            "created": authorized.isoformat(), "provider": {"reference": f"Organization/{PAYER_ORG}"},
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
-            "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
-            "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": coverage}}]}))
+        resources.append((f"urn:uuid:{_uuid(participant, 'preauth')}",
+                          _claim(subject, coverage, authorized, "preauthorization")))
+    if billed is not None:
+        resources.append((f"urn:uuid:{_uuid(participant, 'claim')}", {
+            **_claim(subject, coverage, diagnosed, "claim"),
+            "item": [{"sequence": 1, "servicedDate": diagnosed.isoformat(),
+                      "productOrService": {"coding": [{"system": HCPCS if billed[0].isalpha() else CPT, "code": billed}]}}]}))
     return [{"fullUrl": url, "resource": body, "request": {"method": "POST", "url": body["resourceType"]}}
             for url, body in resources]
+
+
+def _claim(subject: dict, coverage: str, created: date, use: str) -> dict:
+    return {"resourceType": "Claim", "status": "active", "use": use, "patient": subject, "created": created.isoformat(),
+            "provider": {"reference": f"Organization/{PAYER_ORG}"},
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+            "priority": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}]},
+            "insurance": [{"sequence": 1, "focal": True, "coverage": {"reference": coverage}}]}
 
 
 def _uuid(participant: str, what: str) -> str:

@@ -32,7 +32,7 @@ from server.rosters.versions import ListVersion, record_changes
 from server.rosters.importing import import_rows
 from server.rosters.listing import roster_page
 from server.rosters.params import OperationInput
-from server.rosters.reconcile import PilotRules, Report, reconcile
+from server.rosters.reconcile import Categories, PilotRules, Report, reconcile
 from server.rosters.payer_file import parse_payer_file
 from server.store.roster_schema import roster_imports, roster_members
 
@@ -103,9 +103,9 @@ Action = Callable[[Step], Change]
 
 
 class Rosters:
-    def __init__(self, service: FhirService, categories: frozenset[str]):
+    def __init__(self, service: FhirService, categories: Categories):
         self.service = service
-        self.categories = categories  # diagnosis categories a payer file may state (mappings value sets)
+        self.categories = categories  # the diagnosis and service categories a payer file may state
         self.rules = PilotRules.load()
 
     # ---- reads -------------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ class Rosters:
         with self.service.store.engine.connect() as conn:
             known = conn.execute(imported).first() is not None
         # A file imported before is not parsed again: its rows were validated then, and nothing will change.
-        payer = None if known else parse_payer_file(data, str(attachment.get("contentType") or ""), self.categories)
+        payer = None if known else parse_payer_file(data, str(attachment.get("contentType") or ""), self.categories.names)
         approver = inp.reference("approvedBy")
         member_system = inp.text("memberIdSystem")
 
@@ -269,7 +269,7 @@ class Rosters:
         self.require_list(ctx, group_id, base)
         RECONCILE_READS.require_for_population(ctx.access)
         with self.service.store.engine.connect() as conn:
-            return reconcile(conn, group_id, self.rules)
+            return reconcile(conn, group_id, self.rules, self.categories)
 
     def page(self, ctx: RequestContext, group_id: str, base: str, decision: str | None, reason: str | None,
              count: int, offset: int) -> dict:

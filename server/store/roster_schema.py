@@ -93,6 +93,7 @@ roster_file_rows = Table(
     Column("h_coverage", BigInteger, nullable=True),
     Column("provider_ref", String(REF_LEN), nullable=True),
     Column("provider_npi", String(CODE_LEN), nullable=True),
+    Index("ix_roster_file_rows_patient", "group_id", "sha256", "patient_id"),
 )
 
 # Every state a member row took, under the Group version whose change wrote it (an import, $member-add,

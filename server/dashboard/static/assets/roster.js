@@ -1,6 +1,6 @@
 // Attribution rosters (SPEC §11): the list of Da Vinci ATR lists, and one roster with its members filtered by
 // decision and reason, decision editing and locking for users with Group write scope, and the drift against
-// the locked list. Members come a page at a time from Group/{id}/$roster-members, so the page stays quick at
+// the locked list or between two versions of this list (from / to in the page's address). Members come a page at a time from Group/{id}/$roster-members, so the page stays quick at
 // 100,000 members. Every write goes through the FHIR operations, whose rules answer 422 / 409.
 
 import {formatCount} from "./charts.js";
@@ -48,8 +48,9 @@ export async function rosterView(session, id, ui) {
   const query = new URLSearchParams({_count: PAGE, _offset: filters.offset || 0});
   if (filters.decision) query.set("decision", filters.decision);
   if (filters.reason) query.set("reason", filters.reason);
+  const versions = new URLSearchParams(Object.entries(filters).filter(([k, v]) => (k === "from" || k === "to") && v));
   const [page, drift] = await Promise.allSettled([
-    fhirGet(session, `Group/${id}/$roster-members?${query}`), fhirGet(session, `Group/${id}/$roster-drift`)]);
+    fhirGet(session, `Group/${id}/$roster-members?${query}`), fhirGet(session, `Group/${id}/$roster-drift?${versions}`)]);
   if (page.status === "rejected") throw page.reason;
   const params = page.value.parameter || [];
   const total = params.find(p => p.name === "total")?.valueInteger ?? 0;
@@ -69,7 +70,7 @@ export async function rosterView(session, id, ui) {
       h("p", {class: "muted small", id: "member-total", "data-value": total}, `${formatCount(total)} matching`),
       memberTable(session, id, members, reasons, editable, ui), pager(h, filters, total), lock,
       h("p", {class: "error", id: "roster-error", role: "alert"})),
-    driftPanel(h, ui.table, drift));
+    driftPanel(h, ui.table, drift, filters, Number(group.meta?.versionId || 1)));
 }
 
 function filterForm(h, filters, reasonCounts) {
@@ -155,8 +156,22 @@ async function submit(session, id, ui, path, body) {
   document.body.dataset.ready = "roster";
 }
 
-function driftPanel(h, table, drift) {
-  const panel = h("section", {class: "panel", "data-panel": "drift"}, h("h2", {}, "Drift against the locked list"));
+// Compare two versions of this list: sets from / to in the address (empty from: against the locked list).
+function versionForm(h, filters, latest) {
+  const field = (name, label) => h("label", {}, `${label} `, h("input", {type: "number", name, min: 1, max: latest,
+    value: filters[name] || "", placeholder: name === "to" ? String(latest) : "", "aria-label": `${label}`}));
+  return h("form", {class: "open", id: "drift-versions", onsubmit: event => {
+    event.preventDefault();
+    const q = new URLSearchParams(Object.entries(filters).filter(([k]) => k !== "from" && k !== "to"));
+    for (const [k, v] of new FormData(event.target)) if (v) q.set(k, v);
+    location.hash = location.hash.split("?")[0] + (q.toString() ? `?${q}` : "");
+  }}, field("from", "From version"), field("to", "to version"), h("button", {type: "submit"}, "Compare versions"),
+    h("span", {class: "muted small"}, ` (latest: ${latest})`));
+}
+
+function driftPanel(h, table, drift, filters, latest) {
+  const title = filters.from ? `Drift from version ${filters.from} to ${filters.to || latest}` : "Drift against the locked list";
+  const panel = h("section", {class: "panel", "data-panel": "drift"}, h("h2", {}, title), versionForm(h, filters, latest));
   if (drift.status === "rejected") {
     panel.append(h("p", {class: "muted", "data-drift": "none"}, drift.reason.message));
     return panel;

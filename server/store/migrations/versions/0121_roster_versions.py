@@ -49,9 +49,11 @@ def upgrade() -> None:
     for name, kind in (("h_patient", sa.BigInteger()), ("h_coverage", sa.BigInteger()),
                        ("provider_ref", sa.String(length=200)), ("provider_npi", sa.String(length=64))):
         op.add_column("roster_file_rows", sa.Column(name, kind, nullable=True))
+    op.create_index("ix_roster_file_rows_patient", "roster_file_rows", ["group_id", "sha256", "patient_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_roster_file_rows_patient", table_name="roster_file_rows")
     with op.batch_alter_table("roster_file_rows") as batch:
         for name in ("provider_npi", "provider_ref", "h_coverage", "h_patient"):
             batch.drop_column(name)
