@@ -19,6 +19,10 @@ from server.store.roster_schema import roster_members
 
 _FETCH = 5000  # member rows per round trip while streaming
 m = roster_members.c
+# The columns a `Group.member` shows (the payer file's statements and member ids stay out of the read).
+_RENDERED = (m.patient_id, m.change_type, m.provider_ref, m.coverage_id, m.period_start, m.period_end, m.inactive,
+             m.decision, m.reason_system, m.reason_code, m.reviewer, m.review_date, m.owner, m.deadline, m.checkpoint,
+             m.decided_by)
 
 
 def member_json(row) -> dict:
@@ -43,7 +47,7 @@ def member_json(row) -> dict:
 def full_group(conn: Connection, stored_header: bytes, group_id: str, patient_id: str | None = None) -> Iterator[bytes]:
     """The header, then `member` (all rows, or one patient's) as JSON chunks."""
     yield stored_header[:-1]
-    stmt = select(roster_members).where(m.group_id == group_id).order_by(m.id)
+    stmt = select(*_RENDERED).where(m.group_id == group_id).order_by(m.id)
     if patient_id is not None:
         stmt = stmt.where(m.patient_id == patient_id)
     result = conn.execution_options(stream_results=True, yield_per=_FETCH).execute(stmt)
