@@ -126,30 +126,6 @@ class Resolver:
                 found.setdefault(by_hash[h], []).append(rid)
         return found
 
-    def patients_by_member_ids(self, system: str | None, values: list[str]) -> dict[str, str]:
-        """member id → the one Patient it names (on Patient.identifier, else on a Coverage's identifier)."""
-        out = {v: ids[0] for v, ids in self._by_identifier("Patient", system, values).items() if len(set(ids)) == 1}
-        rest = [v for v in values if v not in out]
-        coverages = {v: ids[0] for v, ids in self._by_identifier("Coverage", system, rest).items() if len(set(ids)) == 1}
-        beneficiary = self._beneficiaries(list(coverages.values()))
-        out.update({v: beneficiary[c] for v, c in coverages.items() if c in beneficiary})
-        return out
-
-    def _beneficiaries(self, coverage_ids: list[str]) -> dict[str, str]:
-        found = {}
-        for chunk in chunks(coverage_ids):
-            stmt = select(x.rid, x.target_id).where(
-                x.rtype == "Coverage", x.h_param == param_hash("Coverage", "beneficiary"), x.target_type == "Patient",
-                x.rid.in_(chunk), x.target_id.in_(self._reachable("Patient")))
-            found.update(dict(self.conn.execute(stmt).all()))
-        return found
-
-    def visible_patients(self, ids: list[str]) -> set[str]:
-        out: set[str] = set()
-        for chunk in chunks(ids):
-            out.update(self.conn.execute(self._reachable("Patient").where(r.rid.in_(chunk))).scalars())
-        return out
-
     def providers_by_npi(self, npis: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for rtype in PROVIDER_TYPES:
