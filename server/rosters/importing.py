@@ -132,9 +132,11 @@ def _member_values(row, member_system: str | None, stamp: dict) -> dict:
 
 
 def _latest_coverage(resolve: Resolver, row):
-    """The member's most recently written Coverage within the caller's reach."""
+    """The member's most recently written Coverage within the caller's reach. No condition on the reference's
+    rtype (the parameter hash names Coverage): it would let the planner scan every Coverage reference per
+    member instead of probing the target index."""
     return (select(x.rid).join(resources, and_(r.rtype == x.rtype, r.rid == x.rid))
-            .where(x.target_id == row.patient_id, x.target_type == "Patient", x.rtype == "Coverage",
+            .where(x.target_id == row.patient_id, x.target_type == "Patient",
                    x.h_param == param_hash("Coverage", "beneficiary"), r.deleted.is_(False),
                    *_reachable(resolve, "Coverage", x.rid))
             .order_by(r.lu.desc(), x.rid).limit(1).scalar_subquery())

@@ -200,7 +200,7 @@ def _services(conn: Connection, known, services: dict[str, frozenset[str]]) -> l
         item = idx_token.alias("item")
         in_category = or_(*(and_(f.category == name, _unindexed(item.c.h_value).in_([h64(rtype, "service", code) for code in codes]))
                             for name, codes in sorted(services.items())))
-        claim = exists().where(x.target_id == f.patient_id, x.target_type == "Patient", x.rtype == rtype,
+        claim = exists().where(x.target_id == f.patient_id, x.target_type == "Patient",  # the hash names rtype
                                x.h_param == param_hash(rtype, "patient"), item.c.rtype == x.rtype, item.c.rid == x.rid,
                                item.c.h_param == param_hash(rtype, "service"), in_category)
         if rtype == "Claim":
