@@ -305,13 +305,7 @@ def test_drift_against_the_locked_list(client: httpx.Client) -> None:
     assert client.post(f"/Group/{later}/$member-remove", json=parameters(
         patientReference=("valueReference", {"reference": f"Patient/{population.patients[2]}"}))).status_code == 200
 
-    result = client.get(f"/Group/{later}/$roster-drift")
-    assert result.status_code == 200, result.text
-    changes = {}
-    for p in result.json()["parameter"]:
-        if p["name"] == "change":
-            part = {x["name"]: next(v for k, v in x.items() if k.startswith("value")) for x in p["part"]}
-            changes[(part["kind"], part["patient"]["reference"].split("/")[1])] = part
+    changes = _changes(client.get(f"/Group/{later}/$roster-drift"))
     p = population.patients
     assert set(changes) == {("added", p[4]), ("removed", p[2]), ("removed", p[3]), ("decision-changed", p[1])}
     assert changes[("decision-changed", p[1])]["before"] == "excluded (declined)"
