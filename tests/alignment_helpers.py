@@ -79,7 +79,7 @@ def patient(c: httpx.Client, birth: date, *, harp: str | None = None, opwdd: boo
 
 def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | None = None,
              dual: str | None = None, status: str = "active", start: str | None = None, end: str | None = None,
-             harp: str | None = None) -> str:
+             harp: str | None = None, extensions: list[dict[str, Any]] | None = None) -> str:
     resource: dict[str, Any] = {
         "resourceType": "Coverage",
         "status": status,
@@ -94,7 +94,7 @@ def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | 
     if sopt:
         resource["type"] = {"coding": [{"system": SOPT, "code": sopt}]}
     extensions = ([{"url": DUAL_EXT, "valueCode": dual}] if dual else []) + (
-        [{"url": HARP_EXT, "valueCode": harp}] if harp else [])
+        [{"url": HARP_EXT, "valueCode": harp}] if harp else []) + (extensions or [])
     if extensions:
         resource["extension"] = extensions
     return _created(c, resource)

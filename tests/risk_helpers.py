@@ -19,13 +19,23 @@ from tests.conftest import unique
 MODEL = load_risk_model()
 
 
+OREC_EXT = "https://bluebutton.cms.gov/resources/variables/orec"
+LTI_EXT = "https://planfit.dev/fhir/StructureDefinition/long-term-institutional"
+
+
+def entitlement(orec: str | None = None, institutional: bool = False) -> list[dict[str, Any]]:
+    """Coverage extensions: Blue Button's OREC, PlanFit's long-term-institutional flag."""
+    return ([{"url": OREC_EXT, "valueCoding": {"system": OREC_EXT, "code": orec}}] if orec else []) + (
+        [{"url": LTI_EXT, "valueBoolean": True}] if institutional else [])
+
+
 def medicare_member(c: httpx.Client, birth: date, gender: str, *, sopt: str = "11", dual: str | None = None,
-                    start: str | None = None) -> str:
+                    start: str | None = None, orec: str | None = None, institutional: bool = False) -> str:
     r = c.post("/Patient", json={"resourceType": "Patient", "gender": gender, "birthDate": birth.isoformat(),
                                  "identifier": [{"system": "urn:test:risk", "value": unique("member")}]})
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
-    coverage(c, pid, sopt=sopt, dual=dual, start=start)
+    coverage(c, pid, sopt=sopt, dual=dual, start=start, extensions=entitlement(orec, institutional))
     return pid
 
 
@@ -85,13 +95,18 @@ def _files(year: int) -> tuple[Any, Any, Any]:
 
 
 def hccinfhir_score(year: int, version: str, codes: Sequence[str], age: int, sex: str, dual: str | None,
-                    new_enrollee: bool = False) -> float:
-    """hccinfhir's `calculate_raf`, with the payment year's files; OREC as PlanFit derives it."""
+                    new_enrollee: bool = False, orec: str | None = None, lti: bool = False) -> float:
+    """hccinfhir's `calculate_raf`, with the payment year's files; OREC as given, else as PlanFit derives it."""
     dx, hierarchies, coefficients = _files(year)
     result = calculate_raf(list(codes), MODEL_NAMES[version], age=age, sex=sex, dual_elgbl_cd=dual or "NA",
-                           orec="1" if age < 65 else "0", new_enrollee=new_enrollee, dx_to_cc_mapping=dx,
-                           hierarchies_mapping=hierarchies, coefficients_mapping=coefficients)
+                           orec=orec or ("1" if age < 65 else "0"), new_enrollee=new_enrollee, lti=lti,
+                           dx_to_cc_mapping=dx, hierarchies_mapping=hierarchies, coefficients_mapping=coefficients)
     return result.risk_score
+
+
+def coefficient(year: int, version: str, name: str) -> float:
+    """A coefficient of the payment year's file, as hccinfhir loads it."""
+    return _files(year)[2][(name.lower(), MODEL_NAMES[version])]
 
 
 def age_on(birth: date, day: date) -> int:

@@ -177,12 +177,8 @@ def test_no_keys_or_secrets_in_the_repository():
 
 # Names SQL text may interpolate: table, column and statistics names of the code itself.
 _REVIEWED_SQL_NAMES = {"table", "table.name", "names", "marks", "alignment_codes.name", "_patients.name", "_REFERENCE_STATISTICS"}
-# server/risk/scores.py and results.py (reviewed 2026-12-03): `year` is PaymentYear.year, an int checked by
-# pydantic from mappings/risk/payment_years.json; `versions`, `v` come from model versions checked against
-# MODEL_NAMES; `bases`, `b`, `basis` from the BASES constant; `run`, `applies` and `_bool(...)` are SQL built
-# from those and from bind names. None carries request data; moving them to bound parameters remains to do.
-_REVIEWED_SQL_NAMES |= {"year", "versions", "v", "bases", "b", "basis", "run", "applies", "_bool(dialect, False)",
-                        "_bool(dialect, True)", "int(basis == 'prior')", "int(basis != 'all')"}
+# server/risk (reviewed 2026-12-03): EDIT_APPLIES is a constant condition of SQL text, no value.
+_REVIEWED_SQL_NAMES |= {"EDIT_APPLIES"}
 _SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|COPY|CREATE|DROP|ALTER|ANALYZE|SET|WITH|TRUNCATE)\b", re.I)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, select, text
 
 from server.risk.model import PaymentYear
 from server.risk.schema import risk_cc, risk_member, risk_model_label, risk_score
+from server.risk.scores import EDIT_APPLIES
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class MemberRisk:
     segment: str
     new_enrollee: bool
     disabled: bool
+    orec: str
+    orig_disabled: bool
+    institutional: bool
     scores: dict[str, Scores]  # basis (claims | all) → scores
     categories: list[Category]
 
@@ -82,19 +86,17 @@ def payment_score(py: PaymentYear, raw: dict[str, float]) -> float:
     return blended * (1 - py.coding_intensity)
 
 
-def _evidence_sql(year: int) -> str:
-    """Each risk-relevant diagnosis of the member with the CC it maps to per version, after the edits."""
-    return (
-        "SELECT x.version, CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END AS cc, "
-        "d.resource_type, d.resource_id, d.icd, d.code, d.date_lo, d.source_kind, d.prior "
-        "FROM risk_dx d JOIN risk_member m ON m.patient_id = d.patient_id AND m.payment_year = d.payment_year "
-        f"JOIN risk_model_dx x ON x.payment_year = {year} AND x.icd = d.icd "
-        f"LEFT JOIN risk_model_edit e ON e.payment_year = {year} AND e.version = x.version AND e.icd = d.icd "
-        "AND ((e.edit_type = 'sex' AND e.sex = m.sex) OR (e.edit_type IN ('age', 'mce_age') AND "
-        "((e.age_max IS NOT NULL AND m.age <= e.age_max) OR (e.age_min IS NOT NULL AND m.age >= e.age_min)))) "
-        f"WHERE d.patient_id = :pid AND d.payment_year = {year} AND (e.action IS NULL OR e.action <> 'invalid') "
-        "ORDER BY d.date_lo, d.resource_type, d.resource_id"
-    )
+# Each risk-relevant diagnosis of the member with the CC it maps to per version, after the edits.
+_EVIDENCE_SQL = (
+    "SELECT x.version, CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END AS cc, "
+    "d.resource_type, d.resource_id, d.icd, d.code, d.date_lo, d.source_kind, d.prior "
+    "FROM risk_dx d JOIN risk_member m ON m.patient_id = d.patient_id AND m.payment_year = d.payment_year "
+    "JOIN risk_model_dx x ON x.payment_year = :year AND x.icd = d.icd "
+    "LEFT JOIN risk_model_edit e ON e.payment_year = :year AND e.version = x.version AND e.icd = d.icd "
+    f"AND ({EDIT_APPLIES}) "
+    "WHERE d.patient_id = :pid AND d.payment_year = :year AND (e.action IS NULL OR e.action <> 'invalid') "
+    "ORDER BY d.date_lo, d.resource_type, d.resource_id"
+)
 
 
 def read_member_risk(conn: Connection, py: PaymentYear, patient_id: str) -> MemberRisk | None:
@@ -121,7 +123,7 @@ def read_member_risk(conn: Connection, py: PaymentYear, patient_id: str) -> Memb
         .where(risk_model_label.c.payment_year == year, risk_model_label.c.cc.in_({f"HCC{r.cc}" for r in ccs}))))
     coefficients = _coefficients(conn, year, m.segment, {(r.version, r.cc) for r in ccs})
     evidence: dict[tuple[str, str], list[Evidence]] = {}
-    for r in conn.execute(text(_evidence_sql(year)), {"pid": patient_id}):
+    for r in conn.execute(text(_EVIDENCE_SQL), {"pid": patient_id, "year": year}):
         evidence.setdefault((r.version, r.cc), []).append(
             Evidence(r.resource_type, r.resource_id, r.icd, r.code, r.date_lo, r.source_kind, bool(r.prior)))
     categories = [_category(version, cc, by_basis, labels.get((version, f"HCC{cc}")),
@@ -129,7 +131,7 @@ def read_member_risk(conn: Connection, py: PaymentYear, patient_id: str) -> Memb
                   for (version, cc), by_basis in _by_cc(ccs).items()]
     categories.sort(key=lambda k: (k.version, int(k.cc) if k.cc.isdigit() else 0, k.cc))
     return MemberRisk(patient_id, py, m.age, m.sex, m.dual_code, m.segment, bool(m.new_enrollee),
-                      bool(m.disabled), scores, categories)
+                      bool(m.disabled), m.orec, bool(m.orig_disabled), bool(m.institutional), scores, categories)
 
 
 def _by_cc(rows: list[Any]) -> dict[tuple[str, str], dict[str, bool]]:

@@ -236,6 +236,9 @@ def risk_parameters(member: MemberRisk) -> dict[str, Any]:
         _param("segment", valueCode=member.segment.rstrip("_").upper()),
         _param("newEnrollee", valueBoolean=member.new_enrollee),
         _param("disabled", valueBoolean=member.disabled),
+        _param("entitlementReason", valueCode=member.orec),
+        _param("originallyDisabled", valueBoolean=member.orig_disabled),
+        _param("institutional", valueBoolean=member.institutional),
     ]
     if member.dual_code:
         out.append(_param("dualStatusCode", valueCode=member.dual_code))

@@ -9,7 +9,7 @@ condition categories per model and basis, and the scores. Every per-member table
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, String, Table, Text, false
 
 from server.store.alignment_schema import CODE_LEN
 from server.store.schema import ID_LEN, TYPE_LEN, metadata
@@ -149,11 +149,14 @@ risk_member = Table(
     Column("sex", String(1), nullable=False),  # 1 male, 2 female
     Column("dual_code", String(CODE_LEN), nullable=True),
     Column("run", BigInteger, nullable=False),  # the evaluation that wrote the row (epoch microseconds)
-    Column("segment", String(8), nullable=False),  # coefficient prefix: cna_ cnd_ cfa_ cfd_ cpa_ cpd_ ne_
+    Column("segment", String(8), nullable=False),  # coefficient prefix: cna_ cnd_ cfa_ cfd_ cpa_ cpd_ ins_ ne_
     Column("cell", String(NAME_LEN), nullable=False),  # coefficient name of the age/sex cell: cna_f65_69
     Column("disabled", Boolean, nullable=False),
     Column("new_enrollee", Boolean, nullable=False),
     Column("medicaid", Boolean, nullable=False),  # any dual status (new enrollee MCAID cells)
+    Column("orec", String(1), nullable=False, server_default="0"),  # original reason for entitlement, as read or derived
+    Column("orig_disabled", Boolean, nullable=False, server_default=false()),
+    Column("institutional", Boolean, nullable=False, server_default=false()),  # long-term institutional, continuing enrollee
     Index("ix_risk_member", "patient_id", "payment_year", unique=True),
 )
 

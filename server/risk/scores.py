@@ -10,21 +10,35 @@ alignment lock, five statements over whole member sets, none per member:
    through hash rows of every spelling of those codes (`model.code_rows`);
 2. `risk_member`: Medicare members only (an active coverage whose line of business is Medicare or
    dual, read by `facts.coverage_select`), with age on 1 February of the payment year, sex, dual
-   status, new-enrollee and disabled flags and the model segment, resolved into the coefficient
-   name of their demographic cell;
+   status, OREC, new-enrollee, disabled, originally-disabled and long-term-institutional flags and
+   the model segment (community by dual status and age, `ins_`, `ne_`), resolved into the
+   coefficient name of their demographic cell;
 3. `risk_cc` per model version and basis (`claims`: claims diagnoses; `all`: claims and clinical;
    `prior`: claims of the year before): the diagnoses mapped to CCs after the age/sex edits, a CC that
    needs a companion dropped without it, and hierarchies marked (`superseded`);
-4. `risk_score`: the sum of the coefficients of the demographic cell, of each unsuperseded HCC, of the
-   disease interactions that hold and of the HCC-count variable, all looked up by name in
+4. `risk_score`: the sum of the coefficients of the demographic cell and demographic interactions, of
+   each unsuperseded HCC, of the disease interactions that hold and of the HCC-count variable, all
+   looked up by name in
    `risk_model_coefficient` (a missing name adds nothing, exactly as the model software).
 
 The rules follow hccinfhir 0.4.0's `calculate_raf` (model_demographics, model_edits,
 model_hierarchies, model_interactions, model_coefficients), which tests check member by member.
-Derivations PlanFit makes because a FHIR server holds no CMS enrollment file (mappings/README.md):
-OREC is '1' (disability) for a member under 65 and '0' otherwise, so `disabled` = under 65 and no one
-is "originally disabled"; a new enrollee is a member whose earliest active Medicare coverage started
-after 1 January of the diagnosis year (fewer than 12 months of Medicare in it).
+Entitlement facts come from the member's Medicare Coverage (read 2026-12-03):
+* OREC, the original reason for entitlement (0 OASI, 1 DIB, 2 ESRD, 3 DIB and ESRD;
+  https://bluebutton.cms.gov/resources/variables/orec), from the Blue Button Coverage extension of
+  that URL. Without it, as the CCW derives it when no entitlement record exists
+  (ccwdata.org data dictionary, OREC.TXT): '0' at 65 or over, '1' under 65. `disabled` = under 65
+  and OREC not 0; originally disabled = OREC 1 and 65 or over (CMS SAS: DISABL, ORIGDS).
+* Long-term institutional (90 days or more in an institution: the LTI flag CMS sends on the Monthly
+  Membership Report), from the PlanFit Coverage extension `long-term-institutional` (valueBoolean).
+  Continuing enrollees with it use the institutional segment (`ins_`) with its ORIGDS and LTIMCAID
+  terms; new enrollees stay in the new-enrollee model, which has no institutional segment.
+A new enrollee is a member whose earliest active Medicare coverage started after 1 January of the
+diagnosis year (fewer than 12 months of Medicare in it). Where PlanFit differs from hccinfhir 0.4.0:
+hccinfhir never adds INS_ORIGDS (a variable of CMS's institutional segment) and scores an institutional
+new enrollee with an `INS_` prefix on a new-enrollee cell (no such coefficient); tests name both.
+ESRD members (OREC 2 or 3) are scored as hccinfhir scores them with the CMS-HCC model; CMS pays them
+with the separate ESRD model, which PlanFit does not configure (mappings/README.md).
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ from datetime import date
 from time import time_ns
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, bindparam, delete, func, insert, literal, literal_column, select, text
+from sqlalchemy import BigInteger, Connection, Engine, Integer, bindparam, case, cast, delete, extract, func, insert, literal, select, text
 
 from server.alignment.engine import AlignmentEngine
 from server.alignment.facts import COVERAGE_COLUMNS, EVIDENCE_COLUMNS, EVERYONE, MEMBER_IDS, Members, coverage_select, evidence_select, flag, lobs_with
@@ -50,7 +64,13 @@ from server.store.resources import chunks
 from server.store.schema import idx_date, idx_token
 
 RUN = "risk_run"
-BASES = ("claims", "all", "prior")
+# Coverage search parameters (planfit_search_parameters.json) of the entitlement facts CMS's model reads.
+OREC_PARAM = "medicare-entitlement-reason"
+INSTITUTIONAL_PARAM = "long-term-institutional"
+ESRD_OREC = ("2", "3")  # OREC 2 = ESRD, 3 = DIB and ESRD (https://bluebutton.cms.gov/resources/variables/orec)
+# An age/sex edit that applies to the member `m` (hccinfhir model_edits.py).
+EDIT_APPLIES = ("(e.edit_type = 'sex' AND e.sex = m.sex) OR (e.edit_type IN ('age', 'mce_age') AND "
+                "((e.age_max IS NOT NULL AND m.age <= e.age_max) OR (e.age_min IS NOT NULL AND m.age >= e.age_min)))")
 # hccinfhir constants.py (from the ResDAC dual status code table, domain.md §2.1): full and partial duals.
 FULL_DUAL = ("02", "04", "08")
 PARTIAL_DUAL = ("01", "03", "05", "06")
@@ -88,24 +108,19 @@ def _day_us(day: date) -> int:
     return date_range(day.isoformat())[0]
 
 
-def _age_on(dialect: str, birth_us: str, day: date) -> str:
-    """Whole years from a birth instant (epoch microseconds) to `day`, as SQL text for the dialect."""
+def _age_on(dialect: str, birth_us: Any, day: date) -> Any:
+    """Whole years from a birth instant (epoch microseconds) to `day`; the day's values are bound."""
     if dialect == "postgresql":
-        born = f"(to_timestamp({birth_us} / 1000000.0) AT TIME ZONE 'UTC')"
-        return (f"({day.year} - CAST(extract(year FROM {born}) AS INTEGER) - "
-                f"CASE WHEN to_char({born}, 'MM-DD') > '{day:%m-%d}' THEN 1 ELSE 0 END)")
-    born = f"datetime({birth_us} / 1000000, 'unixepoch')"
-    return (f"({day.year} - CAST(strftime('%Y', {born}) AS INTEGER) - "
-            f"CASE WHEN strftime('%m-%d', {born}) > '{day:%m-%d}' THEN 1 ELSE 0 END)")
+        born = func.timezone("UTC", func.to_timestamp(birth_us // 1_000_000))
+        born_year, born_day = cast(extract("year", born), Integer), func.to_char(born, "MM-DD")
+    else:
+        born = func.datetime(birth_us // 1_000_000, "unixepoch")
+        born_year, born_day = cast(func.strftime("%Y", born), Integer), func.strftime("%m-%d", born)
+    return literal(day.year) - born_year - case((born_day > day.strftime("%m-%d"), 1), else_=0)
 
 
-def _band(age: str, cells: tuple[tuple[int, str], ...]) -> str:
-    whens = " ".join(f"WHEN {age} <= {upper} THEN '{suffix}'" for upper, suffix in cells)
-    return f"CASE {whens} ELSE '95_gt' END"
-
-
-def _in(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+def _band(age: Any, cells: tuple[tuple[int, str], ...], *before: tuple[Any, str]) -> Any:
+    return case(*before, *((age <= upper, suffix) for upper, suffix in cells), else_="95_gt")
 
 
 class RiskEngine:
@@ -145,7 +160,7 @@ class RiskEngine:
         batches = [None] if patient_ids is None else list(chunks(sorted(set(patient_ids)), 5000))
         scored = 0
         for batch in batches:
-            params: dict[str, Any] = {RUN: time_ns() // 1000}
+            params: dict[str, Any] = {RUN: time_ns() // 1000, "year": payment_year}
             if batch is not None:
                 params[MEMBER_IDS] = batch
             with self.db.begin() as conn:
@@ -190,10 +205,11 @@ class RiskEngine:
             return self._built[key]
 
     def _build(self, dialect: str, py: PaymentYear, members: Members) -> list[Any]:
+        """The year's statements; the text ones take the year (`year`) and the run (`RUN`) as bound values."""
         year = py.year
         deletes = [delete(t).where(t.c.payment_year == year, *members.where(t.c.patient_id)) for t in MEMBER_TABLES]
         return [*deletes, self._dx_statement(year, members), self._member_statement(dialect, year, members),
-                *self._cc_statements(dialect, py), self._score_statement(py)]
+                *self._cc_statements(), self._score_statement()]
 
     def _dx_statement(self, year: int, members: Members) -> Any:
         window = CalendarWindow(as_of=date(diagnosis_year(year), 12, 31), lookback_months=24,
@@ -210,115 +226,132 @@ class RiskEngine:
 
     def _member_statement(self, dialect: str, year: int, members: Members) -> Any:
         """Medicare members and their demographic cell, as of the end of the diagnosis year (or today,
-        if earlier): coverage, then Patient birth date and gender from the search index."""
+        if earlier): coverage (with OREC and the institutional flag), then Patient birth date and gender
+        from the search index. Every value is bound; only the dialect's date functions differ."""
         end = date(diagnosis_year(year), 12, 31)
         as_of = min(end, today_utc())
         window = EvaluationWindow(as_of, 0)
         coverage = dict(zip(COVERAGE_COLUMNS, coverage_select(self.mappings, self.keys, window, members)
                             .subquery("coverage").c))
         medicare = lobs_with("medicare")
-        period = searchparams.param_hash("Coverage", "period")
-        started = (select(func.min(idx_date.c.lo)).where(idx_date.c.rtype == "Coverage",
-                                                         idx_date.c.rid == coverage["coverage_id"],
-                                                         idx_date.c.h_param == period).scalar_subquery())
+
+        def on_coverage(table: Any, param: str, aggregate: Any) -> Any:
+            value = table.c.lo if table is idx_date else table.c.code
+            return (select(aggregate(value)).where(table.c.rtype == "Coverage", table.c.rid == coverage["coverage_id"],
+                                                   table.c.h_param == searchparams.param_hash("Coverage", param))
+                    .scalar_subquery())
+
         enrolled = (
             select(coverage["patient_id"].label("patient_id"), func.max(coverage["dual_code"]).label("dual_code"),
-                   func.min(func.coalesce(started, 0)).label("started"))
+                   func.min(func.coalesce(on_coverage(idx_date, "period", func.min), 0)).label("started"),
+                   func.max(on_coverage(idx_token, OREC_PARAM, func.max)).label("orec"),
+                   func.max(on_coverage(idx_token, INSTITUTIONAL_PARAM, func.max)).label("institutional"))
             .where(coverage["line_of_business"].in_(medicare))
             .group_by(coverage["patient_id"])
             .subquery("enrolled")
         )
-        birth_param = searchparams.lookup("Patient", "birthdate").h_param
-        gender_param = searchparams.lookup("Patient", "gender").h_param
-        birth = (select(func.min(idx_date.c.lo)).where(idx_date.c.rtype == "Patient", idx_date.c.rid == enrolled.c.patient_id,
-                                                       idx_date.c.h_param == birth_param).scalar_subquery())
-        gender = (select(func.max(idx_token.c.code)).where(idx_token.c.rtype == "Patient",
-                                                            idx_token.c.rid == enrolled.c.patient_id,
-                                                            idx_token.c.h_param == gender_param).scalar_subquery())
-        b = select(enrolled.c.patient_id, enrolled.c.dual_code, enrolled.c.started, birth.label("birth_us"),
-                   gender.label("gender")).subquery("b")
-        age = _age_on(dialect, "b.birth_us", date(year, 2, 1))
-        new_enrollee = f"(b.started > {_day_us(date(diagnosis_year(year), 1, 1))})"
-        cell_sex = "CASE b.gender WHEN 'male' THEN 'm' ELSE 'f' END"
-        ne_mcaid = f"CASE WHEN b.dual_code IN {_in(NE_DUAL)} THEN 'mcaid' ELSE 'nmcaid' END"
-        dual = (f"CASE WHEN b.dual_code IN {_in(FULL_DUAL)} THEN 'cf' WHEN b.dual_code IN {_in(PARTIAL_DUAL)} "
-                "THEN 'cp' ELSE 'cn' END")
-        segment = f"CASE WHEN {new_enrollee} THEN 'ne_' ELSE ({dual}) || CASE WHEN {age} >= 65 THEN 'a_' ELSE 'd_' END END"
-        cell = (f"CASE WHEN {new_enrollee} THEN 'ne_' || {ne_mcaid} || '_norigdis_ne' || {cell_sex} || "
-                f"{_band(age, NE_CELLS)} ELSE ({segment}) || {cell_sex} || {_band(age, CELLS)} END")
+
+        def on_patient(table: Any, param: str, value: Any, aggregate: Any) -> Any:
+            return (select(aggregate(value)).where(table.c.rtype == "Patient", table.c.rid == enrolled.c.patient_id,
+                                                   table.c.h_param == searchparams.lookup("Patient", param).h_param)
+                    .scalar_subquery())
+
+        born = select(enrolled, on_patient(idx_date, "birthdate", idx_date.c.lo, func.min).label("birth_us"),
+                      on_patient(idx_token, "gender", idx_token.c.code, func.max).label("gender")).subquery("born")
+        aged = select(born, _age_on(dialect, born.c.birth_us, date(year, 2, 1)).label("age")).where(
+            born.c.birth_us.is_not(None), born.c.gender.in_(("male", "female"))).subquery("aged")
+        # OREC as entitled (Coverage extension), else as the CCW derives it without an entitlement record.
+        orec = select(aged, func.coalesce(aged.c.orec, case((aged.c.age < 65, "1"), else_="0")).label("reason"),
+                      (aged.c.started > _day_us(date(diagnosis_year(year), 1, 1))).label("new")).subquery("m")
+        age, new_enrollee = orec.c.age, orec.c.new
+        disabled = (age < 65) & (orec.c.reason != "0")
+        orig_disabled = (orec.c.reason == "1") & (age >= 65)
+        esrd = orec.c.reason.in_(ESRD_OREC)
+        institutional = orec.c.institutional == "true"
+        sex = case((orec.c.gender == "male", "m"), else_="f")
+        dual = case((orec.c.dual_code.in_(FULL_DUAL), "cf"), (orec.c.dual_code.in_(PARTIAL_DUAL), "cp"), else_="cn")
+        segment = case((new_enrollee, "ne_"), (institutional, "ins_"),
+                       else_=dual + case((age >= 65, "a_"), else_="d_"))
+        ne_cell = ("ne_" + case((orec.c.dual_code.in_(NE_DUAL), "mcaid_"), else_="nmcaid_")
+                   + case((orig_disabled, "origdis_ne"), else_="norigdis_ne") + sex
+                   + _band(age, NE_CELLS, (age == 64, case((orec.c.reason == "0", "65"), else_="60_64"))))
+        cell = case((new_enrollee & ~esrd, ne_cell), else_=segment + sex + _band(age, CELLS))
         query = select(
-            b.c.patient_id, literal(year), bindparam(RUN, type_=BigInteger), literal_column(age),
-            literal_column("CASE b.gender WHEN 'male' THEN '1' ELSE '2' END"), b.c.dual_code,
-            literal_column(segment), literal_column(cell), flag(literal_column(f"{age} < 65")),
-            flag(literal_column(new_enrollee)), flag(b.c.dual_code.in_(ANY_DUAL)),
-        ).where(b.c.birth_us.is_not(None), b.c.gender.in_(("male", "female")))
+            orec.c.patient_id, literal(year), bindparam(RUN, type_=BigInteger), age,
+            case((orec.c.gender == "male", "1"), else_="2"), orec.c.dual_code, segment, cell, flag(disabled),
+            flag(new_enrollee), flag(orec.c.dual_code.in_(ANY_DUAL)), orec.c.reason, flag(orig_disabled),
+            flag(institutional & ~new_enrollee),
+        )
         columns = ["patient_id", "payment_year", "run", "age", "sex", "dual_code", "segment", "cell", "disabled",
-                   "new_enrollee", "medicaid"]
+                   "new_enrollee", "medicaid", "orec", "orig_disabled", "institutional"]
         return insert(risk_member).from_select(columns, query)
 
-    def _cc_statements(self, dialect: str, py: PaymentYear) -> list[Any]:
-        """CCs per version and basis: mapped, edited, companion rule, hierarchies."""
-        year = py.year
-        run = f"m.payment_year = {year} AND m.run = :{RUN}"
-        applies = ("(e.edit_type = 'sex' AND e.sex = m.sex) OR (e.edit_type IN ('age', 'mce_age') AND "
-                   "((e.age_max IS NOT NULL AND m.age <= e.age_max) OR (e.age_min IS NOT NULL AND m.age >= e.age_min)))")
-        bases = " UNION ALL ".join(
-            f"SELECT '{basis}' AS basis, {int(basis == 'prior')} AS want_prior, {int(basis != 'all')} AS claims_only"
-            for basis in BASES)
-        versions = _versions(py)
+    def _cc_statements(self) -> list[Any]:
+        """CCs per version and basis: mapped, edited, companion rule, hierarchies. The model tables hold
+        only the payment year's configured versions, so no version list is needed."""
         mapped = (
             "INSERT INTO risk_cc (patient_id, payment_year, version, basis, cc, superseded) "
-            f"SELECT DISTINCT d.patient_id, {year}, x.version, b.basis, "
-            f"CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END, {_bool(dialect, False)} "
+            "SELECT DISTINCT d.patient_id, :year, x.version, b.basis, "
+            "CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END, (1 = 0) "
             "FROM risk_dx d "
-            f"JOIN risk_member m ON m.patient_id = d.patient_id AND {run} "
-            f"JOIN ({bases}) b ON (CASE WHEN d.prior THEN 1 ELSE 0 END) = b.want_prior "
+            "JOIN risk_member m ON m.patient_id = d.patient_id AND m.payment_year = :year AND m.run = :risk_run "
+            "JOIN (SELECT 'claims' AS basis, 0 AS want_prior, 1 AS claims_only UNION ALL SELECT 'all', 0, 0 "
+            "UNION ALL SELECT 'prior', 1, 1) b ON (CASE WHEN d.prior THEN 1 ELSE 0 END) = b.want_prior "
             "AND (b.claims_only = 0 OR d.source_kind = 'claims') "
-            f"JOIN risk_model_dx x ON x.payment_year = {year} AND x.icd = d.icd AND x.version IN {versions} "
-            f"LEFT JOIN risk_model_edit e ON e.payment_year = {year} AND e.version = x.version AND e.icd = d.icd "
-            f"AND ({applies}) "
-            f"WHERE d.payment_year = {year} AND (e.action IS NULL OR e.action <> 'invalid')"
+            "JOIN risk_model_dx x ON x.payment_year = :year AND x.icd = d.icd "
+            "LEFT JOIN risk_model_edit e ON e.payment_year = :year AND e.version = x.version AND e.icd = d.icd "
+            f"AND ({EDIT_APPLIES}) "
+            "WHERE d.payment_year = :year AND (e.action IS NULL OR e.action <> 'invalid')"
         )
         companion = (
-            f"DELETE FROM risk_cc WHERE payment_year = {year} AND EXISTS (SELECT 1 FROM risk_model_requires r "
-            f"WHERE r.payment_year = {year} AND r.version = risk_cc.version AND r.cc = risk_cc.cc) "
+            "DELETE FROM risk_cc WHERE payment_year = :year AND EXISTS (SELECT 1 FROM risk_model_requires r "
+            "WHERE r.payment_year = :year AND r.version = risk_cc.version AND r.cc = risk_cc.cc) "
             "AND NOT EXISTS (SELECT 1 FROM risk_model_requires r JOIN risk_cc o ON o.cc = r.requires "
-            f"WHERE r.payment_year = {year} AND r.version = risk_cc.version AND r.cc = risk_cc.cc "
+            "WHERE r.payment_year = :year AND r.version = risk_cc.version AND r.cc = risk_cc.cc "
             "AND o.patient_id = risk_cc.patient_id AND o.payment_year = risk_cc.payment_year "
             "AND o.version = risk_cc.version AND o.basis = risk_cc.basis) "
-            f"AND patient_id IN (SELECT m.patient_id FROM risk_member m WHERE {run})"
+            "AND patient_id IN (SELECT m.patient_id FROM risk_member m WHERE m.payment_year = :year AND m.run = :risk_run)"
         )
         hierarchy = (
-            f"UPDATE risk_cc SET superseded = {_bool(dialect, True)} WHERE payment_year = {year} "
-            f"AND patient_id IN (SELECT m.patient_id FROM risk_member m WHERE {run}) "
+            "UPDATE risk_cc SET superseded = (1 = 1) WHERE payment_year = :year "
+            "AND patient_id IN (SELECT m.patient_id FROM risk_member m WHERE m.payment_year = :year AND m.run = :risk_run) "
             "AND EXISTS (SELECT 1 FROM risk_model_hierarchy h JOIN risk_cc o ON o.cc = h.parent "
-            f"WHERE h.payment_year = {year} AND h.version = risk_cc.version AND h.child = risk_cc.cc "
+            "WHERE h.payment_year = :year AND h.version = risk_cc.version AND h.child = risk_cc.cc "
             "AND o.patient_id = risk_cc.patient_id AND o.payment_year = risk_cc.payment_year "
             "AND o.version = risk_cc.version AND o.basis = risk_cc.basis)"
         )
         return [text(mapped), text(companion), text(hierarchy)]
 
-    def _score_statement(self, py: PaymentYear) -> Any:
-        year = py.year
-        run = f"m.payment_year = {year} AND m.run = :{RUN}"
-        versions = " UNION ALL ".join(f"SELECT '{v}' AS version" for v in py.versions)
-        bases = " UNION ALL ".join(f"SELECT '{b}' AS basis" for b in BASES)
-        sql = (
+    @staticmethod
+    def _score_statement() -> Any:
+        """Σ coefficients of the member's terms: the demographic cell and demographic interactions
+        (originally disabled; institutional: ORIGDS, LTIMCAID), each unsuperseded HCC, the disease
+        interactions that hold, the HCC count. A name the model lacks adds nothing."""
+        return text(
             "INSERT INTO risk_score (patient_id, payment_year, version, basis, score, demographic) "
-            "WITH mv AS (SELECT m.patient_id, m.segment, m.cell, m.disabled, v.version, b.basis FROM risk_member m "
-            f"CROSS JOIN ({versions}) v CROSS JOIN ({bases}) b WHERE {run}), "
+            "WITH mv AS (SELECT m.patient_id, m.sex, m.segment, m.cell, m.disabled, m.medicaid, m.orig_disabled, "
+            "m.institutional, v.version, b.basis FROM risk_member m "
+            "CROSS JOIN (SELECT DISTINCT version FROM risk_model_coefficient WHERE payment_year = :year) v "
+            "CROSS JOIN (SELECT 'claims' AS basis UNION ALL SELECT 'all' UNION ALL SELECT 'prior') b "
+            "WHERE m.payment_year = :year AND m.run = :risk_run), "
             "cc AS (SELECT c.patient_id, c.version, c.basis, c.cc FROM risk_cc c "
-            f"JOIN risk_member m ON m.patient_id = c.patient_id AND {run} "
-            f"WHERE c.payment_year = {year} AND NOT c.superseded), "
+            "JOIN risk_member m ON m.patient_id = c.patient_id AND m.payment_year = :year AND m.run = :risk_run "
+            "WHERE c.payment_year = :year AND NOT c.superseded), "
             "grp AS (SELECT DISTINCT cc.patient_id, cc.version, cc.basis, g.grp FROM cc "
-            f"JOIN risk_model_group g ON g.payment_year = {year} AND g.version = cc.version AND g.cc = cc.cc), "
+            "JOIN risk_model_group g ON g.payment_year = :year AND g.version = cc.version AND g.cc = cc.cc), "
             "cnt AS (SELECT patient_id, version, basis, COUNT(*) AS n FROM cc GROUP BY patient_id, version, basis), "
             "terms AS ("
             "SELECT mv.patient_id, mv.version, mv.basis, mv.cell AS name, 1 AS demo FROM mv "
+            "UNION ALL SELECT mv.patient_id, mv.version, mv.basis, mv.segment || CASE WHEN mv.sex = '1' "
+            "THEN 'originallydisabled_male' ELSE 'originallydisabled_female' END, 1 FROM mv WHERE mv.orig_disabled "
+            "UNION ALL SELECT mv.patient_id, mv.version, mv.basis, mv.segment || 'origds', 1 FROM mv "
+            "WHERE mv.orig_disabled AND mv.institutional "
+            "UNION ALL SELECT mv.patient_id, mv.version, mv.basis, mv.segment || 'ltimcaid', 1 FROM mv "
+            "WHERE mv.institutional AND mv.medicaid "
             "UNION ALL SELECT mv.patient_id, mv.version, mv.basis, mv.segment || 'hcc' || cc.cc, 0 FROM mv "
             "JOIN cc ON cc.patient_id = mv.patient_id AND cc.version = mv.version AND cc.basis = mv.basis "
             "UNION ALL SELECT mv.patient_id, mv.version, mv.basis, mv.segment || i.name, 0 FROM mv "
-            f"JOIN risk_model_interaction i ON i.payment_year = {year} AND i.version = mv.version "
+            "JOIN risk_model_interaction i ON i.payment_year = :year AND i.version = mv.version "
             "JOIN grp a ON a.patient_id = mv.patient_id AND a.version = mv.version AND a.basis = mv.basis "
             "AND a.grp = i.group_a "
             "LEFT JOIN grp b ON b.patient_id = mv.patient_id AND b.version = mv.version AND b.basis = mv.basis "
@@ -327,19 +360,8 @@ class RiskEngine:
             "UNION ALL SELECT mv.patient_id, mv.version, mv.basis, mv.segment || "
             "CASE WHEN cnt.n >= 10 THEN 'd10p' ELSE 'd' || CAST(cnt.n AS VARCHAR(4)) END, 0 FROM mv "
             "JOIN cnt ON cnt.patient_id = mv.patient_id AND cnt.version = mv.version AND cnt.basis = mv.basis) "
-            f"SELECT t.patient_id, {year}, t.version, t.basis, COALESCE(SUM(c.value), 0), "
+            "SELECT t.patient_id, :year, t.version, t.basis, COALESCE(SUM(c.value), 0), "
             "COALESCE(SUM(CASE WHEN t.demo = 1 THEN c.value END), 0) FROM terms t "
-            f"LEFT JOIN risk_model_coefficient c ON c.payment_year = {year} AND c.version = t.version "
+            "LEFT JOIN risk_model_coefficient c ON c.payment_year = :year AND c.version = t.version "
             "AND c.name = t.name GROUP BY t.patient_id, t.version, t.basis"
         )
-        return text(sql)
-
-
-def _versions(py: PaymentYear) -> str:
-    return _in(tuple(py.versions))
-
-
-def _bool(dialect: str, value: bool) -> str:
-    if dialect == "postgresql":
-        return "TRUE" if value else "FALSE"
-    return "1" if value else "0"
