@@ -1,6 +1,7 @@
 """Da Vinci RA 2.1 coding gaps over HTTP on both databases: `$ra.evaluate-measure` for a Patient and a
 Group, the suspected open gap for HCC 38 (V28) of a Medicare member whose only E11.9 is clinical and
-its closing once a claim codes it (the stored report follows the claim), historic gaps, the stored
+its closing once a claim codes it (the stored report follows the claim), a pending gap while the
+claim is not yet adjudicated, historic gaps, the stored
 reports found with `category=ra`, request errors, and conformance of reports and bundles to the RA
 profiles (tests/data/davinci-ra) and to the IG's example reports."""
 
@@ -13,11 +14,11 @@ import httpx
 import orjson
 import pytest
 
-from tests.alignment_helpers import TODAY
+from tests.alignment_helpers import ICD, TODAY, claim
 from tests.conftest import SHARED
 from tests.profile_checker import ProfileChecker
 from tests.ra_conformance import code_system_codes, structure
-from tests.risk_helpers import claimed, clinical, medicare_member
+from tests.risk_helpers import claimed, clinical, medicare_member, read_risk, risk
 
 YEAR = TODAY.year  # the clinical evaluation period: this calendar year, feeding payment year YEAR + 1
 PERIOD = {"periodStart": f"{YEAR}-01-01", "periodEnd": f"{YEAR}-12-31"}
@@ -123,6 +124,32 @@ def test_historic_and_net_new_gaps_and_groups(client: httpx.Client) -> None:
     assert (gaps["280"]["ccType"], gaps["280"]["evidenceStatus"]) == ("historic", "closed-gap")
     gaps = _gaps(_reports(bundles[net_new])[0])
     assert (gaps["226"]["ccType"], gaps["226"]["evidenceStatus"]) == ("net-new", "closed-gap")
+
+
+def _set_outcome(c: httpx.Client, eob: str, outcome: str) -> None:
+    resource = c.get(f"/ExplanationOfBenefit/{eob}").json()
+    resource["outcome"] = outcome
+    r = c.put(f"/ExplanationOfBenefit/{eob}", json=resource)
+    assert r.status_code == 200, r.text
+
+
+def test_a_claim_not_yet_adjudicated_makes_the_gap_pending(client: httpx.Client) -> None:
+    """Da Vinci RA evidence-status `pending`: "evidence was received by the payer and is in the process of being
+    evaluated" = an ExplanationOfBenefit whose outcome is queued (or partial). It counts from all sources, not as
+    a claim, until adjudicated; then the stored report closes the gap."""
+    pid = medicare_member(client, _born(71), "male")
+    eob = claim(client, pid, codes=[(ICD, "E11.9")], day=f"{YEAR}-0{min(TODAY.month, 9)}-10", rtype="ExplanationOfBenefit")
+    _set_outcome(client, eob, "queued")
+    report = _reports(_bundles(_ra(client, f"Patient/{pid}"))[pid])[0]
+    assert _conformance_problems(_checker(), report) == []
+    gap = _gaps(report)["38"]
+    assert (gap["ccType"], gap["evidenceStatus"], gap["evidence"]) == ("net-new", "pending", [f"ExplanationOfBenefit/{eob}"])
+    scores = read_risk(risk(client, pid, YEAR + 1))
+    assert [c["code"]["code"] for c in scores.categories] == ["38"] and scores.uplift > 0
+    _set_outcome(client, eob, "complete")
+    (stored,) = _stored(client, pid)
+    assert _gaps(stored)["38"]["evidenceStatus"] == "closed-gap"
+    assert read_risk(risk(client, pid, YEAR + 1)).uplift == 0
 
 
 def test_request_errors(client: httpx.Client) -> None:

@@ -81,7 +81,7 @@ def _day(us: int) -> str:
 
 def _group(category: Category, today: date) -> dict[str, Any]:
     current = [e for e in category.evidence if not e.prior]
-    claims = [e for e in current if e.source_kind == "claims"]
+    claims = [e for e in current if e.source_kind == "claims" and not e.pending]
     status_date = (min(e.date_lo for e in claims) if category.evidence_status == "closed-gap" and claims
                    else max((e.date_lo for e in category.evidence), default=None))
     display = category.label or f"HCC {category.cc}"

@@ -5,9 +5,11 @@ Gap rules (reference/standards.md §5.3; Da Vinci RA 2.1 CodeSystems cc-type, ev
 hierarchical-status, read 2026-12-03):
 * `ccType`: `historic` when claims coded the CC in the year before the diagnosis year; else
   `suspected` when clinical (non-claims) evidence of the diagnosis year supports it; else `net-new`
-  (coded by claims of the diagnosis year only).
-* `evidenceStatus`: `closed-gap` when claims of the diagnosis year code it (the plan will be paid for
-  it), else `open-gap`.
+  (coded by claims of the diagnosis year only, so closed or pending, as the IG requires).
+* `evidenceStatus`: `closed-gap` when adjudicated claims of the diagnosis year code it (the plan will be
+  paid for it); else `pending` when a claim of the diagnosis year that codes it is received but not
+  yet adjudicated (ExplanationOfBenefit.outcome queued or partial; the IG: "evidence was received by
+  the payer and is in the process of being evaluated"); else `open-gap`.
 * `hierarchicalStatus`: `applied-superseded` when a higher CC of the same hierarchy is present,
   else `applied-not-superseded`.
 """
@@ -33,6 +35,7 @@ class Evidence:
     date_lo: int
     source_kind: str
     prior: bool
+    pending: bool  # a claim not yet adjudicated
 
     @property
     def reference(self) -> str:
@@ -89,7 +92,7 @@ def payment_score(py: PaymentYear, raw: dict[str, float]) -> float:
 # Each risk-relevant diagnosis of the member with the CC it maps to per version, after the edits.
 _EVIDENCE_SQL = (
     "SELECT x.version, CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END AS cc, "
-    "d.resource_type, d.resource_id, d.icd, d.code, d.date_lo, d.source_kind, d.prior "
+    "d.resource_type, d.resource_id, d.icd, d.code, d.date_lo, d.source_kind, d.prior, d.pending "
     "FROM risk_dx d JOIN risk_member m ON m.patient_id = d.patient_id AND m.payment_year = d.payment_year "
     "JOIN risk_model_dx x ON x.payment_year = :year AND x.icd = d.icd "
     "LEFT JOIN risk_model_edit e ON e.payment_year = :year AND e.version = x.version AND e.icd = d.icd "
@@ -125,7 +128,8 @@ def read_member_risk(conn: Connection, py: PaymentYear, patient_id: str) -> Memb
     evidence: dict[tuple[str, str], list[Evidence]] = {}
     for r in conn.execute(text(_EVIDENCE_SQL), {"pid": patient_id, "year": year}):
         evidence.setdefault((r.version, r.cc), []).append(
-            Evidence(r.resource_type, r.resource_id, r.icd, r.code, r.date_lo, r.source_kind, bool(r.prior)))
+            Evidence(r.resource_type, r.resource_id, r.icd, r.code, r.date_lo, r.source_kind, bool(r.prior),
+                     bool(r.pending)))
     categories = [_category(version, cc, by_basis, labels.get((version, f"HCC{cc}")),
                             coefficients.get((version, cc)), evidence.get((version, cc), []))
                   for (version, cc), by_basis in _by_cc(ccs).items()]
@@ -162,6 +166,11 @@ def _category(version: str, cc: str, by_basis: dict[str, bool], label: str | Non
         cc_type = "suspected"
     else:
         cc_type = "net-new"
-    status = "closed-gap" if "claims" in by_basis else "open-gap"
+    if "claims" in by_basis:
+        status = "closed-gap"
+    elif any(e.pending for e in current):
+        status = "pending"
+    else:
+        status = "open-gap"
     superseded = by_basis.get("all", by_basis.get("prior", False))
     return Category(version, cc, label, cc_type, status, superseded, coefficient, evidence)

@@ -268,6 +268,7 @@ def risk_parameters(member: MemberRisk) -> dict[str, Any]:
                 _param("code", valueCode=e.code or e.icd),
                 _param("sourceKind", valueCode=e.source_kind),
                 _param("priorYear", valueBoolean=e.prior),
+                _param("pending", valueBoolean=e.pending),
             ]))
         out.append(_param("category", part=parts))
     return {"resourceType": "Parameters", "parameter": out}

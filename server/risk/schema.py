@@ -136,6 +136,8 @@ risk_dx = Table(
     Column("date_lo", BigInteger, nullable=False),
     Column("source_kind", String(CODE_LEN), nullable=False),  # claims | clinical
     Column("prior", Boolean, nullable=False),
+    # Claims evidence not yet adjudicated (an ExplanationOfBenefit whose outcome is queued or partial).
+    Column("pending", Boolean, nullable=False, server_default=false()),
     Index("ix_risk_dx_patient", "patient_id", "payment_year"),
 )
 

@@ -13,8 +13,8 @@ alignment lock, five statements over whole member sets, none per member:
    status, OREC, new-enrollee, disabled, originally-disabled and long-term-institutional flags and
    the model segment (community by dual status and age, `ins_`, `ne_`), resolved into the
    coefficient name of their demographic cell;
-3. `risk_cc` per model version and basis (`claims`: claims diagnoses; `all`: claims and clinical;
-   `prior`: claims of the year before): the diagnoses mapped to CCs after the age/sex edits, a CC that
+3. `risk_cc` per model version and basis (`claims`: adjudicated claims diagnoses; `all`: claims,
+   pending claims and clinical; `prior`: adjudicated claims of the year before): the diagnoses mapped to CCs after the age/sex edits, a CC that
    needs a companion dropped without it, and hierarchies marked (`superseded`);
 4. `risk_score`: the sum of the coefficients of the demographic cell and demographic interactions, of
    each unsuperseded HCC, of the disease interactions that hold and of the HCC-count variable, all
@@ -68,6 +68,12 @@ RUN = "risk_run"
 OREC_PARAM = "medicare-entitlement-reason"
 INSTITUTIONAL_PARAM = "long-term-institutional"
 ESRD_OREC = ("2", "3")  # OREC 2 = ESRD, 3 = DIB and ESRD (https://bluebutton.cms.gov/resources/variables/orec)
+# ExplanationOfBenefit.outcome (R4 RemittanceOutcome) of a claim received but not fully adjudicated:
+# `queued` (processing has not begun), `partial` (some of the adjudication done). Its diagnoses are RA
+# evidence "received by the payer and in the process of being evaluated": `pending` (Da Vinci RA 2.1
+# CodeSystem evidence-status, input/fsh/CS-CodeSystems.fsh, read 2026-12-03); they count from all
+# sources but not as claims until adjudicated.
+PENDING_OUTCOMES = ("queued", "partial")
 # An age/sex edit that applies to the member `m` (hccinfhir model_edits.py).
 EDIT_APPLIES = ("(e.edit_type = 'sex' AND e.sex = m.sex) OR (e.edit_type IN ('age', 'mce_age') AND "
                 "((e.age_max IS NOT NULL AND m.age <= e.age_max) OR (e.age_min IS NOT NULL AND m.age >= e.age_min)))")
@@ -216,12 +222,17 @@ class RiskEngine:
                                 first_year=diagnosis_year(year) - 1)
         found = dict(zip(EVIDENCE_COLUMNS, evidence_select(self.keys, window, self.codes_key, members).subquery("found").c))
         dx_start = _day_us(date(diagnosis_year(year), 1, 1))
+        outcome = (select(idx_token.c.rid).where(
+            idx_token.c.rtype == "ExplanationOfBenefit", idx_token.c.rid == found["resource_id"],
+            idx_token.c.h_param == searchparams.param_hash("ExplanationOfBenefit", "outcome"),
+            idx_token.c.code.in_(PENDING_OUTCOMES)).exists())
         query = select(
             found["patient_id"], literal(year), found["category"], found["resource_type"], found["resource_id"],
             found["code"], found["date_lo"], found["source_kind"], flag(found["date_lo"] < dx_start),
+            flag((found["resource_type"] == "ExplanationOfBenefit") & outcome),
         ).where(found["source_kind"].in_(("claims", "clinical")))
         columns = ["patient_id", "payment_year", "icd", "resource_type", "resource_id", "code", "date_lo",
-                   "source_kind", "prior"]
+                   "source_kind", "prior", "pending"]
         return insert(risk_dx).from_select(columns, query)
 
     def _member_statement(self, dialect: str, year: int, members: Members) -> Any:
@@ -297,7 +308,7 @@ class RiskEngine:
             "JOIN risk_member m ON m.patient_id = d.patient_id AND m.payment_year = :year AND m.run = :risk_run "
             "JOIN (SELECT 'claims' AS basis, 0 AS want_prior, 1 AS claims_only UNION ALL SELECT 'all', 0, 0 "
             "UNION ALL SELECT 'prior', 1, 1) b ON (CASE WHEN d.prior THEN 1 ELSE 0 END) = b.want_prior "
-            "AND (b.claims_only = 0 OR d.source_kind = 'claims') "
+            "AND (b.claims_only = 0 OR (d.source_kind = 'claims' AND NOT d.pending)) "
             "JOIN risk_model_dx x ON x.payment_year = :year AND x.icd = d.icd "
             "LEFT JOIN risk_model_edit e ON e.payment_year = :year AND e.version = x.version AND e.icd = d.icd "
             f"AND ({EDIT_APPLIES}) "

@@ -1,5 +1,6 @@
-"""Risk adjustment segments (issue 20): each scored member's OREC, originally-disabled and long-term
-institutional flags (`server/risk/schema.py`, risk_member).
+"""Risk adjustment (issue 20): each scored member's OREC, originally-disabled and long-term institutional
+flags (risk_member), and whether a diagnosis's claim is still pending adjudication (risk_dx);
+`server/risk/schema.py`.
 
 Revision ID: 0120
 Revises: 0020
@@ -16,23 +17,29 @@ down_revision = "0020"
 branch_labels = None
 depends_on = None
 
-COLUMNS = ("orec", "orig_disabled", "institutional")
+
+ADDED = {
+    "risk_member": (sa.Column("orec", sa.String(1), nullable=False, server_default="0"),
+                    sa.Column("orig_disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+                    sa.Column("institutional", sa.Boolean, nullable=False, server_default=sa.false())),
+    "risk_dx": (sa.Column("pending", sa.Boolean, nullable=False, server_default=sa.false()),),
+}
 
 
 def upgrade() -> None:
-    # 0020 creates risk_member from the live schema, which already has these columns: add what is missing.
-    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("risk_member")}
-    columns = [sa.Column("orec", sa.String(1), nullable=False, server_default="0"),
-               sa.Column("orig_disabled", sa.Boolean, nullable=False, server_default=sa.false()),
-               sa.Column("institutional", sa.Boolean, nullable=False, server_default=sa.false())]
-    missing = [c for c in columns if c.name not in present]
-    if missing:
-        with op.batch_alter_table("risk_member") as batch:
-            for column in missing:
-                batch.add_column(column)
+    # 0020 creates the tables from the live schema, which already has these columns: add what is missing.
+    inspector = sa.inspect(op.get_bind())
+    for table, columns in ADDED.items():
+        present = {c["name"] for c in inspector.get_columns(table)}
+        missing = [c for c in columns if c.name not in present]
+        if missing:
+            with op.batch_alter_table(table) as batch:
+                for column in missing:
+                    batch.add_column(column)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("risk_member") as batch:
-        for name in COLUMNS:
-            batch.drop_column(name)
+    for table, columns in ADDED.items():
+        with op.batch_alter_table(table) as batch:
+            for column in columns:
+                batch.drop_column(column.name)
