@@ -15,9 +15,10 @@ from server.auth.store import AuthStore
 from server.config import Settings
 
 DASHBOARD_CLIENT_ID = "planfit-dashboard"
-# Population figures need `user/` scopes, a member view `patient/` scopes; the one write is `user/Group.u`:
-# roster decisions and locking (`$member-decision`, `$confirm-attribution-list`), for users who may.
-DASHBOARD_SCOPE = "launch launch/patient openid fhirUser user/*.rs patient/*.rs user/Group.u"
+# Population figures need `user/` scopes, a member view `patient/` scopes; the writes are `user/Group.u`:
+# roster decisions and locking (`$member-decision`, `$confirm-attribution-list`), for users who may, and
+# `user/MeasureReport.c`: the capitation page's `$capitation-adjustment` (it stores its report).
+DASHBOARD_SCOPE = "launch launch/patient openid fhirUser user/*.rs patient/*.rs user/Group.u user/MeasureReport.c"
 ORIGIN = "builtin"
 
 

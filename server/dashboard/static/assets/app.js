@@ -13,6 +13,8 @@ import {denialsView} from "./denials.js";
 import {completenessView} from "./completeness.js";
 import {projectionView} from "./projection.js";
 import {worklistView} from "./worklist.js";
+import {capitationView} from "./capitation.js";
+import {hccPanel, leversPanel, readRisk} from "./risk.js";
 
 const COHORTS = ["nonclaims-smi", "nonclaims-sud", "misaligned", "candidates-ny-harp", "candidates-dsnp",
                  "candidates-csnp"];
@@ -89,7 +91,8 @@ function header(session) {
                h("a", {href: "#audit", "data-tab": "audit"}, "Quarterly audit"),
                h("a", {href: "#denials", "data-tab": "denials"}, "Denials"),
                h("a", {href: "#completeness", "data-tab": "completeness"}, "Completeness"),
-               h("a", {href: "#projection", "data-tab": "projection"}, "Projection"));
+               h("a", {href: "#projection", "data-tab": "projection"}, "Projection"),
+               h("a", {href: "#capitation", "data-tab": "capitation"}, "Capitation"));
   }
   if (session.patient) links.push(h("a", {href: `#member/${session.patient}`, "data-tab": "member"}, "Member"));
   if (hasScope(session, "user/")) links.push(h("a", {href: "#rosters", "data-tab": "rosters"}, "Rosters"));
@@ -103,7 +106,7 @@ function header(session) {
 async function route(session) {
   const member = location.hash.match(/^#member\/([A-Za-z0-9.-]{1,64})$/);
   const roster = location.hash.match(/^#roster\/([A-Za-z0-9.-]{1,64})(\?.*)?$/);
-  const page = location.hash.match(/^#(worklist|audit|denials|completeness|projection)(?:\?(.*))?$/);
+  const page = location.hash.match(/^#(worklist|audit|denials|completeness|projection|capitation)(?:\?(.*))?$/);
   const population = hasScope(session, "user/");
   const view = member || !population ? "member" : roster ? "roster" : location.hash === "#rosters" ? "rosters"
     : page ? page[1] : "population";
@@ -123,6 +126,7 @@ async function route(session) {
   else if (view === "denials") await denialsView(session, main).catch(showError);
   else if (view === "completeness") await completenessView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
   else if (view === "projection") await projectionView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
+  else if (view === "capitation") capitationView(session, main);
   else await populationView(session);
   if (document.body.dataset.ready !== "error") document.body.dataset.ready = view;
 }
@@ -301,11 +305,12 @@ async function memberView(session, id) {
   main.replaceChildren(h("p", {class: "muted"}, "Loading member…"));
   const period = measurementPeriod();
   const individual = `&reportType=subject&subject=Patient/${id}`;
-  const [patient, finding, report, gaps] = await Promise.allSettled([
+  const [patient, finding, report, gaps, risk] = await Promise.allSettled([
     fhirGet(session, `Patient/${id}`),
     fhirGet(session, `Patient/${id}/$alignment`).then(alignmentFinding),
     evaluate(session, "product-alignment", period, individual).then(learnReportNames),
     evaluate(session, "nonclaims-bh-dx", period, individual).then(codingGaps),
+    fhirGet(session, `Patient/${id}/$risk`).then(readRisk),
   ]);
   if (patient.status === "rejected") {
     showError(patient.reason);
@@ -319,7 +324,9 @@ async function memberView(session, id) {
     return;
   }
   const f = finding.value;
-  main.replaceChildren(heading, summary(f), h("div", {class: "grid"},
+  // Risk adjustment only for members the CMS-HCC model scores (Medicare): the levers and the HCC list.
+  const riskPanels = risk.status === "fulfilled" ? [leversPanel(risk.value), hccPanel(risk.value)] : [];
+  main.replaceChildren(heading, summary(f), ...riskPanels, h("div", {class: "grid"},
     nonClaimsPanel(f, gaps), eligiblePanel(f), evidencePanel(f), coveragePanel(f), reportPanel(report)));
 }
 

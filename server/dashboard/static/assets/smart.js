@@ -4,7 +4,8 @@
 
 const CLIENT_ID = "planfit-dashboard";
 export const SCOPES = {
-  population: "openid fhirUser user/*.rs",
+  // The capitation page computes (and stores) a capitation MeasureReport: create on MeasureReport.
+  population: "openid fhirUser user/*.rs user/MeasureReport.c",
   member: "openid fhirUser launch/patient patient/*.rs",
   ehr: "launch openid fhirUser patient/*.rs user/*.rs",
   // Attribution rosters: read everything the user may see, update Groups (decisions, locking).
