@@ -183,7 +183,7 @@ class RiskEngine:
         that shows a score "as of now" writes nothing, and such reads run side by side."""
         AlignmentEngine.shared_lock(conn)
         self._postgres_plan(conn, self._listed)
-        params = {RUN: time_ns() // 1000, MEMBER_IDS: sorted(set(patient_ids))}
+        params = {RUN: time_ns() // 1000, "year": payment_year, MEMBER_IDS: sorted(set(patient_ids))}
         for statement in self._statements(conn.dialect.name, self.model.years[payment_year], self._listed):
             conn.execute(statement, params)
 
