@@ -23,6 +23,7 @@ from server.bulk.api import with_export_capability
 from server.fhir.headers import SecurityHeadersMiddleware
 from server.fhir.http import error_response
 from server.fhir.limits import LimitsMiddleware
+from server.fhir.reindex import run_requested as run_requested_reindex
 from server.alignment.api import install_alignment
 from server.fhir.routes import router as fhir_router
 from server.fhir.service import FhirService
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         migrate(engine)
+        run_requested_reindex(engine)
         app.state.bulk.start()
         yield
         app.state.bulk.stop()

@@ -16,6 +16,7 @@ from server.auth import commands as auth_commands
 from server.bulk import commands as bulk_commands
 from server import demo
 from server.config import Settings, SettingsError
+from server.fhir import commands as fhir_commands
 from server.loader import commands as loader_commands
 from server.risk import synth as risk_synth
 from server.ops.logging import logging_config
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands.register(sub)
     auth_commands.register(sub)
     bulk_commands.register(sub)
+    fhir_commands.register(sub)
     loader_commands.register(sub)
     demo.register(sub)
     bench_commands.register(sub)

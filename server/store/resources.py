@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Collection, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, tuple_, update
 
@@ -249,12 +249,31 @@ class WriteTransaction:
                 for rtype, rids in by_type.items():
                     for chunk in chunks(rids):
                         self.conn.execute(delete(table).where(table.c.rtype == rtype, table.c.rid.in_(chunk)))
-        for attr, (table, cols) in _INDEX_COLUMNS.items():
-            rows = [(w.rtype, w.rid, *values) for w in writes if w.index is not None for values in getattr(w.index, attr)]
-            self._bulk_insert(table.name, ("rtype", "rid", *cols), rows)
+        insert_index_rows(self.conn, [(w.rtype, w.rid, w.index) for w in writes if w.index is not None])
 
     def _bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
         bulk_insert(self.conn, table, columns, rows)
+
+
+def insert_index_rows(conn: Connection, indexed: Sequence[tuple[str, str, object]]) -> None:
+    """Insert the index rows (`searchparams.IndexRows`) of (resource type, id) pairs, one bulk insert per table."""
+    for attr, (table, cols) in _INDEX_COLUMNS.items():
+        rows = [(rtype, rid, *values) for rtype, rid, index in indexed for values in getattr(index, attr)]
+        bulk_insert(conn, table.name, ("rtype", "rid", *cols), rows)
+
+
+def delete_parameter_rows(conn: Connection, rtype: str, h_params: Collection[int]) -> None:
+    """Delete every index row of these parameters of one resource type (before they are indexed anew)."""
+    for table, _cols in _INDEX_COLUMNS.values():
+        conn.execute(delete(table).where(table.c.rtype == rtype, table.c.h_param.in_(list(h_params))))
+
+
+def current_contents(conn: Connection, rtype: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+    """(id, content) of the live resources of one type with ids after `after`, in id order: a keyset page."""
+    r = resources.c
+    stmt = (select(r.rid, r.content).where(r.rtype == rtype, r.rid > after, r.deleted.is_(False))
+            .order_by(r.rid).limit(limit))
+    return [tuple(row) for row in conn.execute(stmt)]
 
 
 def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:

@@ -130,3 +130,13 @@ idx_reference = Table(
 )
 
 INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference)
+
+# Search parameters whose index rows must be (re)built from the stored resources: written by the
+# migrations that add parameters (`migrations/reindex.py`) and by `planfit reindex`; emptied by the
+# server that builds them at start (`server/fhir/reindex.py`).
+reindex_request = Table(
+    "reindex_request",
+    metadata,
+    Column("rtype", String(TYPE_LEN), primary_key=True),
+    Column("code", String(64), primary_key=True),
+)

@@ -7,9 +7,8 @@ Create Date: 2026-11-23 12:00:00
 
 The PlanFit search parameters (`server/fhir/data/planfit_search_parameters.json`: Coverage period,
 plan and dual status; Claim/ExplanationOfBenefit diagnoses and service dates) are indexed on every
-write from now on; resources stored before this revision get their rows here, so searches and the
-alignment engine see them too. The backfill reads the parameter definitions of the code that runs
-it, which is what the server writing new rows uses as well.
+write from now on; resources stored before this revision get their rows at the server's next start
+(`server/fhir/reindex.py`): this revision only requests that, so it runs no live code.
 
 `ix_token_res` and `ix_date_res` become (rtype, rid, h_param), the shape `ix_reference_res` already
 has: looking up one parameter of one resource is then a full-key probe, which every planner prefers
@@ -24,7 +23,7 @@ import orjson
 import sqlalchemy as sa
 from alembic import op
 
-from server.store.migrations.backfill import backfill
+from server.store.migrations.reindex import request_reindex
 
 revision = "0003"
 down_revision = "0001"
@@ -112,7 +111,7 @@ def upgrade() -> None:
     for table, index in (("idx_token", "ix_token_res"), ("idx_date", "ix_date_res")):
         op.drop_index(index, table_name=table)
         op.create_index(index, table, ["rtype", "rid", "h_param"])
-    _backfill_planfit_parameters(op.get_bind())
+    _request_planfit_parameters(op.get_bind())
 
 
 def downgrade() -> None:
@@ -132,5 +131,5 @@ def _planfit_parameters() -> dict[str, list[str]]:
     return {rtype: list(params) for rtype, params in orjson.loads(raw)["parameters"].items()}
 
 
-def _backfill_planfit_parameters(conn: sa.Connection) -> None:
-    backfill(conn, _planfit_parameters())
+def _request_planfit_parameters(conn: sa.Connection) -> None:
+    request_reindex(conn, _planfit_parameters())

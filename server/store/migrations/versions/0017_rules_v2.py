@@ -12,7 +12,8 @@ run notifies the cohort Groups like any evaluation, so a Group whose membership 
 version and `_history` keeps the v1 version: the drift is visible, never a silent rewrite.
 
 The new parameters (Coverage and Patient `ny-harp-status`, Patient `opwdd`, Condition `asserted-date`) are indexed for the
-resources already stored; rows a pre-0003 database got from 0003's backfill are replaced, not doubled.
+resources already stored at the server's next start (`server/fhir/reindex.py` replaces a parameter's rows, never
+doubles them).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from server.fhir.searchparams import param_hash
-from server.store.migrations.backfill import backfill
+from server.store.migrations.reindex import request_reindex
 
 revision = "0017"
 down_revision = ("0016", "0003")
@@ -52,13 +52,7 @@ def upgrade() -> None:
         sa.Column("version", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    conn = op.get_bind()
-    for table in ("idx_token", "idx_date"):
-        rows = sa.table(table, sa.column("rtype"), sa.column("h_param"))
-        for rtype, codes in NEW_PARAMETERS.items():
-            conn.execute(rows.delete().where(rows.c.rtype == rtype,
-                                             rows.c.h_param.in_([param_hash(rtype, c) for c in codes])))
-    backfill(conn, NEW_PARAMETERS)
+    request_reindex(op.get_bind(), NEW_PARAMETERS)
 
 
 def downgrade() -> None:
