@@ -1,37 +1,46 @@
-"""The ASGI application: wires settings, store, FHIR service and routes together."""
+"""The ASGI application: lists the features and assembles them, once (`server/fhir/features.py`).
+
+Each feature declares its routes, CapabilityStatement operations, start-up and shutdown tasks,
+middleware and hook implementations; `assemble` adds them to the app. Route order does not matter
+(operation paths never match the generic REST routes). The list order does, in three declared ways:
+start-up tasks run in it (auth before the dashboard that registers its client), shutdown tasks in
+reverse, and each feature's middleware wraps the previous ones (ops, last, is the outermost).
+"""
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from typing import Sequence
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.audit.routes import install_audit
-from server.bulk.service import BulkExports
-from server.cohorts.routes import install_cohorts
-from server.auth.install import install_auth
+from server.alignment.api import alignment_engine, alignment_feature
+from server.audit.routes import audit_feature
+from server.auth.install import auth_feature
+from server.bulk.api import bulk_feature
+from server.cohorts.routes import cohorts_feature
 from server.config import Settings
-from server.dashboard.routes import install_dashboard
+from server.dashboard.routes import dashboard_feature
 from server.fhir.errors import FhirError
-from server.bulk.api import router as export_router
-from server.bulk.api import with_export_capability
+from server.fhir.features import POST_COMMIT, PRE_WRITE, Feature, Hooks
 from server.fhir.headers import SecurityHeadersMiddleware
 from server.fhir.http import error_response
 from server.fhir.limits import LimitsMiddleware
 from server.fhir.reindex import run_requested as run_requested_reindex
-from server.alignment.api import install_alignment
 from server.fhir.routes import router as fhir_router
 from server.fhir.service import FhirService
-from server.measures.operation import install_measures
-from server.risk.routes import install_risk
-from server.ops.install import install_ops
-from server.projection.routes import install_projection
-from server.rosters.routes import install_rosters
+from server.measures.operation import measures_feature
+from server.ops.install import ops_feature
+from server.projection.routes import projection_feature
+from server.risk.routes import risk_feature
+from server.rosters.routes import rosters_feature
 from server.store.db import make_engine, migrate
 from server.store.resources import Store
 
@@ -40,40 +49,76 @@ log = logging.getLogger("planfit")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    engine = make_engine(settings.database_url)
+    db = make_engine(settings.database_url)
+    store = Store(db)
+    service = FhirService(store, settings)
+    hooks = Hooks()
+    alignment = alignment_engine(service, settings, hooks)
+    auth = auth_feature(service, settings)
+    features = [
+        Feature(name="fhir", routers=[fhir_router]),
+        bulk_feature(service, settings),
+        alignment_feature(alignment, service, settings),
+        # Before the other PRE_WRITE hooks: a client writing the audit's ids learns that they are the server's.
+        audit_feature(alignment),
+        cohorts_feature(service, alignment),
+        measures_feature(service, alignment),
+        risk_feature(service, alignment, settings),
+        projection_feature(service),
+        rosters_feature(service, alignment.mappings),
+        # Inside auth's middleware, so it sees the authenticated client.
+        Feature(name="limits", middleware=[(LimitsMiddleware, {"settings": settings})]),
+        auth,
+        # Around auth's middleware, so its answers carry the headers too.
+        Feature(name="security-headers", middleware=[(SecurityHeadersMiddleware, {"settings": settings})]),
+        dashboard_feature(auth.state.get("auth"), settings),
+        ops_feature(),
+    ]
+    return assemble(db, store, service, hooks, features)
+
+
+def assemble(db: Engine, store: Store, service: FhirService, hooks: Hooks, features: Sequence[Feature]) -> FastAPI:
+    """The app serving `features`: the schema migrated and requested reindexing done before any
+    feature starts."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        migrate(engine)
-        run_requested_reindex(engine)
-        app.state.bulk.start()
-        yield
-        app.state.bulk.stop()
-        engine.dispose()
+    async def lifespan(_app: FastAPI):
+        await run_in_threadpool(migrate, db)
+        await run_in_threadpool(run_requested_reindex, db)
+        started: list[Feature] = []
+        try:
+            for feature in features:
+                for task in feature.startup:
+                    await run_in_threadpool(task)
+                started.append(feature)
+            yield
+        finally:
+            for feature in reversed(started):
+                for task in feature.shutdown:
+                    await run_in_threadpool(task)
+            db.dispose()
 
     # No Swagger UI: it loads scripts from a CDN, which the pages' Content-Security-Policy refuses.
     app = FastAPI(title="PlanFit FHIR R4 server", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
-    store = Store(engine)
-    app.state.settings = settings
+    app.state.settings = service.settings
     app.state.store = store
-    app.state.fhir = FhirService(store, settings)
-    app.state.bulk = BulkExports(app.state.fhir, settings)
-    app.state.capability_extras = with_export_capability(getattr(app.state, "capability_extras", None))
-    app.include_router(export_router)  # before fhir_router, which would read Patient/$export as a read
-    alignment = install_alignment(app, app.state.fhir, settings)  # before fhir_router: its routes would take $operations
-    install_cohorts(app, app.state.fhir, alignment)  # before fhir_router: cohort reads stream their members
-    install_measures(app, app.state.fhir, alignment)  # before fhir_router: Measure/{id}/$evaluate-measure
-    install_risk(app, app.state.fhir, alignment, settings)  # before fhir_router: Measure/$ra.evaluate-measure
-    install_projection(app, app.state.fhir)  # before install_rosters: its GET Group/{id} would take Group/$alignment-churn
-    install_rosters(app, app.state.fhir, alignment.mappings)  # before fhir_router: Group/{id} reads and the ATR operations
-    install_audit(app, app.state.fhir, alignment)  # before fhir_router: Patient/$worklist
-    app.include_router(fhir_router)
-    app.add_middleware(LimitsMiddleware, settings=settings)  # before install_auth: inside it, it sees the client
-    install_auth(app, settings)
-    app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # around the auth middleware's answers too
-    install_dashboard(app)  # after install_auth: registers its client once auth has started
+    app.state.fhir = service
+    app.state.hooks = hooks
+    app.state.features = tuple(features)
+    for feature in features:
+        for point, implementation in feature.hooks:
+            hooks.add(point, implementation)
+        for router in feature.routers:
+            app.include_router(router)
+        for path, application, name in feature.mounts:
+            app.mount(path, application, name=name)
+        for middleware, options in feature.middleware:
+            app.add_middleware(middleware, **options)
+        for key, value in feature.state.items():
+            setattr(app.state, key, value)
+    service.after_commit.extend(hooks.of(POST_COMMIT))
+    service.write_guards.extend(hooks.of(PRE_WRITE))
     _install_error_handlers(app)
-    install_ops(app)  # last: its middleware is the outermost
     return app
 
 

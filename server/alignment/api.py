@@ -13,18 +13,17 @@
   (`server/alignment/deferred.py`) findings follow a write by a moment instead of before its response.
   It describes the whole server's writes, so it needs a `system/` scope.
 
-The router is included ahead of the generic REST routes, which would otherwise take
-`/fhir/$evaluate-alignment` for a create of type "$evaluate-alignment".
+Other features add parameters to a member's `$alignment` answer through the `ALIGNMENT_PARAMETERS`
+hook (risk adjustment: the second lever).
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
 from typing import Any, Callable
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -32,15 +31,18 @@ from server.alignment.codes import search_lookup
 from server.alignment.deferred import DeferredEvaluation
 from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
 from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, member_finding
+from server.alignment.hooks import ALIGNMENT_PARAMETERS
 from server.alignment.mappings import MappingError, load_mappings
-from server.alignment.plans import install_catalogue, plan_reference
+from server.alignment.plans import PlanCatalogue, plan_reference
 from server.config import Settings
 from server.fhir.consistency import ConsistencyMiddleware
 from server.fhir.context import PATIENT_REPORTED, Reads, RequestContext, context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
+from server.fhir.features import POST_COMMIT, PRE_WRITE, Feature, Hooks, Operation
 from server.fhir.http import fhir_response
-from server.fhir.service import FhirService, Reply
+from server.fhir.service import FhirService
+from server.fhir.types import Reply
 
 log = logging.getLogger("planfit.alignment")
 router = APIRouter(prefix="/fhir")
@@ -51,64 +53,42 @@ Extras = Callable[[str], dict]
 ALIGNMENT_READS = Reads(("Condition", "Coverage", "Claim", "ExplanationOfBenefit"))
 
 
-def install_alignment(app: FastAPI, service: FhirService, settings: Settings) -> AlignmentEngine:
-    """Load the mappings (a broken file stops the server with the loader's message), start the engine,
-    keep findings current after every committed write, and serve the operations."""
+def alignment_engine(service: FhirService, settings: Settings, hooks: Hooks) -> AlignmentEngine:
+    """Load the mappings (a broken file stops the server with the loader's message) and make the engine,
+    which calls the POST_EVALUATION and EVALUATED implementations in `hooks`."""
     try:
         mappings = load_mappings(settings.mappings_dir or None, rates_file=settings.rates_file or None)
         config = EngineConfig.parse(settings.lookback_months, settings.evaluation_date, settings.alignment_mode)
     except (MappingError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(f"planfit: cannot start: {exc}") from None
-    engine = AlignmentEngine(service.store.engine, mappings, config)
-    deferred = DeferredEvaluation(engine) if config.mode == "deferred" else None
-    service.after_commit.append(deferred.on_commit if deferred else engine.on_commit)
     service.valueset_lookup = search_lookup(mappings)
-    app.state.alignment = engine
-    # Features append parameters to a member's `$alignment` answer (risk adjustment: the second lever):
-    # each is called with the finding and returns the parameters to add.
-    app.state.alignment_extras = []
-    app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
-    app.include_router(router)
-    app.add_middleware(ConsistencyMiddleware, progress=engine.progress, wait_seconds=settings.alignment_wait_seconds)
-    _prepare_at_startup(app, service, engine, deferred)
-    return engine
+    return AlignmentEngine(service.store.engine, mappings, config, hooks)
 
 
-def _prepare_at_startup(app: FastAPI, service: FhirService, engine: AlignmentEngine,
-                        deferred: DeferredEvaluation | None) -> None:
-    """After the app's own start-up (which migrates the schema), seed and load the plan catalogue,
-    install the value-set code rows and start the deferred mode's worker; stop it at shutdown."""
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: FastAPI):
-        async with inner(application) as state:
-            await run_in_threadpool(install_catalogue, service, engine)
-            await run_in_threadpool(engine.prepare)
-            if deferred is not None:
-                deferred.start()
-            try:
-                yield state
-            finally:
-                if deferred is not None:
-                    await run_in_threadpool(deferred.stop)
-
-    app.router.lifespan_context = lifespan
-
-
-def _with_operations(previous: Extras | None) -> Extras:
-    def extras(base: str) -> dict:
-        parts = dict(previous(base)) if previous else {}
-        parts["operation"] = [*parts.get("operation", []),
-                              {"name": "evaluate-alignment", "definition": _DEFINITION + "evaluate-alignment"}]
-        by_type = dict(parts.get("resourceOperation", {}))
-        by_type["Patient"] = [*by_type.get("Patient", []),
-                              {"name": "alignment", "definition": _DEFINITION + "Patient-alignment"}]
-        parts["resourceOperation"] = by_type
-        return parts
-
-    return extras
+def alignment_feature(engine: AlignmentEngine, service: FhirService, settings: Settings) -> Feature:
+    """Keep findings current after every committed write (at once, or by the deferred worker); at
+    start-up seed and load the plan catalogue and install the value-set code rows; serve the operations."""
+    deferred = DeferredEvaluation(engine) if engine.config.mode == "deferred" else None
+    catalogue = PlanCatalogue(service, engine)
+    startup: list[Callable[[], None]] = [catalogue.start, engine.prepare]
+    shutdown: list[Callable[[], None]] = []
+    if deferred is not None:
+        startup.append(deferred.start)
+        shutdown.append(deferred.stop)
+    return Feature(
+        name="alignment",
+        routers=[router],
+        operations=[Operation("evaluate-alignment", _DEFINITION + "evaluate-alignment"),
+                    Operation("alignment", _DEFINITION + "Patient-alignment", "Patient")],
+        startup=startup,
+        shutdown=shutdown,
+        middleware=[(ConsistencyMiddleware, {"progress": engine.progress,
+                                             "wait_seconds": settings.alignment_wait_seconds})],
+        hooks=[(POST_COMMIT, deferred.on_commit if deferred else engine.on_commit),
+               (POST_COMMIT, catalogue.on_commit), (PRE_WRITE, catalogue.guard)],
+        state={"alignment": engine},
+    )
 
 
 def engine_of(request: Request) -> AlignmentEngine:
@@ -141,14 +121,13 @@ async def alignment_status(request: Request) -> Response:
 @router.get("/Patient/{rid}/$alignment", summary="A member's product-alignment finding")
 async def patient_alignment(rid: str, request: Request) -> Response:
     ctx = context_of(request)
-    service: FhirService = request.app.state.fhir
     engine = engine_of(request)
 
     def work() -> Reply:
         with engine.db.connect() as conn:
             finding = ready_finding(conn, ctx, rid)
         body = finding_parameters(finding)
-        body["parameter"] += [p for extra in request.app.state.alignment_extras for p in extra(finding)]
+        body["parameter"] += [p for extra in request.app.state.hooks.of(ALIGNMENT_PARAMETERS) for p in extra(finding)]
         return Reply(200, orjson.dumps(body))
 
     return fhir_response(await run_in_threadpool(work))

@@ -19,7 +19,7 @@ import threading
 
 from server.alignment.engine import AlignmentEngine
 from server.alignment.index_keys import READ_TYPES
-from server.fhir.service import WriteContext, Written
+from server.fhir.types import WriteContext, Written
 
 log = logging.getLogger("planfit.alignment")
 

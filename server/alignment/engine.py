@@ -72,7 +72,9 @@ from server.alignment.touched import (
     watermark_to_counter,
 )
 from server.alignment.window import EvaluationWindow, today_utc
-from server.fhir.service import WriteContext, Written
+from server.alignment.hooks import EVALUATED, POST_EVALUATION
+from server.fhir.features import Hooks
+from server.fhir.types import WriteContext, Written
 from server.store.alignment_schema import (
     FINDING_TABLES,
     alignment_evaluated,
@@ -93,9 +95,6 @@ log = logging.getLogger("planfit.alignment")
 EVALUATION_TABLES = tuple(t.name for t in (resources, resource_history, idx_token, idx_date, idx_reference,
                                            alignment_evaluated, *FINDING_TABLES))
 Stage = tuple[Table, tuple[str, ...], Select]  # the table a stage fills, its columns, the SELECT filling them
-# Runs inside an evaluation's transaction, after its findings are written: (connection, the members
-# evaluated, the statement parameters binding them). What it writes commits with the findings.
-EvaluationListener = Callable[[Connection, Members, dict[str, object]], None]
 
 
 MODES = ("sync", "deferred")
@@ -137,8 +136,9 @@ class RunSummary:
 
 
 class AlignmentEngine:
-    def __init__(self, db: Engine, mappings: Mappings, config: EngineConfig):
+    def __init__(self, db: Engine, mappings: Mappings, config: EngineConfig, hooks: Hooks | None = None):
         self.db = db
+        self.hooks = hooks or Hooks()  # POST_EVALUATION and EVALUATED implementations (`hooks.py`)
         self.mappings = mappings
         self.config = config
         self.keys = IndexKeys.resolve()
@@ -149,7 +149,6 @@ class AlignmentEngine:
         self._listed = Members.listed(db.dialect.name)
         self._statements: dict[tuple[EvaluationWindow, Members], tuple[Executable, ...]] = {}
         self._statements_lock = threading.Lock()  # requests evaluate in worker threads
-        self.listeners: list[EvaluationListener] = []
         self.statistics_tables = list(EVALUATION_TABLES)  # a listener adds the tables it reads
         self._next_recovery = 0.0  # monotonic time of this process's next look for unevaluated writes
 
@@ -205,9 +204,14 @@ class AlignmentEngine:
             self.recover(self.config.recover_after_seconds)
 
     def evaluate_touched(self, patient_ids: Iterable[str]) -> None:
+        ids = sorted(set(patient_ids))
+        if not ids:
+            return
+        started = perf_counter()
         self._refresh_statistics()
-        for chunk in chunks(sorted(set(patient_ids)), self.config.member_chunk):
+        for chunk in chunks(ids, self.config.member_chunk):
             self._evaluate(self._listed, {MEMBER_IDS: chunk})
+        self._observe("incremental", perf_counter() - started)
 
     def recover(self, grace_seconds: float = 0.0) -> int:
         """Evaluate the members of writes committed over `grace_seconds` ago and never evaluated, then move
@@ -234,7 +238,7 @@ class AlignmentEngine:
         write transactions per evaluation transaction, each recorded as evaluated in that same
         transaction; returns how many resource versions. The deferred mode's worker calls this, and
         stops between batches once `stopping` is set."""
-        done = 0
+        done, started = 0, perf_counter()
         while stopping is None or not stopping.is_set():
             latest, through = self.progress()
             if through >= latest:  # a read, so an idle worker's poll takes no lock
@@ -259,6 +263,8 @@ class AlignmentEngine:
             if not written:
                 break
             done += len(written)
+        if done:
+            self._observe("incremental", perf_counter() - started)
         return done
 
     def _refresh_statistics(self) -> None:
@@ -282,8 +288,14 @@ class AlignmentEngine:
         window = self._evaluate(EVERYONE, {}, watermark_to_counter)
         with self.db.connect() as conn:
             statuses = dict(conn.execute(select(findings.c.status, func.count()).group_by(findings.c.status)).all())
-        return RunSummary(sum(statuses.values()), dict(sorted(statuses.items())), window.as_of,
-                          window.lookback_start, perf_counter() - started)
+        summary = RunSummary(sum(statuses.values()), dict(sorted(statuses.items())), window.as_of,
+                             window.lookback_start, perf_counter() - started)
+        self._observe("full", summary.seconds)
+        return summary
+
+    def _observe(self, kind: str, seconds: float) -> None:
+        for observe in self.hooks.of(EVALUATED):
+            observe(kind, seconds)
 
     def evaluate_as_of(self, conn: Connection, as_of: date, patient_ids: list[str]) -> None:
         """Evaluate these members as of another date into the findings tables, in the caller's transaction,
@@ -335,7 +347,7 @@ class AlignmentEngine:
 
     def _notify(self, conn: Connection, members: Members, params: dict[str, object]) -> None:
         """The listeners, after the findings of these members are written, in the same transaction."""
-        for listener in self.listeners:
+        for listener in self.hooks.of(POST_EVALUATION):
             listener(conn, members, params)
 
     def _statements_for(self, window: EvaluationWindow, members: Members) -> tuple[Executable, ...]:

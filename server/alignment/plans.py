@@ -35,7 +35,8 @@ from server.alignment.engine import AlignmentEngine
 from server.alignment.mappings import INTEGRATION_LEVELS, Mappings, Product
 from server.fhir.context import RequestContext
 from server.fhir.errors import FhirError
-from server.fhir.service import FhirService, Written
+from server.fhir.service import FhirService
+from server.fhir.types import Written
 from server.store.schema import resources
 
 log = logging.getLogger("planfit.alignment")
@@ -153,7 +154,7 @@ def _area_part(reference: str, locations: dict[str, dict]) -> AreaPart:
 
 
 def catalogue_guard(mappings: Mappings):
-    """A `FhirService.write_guards` entry: catalogue plans cannot be deleted, other plans not created, and
+    """A PRE_WRITE hook: catalogue plans cannot be deleted, other plans not created, and
     a plan's rule parts must be ones the engine can apply (422 naming the element)."""
     products = {p.code: p for p in mappings.products}
     urls = {vs.url for vs in mappings.value_sets.values()}
@@ -201,25 +202,27 @@ def _refuse(where: str, message: str) -> None:
     raise FhirError.of(422, "business-rule", message, where)
 
 
-def install_catalogue(service: FhirService, engine: AlignmentEngine) -> None:
-    """At start-up, before the engine's `prepare`: seed, take the stored catalogue into use, then guard the
-    plans and re-evaluate every member after each committed change to the catalogue."""
-    base = engine.mappings
-    created = seed_catalogue(service, base)
-    if created:
-        log.info("plan catalogue seeded: %d resources", created)
+class PlanCatalogue:
+    """The stored catalogue in use: seeded and taken into use at start-up (before the engine's `prepare`),
+    guarded (a PRE_WRITE hook), and re-applied after each committed change to it (a POST_COMMIT hook),
+    which re-evaluates every member."""
 
-    def current() -> Mappings:
-        with engine.db.connect() as conn:
-            return apply_catalogue(base, *stored_catalogue(conn))
+    def __init__(self, service: FhirService, engine: AlignmentEngine):
+        self.service, self.engine, self.base = service, engine, engine.mappings
+        self.guard = catalogue_guard(self.base)
 
-    engine.use_mappings(current())
+    def start(self) -> None:
+        created = seed_catalogue(self.service, self.base)
+        if created:
+            log.info("plan catalogue seeded: %d resources", created)
+        self.engine.use_mappings(self._current())
 
-    def on_commit(written: list[Written], _ctx: Any) -> None:
-        if any(w.rtype in CATALOGUE_TYPES for w in written) and engine.use_mappings(current()):
+    def on_commit(self, written: list[Written], _ctx: Any) -> None:
+        if any(w.rtype in CATALOGUE_TYPES for w in written) and self.engine.use_mappings(self._current()):
             log.info("plan catalogue changed: re-evaluating every member")
-            engine.evaluate_all()
-            engine.record_rules_version()
+            self.engine.evaluate_all()
+            self.engine.record_rules_version()
 
-    service.write_guards.append(catalogue_guard(base))
-    service.after_commit.append(on_commit)
+    def _current(self) -> Mappings:
+        with self.engine.db.connect() as conn:
+            return apply_catalogue(self.base, *stored_catalogue(conn))

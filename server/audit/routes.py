@@ -22,8 +22,6 @@
   `_format=csv` the results per line (`part=lines`, default), per member (`members`) or per billing
   provider (`providers`). It reads claims and findings of every member: population reads, plus
   create/update on MeasureReport and Group for the POST.
-
-Included ahead of the generic REST routes, which would read `Patient/$worklist` as a Patient id.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from time import time_ns
 
 import orjson
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -59,9 +57,11 @@ from server.audit.worklist import parse_query, read_page
 from server.fhir.context import context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
+from server.fhir.features import PRE_WRITE, Feature, Operation
 from server.fhir.http import fhir_response, json_body
 from server.alignment.api import ALIGNMENT_READS
-from server.fhir.service import FhirService, Reply
+from server.fhir.service import FhirService
+from server.fhir.types import Reply
 from server.measures.params import body_items
 
 log = logging.getLogger("planfit.audit")
@@ -70,35 +70,24 @@ _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/"
 Extras = Callable[[str], dict]
 
 
-def install_audit(app: FastAPI, service: FhirService, engine: AlignmentEngine) -> None:
-    """Serve the audit routes and protect the stored audit reports. Call after `install_measures` (its
-    code displays name the strata) and before the generic REST routes."""
+def audit_feature(engine: AlignmentEngine) -> Feature:
+    """Serve the audit routes and protect the stored audit reports (the quarter's strata are named with
+    the measures' code displays, `app.state.measures`)."""
     try:
-        app.state.benefits = load_benefits(engine.mappings)  # a broken matrix stops the server
+        benefits = load_benefits(engine.mappings)  # a broken matrix stops the server
     except MappingError as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(f"planfit: cannot start: {exc}") from None
-    app.state.audit_engine = engine
-    # First: a client writing these ids learns that they are the server's, before any other guard's reason.
-    service.write_guards[:0] = [refuse_client_writes, denials.refuse_client_writes]
-    app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
-    app.include_router(router)
-
-
-def _with_operations(previous: Extras | None) -> Extras:
-    def extras(base: str) -> dict:
-        parts = dict(previous(base)) if previous else {}
-        by_type = dict(parts.get("resourceOperation", {}))
-        by_type["Patient"] = [*by_type.get("Patient", []), {"name": "worklist", "definition": _DEFINITION + "Patient-worklist"}]
-        by_type["ExplanationOfBenefit"] = [*by_type.get("ExplanationOfBenefit", []),
-                                           {"name": "denial-root-cause", "definition": _DEFINITION + "denial-root-cause"}]
-        by_type["Measure"] = [*by_type.get("Measure", []),
-                              {"name": "audit-quarter", "definition": _DEFINITION + "Measure-audit-quarter"},
-                              {"name": "completeness", "definition": _DEFINITION + "Measure-completeness"}]
-        parts["resourceOperation"] = by_type
-        return parts
-
-    return extras
+    return Feature(
+        name="audit",
+        routers=[router],
+        operations=[Operation("worklist", _DEFINITION + "Patient-worklist", "Patient"),
+                    Operation("denial-root-cause", _DEFINITION + "denial-root-cause", "ExplanationOfBenefit"),
+                    Operation("audit-quarter", _DEFINITION + "Measure-audit-quarter", "Measure"),
+                    Operation("completeness", _DEFINITION + "Measure-completeness", "Measure")],
+        hooks=[(PRE_WRITE, refuse_client_writes), (PRE_WRITE, denials.refuse_client_writes)],
+        state={"benefits": benefits, "audit_engine": engine},
+    )
 
 
 @router.get("/Patient/$worklist", summary="Members with findings: filtered, by estimated impact, a page at a time")

@@ -1,13 +1,10 @@
-"""Wiring of SMART authorization and auditing into the FastAPI app (one call from `create_app`)."""
+"""SMART authorization and auditing as a feature of the app (`server/fhir/features.py`)."""
 
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
-from typing import Any, Callable
+from typing import Any
 
-from fastapi import FastAPI
-from fastapi.concurrency import run_in_threadpool
 
 from server.auth.audit import AuditTrail
 from server.auth.discovery import capability_security
@@ -16,6 +13,8 @@ from server.auth.routes import discovery_router, router
 from server.auth.runtime import AuthRuntime
 from server.auth.urls import Urls
 from server.config import Settings
+from server.fhir.features import Feature
+from server.fhir.service import FhirService
 
 log = logging.getLogger("planfit.auth")
 
@@ -25,59 +24,28 @@ AUTH_OFF_WARNING = (
 )
 
 
-def install_auth(app: FastAPI, settings: Settings) -> None:
-    """Install authentication (the request context), the /auth endpoints, discovery and the audit trail."""
-    enabled = settings.auth == "on"  # the setting admits only on/off: a typo cannot disable auth
-    fhir = app.state.fhir
-    audit = AuditTrail(app.state.store.engine)
-    runtime = None
-    if enabled:
-        runtime = AuthRuntime(settings, app.state.store.engine, fhir, audit)
-        app.state.auth = runtime
-        app.include_router(router)
-        _include_first(app, discovery_router)
-        app.state.capability_extras = _with_security(getattr(app.state, "capability_extras", None), settings)
-    app.add_middleware(SmartMiddleware, settings=settings, audit=audit, runtime=runtime)
-    _wrap_lifespan(app, runtime, audit)
+def auth_feature(service: FhirService, settings: Settings) -> Feature:
+    """Authentication (the request context), the /auth endpoints, discovery and the audit trail. Its
+    middleware must wrap every feature route's; with SMART off only the context and the audit remain."""
+    audit = AuditTrail(service.store.engine)
+    middleware = (SmartMiddleware, {"settings": settings, "audit": audit})
+    if settings.auth != "on":  # the setting admits only on/off: a typo cannot disable auth
+        middleware[1]["runtime"] = None
+        return Feature(name="auth", middleware=[middleware],
+                       startup=[lambda: log.warning(AUTH_OFF_WARNING), audit.start], shutdown=[audit.stop])
+    runtime = AuthRuntime(settings, service.store.engine, service, audit)
+    middleware[1]["runtime"] = runtime
 
-
-def _include_first(app: FastAPI, router_to_add) -> None:
-    """Include a router ahead of the existing routes: `/fhir/.well-known/…` must win over the FHIR
-    router's `/fhir/{type}/{id}` pattern, which would otherwise match it first."""
-    before = len(app.router.routes)
-    app.include_router(router_to_add)
-    added = app.router.routes[before:]
-    del app.router.routes[before:]
-    app.router.routes[0:0] = added
-
-
-def _with_security(previous: Callable[[str], dict] | None, settings: Settings) -> Callable[[str], dict]:
-    """CapabilityStatement extras: whatever was there, plus `rest.security`."""
-
-    def extras(fhir_base: str) -> dict[str, Any]:
-        parts = previous(fhir_base) if previous else {}
+    def security(fhir_base: str) -> dict[str, Any]:
         root = settings.base_url.rstrip("/") or fhir_base.removesuffix("/fhir")
-        return {**parts, "security": capability_security(Urls(root))}
+        return {"security": capability_security(Urls(root))}
 
-    return extras
-
-
-def _wrap_lifespan(app: FastAPI, runtime: AuthRuntime | None, audit: AuditTrail) -> None:
-    """Run after the app's own startup (which migrates the schema): load keys and clients, start
-    the audit writer; drain the audit queue at shutdown."""
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: FastAPI):
-        async with inner(application) as state:
-            if runtime is None:
-                log.warning(AUTH_OFF_WARNING)
-            else:
-                await run_in_threadpool(runtime.start)
-            audit.start()
-            try:
-                yield state
-            finally:
-                await run_in_threadpool(audit.stop)
-
-    app.router.lifespan_context = lifespan
+    return Feature(
+        name="auth",
+        routers=[router, discovery_router],
+        capability=security,
+        middleware=[middleware],
+        startup=[runtime.start, audit.start],
+        shutdown=[audit.stop],
+        state={"auth": runtime},
+    )

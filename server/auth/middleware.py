@@ -28,7 +28,8 @@ from server.auth.runtime import AuthRuntime
 from server.auth.urls import Urls
 from server.config import Settings
 from server.fhir.asgi import respond, respond_error
-from server.fhir.context import AuditRecord, FullAccess, RequestContext, WriteContext
+from server.fhir.context import AuditRecord, FullAccess, RequestContext
+from server.fhir.types import WriteContext
 from server.fhir.errors import FhirError, Issue
 
 OPEN_PATHS = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})

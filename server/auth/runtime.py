@@ -13,7 +13,8 @@ from server.auth.registry import ClientRegistry, UserRegistry
 from server.auth.store import AuthStore
 from server.auth.tokens import Authenticator, Verified
 from server.config import Settings
-from server.fhir.context import PATIENT_REPORTED, AuditRecord, RequestContext, WriteContext
+from server.fhir.context import PATIENT_REPORTED, AuditRecord, RequestContext
+from server.fhir.types import WriteContext
 from server.fhir.service import FhirService
 
 # Users who act for themselves or a relative, not as clinicians (SMART "patient-facing" apps).

@@ -1,12 +1,9 @@
 """Bulk Data export routes (`$export`, status polling, file download) under /fhir.
 
-Included before the generic REST routes: `/fhir/Patient/$export` would otherwise be read as a
-read of Patient "$export". The work is done by `server.bulk.service.BulkExports`.
+The work is done by `server.bulk.service.BulkExports`.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -15,8 +12,11 @@ from fastapi.responses import FileResponse, Response
 from server.bulk.kickoff import KickOff
 from server.bulk.service import BulkExports
 from server.fhir.context import context_of
+from server.config import Settings
 from server.fhir.errors import FhirError
+from server.fhir.features import Feature, Operation
 from server.fhir.http import base_url, fhir_response, json_body
+from server.fhir.service import FhirService
 
 router = APIRouter(prefix="/fhir")
 
@@ -27,22 +27,21 @@ _VALUE_KEYS = ("valueString", "valueCode", "valueInstant", "valueDateTime", "val
 
 
 _BULK_DEFINITION = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
-Extras = Callable[[str], dict]
 
 
-def with_export_capability(previous: Extras | None) -> Extras:
-    """CapabilityStatement extras listing the three $export operations, added to `previous`'s."""
-
-    def extras(base: str) -> dict:
-        parts = dict(previous(base)) if previous else {}
-        parts["operation"] = [*parts.get("operation", []), {"name": "export", "definition": _BULK_DEFINITION + "export"}]
-        by_type = dict(parts.get("resourceOperation", {}))
-        for rtype, definition in (("Patient", "patient-export"), ("Group", "group-export")):
-            by_type[rtype] = [*by_type.get(rtype, []), {"name": "export", "definition": _BULK_DEFINITION + definition}]
-        parts["resourceOperation"] = by_type
-        return parts
-
-    return extras
+def bulk_feature(service: FhirService, settings: Settings) -> Feature:
+    """Bulk Data `$export` at system, Patient and Group level, run by this process's export workers."""
+    bulk = BulkExports(service, settings)
+    return Feature(
+        name="bulk",
+        routers=[router],
+        operations=[Operation("export", _BULK_DEFINITION + "export"),
+                    Operation("export", _BULK_DEFINITION + "patient-export", "Patient"),
+                    Operation("export", _BULK_DEFINITION + "group-export", "Group")],
+        startup=[bulk.start],
+        shutdown=[bulk.stop],
+        state={"bulk": bulk},
+    )
 
 
 def bulk_of(request: Request) -> BulkExports:

@@ -26,7 +26,8 @@ from server.config import Settings
 from server.fhir.context import RequestContext, forbidden
 from server.fhir.dates import http_date, instant_text
 from server.fhir.errors import FhirError, Issue, operation_outcome
-from server.fhir.service import FhirService, Reply
+from server.fhir.service import FhirService
+from server.fhir.types import Reply
 
 _US = 1_000_000
 _MAX_PROGRESS = 99  # X-Progress must stay under 100 characters

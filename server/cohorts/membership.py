@@ -19,7 +19,6 @@ only `quantity` and `meta` do; `synchronise` then catches up with findings evalu
 from __future__ import annotations
 
 from functools import lru_cache
-from time import time_ns
 
 import orjson
 from sqlalchemy import BigInteger, Connection, Engine, Executable, Integer, String, bindparam, delete, exists
@@ -32,8 +31,8 @@ from server.cohorts.groups import header
 from server.fhir import searchparams
 from server.store.alignment_schema import alignment_lock
 from server.store.cohort_schema import cohort_members
-from server.store.resources import StagedWrite, Store
-from server.store.schema import idx_reference, resource_history, resources, write_counter
+from server.store.resources import StagedWrite, Store, append_versions
+from server.store.schema import idx_reference, resources
 
 VERSION = "cohort_version"  # bound at execution: the Group version a refresh would write
 MEMBER_PARAM = searchparams.param_hash("Group", "member")
@@ -45,9 +44,8 @@ class CohortMaintainer:
         self.store = store
 
     def follow(self, engine: AlignmentEngine) -> None:
-        """Refresh the cohorts inside every evaluation of `engine`, which keeps their table's statistics
-        fresh with its own."""
-        engine.listeners.append(self.refresh)
+        """`refresh` runs inside every evaluation of `engine` (a POST_EVALUATION hook), so the engine keeps
+        the cohort table's statistics fresh with its own."""
         engine.statistics_tables.append(cohort_members.name)
 
     def ensure_headers(self) -> None:
@@ -97,18 +95,15 @@ class CohortMaintainer:
             self._write_versions(conn, changed)
 
     def _write_versions(self, conn: Connection, changed: list[tuple[Cohort, int, int]]) -> None:
-        """New header versions of the changed cohorts, in one write of the store's log: the writer lock
-        first, then the time, as every write does, so `lastUpdated` and `txid` order agree."""
-        txid = conn.execute(update(write_counter).where(write_counter.c.id == 1)
-                            .values(value=write_counter.c.value + 1).returning(write_counter.c.value)).scalar_one()
-        now = time_ns() // 1000
-        for cohort, version, quantity in changed:
-            content = orjson.dumps(header(cohort, version, now, quantity))
-            r = resources.c
-            conn.execute(update(resources).where(r.rtype == "Group", r.rid == cohort.id)
-                         .values(version=version, txid=txid, lu=now, deleted=False, content=content))
-            conn.execute(insert(resource_history).values(rtype="Group", rid=cohort.id, version=version, txid=txid,
-                                                         lu=now, method="PUT", deleted=False, content=content))
+        """New header versions of the changed cohorts, in one write of the store's log."""
+        by_id = {cohort.id: (cohort, quantity) for cohort, _version, quantity in changed}
+
+        def render(rid: str, version: int, now: int) -> bytes:
+            cohort, quantity = by_id[rid]
+            return orjson.dumps(header(cohort, version, now, quantity))
+
+        append_versions(conn, "Group", [(cohort.id, version) for cohort, version, _ in changed], render)
+        for cohort, version, _quantity in changed:
             for statement in _member_index(cohort.id):
                 conn.execute(statement, {VERSION: version})
 

@@ -1,8 +1,8 @@
 """Cohort Groups over HTTP, and the one call that wires them into the app.
 
-Only the full read and vread of the six cohort ids have routes here (included ahead of the generic
-REST routes, which serve everything else about these Groups from their stored headers: search,
-`_history`, `_summary`). Writes to them, and client Groups claiming the cohort identifier system, are
+The full read and vread of the six cohort ids stream their members after the stored header (a
+`READ_RENDER` hook of the generic read); everything else about these Groups is served from the stored
+headers: search, `_history`, `_summary`. Writes to them, and client Groups claiming the cohort identifier system, are
 refused by a `FhirService` write guard, which covers PUT, DELETE, conditional writes and
 transaction/batch entries alike.
 
@@ -13,46 +13,39 @@ cohort of several members is (`server.auth.access`).
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-from typing import Awaitable, Callable, Iterator
+from typing import Iterator
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection, Engine, Select, select
 
 from server.alignment.engine import AlignmentEngine
+from server.alignment.hooks import POST_EVALUATION
 from server.bulk.members import register_group_members
 from server.cohorts.definitions import COHORT_IDS, COHORT_SYSTEM
 from server.cohorts.groups import full_group
 from server.cohorts.membership import CohortMaintainer
 from server.fhir.context import context_of
 from server.fhir.errors import FhirError
-from server.fhir.http import FHIR_JSON, base_url, fhir_response
+from server.fhir.features import PRE_WRITE, READ_RENDER, Feature
+from server.fhir.http import FHIR_JSON, fhir_response
 from server.fhir.routes import service_of
 from server.fhir.service import FhirService
+from server.fhir.types import Reply
 from server.store.cohort_schema import cohort_members
 
 
-def install_cohorts(app: FastAPI, service: FhirService, engine: AlignmentEngine) -> CohortMaintainer:
+def cohorts_feature(service: FhirService, engine: AlignmentEngine) -> Feature:
     """Keep the cohorts current with every alignment evaluation, refuse client writes to them, export
-    their members, and serve them. Call after `install_alignment` and before the generic routes."""
+    their members, and serve them with their members."""
     maintainer = CohortMaintainer(service.store)
     maintainer.follow(engine)
-    service.write_guards.append(_refuse_writes)
     register_group_members(current_members)
-    app.include_router(_router())
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: FastAPI):
-        async with inner(application) as state:  # the schema is migrated by then
-            await run_in_threadpool(maintainer.ensure_headers)
-            await run_in_threadpool(maintainer.synchronise, engine.db)
-            yield state
-
-    app.router.lifespan_context = lifespan
-    return maintainer
+    return Feature(
+        name="cohorts",
+        startup=[maintainer.ensure_headers, lambda: maintainer.synchronise(engine.db)],
+        hooks=[(POST_EVALUATION, maintainer.refresh), (PRE_WRITE, _refuse_writes), (READ_RENDER, _render)],
+    )
 
 
 def _refuse_writes(rtype: str, rid: str, method: str, resource: dict | None) -> None:
@@ -75,42 +68,15 @@ def current_members(_conn: Connection, group_id: str) -> Select | None:
     return select(m.patient_id).where(m.cohort_id == group_id, m.removed_version.is_(None))
 
 
-def _router() -> APIRouter:
-    router = APIRouter(prefix="/fhir")
-    for cohort_id in COHORT_IDS:
-        read, vread = _readers(cohort_id)
-        router.add_api_route(f"/Group/{cohort_id}", read, methods=["GET"], summary=f"Read the cohort Group {cohort_id}")
-        router.add_api_route(f"/Group/{cohort_id}/_history/{{vid}}", vread, methods=["GET"],
-                             summary=f"Read a version of the cohort Group {cohort_id}")
-    return router
-
-
-Endpoint = Callable[..., Awaitable[Response]]
-
-
-def _readers(cohort_id: str) -> tuple[Endpoint, Endpoint]:
-    async def read(request: Request) -> Response:
-        return await _serve(request, cohort_id, None)
-
-    async def vread(request: Request, vid: str) -> Response:
-        return await _serve(request, cohort_id, vid)
-
-    return read, vread
-
-
-async def _serve(request: Request, cohort_id: str, vid: str | None) -> Response:
-    """Read or vread the header as any Group (scopes, 404/410), then stream the members after it."""
-    ctx = context_of(request)
-    service = service_of(request)
-    base = base_url(request)
-    if vid is None:
-        reply = await run_in_threadpool(service.read, "Group", cohort_id, base, ctx)
-    else:
-        reply = await run_in_threadpool(service.vread, "Group", cohort_id, vid, base, ctx)
-    if ctx.access.clauses("Group", "r") or request.query_params.get("_summary") == "true":
+async def _render(request: Request, rtype: str, rid: str, _vid: str | None, reply: Reply) -> Response | None:
+    """A cohort's read or vread (scopes, 404/410 already applied), streamed with the members of that
+    version after its stored header."""
+    if rtype != "Group" or rid not in COHORT_IDS:
+        return None
+    if context_of(request).access.clauses("Group", "r") or request.query_params.get("_summary") == "true":
         return fhir_response(reply)  # the stored header: members omitted, tagged SUBSETTED
     assert reply.body is not None
-    return StreamingResponse(_stream(service.store.engine, reply.body, cohort_id),
+    return StreamingResponse(_stream(service_of(request).store.engine, reply.body, rid),
                              headers=reply.headers, media_type=FHIR_JSON + "; charset=utf-8")
 
 

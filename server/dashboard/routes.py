@@ -8,15 +8,16 @@ app reads data only through /fhir with the access token it obtains by SMART App 
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from server.auth.runtime import AuthRuntime
+from server.config import Settings
 from server.dashboard.client import register_dashboard
+from server.fhir.features import Feature
 
 log = logging.getLogger("planfit.dashboard")
 STATIC = Path(__file__).parent / "static"
@@ -42,19 +43,14 @@ async def app_page() -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
 
-def install_dashboard(app: FastAPI) -> None:
-    """Serve /app/ and its assets; with SMART on, register the dashboard client at start-up."""
-    app.include_router(router)
-    app.mount("/app/assets", StaticFiles(directory=STATIC / "assets"), name="dashboard-assets")
-    inner = app.router.lifespan_context
+def dashboard_feature(auth: AuthRuntime | None, settings: Settings) -> Feature:
+    """Serve /app/ and its assets; with SMART on, register the dashboard client at start-up (after the
+    auth feature has started)."""
 
-    @asynccontextmanager
-    async def lifespan(application: FastAPI):
-        async with inner(application) as state:
-            runtime = getattr(application.state, "auth", None)
-            if runtime is not None:
-                await run_in_threadpool(register_dashboard, runtime.store, application.state.settings)
-                log.info("dashboard client registered")
-            yield state
+    def register() -> None:
+        if auth is not None:
+            register_dashboard(auth.store, settings)
+            log.info("dashboard client registered")
 
-    app.router.lifespan_context = lifespan
+    return Feature(name="dashboard", routers=[router], startup=[register],
+                   mounts=[("/app/assets", StaticFiles(directory=STATIC / "assets"), "dashboard-assets")])

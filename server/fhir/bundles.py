@@ -24,15 +24,14 @@ from server.fhir.errors import FhirError, Issue
 from server.fhir.references import CONDITIONAL_REFERENCE, iter_references
 from server.fhir.service import (
     FhirService,
-    Reply,
     Writer,
-    Written,
     etag,
     new_id,
     parse_if_match,
     status_text,
     valid_id,
 )
+from server.fhir.types import Reply, Written
 from server.store.resources import WriteTransaction
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3, "HEAD": 3}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 import orjson
 
 from server.fhir import searchparams
+from server.fhir.features import Feature, capability_parts
 
 _TYPE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type")
 _COMMON_PARAMS = (
@@ -80,9 +82,8 @@ def _statement(base: str, extras_key: tuple) -> bytes:
     return orjson.dumps(statement)
 
 
-def capability_statement(base: str, app_state) -> bytes:
-    """`app_state.capability_extras(base)` may add rest-level parts (security, operation) and,
-    under the key `resourceOperation`, operations per resource type ({type: [operation, …]})."""
-    extras = getattr(app_state, "capability_extras", None)
-    parts = extras(base) if extras else {}
+def capability_statement(base: str, features: Sequence[Feature]) -> bytes:
+    """The statement of the REST API with what the features declare: operations (system level and per
+    resource type) and rest-level parts such as `security`."""
+    parts = capability_parts(features, base)
     return _statement(base, tuple(sorted((k, orjson.dumps(v)) for k, v in parts.items())))

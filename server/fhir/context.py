@@ -27,19 +27,11 @@ from fastapi import Request
 
 from server.fhir.errors import FhirError, Issue
 from server.fhir.searchparams import IndexRows
+from server.fhir.types import WriteContext
 from server.store.search import AllOfClause, AnyOfClause, CompartmentClause
 
 # Evidence kind of what patient-facing tokens write (SPEC §6): shown, never qualifying.
 PATIENT_REPORTED = "patient-reported"
-
-
-@dataclass(frozen=True)
-class WriteContext:
-    """Who is writing: decides meta.source and the evidence kind of what is written."""
-
-    source: str
-    source_kind: str = "clinical"
-    client_id: str | None = None
 
 
 @dataclass
@@ -115,6 +107,8 @@ class RequestContext:
     audit: AuditRecord
     username: str | None = None
     patient: str | None = None  # the token's patient context
+    publishing: bool = False  # the server writing what it publishes: write guards do not apply
+
 
     @property
     def client_id(self) -> str | None:
@@ -123,7 +117,7 @@ class RequestContext:
     @classmethod
     def server(cls, source: str) -> "RequestContext":
         """The server itself, writing what it publishes (seeded definitions); never audited."""
-        return cls(FullAccess(), WriteContext(source=source), AuditRecord(0, "operation"))
+        return cls(FullAccess(), WriteContext(source=source), AuditRecord(0, "operation"), publishing=True)
 
 
 def context_of(request: Request) -> RequestContext:

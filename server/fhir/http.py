@@ -7,7 +7,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from server.fhir.errors import FhirError
-from server.fhir.service import Reply
+from server.fhir.types import Reply
 
 FHIR_JSON = "application/fhir+json"
 _ACCEPTED_BODY_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")

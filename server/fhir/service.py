@@ -14,20 +14,21 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Iterable
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
 from server.config import Settings
 from server.fhir import searchparams
-from server.fhir.context import RequestContext, WriteContext, forbidden
+from server.fhir.context import RequestContext, forbidden
 from server.fhir.dates import DateValueError, date_range, http_date, instant_text
 from server.fhir.errors import FhirError, Issue, operation_outcome
 from server.fhir.search import ParsedSearch, ValueSetLookup, encode_cursor, parse_search
 from server.fhir.searchparams import IndexRows
 from server.fhir.summary import summarise
+from server.fhir.features import WriteGuard
+from server.fhir.types import AfterCommit, Reply, WriteContext, Written
 from server.fhir.validation import validate_resource
 from server.store.resources import StagedWrite, Store, StoredVersion, WriteTransaction, chunks
 from server.store.schema import resources as resources_table
@@ -50,25 +51,6 @@ _CONFINED_PUT = ("A compartment- or filter-confined token updates only resources
 _CONFINED_CONDITIONAL = ("Conditional requests (If-None-Exist, conditional update or delete, conditional "
                          "references) are not available to a compartment- or filter-confined token: their "
                          "outcome would reveal whether data beyond its reach exists")
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Written:
-    rtype: str
-    rid: str
-    version: int
-    deleted: bool
-    txid: int  # the write transaction's number (`write_counter`)
-
-
-AfterCommit = Callable[[list[Written], WriteContext], None]
 
 
 def valid_id(rid: str) -> bool:
@@ -250,7 +232,7 @@ class Writer:
         when the caller may not delete it (as if absent: no existence oracle)."""
         if current is None or current.deleted or not self._may_change(rtype, current, "d"):
             return None
-        self.service.guard_write(rtype, rid, "DELETE", None)
+        self._guard(rtype, rid, "DELETE", None)
         version = current.version + 1
         self.tx.stage(StagedWrite(rtype, rid, version, "DELETE", None, None, existed=True))
         self.written.append(Written(rtype, rid, version, True, self.tx.txid))
@@ -261,6 +243,13 @@ class Writer:
         is not a write of the caller's (no access check, not in `written`)."""
         system, code = RECORDED_BY_SERVER
         self._store("Provenance", new_id(), 1, "POST", provenance, False, ({"system": system, "code": code},))
+
+    def _guard(self, rtype: str, rid: str, method: str, resource: dict | None) -> None:
+        """The write guards (PRE_WRITE hooks) refuse client writes to what features own; what the server
+        publishes itself passes."""
+        if not self.ctx.publishing:
+            for guard in self.service.write_guards:
+                guard(rtype, rid, method, resource)
 
     def _may_change(self, rtype: str, stored: StoredVersion, interaction: str) -> bool:
         if not self.ctx.access.clauses(rtype, interaction):
@@ -280,7 +269,7 @@ class Writer:
         stamp_meta(resource, self.ctx.writer, tags)
         index = searchparams.index_rows(resource)
         if interaction is not None:
-            self.service.guard_write(rtype, rid, method, resource)
+            self._guard(rtype, rid, method, resource)
             self.ctx.access.check_write(rtype, rid, index, interaction)
         content = stamp(resource, rid, version, self.tx.now_us)
         self.tx.stage(StagedWrite(rtype, rid, version, method, content, index, existed))
@@ -302,10 +291,9 @@ class FhirService:
         self.store = store
         self.settings = settings
         self.valueset_lookup = valueset_lookup
+        # The POST_COMMIT and PRE_WRITE hooks (`server/fhir/features.py`), filled when the app is assembled.
         self.after_commit: list[AfterCommit] = []
-        # Each guard may refuse a write (type, id, method, new content or None for a delete) by raising
-        # FhirError, e.g. to server-owned resources.
-        self.write_guards: list[Callable[[str, str, str, dict | None], None]] = []
+        self.write_guards: list[WriteGuard] = []
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -330,10 +318,6 @@ class FhirService:
             valueset_lookup=self.valueset_lookup,
             **({"hop": lambda hop_type: _hop_clauses(ctx, hop_type)} if ctx is not None else {}),
         )
-
-    def guard_write(self, rtype: str, rid: str, method: str, resource: dict | None) -> None:
-        for guard in self.write_guards:
-            guard(rtype, rid, method, resource)
 
     def committed(self, written: list[Written], ctx: RequestContext) -> None:
         """After a commit: the versions written become entities of the request's audit record, and the

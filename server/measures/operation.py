@@ -20,13 +20,12 @@ Reports are built from the persisted findings (never by re-running the rules):
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from time import time_ns
-from typing import Callable, Iterator
+from typing import Iterator
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection, Engine, Select
@@ -37,9 +36,11 @@ from server.bulk.members import group_members
 from server.fhir.context import RequestContext, context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
+from server.fhir.features import PRE_WRITE, Feature, Operation
 from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
 from server.alignment.api import ALIGNMENT_READS, ready_finding
-from server.fhir.service import FhirService, Reply
+from server.fhir.service import FhirService
+from server.fhir.types import Reply
 from server.measures.definitions import load_definitions, report_displays
 from server.measures.params import EvaluateRequest, body_items, parse_request
 from server.measures.populations import MEASURES, MeasureSql, Scope
@@ -58,7 +59,6 @@ router = APIRouter(prefix="/fhir")
 OPERATION = "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"
 _FETCH = 5000  # ids per cursor fetch of a subject list
 _LISTS = {INITIAL: "#initial-population", DENOMINATOR: "#initial-population", NUMERATOR: "#numerator"}
-Extras = Callable[[str], dict]
 
 
 @dataclass(frozen=True)
@@ -78,35 +78,17 @@ class Measures:
         return self.engine.mappings
 
 
-def install_measures(app: FastAPI, service: FhirService, engine: AlignmentEngine) -> None:
-    """Seed the definitions of `profiles/` at start-up, protect them, serve `$evaluate-measure`.
-    Call after `install_alignment` and before the generic REST routes."""
+def measures_feature(service: FhirService, engine: AlignmentEngine) -> Feature:
+    """Seed the definitions of `profiles/` at start-up, protect them, serve `$evaluate-measure`."""
     definitions = load_definitions(engine.mappings)
-    displays = report_displays(definitions)
-    app.state.measures = Measures(service, engine, displays)
-    app.state.capability_extras = _with_operation(getattr(app.state, "capability_extras", None))
-    app.include_router(router)
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: FastAPI):
-        async with inner(application) as state:  # the schema is migrated by then
-            await run_in_threadpool(seed_definitions, service, definitions)
-            service.write_guards.append(refuse_writes_to(definitions))
-            yield state
-
-    app.router.lifespan_context = lifespan
-
-
-def _with_operation(previous: Extras | None) -> Extras:
-    def extras(base: str) -> dict:
-        parts = dict(previous(base)) if previous else {}
-        by_type = dict(parts.get("resourceOperation", {}))
-        by_type["Measure"] = [*by_type.get("Measure", []), {"name": "evaluate-measure", "definition": OPERATION}]
-        parts["resourceOperation"] = by_type
-        return parts
-
-    return extras
+    return Feature(
+        name="measures",
+        routers=[router],
+        operations=[Operation("evaluate-measure", OPERATION, "Measure")],
+        startup=[lambda: seed_definitions(service, definitions)],
+        hooks=[(PRE_WRITE, refuse_writes_to(definitions))],
+        state={"measures": Measures(service, engine, report_displays(definitions))},
+    )
 
 
 @router.get("/Measure/{mid}/$evaluate-measure", summary="Evaluate a PlanFit measure")

@@ -1,17 +1,18 @@
-"""The one call from `create_app` that installs the health probes, metrics and request logging."""
+"""Health probes, metrics and request logging as a feature of the app (`server/fhir/features.py`)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
+from server.alignment.hooks import EVALUATED
+from server.fhir.features import POST_COMMIT, Feature
 from server.ops import health, metrics
 from server.ops.middleware import OpsMiddleware
 
 
-def install_ops(app: FastAPI) -> None:
-    """Call last in `create_app`: the middleware must be the outermost, to time and log everything."""
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.state.fhir.after_commit.append(metrics.count_written)
-    metrics.time_evaluations(app.state.alignment)
-    app.add_middleware(OpsMiddleware)
+def ops_feature() -> Feature:
+    """Listed last in `create_app`: its middleware must be the outermost, to time and log everything."""
+    return Feature(
+        name="ops",
+        routers=[health.router, metrics.router],
+        middleware=[(OpsMiddleware, {})],
+        hooks=[(POST_COMMIT, metrics.count_written), (EVALUATED, metrics.observe_evaluation)],
+    )

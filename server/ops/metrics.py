@@ -2,7 +2,7 @@
 
 * `planfit_http_requests_total` and `planfit_http_request_duration_seconds` by method, route template and
   status (recorded by the request middleware; the template keeps the label set small and free of ids);
-* `planfit_resources_written_total` by resource type and operation (an `after_commit` listener, so only
+* `planfit_resources_written_total` by resource type and operation (a `POST_COMMIT` hook, so only
   committed writes count);
 * `planfit_alignment_evaluation_seconds` by scope (`full` re-evaluations, `incremental` after writes);
 * `planfit_export_jobs` by state, read from the bulk job table at scrape time (jobs are shared rows, so
@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hmac
 import os
-import threading
-from time import perf_counter
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -30,9 +28,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
-from server.alignment.engine import AlignmentEngine, RunSummary
 from server.auth.middleware import bearer_token
-from server.fhir.service import WriteContext, Written
+from server.fhir.types import WriteContext, Written
 from server.store.bulk_schema import bulk_jobs
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -59,39 +56,15 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 
 def count_written(written: list[Written], _ctx: WriteContext) -> None:
-    """`FhirService.after_commit` listener."""
+    """`POST_COMMIT` hook."""
     for w in written:
         WRITTEN.labels(w.rtype, "delete" if w.deleted else "create" if w.version == 1 else "update").inc()
 
 
-def time_evaluations(engine: AlignmentEngine) -> None:
-    """Time the engine's entry points by wrapping them on this instance (engine.py has no hook): full
-    runs report their own duration in the run summary; incremental runs, after a write (sync mode) or
-    by the deferred worker's drain, are timed here, and only when there was something to evaluate."""
-    evaluate_all, evaluate_touched, drain = engine.evaluate_all, engine.evaluate_touched, engine.drain
-
-    def timed_all() -> RunSummary:
-        summary = evaluate_all()
-        EVALUATION.labels("full").observe(summary.seconds)
-        return summary
-
-    def timed_touched(patient_ids: Iterable[str]) -> None:
-        ids = set(patient_ids)
-        if not ids:
-            return
-        with EVALUATION.labels("incremental").time():
-            evaluate_touched(ids)
-
-    def timed_drain(stopping: threading.Event | None = None) -> int:
-        started = perf_counter()
-        done = drain(stopping)
-        if done:
-            EVALUATION.labels("incremental").observe(perf_counter() - started)
-        return done
-
-    setattr(engine, "evaluate_all", timed_all)
-    setattr(engine, "evaluate_touched", timed_touched)
-    setattr(engine, "drain", timed_drain)
+def observe_evaluation(kind: str, seconds: float) -> None:
+    """`EVALUATED` hook: full runs, and incremental ones after a write (sync mode) or by the deferred
+    worker's drain, when there was something to evaluate."""
+    EVALUATION.labels(kind).observe(seconds)
 
 
 class ExportJobs(Collector):

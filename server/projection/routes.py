@@ -6,20 +6,20 @@
   their TIN): one draft ATR Group per participant TIN (`groups.py`), answered with a Parameters summary;
 * `GET|POST $alignment-churn`: churn against the previous projection and the contracting candidates
   (`Accept: text/csv`: the candidates as CSV).
-
-Included ahead of the rosters' `GET /Group/{id}`, which would read `$alignment-churn` as an id.
 """
 
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from server.fhir.context import context_of
+from server.fhir.features import Feature, Operation
 from server.fhir.http import base_url, fhir_response, json_body
-from server.fhir.service import FhirService, Reply
+from server.fhir.service import FhirService
+from server.fhir.types import Reply
 from server.projection.churn import Churn, candidates_csv, dollars
 from server.projection.engine import Run
 from server.projection.service import Outcome, Projections
@@ -30,23 +30,14 @@ _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/Group-"
 OPERATIONS = ("alignment-projection-load", "alignment-projection", "alignment-churn")
 
 
-def install_projection(app: FastAPI, service: FhirService) -> Projections:
-    """Serve the projection operations. Call before the rosters' and the generic routes."""
-    projections = Projections(service)
-    app.state.projections = projections
-    previous = getattr(app.state, "capability_extras", None)
-
-    def extras(base: str) -> dict:
-        parts = dict(previous(base)) if previous else {}
-        by_type = dict(parts.get("resourceOperation", {}))
-        by_type["Group"] = [*by_type.get("Group", []),
-                            *({"name": n, "definition": _DEFINITION + n} for n in OPERATIONS)]
-        parts["resourceOperation"] = by_type
-        return parts
-
-    app.state.capability_extras = extras
-    app.include_router(_router())
-    return projections
+def projection_feature(service: FhirService) -> Feature:
+    """Serve the projection operations."""
+    return Feature(
+        name="projection",
+        routers=[_router()],
+        operations=[Operation(n, _DEFINITION + n, "Group") for n in OPERATIONS],
+        state={"projections": Projections(service)},
+    )
 
 
 def _part(name: str, **value) -> dict:

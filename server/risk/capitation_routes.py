@@ -27,7 +27,7 @@ from server.alignment.window import today_utc
 from server.fhir.context import context_of
 from server.fhir.errors import FhirError
 from server.fhir.http import fhir_response, read_body
-from server.fhir.service import Reply
+from server.fhir.types import Reply
 from server.risk.store import store_reports
 from server.risk.capitation import (
     APPROACHES,

@@ -19,31 +19,34 @@
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from time import perf_counter
-from typing import Any, Callable
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from server.alignment.codes import install_codes
 from server.alignment.engine import AlignmentEngine
+from server.alignment.hooks import ALIGNMENT_PARAMETERS
 from server.alignment.findings import Finding, read_finding
 from server.alignment.touched import touched_members
 from server.alignment.window import today_utc
 from server.bulk.members import group_members
 from server.config import Settings
-from server.fhir.context import RequestContext, WriteContext, context_of
+from server.fhir.context import RequestContext, context_of
+from server.fhir.types import WriteContext
 from server.fhir.dates import DateValueError, date_range
 from server.fhir.errors import FhirError
+from server.fhir.features import POST_COMMIT, PRE_WRITE, Feature, Operation
 from server.fhir.http import base_url, fhir_response, json_body
 from server.alignment.api import ALIGNMENT_READS
-from server.fhir.service import FhirService, Reply, Written, valid_id
+from server.fhir.service import FhirService, valid_id
+from server.fhir.types import Reply, Written
 from server.measures.params import body_items
 from server.measures.seed import refuse_writes_to, seed_definitions
 from server.risk.capitation_routes import CAPITATION_MEASURE
@@ -63,7 +66,6 @@ router = APIRouter(prefix="/fhir")
 RA_OPERATION = "http://hl7.org/fhir/us/davinci-ra/OperationDefinition/ra.evaluate-measure"
 _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/"
 _RA_NAMES = ("periodStart", "periodEnd", "subject", "measureId", "measureIdentifier", "measureUrl")
-Extras = Callable[[str], dict]
 
 
 @dataclass
@@ -79,9 +81,10 @@ class Risk:
         return self.engine.model
 
 
-def install_risk(app: FastAPI, service: FhirService, alignment: AlignmentEngine, settings: Settings) -> Risk:
+def risk_feature(service: FhirService, alignment: AlignmentEngine, settings: Settings) -> Feature:
     """Load the risk configuration (a broken file stops the server), load the model tables and seed the RA
-    Measures at start-up, keep stored reports current, serve the operations. Before the REST routes."""
+    Measures at start-up, keep stored reports current, add the second lever to `$alignment`, serve the
+    operations."""
     try:
         model = load_risk_model(settings.mappings_dir or None)
     except RiskConfigError as exc:
@@ -92,13 +95,6 @@ def install_risk(app: FastAPI, service: FhirService, alignment: AlignmentEngine,
     key = risk_codes_key(codes)
     definitions = [REPORTER, CAPITATION_MEASURE, *model_measures(list(model.years.values()))]
     risk = Risk(service, RiskEngine(alignment, model, key), definitions)
-    app.state.risk = risk
-    service.after_commit.append(lambda written, ctx: _refresh_reports(risk, written, ctx))
-    app.state.alignment_extras.append(lambda finding: _alignment_levers(risk, finding))
-    app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
-    app.include_router(router)
-    app.include_router(capitation_router)
-    inner = app.router.lifespan_context
 
     def prepare() -> None:
         with alignment.db.begin() as conn:
@@ -107,30 +103,19 @@ def install_risk(app: FastAPI, service: FhirService, alignment: AlignmentEngine,
             install_codes(conn, key, codes)
         seed_definitions(service, definitions)
 
-    @asynccontextmanager
-    async def lifespan(application: FastAPI):
-        async with inner(application) as state:  # the schema is migrated by then
-            await run_in_threadpool(prepare)
-            service.write_guards.append(refuse_writes_to(definitions))
-            yield state
-
-    app.router.lifespan_context = lifespan
-    return risk
-
-
-def _with_operations(previous: Extras | None) -> Extras:
-    def extras(base: str) -> dict:
-        parts = dict(previous(base)) if previous else {}
-        parts["operation"] = [*parts.get("operation", []),
-                              {"name": "risk-evaluate", "definition": _DEFINITION + "risk-evaluate"},
-                              {"name": "capitation-adjustment", "definition": _DEFINITION + "capitation-adjustment"}]
-        by_type = dict(parts.get("resourceOperation", {}))
-        by_type["Patient"] = [*by_type.get("Patient", []), {"name": "risk", "definition": _DEFINITION + "Patient-risk"}]
-        by_type["Measure"] = [*by_type.get("Measure", []), {"name": "ra.evaluate-measure", "definition": RA_OPERATION}]
-        parts["resourceOperation"] = by_type
-        return parts
-
-    return extras
+    return Feature(
+        name="risk",
+        routers=[router, capitation_router],
+        operations=[Operation("risk-evaluate", _DEFINITION + "risk-evaluate"),
+                    Operation("capitation-adjustment", _DEFINITION + "capitation-adjustment"),
+                    Operation("risk", _DEFINITION + "Patient-risk", "Patient"),
+                    Operation("ra.evaluate-measure", RA_OPERATION, "Measure")],
+        startup=[prepare],
+        hooks=[(POST_COMMIT, lambda written, ctx: _refresh_reports(risk, written, ctx)),
+               (PRE_WRITE, refuse_writes_to(definitions)),
+               (ALIGNMENT_PARAMETERS, lambda finding: _alignment_levers(risk, finding))],
+        state={"risk": risk},
+    )
 
 
 def risk_of(request: Request) -> Risk:

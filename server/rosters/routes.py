@@ -1,19 +1,18 @@
 """Attribution-list routes under /fhir/Group/{id}, and the one call that wires rosters into the app.
 
 * `GET /Group/{id}`: an attribution list is read whole, its members streamed from `roster_members`
-  after the stored header (`_summary=true`: the header only); other Groups are read as usual.
+  after the stored header (a `READ_RENDER` hook of the generic read; `_summary=true`: the header only);
+  other Groups are read as usual.
 * `POST $member-add`, `$member-remove` (Da Vinci ATR 2.1, every parameter combination the
   OperationDefinitions require), `$confirm-attribution-list` (201, → `final`), `$member-decision`
   (PlanFit: one member's cohort decision), `GET|POST $attribution-status` (one member's attribution
   data as a Bundle), `GET|POST $davinci-data-export` (ATR's export, run by the Bulk Data machinery).
-
-Included ahead of the generic REST routes, which would read `/Group/x/$member-add` as nothing useful.
 """
 
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection, exists, select
@@ -24,10 +23,11 @@ from server.bulk.api import kick_off_export
 from server.bulk.members import register_group_document, register_group_members
 from server.fhir.context import context_of
 from server.fhir.errors import FhirError
+from server.fhir.features import PRE_WRITE, READ_RENDER, Feature, Operation
 from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
 from server.fhir.routes import service_of
-from server.fhir.service import FhirService, Reply
-from server.fhir.summary import summarise
+from server.fhir.service import FhirService
+from server.fhir.types import Reply
 from server.rosters.atr import ATR_EXPORT_TYPE, ATR_REQUIRED_TYPES, is_attribution_list
 from server.rosters.drift import drift_csv, drift_parameters
 from server.rosters.guard import AttributionListGuard
@@ -47,40 +47,38 @@ _EXPORT_PARAMS = ("exportType", "_type", "resourceTypes", "patient", "_since", "
 m = roster_members.c
 
 
-def install_rosters(app: FastAPI, service: FhirService, mappings: Mappings) -> Rosters:
-    """Guard Group writes, export lists whole, and serve the operations. Call before the generic routes.
-    A payer file's qualifying category is a diagnosis category (a value set of `mappings`) or a service
-    category of its benefit matrix (`benefits.json`)."""
+def rosters_feature(service: FhirService, mappings: Mappings) -> Feature:
+    """Guard Group writes, read and export lists whole, and serve the operations. A payer file's
+    qualifying category is a diagnosis category (a value set of `mappings`) or a service category of its
+    benefit matrix (`benefits.json`)."""
     matrix = load_benefits(mappings)
     services: dict[str, set[str]] = {}
     for codes in (matrix.category_of_procedure, matrix.category_of_revenue):
         for code, category in codes.items():
             services.setdefault(category, set()).add(code)
-    rosters = Rosters(service, Categories(frozenset(mappings.value_sets),
-                                          {name: frozenset(codes) for name, codes in services.items()}))
-    service.write_guards.append(AttributionListGuard(service.store))
+    categories = Categories(frozenset(mappings.value_sets), {name: frozenset(codes) for name, codes in services.items()})
     register_group_members(_list_members)
     register_group_document(_whole_list)
-    app.state.rosters = rosters
-    app.state.capability_extras = _with_operations(getattr(app.state, "capability_extras", None))
-    app.include_router(_router())
-    return rosters
+    atr = ("member-add", "member-remove", "confirm-attribution-list", "attribution-status", "davinci-data-export")
+    planfit = ("member-decision", "roster-import", "roster-reconcile", "roster-drift", "roster-members")
+    return Feature(
+        name="rosters",
+        routers=[_router()],
+        operations=[*(Operation(n, _ATR_DEFINITION + n, "Group") for n in atr),
+                    *(Operation(n, _PLANFIT_DEFINITION + f"Group-{n}", "Group") for n in planfit)],
+        hooks=[(PRE_WRITE, AttributionListGuard(service.store)), (READ_RENDER, _render)],
+        state={"rosters": Rosters(service, categories)},
+    )
 
 
-def _with_operations(previous):
-    def extras(base: str) -> dict:
-        parts = dict(previous(base)) if previous else {}
-        by_type = dict(parts.get("resourceOperation", {}))
-        atr = [{"name": n, "definition": _ATR_DEFINITION + n} for n in
-               ("member-add", "member-remove", "confirm-attribution-list", "attribution-status", "davinci-data-export")]
-        by_type["Group"] = [*by_type.get("Group", []), *atr,
-                            *({"name": n, "definition": _PLANFIT_DEFINITION + f"Group-{n}"}
-                              for n in ("member-decision", "roster-import", "roster-reconcile", "roster-drift",
-                                        "roster-members"))]
-        parts["resourceOperation"] = by_type
-        return parts
-
-    return extras
+async def _render(request: Request, rtype: str, rid: str, vid: str | None, reply: Reply) -> Response | None:
+    """An attribution list's current version is read whole: its members streamed from `roster_members`
+    after the stored header."""
+    if rtype != "Group" or vid is not None or not is_attribution_list(orjson.loads(reply.body or b"{}")):
+        return None
+    assert reply.body is not None
+    return StreamingResponse(_stream(rosters_of(request), reply.body, rid), headers=reply.headers,
+                             media_type=FHIR_JSON + "; charset=utf-8")
 
 
 def _has_rows(conn: Connection, group_id: str) -> bool:
@@ -118,20 +116,6 @@ async def _change(request: Request, group_id: str, allowed: tuple[str, ...], ope
 
 def _router() -> APIRouter:
     router = APIRouter(prefix="/fhir")
-
-    @router.get("/Group/{group_id}", summary="Read a Group (an attribution list with its members)")
-    async def read_group(group_id: str, request: Request) -> Response:
-        ctx, base = context_of(request), base_url(request)
-        rosters = rosters_of(request)
-        reply = await run_in_threadpool(service_of(request).read, "Group", group_id, base, ctx)
-        assert reply.body is not None
-        summary = request.query_params.get("_summary")
-        if summary == "true":
-            return fhir_response(Reply(200, summarise("Group", reply.body), reply.headers))
-        if summary == "count" or not is_attribution_list(orjson.loads(reply.body)):
-            return fhir_response(reply)
-        return StreamingResponse(_stream(rosters, reply.body, group_id), headers=reply.headers,
-                                 media_type=FHIR_JSON + "; charset=utf-8")
 
     @router.post("/Group/{group_id}/$member-add", summary="ATR: add a member to an attribution list",
                  openapi_extra=_PARAMETERS_BODY)

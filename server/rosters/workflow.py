@@ -23,7 +23,8 @@ from sqlalchemy import Connection, insert, select, update
 from server.fhir.context import Reads, RequestContext
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError, Issue, operation_outcome
-from server.fhir.service import FhirService, Reply, Writer, resource_headers
+from server.fhir.service import FhirService, Writer, resource_headers
+from server.fhir.types import Reply
 from server.rosters.atr import MEMBERS_CHANGED, is_attribution_list, list_status, refuse_if_final, with_extension, with_status
 from server.rosters.decisions import REASON_SYSTEM, Decision, check_decision, planfit_reasons
 from server.rosters.members import MemberKey, Resolver, active_count, add_member, remove_members

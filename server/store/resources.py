@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Collection, Iterable, Iterator, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, tuple_, update
 
@@ -172,13 +172,7 @@ class WriteTransaction:
     def __enter__(self) -> "WriteTransaction":
         self.conn = self.store.engine.connect()
         self.conn.begin()
-        # The first statement takes the writer lock (the counter row; SQLite's RESERVED lock).
-        self.txid = self.conn.execute(
-            update(write_counter)
-            .where(write_counter.c.id == 1)
-            .values(value=write_counter.c.value + 1)
-            .returning(write_counter.c.value)
-        ).scalar_one()
+        self.txid = next_txid(self.conn)
         if self.conn.dialect.name == "postgresql":
             # Under the writer lock, a parallel plan's worker start-up (~10 ms for a lookup of a few
             # index rows) is time every other writer waits.
@@ -253,6 +247,36 @@ class WriteTransaction:
 
     def _bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
         bulk_insert(self.conn, table, columns, rows)
+
+
+def next_txid(conn: Connection) -> int:
+    """The number of the write that `conn`'s transaction makes. As the transaction's first statement
+    it takes the writer lock (the counter row; SQLite's RESERVED lock), held until commit."""
+    return conn.execute(
+        update(write_counter).where(write_counter.c.id == 1).values(value=write_counter.c.value + 1)
+        .returning(write_counter.c.value)
+    ).scalar_one()
+
+
+def append_versions(conn: Connection, rtype: str, versions: Sequence[tuple[str, int]],
+                    render: Callable[[str, int, int], bytes]) -> None:
+    """New versions of existing resources, written on `conn`'s transaction as one write of the log.
+
+    For a feature that derives a resource inside a larger transaction of its own (a cohort Group's
+    header after a membership change) rather than through `WriteTransaction`. The writer lock comes
+    first and the time after it, as in every write, so `lastUpdated` and `txid` order agree.
+    `render(id, version, lastUpdated µs)` gives each version's content. Index rows stay the caller's.
+    """
+    txid = next_txid(conn)
+    now = time.time_ns() // 1000
+    rows = [(rtype, rid, version, txid, now, "PUT", False, render(rid, version, now)) for rid, version in versions]
+    bulk_insert(conn, resource_history.name, _HISTORY_COLUMNS, rows)
+    r = resources.c
+    conn.execute(
+        update(resources).where(r.rtype == rtype, r.rid == bindparam("k_rid"))
+        .values(version=bindparam("v"), txid=txid, lu=now, deleted=False, content=bindparam("body")),
+        [{"k_rid": row[1], "v": row[2], "body": row[7]} for row in rows],
+    )
 
 
 def insert_index_rows(conn: Connection, indexed: Sequence[tuple[str, str, object]]) -> None:
