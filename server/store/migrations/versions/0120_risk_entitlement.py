@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from server.store.migrations.reindex import request_reindex
+
 revision = "0120"
 down_revision = "0020"
 branch_labels = None
@@ -24,6 +26,8 @@ ADDED = {
                     sa.Column("institutional", sa.Boolean, nullable=False, server_default=sa.false())),
     "risk_dx": (sa.Column("pending", sa.Boolean, nullable=False, server_default=sa.false()),),
 }
+NEW_PARAMETERS = {"Coverage": ["medicare-entitlement-reason", "long-term-institutional"],
+                  "ExplanationOfBenefit": ["outcome"]}
 
 
 def upgrade() -> None:
@@ -36,6 +40,8 @@ def upgrade() -> None:
             with op.batch_alter_table(table) as batch:
                 for column in missing:
                     batch.add_column(column)
+    # The search parameters the scores read, for resources stored before them (built at the next start).
+    request_reindex(op.get_bind(), NEW_PARAMETERS)
 
 
 def downgrade() -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from server.store.migrations.reindex import request_reindex
+
 revision = "0121"
 down_revision = "0021"
 branch_labels = None
@@ -50,6 +52,8 @@ def upgrade() -> None:
                        ("provider_ref", sa.String(length=200)), ("provider_npi", sa.String(length=64))):
         op.add_column("roster_file_rows", sa.Column(name, kind, nullable=True))
     op.create_index("ix_roster_file_rows_patient", "roster_file_rows", ["group_id", "sha256", "patient_id"])
+    # The `service` parameter the payer-file reconciliation reads, for claims stored before it.
+    request_reindex(op.get_bind(), {"Claim": ["service"], "ExplanationOfBenefit": ["service"]})
 
 
 def downgrade() -> None:
