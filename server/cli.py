@@ -52,6 +52,9 @@ def _serve(args: argparse.Namespace) -> int:
             # A spawned worker imports this module before it answers the supervisor's health check: on a
             # busy host that takes longer than uvicorn's 5 s, and the worker would be killed and respawned.
             timeout_worker_healthcheck=60,
+            # Longer than clients' and load balancers' idle timeouts, so the server is never the side that
+            # closes an idle keep-alive connection just as a client reuses it ("Server disconnected").
+            timeout_keep_alive=75,
         )
     finally:
         if metrics_dir:

@@ -113,7 +113,7 @@ def test_product_and_status_filters_match_the_ground_truth(client, ours, filters
     assert total == len(rows)
     listed = {r["id"] for r in rows if r["id"] in ours}
     expected = {pid for pid, t in ours.items() if t["status"] in statuses
-                and t["recommended_product"] in filters.get("recommended", t["recommended_product"]).split(",")
+                and (t["recommended_product"] or "") in filters.get("recommended", t["recommended_product"] or "").split(",")
                 and (t["enrolled_product"] or "") in filters.get("enrolled", t["enrolled_product"] or "").split(",")}
     assert listed == expected and expected
 

@@ -48,7 +48,8 @@ def route_template(scope: Scope, leaves: list[BaseRoute]) -> str:
     route = scope.get("route")
     if route is None:  # answered before routing (the token check): match it here
         route = next((r for r in leaves if r.matches(scope)[0] is Match.FULL), None)
-    return getattr(route, "path", None) or UNMATCHED
+    # `path_format` drops the convertors (`{rtype:fhirtype}` → `{rtype}`): the template as documented.
+    return getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED
 
 
 class OpsMiddleware:
