@@ -41,6 +41,7 @@ from server.ops.install import ops_feature
 from server.projection.routes import projection_feature
 from server.risk.routes import risk_feature
 from server.rosters.routes import rosters_feature
+from server.savings.routes import savings_feature
 from server.store.db import make_engine, migrate
 from server.store.resources import Store
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         measures_feature(service, alignment),
         risk_feature(service, alignment, settings),
         projection_feature(service),
+        savings_feature(service),
         rosters_feature(service, alignment.mappings),
         # Inside auth's middleware, so it sees the authenticated client.
         Feature(name="limits", middleware=[(LimitsMiddleware, {"settings": settings})]),

@@ -23,6 +23,7 @@ from server.ops.logging import logging_config
 from server.ops.metrics import MULTIPROC_ENV
 from server.rosters import synth as roster_synth
 from server.projection import synth as projection_synth
+from server.savings import synth as savings_synth
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     roster_synth.extend(sub)  # … and a payer attribution file with planted mismatches
     audit_synth.extend(sub)  # … and the audit population: claims with lags, denials, next quarter's changes
     projection_synth.extend(sub)  # … and claims-based alignment projection inputs
+    savings_synth.extend(sub)  # … and savings inputs (benchmark, claims with lags) with ground truth
     audit_commands.register(sub)
     auth_commands.register(sub)
     bulk_commands.register(sub)

@@ -27,7 +27,7 @@ from server.projection.schema import projection_beneficiaries, projection_claims
 
 CLAIM_COLUMNS = ("patient", "tin", "npi", "hcpcs", "service_date", "allowed", "specialist")
 BENEFICIARY_COLUMNS = ("patient", *ELIGIBILITY_FLAGS, "voluntary_tin", "voluntary_npi")
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _TIN = re.compile(r"\d{9}")
 _NPI = re.compile(r"\d{10}")
 _HCPCS = re.compile(r"[A-Z0-9]{5}")
@@ -41,7 +41,7 @@ class InputError(ValueError):
         self.where = where
 
 
-def _rows(text: str, name: str, columns: tuple[str, ...]):
+def csv_rows(text: str, name: str, columns: tuple[str, ...]):
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != columns:
@@ -54,10 +54,31 @@ def _rows(text: str, name: str, columns: tuple[str, ...]):
         yield number, dict(zip(columns, (v.strip() for v in row)))
 
 
-def _check(value: str, pattern: re.Pattern, name: str, number: int, column: str, what: str) -> str:
+def checked(value: str, pattern: re.Pattern, name: str, number: int, column: str, what: str) -> str:
     if not pattern.fullmatch(value):
         raise InputError(f"{name} row {number}: {column} is not {what}", f"{name}[{number}].{column}")
     return value
+
+
+def iso_date(value: str, name: str, number: int, column: str) -> date:
+    try:
+        day = date.fromisoformat(value)
+        if len(value) == 10:
+            return day
+    except ValueError:
+        pass
+    raise InputError(f"{name} row {number}: {column} is not YYYY-MM-DD", f"{name}[{number}].{column}")
+
+
+def amount_cents(value: str, name: str, number: int, column: str) -> int:
+    """A non-negative dollar amount with at most two decimals, in cents."""
+    try:
+        cents = Decimal(value) * 100
+    except InvalidOperation:
+        cents = Decimal("NaN")
+    if not cents.is_finite() or cents != cents.to_integral_value() or cents < 0:
+        raise InputError(f"{name} row {number}: {column} is not an amount in dollars", f"{name}[{number}].{column}")
+    return int(cents)
 
 
 def _flag(value: str, name: str, number: int, column: str) -> bool:
@@ -68,41 +89,30 @@ def _flag(value: str, name: str, number: int, column: str) -> bool:
 
 def parse_claims(text: str, aco: str) -> list[dict]:
     out = []
-    for n, row in _rows(text, "claims", CLAIM_COLUMNS):
-        try:
-            date.fromisoformat(row["service_date"])
-            valid_date = len(row["service_date"]) == 10
-        except ValueError:
-            valid_date = False
-        if not valid_date:
-            raise InputError(f"claims row {n}: service_date is not YYYY-MM-DD", f"claims[{n}].service_date")
-        try:
-            cents = Decimal(row["allowed"]) * 100
-        except InvalidOperation:
-            cents = Decimal("NaN")
-        if not cents.is_finite() or cents != cents.to_integral_value() or cents < 0:
-            raise InputError(f"claims row {n}: allowed is not an amount in dollars", f"claims[{n}].allowed")
-        out.append({"aco": aco, "patient_id": _check(row["patient"], _ID, "claims", n, "patient", "a Patient id"),
-                    "tin": _check(row["tin"], _TIN, "claims", n, "tin", "9 digits"),
-                    "npi": _check(row["npi"], _NPI, "claims", n, "npi", "10 digits"),
-                    "hcpcs": _check(row["hcpcs"].upper(), _HCPCS, "claims", n, "hcpcs", "a HCPCS code"),
-                    "service_date": row["service_date"], "allowed_cents": int(cents),
+    for n, row in csv_rows(text, "claims", CLAIM_COLUMNS):
+        iso_date(row["service_date"], "claims", n, "service_date")
+        cents = amount_cents(row["allowed"], "claims", n, "allowed")
+        out.append({"aco": aco, "patient_id": checked(row["patient"], PATIENT_ID, "claims", n, "patient", "a Patient id"),
+                    "tin": checked(row["tin"], _TIN, "claims", n, "tin", "9 digits"),
+                    "npi": checked(row["npi"], _NPI, "claims", n, "npi", "10 digits"),
+                    "hcpcs": checked(row["hcpcs"].upper(), _HCPCS, "claims", n, "hcpcs", "a HCPCS code"),
+                    "service_date": row["service_date"], "allowed_cents": cents,
                     "specialist": _flag(row["specialist"], "claims", n, "specialist")})
     return out
 
 
 def parse_beneficiaries(text: str, aco: str) -> list[dict]:
     out, seen = [], set()
-    for n, row in _rows(text, "beneficiaries", BENEFICIARY_COLUMNS):
-        patient = _check(row["patient"], _ID, "beneficiaries", n, "patient", "a Patient id")
+    for n, row in csv_rows(text, "beneficiaries", BENEFICIARY_COLUMNS):
+        patient = checked(row["patient"], PATIENT_ID, "beneficiaries", n, "patient", "a Patient id")
         if patient in seen:
             raise InputError(f"beneficiaries row {n}: patient is listed twice", f"beneficiaries[{n}].patient")
         seen.add(patient)
         tin, npi = row["voluntary_tin"] or None, row["voluntary_npi"] or None
         if tin is not None:
-            _check(tin, _TIN, "beneficiaries", n, "voluntary_tin", "9 digits")
+            checked(tin, _TIN, "beneficiaries", n, "voluntary_tin", "9 digits")
         if npi is not None:
-            _check(npi, _NPI, "beneficiaries", n, "voluntary_npi", "10 digits")
+            checked(npi, _NPI, "beneficiaries", n, "voluntary_npi", "10 digits")
         if npi is not None and tin is None:
             raise InputError(f"beneficiaries row {n}: voluntary_npi without voluntary_tin",
                              f"beneficiaries[{n}].voluntary_tin")

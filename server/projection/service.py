@@ -47,7 +47,7 @@ def aco_of(inp: OperationInput) -> str:
     return aco
 
 
-def _file_text(inp: OperationInput, name: str) -> str:
+def file_text(inp: OperationInput, name: str) -> str:
     value = inp.one(name)
     if isinstance(value, str):
         return value
@@ -68,8 +68,8 @@ class Projections:
         ctx.access.require("Group", "c")
         aco = aco_of(inp)
         try:
-            claims = parse_claims(_file_text(inp, "claims"), aco)
-            beneficiaries = parse_beneficiaries(_file_text(inp, "beneficiaries"), aco)
+            claims = parse_claims(file_text(inp, "claims"), aco)
+            beneficiaries = parse_beneficiaries(file_text(inp, "beneficiaries"), aco)
         except InputError as exc:
             raise FhirError.of(400, "invalid", str(exc), exc.where) from None
         with self.service.store.engine.begin() as conn:
