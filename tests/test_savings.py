@@ -15,10 +15,12 @@ from __future__ import annotations
 import base64
 
 import httpx
+import orjson
 import pytest
 
 from server.savings import synth
 from tests.conftest import RunningServer, unique
+from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
 from tests.roster_helpers import draft_group, make_population
 
 CODES = "https://planfit.dev/fhir/CodeSystem/savings"
@@ -132,7 +134,7 @@ def _roster(http: httpx.Client, population, patients: list[str], final: bool = T
     assert created.status_code == 201, created.text
     gid = created.json()["id"]
     members = [{"entity": {"reference": f"Patient/{p}"}, "period": {"start": f"{YEAR}-01-01"}} for p in patients]
-    data = base64.b64encode(orjson_dumps({"resourceType": "Group", "type": "person", "actual": True,
+    data = base64.b64encode(orjson.dumps({"resourceType": "Group", "type": "person", "actual": True,
                                           "member": members})).decode()
     r = http.post(f"Group/{gid}/$roster-import", json={"resourceType": "Parameters", "parameter": [
         {"name": "file", "valueAttachment": {"contentType": "application/fhir+json", "data": data}},
@@ -141,12 +143,6 @@ def _roster(http: httpx.Client, population, patients: list[str], final: bool = T
     if final:
         assert http.post(f"Group/{gid}/$confirm-attribution-list").status_code == 201
     return gid
-
-
-def orjson_dumps(value: dict) -> bytes:
-    import orjson
-
-    return orjson.dumps(value)
 
 
 @pytest.fixture(scope="module")
@@ -224,9 +220,12 @@ def test_bad_savings_inputs_are_refused(http: httpx.Client):
     aco = unique("bad")
     good = {"program": "mssp", "performanceYear": YEAR, "track": "basic-e", "baseRate": "10000", "referenceRiskScore": "1"}
     beneficiaries = "patient,basis,months,risk_score\nb-1,claims,13,1.0\n"
-    params = lambda contract, ben, claims: {"resourceType": "Parameters", "parameter": [  # noqa: E731
-        {"name": "aco", "valueString": aco}, {"name": "beneficiaries", "valueString": ben},
-        {"name": "claims", "valueString": claims}, *({"name": k, "valueString": str(v)} for k, v in contract.items())]}
+
+    def params(contract: dict, ben: str, claims: str) -> dict:
+        return {"resourceType": "Parameters", "parameter": [
+            {"name": "aco", "valueString": aco}, {"name": "beneficiaries", "valueString": ben},
+            {"name": "claims", "valueString": claims}, *({"name": k, "valueString": str(v)} for k, v in contract.items())]}
+
     r = http.post("MeasureReport/$savings-load", json=params(good, beneficiaries, _claims(1, "1.00")))
     assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["beneficiaries[1].months"]
     fine = "patient,basis,months,risk_score\nb-00000,claims,12,1.0\n"
@@ -237,3 +236,31 @@ def test_bad_savings_inputs_are_refused(http: httpx.Client):
                                                              _claims(1, "1.00")))
     assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["corridor"]
     assert http.get("MeasureReport/$savings", params={"aco": unique("none")}).status_code == 404
+
+
+def test_savings_page_in_chromium(server: RunningServer, http: httpx.Client, synthetic, browser):  # noqa: F811
+    """The dashboard's Savings page shows the settlement and the month's payment assurance as the API
+    answers them, and the refusal (no savings figure, the reason) against a roster that differs."""
+    aco, population, files = synthetic
+    month = files["expected"]["assurance"]["month"]
+    locked = _roster(http, population, population.patients)
+    short = _roster(http, population, population.patients[1:])
+    settled = figures(http.get("MeasureReport/$savings", params={"aco": aco}).json())
+    page = analyst_page(server, browser, "Practitioner/savings-analyst")
+    page.goto(server.url + f"/app/#savings?aco={aco}&month={month}&cohort=Group/{locked}")
+    wait_ready(page, "savings")
+    shown = page.eval_on_selector_all("[data-metric]", "els => Object.fromEntries(els.map(e => [e.dataset.metric, "
+                                                       "Number(e.dataset.value)]))")
+    assert (shown["settlement/benchmark"], shown["settlement/shared-savings"]) == \
+        (settled["benchmark"], settled["shared-savings"])
+    assert shown["assurance/attributed"] == PATIENTS and shown["assurance/locked-cohort"] == PATIENTS
+    assert page.query_selector("tr[data-figure='assurance/provisional-shared-savings']") is not None
+    assert page.query_selector("#assurance-refused") is None
+    page.screenshot(path=str(ARTIFACTS / f"savings-{server.kind}.png"), full_page=True)
+
+    page.goto(server.url + f"/app/#savings?aco={aco}&month={month}&cohort=Group/{short}")
+    page.wait_for_selector("#assurance-refused", timeout=60_000)
+    assert "does not match the locked cohort" in page.text_content("#assurance-refused")
+    assert page.query_selector("tr[data-figure='assurance/provisional-shared-savings']") is None
+    assert not page.errors, page.errors
+    page.context.close()

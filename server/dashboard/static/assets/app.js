@@ -12,6 +12,7 @@ import {auditView} from "./audit.js";
 import {denialsView} from "./denials.js";
 import {completenessView} from "./completeness.js";
 import {projectionView} from "./projection.js";
+import {savingsView} from "./savings.js";
 import {worklistView} from "./worklist.js";
 import {capitationView} from "./capitation.js";
 import {hccPanel, leversPanel, readRisk} from "./risk.js";
@@ -92,6 +93,7 @@ function header(session) {
                h("a", {href: "#denials", "data-tab": "denials"}, "Denials"),
                h("a", {href: "#completeness", "data-tab": "completeness"}, "Completeness"),
                h("a", {href: "#projection", "data-tab": "projection"}, "Projection"),
+               h("a", {href: "#savings", "data-tab": "savings"}, "Savings"),
                h("a", {href: "#capitation", "data-tab": "capitation"}, "Capitation"));
   }
   if (session.patient) links.push(h("a", {href: `#member/${session.patient}`, "data-tab": "member"}, "Member"));
@@ -106,7 +108,7 @@ function header(session) {
 async function route(session) {
   const member = location.hash.match(/^#member\/([A-Za-z0-9.-]{1,64})$/);
   const roster = location.hash.match(/^#roster\/([A-Za-z0-9.-]{1,64})(\?.*)?$/);
-  const page = location.hash.match(/^#(worklist|audit|denials|completeness|projection|capitation)(?:\?(.*))?$/);
+  const page = location.hash.match(/^#(worklist|audit|denials|completeness|projection|savings|capitation)(?:\?(.*))?$/);
   const population = hasScope(session, "user/");
   const view = member || !population ? "member" : roster ? "roster" : location.hash === "#rosters" ? "rosters"
     : page ? page[1] : "population";
@@ -126,6 +128,7 @@ async function route(session) {
   else if (view === "denials") await denialsView(session, main).catch(showError);
   else if (view === "completeness") await completenessView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
   else if (view === "projection") await projectionView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
+  else if (view === "savings") await savingsView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
   else if (view === "capitation") capitationView(session, main);
   else await populationView(session);
   if (document.body.dataset.ready !== "error") document.body.dataset.ready = view;
