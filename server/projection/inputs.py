@@ -60,6 +60,15 @@ def checked(value: str, pattern: re.Pattern, name: str, number: int, column: str
     return value
 
 
+def new_patient(row: dict, seen: set[str], number: int) -> str:
+    """The row's Patient id, once per beneficiaries file."""
+    patient = checked(row["patient"], PATIENT_ID, "beneficiaries", number, "patient", "a Patient id")
+    if patient in seen:
+        raise InputError(f"beneficiaries row {number}: patient is listed twice", f"beneficiaries[{number}].patient")
+    seen.add(patient)
+    return patient
+
+
 def iso_date(value: str, name: str, number: int, column: str) -> date:
     try:
         day = date.fromisoformat(value)
@@ -104,10 +113,7 @@ def parse_claims(text: str, aco: str) -> list[dict]:
 def parse_beneficiaries(text: str, aco: str) -> list[dict]:
     out, seen = [], set()
     for n, row in csv_rows(text, "beneficiaries", BENEFICIARY_COLUMNS):
-        patient = checked(row["patient"], PATIENT_ID, "beneficiaries", n, "patient", "a Patient id")
-        if patient in seen:
-            raise InputError(f"beneficiaries row {n}: patient is listed twice", f"beneficiaries[{n}].patient")
-        seen.add(patient)
+        patient = new_patient(row, seen, n)
         tin, npi = row["voluntary_tin"] or None, row["voluntary_npi"] or None
         if tin is not None:
             checked(tin, _TIN, "beneficiaries", n, "voluntary_tin", "9 digits")

@@ -17,13 +17,13 @@ from fastapi.responses import Response
 
 from server.fhir.context import context_of
 from server.fhir.features import Feature, Operation
-from server.fhir.http import base_url, fhir_response, json_body
+from server.fhir.http import base_url, fhir_response
 from server.fhir.service import FhirService
 from server.fhir.types import Reply
 from server.projection.churn import Churn, candidates_csv, dollars
 from server.projection.engine import Run
 from server.projection.service import Outcome, Projections
-from server.rosters.params import OperationInput
+from server.rosters.params import request_input
 
 _BODY = {"requestBody": {"content": {"application/fhir+json": {"schema": {"type": "object"}}}}}
 _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/Group-"
@@ -90,15 +90,10 @@ def churn_parameters(projections: Projections, run: Run, found: Churn) -> dict:
 def _router() -> APIRouter:
     router = APIRouter(prefix="/fhir")
 
-    async def _input(request: Request, allowed: tuple[str, ...]) -> OperationInput:
-        if request.method == "GET":
-            return OperationInput.from_query(list(request.query_params.multi_items()), allowed)
-        return OperationInput.from_body(await json_body(request), allowed)
-
     @router.post("/Group/$alignment-projection-load", summary="Load an ACO's claim lines and beneficiary file",
                  openapi_extra=_BODY)
     async def load(request: Request) -> Response:
-        inp = await _input(request, ("aco", "claims", "beneficiaries"))
+        inp = await request_input(request, ("aco", "claims", "beneficiaries"))
         counts = await run_in_threadpool(request.app.state.projections.load, context_of(request), inp)
         body = {"resourceType": "Parameters",
                 "parameter": [_part(k, valueInteger=v) for k, v in counts.items()]}
@@ -107,7 +102,7 @@ def _router() -> APIRouter:
     @router.post("/Group/$alignment-projection", summary="Project claims-based alignment (ATR Group per TIN)",
                  openapi_extra=_BODY)
     async def project(request: Request) -> Response:
-        inp = await _input(request, ("aco", "performanceYear", "participant"))
+        inp = await request_input(request, ("aco", "performanceYear", "participant"))
         done = await run_in_threadpool(request.app.state.projections.project, context_of(request), inp,
                                        base_url(request))
         return fhir_response(Reply(200, orjson.dumps(outcome_parameters(done)), {}))
@@ -115,7 +110,7 @@ def _router() -> APIRouter:
     @router.api_route("/Group/$alignment-churn", methods=["GET", "POST"],
                       summary="Churn against the previous projection, with contracting candidates")
     async def churn(request: Request) -> Response:
-        inp = await _input(request, ("aco", "run"))
+        inp = await request_input(request, ("aco", "run"))
         projections = request.app.state.projections
         run, found = await run_in_threadpool(projections.churn, context_of(request), inp)
         if "text/csv" in request.headers.get("accept", ""):

@@ -59,6 +59,14 @@ def file_text(inp: OperationInput, name: str) -> str:
     raise FhirError.of(400, "required", f"{name} is required: valueString (the CSV) or valueAttachment.data", name)
 
 
+def parsed_files(inp: OperationInput, aco: str, parsers: dict) -> dict[str, list[dict]]:
+    """Each named CSV of the input parsed by its parser: a bad value is a 400 naming file, row and column."""
+    try:
+        return {name: parse(file_text(inp, name), aco) for name, parse in parsers.items()}
+    except InputError as exc:
+        raise FhirError.of(400, "invalid", str(exc), exc.where) from None
+
+
 class Projections:
     def __init__(self, service: FhirService, rules: AlignmentRules | None = None):
         self.service = service
@@ -67,14 +75,10 @@ class Projections:
     def load(self, ctx: RequestContext, inp: OperationInput) -> dict[str, int]:
         ctx.access.require("Group", "c")
         aco = aco_of(inp)
-        try:
-            claims = parse_claims(file_text(inp, "claims"), aco)
-            beneficiaries = parse_beneficiaries(file_text(inp, "beneficiaries"), aco)
-        except InputError as exc:
-            raise FhirError.of(400, "invalid", str(exc), exc.where) from None
+        files = parsed_files(inp, aco, {"claims": parse_claims, "beneficiaries": parse_beneficiaries})
         with self.service.store.engine.begin() as conn:
-            replace_inputs(conn, aco, claims, beneficiaries)
-        return {"claims": len(claims), "beneficiaries": len(beneficiaries)}
+            replace_inputs(conn, aco, files["claims"], files["beneficiaries"])
+        return {name: len(rows) for name, rows in files.items()}
 
     def _participants(self, ctx: RequestContext, inp: OperationInput, base: str) -> dict[str, str]:
         """Participant TIN → its Organization id (read with the caller's access; its TIN identifier)."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fastapi import Request
+
 from server.fhir.errors import FhirError
+from server.fhir.http import json_body
 
 
 @dataclass
@@ -105,3 +108,10 @@ def _date(value: object, name: str) -> str | None:
     if len(text) != 10 or text[4] != "-" or text[7] != "-" or not (text[:4] + text[5:7] + text[8:]).isdigit():
         raise FhirError.of(400, "invalid", f"'{name}' must be a date YYYY-MM-DD", f"Parameters.parameter[{name}]")
     return text
+
+
+async def request_input(request: Request, allowed: tuple[str, ...]) -> OperationInput:
+    """An operation's input: the query string of a GET, else the Parameters body."""
+    if request.method == "GET":
+        return OperationInput.from_query(list(request.query_params.multi_items()), allowed)
+    return OperationInput.from_body(await json_body(request), allowed)

@@ -24,7 +24,7 @@ from server.bulk.members import register_group_document, register_group_members
 from server.fhir.context import context_of
 from server.fhir.errors import FhirError
 from server.fhir.features import PRE_WRITE, READ_RENDER, Feature, Operation
-from server.fhir.http import FHIR_JSON, base_url, fhir_response, json_body
+from server.fhir.http import FHIR_JSON, base_url, fhir_response
 from server.fhir.routes import service_of
 from server.fhir.service import FhirService
 from server.fhir.types import Reply
@@ -32,7 +32,7 @@ from server.rosters.atr import ATR_EXPORT_TYPE, ATR_REQUIRED_TYPES, is_attributi
 from server.rosters.drift import drift_csv, drift_parameters
 from server.rosters.guard import AttributionListGuard
 from server.rosters.members import Resolver
-from server.rosters.params import OperationInput
+from server.rosters.params import OperationInput, request_input
 from server.rosters.reconcile import Categories, report_csv, report_parameters
 from server.rosters.render import full_group
 from server.rosters.workflow import ADD_COMBINATIONS, DECISION_PARAMS, REMOVE_COMBINATIONS, Rosters
@@ -102,15 +102,9 @@ def rosters_of(request: Request) -> Rosters:
     return request.app.state.rosters
 
 
-async def _input(request: Request, allowed: tuple[str, ...]) -> OperationInput:
-    if request.method == "GET":
-        return OperationInput.from_query(list(request.query_params.multi_items()), allowed)
-    return OperationInput.from_body(await json_body(request), allowed)
-
-
 async def _change(request: Request, group_id: str, allowed: tuple[str, ...], operation) -> Response:
     """A list-changing operation: its Parameters, then the change in a worker thread."""
-    inp = await _input(request, allowed)
+    inp = await request_input(request, allowed)
     return fhir_response(await run_in_threadpool(operation, context_of(request), group_id, base_url(request), inp))
 
 
@@ -153,7 +147,7 @@ def _router() -> APIRouter:
 
     @router.get("/Group/{group_id}/$roster-members", summary="A page of a roster's members, filtered, with counts")
     async def roster_members_page(group_id: str, request: Request) -> Response:
-        inp = await _input(request, ("decision", "reason", "_count", "_offset"))
+        inp = await request_input(request, ("decision", "reason", "_count", "_offset"))
         count, offset = _bounded(inp.text("_count"), 50, 500), _bounded(inp.text("_offset"), 0, 10**9)
         page = await run_in_threadpool(rosters_of(request).page, context_of(request), group_id, base_url(request),
                                        inp.text("decision"), inp.text("reason"), count, offset)
@@ -162,7 +156,7 @@ def _router() -> APIRouter:
     @router.get("/Group/{group_id}/$roster-drift", summary="A roster against the locked one, or two versions of "
                                                            "it (from, to): added, removed, changed decisions")
     async def roster_drift(group_id: str, request: Request) -> Response:
-        inp = await _input(request, ("baseline", "from", "to"))
+        inp = await request_input(request, ("baseline", "from", "to"))
         result = await run_in_threadpool(rosters_of(request).drift, context_of(request), group_id, base_url(request),
                                          inp.text("baseline"), _version(inp, "from"), _version(inp, "to"))
         if _wants_csv(request):
@@ -172,13 +166,13 @@ def _router() -> APIRouter:
     @router.api_route("/Group/{group_id}/$attribution-status", methods=["GET", "POST"],
                       summary="ATR: one member's attribution data", openapi_extra=_PARAMETERS_BODY)
     async def attribution_status(group_id: str, request: Request) -> Response:
-        inp = await _input(request, ("memberId", "patientReference"))
+        inp = await request_input(request, ("memberId", "patientReference"))
         return fhir_response(await run_in_threadpool(_status_bundle, request, group_id, inp))
 
     @router.api_route("/Group/{group_id}/$davinci-data-export", methods=["GET", "POST"],
                       summary="ATR: export an attribution list's data (Bulk Data)", openapi_extra=_PARAMETERS_BODY)
     async def davinci_data_export(group_id: str, request: Request) -> Response:
-        inp = await _input(request, _EXPORT_PARAMS)
+        inp = await request_input(request, _EXPORT_PARAMS)
         ctx, base = context_of(request), base_url(request)
         await run_in_threadpool(rosters_of(request).require_list, ctx, group_id, base)
         params, until = _export_params(inp)

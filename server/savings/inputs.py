@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import Connection, delete, insert
 
-from server.projection.inputs import InputError, PATIENT_ID, amount_cents, checked, csv_rows, iso_date
+from server.projection.inputs import InputError, PATIENT_ID, amount_cents, checked, csv_rows, iso_date, new_patient
 from server.savings.schema import RISK_SCALE, savings_beneficiaries, savings_claims, savings_contracts
 
 BENEFICIARY_COLUMNS = ("patient", "basis", "months", "risk_score")
@@ -31,10 +31,7 @@ def month_index(day) -> int:
 def parse_beneficiaries(text: str, aco: str) -> list[dict]:
     out, seen = [], set()
     for n, row in csv_rows(text, "beneficiaries", BENEFICIARY_COLUMNS):
-        patient = checked(row["patient"], PATIENT_ID, "beneficiaries", n, "patient", "a Patient id")
-        if patient in seen:
-            raise InputError(f"beneficiaries row {n}: patient is listed twice", f"beneficiaries[{n}].patient")
-        seen.add(patient)
+        patient = new_patient(row, seen, n)
         if row["basis"] not in BASES:
             raise InputError(f"beneficiaries row {n}: basis must be claims or voluntary", f"beneficiaries[{n}].basis")
         months = int(checked(row["months"], _MONTHS, "beneficiaries", n, "months", "a month count 1-12"))

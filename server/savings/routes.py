@@ -18,10 +18,10 @@ from fastapi.responses import Response
 
 from server.fhir.context import context_of
 from server.fhir.features import Feature, Operation
-from server.fhir.http import base_url, fhir_response, json_body
+from server.fhir.http import base_url, fhir_response
 from server.fhir.service import FhirService
 from server.fhir.types import Reply
-from server.rosters.params import OperationInput
+from server.rosters.params import request_input
 from server.savings.report import (assurance_figures, assurance_issues, assurance_report, figures_csv, result_figures,
                                    settlement_report)
 from server.savings.service import Savings
@@ -54,15 +54,10 @@ def _wants_csv(request: Request) -> bool:
 def _router() -> APIRouter:
     router = APIRouter(prefix="/fhir")
 
-    async def _input(request: Request, allowed: tuple[str, ...]) -> OperationInput:
-        if request.method == "GET":
-            return OperationInput.from_query(list(request.query_params.multi_items()), allowed)
-        return OperationInput.from_body(await json_body(request), allowed)
-
     @router.post("/MeasureReport/$savings-load", summary="Load an ACO's savings terms, beneficiaries and claims",
                  openapi_extra=_BODY)
     async def load(request: Request) -> Response:
-        inp = await _input(request, LOAD_PARAMETERS)
+        inp = await request_input(request, LOAD_PARAMETERS)
         counts = await run_in_threadpool(request.app.state.savings.load, context_of(request), inp)
         body = {"resourceType": "Parameters", "parameter": [{"name": k, "valueInteger": v} for k, v in counts.items()]}
         return fhir_response(Reply(200, orjson.dumps(body), {}))
@@ -70,7 +65,7 @@ def _router() -> APIRouter:
     @router.api_route("/MeasureReport/$savings", methods=["GET", "POST"],
                       summary="Settle a performance year: benchmark, MSSP sharing, REACH capitation margin")
     async def settle(request: Request) -> Response:
-        inp = await _input(request, ("aco",))
+        inp = await request_input(request, ("aco",))
         result = await run_in_threadpool(request.app.state.savings.settle, context_of(request), inp)
         if _wants_csv(request):
             return _csv(figures_csv(result_figures(result)))
@@ -79,7 +74,7 @@ def _router() -> APIRouter:
     @router.api_route("/MeasureReport/$payment-assurance", methods=["GET", "POST"],
                       summary="Monthly payment assurance against the locked cohort")
     async def assurance(request: Request) -> Response:
-        inp = await _input(request, ("aco", "month", "cohort"))
+        inp = await request_input(request, ("aco", "month", "cohort"))
         done = await run_in_threadpool(request.app.state.savings.assurance, context_of(request), inp,
                                        base_url(request))
         if _wants_csv(request):

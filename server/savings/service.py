@@ -15,13 +15,12 @@ from sqlalchemy import Connection, select
 from server.fhir.context import RequestContext
 from server.fhir.errors import FhirError, Issue
 from server.fhir.service import FhirService
-from server.projection.inputs import InputError
-from server.projection.service import aco_of, file_text
+from server.projection.service import aco_of, parsed_files
 from server.rosters.atr import is_attribution_list, list_status
 from server.rosters.params import OperationInput
 from server.savings import arithmetic, figures
 from server.savings.arithmetic import BenchmarkLine, Margin, Settlement, cents
-from server.savings.inputs import month_index, parse_beneficiaries, parse_claims, replace_inputs
+from server.savings.inputs import parse_beneficiaries, parse_claims, replace_inputs
 from server.savings.schema import RISK_SCALE, savings_contracts
 from server.savings.terms import Terms, load_terms
 
@@ -132,14 +131,10 @@ class Savings:
     def load(self, ctx: RequestContext, inp: OperationInput) -> dict[str, int]:
         ctx.access.require("MeasureReport", "c")
         aco = aco_of(inp)
-        try:
-            beneficiaries = parse_beneficiaries(file_text(inp, "beneficiaries"), aco)
-            claims = parse_claims(file_text(inp, "claims"), aco)
-        except InputError as exc:
-            raise FhirError.of(400, "invalid", str(exc), exc.where) from None
+        files = parsed_files(inp, aco, {"beneficiaries": parse_beneficiaries, "claims": parse_claims})
         with self.service.store.begin_write() as tx:
-            replace_inputs(tx.conn, aco, self._contract_row(inp, aco, tx.now_us), beneficiaries, claims)
-        return {"beneficiaries": len(beneficiaries), "claims": len(claims)}
+            replace_inputs(tx.conn, aco, self._contract_row(inp, aco, tx.now_us), files["beneficiaries"], files["claims"])
+        return {name: len(rows) for name, rows in files.items()}
 
     # -- settle ---------------------------------------------------------------------------------------
 
