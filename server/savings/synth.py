@@ -74,7 +74,7 @@ def generate(patients: list[str], seed: int, year: int, report_month: int, progr
                     claims.append((rng.choice(patients), _month(year, month, 0, day), _month(year, month, lag, day),
                                    per_claim))
     spend = per_claim * len(claims)
-    expected = {"benchmarkByBasis": lines, "benchmark": benchmark, "spend": spend, "referenceRiskScore": str(
+    expected = {"amounts": "cents", "benchmarkByBasis": lines, "benchmark": benchmark, "spend": spend, "referenceRiskScore": str(
         Decimal(reference.numerator) / reference.denominator), "claimsRiskScoreCapped": True}
     # The payment-assurance month: claims of service month s are received by month r with the profile's share.
     # Claims of service month s (1-based) are received by the report month with the profile's share.
