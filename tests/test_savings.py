@@ -192,6 +192,18 @@ def test_payment_assurance_against_the_locked_cohort(http: httpx.Client, synthet
                         params={"aco": aco, "month": truth["month"], "cohort": f"Group/{locked}"}).text
     assert csv_text.startswith("figure,value,unit,status,note\n") and "provisional-shared-savings," in csv_text
 
+    # POST keeps the month's report of record: read back unchanged, a new version when checked again.
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "aco", "valueString": aco}, {"name": "month", "valueString": truth["month"]},
+        {"name": "cohort", "valueReference": {"reference": f"Group/{locked}"}}]}
+    kept = http.post("MeasureReport/$payment-assurance", json=body)
+    assert kept.status_code == 200, kept.text
+    stored = kept.json()
+    assert stored["id"] == f"payment-assurance-{truth['month']}-{aco}" and stored["meta"]["versionId"] == "1"
+    assert figures(stored) == got
+    assert http.get(f"MeasureReport/{stored['id']}").json() == stored
+    assert http.post("MeasureReport/$payment-assurance", json=body).json()["meta"]["versionId"] == "2"
+
 
 def test_payment_assurance_refuses_savings_when_the_cohort_differs(http: httpx.Client, synthetic):
     aco, population, files = synthetic

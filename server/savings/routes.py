@@ -7,6 +7,7 @@
   savings or losses, REACH capitation margin (MeasureReport; `Accept: text/csv`: the figures as CSV);
 * `GET|POST $payment-assurance?aco=&month=YYYY-MM&cohort=Group/id`: the monthly check against the
   locked roster (MeasureReport or CSV); savings are withheld, with the reason, when the counts differ.
+  POST also stores it as `MeasureReport/payment-assurance-<month>-<aco>`, the month's report of record.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def _router() -> APIRouter:
                                        base_url(request))
         if _wants_csv(request):
             return _csv(figures_csv(assurance_figures(done), assurance_issues(done)))
+        if request.method == "POST":  # the month's report of record
+            return fhir_response(await run_in_threadpool(request.app.state.savings.keep, context_of(request),
+                                                         assurance_report(done), done, base_url(request)))
         return fhir_response(Reply(200, orjson.dumps(assurance_report(done)), {}))
 
     return router

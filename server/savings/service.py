@@ -5,6 +5,7 @@ beneficiaries are not exactly the locked cohort."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -14,7 +15,8 @@ from sqlalchemy import Connection, select
 
 from server.fhir.context import RequestContext
 from server.fhir.errors import FhirError, Issue
-from server.fhir.service import FhirService
+from server.fhir.service import FhirService, Writer
+from server.fhir.types import Reply
 from server.projection.service import aco_of, parsed_files
 from server.rosters.atr import is_attribution_list, list_status
 from server.rosters.params import OperationInput
@@ -256,3 +258,20 @@ class Savings:
                                   "provisional capitation margin above zero"))
         if done.estimate and any(line.capped for line in done.estimate.lines):
             done.questions.append("The claims-aligned risk score is held at the growth cap: check the reference-year score.")
+
+    def keep(self, ctx: RequestContext, report: dict, done: Assurance, base: str) -> Reply:
+        """Store the month's report as `MeasureReport/<report_id>` (a new version when the month is checked
+        again) so it can be read back as it was sent; answers the stored version."""
+        rid = report_id(done.contract.aco, done.month)
+        with self.service.store.begin_write() as tx:
+            writer = Writer(self.service, tx, ctx)
+            current = tx.current([("MeasureReport", rid)]).get(("MeasureReport", rid))
+            writer.put("MeasureReport", rid, {**report, "id": rid}, None, current)
+        self.service.committed(writer.written, ctx)
+        return self.service.read("MeasureReport", rid, base, ctx)
+
+
+def report_id(aco: str, month: str) -> str:
+    """`payment-assurance-<month>-<aco>`; an ACO id too long for a FHIR id (64) is replaced by its digest."""
+    rid = f"payment-assurance-{month}-{aco}"
+    return rid if len(rid) <= 64 else f"payment-assurance-{month}-{hashlib.sha256(aco.encode()).hexdigest()[:32]}"
