@@ -87,6 +87,8 @@ def worked_example() -> tuple[str, str]:
     ("basic-a", "9500.00", "shared-savings", 2_000_000, 0, 3.0),  # one-sided, 40 %
     ("basic-a", "9800.00", "within-corridor", 0, 0, 3.0),  # 2 % savings: below the MSR
     ("enhanced", "10600.00", "shared-losses", 0, 2_400_000, 3.0),  # 6 % losses × 40 %, under the 15 % limit
+    ("basic-e", "7000.00", "shared-savings", 10_000_000, 0, 3.0),  # 30 % × 50 % = $15M, held at 10 % of the benchmark
+    ("enhanced", "14000.00", "shared-losses", 0, 15_000_000, 3.0),  # 40 % × 40 % = $16M, held at 15 % of it
 ])
 def test_mssp_worked_example(http: httpx.Client, worked_example, track, paid_each, outcome, shared, losses, msr):
     beneficiaries, base_rate = worked_example
