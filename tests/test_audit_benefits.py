@@ -43,7 +43,8 @@ BROKEN = [
      "benefits.json: categories[0].procedure_codes[4]: 'H00' is not a valid code"),
     ("unknown-class", _edit(lambda d: d["carc_classes"].update({"eligibility": ["27"]})),
      "benefits.json: carc_classes.eligibility: classes are coding, authorization"),
-    ("no-sources", _edit(lambda d: d.update({"sources": []})), "benefits.json: sources:"),
+    ("no-source", _edit(lambda d: d.update({"source": []})),
+     "benefits.json: source: List should have at least 1 item"),
 ]
 
 

@@ -14,47 +14,33 @@ residence at enrolment and most clinical feeds omit it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
+from pydantic import ConfigDict
 from sqlalchemy import ColumnElement, Subquery, and_, case, false, func, literal, or_, select
 
+from server.data_files import matching
 from server.fhir import searchparams
 from server.store.schema import idx_string
 
 if TYPE_CHECKING:  # facts.py imports the mappings, which import this module
     from server.alignment.facts import Members
 
-STATE_RE = re.compile(r"^[A-Z]{2}$")
-ZIP_RE = re.compile(r"^[0-9]{5}$")
-
 
 @dataclass(frozen=True)
 class AreaPart:
-    """One part of a coverage area: a whole state, or one ZIP code (with its state)."""
+    """One part of a coverage area: a whole state, or one ZIP code (with its state). Validated as a field of
+    a mapping file (`products.json` `coverage_area`); built unvalidated from stored Locations (plans.py)."""
 
-    state: str  # USPS code, upper case
-    postal_code: str | None = None  # 5 digits
-    location: str | None = None  # the Location id it is published as
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)
+    state: Annotated[str, matching(r"^[A-Z]{2}$", "a USPS state code (two upper-case letters)")]
+    postal_code: Annotated[str, matching(r"^[0-9]{5}$", "a 5-digit ZIP code")] | None = None
+    location: str | None = None  # the Location id it is published as; from the file: location_id()
 
-
-def parse_area(value: Any, path: str, fail: Callable[[str, str], None]) -> tuple[AreaPart, ...]:
-    """`[{"state": "NY"}, {"state": "NY", "postal_code": "10001"}, ...]` → parts; `fail(path, message)`."""
-    if not isinstance(value, list):
-        fail(path, "expected a list of {state, postal_code?}")
-    parts = []
-    for i, raw in enumerate(value):
-        where = f"{path}[{i}]"
-        if not isinstance(raw, dict) or set(raw) - {"state", "postal_code"} or "state" not in raw:
-            fail(where, "expected {\"state\": \"NY\"} or {\"state\": \"NY\", \"postal_code\": \"10001\"}")
-        state, postal = raw["state"], raw.get("postal_code")
-        if not isinstance(state, str) or not STATE_RE.match(state):
-            fail(f"{where}.state", f"{state!r} is not a USPS state code (two upper-case letters)")
-        if postal is not None and (not isinstance(postal, str) or not ZIP_RE.match(postal)):
-            fail(f"{where}.postal_code", f"{postal!r} is not a 5-digit ZIP code")
-        parts.append(AreaPart(state, postal, location_id(state, postal)))
-    return tuple(parts)
+    def __post_init__(self) -> None:
+        if self.location is None and self.state:
+            object.__setattr__(self, "location", location_id(self.state, self.postal_code))
 
 
 def location_id(state: str, postal_code: str | None) -> str:

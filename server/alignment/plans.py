@@ -131,11 +131,11 @@ def apply_catalogue(mappings: Mappings, plans: dict[str, dict], locations: dict[
         categories = tuple(by_url[url] for url in _values(plan, CONDITION_EXT, "valueCanonical") if url in by_url)
         levels = frozenset(_values(plan, DUAL_LEVEL_EXT, "valueCode"))
         integration = _values(plan, INTEGRATION_EXT, "valueCode")
-        rule = dataclasses.replace(rule, requires_any_valueset=categories or rule.requires_any_valueset,
-                                   dual_levels=levels or rule.dual_levels)
+        rule = rule.model_copy(update={"requires_any_valueset": categories or rule.requires_any_valueset,
+                                       "dual_levels": levels or rule.dual_levels})
         area = tuple(_area_part(ref.get("reference", ""), locations) for ref in plan.get("coverageArea", []))
-        products.append(dataclasses.replace(product, eligibility=rule, coverage_area=area,
-                                            integration_level=integration[0] if integration else None))
+        products.append(product.model_copy(update={"eligibility": rule, "coverage_area": area,
+                                                   "integration_level": integration[0] if integration else None}))
     return dataclasses.replace(mappings, products=tuple(products))
 
 

@@ -26,7 +26,7 @@ none) straddles the threshold.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP
 from typing import Any
 
@@ -91,7 +91,7 @@ def rules_version(mappings: Mappings, codes_key: int) -> str:
     """What the stored findings depend on: these rules, the value-set codes and the catalogue, the
     rates and the dual-status settings; a server whose version differs re-evaluates every member. Sets are
     written sorted, so every process computes the same text."""
-    catalogue = json.dumps([[asdict(p) for p in mappings.products], sorted(mappings.rates.pmpm.items()),
+    catalogue = json.dumps([[p.model_dump() for p in mappings.products], sorted(mappings.rates.pmpm.items()),
                             mappings.dual_history_months, mappings.deeming_months,
                             sorted((c.code, c.level) for c in mappings.dual_status_codes.values()),
                             mappings.non_claims_valuesets], sort_keys=True, default=_canonical)

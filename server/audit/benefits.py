@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from server.alignment.mappings import MappingError, Mappings
+from server.alignment.mappings import Mappings
+from server.data_files import MappingError, MappingFile, MappingModel, read_mapping
 
 FILE = "benefits.json"
 _PROCEDURE = re.compile(r"^([0-9]{4}[0-9A-Z]|[A-Z][0-9]{4})$")  # CPT (5 digits, or 4 + F/T/U) / HCPCS II
@@ -23,18 +24,15 @@ _CARC = re.compile(r"^[A-Z]?[0-9]{1,3}$")
 CLASSES = ("coding", "authorization")
 
 
-class _Category(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Category(MappingModel):
     code: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
     display: str
     procedure_codes: list[str]
     revenue_codes: list[str]
 
 
-class _Matrix(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Matrix(MappingFile):
     description: str
-    sources: list[str] = Field(min_length=1)
     unconfirmed: list[str] = []
     categories: list[_Category] = Field(min_length=1)
     coverage: dict[str, list[str]]
@@ -66,14 +64,7 @@ def _fail(field: str, message: str) -> MappingError:
 
 
 def load_benefits(mappings: Mappings) -> BenefitMatrix:
-    path = Path(mappings.directory) / FILE
-    try:
-        matrix = _Matrix.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        raise MappingError(FILE, "", f"missing in {mappings.directory}") from None
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise _fail(".".join(str(p) for p in error["loc"]), error["msg"]) from None
+    matrix = read_mapping(Path(mappings.directory) / FILE, _Matrix, FILE)
     by_procedure: dict[str, str] = {}
     by_revenue: dict[str, str] = {}
     for i, category in enumerate(matrix.categories):

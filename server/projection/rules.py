@@ -4,14 +4,19 @@ primary-care-specialist share and the eligibility flags. Pure data and date arit
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal, get_args
 
-from server.data_files import data_directory
+from pydantic import Field
 
-ELIGIBILITY_FLAGS = ("part_a", "part_b", "medicare_advantage", "medicare_secondary", "us_resident", "aligned_elsewhere")
+from server.data_files import MappingFile, MappingModel, data_directory, read_mapping
+
+EligibilityFlag = Literal["part_a", "part_b", "medicare_advantage", "medicare_secondary", "us_resident", "aligned_elsewhere"]
+ELIGIBILITY_FLAGS: tuple[str, ...] = get_args(EligibilityFlag)
+RULES_FILE = data_directory("mappings") / "projection" / "alignment.json"
 
 
 @dataclass(frozen=True)
@@ -49,20 +54,64 @@ def _add_months(day: date, months: int) -> date:
     return date(index // 12, index % 12 + 1, day.day)
 
 
+class _Rule(MappingModel):
+    source: str  # each rule names its own source (the file's `source` list names the documents)
+
+
+class _Codes(_Rule):
+    codes: tuple[Annotated[str, Field(pattern=r"^[0-9A-Z]{5}$")], ...] = Field(min_length=1)
+
+
+class _Period(_Rule):
+    months: Annotated[int, Field(gt=0)]
+    endsMonthsBeforePerformanceYear: Annotated[int, Field(ge=0)]
+
+
+class _Weights(_Rule):
+    earlier: Annotated[int, Field(ge=0)]
+    later: Annotated[int, Field(ge=0)]
+
+
+class _Share(_Rule):
+    percent: Annotated[int, Field(ge=0, le=100)]
+
+
+class _TieBreak(_Rule):
+    rule: Literal["most-recent-service"]
+
+
+class _Eligibility(_Rule):
+    requires: tuple[EligibilityFlag, ...]
+    excludes: tuple[EligibilityFlag, ...]
+
+
+class _Voluntary(_Rule):
+    lostWhenOnlyOutsideServices: bool
+
+
+class AlignmentFile(MappingFile):
+    """`mappings/projection/alignment.json`."""
+
+    description: str
+    primaryCareCodes: _Codes
+    alignmentPeriod: _Period
+    yearWeights: _Weights
+    primaryCareSpecialistShare: _Share
+    tieBreak: _TieBreak
+    eligibility: _Eligibility
+    voluntaryAlignment: _Voluntary
+
+
 @lru_cache(maxsize=1)
-def load_rules() -> AlignmentRules:
-    doc = json.loads((data_directory("mappings") / "projection" / "alignment.json").read_text())
-    eligibility = doc["eligibility"]
-    unknown = set(eligibility["requires"]) | set(eligibility["excludes"])
-    if not unknown <= set(ELIGIBILITY_FLAGS):
-        raise ValueError(f"projection/alignment.json: eligibility names unknown flags {sorted(unknown - set(ELIGIBILITY_FLAGS))}")
+def load_rules(path: Path = RULES_FILE) -> AlignmentRules:
+    doc = read_mapping(path, AlignmentFile, "projection/alignment.json")
     return AlignmentRules(
-        codes=tuple(doc["primaryCareCodes"]["codes"]),
-        months=int(doc["alignmentPeriod"]["months"]),
-        ends_months_before=int(doc["alignmentPeriod"]["endsMonthsBeforePerformanceYear"]),
-        earlier_weight=int(doc["yearWeights"]["earlier"]),
-        later_weight=int(doc["yearWeights"]["later"]),
-        specialist_share_percent=int(doc["primaryCareSpecialistShare"]["percent"]),
-        requires=tuple(eligibility["requires"]),
-        excludes=tuple(eligibility["excludes"]),
+        codes=doc.primaryCareCodes.codes,
+        months=doc.alignmentPeriod.months,
+        ends_months_before=doc.alignmentPeriod.endsMonthsBeforePerformanceYear,
+        earlier_weight=doc.yearWeights.earlier,
+        later_weight=doc.yearWeights.later,
+        specialist_share_percent=doc.primaryCareSpecialistShare.percent,
+        requires=doc.eligibility.requires,
+        excludes=doc.eligibility.excludes,
     )

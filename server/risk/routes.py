@@ -38,6 +38,7 @@ from server.alignment.touched import touched_members
 from server.alignment.window import today_utc
 from server.bulk.members import group_members
 from server.config import Settings
+from server.data_files import MappingError
 from server.fhir.context import RequestContext, context_of
 from server.fhir.types import WriteContext
 from server.fhir.dates import DateValueError, date_range
@@ -51,7 +52,7 @@ from server.measures.params import body_items
 from server.measures.seed import refuse_writes_to, seed_definitions
 from server.risk.capitation_routes import CAPITATION_MEASURE
 from server.risk.capitation_routes import router as capitation_router
-from server.risk.model import RiskConfigError, RiskModel, code_rows, install_model, load_risk_model, model_rows, risk_codes_key
+from server.risk.model import RiskModel, code_rows, install_model, load_risk_model, model_rows, risk_codes_key
 from server.risk.report import REPORT_PREFIX, REPORTER, coding_gap_report, measure_id, model_measures, report_bundle, report_id
 from server.risk.levers import levers_parameter, member_levers
 from server.risk.population import PopulationRisk, population_risk
@@ -87,7 +88,7 @@ def risk_feature(service: FhirService, alignment: AlignmentEngine, settings: Set
     operations."""
     try:
         model = load_risk_model(settings.mappings_dir or None)
-    except RiskConfigError as exc:
+    except MappingError as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(f"planfit: cannot start: {exc}") from None
     digest, rows = model_rows(model)

@@ -21,14 +21,15 @@ findings), so only the mismatches come back to Python.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import Field
 from sqlalchemy import BigInteger, Connection, Date, and_, cast, exists, func, or_, select, union_all
 
-from server.data_files import data_directory
+from server.data_files import MappingFile, data_directory, read_mapping
 from server.fhir.errors import FhirError
 from server.fhir.searchparams import param_hash
 from server.store.alignment_schema import finding_categories
@@ -51,15 +52,16 @@ _US_PER_DAY = 86_400_000_000
 CSV_COLUMNS = ("kind", "participant_id", "patient_id", "row", "field", "stated", "found")
 
 
-@dataclass(frozen=True)
-class PilotRules:
-    exclusion_reasons: frozenset[str]
-    authorization_valid_days: int
+class PilotRules(MappingFile):
+    """`mappings/roster/pilot-rules.json`: the pilot's own controls (SPEC §11)."""
+
+    description: str = ""
+    exclusion_reasons: frozenset[Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]]
+    authorization_valid_days: Annotated[int, Field(gt=0)]
 
     @classmethod
     def load(cls, path: Path = RULES_FILE) -> "PilotRules":
-        data = json.loads(path.read_text())
-        return cls(frozenset(data["exclusion_reasons"]), int(data["authorization_valid_days"]))
+        return read_mapping(path, cls, "roster/pilot-rules.json")
 
 
 @dataclass(frozen=True)
