@@ -26,7 +26,7 @@ from typing import Callable
 import orjson
 
 from benchmarks import audit, evaluate, export, ingest, measure, projection, risk, rosters
-from server.alignment.synth import MEMBER_SYSTEM
+from server.synth import MEMBER_SYSTEM
 from benchmarks.servers import StageFailed, analyze, postgres_schema, profiled, running, schema_of
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"

@@ -14,7 +14,7 @@ import psycopg
 from tqdm import tqdm
 
 from benchmarks.servers import AS_OF, KINDS, Server, StageFailed, expect
-from server.alignment.synth import SynthSummary, generate
+from server.synth import SynthSummary, generate
 
 # Members per synthetic bundle: about 3.5 clinical and 3 claims entries each, so bundles of ~500 entries.
 MEMBERS_PER_BUNDLE = 150

@@ -14,7 +14,7 @@ from server.audit import commands as audit_commands
 from server.audit import synth as audit_synth
 from server.auth import commands as auth_commands
 from server.bulk import commands as bulk_commands
-from server import demo
+from server import demo, synth
 from server.config import Settings, SettingsError
 from server.fhir import commands as fhir_commands
 from server.loader import commands as loader_commands
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=_serve)
+    synth.register(sub)
     alignment_commands.register(sub)
     risk_synth.extend(sub)  # `planfit synth` also writes the risk-adjustment population
     roster_synth.extend(sub)  # … and a payer attribution file with planted mismatches

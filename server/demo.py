@@ -3,7 +3,7 @@
 Everything lives in a temporary directory that is deleted at Ctrl-C or SIGTERM (as `timeout`, systemd
 and `docker stop` send), after the `planfit serve` child is stopped: a SQLite database, two Backend
 Services clients (an EMR-like `clinical` one and a plan's `claims` feed, keys generated here and
-registered through PLANFIT_CLIENTS_FILE), the synthetic population (`server/alignment/synth.py`) and the
+registered through PLANFIT_CLIENTS_FILE), the synthetic population (`server/synth/`) and the
 server log. The population is posted with `planfit load`'s loader, clinical bundles by the clinical
 client and claims bundles by the claims client (the writer decides the evidence kind, SPEC §4.2). The
 figures are read back through the FHIR API only, as any client would (`read_figures`).
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from server.alignment import synth
+from server import synth
 from server.auth.commands import load_private_key
 from server.auth.models import ALL_PATIENTS, User
 from server.auth.passwords import hash_password

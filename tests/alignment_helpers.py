@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 import httpx
 import pytest
 
-from server.alignment.synth import MEMBER_SYSTEM
+from server.synth import MEMBER_SYSTEM
 from server.alignment.window import months_before, years_before
 from tests.conftest import (
     BackendToken,

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from server.alignment.synth import MEMBER_SYSTEM, generate
+from server.synth import MEMBER_SYSTEM, generate
 from server.cohorts.definitions import COHORT_IDS
 from tests.alignment_helpers import post_bundles
 from tests.auth_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, register_user, require_browser

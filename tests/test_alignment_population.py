@@ -1,7 +1,7 @@
 """A synthetic population of 2,000 members evaluates to exactly its ground truth, on both databases:
 first as kept current while its bundles are ingested over HTTP, then after a full re-evaluation.
 
-The ground truth is built from scenarios, not by a rules engine (`server/alignment/synth.py`); the
+The ground truth is built from scenarios, not by a rules engine (`server/synth/`); the
 population is generated for today's date, the date the test servers evaluate on.
 """
 
@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from server.alignment.synth import generate
+from server.synth import generate
 from tests.alignment_helpers import TODAY, Finding, finding, member_ids, post_bundles
 
 MEMBERS = 2000

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from server.alignment.synth import generate
+from server.synth import generate
 from server.cohorts.definitions import COHORT_CODE_SYSTEM, COHORT_IDS, COHORT_SYSTEM
 from tests.alignment_helpers import ICD, TODAY, claim, days_ago, member_ids, post_bundles
 from tests.auth_helpers import backend_token, bearer, register_backend

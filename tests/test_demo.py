@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from server.alignment.synth import generate
+from server.synth import generate
 from tests.conftest import ROOT, free_port
 
 MEMBERS, SEED = 200, 5

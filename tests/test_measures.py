@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from server.alignment.rules import REASONS
-from server.alignment.synth import generate
+from server.synth import generate
 from server.cohorts.definitions import COHORT_IDS
 from tests.alignment_helpers import ICD, TODAY, claim, condition, finding, member_ids, post_bundles
 from tests.auth_helpers import APP_SCOPE, app_token, bearer, register_app, register_user

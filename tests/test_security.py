@@ -21,7 +21,7 @@ import httpx
 import orjson
 import pytest
 
-from server.alignment import synth
+from server import synth
 from tests.alignment_helpers import post_bundles
 from tests.conftest import ROOT, RunningServer
 from tests.reliability_helpers import Database, Process, Servers

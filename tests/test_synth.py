@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from server.alignment.mappings import DEFAULT_DIRECTORY, Mappings, load_mappings
-from server.alignment.synth import COVERAGE_FORMS, DX, ROUTINE_CLAIM_DX, SCENARIOS, generate
+from server.synth import COVERAGE_FORMS, DX, ROUTINE_CLAIM_DX, SCENARIOS, generate
 
 AS_OF = date(2026, 1, 1)
 MEMBER_SYSTEM = "https://planfit.dev/synth/member-id"

@@ -1,4 +1,4 @@
-"""`planfit synth` and `planfit evaluate`.
+"""`planfit evaluate`.
 
 `evaluate` is the operator's full re-evaluation: the same engine and SQL as `POST
 /fhir/$evaluate-alignment`, run against `PLANFIT_DATABASE_URL` directly (the schema is migrated first),
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from server.alignment import synth
 from server.alignment.engine import AlignmentEngine, EngineConfig
 from server.alignment.mappings import MappingError, load_mappings
 from server.cohorts.membership import CohortMaintainer
@@ -20,9 +19,6 @@ from server.store.resources import Store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    generate = subparsers.add_parser("synth", help="write a synthetic member population and its ground truth")
-    synth.add_arguments(generate)
-    generate.set_defaults(func=synth.run)
     evaluate = subparsers.add_parser("evaluate", help="re-evaluate every member's product alignment")
     evaluate.set_defaults(func=_evaluate)
 

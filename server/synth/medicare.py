@@ -1,0 +1,201 @@
+"""Scenarios of Medicare members (MA, Original Medicare, C-SNP) and dual members (D-SNP, Medicare with
+Medicaid); each plans one member and returns the finding it expects."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from server.synth.catalogue import CSNP_BODY_POOLS, DUAL_ELIGIBLE, FULL_CODES, MEDICARE_ELIGIBLE, PARTIAL_CODES
+from server.synth.members import Expect, Member, by_priority
+
+
+def ma_aligned(m: Member) -> Expect:
+    m.medicare_age()
+    m.cover("ma")
+    m.noise(bh=True)
+    return Expect("aligned", "ma", "ma", by_priority(*MEDICARE_ELIGIBLE))
+
+
+def ffs_aligned(m: Member) -> Expect:
+    m.medicare_age()
+    m.cover("medicare-ffs")
+    m.noise(bh=True)
+    return Expect("aligned", "medicare-ffs", "medicare-ffs", by_priority(*MEDICARE_ELIGIBLE))
+
+
+def _csnp_conditions(m: Member, *, claims: bool | None = None) -> tuple[str, ...]:
+    cats: set[str] = set()
+    pools = list(CSNP_BODY_POOLS)
+    m.rng.shuffle(pools)
+    for pool in pools[: m.rng.randint(1, 2)]:
+        dx = m.pick(pool)
+        cats |= dx.cats
+        use_claims = claims if claims is not None else m.rng.random() < 0.5
+        if use_claims and dx.icd is not None:
+            m.claims_any(dx)
+            if m.rng.random() < 0.4:
+                m.clinical(dx)
+        else:
+            m.clinical(dx)
+    return tuple(sorted(cats))
+
+
+def csnp_candidate(m: Member) -> Expect:
+    m.medicare_age()
+    enrolled = "ma" if m.rng.random() < 0.7 else "medicare-ffs"
+    m.cover(enrolled)
+    cats = _csnp_conditions(m)
+    m.noise(bh=True)
+    return Expect("misaligned", enrolled, "csnp", by_priority("csnp", *MEDICARE_ELIGIBLE), csnp_categories=cats)
+
+
+def csnp_out_of_area(m: Member) -> Expect:
+    m.medicare_age()
+    m.out_of_state = True
+    enrolled = "ma" if m.rng.random() < 0.7 else "medicare-ffs"
+    m.cover(enrolled)
+    _csnp_conditions(m)
+    m.noise(bh=True)
+    return Expect("aligned", enrolled, enrolled, by_priority(*MEDICARE_ELIGIBLE))
+
+
+def csnp_aligned(m: Member) -> Expect:
+    m.medicare_age()
+    m.cover("csnp")
+    cats = _csnp_conditions(m, claims=True)
+    m.noise()
+    return Expect("aligned", "csnp", "csnp", by_priority("csnp", *MEDICARE_ELIGIBLE), csnp_categories=cats)
+
+
+def csnp_no_qualifying_dx(m: Member) -> Expect:
+    m.medicare_age()
+    m.cover("csnp")
+    m.ignored(CSNP_BODY_POOLS, n=m.rng.randint(1, 3))
+    m.noise(bh=True)
+    return Expect("misaligned", "csnp", "ma", by_priority(*MEDICARE_ELIGIBLE))
+
+
+def medicare_clinical_smi(m: Member) -> Expect:
+    m.medicare_age()
+    m.cover("ma")
+    m.clinical(m.pick("smi-mh"))
+    m.noise()
+    return Expect("misaligned", "ma", "csnp", by_priority("csnp", *MEDICARE_ELIGIBLE), non_claims=("smi",),
+                  csnp_categories=("csnp-mental-health",))
+
+
+def medicare_psychosis_nos(m: Member) -> Expect:
+    m.medicare_age()
+    m.cover("ma")
+    m.clinical(m.pick("smi-only"))
+    m.noise()
+    return Expect("aligned", "ma", "ma", by_priority(*MEDICARE_ELIGIBLE), non_claims=("smi",))
+
+
+def dsnp_full_aligned(m: Member) -> Expect:
+    m.set_age(30, 90)
+    m.cover("dsnp", dual_code=m.rng.choice(FULL_CODES))
+    m.noise(bh=True)
+    return Expect("aligned", "dsnp", "dsnp", by_priority(*DUAL_ELIGIBLE), dual_level="full")
+
+
+def dsnp_partial_aligned(m: Member) -> Expect:
+    m.set_age(30, 90)
+    m.cover("dsnp", dual_code=m.rng.choice(PARTIAL_CODES))
+    m.noise(bh=True)
+    return Expect("aligned", "dsnp", "dsnp", by_priority(*DUAL_ELIGIBLE), dual_level="partial")
+
+
+def _dual_two_coverages(m: Member, medicare_product: str, code: str | None) -> None:
+    on_medicaid = m.rng.random() < 0.5
+    m.cover(medicare_product, dual_code=None if on_medicaid else code)
+    m.cover_medicaid_ffs(dual_code=code if on_medicaid else None)
+
+
+def dual_full_in_ma(m: Member) -> Expect:
+    m.set_age(30, 90)
+    _dual_two_coverages(m, "ma", m.rng.choice(FULL_CODES))
+    m.noise(bh=True)
+    return Expect("misaligned", "ma", "dsnp", by_priority(*DUAL_ELIGIBLE), dual_level="full")
+
+
+def dual_partial_in_ffs(m: Member) -> Expect:
+    m.set_age(30, 90)
+    _dual_two_coverages(m, "medicare-ffs", m.rng.choice(PARTIAL_CODES))
+    m.noise(bh=True)
+    return Expect("misaligned", "medicare-ffs", "dsnp", by_priority(*DUAL_ELIGIBLE), dual_level="partial")
+
+
+def dual_level_unknown(m: Member) -> Expect:
+    m.set_age(30, 90)
+    enrolled = m.rng.choice(("ma", "medicare-ffs", "dsnp"))
+    _dual_two_coverages(m, enrolled, None)
+    m.noise(bh=True)
+    return Expect("review", enrolled, "dsnp", by_priority(*DUAL_ELIGIBLE), dual_level="unknown",
+                  reasons=("dual-level-unknown",))
+
+
+def dsnp_medicaid_not_evidenced(m: Member) -> Expect:
+    """A D-SNP member with no Medicaid coverage and no dual code, none ever or lost inside the deeming
+    period (1-5 months ago): a compliance finding held in review (SPEC §4.3)."""
+    m.set_age(30, 90)
+    m.cover("dsnp")
+    if m.rng.random() < 0.5:
+        lost = m.cover_medicaid_ffs(dual_code=m.rng.choice((None, *FULL_CODES)))
+        lost.end = m.as_of - timedelta(days=m.rng.randint(30, 150))
+    m.noise(bh=True)
+    return Expect("review", "dsnp", "dsnp", by_priority(*DUAL_ELIGIBLE), dual_level="unknown",
+                  reasons=("medicaid-not-evidenced",))
+
+
+def dsnp_medicaid_lapsed(m: Member) -> Expect:
+    """A D-SNP member whose Medicaid ended 7-11 months ago, past the deeming period: misaligned."""
+    m.set_age(30, 90)
+    m.cover("dsnp")
+    lost = m.cover_medicaid_ffs()
+    lost.end = m.as_of - timedelta(days=m.rng.randint(215, 330))
+    m.noise(bh=True)
+    return Expect("misaligned", "dsnp", "ma", by_priority(*MEDICARE_ELIGIBLE),
+                  reasons=("medicaid-not-evidenced", "deeming-period-ended"))
+
+
+def dual_code_without_medicaid(m: Member) -> Expect:
+    """An MA or Original Medicare member whose Medicare coverage carries the dual status code (the plan
+    learns it from CMS) and no Medicaid coverage was sent: a D-SNP opportunity (SPEC §4.3)."""
+    m.set_age(30, 90)
+    enrolled = m.rng.choice(("ma", "medicare-ffs"))
+    level = m.rng.choice(("full", "partial"))
+    m.cover(enrolled, dual_code=m.rng.choice(FULL_CODES if level == "full" else PARTIAL_CODES))
+    m.noise(bh=True)
+    return Expect("misaligned", enrolled, "dsnp", by_priority(*DUAL_ELIGIBLE), dual_level=level)
+
+
+def dual_month_by_month(m: Member) -> Expect:
+    """An MA member with an older coded coverage and this month's record with another level: the latest
+    month wins (SPEC §4.3)."""
+    m.set_age(30, 90)
+    older, latest = m.rng.choice(((FULL_CODES, PARTIAL_CODES), (PARTIAL_CODES, FULL_CODES)))
+    m.cover("ma", dual_code=m.rng.choice(older))
+    record = m.cover_medicaid_ffs(dual_code=m.rng.choice(latest))
+    record.start = m.as_of - timedelta(days=m.rng.randint(0, 25))
+    m.noise(bh=True)
+    level = "full" if latest is FULL_CODES else "partial"
+    return Expect("misaligned", "ma", "dsnp", by_priority(*DUAL_ELIGIBLE), dual_level=level)
+
+
+def harp_gained_medicare(m: Member) -> Expect:
+    m.set_age(21, 64)
+    code = m.rng.choice(FULL_CODES)
+    on_harp = m.rng.random() < 0.5
+    m.cover("ny-harp", dual_code=code if on_harp else None)
+    m.cover("medicare-ffs", dual_code=None if on_harp else code,
+            start=m.as_of - timedelta(days=m.rng.randint(30, 300)))
+    cat = m.rng.choice(("smi", "sud"))
+    dx = m.pick("smi-mh") if cat == "smi" else m.pick("sud")
+    while dx.icd is None:
+        dx = m.pick("smi-mh") if cat == "smi" else m.pick("sud")
+    m.claims_any(dx)
+    m.noise()
+    csnp_cat = "csnp-mental-health" if cat == "smi" else "csnp-substance-dependence"
+    return Expect("misaligned", "ny-harp", "dsnp", by_priority("dsnp", "csnp", *MEDICARE_ELIGIBLE),
+                  csnp_categories=(csnp_cat,), dual_level="full")
