@@ -8,7 +8,7 @@ import shutil
 import sys
 import tempfile
 
-from benchmarks import bench as bench_commands
+from benchmarks import command as bench_command
 from server.alignment import commands as alignment_commands
 from server.audit import commands as audit_commands
 from server.audit import synth as audit_synth
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     fhir_commands.register(sub)
     loader_commands.register(sub)
     demo.register(sub)
-    bench_commands.register(sub)
+    bench_command.register(sub)
     return parser
 
 
