@@ -23,9 +23,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from server.alignment.index_keys import READ_TYPES, IndexKeys, compartment_hashes
 from server.fhir import searchparams
 from server.fhir.types import Written
-from server.store.resources import chunks
+from server.store.resources import chunks, latest_txid
 from server.store.alignment_schema import alignment_evaluated, alignment_watermark
-from server.store.schema import idx_reference, resource_history, write_counter
+from server.store.schema import idx_reference, resource_history
 
 
 def touched_members(conn: Connection, keys: IndexKeys, written: Sequence[Written]) -> set[str]:
@@ -162,7 +162,7 @@ def awaiting_batch(conn: Connection, transactions: int) -> tuple[list[Written], 
 def evaluated_through(conn: Connection) -> tuple[int, int]:
     """(latest committed write, the txid through which every write is evaluated): the first equals the
     second once findings reflect every committed write."""
-    latest = select(write_counter.c.value).where(write_counter.c.id == 1).scalar_subquery()
+    latest = latest_txid()
     row = conn.execute(select(latest, func.coalesce(_below_oldest_awaiting(), latest))).one()
     return row[0], row[1]
 
@@ -182,7 +182,7 @@ def advance_watermark(conn: Connection) -> None:
 
 def watermark_to_counter(conn: Connection) -> None:
     """Before a full evaluation's statements: every write committed so far is about to be reflected."""
-    _set_watermark(conn, select(write_counter.c.value).where(write_counter.c.id == 1).scalar_subquery())
+    _set_watermark(conn, latest_txid())
 
 
 def _set_watermark(conn: Connection, txid) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import orjson
-from sqlalchemy import Connection, Engine, Select, update
+from sqlalchemy import Connection, Engine, Select
 
 from server.bulk import jobs
 from server.bulk.jobs import Job
@@ -31,8 +31,7 @@ from server.bulk.ndjson import FileRecord, NdjsonFiles
 from server.bulk.plan import ExportPlan
 from server.bulk.query import export_statement, materialize_patients
 from server.config import Settings
-from server.store.resources import Store
-from server.store.schema import write_counter
+from server.store.resources import Store, hold_writes
 
 log = logging.getLogger("planfit.bulk")
 _US = 1_000_000
@@ -114,8 +113,7 @@ def snapshot(engine: Engine) -> Iterator[tuple[Connection, int, int]]:
     """(read connection, snapshot txid, transactionTime in µs); see the module docstring."""
     with engine.connect() as lock, engine.connect() as read:
         lock.begin()
-        # Takes the writer lock without changing anything (rolled back below).
-        lock.execute(update(write_counter).where(write_counter.c.id == 1).values(value=write_counter.c.value))
+        hold_writes(lock)  # released by the rollback below
         if read.dialect.name == "postgresql":
             read.execution_options(isolation_level="REPEATABLE READ")
         read.begin()

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Iterator, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, ScalarSelect, bindparam, delete, func, select, tuple_, update
 
 from server.store.schema import (
     idx_date,
@@ -135,7 +135,7 @@ class Store:
 
     @staticmethod
     def current_txid(conn: Connection) -> int:
-        return conn.execute(select(write_counter.c.value).where(write_counter.c.id == 1)).scalar_one()
+        return conn.execute(latest_txid()).scalar_one()
 
     def fetch(self, keys: Iterable[tuple[str, str]], conn: Connection | None = None) -> dict[tuple[str, str], StoredVersion]:
         """Current, non-deleted versions of many resources in one round trip per chunk."""
@@ -256,6 +256,17 @@ def next_txid(conn: Connection) -> int:
         update(write_counter).where(write_counter.c.id == 1).values(value=write_counter.c.value + 1)
         .returning(write_counter.c.value)
     ).scalar_one()
+
+
+def latest_txid() -> ScalarSelect[int]:
+    """The number of the newest committed write, as a sub-select (read in the caller's snapshot)."""
+    return select(write_counter.c.value).where(write_counter.c.id == 1).scalar_subquery()
+
+
+def hold_writes(conn: Connection) -> None:
+    """Take the writer lock without writing (the counter row set to itself): no write commits until `conn`'s
+    transaction ends; rolling it back changes nothing."""
+    conn.execute(update(write_counter).where(write_counter.c.id == 1).values(value=write_counter.c.value))
 
 
 def append_versions(conn: Connection, rtype: str, versions: Sequence[tuple[str, int]],
