@@ -25,6 +25,7 @@ from server.alignment.api import alignment_engine, alignment_feature
 from server.audit.routes import audit_feature
 from server.auth.install import auth_feature
 from server.bulk.api import bulk_feature
+from server.bulk.members import GroupMembership
 from server.cohorts.routes import cohorts_feature
 from server.config import Settings
 from server.dashboard.routes import dashboard_feature
@@ -54,17 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = Store(db)
     service = FhirService(store, settings)
     hooks = Hooks()
+    groups = GroupMembership(hooks)  # asks the features' GROUP_MEMBERS hooks, gathered by assemble()
     alignment = alignment_engine(service, settings, hooks)
     auth = auth_feature(service, settings)
     features = [
         Feature(name="fhir", routers=[fhir_router]),
-        bulk_feature(service, settings),
+        bulk_feature(service, settings, groups),
         alignment_feature(alignment, service, settings),
         # Before the other PRE_WRITE hooks: a client writing the audit's ids learns that they are the server's.
         audit_feature(alignment),
         cohorts_feature(service, alignment),
-        measures_feature(service, alignment),
-        risk_feature(service, alignment, settings),
+        measures_feature(service, alignment, groups),
+        risk_feature(service, alignment, settings, groups),
         projection_feature(service),
         savings_feature(service),
         rosters_feature(service, alignment.mappings),

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from server.bulk.kickoff import KickOff
+from server.bulk.members import GroupMembership
 from server.bulk.service import BulkExports
 from server.fhir.context import context_of
 from server.config import Settings
@@ -29,9 +30,9 @@ _VALUE_KEYS = ("valueString", "valueCode", "valueInstant", "valueDateTime", "val
 _BULK_DEFINITION = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
 
 
-def bulk_feature(service: FhirService, settings: Settings) -> Feature:
+def bulk_feature(service: FhirService, settings: Settings, groups: GroupMembership) -> Feature:
     """Bulk Data `$export` at system, Patient and Group level, run by this process's export workers."""
-    bulk = BulkExports(service, settings)
+    bulk = BulkExports(service, settings, groups)
     return Feature(
         name="bulk",
         routers=[router],

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy import select
 
+from server.bulk.members import GroupMembership
 from server.bulk.plan import ExportPlan, TypePlan
 from server.bulk.query import patients_of
 from server.fhir import searchparams
@@ -60,7 +61,9 @@ class _Problems:
         self.issues.append(Issue("warning", "not-supported", diagnostics + " (ignored)", (expression,)).to_json())
 
 
-def plan_export(service: FhirService, ctx: RequestContext, kick: KickOff, base: str) -> ExportPlan:
+def plan_export(
+    service: FhirService, groups: GroupMembership, ctx: RequestContext, kick: KickOff, base: str
+) -> ExportPlan:
     access = ctx.access
     problems = _Problems(kick.lenient)
     values = _collect(kick.params, problems)
@@ -78,7 +81,7 @@ def plan_export(service: FhirService, ctx: RequestContext, kick: KickOff, base: 
         since_us=since_us,
         until_us=until_us,
     )
-    patient_ids = _patient_ids(service, access, plan, values.get("patient"), problems)
+    patient_ids = _patient_ids(service, groups, access, plan, values.get("patient"), problems)
     return replace(plan, patient_ids=patient_ids, warnings=tuple(problems.issues))
 
 
@@ -165,7 +168,8 @@ def _type_filters(
 
 
 def _patient_ids(
-    service: FhirService, access: Access, plan: ExportPlan, references: list[str] | None, problems: _Problems
+    service: FhirService, groups: GroupMembership, access: Access, plan: ExportPlan, references: list[str] | None,
+    problems: _Problems,
 ) -> tuple[str, ...]:
     """The POST `patient` parameter, checked against the Group, or the Patients the caller may see
     (so a caller cannot probe whether a patient outside its access exists)."""
@@ -180,7 +184,7 @@ def _patient_ids(
             raise FhirError.of(400, "invalid", f"patient must reference a Patient, not '{ref}'", "patient")
         wanted.append(rid)
     with service.store.connection() as conn:
-        candidates = patients_of(conn, ExportPlan(plan.level, (), plan.group_id, tuple(wanted)))
+        candidates = patients_of(conn, ExportPlan(plan.level, (), plan.group_id, tuple(wanted)), groups)
         assert candidates is not None
         visible = select(resources.c.rid).where(
             resources.c.rtype == "Patient",

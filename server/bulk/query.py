@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, ColumnElement, Connection, MetaData, Select, String, Table, and_, insert, or_, select, true
 
-from server.bulk.members import group_members
+from server.bulk.members import GroupMembership
 from server.bulk.plan import ExportPlan, TypePlan
 from server.fhir import searchparams
 from server.store.schema import ID_LEN, idx_reference, resources
@@ -31,9 +31,9 @@ def compartment_param_hashes(rtype: str) -> tuple[int, ...]:
 _patients = Table("export_patients", MetaData(), Column("id", String(ID_LEN)), prefixes=["TEMPORARY"])
 
 
-def materialize_patients(conn: Connection, plan: ExportPlan) -> Select | None:
+def materialize_patients(conn: Connection, plan: ExportPlan, groups: GroupMembership) -> Select | None:
     """The plan's patients as a sub-select of a temporary table; None means every patient."""
-    patients = patients_of(conn, plan)
+    patients = patients_of(conn, plan, groups)
     if patients is None:
         return None
     _patients.create(conn)
@@ -63,10 +63,10 @@ def export_statement(plan: ExportPlan, type_plan: TypePlan, snapshot_txid: int, 
     return select(r.content).where(*where)
 
 
-def patients_of(conn: Connection, plan: ExportPlan) -> Select | None:
+def patients_of(conn: Connection, plan: ExportPlan, groups: GroupMembership) -> Select | None:
     """The exported patients as a sub-select; None means every patient (Patient/$export)."""
     if plan.level == "group":
-        members = group_members(conn, plan.group_id or "")
+        members = groups.members(conn, plan.group_id or "")
         column = members.selected_columns[0]
         return members.where(column.in_(plan.patient_ids)) if plan.patient_ids else members
     if plan.patient_ids:

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, Select
 
 from server.bulk import jobs
 from server.bulk.jobs import Job
-from server.bulk.members import group_document
+from server.bulk.members import GroupMembership
 from server.bulk.ndjson import FileRecord, NdjsonFiles
 from server.bulk.plan import ExportPlan
 from server.bulk.query import export_statement, materialize_patients
@@ -126,7 +126,7 @@ def snapshot(engine: Engine) -> Iterator[tuple[Connection, int, int]]:
             read.rollback()
 
 
-def run_job(store: Store, settings: Settings, job: Job, owner: str) -> None:
+def run_job(store: Store, settings: Settings, groups: GroupMembership, job: Job, owner: str) -> None:
     """Run one claimed attempt to completion, or leave the job for a retry or as failed."""
     export_dir = Path(settings.export_dir)
     relative_dir = f"{job.id}/{job.attempts}"
@@ -136,7 +136,7 @@ def run_job(store: Store, settings: Settings, job: Job, owner: str) -> None:
             _clear_other_attempts(export_dir / job.id, keep=str(job.attempts))
             (export_dir / relative_dir).mkdir(parents=True, exist_ok=True)
             plan = ExportPlan.from_json(job.plan)
-            records, txid, transaction_us = _export(engine, plan, export_dir, relative_dir, settings, lease)
+            records, txid, transaction_us = _export(engine, plan, export_dir, relative_dir, settings, groups, lease)
             lease.check()
             published = jobs.complete(
                 engine, job.id, owner, records, txid, transaction_us, now_us() + settings.export_ttl_seconds * _US
@@ -155,19 +155,20 @@ def run_job(store: Store, settings: Settings, job: Job, owner: str) -> None:
 
 
 def _export(
-    engine: Engine, plan: ExportPlan, export_dir: Path, relative_dir: str, settings: Settings, lease: Lease
+    engine: Engine, plan: ExportPlan, export_dir: Path, relative_dir: str, settings: Settings,
+    groups: GroupMembership, lease: Lease,
 ) -> tuple[list[FileRecord], int, int]:
     records: list[FileRecord] = []
     throttle = Throttle(settings.export_max_rate)
     total = 0
     with snapshot(engine) as (conn, txid, transaction_us):
-        patients = materialize_patients(conn, plan)
+        patients = materialize_patients(conn, plan, groups)
         for number, type_plan in enumerate(plan.types, start=1):
             step = f"exporting {type_plan.rtype} (type {number} of {len(plan.types)})"
             files = NdjsonFiles(export_dir, relative_dir, type_plan.rtype, "output", settings.export_file_lines)
             try:
                 statement = export_statement(plan, type_plan, txid, patients)
-                whole = _whole_group(conn, plan) if type_plan.rtype == "Group" else None
+                whole = _whole_group(conn, plan, groups) if type_plan.rtype == "Group" else None
                 total += _export_type(conn, statement, files, lease, throttle, step, total, whole)
             except BaseException:
                 files.discard()
@@ -177,12 +178,12 @@ def _export(
     return records, txid, transaction_us
 
 
-def _whole_group(conn: Connection, plan: ExportPlan) -> Callable[[bytes], bytes] | None:
+def _whole_group(conn: Connection, plan: ExportPlan, groups: GroupMembership) -> Callable[[bytes], bytes] | None:
     """For a Group export, the exported Group as its member resolver renders it."""
     if plan.level != "group" or plan.group_id is None:
         return None
     group_id = plan.group_id
-    return lambda stored: group_document(conn, group_id, stored)
+    return lambda stored: groups.document(conn, group_id, stored)
 
 
 def _export_type(

@@ -19,6 +19,7 @@ import orjson
 from server.bulk import jobs
 from server.bulk.jobs import Job, Owner
 from server.bulk.kickoff import KickOff, plan_export
+from server.bulk.members import GroupMembership
 from server.bulk.plan import ExportPlan
 from server.bulk.runner import now_us
 from server.bulk.worker import ExportWorkers
@@ -51,11 +52,12 @@ def file_url(base: str, job_id: str, name: str) -> str:
 
 
 class BulkExports:
-    def __init__(self, service: FhirService, settings: Settings):
+    def __init__(self, service: FhirService, settings: Settings, groups: GroupMembership):
         self.service = service
         self.settings = settings
+        self.groups = groups
         self.engine = service.store.engine
-        self.workers = ExportWorkers(service.store, settings)
+        self.workers = ExportWorkers(service.store, settings, groups)
 
     def start(self) -> None:
         self.workers.start()
@@ -64,7 +66,7 @@ class BulkExports:
         self.workers.stop()
 
     def kick_off(self, ctx: RequestContext, kick: KickOff, request_url: str, base: str) -> Reply:
-        plan = plan_export(self.service, ctx, kick, base)
+        plan = plan_export(self.service, self.groups, ctx, kick, base)
         job_id = str(uuid.uuid4())
         cap = self.settings.export_max_jobs
         with self.engine.begin() as conn:

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 from server.bulk import jobs
+from server.bulk.members import GroupMembership
 from server.bulk.runner import now_us, run_job
 from server.config import Settings
 from server.store.resources import Store
@@ -24,9 +25,10 @@ _IDLE_SECONDS = 1.0
 
 
 class ExportWorkers:
-    def __init__(self, store: Store, settings: Settings):
+    def __init__(self, store: Store, settings: Settings, groups: GroupMembership):
         self.store = store
         self.settings = settings
+        self.groups = groups
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -57,7 +59,7 @@ class ExportWorkers:
                     settings.export_max_attempts, settings.export_ttl_seconds * 1_000_000,
                 )
                 if job is not None:
-                    run_job(self.store, settings, job, owner)
+                    run_job(self.store, settings, self.groups, job, owner)
                     continue
                 self._reap()
             except Exception as exc:  # the database may be briefly unreachable; try again later

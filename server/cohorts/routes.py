@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, Select, select
 
 from server.alignment.engine import AlignmentEngine
 from server.alignment.hooks import POST_EVALUATION
-from server.bulk.members import register_group_members
+from server.bulk.members import GROUP_MEMBERS
 from server.cohorts.definitions import COHORT_IDS, COHORT_SYSTEM
 from server.cohorts.groups import full_group
 from server.cohorts.membership import CohortMaintainer
@@ -40,11 +40,11 @@ def cohorts_feature(service: FhirService, engine: AlignmentEngine) -> Feature:
     their members, and serve them with their members."""
     maintainer = CohortMaintainer(service.store)
     maintainer.follow(engine)
-    register_group_members(current_members)
     return Feature(
         name="cohorts",
         startup=[maintainer.ensure_headers, lambda: maintainer.synchronise(engine.db)],
-        hooks=[(POST_EVALUATION, maintainer.refresh), (PRE_WRITE, _refuse_writes), (READ_RENDER, _render)],
+        hooks=[(POST_EVALUATION, maintainer.refresh), (PRE_WRITE, _refuse_writes), (READ_RENDER, _render),
+               (GROUP_MEMBERS, current_members)],
     )
 
 

@@ -9,7 +9,7 @@ Reports are built from the persisted findings (never by re-running the rules):
   that patient of the types in `ALIGNMENT_READS` (SPEC §6 "Operation results are data too"): 403
   otherwise, also for a granular filter that would see only some of them.
 * summary (`population`) and `subject-list`: set-based SQL over every member, or a Group's members
-  (`server.bulk.members.group_members`). They reveal facts about many patients, so they need read on
+  (`server.bulk.members.GroupMembership`). They reveal facts about many patients, so they need read on
   MeasureReport and search scopes on Patient and on each type of `ALIGNMENT_READS` that are not
   confined to a compartment or a filter: a `system/` token, or a `user/` token of a user who may open
   any patient. Anything narrower is 403.
@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, Select
 
 from server.alignment.engine import AlignmentEngine
 from server.alignment.mappings import Mappings
-from server.bulk.members import group_members
+from server.bulk.members import GroupMembership
 from server.fhir.context import RequestContext, context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
@@ -68,6 +68,7 @@ class Measures:
     service: FhirService
     engine: AlignmentEngine
     displays: dict[str, dict[str, str]]
+    groups: GroupMembership
 
     @property
     def db(self) -> Engine:
@@ -78,7 +79,7 @@ class Measures:
         return self.engine.mappings
 
 
-def measures_feature(service: FhirService, engine: AlignmentEngine) -> Feature:
+def measures_feature(service: FhirService, engine: AlignmentEngine, groups: GroupMembership) -> Feature:
     """Seed the definitions of `profiles/` at start-up, protect them, serve `$evaluate-measure`."""
     definitions = load_definitions(engine.mappings)
     return Feature(
@@ -87,7 +88,7 @@ def measures_feature(service: FhirService, engine: AlignmentEngine) -> Feature:
         operations=[Operation("evaluate-measure", OPERATION, "Measure")],
         startup=[lambda: seed_definitions(service, definitions)],
         hooks=[(PRE_WRITE, refuse_writes_to(definitions))],
-        state={"measures": Measures(service, engine, report_displays(definitions))},
+        state={"measures": Measures(service, engine, report_displays(definitions), groups)},
     )
 
 
@@ -139,8 +140,8 @@ def _individual(measures: Measures, request_ctx: RequestContext, req: EvaluateRe
 
 # -- population and subject-list ---------------------------------------------------------------------------
 
-def _scope(conn: Connection, req: EvaluateRequest) -> Scope:
-    return group_members(conn, req.subject_id) if req.subject_type == "Group" else None
+def _scope(measures: Measures, conn: Connection, req: EvaluateRequest) -> Scope:
+    return measures.groups.members(conn, req.subject_id) if req.subject_type == "Group" else None
 
 
 def _snapshot(conn: Connection) -> Connection:
@@ -152,7 +153,7 @@ def _snapshot(conn: Connection) -> Connection:
 
 def _summary(measures: Measures, measure: MeasureSql, req: EvaluateRequest, ctx: ReportContext) -> Reply:
     with measures.db.connect() as conn:
-        summary = measure.summary(conn, measures.mappings, _scope(conn, req))
+        summary = measure.summary(conn, measures.mappings, _scope(measures, conn, req))
     return Reply(200, orjson.dumps(population_report(ctx, summary, measures.mappings.rates.currency)))
 
 
@@ -160,7 +161,7 @@ def _subject_list(measures: Measures, measure: MeasureSql, req: EvaluateRequest,
     m = measures.mappings
     with measures.db.connect() as raw:
         conn = _snapshot(raw)
-        scope = _scope(conn, req)
+        scope = _scope(measures, conn, req)
         report = population_report(ctx, measure.summary(conn, m, scope), m.rates.currency, _LISTS)
         yield orjson.dumps(report)[:-1] + b',"contained":['
         yield from _list(conn, "initial-population", measure.initial_ids(m, scope))

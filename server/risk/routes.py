@@ -36,7 +36,7 @@ from server.alignment.hooks import ALIGNMENT_PARAMETERS
 from server.alignment.findings import Finding, read_finding
 from server.alignment.touched import touched_members
 from server.alignment.window import today_utc
-from server.bulk.members import group_members
+from server.bulk.members import GroupMembership
 from server.config import Settings
 from server.data_files import MappingError
 from server.fhir.context import RequestContext, context_of
@@ -76,13 +76,16 @@ class Risk:
     service: FhirService
     engine: RiskEngine
     definitions: list[dict[str, Any]]
+    groups: GroupMembership
 
     @property
     def model(self) -> RiskModel:
         return self.engine.model
 
 
-def risk_feature(service: FhirService, alignment: AlignmentEngine, settings: Settings) -> Feature:
+def risk_feature(
+    service: FhirService, alignment: AlignmentEngine, settings: Settings, groups: GroupMembership
+) -> Feature:
     """Load the risk configuration (a broken file stops the server), load the model tables and seed the RA
     Measures at start-up, keep stored reports current, add the second lever to `$alignment`, serve the
     operations."""
@@ -95,7 +98,7 @@ def risk_feature(service: FhirService, alignment: AlignmentEngine, settings: Set
     codes = code_rows(rows)
     key = risk_codes_key(codes)
     definitions = [REPORTER, CAPITATION_MEASURE, *model_measures(list(model.years.values()))]
-    risk = Risk(service, RiskEngine(alignment, model, key), definitions)
+    risk = Risk(service, RiskEngine(alignment, model, key), definitions, groups)
 
     def prepare() -> None:
         with alignment.db.begin() as conn:
@@ -383,7 +386,7 @@ def _subjects(risk: Risk, ctx: RequestContext, req: RaRequest, base: str) -> lis
     ALIGNMENT_READS.require_for_population(ctx.access)
     risk.service.read("Group", req.subject_id, base, ctx)
     with risk.engine.db.connect() as conn:
-        ids = conn.execute(group_members(conn, req.subject_id)).scalars().all()
+        ids = conn.execute(risk.groups.members(conn, req.subject_id)).scalars().all()
         live = set()
         for batch in chunks(sorted(set(ids))):
             live.update(conn.execute(select(resources.c.rid).where(

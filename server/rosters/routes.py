@@ -20,7 +20,7 @@ from sqlalchemy import Connection, exists, select
 from server.alignment.mappings import Mappings
 from server.audit.benefits import load_benefits
 from server.bulk.api import kick_off_export
-from server.bulk.members import register_group_document, register_group_members
+from server.bulk.members import GROUP_DOCUMENT, GROUP_MEMBERS
 from server.fhir.context import context_of
 from server.fhir.errors import FhirError
 from server.fhir.features import PRE_WRITE, READ_RENDER, Feature, Operation
@@ -57,8 +57,6 @@ def rosters_feature(service: FhirService, mappings: Mappings) -> Feature:
         for code, category in codes.items():
             services.setdefault(category, set()).add(code)
     categories = Categories(frozenset(mappings.value_sets), {name: frozenset(codes) for name, codes in services.items()})
-    register_group_members(_list_members)
-    register_group_document(_whole_list)
     atr = ("member-add", "member-remove", "confirm-attribution-list", "attribution-status", "davinci-data-export")
     planfit = ("member-decision", "roster-import", "roster-reconcile", "roster-drift", "roster-members")
     return Feature(
@@ -66,7 +64,8 @@ def rosters_feature(service: FhirService, mappings: Mappings) -> Feature:
         routers=[_router()],
         operations=[*(Operation(n, _ATR_DEFINITION + n, "Group") for n in atr),
                     *(Operation(n, _PLANFIT_DEFINITION + f"Group-{n}", "Group") for n in planfit)],
-        hooks=[(PRE_WRITE, AttributionListGuard(service.store)), (READ_RENDER, _render)],
+        hooks=[(PRE_WRITE, AttributionListGuard(service.store)), (READ_RENDER, _render),
+               (GROUP_MEMBERS, _list_members), (GROUP_DOCUMENT, _whole_list)],
         state={"rosters": Rosters(service, categories)},
     )
 

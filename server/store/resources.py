@@ -135,7 +135,7 @@ class Store:
 
     @staticmethod
     def current_txid(conn: Connection) -> int:
-        return conn.execute(latest_txid()).scalar_one()
+        return conn.execute(_LATEST_TXID).scalar_one()
 
     def fetch(self, keys: Iterable[tuple[str, str]], conn: Connection | None = None) -> dict[tuple[str, str], StoredVersion]:
         """Current, non-deleted versions of many resources in one round trip per chunk."""
@@ -258,9 +258,12 @@ def next_txid(conn: Connection) -> int:
     ).scalar_one()
 
 
+_LATEST_TXID = select(write_counter.c.value).where(write_counter.c.id == 1)
+
+
 def latest_txid() -> ScalarSelect[int]:
     """The number of the newest committed write, as a sub-select (read in the caller's snapshot)."""
-    return select(write_counter.c.value).where(write_counter.c.id == 1).scalar_subquery()
+    return _LATEST_TXID.scalar_subquery()
 
 
 def hold_writes(conn: Connection) -> None:
