@@ -5,14 +5,13 @@ server start-up, so a bad edit stops the server instead of skewing a settlement.
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.data_files import data_directory
+from server.data_files import MappingFile, data_directory, read_mapping
 
 Percent = Decimal
 
@@ -87,7 +86,10 @@ class Assurance(_Strict):
     openQuestions: tuple[str, ...]
 
 
-class Terms(_Strict):
+class Terms(MappingFile):
+    """The file; its parts keep a `...Source` note beside each value (ignored fields), the file its `source` list."""
+
+    description: str = ""
     riskScoreCaps: Caps
     mssp: Mssp
     assurance: Assurance
@@ -95,4 +97,4 @@ class Terms(_Strict):
 
 @lru_cache(maxsize=1)
 def load_terms() -> Terms:
-    return Terms.model_validate(json.loads((data_directory("mappings") / "savings" / "terms.json").read_text()))
+    return read_mapping(data_directory("mappings") / "savings" / "terms.json", Terms, "savings/terms.json")
