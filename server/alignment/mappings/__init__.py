@@ -29,6 +29,7 @@ from server.alignment.mappings.products import (
     LOB_PROGRAMS,
     MEMBER_FLAGS,
     PROGRAMS,
+    SOPT_SYSTEM,
     DualStatusCode,
     Eligibility,
     Product,
@@ -57,7 +58,6 @@ __all__ = [
 ]
 
 DEFAULT_DIRECTORY = data_directory("mappings")
-SOPT_SYSTEM = "https://nahdo.org/sopt"
 
 
 def _empty() -> Mapping[str, Any]:

@@ -32,6 +32,8 @@ DUAL_CODE_LEVELS = ("full", "partial", "none")
 # coordination-only; rules-v2-leads.md, read 2026-12-03).
 IntegrationLevel = Literal["fide", "hide", "coordination-only"]
 INTEGRATION_LEVELS: tuple[str, ...] = get_args(IntegrationLevel)
+SoptSystem = Literal["https://nahdo.org/sopt"]
+SOPT_SYSTEM: str = get_args(SoptSystem)[0]
 # Member flags a rule can exclude on (SPEC §4.3): `opwdd` = OPWDD participation documented on the member.
 MemberFlag = Literal["opwdd"]
 MEMBER_FLAGS: tuple[str, ...] = get_args(MemberFlag)
@@ -106,7 +108,7 @@ class SoptCode(MappingModel):
 
 
 class SoptTable(MappingModel):
-    system: Literal["https://nahdo.org/sopt"]
+    system: SoptSystem
     codes: tuple[SoptCode, ...] = Field(min_length=1)
     note: str = ""
     source: str = ""
