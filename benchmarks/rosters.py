@@ -49,6 +49,7 @@ def _timed(figures: dict, name: str, call: Callable[[], httpx.Response], status:
     start = time.perf_counter()
     reply = expect(call(), status, name)
     figures[name] = round(time.perf_counter() - start, 3)
+    print(f"{name}: {figures[name]} s", file=sys.stderr, flush=True)  # kept if a later operation fails
     return reply
 
 

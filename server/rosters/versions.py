@@ -5,13 +5,14 @@ A change stamps the member rows it touches with its transaction time (`changed_u
 one INSERT … SELECT copies exactly those rows; members removed from an `open` list leave a row with
 `listed` false before their row is deleted. The state at version v takes, per (patient, provider), the
 latest history row at or before v: one window over the list's history, read through its primary key.
+One row per (patient_id, provider_key).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Connection, Subquery, and_, false, func, insert, literal, not_, or_, select, true
+from sqlalchemy import BigInteger, Connection, Select, and_, false, func, insert, literal, not_, or_, select, true
 
 from server.store.roster_schema import roster_member_versions, roster_members
 
@@ -52,7 +53,7 @@ def record_removal(conn: Connection, version: int, where: list, stamp: dict) -> 
     _copy(conn, version, where, stamp)
 
 
-def state(at: ListVersion) -> Subquery:
+def state(at: ListVersion) -> Select:
     """Per (patient, provider) the list's latest history row at or before `at.version` (any, when None),
     with `present`: listed and not inactive."""
     where = [h.group_id == at.group_id]
@@ -63,4 +64,4 @@ def state(at: ListVersion) -> Subquery:
                     latest.label("n")).where(*where).subquery()
     r = ranked.c
     present = and_(r.listed, not_(r.inactive)).label("present")
-    return select(r.patient_id, r.provider_key, present, *(getattr(r, c) for c in _STATE)).where(r.n == 1).subquery()
+    return select(r.patient_id, r.provider_key, present, *(getattr(r, c) for c in _STATE)).where(r.n == 1)
