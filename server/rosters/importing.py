@@ -4,16 +4,18 @@ Every row is kept in `roster_file_rows` as the payer stated it (unknown particip
 reconciliation lists them), loaded in one COPY (PostgreSQL) or executemany (SQLite) together with the
 hashes its member id has in the token index and its attributed provider. Then one statement per step:
 the rows' patients are resolved through the token index (a member id on `Patient.identifier`, else on one
-`Coverage.identifier` whose beneficiary is the patient), each within the caller's reach; members already
-on the roster (same patient and provider) are updated from their row; the others are inserted with their
-latest Coverage. No statement runs per member.
+`Coverage.identifier` whose beneficiary is the patient), each within the caller's reach; the first row of
+each member goes to a temporary table that also says whether the member is listed already (same patient
+and provider); those members are updated from their row, the others inserted with their latest Coverage.
+No statement runs per member. The loaded rows are analysed before they are joined
+(`store.statistics.analyze_written`): at 30,000 rows the insert otherwise took 194 s on PostgreSQL.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Connection, and_, case, exists, func, insert, literal, null, select, update
+from sqlalchemy import BigInteger, Connection, Select, and_, case, exists, func, insert, literal, not_, null, select, update
 
 from server.fhir.errors import FhirError
 from server.fhir.searchparams import param_hash
@@ -24,6 +26,8 @@ from server.store.resources import bulk_insert
 from server.store.roster_schema import roster_file_rows, roster_members
 from server.store.schema import idx_reference, idx_token, resources
 from server.store.search import clause_sql
+from server.store.statistics import analyze_written
+from server.store.temporary import materialized
 
 m, f = roster_members.c, roster_file_rows.c
 r, t, x = resources.c, idx_token.c, idx_reference.c
@@ -51,20 +55,28 @@ def import_rows(conn: Connection, resolve: Resolver, group_id: str, payer: Payer
          None if row.patient_ref else _member_hash("Patient", member_system, row.participant_id),
          None if row.patient_ref else _member_hash("Coverage", member_system, row.participant_id),
          providers.get(row.row_no), row.provider_npi) for row in payer.rows))
+    analyze_written(conn, roster_file_rows.name)
     in_file = and_(f.group_id == group_id, f.sha256 == payer.sha256)
     _resolve_patients(conn, resolve, in_file, member_system is not None)
-    rows = _first_row_per_member(in_file)
-    same_member = and_(m.group_id == group_id, m.patient_id == rows.c.patient_id,
-                       func.coalesce(m.provider_ref, "") == func.coalesce(rows.c.provider_ref, ""))
-    values = {**_member_values(rows.c, member_system, stamp), "coverage_id": _latest_coverage(resolve, rows.c)}
-    updated = conn.execute(update(roster_members).where(same_member)
-                           .values(inactive=False, change_type="changed", **values)).rowcount
-    new = select(literal(group_id), literal(False), literal("new"), rows.c.provider_ref, *values.values()) \
-        .where(~exists().where(same_member))
-    conn.execute(insert(roster_members).from_select(["group_id", "inactive", "change_type", "provider_ref", *values], new))
-    added = conn.execute(select(func.count()).select_from(rows)).scalar_one() - updated
+    # Whether each member is already listed is decided before any member row is written: an anti-join
+    # against the table being inserted into walks the new index entries once per row.
+    with materialized(conn, "roster_import_rows", _first_row_per_member(group_id, in_file)) as rows:
+        values = {**_member_values(rows.c, member_system, stamp), "coverage_id": _latest_coverage(resolve, rows.c)}
+        updated = conn.execute(update(roster_members).where(rows.c.listed, _same_member(group_id, rows.c))
+                               .values(inactive=False, change_type="changed", **values)).rowcount
+        new = select(literal(group_id), literal(False), literal("new"), rows.c.provider_ref, *values.values()) \
+            .where(not_(rows.c.listed))
+        conn.execute(insert(roster_members).from_select(["group_id", "inactive", "change_type", "provider_ref", *values],
+                                                        new))
+        added = conn.execute(select(func.count()).where(not_(rows.c.listed))).scalar_one()
     unknown = conn.execute(select(func.count()).where(in_file, f.patient_id.is_(None))).scalar_one()
     return Imported(len(payer.rows), added, updated, unknown)
+
+
+def _same_member(group_id: str, row):
+    """The roster's member row for a file row: same patient and attributed provider."""
+    return and_(m.group_id == group_id, m.patient_id == row.patient_id,
+                func.coalesce(m.provider_ref, "") == func.coalesce(row.provider_ref, ""))
 
 
 def _member_hash(rtype: str, system: str | None, value: str) -> int:
@@ -107,11 +119,13 @@ def _resolve_patients(conn: Connection, resolve: Resolver, in_file, with_system:
                  .values(patient_id=null()))
 
 
-def _first_row_per_member(in_file):
-    """The file's resolved rows, one per (patient, provider): a member listed twice is added once."""
+def _first_row_per_member(group_id: str, in_file) -> Select:
+    """The file's resolved rows, one per (patient, provider) (a member listed twice is added once), and
+    `listed`: the member is on the roster already."""
     first = func.row_number().over(partition_by=(f.patient_id, func.coalesce(f.provider_ref, "")), order_by=f.row_no)
     ranked = select(roster_file_rows, first.label("n")).where(in_file, f.patient_id.is_not(None)).subquery()
-    return select(ranked).where(ranked.c.n == 1).subquery()
+    listed = exists().where(_same_member(group_id, ranked.c)).label("listed")
+    return select(*(c for c in ranked.c if c.name != "n"), listed).where(ranked.c.n == 1)
 
 
 def _member_values(row, member_system: str | None, stamp: dict) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, text
 
 _GROWN = text(
     "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname IN :tables "
@@ -35,3 +35,11 @@ def analyze_grown(engine: Engine, tables: Iterable[str], growth: float = 0.2, fl
             for table in grown:
                 conn.exec_driver_sql(f'ANALYZE "{table}"')
     return grown
+
+
+def analyze_written(conn: Connection, table: str) -> None:
+    """ANALYZE `table` inside the caller's transaction, after a bulk write the same transaction's next
+    statements join: PostgreSQL's sample counts the transaction's own rows, so a 100,000-row load is no
+    longer planned as the one row the stale statistics promise (a nested loop per row, quadratic)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'ANALYZE "{table}"')

@@ -13,6 +13,8 @@ from typing import Iterator
 
 from sqlalchemy import Column, Connection, MetaData, Select, Table, insert
 
+from server.store.statistics import analyze_written
+
 
 def temporary_table(name: str, rows: Select, key: tuple[str, ...] = ()) -> Table:
     """A temporary table shaped like the columns of `rows`; `key` names its primary key columns."""
@@ -24,8 +26,7 @@ def fill(conn: Connection, table: Table, rows: Select) -> None:
     """Create `table` and insert `rows`, then give PostgreSQL its statistics."""
     table.create(conn)
     conn.execute(insert(table).from_select([c.name for c in table.c], rows))
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"ANALYZE {table.name}")
+    analyze_written(conn, table.name)
 
 
 @contextmanager
