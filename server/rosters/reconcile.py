@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import groupby
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,6 @@ from server.rosters.reports import csv_text, optional_parts
 from server.store.roster_schema import roster_file_rows, roster_imports, roster_members
 from server.store.schema import idx_date, idx_reference, idx_token, resources
 from server.store.hashing import h64
-from server.store.resources import chunks
 
 f, mm = roster_file_rows.c, roster_members.c
 
@@ -177,17 +177,18 @@ def _authorizations(conn: Connection, known, rules: PilotRules) -> list[Mismatch
 
 
 def _diagnoses(conn: Connection, known, diagnoses: frozenset[str]) -> list[Mismatch]:
-    """Rows stating a diagnosis category the member's findings do not show."""
-    c = finding_categories.c
+    """Rows stating a diagnosis category the member's findings do not show, with the categories they do
+    show: one outer join, grouped here (one row per category held)."""
+    c, held = finding_categories.c, finding_categories.alias("held")
     shown = exists().where(c.patient_id == f.patient_id, c.category == f.category)
-    rows = list(conn.execute(select(f.row_no, f.participant_id, f.patient_id, f.category)
-                             .where(known, f.category.in_(sorted(diagnoses)), ~shown)))
-    held: dict[str, set[str]] = {}
-    for chunk in chunks(sorted({pid for _row, _participant, pid, _category in rows})):
-        for pid, category in conn.execute(select(c.patient_id, c.category).where(c.patient_id.in_(chunk))):
-            held.setdefault(pid, set()).add(category)
-    return [Mismatch("category-contradicted", participant, pid, row, "qualifying_category", category,
-                     ", ".join(sorted(held.get(pid, set()))) or None) for row, participant, pid, category in rows]
+    rows = conn.execute(select(f.row_no, f.participant_id, f.patient_id, f.category, held.c.category)
+                        .select_from(roster_file_rows.outerjoin(held, held.c.patient_id == f.patient_id))
+                        .where(known, f.category.in_(sorted(diagnoses)), ~shown).order_by(f.row_no, held.c.category))
+    out: list[Mismatch] = []
+    for (row, participant, pid, category), categories in groupby(rows, key=lambda r: r[:4]):
+        found = ", ".join(h for *_stated, h in categories if h is not None) or None
+        out.append(Mismatch("category-contradicted", participant, pid, row, "qualifying_category", category, found))
+    return out
 
 
 def _services(conn: Connection, known, services: dict[str, frozenset[str]]) -> list[Mismatch]:
