@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Table, and_, not_, null, or_, select
 
 from server.fhir.dates import instant_text
-from server.rosters.reports import csv_text, optional_parts
+from server.rosters.reports import csv_text, optional_parts, parameters_json
 from server.rosters.versions import ListVersion, state
 from server.store.temporary import materialized
 
@@ -84,24 +84,27 @@ def _differences(conn: Connection, now: Table, before: Table) -> tuple[DriftItem
     return tuple(items)
 
 
-def drift_parameters(result: Drift) -> dict:
-    params: list[dict] = [
+def drift_json(result: Drift) -> bytes:
+    """The drift as a Parameters resource: both states, counts per kind, then one `change` per item."""
+    head: list[dict] = [
         {"name": "group", "valueReference": {"reference": result.current.reference}},
         {"name": "baseline", "valueReference": {"reference": result.baseline.reference}},
     ]
-    params += [{"name": "count", "part": [{"name": "kind", "valueCode": k},
-                                          {"name": "value", "valueInteger": sum(i.kind == k for i in result.items)}]}
-               for k in KINDS]
-    for item in result.items:
-        parts = [{"name": "kind", "valueCode": item.kind},
-                 {"name": "patient", "valueReference": {"reference": f"Patient/{item.patient_id}"}}]
-        if item.provider:
-            parts.append({"name": "provider", "valueReference": {"reference": item.provider}})
-        parts += optional_parts("String", before=item.before, after=item.after, by=item.by)
-        if item.at_us is not None:
-            parts.append({"name": "at", "valueInstant": instant_text(item.at_us)})
-        params.append({"name": "change", "part": parts})
-    return {"resourceType": "Parameters", "parameter": params}
+    head += [{"name": "count", "part": [{"name": "kind", "valueCode": k},
+                                        {"name": "value", "valueInteger": sum(i.kind == k for i in result.items)}]}
+             for k in KINDS]
+    return parameters_json(head, (_change_parameter(item) for item in result.items))
+
+
+def _change_parameter(item: DriftItem) -> dict:
+    parts = [{"name": "kind", "valueCode": item.kind},
+             {"name": "patient", "valueReference": {"reference": f"Patient/{item.patient_id}"}}]
+    if item.provider:
+        parts.append({"name": "provider", "valueReference": {"reference": item.provider}})
+    parts += optional_parts("String", before=item.before, after=item.after, by=item.by)
+    if item.at_us is not None:
+        parts.append({"name": "at", "valueInstant": instant_text(item.at_us)})
+    return {"name": "change", "part": parts}
 
 
 def drift_csv(result: Drift) -> str:

@@ -34,7 +34,7 @@ from server.data_files import MappingFile, data_directory, read_mapping
 from server.fhir.errors import FhirError
 from server.fhir.searchparams import param_hash
 from server.store.alignment_schema import finding_categories
-from server.rosters.reports import csv_text, optional_parts
+from server.rosters.reports import csv_text, optional_parts, parameters_json
 from server.store.roster_schema import roster_file_rows, roster_imports, roster_members
 from server.store.schema import idx_date, idx_reference, idx_token, resources
 from server.store.hashing import h64
@@ -217,29 +217,32 @@ def _services(conn: Connection, known, services: dict[str, frozenset[str]]) -> l
             for row, participant, pid, category in rows]
 
 
-def report_parameters(report: Report) -> dict:
+def report_json(report: Report) -> bytes:
+    """The report as a Parameters resource: counts per kind, then one `mismatch` per row."""
     counts = {kind: 0 for kind in KINDS}
     for item in report.mismatches:
         counts[item.kind] += 1
-    params: list[dict] = [
+    head: list[dict] = [
         {"name": "group", "valueReference": {"reference": f"Group/{report.group_id}"}},
         {"name": "file", "valueString": report.sha256},
         {"name": "participants", "valueInteger": report.participants},
         {"name": "mismatches", "valueInteger": len(report.mismatches)},
     ]
-    params += [{"name": "count", "part": [{"name": "kind", "valueCode": k}, {"name": "value", "valueInteger": n}]}
-               for k, n in counts.items()]
-    for item in report.mismatches:
-        parts = [{"name": "kind", "valueCode": item.kind}, {"name": "field", "valueString": item.field}]
-        if item.participant_id is not None:
-            parts.append({"name": "participantId", "valueString": item.participant_id})
-        if item.patient_id is not None:
-            parts.append({"name": "patient", "valueReference": {"reference": f"Patient/{item.patient_id}"}})
-        if item.row is not None:
-            parts.append({"name": "row", "valueInteger": item.row})
-        parts += optional_parts("String", stated=item.stated, found=item.found)
-        params.append({"name": "mismatch", "part": parts})
-    return {"resourceType": "Parameters", "parameter": params}
+    head += [{"name": "count", "part": [{"name": "kind", "valueCode": k}, {"name": "value", "valueInteger": n}]}
+             for k, n in counts.items()]
+    return parameters_json(head, (_mismatch_parameter(item) for item in report.mismatches))
+
+
+def _mismatch_parameter(item: Mismatch) -> dict:
+    parts = [{"name": "kind", "valueCode": item.kind}, {"name": "field", "valueString": item.field}]
+    if item.participant_id is not None:
+        parts.append({"name": "participantId", "valueString": item.participant_id})
+    if item.patient_id is not None:
+        parts.append({"name": "patient", "valueReference": {"reference": f"Patient/{item.patient_id}"}})
+    if item.row is not None:
+        parts.append({"name": "row", "valueInteger": item.row})
+    parts += optional_parts("String", stated=item.stated, found=item.found)
+    return {"name": "mismatch", "part": parts}
 
 
 def report_csv(report: Report) -> str:

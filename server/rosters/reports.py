@@ -1,11 +1,13 @@
-"""What the roster reports ($roster-reconcile, $roster-drift) share: CSV text of rows, and Parameters parts
-of a row's optional values."""
+"""What the roster reports ($roster-reconcile, $roster-drift) share: CSV text of rows, Parameters JSON
+serialised item by item, and Parameters parts of a row's optional values."""
 
 from __future__ import annotations
 
 import csv
 import io
 from typing import Iterable
+
+import orjson
 
 
 def csv_text(columns: tuple[str, ...], rows: Iterable[Iterable[object]]) -> str:
@@ -20,3 +22,12 @@ def csv_text(columns: tuple[str, ...], rows: Iterable[Iterable[object]]) -> str:
 def optional_parts(kind: str, **values: object) -> list[dict]:
     """Parameters parts `value<kind>` for the values that are not None, in the order given."""
     return [{"name": name, f"value{kind}": value} for name, value in values.items() if value is not None]
+
+
+def parameters_json(head: list[dict], items: Iterable[dict]) -> bytes:
+    """A Parameters resource: the `head` parameters (at least one), then one per item, each serialised as
+    soon as it is built. Held together as dicts, 200,000 mismatches keep the cyclic garbage collector
+    rescanning them: 5 s instead of 1 s to build the report."""
+    body = orjson.dumps({"resourceType": "Parameters", "parameter": head})
+    rest = b",".join(orjson.dumps(item) for item in items)
+    return body[:-2] + (b"," + rest if rest else b"") + b"]}"

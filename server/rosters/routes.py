@@ -29,11 +29,11 @@ from server.fhir.routes import service_of
 from server.fhir.service import FhirService
 from server.fhir.types import Reply
 from server.rosters.atr import ATR_EXPORT_TYPE, ATR_REQUIRED_TYPES, is_attribution_list
-from server.rosters.drift import drift_csv, drift_parameters
+from server.rosters.drift import drift_csv, drift_json
 from server.rosters.guard import AttributionListGuard
 from server.rosters.members import Resolver
 from server.rosters.params import OperationInput, request_input
-from server.rosters.reconcile import Categories, report_csv, report_parameters
+from server.rosters.reconcile import Categories, report_csv, report_json
 from server.rosters.render import full_group
 from server.rosters.workflow import ADD_COMBINATIONS, DECISION_PARAMS, REMOVE_COMBINATIONS, Rosters
 from server.store.roster_schema import roster_members
@@ -142,7 +142,7 @@ def _router() -> APIRouter:
                                          base_url(request))
         if _wants_csv(request):
             return Response(report_csv(report), media_type="text/csv; charset=utf-8")
-        return fhir_response(Reply(200, orjson.dumps(report_parameters(report))))
+        return fhir_response(Reply(200, report_json(report)))
 
     @router.get("/Group/{group_id}/$roster-members", summary="A page of a roster's members, filtered, with counts")
     async def roster_members_page(group_id: str, request: Request) -> Response:
@@ -160,7 +160,7 @@ def _router() -> APIRouter:
                                          inp.text("baseline"), _version(inp, "from"), _version(inp, "to"))
         if _wants_csv(request):
             return Response(drift_csv(result), media_type="text/csv; charset=utf-8")
-        return fhir_response(Reply(200, orjson.dumps(drift_parameters(result))))
+        return fhir_response(Reply(200, drift_json(result)))
 
     @router.api_route("/Group/{group_id}/$attribution-status", methods=["GET", "POST"],
                       summary="ATR: one member's attribution data", openapi_extra=_PARAMETERS_BODY)
