@@ -133,11 +133,21 @@ def _set_outcome(c: httpx.Client, eob: str, outcome: str) -> None:
     assert r.status_code == 200, r.text
 
 
+def _gap_totals(c: httpx.Client) -> dict[str, int]:
+    """`$risk-evaluate`'s gap counts over every member of the server."""
+    r = c.post("/$risk-evaluate", params={"paymentYear": str(YEAR + 1)})
+    assert r.status_code == 200, r.text
+    values = {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in r.json()["parameter"]}
+    return {name: values[name] for name in ("openHistoricGaps", "openSuspectedGaps", "closedGaps", "pendingGaps")}
+
+
 def test_a_claim_not_yet_adjudicated_makes_the_gap_pending(client: httpx.Client) -> None:
     """Da Vinci RA evidence-status `pending`: "evidence was received by the payer and is in the process of being
     evaluated" = an ExplanationOfBenefit whose outcome is queued (or partial). It counts from all sources, not as
-    a claim, until adjudicated; then the stored report closes the gap."""
+    a claim, until adjudicated; then the stored report closes the gap. The population totals count it as
+    pending (not open, not closed) the same way."""
     pid = medicare_member(client, _born(71), "male")
+    before = _gap_totals(client)
     eob = claim(client, pid, codes=[(ICD, "E11.9")], day=f"{YEAR}-0{min(TODAY.month, 9)}-10", rtype="ExplanationOfBenefit")
     _set_outcome(client, eob, "queued")
     report = _reports(_bundles(_ra(client, f"Patient/{pid}"))[pid])[0]
@@ -146,7 +156,10 @@ def test_a_claim_not_yet_adjudicated_makes_the_gap_pending(client: httpx.Client)
     assert (gap["ccType"], gap["evidenceStatus"], gap["evidence"]) == ("net-new", "pending", [f"ExplanationOfBenefit/{eob}"])
     scores = read_risk(risk(client, pid, YEAR + 1))
     assert [c["code"]["code"] for c in scores.categories] == ["38"] and scores.uplift > 0
+    queued = _gap_totals(client)
+    assert queued == {**before, "pendingGaps": before["pendingGaps"] + 1}
     _set_outcome(client, eob, "complete")
+    assert _gap_totals(client) == {**before, "closedGaps": before["closedGaps"] + 1}
     (stored,) = _stored(client, pid)
     assert _gaps(stored)["38"]["evidenceStatus"] == "closed-gap"
     assert read_risk(risk(client, pid, YEAR + 1)).uplift == 0

@@ -1,7 +1,8 @@
 """Population totals of a payment year's risk, set-based over the `risk_*` tables (SPEC §10, §8): members
 scored, mean payment scores from claims and from all sources, the total RAF uplift, and the coding gaps
-by kind (open historic: claimed the year before, not this year; open suspected: clinical evidence only;
-closed: claimed this year)."""
+by evidence status and kind (closed: claimed this year; pending: not claimed, but a claim of this year that
+codes it is not yet adjudicated; open historic: claimed the year before, not this year; open suspected:
+clinical evidence only), as each member's report counts them (results.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import Connection, text
 
 from server.alignment.mappings import Rates
 from server.risk.model import PaymentYear
+from server.risk.results import EVIDENCE_CC_SQL
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class PopulationRisk:
     open_historic: int
     open_suspected: int
     closed: int
+    pending: int
     product_change_annual: Decimal  # Σ over every member with a recommended change (alignment findings)
     raf_uplift_annual: Decimal  # Σ uplift × PMPM of the rate cell × 12 (levers.py), Medicare members
 
@@ -82,10 +85,14 @@ def population_risk(conn: Connection, py: PaymentYear, rates: Rates) -> Populati
         "WITH k AS (SELECT patient_id, version, cc, "
         "MAX(CASE WHEN basis = 'claims' THEN 1 ELSE 0 END) AS claimed, "
         "MAX(CASE WHEN basis = 'prior' THEN 1 ELSE 0 END) AS prior "
-        "FROM risk_cc WHERE payment_year = :year GROUP BY patient_id, version, cc) "
-        "SELECT CASE WHEN claimed = 1 THEN 'closed' WHEN prior = 1 THEN 'historic' ELSE 'suspected' END AS kind, "
-        "COUNT(*) AS n FROM k GROUP BY CASE WHEN claimed = 1 THEN 'closed' WHEN prior = 1 THEN 'historic' "
-        "ELSE 'suspected' END"), {"year": py.year})))
+        "FROM risk_cc WHERE payment_year = :year GROUP BY patient_id, version, cc), "
+        "p AS (SELECT DISTINCT e.patient_id, e.version, e.cc FROM (" + EVIDENCE_CC_SQL + ") e "
+        "WHERE e.pending AND NOT e.prior), "
+        "g AS (SELECT CASE WHEN k.claimed = 1 THEN 'closed' WHEN p.cc IS NOT NULL THEN 'pending' "
+        "WHEN k.prior = 1 THEN 'historic' ELSE 'suspected' END AS kind FROM k "
+        "LEFT JOIN p ON p.patient_id = k.patient_id AND p.version = k.version AND p.cc = k.cc) "
+        "SELECT kind, COUNT(*) AS n FROM g GROUP BY kind"), {"year": py.year})))
     change, uplift = _levers(conn, py, rates)
     return PopulationRisk(scores[0], float(scores[1]), float(scores[2]), float(scores[3]), int(scores[4]),
-                          gaps.get("historic", 0), gaps.get("suspected", 0), gaps.get("closed", 0), change, uplift)
+                          gaps.get("historic", 0), gaps.get("suspected", 0), gaps.get("closed", 0),
+                          gaps.get("pending", 0), change, uplift)

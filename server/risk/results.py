@@ -89,17 +89,18 @@ def payment_score(py: PaymentYear, raw: dict[str, float]) -> float:
     return blended * (1 - py.coding_intensity)
 
 
-# Each risk-relevant diagnosis of the member with the CC it maps to per version, after the edits.
-_EVIDENCE_SQL = (
-    "SELECT x.version, CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END AS cc, "
+# Each risk-relevant diagnosis with the CC it maps to per version, after the edits: a member's evidence
+# (below) and the population's pending gaps (population.py) read the same mapping.
+EVIDENCE_CC_SQL = (
+    "SELECT d.patient_id, x.version, CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END AS cc, "
     "d.resource_type, d.resource_id, d.icd, d.code, d.date_lo, d.source_kind, d.prior, d.pending "
     "FROM risk_dx d JOIN risk_member m ON m.patient_id = d.patient_id AND m.payment_year = d.payment_year "
     "JOIN risk_model_dx x ON x.payment_year = :year AND x.icd = d.icd "
     "LEFT JOIN risk_model_edit e ON e.payment_year = :year AND e.version = x.version AND e.icd = d.icd "
     f"AND ({EDIT_APPLIES}) "
-    "WHERE d.patient_id = :pid AND d.payment_year = :year AND (e.action IS NULL OR e.action <> 'invalid') "
-    "ORDER BY d.date_lo, d.resource_type, d.resource_id"
+    "WHERE d.payment_year = :year AND (e.action IS NULL OR e.action <> 'invalid')"
 )
+_EVIDENCE_SQL = EVIDENCE_CC_SQL + " AND d.patient_id = :pid ORDER BY d.date_lo, d.resource_type, d.resource_id"
 
 
 def read_member_risk(conn: Connection, py: PaymentYear, patient_id: str) -> MemberRisk | None:

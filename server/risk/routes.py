@@ -169,6 +169,7 @@ async def risk_evaluate(request: Request) -> Response:
         _param("openHistoricGaps", valueInteger=totals.open_historic),
         _param("openSuspectedGaps", valueInteger=totals.open_suspected),
         _param("closedGaps", valueInteger=totals.closed),
+        _param("pendingGaps", valueInteger=totals.pending),
         _param("productChangeAnnual", valueMoney={"value": float(totals.product_change_annual),
                                                   "currency": risk.engine.mappings.rates.currency}),
         _param("rafUpliftAnnual", valueMoney={"value": float(totals.raf_uplift_annual),
