@@ -189,9 +189,13 @@ class RiskEngine:
 
     @staticmethod
     def _postgres_plan(conn: Connection, members: Members) -> None:
-        """As the alignment engine: hash joins for everyone, custom plans for a member list."""
+        """As the alignment engine: hash joins for everyone, custom plans for a member list. No JIT: the
+        cross joins (a member × the model versions × the bases) can only nest-loop, so with nested loops
+        disabled their cost estimate passes every JIT threshold, and compiling each statement with inlining and
+        optimisation took 3-4 s of the 4 s a statement took at 20,000 members (EXPLAIN ANALYZE, 2026-12-03)."""
         if conn.dialect.name != "postgresql":
             return
+        conn.exec_driver_sql("SET LOCAL jit = off")
         if members is EVERYONE:
             conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
         else:
