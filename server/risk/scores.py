@@ -271,10 +271,13 @@ class RiskEngine:
                                                    table.c.h_param == searchparams.lookup("Patient", param).h_param)
                     .scalar_subquery())
 
+        # Materialised (PostgreSQL 12+, SQLite 3.35+): inlined, each of the many uses of `age` below re-ran the
+        # birth-date sub-select per member (1.7 s of 2.6 s at 20,000 members, EXPLAIN ANALYZE 2026-12-03).
         born = select(enrolled, on_patient(idx_date, "birthdate", idx_date.c.lo, func.min).label("birth_us"),
-                      on_patient(idx_token, "gender", idx_token.c.code, func.max).label("gender")).subquery("born")
+                      on_patient(idx_token, "gender", idx_token.c.code, func.max).label("gender")
+                      ).cte("born").prefix_with("MATERIALIZED")
         aged = select(born, _age_on(dialect, born.c.birth_us, date(year, 2, 1)).label("age")).where(
-            born.c.birth_us.is_not(None), born.c.gender.in_(("male", "female"))).subquery("aged")
+            born.c.birth_us.is_not(None), born.c.gender.in_(("male", "female"))).cte("aged").prefix_with("MATERIALIZED")
         # OREC as entitled (Coverage extension), else as the CCW derives it without an entitlement record.
         orec = select(aged, func.coalesce(aged.c.orec, case((aged.c.age < 65, "1"), else_="0")).label("reason"),
                       (aged.c.started > _day_us(date(diagnosis_year(year), 1, 1))).label("new")).subquery("m")
