@@ -25,5 +25,6 @@ def risk_evaluation(server: Server, members: int, payment_year: int) -> dict:
         "members_per_s": round(members / seconds),
         "open_gaps": values["openHistoricGaps"] + values["openSuspectedGaps"],
         "closed_gaps": values["closedGaps"],
+        "pending_gaps": values["pendingGaps"],
         "peak_rss_mb": round(peak_rss_mb(server.pid)),
     }
