@@ -1,5 +1,5 @@
-"""`analyze_grown` on a real PostgreSQL schema: a table is analyzed once enough of it changed since its
-last ANALYZE, and not again until it grows by the share given; on SQLite it does nothing."""
+"""`analyze_grown` on a real PostgreSQL schema and a SQLite file: a table is analyzed once enough of it changed since its
+last ANALYZE, and not again until it grows by the share given; the same on SQLite."""
 
 from __future__ import annotations
 
@@ -61,11 +61,25 @@ def test_grown_tables_are_analyzed_once_per_growth_step():
         drop_schema(schema)
 
 
-def test_sqlite_has_nothing_to_analyze(tmp_path):
+def test_sqlite_tables_are_analyzed_once_per_growth_step(tmp_path):
+    """SQLite counts no changes: rows inserted since the last ANALYZE stand in for them."""
     engine = make_engine(f"sqlite:///{tmp_path / 'planfit.db'}")
+
+    def insert(rows: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(text("WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :n) "
+                              "INSERT INTO grows SELECT n FROM g"), {"n": rows})
+
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE grows (n integer)"))
-        conn.execute(text("WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000) "
-                          "INSERT INTO grows SELECT n FROM g"))
+    insert(500)
+    assert analyze_grown(engine, ["grows"]) == []  # below the floor of 1,000 new rows
+    insert(9_500)
+    assert analyze_grown(engine, ["grows", "not_a_table"]) == ["grows"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT stat FROM sqlite_stat1 WHERE tbl = 'grows'")).scalar_one() == "10000"
+    insert(2_000)  # 2,000 new < 1,000 + 20% of 10,000
     assert analyze_grown(engine, ["grows"]) == []
+    insert(2_000)
+    assert analyze_grown(engine, ["grows"]) == ["grows"]
     engine.dispose()
