@@ -24,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import psycopg
@@ -39,6 +40,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLINICAL_CLIENT = "pytest-clinical"
 CLAIMS_CLIENT = "pytest-claims"
 CLAIMS_SOURCE = "urn:planfit:test-claims-feed"
+DATABASES = ("sqlite", "postgres")
 
 
 @dataclass(frozen=True)
@@ -202,26 +204,42 @@ def write_clients_file(path: Path, clinical: ClientKey, claims: ClientKey) -> Pa
     return path
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def server(request, tmp_path_factory, backend_client_keys) -> RunningServer:
-    workdir = tmp_path_factory.mktemp(f"server-{request.param}")
+def _running_server(kind: str, tmp_path_factory: pytest.TempPathFactory,
+                    keys: tuple[ClientKey, ClientKey]) -> Iterator[RunningServer]:
+    workdir = tmp_path_factory.mktemp(f"server-{kind}")
     schema = None
-    if request.param == "sqlite":
+    if kind == "sqlite":
         database_url = f"sqlite:///{workdir / 'planfit.db'}"
     else:
         schema, database_url = postgres_schema_url()
     log_path = workdir / "server.log"
-    clinical, claims = backend_client_keys
+    clinical, claims = keys
     clients_file = write_clients_file(workdir / "clients.json", clinical, claims)
     process, url = start_server(database_url, log_path, {"PLANFIT_CLIENTS_FILE": str(clients_file)})
     token_url = url + "/auth/token"
-    running = RunningServer(request.param, url, database_url, process, log_path,
-                            auth=BackendToken(token_url, clinical, "system/*.cruds"),
-                            claims_auth=BackendToken(token_url, claims, "system/*.cruds"), clients_file=clients_file)
-    yield running
+    yield RunningServer(kind, url, database_url, process, log_path,
+                        auth=BackendToken(token_url, clinical, "system/*.cruds"),
+                        claims_auth=BackendToken(token_url, claims, "system/*.cruds"), clients_file=clients_file)
     stop_server(process)
     if schema:
         drop_schema(schema)
+
+
+# One server per database for the whole session: `server` switching between them (once per test file
+# and database) must not stop one and start the other each time.
+@pytest.fixture(scope="session")
+def sqlite_server(tmp_path_factory, backend_client_keys) -> Iterator[RunningServer]:
+    yield from _running_server("sqlite", tmp_path_factory, backend_client_keys)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory, backend_client_keys) -> Iterator[RunningServer]:
+    yield from _running_server("postgres", tmp_path_factory, backend_client_keys)
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def server(request) -> RunningServer:
+    return request.getfixturevalue(f"{request.param}_server")
 
 
 @pytest.fixture
@@ -248,3 +266,16 @@ def claims_client(claims_server: RunningServer):
     with httpx.Client(base_url=claims_server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"},
                       auth=claims_server.auth) as c:
         yield c
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Work units for `--dist loadgroup` (pyproject addopts): a test file's tests on one database, so
+    the two halves of a slow file run side by side on two workers while each half still loads its
+    module data once. Files marked `heavy` are collected (so scheduled) first: started last, one of
+    them would run alone at the end of the session."""
+    for item in items:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        database = next((value for value in params.values() if value in DATABASES), None)
+        item.add_marker(pytest.mark.xdist_group(f"{item.path.name}[{database}]" if database else item.path.name))
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)

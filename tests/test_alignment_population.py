@@ -19,6 +19,7 @@ from server.synth import generate
 from tests.alignment_helpers import TODAY, Finding, finding, member_ids, post_bundles
 
 MEMBERS = 2000
+pytestmark = pytest.mark.heavy  # tests/conftest.py schedules it first
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, wait_ready
 from tests.roster_helpers import NPI, TIN
 
 BENEFICIARIES = 20_000
+pytestmark = pytest.mark.heavy  # tests/conftest.py schedules it first
 SEED = 2323
 YEAR = 2026
 CHANGE_TYPE = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-changeType"
