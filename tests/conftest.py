@@ -41,6 +41,7 @@ CLINICAL_CLIENT = "pytest-clinical"
 CLAIMS_CLIENT = "pytest-claims"
 CLAIMS_SOURCE = "urn:planfit:test-claims-feed"
 DATABASES = ("sqlite", "postgres")
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
 @dataclass(frozen=True)
@@ -91,16 +92,36 @@ class BackendToken(httpx.Auth):
         self._renew_at = 0.0
         self._lock = threading.Lock()
 
-    def token(self) -> str:
+    def _current(self) -> str | None:
         with self._lock:
-            if self._token is None or time.time() >= self._renew_at:
-                r = httpx.post(self.token_url, data=self.client_key.token_form(self.token_url, self.scope), timeout=30)
-                assert r.status_code == 200, r.text
-                self._token, self._renew_at = r.json()["access_token"], time.time() + r.json()["expires_in"] - 60
-            return self._token
+            return self._token if self._token is not None and time.time() < self._renew_at else None
+
+    def _token_request(self) -> httpx.Request:
+        return httpx.Request("POST", self.token_url, data=self.client_key.token_form(self.token_url, self.scope))
+
+    def _keep(self, response: httpx.Response) -> str:
+        response.read()
+        assert response.status_code == 200, response.text
+        body = response.json()
+        with self._lock:
+            self._token, self._renew_at = body["access_token"], time.time() + body["expires_in"] - 60
+        return body["access_token"]
+
+    def token(self) -> str:
+        """The current token, fetched over a connection of its own when stale (from a server process)."""
+        token = self._current()
+        if token is None:
+            with httpx.Client(timeout=30) as c:
+                token = self._keep(c.send(self._token_request()))
+        return token
 
     def auth_flow(self, request: httpx.Request):
-        request.headers["Authorization"] = f"Bearer {self.token()}"
+        # The token request goes through the client's own transport: an in-process client
+        # (tests/support/inprocess.py) gets its token from the app in process too.
+        token = self._current()
+        if token is None:
+            token = self._keep((yield self._token_request()))
+        request.headers["Authorization"] = f"Bearer {token}"
         yield request
 
 
@@ -125,6 +146,10 @@ class RunningServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def http(self, auth: httpx.Auth | None, **options) -> httpx.Client:
+        """A FHIR client of this server (the in-process tier's servers have the same method)."""
+        return httpx.Client(base_url=self.fhir, timeout=60, headers=FHIR_JSON, auth=auth, **options)
 
 
 def free_port() -> int:
@@ -245,8 +270,7 @@ def server(request) -> RunningServer:
 @pytest.fixture
 def client(server: RunningServer):
     """Full access (`system/*.cruds`) as the clinical test client."""
-    with httpx.Client(base_url=server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"},
-                      auth=server.auth) as c:
+    with server.http(server.auth) as c:
         yield c
 
 
@@ -263,8 +287,7 @@ def claims_server(server: RunningServer) -> RunningServer:
 
 @pytest.fixture
 def claims_client(claims_server: RunningServer):
-    with httpx.Client(base_url=claims_server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"},
-                      auth=claims_server.auth) as c:
+    with claims_server.http(claims_server.auth) as c:
         yield c
 
 
@@ -279,3 +302,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         database = next((value for value in params.values() if value in DATABASES), None)
         item.add_marker(pytest.mark.xdist_group(f"{item.path.name}[{database}]" if database else item.path.name))
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The in-process tier's session fixtures, shared by the modules that import its `server`; as a plugin,
+    # its own `server` and `claims_server` rank below this file's everywhere else.
+    config.pluginmanager.import_plugin("tests.support.inprocess")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.badinput.cases import all_cases
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 CASES = all_cases()
 

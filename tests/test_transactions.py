@@ -11,6 +11,7 @@ import pytest
 
 from server.fhir.service import SOURCE_KIND_SYSTEM
 from tests.conftest import SHARED, unique
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 SYNTHEA = sorted((SHARED / "testdata" / "synthea-r4").glob("*.json"))
 HL7_EXAMPLES = sorted((SHARED / "testdata" / "hl7-examples").glob("*/*.json"))
