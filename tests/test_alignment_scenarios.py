@@ -26,6 +26,7 @@ from tests.alignment_helpers import (
     months_ago,
     patient,
 )
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 RATES = load_mappings().rates.pmpm
 F20_9 = (ICD, "F20.9")  # schizophrenia: SMI and a C-SNP mental-health condition

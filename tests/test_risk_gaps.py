@@ -19,6 +19,7 @@ from tests.conftest import SHARED
 from tests.profile_checker import ProfileChecker
 from tests.ra_conformance import code_system_codes, structure
 from tests.risk_helpers import claimed, clinical, medicare_member, read_risk, risk
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 YEAR = TODAY.year  # the clinical evaluation period: this calendar year, feeding payment year YEAR + 1
 PERIOD = {"periodStart": f"{YEAR}-01-01", "periodEnd": f"{YEAR}-12-31"}
