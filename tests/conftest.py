@@ -291,17 +291,20 @@ def claims_client(claims_server: RunningServer):
         yield c
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     """Work units for `--dist loadgroup` (pyproject addopts): a test file's tests on one database, so
     the two halves of a slow file run side by side on two workers while each half still loads its
     module data once. Files marked `heavy` are collected (so scheduled) first: started last, one of
     them would run alone at the end of the session."""
-    for item in items:
+    for item in items:  # before xdist's own hook turns the group into the node id
         params = item.callspec.params if hasattr(item, "callspec") else {}
         database = next((value for value in params.values() if value in DATABASES), None)
         item.add_marker(pytest.mark.xdist_group(f"{item.path.name}[{database}]" if database else item.path.name))
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+    yield
+    # After pytest grouped the tests by database: a heavy file's halves first and side by side, so xdist
+    # hands them to the two workers before anything else.
+    items.sort(key=lambda item: ("", item.path.name) if item.get_closest_marker("heavy") else ("~", ""))
 
 
 
