@@ -1,0 +1,164 @@
+"""The ranking of one roster's active participants for one week, in one set-based statement over the
+search index (SPEC §13, §8): risk tier (the payment score of the year, from `risk_score`), ED visits
+and inpatient admissions in their look-back windows (Encounters by class; Claims and
+ExplanationOfBenefits by place of service or ED revenue code; one visit per patient and day, so an
+Encounter and the claims billing it count once), and care-plan variance (activities of active CarePlans
+past their scheduled end and not done, or still not started after their scheduled start).
+
+Everything is as of the end of the week (`until`, exclusive): later visits and activities due later do
+not count, so a past week ranks as it stood then (activity statuses are the stored ones)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import Connection, text
+
+from server.fhir.searchparams import param_hash, token_hashes
+from server.interventions.config import INPUTS, PriorityConfig, Tier
+from server.risk.model import PaymentYear
+from server.risk.population import payment_factor_sql
+
+DAY_US = 86_400_000_000
+_VOID = ("cancelled", "entered-in-error")
+_UTILIZATION_TYPES = ("Encounter", "Claim", "ExplanationOfBenefit")
+_DATE_PARAM = {"Encounter": "date", "Claim": "service-date", "ExplanationOfBenefit": "service-date"}
+
+
+@dataclass(frozen=True)
+class Week:
+    start: date  # Monday
+
+    @classmethod
+    def of(cls, day: date) -> "Week":
+        return cls(day - timedelta(days=day.weekday()))
+
+    @property
+    def end(self) -> date:
+        return self.start + timedelta(days=6)
+
+    @property
+    def until_us(self) -> int:
+        """The first microsecond after the week (its Sunday ends at midnight UTC)."""
+        return epoch_us(self.start + timedelta(days=7))
+
+
+def epoch_us(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1_000_000
+
+
+@dataclass(frozen=True)
+class Ranked:
+    patient_id: str
+    score: float | None  # None: not scored for the payment year (not a Medicare member)
+    tier: Tier
+    ed_visits: int
+    admissions: int
+    variance: int
+
+
+def _in(prefix: str, values: list[int], params: dict[str, object]) -> str:
+    """`:prefix_0, :prefix_1, …` bound to `values` (SQLite and PostgreSQL alike)."""
+    for i, value in enumerate(values):
+        params[f"{prefix}_{i}"] = value
+    return ", ".join(f":{prefix}_{i}" for i in range(len(values)))
+
+
+def _code_hashes(code_param: dict[str, str], codes: list[str]) -> list[int]:
+    return [token_hashes(rtype, param, None, code)[0] for rtype, param in code_param.items() for code in codes]
+
+
+def rank(conn: Connection, config: PriorityConfig, py: PaymentYear, group_id: str, week: Week) -> list[Ranked]:
+    """The roster's active participants in priority order: tier, then ED visits, admissions, variance and
+    score, all descending, then patient id."""
+    factor, params = payment_factor_sql(py)
+    until = week.until_us
+    params.update(gid=group_id, py=py.year, until=until, day=DAY_US, active="active",
+                  ed_from=until - config.windows.ed_days * DAY_US, ip_from=until - config.windows.inpatient_days * DAY_US,
+                  cp_patient=param_hash("CarePlan", "patient"), cp_active=token_hashes("CarePlan", "status", None, "active")[0],
+                  cp_open=param_hash("CarePlan", "open-activity-date"),
+                  cp_unstarted=param_hash("CarePlan", "unstarted-activity-date"))
+    ed = _code_hashes({"Encounter": "class"}, config.ed.encounter_classes) + _code_hashes(
+        {"Claim": "place-of-service", "ExplanationOfBenefit": "place-of-service"}, config.ed.places_of_service) + _code_hashes(
+        {"Claim": "service", "ExplanationOfBenefit": "service"}, config.ed.revenue_codes)
+    ip = _code_hashes({"Encounter": "class"}, config.inpatient.encounter_classes) + _code_hashes(
+        {"Claim": "place-of-service", "ExplanationOfBenefit": "place-of-service"}, config.inpatient.places_of_service)
+    ed_in, ip_in = _in("ed", ed, params), _in("ip", ip, params)
+    codes_in = _in("code", ed + ip, params)
+    void_in = _in("void", [token_hashes(t, "status", None, s)[0] for t in _UTILIZATION_TYPES for s in _VOID], params)
+    dates_in = _in("dp", [param_hash(t, p) for t, p in _DATE_PARAM.items()], params)
+    patients_in = _in("pp", [param_hash(t, "patient") for t in _UTILIZATION_TYPES], params)
+    tier_case = " ".join(f"WHEN rk.score >= :cut_{i} THEN {i}" for i in range(len(config.tiers) - 1))
+    for i, tier in enumerate(config.tiers[:-1]):
+        params[f"cut_{i}"] = tier.min_score
+    tier_sql = f"CASE {tier_case} ELSE {len(config.tiers) - 1} END" if tier_case else "0"
+    sql = f"""
+WITH members AS (
+  SELECT DISTINCT patient_id FROM roster_members WHERE group_id = :gid AND decision = :active AND NOT inactive),
+risk AS (
+  SELECT s.patient_id, SUM({factor} * s.score) AS score FROM risk_score s JOIN members m ON m.patient_id = s.patient_id
+  WHERE s.payment_year = :py AND s.basis = 'all' GROUP BY s.patient_id),
+coded AS (
+  SELECT t.rtype, t.rid, MAX(CASE WHEN t.h_value IN ({ed_in}) THEN 1 ELSE 0 END) AS ed,
+         MAX(CASE WHEN t.h_value IN ({ip_in}) THEN 1 ELSE 0 END) AS ip
+  FROM idx_token t WHERE t.h_value IN ({codes_in}) GROUP BY t.rtype, t.rid),
+events AS (
+  SELECT r.target_id AS patient_id, c.ed, c.ip,
+         (SELECT MIN(d.lo) FROM idx_date d WHERE d.rtype = c.rtype AND d.rid = c.rid AND d.h_param IN ({dates_in})) AS lo
+  FROM coded c
+  JOIN idx_reference r ON r.rtype = c.rtype AND r.rid = c.rid AND r.h_param IN ({patients_in}) AND r.target_type = 'Patient'
+  JOIN members m ON m.patient_id = r.target_id
+  WHERE NOT EXISTS (SELECT 1 FROM idx_token v WHERE v.rtype = c.rtype AND v.rid = c.rid AND v.h_value IN ({void_in}))),
+ed AS (
+  SELECT patient_id, COUNT(DISTINCT lo / :day) AS n FROM events
+  WHERE ed = 1 AND lo >= :ed_from AND lo < :until GROUP BY patient_id),
+ip AS (
+  SELECT patient_id, COUNT(DISTINCT lo / :day) AS n FROM events
+  WHERE ip = 1 AND lo >= :ip_from AND lo < :until GROUP BY patient_id),
+cp AS (
+  SELECT r.target_id AS patient_id,
+         SUM(CASE WHEN d.h_param = :cp_open AND d.hi < :until THEN 1
+                  WHEN d.h_param = :cp_unstarted AND d.lo < :until AND d.hi >= :until THEN 1 ELSE 0 END) AS n
+  FROM idx_date d
+  JOIN idx_token s ON s.rtype = 'CarePlan' AND s.rid = d.rid AND s.h_value = :cp_active
+  JOIN idx_reference r ON r.rtype = 'CarePlan' AND r.rid = d.rid AND r.h_param = :cp_patient AND r.target_type = 'Patient'
+  JOIN members m ON m.patient_id = r.target_id
+  WHERE d.rtype = 'CarePlan' AND d.h_param IN (:cp_open, :cp_unstarted) GROUP BY r.target_id)
+SELECT m.patient_id, rk.score, {tier_sql} AS tier, COALESCE(ed.n, 0) AS ed, COALESCE(ip.n, 0) AS ip,
+       COALESCE(cp.n, 0) AS cp
+FROM members m LEFT JOIN risk rk ON rk.patient_id = m.patient_id LEFT JOIN ed ON ed.patient_id = m.patient_id
+LEFT JOIN ip ON ip.patient_id = m.patient_id LEFT JOIN cp ON cp.patient_id = m.patient_id
+ORDER BY tier, ed DESC, ip DESC, cp DESC, COALESCE(rk.score, -1) DESC, m.patient_id"""
+    return [Ranked(r.patient_id, None if r.score is None else float(r.score), config.tiers[int(r.tier)], int(r.ed),
+                   int(r.ip), int(r.cp)) for r in conn.execute(text(sql), params)]
+
+
+def refreshed(conn: Connection, py: PaymentYear, group_id: str) -> dict[str, int | None]:
+    """When each input was last refreshed (epoch microseconds, None when there is none): the roster's
+    latest risk evaluation for the payment year, and the newest stored Encounter, claim
+    (Claim or ExplanationOfBenefit) and CarePlan."""
+    newest = "SELECT MAX(lu) FROM resources WHERE rtype = :t"
+    risk = conn.execute(text(
+        "SELECT MAX(rm.run) FROM risk_member rm JOIN roster_members m ON m.patient_id = rm.patient_id "
+        "WHERE m.group_id = :gid AND rm.payment_year = :py"), {"gid": group_id, "py": py.year}).scalar()
+    claims = [conn.execute(text(newest), {"t": t}).scalar() for t in ("Claim", "ExplanationOfBenefit")]
+    found = {"risk": risk, "encounters": conn.execute(text(newest), {"t": "Encounter"}).scalar(),
+             "claims": max((c for c in claims if c is not None), default=None),
+             "carePlans": conn.execute(text(newest), {"t": "CarePlan"}).scalar()}
+    return {name: (None if found[name] is None else int(found[name])) for name in INPUTS}
+
+
+def stale_inputs(config: PriorityConfig, found: dict[str, int | None], week: Week) -> list[str]:
+    """Why the inputs cannot rank this week: each one never loaded, or refreshed longer before the
+    week's end than its configured maximum age."""
+    reasons = []
+    for name in INPUTS:
+        at, limit = found[name], config.max_age_days.days(name)
+        if at is None:
+            reasons.append(f"{name}: no data (never refreshed)")
+        elif at < week.until_us - (limit + 1) * DAY_US:
+            day = datetime.fromtimestamp(at / 1e6, tz=timezone.utc).date().isoformat()
+            reasons.append(f"{name}: last refreshed {day}, more than {limit} days before the week ending "
+                           f"{week.end.isoformat()}")
+    return reasons
