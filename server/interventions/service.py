@@ -51,11 +51,11 @@ class Interventions:
         self.risk_model = risk_model
 
     def _payment_year(self, inp: OperationInput, week: Week) -> int:
-        text = inp.text("paymentYear")
+        given = inp.one("paymentYear")  # valueInteger in a body, text in a query
         # As $risk-evaluate: by default the payment year after the one the week falls in.
-        year = int(text) if text is not None and str(text).isdigit() else week.end.year + 1 if text is None else -1
+        year = week.end.year + 1 if given is None else int(given) if str(given).isdigit() else -1
         if year not in self.risk_model.years:
-            raise FhirError.of(400, "not-supported", f"paymentYear {text or year} is not configured (configured: "
+            raise FhirError.of(400, "not-supported", f"paymentYear {given or year} is not configured (configured: "
                                                      f"{', '.join(map(str, sorted(self.risk_model.years)))})", "paymentYear")
         return year
 

@@ -48,11 +48,11 @@ def _entry(resource: dict[str, Any], full_url: str, if_none_exist: str | None = 
     return {"fullUrl": full_url, "resource": resource, "request": request}
 
 
-def _member(rng: random.Random, i: int, as_of: date) -> dict[str, Any]:
+def _member(rng: random.Random, i: int, as_of: date, prefix: str) -> dict[str, Any]:
     year = as_of.year
     age = rng.choice((rng.randint(66, 92), rng.randint(66, 92), rng.randint(40, 63)))
     return {
-        "id": f"risk-{i:06d}",
+        "id": f"{prefix}-{i:06d}",
         "gender": rng.choice(("male", "female")),
         "birth": date(year + 1 - age, rng.randint(3, 12), rng.randint(1, 28)),
         "dual": rng.choice(DUALS),
@@ -148,8 +148,9 @@ def _capitation_files(rng: random.Random, out: Path) -> None:
                                             "commercial,0,6000000,true\n")
 
 
-def generate(members: int, seed: int, out: Path, as_of: date) -> dict[str, Any]:
-    """Write the risk population under `out` (its `risk` folder is created); returns the ground truth."""
+def generate(members: int, seed: int, out: Path, as_of: date, prefix: str = "risk") -> dict[str, Any]:
+    """Write the risk population under `out` (its `risk` folder is created); returns the ground truth.
+    Member ids are `{prefix}-NNNNNN` (tests sharing a server give each population its own prefix)."""
     out = Path(out)
     rng = random.Random(f"planfit-risk-synth:{seed}")
     payment_year = as_of.year + 1
@@ -157,7 +158,7 @@ def generate(members: int, seed: int, out: Path, as_of: date) -> dict[str, Any]:
     truth: dict[str, Any] = {"payment_year": payment_year, "diagnosis_year": as_of.year, "members": {}}
     feeds: dict[str, list[dict]] = {"clinical": [], "claims": []}
     for i in range(members):
-        m = _member(rng, i, as_of)
+        m = _member(rng, i, as_of, prefix)
         clinical, claims = _resources(m, rng, as_of)
         feeds["clinical"] += clinical
         feeds["claims"] += claims
