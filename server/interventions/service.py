@@ -85,7 +85,7 @@ class Interventions:
             resource = priority_list(self.config, group_id, week, year, found, ranked, tx.now_us)
             # The server publishes the list: the write guard that keeps clients from changing it lets this through.
             writer = Writer(service, tx, dataclasses.replace(ctx, publishing=True))
-            writer.put("List", lid, resource, None, None)
+            writer.create("List", resource, lid)
             if ranked:
                 tx.conn.execute(insert(intervention_entries), [
                     {"list_id": lid, "patient_id": r.patient_id, "rank": i, "tier": r.tier.code,
