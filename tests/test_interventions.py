@@ -183,3 +183,28 @@ def test_search_parameters_of_the_inputs(client: httpx.Client, loaded: Loaded) -
     rest = {r["type"]: r for r in capability["rest"][0]["resource"]}
     assert {"due-date", "barrier", "focus", "owner"} <= {s["name"] for s in rest["Task"]["searchParam"]}
     assert {"intervention-priority", "intervention-checks"} <= {o["name"] for o in rest["List"].get("operation", [])}
+
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["tiers"].reverse(), "strictly descending"),
+    (lambda d: d["tiers"][-1].update(minScore=0.5), "minScore 0"),
+    (lambda d: d["tiers"][0].pop("dueDays"), "dueDays"),
+    (lambda d: d.update(ownerCapacity=0), "ownerCapacity"),
+], ids=["unordered-tiers", "no-tier-from-zero", "tier-without-due-rule", "no-capacity"])
+def test_a_broken_configuration_is_refused(tmp_path, change, message: str) -> None:
+    """The tier cut-points are data, validated when the feature is made at start (the message names the field)."""
+    import json
+
+    from pydantic import ValidationError
+
+    from server.data_files import data_directory
+
+    doc = json.loads((data_directory("mappings") / "interventions" / "priority.json").read_text())
+    (tmp_path / "interventions").mkdir()
+    (tmp_path / "interventions" / "priority.json").write_text(json.dumps(doc))
+    assert load_priority_config(tmp_path) == CONFIG  # the copy as shipped is accepted
+    change(doc)
+    (tmp_path / "interventions" / "priority.json").write_text(json.dumps(doc))
+    with pytest.raises(ValidationError, match=message):
+        load_priority_config(tmp_path)
