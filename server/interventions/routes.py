@@ -1,6 +1,6 @@
 """Intervention routes under /fhir/List, and the one call that wires the feature into the app.
 
-* `GET|POST /fhir/List/$intervention-priority` (`roster` = Group/id, `week` = a date in the week, default
+* `POST /fhir/List/$intervention-priority` (`roster` = Group/id, `week` = a date in the week, default
   this week; `paymentYear`, default the year after the week's): the week's priority List of the roster's
   active participants; 201 when made now, 200 when read back, 422 with one issue per stale input.
 * `GET|POST /fhir/List/{id}/$intervention-checks`: the Task checks of that list (`checks.py`) as
@@ -20,14 +20,14 @@ from fastapi.responses import Response
 from server.config import Settings
 from server.fhir.context import context_of
 from server.fhir.features import PRE_WRITE, Feature, Operation
-from server.fhir.http import base_url, fhir_response, json_body
+from server.fhir.http import base_url, fhir_response
 from server.fhir.service import FhirService
 from server.fhir.types import Reply
 from server.interventions.checks import CheckResult
 from server.interventions.config import load_priority_config
 from server.interventions.service import Interventions, refuse_client_writes
 from server.risk.model import load_risk_model
-from server.rosters.params import OperationInput
+from server.rosters.params import request_input
 
 _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/List-"
 _BODY = {"requestBody": {"content": {"application/fhir+json": {"schema": {"type": "object"}}}}}
@@ -68,15 +68,11 @@ def checks_parameters(lid: str, result: CheckResult) -> dict:
 def _router() -> APIRouter:
     router = APIRouter(prefix="/fhir")
 
-    async def _input(request: Request, allowed: tuple[str, ...]) -> OperationInput:
-        if request.method == "GET":
-            return OperationInput.from_query(list(request.query_params.multi_items()), allowed)
-        return OperationInput.from_body(await json_body(request), allowed)
-
-    @router.api_route("/List/$intervention-priority", methods=["GET", "POST"], openapi_extra=_BODY,
-                      summary="A roster's intervention priority List for a week (made once, then read back)")
+    # POST only: the first request of a week makes and stores its List.
+    @router.post("/List/$intervention-priority", openapi_extra=_BODY,
+                 summary="A roster's intervention priority List for a week (made once, then read back)")
     async def priority(request: Request) -> Response:
-        inp = await _input(request, ("roster", "week", "paymentYear"))
+        inp = await request_input(request, ("roster", "week", "paymentYear"))
         reply = await run_in_threadpool(request.app.state.interventions.priority, context_of(request), inp,
                                         base_url(request))
         return fhir_response(reply)
@@ -84,8 +80,7 @@ def _router() -> APIRouter:
     @router.api_route("/List/{list_id}/$intervention-checks", methods=["GET", "POST"],
                       summary="Check the Tasks assigned from a priority List")
     async def checks(request: Request, list_id: str) -> Response:
-        if request.method == "GET":
-            OperationInput.from_query(list(request.query_params.multi_items()), ())  # takes no parameters
+        await request_input(request, ())  # takes no parameters
         result = await run_in_threadpool(request.app.state.interventions.checks, context_of(request), list_id,
                                          base_url(request))
         return fhir_response(Reply(200, orjson.dumps(checks_parameters(list_id, result)), {}))

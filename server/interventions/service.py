@@ -7,12 +7,13 @@ import dataclasses
 from datetime import date
 
 from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 
 from server.alignment.window import today_utc
 from server.fhir.context import Reads, RequestContext
 from server.fhir.errors import FhirError, Issue
 from server.fhir.service import FhirService, Writer
-from server.fhir.types import Reply
+from server.fhir.types import Reply, Written
 from server.interventions.checks import CheckResult, check_list
 from server.interventions.config import PriorityConfig
 from server.interventions.lists import due_date, list_id, priority_list
@@ -69,12 +70,27 @@ class Interventions:
         PRIORITY_READS.require_for_population(ctx.access)
         lid = list_id(group_id, week)
         service = self.service
-        with service.store.engine.connect() as conn:
-            stored = service.store.read("List", lid, conn)
-        if stored is not None and not stored.deleted:
+        if self._stored(lid):
             return service.read("List", lid, base, ctx)
         ctx.access.require("List", "c")
-        py = self.risk_model.years[year]
+        try:
+            written = self._make(ctx, group_id, week, year, lid)
+        except IntegrityError:
+            if not self._stored(lid):
+                raise
+            return service.read("List", lid, base, ctx)  # a concurrent request made it first
+        service.committed(written, ctx)
+        reply = service.read("List", lid, base, ctx)
+        return Reply(201, reply.body, reply.headers)
+
+    def _stored(self, lid: str) -> bool:
+        with self.service.store.engine.connect() as conn:
+            stored = self.service.store.read("List", lid, conn)
+        return stored is not None and not stored.deleted
+
+    def _make(self, ctx: RequestContext, group_id: str, week: Week, year: int, lid: str) -> list[Written]:
+        """Rank, and store the List with its entry rows in one transaction; the versions written."""
+        service, py = self.service, self.risk_model.years[year]
         with service.store.begin_write() as tx:
             found = refreshed(tx.conn, py, group_id)
             reasons = stale_inputs(self.config, found, week)
@@ -91,9 +107,7 @@ class Interventions:
                     {"list_id": lid, "patient_id": r.patient_id, "rank": i, "tier": r.tier.code,
                      "high_priority": r.tier.high_priority, "due_date": (due := due_date(week, r.tier.due_days)).isoformat(),
                      "due_day": due.toordinal() - date(1970, 1, 1).toordinal()} for i, r in enumerate(ranked, start=1)])
-        service.committed(writer.written, ctx)
-        reply = service.read("List", lid, base, ctx)
-        return Reply(201, reply.body, reply.headers)
+        return writer.written
 
     def checks(self, ctx: RequestContext, lid: str, base: str) -> CheckResult:
         """The Task checks of a stored priority List (404 unless the caller may read it)."""
