@@ -87,29 +87,35 @@ def rank(conn: Connection, config: PriorityConfig, py: PaymentYear, group_id: st
     ed_in, ip_in = _in("ed", ed, params), _in("ip", ip, params)
     codes_in = _in("code", ed + ip, params)
     void_in = _in("void", [token_hashes(t, "status", None, s)[0] for t in _UTILIZATION_TYPES for s in _VOID], params)
-    dates_in = _in("dp", [param_hash(t, p) for t, p in _DATE_PARAM.items()], params)
-    patients_in = _in("pp", [param_hash(t, "patient") for t in _UTILIZATION_TYPES], params)
-    tier_case = " ".join(f"WHEN rk.score >= :cut_{i} THEN {i}" for i in range(len(config.tiers) - 1))
+    for i, t in enumerate(_UTILIZATION_TYPES):
+        params[f"dp_{i}"], params[f"pp_{i}"] = param_hash(t, _DATE_PARAM[t]), param_hash(t, "patient")
+    tier_case = " ".join(f"WHEN x.score >= :cut_{i} THEN {i}" for i in range(len(config.tiers) - 1))
     for i, tier in enumerate(config.tiers[:-1]):
         params[f"cut_{i}"] = tier.min_score
     tier_sql = f"CASE {tier_case} ELSE {len(config.tiers) - 1} END" if tier_case else "0"
+    # An indexed probe (group_id, patient_id) per row; a join with the members CTE made SQLite build an
+    # automatic index over it again for every row.
+    # (COALESCE keeps SQLite, which has no statistics here, off the (group_id, decision) index.)
+    member = ("EXISTS (SELECT 1 FROM roster_members rm WHERE rm.group_id = :gid AND rm.patient_id = {} "
+              "AND COALESCE(rm.decision, '') = :active AND NOT rm.inactive)")
+    # One branch per type, with the type and its parameters as constants, so each probe is an equality on
+    # the (rtype, rid, h_param) indexes. `MIN(d.lo + 0)`: on `MIN(d.lo)` SQLite's min/max shortcut walks the
+    # (h_param, lo) index instead, through every row of the parameter.
+    events = " UNION ALL ".join(
+        f"SELECT r.target_id AS patient_id, c.ed, c.ip, (SELECT MIN(d.lo + 0) FROM idx_date d WHERE d.rtype = '{t}' "
+        f"AND d.rid = c.rid AND d.h_param = :dp_{i}) AS lo FROM coded c JOIN idx_reference r ON r.rtype = '{t}' "
+        f"AND r.rid = c.rid AND r.h_param = :pp_{i} AND r.target_type = 'Patient' WHERE c.rtype = '{t}' AND "
+        f"{member.format('r.target_id')} AND NOT EXISTS (SELECT 1 FROM idx_token v WHERE v.rtype = '{t}' "
+        f"AND v.rid = c.rid AND v.h_value IN ({void_in}))" for i, t in enumerate(_UTILIZATION_TYPES))
     sql = f"""
 WITH members AS (
   SELECT DISTINCT patient_id FROM roster_members WHERE group_id = :gid AND decision = :active AND NOT inactive),
-risk AS (
-  SELECT s.patient_id, SUM({factor} * s.score) AS score FROM risk_score s JOIN members m ON m.patient_id = s.patient_id
-  WHERE s.payment_year = :py AND s.basis = 'all' GROUP BY s.patient_id),
-coded AS (
+coded AS MATERIALIZED (
   SELECT t.rtype, t.rid, MAX(CASE WHEN t.h_value IN ({ed_in}) THEN 1 ELSE 0 END) AS ed,
          MAX(CASE WHEN t.h_value IN ({ip_in}) THEN 1 ELSE 0 END) AS ip
   FROM idx_token t WHERE t.h_value IN ({codes_in}) GROUP BY t.rtype, t.rid),
-events AS (
-  SELECT r.target_id AS patient_id, c.ed, c.ip,
-         (SELECT MIN(d.lo) FROM idx_date d WHERE d.rtype = c.rtype AND d.rid = c.rid AND d.h_param IN ({dates_in})) AS lo
-  FROM coded c
-  JOIN idx_reference r ON r.rtype = c.rtype AND r.rid = c.rid AND r.h_param IN ({patients_in}) AND r.target_type = 'Patient'
-  JOIN members m ON m.patient_id = r.target_id
-  WHERE NOT EXISTS (SELECT 1 FROM idx_token v WHERE v.rtype = c.rtype AND v.rid = c.rid AND v.h_value IN ({void_in}))),
+events AS MATERIALIZED (
+  {events}),
 ed AS (
   SELECT patient_id, COUNT(DISTINCT lo / :day) AS n FROM events
   WHERE ed = 1 AND lo >= :ed_from AND lo < :until GROUP BY patient_id),
@@ -123,13 +129,20 @@ cp AS (
   FROM idx_date d
   JOIN idx_token s ON s.rtype = 'CarePlan' AND s.rid = d.rid AND s.h_value = :cp_active
   JOIN idx_reference r ON r.rtype = 'CarePlan' AND r.rid = d.rid AND r.h_param = :cp_patient AND r.target_type = 'Patient'
-  JOIN members m ON m.patient_id = r.target_id
-  WHERE d.rtype = 'CarePlan' AND d.h_param IN (:cp_open, :cp_unstarted) GROUP BY r.target_id)
-SELECT m.patient_id, rk.score, {tier_sql} AS tier, COALESCE(ed.n, 0) AS ed, COALESCE(ip.n, 0) AS ip,
-       COALESCE(cp.n, 0) AS cp
-FROM members m LEFT JOIN risk rk ON rk.patient_id = m.patient_id LEFT JOIN ed ON ed.patient_id = m.patient_id
-LEFT JOIN ip ON ip.patient_id = m.patient_id LEFT JOIN cp ON cp.patient_id = m.patient_id
-ORDER BY tier, ed DESC, ip DESC, cp DESC, COALESCE(rk.score, -1) DESC, m.patient_id"""
+  WHERE d.rtype = 'CarePlan' AND d.h_param IN (:cp_open, :cp_unstarted) AND {member.format("r.target_id")}
+  GROUP BY r.target_id),
+-- One row per member and count, summed per member: a union, not joins (SQLite scanned a joined CTE per row).
+tallies AS (
+  SELECT patient_id, 0 AS ed, 0 AS ip, 0 AS cp FROM members
+  UNION ALL SELECT patient_id, n, 0, 0 FROM ed
+  UNION ALL SELECT patient_id, 0, n, 0 FROM ip
+  UNION ALL SELECT patient_id, 0, 0, n FROM cp)
+SELECT x.patient_id, x.score, {tier_sql} AS tier, x.ed, x.ip, x.cp FROM (
+  SELECT t.patient_id, SUM(t.ed) AS ed, SUM(t.ip) AS ip, SUM(t.cp) AS cp,
+         (SELECT SUM({factor} * s.score) FROM risk_score s
+          WHERE s.patient_id = t.patient_id AND s.payment_year = :py AND s.basis = 'all') AS score
+  FROM tallies t GROUP BY t.patient_id) x
+ORDER BY tier, x.ed DESC, x.ip DESC, x.cp DESC, COALESCE(x.score, -1) DESC, x.patient_id"""
     return [Ranked(r.patient_id, None if r.score is None else float(r.score), config.tiers[int(r.tier)], int(r.ed),
                    int(r.ip), int(r.cp)) for r in conn.execute(text(sql), params)]
 

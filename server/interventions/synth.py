@@ -24,7 +24,7 @@ import orjson
 from server.interventions.config import PriorityConfig, load_priority_config
 from server.interventions.priority import Week
 from server.risk.model import load_risk_model
-from server.risk.synth import MEMBER_SYSTEM
+from server.risk.synth import MEMBER_SYSTEM, write_bundles
 
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 POS = "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set"
@@ -126,7 +126,7 @@ def generate(risk_truth: dict[str, Any], seed: int, out: Path, as_of: date) -> d
     factor = py.models[0].weight / py.models[0].normalization * (1 - py.coding_intensity)
     rng = random.Random(f"planfit-interventions-synth:{seed}")
     truth: dict[str, Any] = {"week": week.start.isoformat(), "paymentYear": year, "members": {}}
-    entries: list[dict[str, Any]] = []
+    per_member: list[list[dict[str, Any]]] = []
     for member_id in sorted(risk_truth["members"]):
         m = _Member(member_id)
         planted = _plant(rng, m, config, week, as_of)
@@ -134,13 +134,8 @@ def generate(risk_truth: dict[str, Any], seed: int, out: Path, as_of: date) -> d
         tier = next(t for t in config.tiers if score >= t.min_score)
         truth["members"][member_id] = {"active": rng.random() < ACTIVE_SHARE, "score": round(score, 6),
                                        "tier": tier.code, **planted}
-        entries += m.entries
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("bundle-*.json"):
-        old.unlink()
-    for n in range(0, len(entries), 500):
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries[n:n + 500]}
-        (out / f"bundle-{n // 500:05d}.json").write_bytes(orjson.dumps(bundle))
+        per_member.append(m.entries)
+    write_bundles(out, per_member)
     (out / "ground_truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
     return truth
 
