@@ -98,14 +98,16 @@ def rank(conn: Connection, config: PriorityConfig, py: PaymentYear, group_id: st
     # (COALESCE keeps SQLite, which has no statistics here, off the (group_id, decision) index.)
     member = ("EXISTS (SELECT 1 FROM roster_members rm WHERE rm.group_id = :gid AND rm.patient_id = {} "
               "AND COALESCE(rm.decision, '') = :active AND NOT rm.inactive)")
-    # One branch per type, with the type and its parameters as constants, so each probe is an equality on
+    # Events are every coded resource's, driven from `coded` (the roster is checked after: as a join driver, a
+    # misjudged roster made PostgreSQL rescan `coded` per member). One branch per type, with the type and its
+    # parameters as constants, so each probe is an equality on
     # the (rtype, rid, h_param) indexes. `MIN(d.lo + 0)`: on `MIN(d.lo)` SQLite's min/max shortcut walks the
     # (h_param, lo) index instead, through every row of the parameter.
     events = " UNION ALL ".join(
         f"SELECT r.target_id AS patient_id, c.ed, c.ip, (SELECT MIN(d.lo + 0) FROM idx_date d WHERE d.rtype = '{t}' "
         f"AND d.rid = c.rid AND d.h_param = :dp_{i}) AS lo FROM coded c JOIN idx_reference r ON r.rtype = '{t}' "
-        f"AND r.rid = c.rid AND r.h_param = :pp_{i} AND r.target_type = 'Patient' WHERE c.rtype = '{t}' AND "
-        f"{member.format('r.target_id')} AND NOT EXISTS (SELECT 1 FROM idx_token v WHERE v.rtype = '{t}' "
+        f"AND r.rid = c.rid AND r.h_param = :pp_{i} AND r.target_type = 'Patient' WHERE c.rtype = '{t}' "
+        f"AND NOT EXISTS (SELECT 1 FROM idx_token v WHERE v.rtype = '{t}' "
         f"AND v.rid = c.rid AND v.h_value IN ({void_in}))" for i, t in enumerate(_UTILIZATION_TYPES))
     sql = f"""
 WITH members AS (
@@ -117,11 +119,11 @@ coded AS MATERIALIZED (
 events AS MATERIALIZED (
   {events}),
 ed AS (
-  SELECT patient_id, COUNT(DISTINCT lo / :day) AS n FROM events
-  WHERE ed = 1 AND lo >= :ed_from AND lo < :until GROUP BY patient_id),
+  SELECT e.patient_id, COUNT(DISTINCT e.lo / :day) AS n FROM events e
+  WHERE e.ed = 1 AND e.lo >= :ed_from AND e.lo < :until AND {member.format("e.patient_id")} GROUP BY e.patient_id),
 ip AS (
-  SELECT patient_id, COUNT(DISTINCT lo / :day) AS n FROM events
-  WHERE ip = 1 AND lo >= :ip_from AND lo < :until GROUP BY patient_id),
+  SELECT e.patient_id, COUNT(DISTINCT e.lo / :day) AS n FROM events e
+  WHERE e.ip = 1 AND e.lo >= :ip_from AND e.lo < :until AND {member.format("e.patient_id")} GROUP BY e.patient_id),
 cp AS (
   SELECT r.target_id AS patient_id,
          SUM(CASE WHEN d.h_param = :cp_open AND d.hi < :until THEN 1
