@@ -37,6 +37,7 @@ from server.fhir.limits import LimitsMiddleware
 from server.fhir.reindex import run_requested as run_requested_reindex
 from server.fhir.routes import router as fhir_router
 from server.fhir.service import FhirService
+from server.interventions.routes import interventions_feature
 from server.measures.operation import measures_feature
 from server.ops.install import ops_feature
 from server.projection.routes import projection_feature
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         projection_feature(service),
         savings_feature(service),
         rosters_feature(service, alignment.mappings),
+        interventions_feature(service, settings),
         # Inside auth's middleware, so it sees the authenticated client.
         Feature(name="limits", middleware=[(LimitsMiddleware, {"settings": settings})]),
         auth,

@@ -24,6 +24,7 @@ from server.ops.metrics import MULTIPROC_ENV
 from server.rosters import synth as roster_synth
 from server.projection import synth as projection_synth
 from server.savings import synth as savings_synth
+from server.interventions import synth as intervention_synth
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_synth.extend(sub)  # … and the audit population: claims with lags, denials, next quarter's changes
     projection_synth.extend(sub)  # … and claims-based alignment projection inputs
     savings_synth.extend(sub)  # … and savings inputs (benchmark, claims with lags) with ground truth
+    intervention_synth.extend(sub)  # … and ED visits, admissions and care plans of the risk population
     audit_commands.register(sub)
     auth_commands.register(sub)
     bulk_commands.register(sub)

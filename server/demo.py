@@ -241,6 +241,8 @@ def render(figures: Figures, root: str, members: int, work: Path, password: str)
         f"then {root}/app/#audit",
         f"  savings and payment assurance: POST {base}/MeasureReport/$savings-load (terms, beneficiaries, claims), "
         f"then {root}/app/#savings?aco=...&month=YYYY-MM&cohort=Group/...",
+        f"  care management (a roster's weekly priority list, my Tasks): {root}/app/#interventions  "
+        f"(API: POST {base}/List/$intervention-priority with roster=Group/<attribution list>)",
         "",
         f"Serving at {base} until Ctrl-C (server log: {work / 'server.log'}; all data is deleted at exit).",
     ]

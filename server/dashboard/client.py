@@ -17,8 +17,10 @@ from server.config import Settings
 DASHBOARD_CLIENT_ID = "planfit-dashboard"
 # Population figures need `user/` scopes, a member view `patient/` scopes; the writes are `user/Group.u`:
 # roster decisions and locking (`$member-decision`, `$confirm-attribution-list`), for users who may, and
-# `user/MeasureReport.c`: the capitation page's `$capitation-adjustment` (it stores its report).
-DASHBOARD_SCOPE = "launch launch/patient openid fhirUser user/*.rs patient/*.rs user/Group.u user/MeasureReport.c"
+# `user/MeasureReport.c`: the capitation page's `$capitation-adjustment` (it stores its report); `user/List.c`
+# and `user/Task.u`: care management makes a week's priority List and updates the status of the user's Tasks.
+DASHBOARD_SCOPE = ("launch launch/patient openid fhirUser user/*.rs patient/*.rs user/Group.u user/MeasureReport.c "
+                   "user/List.c user/Task.u")
 ORIGIN = "builtin"
 
 

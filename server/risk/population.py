@@ -32,7 +32,7 @@ class PopulationRisk:
     raf_uplift_annual: Decimal  # Σ uplift × PMPM of the rate cell × 12 (levers.py), Medicare members
 
 
-def _payment_factor(py: PaymentYear) -> tuple[str, dict[str, object]]:
+def payment_factor_sql(py: PaymentYear) -> tuple[str, dict[str, object]]:
     """SQL: the factor turning one model's raw score into its share of the payment score, and its bound values."""
     whens = " ".join(f"WHEN :model_{i} THEN :factor_{i}" for i in range(len(py.models)))
     params: dict[str, object] = {}
@@ -57,7 +57,7 @@ _CHANGED = "(f.recommended_product IS NOT NULL AND f.recommended_product <> COAL
 
 def _levers(conn: Connection, py: PaymentYear, rates: Rates) -> tuple[Decimal, Decimal]:
     """The two levers over the population, with the member-level rules of `levers.py`."""
-    factor, factor_params = _payment_factor(py)
+    factor, factor_params = payment_factor_sql(py)
     rate, rate_params = _rate(rates, "CASE WHEN " + _CHANGED + " THEN f.recommended_product ELSE f.enrolled_product END")
     change = conn.execute(text(
         "SELECT COALESCE(SUM(f.annual_impact_cents), 0) FROM findings f WHERE " + _CHANGED)).scalar_one()
@@ -71,7 +71,7 @@ def _levers(conn: Connection, py: PaymentYear, rates: Rates) -> tuple[Decimal, D
 
 
 def population_risk(conn: Connection, py: PaymentYear, rates: Rates) -> PopulationRisk:
-    factor, factor_params = _payment_factor(py)
+    factor, factor_params = payment_factor_sql(py)
     scores = conn.execute(text(
         "WITH p AS (SELECT s.patient_id, "
         "SUM(CASE WHEN s.basis = 'claims' THEN s.score * (" + factor + ") ELSE 0 END) AS claims, "

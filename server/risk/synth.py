@@ -48,11 +48,11 @@ def _entry(resource: dict[str, Any], full_url: str, if_none_exist: str | None = 
     return {"fullUrl": full_url, "resource": resource, "request": request}
 
 
-def _member(rng: random.Random, i: int, as_of: date) -> dict[str, Any]:
+def _member(rng: random.Random, i: int, as_of: date, prefix: str) -> dict[str, Any]:
     year = as_of.year
     age = rng.choice((rng.randint(66, 92), rng.randint(66, 92), rng.randint(40, 63)))
     return {
-        "id": f"risk-{i:06d}",
+        "id": f"{prefix}-{i:06d}",
         "gender": rng.choice(("male", "female")),
         "birth": date(year + 1 - age, rng.randint(3, 12), rng.randint(1, 28)),
         "dual": rng.choice(DUALS),
@@ -148,27 +148,39 @@ def _capitation_files(rng: random.Random, out: Path) -> None:
                                             "commercial,0,6000000,true\n")
 
 
-def generate(members: int, seed: int, out: Path, as_of: date) -> dict[str, Any]:
-    """Write the risk population under `out` (its `risk` folder is created); returns the ground truth."""
+def write_bundles(folder: Path, per_member: list[list[dict[str, Any]]], size: int = 500) -> None:
+    """Transaction bundles `bundle-NNNNN.json` of about `size` entries, never splitting one member's
+    entries (their references to the member's Patient resolve within a bundle)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("bundle-*.json"):
+        old.unlink()
+    bundles: list[list[dict[str, Any]]] = [[]]
+    for entries in per_member:
+        if bundles[-1] and len(bundles[-1]) + len(entries) > size:
+            bundles.append([])
+        bundles[-1].extend(entries)
+    for n, entries in enumerate(b for b in bundles if b):
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        (folder / f"bundle-{n:05d}.json").write_bytes(orjson.dumps(bundle))
+
+
+def generate(members: int, seed: int, out: Path, as_of: date, prefix: str = "risk") -> dict[str, Any]:
+    """Write the risk population under `out` (its `risk` folder is created); returns the ground truth.
+    Member ids are `{prefix}-NNNNNN` (tests sharing a server give each population its own prefix)."""
     out = Path(out)
     rng = random.Random(f"planfit-risk-synth:{seed}")
     payment_year = as_of.year + 1
     scorer = _scorer(payment_year)
     truth: dict[str, Any] = {"payment_year": payment_year, "diagnosis_year": as_of.year, "members": {}}
-    feeds: dict[str, list[dict]] = {"clinical": [], "claims": []}
+    feeds: dict[str, list[list[dict]]] = {"clinical": [], "claims": []}
     for i in range(members):
-        m = _member(rng, i, as_of)
+        m = _member(rng, i, as_of, prefix)
         clinical, claims = _resources(m, rng, as_of)
-        feeds["clinical"] += clinical
-        feeds["claims"] += claims
+        feeds["clinical"].append(clinical)
+        feeds["claims"].append(claims)
         truth["members"][m["id"]] = _truth(m, payment_year, scorer)
-    for kind, entries in feeds.items():
-        (out / kind).mkdir(parents=True, exist_ok=True)
-        for old in (out / kind).glob("bundle-*.json"):
-            old.unlink()
-        for n in range(0, len(entries), 500):
-            bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries[n:n + 500]}
-            (out / kind / f"bundle-{n // 500:05d}.json").write_bytes(orjson.dumps(bundle))
+    for kind, per_member in feeds.items():
+        write_bundles(out / kind, per_member)
     _capitation_files(rng, out)
     (out / "ground_truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
     return truth

@@ -14,6 +14,7 @@ import {completenessView} from "./completeness.js";
 import {projectionView} from "./projection.js";
 import {savingsView} from "./savings.js";
 import {worklistView} from "./worklist.js";
+import {interventionsView} from "./interventions.js";
 import {capitationView} from "./capitation.js";
 import {hccPanel, leversPanel, readRisk} from "./risk.js";
 
@@ -46,7 +47,7 @@ async function start() {
   if (params.has("code")) {
     const session = await completeAuthorization(params);
     const hash = session.view === "member" && session.patient ? `#member/${session.patient}`
-      : session.view === "rosters" ? "#rosters" : "#population";
+      : session.view === "rosters" ? "#rosters" : session.view === "interventions" ? "#interventions" : "#population";
     history.replaceState(null, "", location.pathname + hash);  // the code must not stay in the address bar
   } else if (params.has("iss")) {
     const launch = params.get("launch");
@@ -80,7 +81,8 @@ function landing() {
     h("div", {class: "choices"},
       h("button", {id: "launch-population", onclick: go("population")}, "Population view"),
       h("button", {id: "launch-member", class: "secondary", onclick: go("member")}, "Member view"),
-      h("button", {id: "launch-rosters", class: "secondary", onclick: go("rosters")}, "Attribution rosters"))));
+      h("button", {id: "launch-rosters", class: "secondary", onclick: go("rosters")}, "Attribution rosters"),
+      h("button", {id: "launch-interventions", class: "secondary", onclick: go("interventions")}, "Care management"))));
 }
 
 function header(session) {
@@ -94,7 +96,8 @@ function header(session) {
                h("a", {href: "#completeness", "data-tab": "completeness"}, "Completeness"),
                h("a", {href: "#projection", "data-tab": "projection"}, "Projection"),
                h("a", {href: "#savings", "data-tab": "savings"}, "Savings"),
-               h("a", {href: "#capitation", "data-tab": "capitation"}, "Capitation"));
+               h("a", {href: "#capitation", "data-tab": "capitation"}, "Capitation"),
+               h("a", {href: "#interventions", "data-tab": "interventions"}, "Care management"));
   }
   if (session.patient) links.push(h("a", {href: `#member/${session.patient}`, "data-tab": "member"}, "Member"));
   if (hasScope(session, "user/")) links.push(h("a", {href: "#rosters", "data-tab": "rosters"}, "Rosters"));
@@ -108,7 +111,7 @@ function header(session) {
 async function route(session) {
   const member = location.hash.match(/^#member\/([A-Za-z0-9.-]{1,64})$/);
   const roster = location.hash.match(/^#roster\/([A-Za-z0-9.-]{1,64})(\?.*)?$/);
-  const page = location.hash.match(/^#(worklist|audit|denials|completeness|projection|savings|capitation)(?:\?(.*))?$/);
+  const page = location.hash.match(/^#(worklist|audit|denials|completeness|projection|savings|capitation|interventions)(?:\?(.*))?$/);
   const population = hasScope(session, "user/");
   const view = member || !population ? "member" : roster ? "roster" : location.hash === "#rosters" ? "rosters"
     : page ? page[1] : "population";
@@ -130,6 +133,7 @@ async function route(session) {
   else if (view === "projection") await projectionView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
   else if (view === "savings") await savingsView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
   else if (view === "capitation") capitationView(session, main);
+  else if (view === "interventions") await interventionsView(session, main, new URLSearchParams(page[2] || "")).catch(showError);
   else await populationView(session);
   if (document.body.dataset.ready !== "error") document.body.dataset.ready = view;
 }

@@ -10,6 +10,8 @@ export const SCOPES = {
   ehr: "launch openid fhirUser patient/*.rs user/*.rs",
   // Attribution rosters: read everything the user may see, update Groups (decisions, locking).
   rosters: "openid fhirUser user/*.rs user/Group.u",
+  // Care management: make a week's priority List, update the status of the user's Tasks.
+  interventions: "openid fhirUser user/*.rs user/List.c user/Task.u",
 };
 const PENDING = "planfit-dashboard:pending";
 const SESSION = "planfit-dashboard:session";
@@ -103,6 +105,14 @@ export async function fhirGet(session, path) {
 // POST a FHIR operation (relative to the base) with a JSON body; FhirError on any non-2xx answer.
 export async function fhirPost(session, path, body) {
   const response = await fetch(`${session.fhirBase}/${path}`, {method: "POST", body: JSON.stringify(body),
+    headers: {Authorization: `Bearer ${session.accessToken}`, Accept: "application/fhir+json",
+              "Content-Type": "application/fhir+json"}});
+  return json(response);
+}
+
+// PUT a resource (relative to the base, "Type/id"); FhirError on any non-2xx answer.
+export async function fhirPut(session, path, resource) {
+  const response = await fetch(`${session.fhirBase}/${path}`, {method: "PUT", body: JSON.stringify(resource),
     headers: {Authorization: `Bearer ${session.accessToken}`, Accept: "application/fhir+json",
               "Content-Type": "application/fhir+json"}});
   return json(response);
