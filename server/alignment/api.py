@@ -61,6 +61,7 @@ def alignment_engine(service: FhirService, settings: Settings, hooks: Hooks) -> 
     try:
         mappings = load_mappings(settings.mappings_dir or None, rates_file=settings.rates_file or None)
         config = EngineConfig.parse(settings.lookback_months, settings.evaluation_date, settings.alignment_mode)
+        load_risk_factors(mappings.directory)  # checked at start like the other mapping files
     except (MappingError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(f"planfit: cannot start: {exc}") from None

@@ -18,12 +18,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import BigInteger, Connection, ColumnElement, Select, Subquery, and_, case, distinct, exists, false, func, literal, select, union_all
 
 from server.alignment.facts import MEMBER_IDS, Members, _subjects
 from server.alignment.index_keys import IndexKeys
 from server.alignment.window import EvaluationWindow, months_before
+from server.data_files import MappingFile, MappingModel, Source, read_mapping
 from server.fhir.dates import date_range
 from server.store.schema import idx_date, idx_token
 
@@ -31,9 +32,7 @@ FILE = "harp_risk_factors.json"
 DAY_US = 86_400_000_000
 
 
-class RiskFactor(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class RiskFactor(MappingModel):
     code: Literal["psychiatric-inpatient-days", "act-tcm-months"]  # each has its reason code in rules.REASONS
     display: str
     measure: Literal["days", "months"]
@@ -47,19 +46,8 @@ class RiskFactor(BaseModel):
         return f"risk-factor-{self.code}"
 
 
-class _Source(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    url: str | None = None
-    read: date
-    unconfirmed: str | None = None
-
-
-class RiskFactors(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class RiskFactors(MappingFile):
     description: str
-    source: tuple[_Source, ...] = Field(min_length=1)
     product: str
     factors: tuple[RiskFactor, ...]
 
@@ -67,7 +55,7 @@ class RiskFactors(BaseModel):
         return f"rf_{self.factors.index(factor)}"
 
 
-NONE = RiskFactors(description="", source=(_Source(name="none", read=date(2026, 12, 3)),), product="", factors=())
+NONE = RiskFactors(description="", source=[Source(name="none", read=date(2026, 12, 3))], product="", factors=())
 
 
 @functools.lru_cache(maxsize=8)
@@ -76,7 +64,7 @@ def load_risk_factors(directory: Path) -> RiskFactors:
     path = Path(directory) / FILE
     if not path.is_file():
         return NONE
-    return RiskFactors.model_validate_json(path.read_bytes())
+    return read_mapping(path, RiskFactors, FILE)
 
 
 def _months(window: EvaluationWindow, years: int) -> Subquery:
