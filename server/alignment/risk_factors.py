@@ -19,7 +19,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
-from sqlalchemy import BigInteger, Connection, ColumnElement, Select, Subquery, and_, case, distinct, exists, false, func, literal, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Select,
+    Subquery,
+    case,
+    distinct,
+    exists,
+    false,
+    func,
+    literal,
+    select,
+    union_all,
+)
 
 from server.alignment.facts import MEMBER_IDS, Members, _subjects
 from server.alignment.index_keys import IndexKeys
@@ -73,8 +87,9 @@ def _months(window: EvaluationWindow, years: int) -> Subquery:
     rows, month = [], first
     while month <= window.as_of:
         nxt = months_before(month, -1)
-        rows.append(select(literal(len(rows)).label("month"), literal(date_range(month.isoformat())[0], BigInteger).label("lo"),
-                           literal(date_range(nxt.isoformat())[0] - 1, BigInteger).label("hi")))
+        lo, next_lo = date_range(month.isoformat())[0], date_range(nxt.isoformat())[0]
+        rows.append(select(literal(len(rows)).label("month"), literal(lo, BigInteger).label("lo"),
+                           literal(next_lo - 1, BigInteger).label("hi")))
         month = nxt
     return union_all(*rows).subquery("calendar_months")
 
@@ -94,13 +109,15 @@ def factor_claims(keys: IndexKeys, rf: RiskFactors, window: EvaluationWindow, me
             .distinct()
             .subquery(f"{name}_coded")
         )
-        served = (
+        served = (  # only the factor claims' dates: a full run must not group every claim's service dates
             select(d.c.rid, func.min(d.c.lo).label("lo"), func.max(d.c.hi).label("hi"))
-            .where(d.c.rtype == rt, d.c.h_param == claim.service_date, *members.among(d.c.rid, subjects))
+            .select_from(d.join(coded, d.c.rid == coded.c.rid))
+            .where(d.c.rtype == rt, d.c.h_param == claim.service_date)
             .group_by(d.c.rid)
             .subquery(f"{name}_dates")
         )
-        active = exists().where(s.c.rtype == rt, s.c.rid == coded.c.rid, s.c.h_param == claim.status, s.c.code == "active")
+        active = exists().where(s.c.rtype == rt, s.c.rid == coded.c.rid, s.c.h_param == claim.status,
+                                s.c.code == "active")
         start = case(*((coded.c.factor == f.code, window.months_back_us(12 * f.years)) for f in rf.factors))
         parts.append(
             select(subjects.c.patient_id, coded.c.factor, literal(rt).label("resource_type"),

@@ -438,7 +438,8 @@ def _reason_conditions(mappings: Mappings, d: Any) -> dict[str, ColumnElement[bo
         "state-excluded": state_excluded,
         "flag-excluded": flagged,
     }
-    conditions.update(_risk_factor_conditions(mappings, d, and_(conditions["state-determination-pending"], recommended.is_not(None))))
+    pending = and_(conditions["state-determination-pending"], recommended.is_not(None))
+    conditions.update(_risk_factor_conditions(mappings, d, pending))
     assert tuple(conditions) == REASONS
     return conditions
 
