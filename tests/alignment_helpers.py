@@ -125,7 +125,9 @@ def condition(c: httpx.Client, pid: str, codings: list[tuple[str, str]], **kwarg
 
 
 def claim(c: httpx.Client, pid: str, *, codes: Sequence[tuple[str, str]] = (), references: Sequence[str] = (),
-          day: str | None = None, status: str = "active", rtype: str = "Claim") -> str:
+          day: str | None = None, status: str = "active", rtype: str = "Claim", end: str | None = None,
+          items: Sequence[dict[str, Any]] = (), kind: str = "professional") -> str:
+    """A claim dated `day` (through `end`), with diagnoses and, optionally, service lines `items`."""
     day = day or days_ago(20)
     diagnosis = [{"sequence": i + 1, "diagnosisCodeableConcept": {"coding": [{"system": s, "code": code}]}}
                  for i, (s, code) in enumerate(codes)]
@@ -134,15 +136,18 @@ def claim(c: httpx.Client, pid: str, *, codes: Sequence[tuple[str, str]] = (), r
     resource: dict[str, Any] = {
         "resourceType": rtype,
         "status": status,
-        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": kind}]},
         "use": "claim",
         "patient": {"reference": f"Patient/{pid}"},
-        "billablePeriod": {"start": day, "end": day},
+        "billablePeriod": {"start": day, "end": end or day},
         "created": day,
         "provider": {"display": "Test provider"},
-        "diagnosis": diagnosis,
         "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "Test coverage"}}],
     }
+    if diagnosis:
+        resource["diagnosis"] = diagnosis
+    if items:
+        resource["item"] = [{"sequence": i + 1, **item} for i, item in enumerate(items)]
     if rtype == "Claim":
         resource["priority"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority",
                                             "code": "normal"}]}

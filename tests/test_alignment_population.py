@@ -43,7 +43,14 @@ def _as_truth(f: Finding) -> dict[str, Any]:
         "dual_level": f.dual_level,
         "kind": f.kind,
         "reasons": f.reasons,
+        "risk_factors": {_part(p, "code"): _part(p, "days") or _part(p, "months")
+                         for p in f.raw["parameter"] if p["name"] == "riskFactor"},
     }
+
+
+def _part(param: dict[str, Any], name: str) -> Any:
+    return next((next(v for k, v in x.items() if k.startswith("value")) for x in param["part"] if x["name"] == name),
+                None)
 
 
 def _mismatches(c: httpx.Client, truth: dict[str, dict[str, Any]], ids: dict[str, str]) -> list[tuple]:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import pytest
 
 from server.alignment.mappings import DEFAULT_DIRECTORY, MappingError, load_mappings
+from server.alignment.risk_factors import load_risk_factors
 from server.audit.benefits import load_benefits
 from server.data_files import read_mapping
 from server.projection.rules import load_rules
@@ -29,6 +30,7 @@ LOADERS: dict[str, Loader] = {
     "risk/": load_risk_model,
     "projection/alignment.json": lambda root: load_rules.__wrapped__(root / "projection" / "alignment.json"),
     "roster/pilot-rules.json": lambda root: PilotRules.load(root / "roster" / "pilot-rules.json"),
+    "harp_risk_factors.json": load_risk_factors,
     "savings/terms.json": lambda root: read_mapping(root / "savings" / "terms.json", Terms, "savings/terms.json"),
 }
 FILES = sorted(str(p.relative_to(DEFAULT_DIRECTORY)) for p in DEFAULT_DIRECTORY.rglob("*.json"))
@@ -100,6 +102,8 @@ WRONG_FIELD = [
      "projection/alignment.json: alignmentPeriod.months: Input should be a valid integer"),
     ("roster/pilot-rules.json", _set(["authorization_valid_days"], 0),
      "roster/pilot-rules.json: authorization_valid_days: Input should be greater than 0"),
+    ("harp_risk_factors.json", _set(["factors", 1, "at_least"], "3"),
+     "harp_risk_factors.json: factors[1].at_least: Input should be a valid integer"),
     ("savings/terms.json", _set(["assurance", "runOutMonths"], 0),
      "savings/terms.json: assurance.runOutMonths: Input should be greater than or equal to 1"),
 ]

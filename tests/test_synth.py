@@ -153,7 +153,7 @@ def test_data_variety(population: Path) -> None:
                if r["verificationStatus"]["coding"][0]["code"] == "entered-in-error")
     claims = [r for r in _resources(population, "claims") if r["resourceType"] == "Claim"]
     assert any("diagnosisReference" in d for c in claims for d in c["diagnosis"])
-    coded = [d["diagnosisCodeableConcept"]["coding"][0]["code"] for c in claims for d in c["diagnosis"]
+    coded = [d["diagnosisCodeableConcept"]["coding"][0]["code"] for c in claims for d in c.get("diagnosis", [])
              if "diagnosisCodeableConcept" in d]
     assert any("." in code for code in coded) and any("." not in code and len(code) > 3 for code in coded)
     coverages = [r for r in _resources(population, "claims") if r["resourceType"] == "Coverage"]
@@ -247,7 +247,7 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
 
     def member(ident: str) -> dict[str, Any]:
         return members.setdefault(ident, {"birth": None, "coverages": [], "clinical": set(), "claims": set(),
-                                          "harp": set(), "opwdd": False, "states": set()})
+                                          "harp": set(), "opwdd": False, "states": set(), "services": []})
 
     def cats(codeable: dict[str, Any]) -> set[str]:
         out: set[str] = set()
@@ -291,11 +291,38 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
                     member(who[r["beneficiary"]["reference"]])["coverages"].append(r)
                 elif rt == "Condition" and condition_qualifies(r):
                     member(who[r["subject"]["reference"]])[kind] |= cats(r["code"])
-                elif rt == "Claim" and r["status"] == "active" and _in_window(r["billablePeriod"]["start"], start):
-                    for d in r["diagnosis"]:
+                elif rt == "Claim" and r["status"] == "active" and "item" in r:
+                    member(who[r["patient"]["reference"]])["services"].append(_service(r))
+                if rt == "Claim" and r["status"] == "active" and _in_window(r["billablePeriod"]["start"], start):
+                    for d in r.get("diagnosis", []):
                         code = d.get("diagnosisCodeableConcept") or by_url[d["diagnosisReference"]["reference"]]["code"]
                         member(who[r["patient"]["reference"]])["claims"] |= cats(code)
     return members
+
+
+RISK_FACTORS = json.loads((DEFAULT_DIRECTORY / "harp_risk_factors.json").read_bytes())
+
+
+def _service(claim: dict[str, Any]) -> tuple[set[str], date, date]:
+    """(line codes, first day, last day) of a claim's services."""
+    codes = {c["code"] for item in claim["item"] for key in ("revenue", "productOrService")
+             for c in item.get(key, {}).get("coding", [])}
+    period = claim["billablePeriod"]
+    return codes, date.fromisoformat(period["start"]), date.fromisoformat(period["end"])
+
+
+def _risk_factors(m: dict[str, Any]) -> dict[str, int]:
+    """mappings/harp_risk_factors.json read as its description says: inpatient days (discharge day not
+    counted, at least 1 a stay), or distinct calendar months, of active claims first served in the years."""
+    out = {}
+    for f in RISK_FACTORS["factors"]:
+        since = _months_before(AS_OF, 12 * f["years"])
+        claims = [(first, last) for codes, first, last in m["services"]
+                  if codes & set(f["codes"]) and since <= first <= AS_OF]
+        if claims:
+            out[f["code"]] = (sum(max(1, (last - first).days) for first, last in claims) if f["measure"] == "days"
+                              else len({(first.year, first.month) for first, _ in claims}))
+    return out
 
 
 def _coverages(m: dict[str, Any], mappings: Mappings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -390,6 +417,10 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
         reasons += ["state-identified"] if recommended and recommended != enrolled and recommended.code in confirmed else []
         reasons += ["state-excluded"] if harp & {"H7"} else []
         reasons += ["flag-excluded"] if m["opwdd"] else []
+    factors = _risk_factors(m)
+    if recommended and recommended.code == RISK_FACTORS["product"] != (enrolled and enrolled.code) \
+            and recommended.code not in confirmed:
+        reasons += [f"risk-factor-{f['code']}" for f in RISK_FACTORS["factors"] if factors.get(f["code"], 0) >= f["at_least"]]
     if not programs or enrolled is None:
         kind = None
     elif enrolled not in eligible or not_evidenced:
@@ -407,6 +438,7 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
         "dual_level": level,
         "kind": kind,
         "reasons": reasons,
+        "risk_factors": factors,
     }
 
 

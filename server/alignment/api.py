@@ -34,6 +34,8 @@ from server.alignment.findings import Category, CoverageFact, EligibleProduct, F
 from server.alignment.hooks import ALIGNMENT_PARAMETERS
 from server.alignment.mappings import MappingError, load_mappings
 from server.alignment.plans import PlanCatalogue, plan_reference
+from server.alignment.risk_factors import MemberFactor, load_risk_factors, member_risk_factors
+from server.alignment.window import EvaluationWindow
 from server.config import Settings
 from server.fhir.consistency import ConsistencyMiddleware
 from server.fhir.context import PATIENT_REPORTED, Reads, RequestContext, context_of
@@ -59,6 +61,7 @@ def alignment_engine(service: FhirService, settings: Settings, hooks: Hooks) -> 
     try:
         mappings = load_mappings(settings.mappings_dir or None, rates_file=settings.rates_file or None)
         config = EngineConfig.parse(settings.lookback_months, settings.evaluation_date, settings.alignment_mode)
+        load_risk_factors(mappings.directory)  # checked at start like the other mapping files
     except (MappingError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(f"planfit: cannot start: {exc}") from None
@@ -126,7 +129,10 @@ async def patient_alignment(rid: str, request: Request) -> Response:
     def work() -> Reply:
         with engine.db.connect() as conn:
             finding = ready_finding(conn, ctx, rid)
+            factors = member_risk_factors(conn, engine.keys, load_risk_factors(engine.mappings.directory),
+                                          EvaluationWindow(finding.as_of, engine.config.lookback_months), rid)
         body = finding_parameters(finding)
+        body["parameter"] += [_risk_factor(f) for f in factors]
         body["parameter"] += [p for extra in request.app.state.hooks.of(ALIGNMENT_PARAMETERS) for p in extra(finding)]
         return Reply(200, orjson.dumps(body))
 
@@ -207,6 +213,18 @@ def finding_parameters(finding: Finding) -> dict[str, Any]:
     out += [_category(finding, category) for category in _categories(finding)]
     out += [_param("coverage", part=_coverage(coverage)) for coverage in finding.coverages]
     return {"resourceType": "Parameters", "parameter": out}
+
+
+def _risk_factor(factor: MemberFactor) -> dict[str, Any]:
+    """A HARP risk factor the member's claims show (SPEC §4.3: listed for referral candidates)."""
+    return _param("riskFactor", part=[
+        _param("code", valueCode=factor.factor.code),
+        _param("display", valueString=factor.factor.display),
+        _param(factor.factor.measure, valueInteger=factor.value),
+        _param("threshold", valueInteger=factor.factor.at_least),
+        _param("met", valueBoolean=factor.met),
+        *(_param("evidence", valueReference=_ref(ref)) for ref in factor.claims),
+    ])
 
 
 def _eligible(finding: Finding, product: EligibleProduct) -> dict[str, Any]:

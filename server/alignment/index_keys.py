@@ -52,6 +52,7 @@ class ClaimKeys:
     service_date: int
     created: int
     status: int
+    service: int  # the line codes (productOrService, revenue): HARP risk factors
 
     @classmethod
     def of(cls, rtype: str) -> "ClaimKeys":
@@ -63,6 +64,7 @@ class ClaimKeys:
             service_date=_param(rtype, "service-date", "date"),
             created=_param(rtype, "created", "date"),
             status=_param(rtype, "status", "token"),
+            service=_param(rtype, "service", "token"),
         )
 
 

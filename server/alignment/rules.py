@@ -57,6 +57,7 @@ from server.alignment.areas import area_column, area_criterion, area_facts
 from server.alignment.facts import Members, lobs_with, priority_of, product_for_priority
 from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import PROGRAMS, Mappings, Product
+from server.alignment.risk_factors import load_risk_factors, met, risk_factor_facts
 from server.alignment.window import EvaluationWindow
 from server.store.alignment_schema import finding_categories, finding_coverage
 from server.store.hashing import h64
@@ -81,10 +82,13 @@ REASONS = (
     "state-determination-pending",  # recommended on the diagnosis alone: a referral candidate
     "state-excluded",  # a State code excludes the member from a product (NY HARP H7 opted out)
     "flag-excluded",  # a documented member flag excludes the member from a product (OPWDD)
+    # A referral candidate's claims show a HARP risk factor (`harp_risk_factors.json`: RiskFactor.reason).
+    "risk-factor-psychiatric-inpatient-days",
+    "risk-factor-act-tcm-months",
 )
 
 
-RULES = "v2"  # SPEC §4.3; bump when a change to the rules below changes findings
+RULES = "v2.1"  # SPEC §4.3; bump when a change to the rules below changes findings
 
 
 def rules_version(mappings: Mappings, codes_key: int) -> str:
@@ -94,7 +98,8 @@ def rules_version(mappings: Mappings, codes_key: int) -> str:
     catalogue = json.dumps([[p.model_dump() for p in mappings.products], sorted(mappings.rates.pmpm.items()),
                             mappings.dual_history_months, mappings.deeming_months,
                             sorted((c.code, c.level) for c in mappings.dual_status_codes.values()),
-                            mappings.non_claims_valuesets], sort_keys=True, default=_canonical)
+                            mappings.non_claims_valuesets, load_risk_factors(mappings.directory).model_dump()],
+                           sort_keys=True, default=_canonical)
     return f"{RULES}:{h64(str(codes_key), catalogue) & 0xFFFFFFFFFFFF:x}"
 
 
@@ -196,6 +201,8 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
         .subquery("on_patient")
     )
     areas = area_facts(mappings.products, members)
+    rf = load_risk_factors(mappings.directory)
+    risk = risk_factor_facts(keys, rf, window, members)
     m, birth = resources.alias("member"), idx_date.alias("birth")
     counts = ("coverages", "recognized", *(f"has_{p}" for p in PROGRAMS), *(f"products_{p}" for p in PROGRAMS),
               "medicaid_lob", "dual_lob")
@@ -226,6 +233,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
             func.coalesce(areas.c.has_address, 0).label("has_address"),
             *(func.coalesce(areas.c[area_column(p.code)], 0).label(area_column(p.code))
               for p in mappings.products if p.coverage_area),
+            *(func.coalesce(risk.c[rf.column(f)], 0).label(rf.column(f)) for f in rf.factors),
         )
         .select_from(
             m.outerjoin(birth, and_(birth.c.rtype == "Patient", birth.c.rid == m.c.rid,
@@ -235,6 +243,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
             .outerjoin(categories, categories.c.patient_id == m.c.rid)
             .outerjoin(on_patient, on_patient.c.rid == m.c.rid)
             .outerjoin(areas, areas.c.rid == m.c.rid)
+            .outerjoin(risk, risk.c.patient_id == m.c.rid)
         )
         .where(m.c.rtype == "Patient", m.c.deleted.is_(False), *members.where(m.c.rid))
         .subquery("facts")
@@ -429,8 +438,24 @@ def _reason_conditions(mappings: Mappings, d: Any) -> dict[str, ColumnElement[bo
         "state-excluded": state_excluded,
         "flag-excluded": flagged,
     }
+    pending = and_(conditions["state-determination-pending"], recommended.is_not(None))
+    conditions.update(_risk_factor_conditions(mappings, d, pending))
     assert tuple(conditions) == REASONS
     return conditions
+
+
+def _risk_factor_conditions(mappings: Mappings, d: Any, pending: ColumnElement[bool]) -> dict[str, ColumnElement[bool]]:
+    """A referral candidate (recommended the factors' product, the State's determination pending) whose
+    claims reach a risk factor's threshold. Never a criterion: the State decides (SPEC §4.3)."""
+    rf = load_risk_factors(mappings.directory)
+    product = {p.code: p for p in mappings.products}.get(rf.product)
+    by_reason = {f.reason: f for f in rf.factors}
+    out = {}
+    for code in REASONS[REASONS.index("flag-excluded") + 1:]:
+        factor = by_reason.get(code)
+        out[code] = (and_(pending, _recommended_priority(mappings, d) == product.priority, met(rf, factor, d))
+                     if factor is not None and product is not None else false())
+    return out
 
 
 _REVIEW_REASONS = ("conflicting-coverage", "dual-level-unknown", "dual-level-conflict", "dual-code-not-dual",

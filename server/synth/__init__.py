@@ -81,7 +81,8 @@ Rule semantics assumed (SPEC §4.2 and the v2 rules of §4.3; the engine must ag
   ``reasons`` lists the reason codes the scenario requires (``dual-level-unknown``, ``conflicting-coverage``,
   ``no-active-coverage``, ``medicaid-not-evidenced``, ``deeming-period-ended``, ``state-identified``,
   ``state-excluded``, ``flag-excluded``); the engine may add others. Rates (annual impact) are configurable
-  and are not in the ground truth.
+  and are not in the ground truth. ``risk_factors`` = the HARP risk factors the claims show (days of
+  psychiatric inpatient stays, months of ACT/TCM, ``mappings/harp_risk_factors.json``), for every member.
 
 Scenarios (share of members)
 ----------------------------
@@ -99,8 +100,11 @@ Medicaid only, NY:
       flag-excluded).
   mmc-under21-bh 2% - ny-mmc, age 18-20, SMI or SUD (clinical-only or with claims): aligned, [ny-mmc];
       non-claims = the category when clinical-only.
-  harp-candidate-clinical-smi 5% - ny-mmc, 21-64, SMI only in clinical data: misaligned -> ny-harp;
+  harp-candidate-clinical-smi 3.5% - ny-mmc, 21-64, SMI only in clinical data: misaligned -> ny-harp;
       non-claims [smi].
+  harp-candidate-risk-factors 1.5% - as above, plus claims for psychiatric stays (NUBC psychiatric room and
+      board; 20-45 days inside 3 years, one older stay) and/or ACT/TCM (H0040/T1017) in 1-5 calendar months:
+      ``risk_factors`` gives the days and months; reasons risk-factor-* when > 30 days / >= 3 months.
   harp-candidate-clinical-sud 3% - same with SUD (incl. in-remission codes): misaligned -> ny-harp;
       non-claims [sud].
   harp-candidate-claims 4% - ny-mmc, 21-64, SMI or SUD on a Claim (coded), maybe also clinical:

@@ -81,6 +81,7 @@ def _truth(m: Member, scenario: Scenario) -> dict[str, Any]:
         "dual_level": e.dual_level,
         "kind": _kind(e),
         "reasons": list(e.reasons),
+        "risk_factors": dict(e.risk_factors),
     }
 
 

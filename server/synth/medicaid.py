@@ -34,7 +34,7 @@ def mmc_under21_bh(m: Member) -> Expect:
     return Expect("aligned", "ny-mmc", "ny-mmc", ("ny-mmc",), non_claims=(cat,) if clinical_only else ())
 
 
-def _harp_candidate_clinical(m: Member, cat: str) -> Expect:
+def harp_candidate_clinical(m: Member, cat: str) -> Expect:
     m.set_age(21, 64)
     m.cover("ny-mmc")
     for _ in range(m.rng.randint(1, 2)):
@@ -44,11 +44,11 @@ def _harp_candidate_clinical(m: Member, cat: str) -> Expect:
 
 
 def harp_candidate_clinical_smi(m: Member) -> Expect:
-    return _harp_candidate_clinical(m, "smi")
+    return harp_candidate_clinical(m, "smi")
 
 
 def harp_candidate_clinical_sud(m: Member) -> Expect:
-    return _harp_candidate_clinical(m, "sud")
+    return harp_candidate_clinical(m, "sud")
 
 
 def harp_candidate_claims(m: Member) -> Expect:

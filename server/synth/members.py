@@ -28,6 +28,19 @@ class CoverageSpec:
     harp_status: str | None = None  # NY HARP status code (H1-H9) on the coverage
 
 
+@dataclass(frozen=True)
+class Service:
+    """A claim for a HARP risk-factor service: a psychiatric stay (revenue code) or ACT/TCM (HCPCS)."""
+
+    code: str
+    start: date
+    end: date
+
+    @property
+    def revenue(self) -> bool:
+        return self.code.isdigit()
+
+
 @dataclass
 class Evidence:
     dx: Dx
@@ -52,6 +65,7 @@ class Expect:
     csnp_categories: tuple[str, ...] = ()
     dual_level: str | None = None
     reasons: tuple[str, ...] = ()
+    risk_factors: dict[str, int] = field(default_factory=dict)  # HARP risk factor -> its measure
 
 
 @dataclass
@@ -68,6 +82,7 @@ class Member:
     harp_status: str | None = None  # NY HARP status code on the Patient
     opwdd: bool = False  # OPWDD participation documented on the Patient
     out_of_state: bool = False  # lives outside New York: outside every NY plan's coverage area
+    services: list[Service] = field(default_factory=list)  # claims for HARP risk-factor services
 
     # -- demographics ------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from server.synth.catalogue import (
     VER,
     Dx,
 )
+from server.synth.harp_risk import service_claim
 from server.synth.members import CoverageSpec, Evidence, Member
 
 
@@ -158,6 +159,10 @@ class Renderer:
             n_claim += 1
             claim_id = f"{ident}-C{n_claim}"
             claims.append(_entry(_uuid(rng), self.claim(ev, diagnosis, cp_url, cov_urls[focal.key], claim_id),
+                                 ID_SYSTEM + "claim-id", claim_id))
+        for n, service in enumerate(m.services, 1):
+            claim_id = f"{ident}-S{n}"
+            claims.append(_entry(_uuid(rng), service_claim(service, cp_url, cov_urls[focal.key], claim_id),
                                  ID_SYSTEM + "claim-id", claim_id))
         return clinical, claims
 

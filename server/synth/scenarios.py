@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from server.synth.harp_risk import harp_candidate_risk_factors
 from server.synth.members import Expect, Member
 from server.synth.medicaid import (
     commercial_aligned,
@@ -70,10 +71,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              harp_state_identified),
     Scenario("harp-excluded", 1.5, "Mainstream adult with SMI/SUD, opted out (H7) or in OPWDD", harp_excluded),
     Scenario("mmc-under21-bh", 2, "Mainstream MMC, age 18-20, SMI or SUD: too young for HARP", mmc_under21_bh),
-    Scenario("harp-candidate-clinical-smi", 5, "HARP-eligible adult in mainstream with clinical-only SMI",
+    Scenario("harp-candidate-clinical-smi", 3.5, "HARP-eligible adult in mainstream with clinical-only SMI",
              harp_candidate_clinical_smi),
     Scenario("harp-candidate-clinical-sud", 3, "HARP-eligible adult in mainstream with clinical-only SUD",
              harp_candidate_clinical_sud),
+    Scenario("harp-candidate-risk-factors", 1.5, "HARP referral candidate whose claims show psychiatric inpatient "
+             "days and/or months of ACT/TCM", harp_candidate_risk_factors),
     Scenario("harp-candidate-claims", 4, "HARP-eligible adult in mainstream, SMI/SUD on a claim",
              harp_candidate_claims),
     Scenario("harp-candidate-claim-reference", 2,
