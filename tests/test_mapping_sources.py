@@ -15,6 +15,7 @@ from server.alignment.mappings import DEFAULT_DIRECTORY, MappingError, load_mapp
 from server.alignment.risk_factors import load_risk_factors
 from server.audit.benefits import load_benefits
 from server.data_files import read_mapping
+from server.interventions.config import load_priority_config
 from server.projection.rules import load_rules
 from server.risk.model import load_risk_model
 from server.rosters.reconcile import PilotRules
@@ -31,6 +32,7 @@ LOADERS: dict[str, Loader] = {
     "projection/alignment.json": lambda root: load_rules.__wrapped__(root / "projection" / "alignment.json"),
     "roster/pilot-rules.json": lambda root: PilotRules.load(root / "roster" / "pilot-rules.json"),
     "harp_risk_factors.json": load_risk_factors,
+    "interventions/priority.json": load_priority_config,
     "savings/terms.json": lambda root: read_mapping(root / "savings" / "terms.json", Terms, "savings/terms.json"),
 }
 FILES = sorted(str(p.relative_to(DEFAULT_DIRECTORY)) for p in DEFAULT_DIRECTORY.rglob("*.json"))

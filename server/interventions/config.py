@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from server.data_files import data_directory
+from server.data_files import MappingFile, MappingModel, data_directory, read_mapping
 
 INPUTS = ("risk", "encounters", "claims", "carePlans")
 
 
-class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class _Data(MappingModel):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class Tier(_Data):
@@ -49,7 +49,7 @@ class Utilization(_Data):
     source: str
 
 
-class PriorityConfig(_Data):
+class PriorityConfig(MappingFile, _Data):
     description: str = ""
     tiers: list[Tier] = Field(min_length=1)
     windows: Windows
@@ -75,7 +75,7 @@ class PriorityConfig(_Data):
 
 def load_priority_config(directory: str | Path | None = None) -> PriorityConfig:
     """`directory/interventions/priority.json` (a mappings directory) when present, else the shipped file;
-    a broken file raises pydantic's ValidationError naming the field (the server does not start)."""
+    a broken file raises `MappingError` naming the JSON path (the server does not start)."""
     own = Path(directory) / "interventions" / "priority.json" if directory else None
     path = own if own is not None and own.is_file() else data_directory("mappings") / "interventions" / "priority.json"
-    return PriorityConfig.model_validate_json(path.read_bytes())
+    return read_mapping(path, PriorityConfig, "interventions/priority.json")
