@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from itertools import groupby
 from pathlib import Path
 from typing import Annotated
 
@@ -34,7 +33,7 @@ from server.data_files import MappingFile, data_directory, read_mapping
 from server.fhir.errors import FhirError
 from server.fhir.searchparams import param_hash
 from server.store.alignment_schema import finding_categories
-from server.rosters.reports import csv_text, optional_parts, parameters_json
+from server.rosters.reports import csv_text, parameters_json
 from server.store.roster_schema import roster_file_rows, roster_imports, roster_members
 from server.store.schema import idx_date, idx_reference, idx_token, resources
 from server.store.hashing import h64
@@ -178,17 +177,20 @@ def _authorizations(conn: Connection, known, rules: PilotRules) -> list[Mismatch
 
 def _diagnoses(conn: Connection, known, diagnoses: frozenset[str]) -> list[Mismatch]:
     """Rows stating a diagnosis category the member's findings do not show, with the categories they do
-    show: one outer join, grouped here (one row per category held)."""
-    c, held = finding_categories.c, finding_categories.alias("held")
+    show: one outer join, grouped here (one row per category held, in file order)."""
+    c, shown_all = finding_categories.c, finding_categories.alias("shown_all")
     shown = exists().where(c.patient_id == f.patient_id, c.category == f.category)
-    rows = conn.execute(select(f.row_no, f.participant_id, f.patient_id, f.category, held.c.category)
-                        .select_from(roster_file_rows.outerjoin(held, held.c.patient_id == f.patient_id))
-                        .where(known, f.category.in_(sorted(diagnoses)), ~shown).order_by(f.row_no, held.c.category))
-    out: list[Mismatch] = []
-    for (row, participant, pid, category), categories in groupby(rows, key=lambda r: r[:4]):
-        found = ", ".join(h for *_stated, h in categories if h is not None) or None
-        out.append(Mismatch("category-contradicted", participant, pid, row, "qualifying_category", category, found))
-    return out
+    rows = conn.execute(select(f.row_no, f.participant_id, f.patient_id, f.category, shown_all.c.category)
+                        .select_from(roster_file_rows.outerjoin(shown_all, shown_all.c.patient_id == f.patient_id))
+                        .where(known, f.category.in_(sorted(diagnoses)), ~shown)
+                        .order_by(f.row_no, shown_all.c.category))
+    stated: dict[int, list] = {}  # row → [participant, patient, category, held categories…]
+    for row, participant, pid, category, held in rows:
+        entry = stated.setdefault(row, [participant, pid, category])
+        if held is not None:
+            entry.append(held)
+    return [Mismatch("category-contradicted", participant, pid, row, "qualifying_category", category,
+                     ", ".join(held) or None) for row, (participant, pid, category, *held) in stated.items()]
 
 
 def _services(conn: Connection, known, services: dict[str, frozenset[str]]) -> list[Mismatch]:
@@ -234,14 +236,18 @@ def report_json(report: Report) -> bytes:
 
 
 def _mismatch_parameter(item: Mismatch) -> dict:
+    """One `mismatch` parameter; spelled out part by part (built 200,000 times for a large file)."""
     parts = [{"name": "kind", "valueCode": item.kind}, {"name": "field", "valueString": item.field}]
     if item.participant_id is not None:
         parts.append({"name": "participantId", "valueString": item.participant_id})
     if item.patient_id is not None:
-        parts.append({"name": "patient", "valueReference": {"reference": f"Patient/{item.patient_id}"}})
+        parts.append({"name": "patient", "valueReference": {"reference": "Patient/" + item.patient_id}})
     if item.row is not None:
         parts.append({"name": "row", "valueInteger": item.row})
-    parts += optional_parts("String", stated=item.stated, found=item.found)
+    if item.stated is not None:
+        parts.append({"name": "stated", "valueString": item.stated})
+    if item.found is not None:
+        parts.append({"name": "found", "valueString": item.found})
     return {"name": "mismatch", "part": parts}
 
 
