@@ -82,12 +82,7 @@ def test_reconciliation_equals_ground_truth(client: httpx.Client, population: di
     assert {change: sorted(found) for change, found in shown.items()} == truth["reconciliation"]
 
 
-def test_completeness_equals_ground_truth(request: pytest.FixtureRequest, server: RunningServer,
-                                          client: httpx.Client, population: dict[str, Any]) -> None:
-    # A known defect, kept visible: on SQLite the completeness statement outlasts the 300 s request limit
-    # even at 1,000 members (2026-12-03). Strict: the day it answers, this test fails until the mark goes.
-    request.applymarker(pytest.mark.xfail(server.kind == "sqlite", strict=True,
-                                          reason="completeness statement too slow on SQLite (issue 22)"))
+def test_completeness_equals_ground_truth(client: httpx.Client, population: dict[str, Any]) -> None:
     truth = population["truth"]["completeness"]
     rows = _csv(client, "/Measure/encounter-completeness/$completeness", periodStart=truth["period"]["start"],
                 periodEnd=truth["period"]["end"], window=str(truth["window"]))
