@@ -71,7 +71,7 @@ from server.alignment.touched import (
     touched_members,
     watermark_to_counter,
 )
-from server.alignment.window import EvaluationWindow, today_utc
+from server.alignment.window import EvaluationWindow, WindowParameters, today_utc
 from server.alignment.hooks import EVALUATED, POST_EVALUATION
 from server.fhir.features import Hooks
 from server.fhir.types import WriteContext, Written
@@ -149,6 +149,8 @@ class AlignmentEngine:
         self._listed = Members.listed(db.dialect.name)
         self._statements: dict[tuple[EvaluationWindow, Members], tuple[Executable, ...]] = {}
         self._statements_lock = threading.Lock()  # requests evaluate in worker threads
+        self._as_of_window = WindowParameters(config.lookback_months)
+        self._as_of_statements: tuple[Executable, ...] | None = None  # as of any date: `evaluate_as_of`
         self.statistics_tables = list(EVALUATION_TABLES)  # a listener adds the tables it reads
         self._next_recovery = 0.0  # monotonic time of this process's next look for unevaluated writes
 
@@ -300,16 +302,28 @@ class AlignmentEngine:
     def evaluate_as_of(self, conn: Connection, as_of: date, patient_ids: list[str]) -> None:
         """Evaluate these members as of another date into the findings tables, in the caller's transaction,
         which must roll back afterwards: the finding a member had on `as_of`, from the evidence dated on or
-        before it (the history of findings is computed, not kept). Listeners are not told; the statements
-        are built for this date and not cached, so today's stay cached."""
+        before it (the history of findings is computed, not kept). Listeners are not told. The statements
+        take the date's bounds as parameters (`WindowParameters`), built once for every date."""
         self.lock(conn)
+        self._plan_per_execution(conn)
         if not self._codes_installed:
             install_codes(conn, self.codes_key, self._code_rows)
-        statements = self._build(EvaluationWindow(as_of, self.config.lookback_months), self._listed)
+        with self._statements_lock:
+            if self._as_of_statements is None:
+                self._as_of_statements = self._build(self._as_of_window, self._listed)
+        bounds = self._as_of_window.values(EvaluationWindow(as_of, self.config.lookback_months))
         for chunk in chunks(sorted(set(patient_ids)), self.config.member_chunk):
-            params = {MEMBER_IDS: chunk, EVALUATED_AT: time_ns() // 1000}
-            for statement in statements:
+            params = {**bounds, MEMBER_IDS: chunk, EVALUATED_AT: time_ns() // 1000}
+            for statement in self._as_of_statements:
                 conn.execute(statement, params)
+
+    @staticmethod
+    def _plan_per_execution(conn: Connection) -> None:
+        """The driver prepares these statements; a generic plan, made once per connection for any member
+        list and from the statistics of that moment, can take minutes where a plan for this list and
+        today's table sizes takes a second."""
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
     # -- the evaluation ------------------------------------------------------------------------------
 
@@ -336,10 +350,7 @@ class AlignmentEngine:
                 # them runs for many minutes on 100,000 members; hash joins take seconds.
                 conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
             else:
-                # The driver prepares these statements; a generic plan, made once per connection for any
-                # member list and from the statistics of that moment, can take minutes where a plan for
-                # this list and today's table sizes takes a second.
-                conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+                self._plan_per_execution(conn)
         if not self._codes_installed:
             install_codes(conn, self.codes_key, self._code_rows)
         for statement in self._statements_for(window, members):

@@ -52,6 +52,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.sql.elements import BindParameter
 
 from server.alignment.areas import area_column, area_criterion, area_facts
 from server.alignment.facts import Members, lobs_with, priority_of, product_for_priority
@@ -514,10 +515,15 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
         impact,
         literal(mappings.rates.currency),
         d.c.birth_lo,
-        literal(window.as_of, Date),
-        literal(window.lookback_start, Date),
+        _date(window.as_of),
+        _date(window.lookback_start),
         bindparam(EVALUATED_AT, type_=BigInteger),
     )
+
+
+def _date(value: Any) -> ColumnElement:
+    """A window's date as SQL: a literal, or already a bind parameter (`WindowParameters`)."""
+    return value if isinstance(value, BindParameter) else literal(value, Date)
 
 
 def products_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> Select:
