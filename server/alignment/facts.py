@@ -90,6 +90,18 @@ class Members:
             return [column == any_(bindparam(MEMBER_IDS, type_=postgresql.ARRAY(String)))]
         return [column.in_(bindparam(MEMBER_IDS, expanding=True))]
 
+    def not_leading(self, column: Any) -> Any:
+        """`column` for a listed evaluation on SQLite, as an expression no index can be searched by.
+
+        SQLite plans without table statistics and prefers an index led by an equality (the rtype of
+        ix_reference_res, the h_param of ix_token_param_code): a scan of every row of the type or the
+        parameter, per evaluation of a few members. With the term disqualified it reads the members'
+        rows by their ids instead ("disqualifying WHERE clause terms" in the SQLite query optimizer
+        overview, sqlite.org/optoverview.html, read 2026-12-03)."""
+        if self.everyone or self.as_array:
+            return column
+        return column.concat("") if isinstance(column.type, String) else column + 0
+
     def among(self, rid: Any, subjects: Any) -> list[ColumnElement[bool]]:
         """Restrict index rows to the subjects' resources when only some members are evaluated. For every
         member there is nothing to restrict: scanning the parameter's rows and joining afterwards is the
@@ -116,9 +128,9 @@ def _subjects(name: str, rtype: str, h_param: int, members: Members) -> CTE:
 
     Every fact query starts here, so a listed evaluation touches only its members' resources."""
     x = idx_reference.c
-    return (
+    return (  # the member ids' IN list read through ix_reference_target
         select(x.rid, x.target_id.label("patient_id"))
-        .where(x.rtype == rtype, x.h_param == h_param, x.target_type == "Patient", _member_exists(x.target_id),
+        .where(members.not_leading(x.rtype) == rtype, x.h_param == h_param, x.target_type == "Patient", _member_exists(x.target_id),
                *members.where(x.target_id))
         .cte(name)
     )
@@ -311,7 +323,8 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
         .select_from(cited.join(r, r.c.rid == cited.c.rid)
                      .join(e, and_(e.c.rtype == "Encounter", e.c.rid == r.c.target_id,
                                    e.c.h_param == keys.encounter_date)))
-        .where(r.c.rtype == "Condition", r.c.h_param == keys.condition_encounter, r.c.target_type == "Encounter")
+        .where(r.c.rtype == "Condition", r.c.h_param == keys.condition_encounter, r.c.target_type == "Encounter",
+               *members.among(r.c.rid, cited))
         .group_by(r.c.rid)
         .cte("condition_encounters")
     )
@@ -363,14 +376,21 @@ def _claim_evidence(keys: ClaimKeys, condition_code: int, window: EvaluationWind
     coded = _coded(f"{name}_codes", rt, keys.diagnosis, claims, members, codes_key)
     ref, t, c = (idx_reference.alias(f"{name}_cites"), idx_token.alias(f"{name}_cited_code"),
                  alignment_codes.alias(f"{name}_cited_codes"))
+    def cites(r: Any) -> list[ColumnElement[bool]]:
+        return [r.c.rtype == rt, r.c.h_param == keys.diagnosis_reference, r.c.target_type == "Condition",
+                *members.among(r.c.rid, claims)]
+
+    cited_codes = [t.c.rtype == "Condition", t.c.rid == ref.c.target_id, members.not_leading(t.c.h_param) == condition_code]
+    if not members.everyone:  # only the Conditions the members' claims cite: read by id, not every Condition's code
+        again = idx_reference.alias(f"{name}_cites_again")
+        cited_codes.append(t.c.rid.in_(select(again.c.target_id).where(*cites(again))))
     cited = (
         select(ref.c.rid, t.c.system, t.c.code, c.c.valueset)
         .select_from(
-            ref.join(t, and_(t.c.rtype == "Condition", t.c.rid == ref.c.target_id, t.c.h_param == condition_code))
+            ref.join(t, and_(*cited_codes))
             .join(c, and_(c.c.h_code == t.c.h_sys_value, c.c.codes_key == codes_key))
         )
-        .where(ref.c.rtype == rt, ref.c.h_param == keys.diagnosis_reference, ref.c.target_type == "Condition",
-               *members.among(ref.c.rid, claims))
+        .where(*cites(ref))
     )
     diagnoses = union_all(select(coded), cited).cte(f"{name}_diagnoses")
     s, d = idx_token, idx_date
