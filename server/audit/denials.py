@@ -9,8 +9,11 @@ procedure code (HCPCS/CPT) or revenue code (`benefits.py`).
 `product-mismatch`: the member's finding *on the date of service* recommends a product whose benefits
 cover the category while the enrolled product's do not. That finding is computed, not looked up: the
 engine evaluates the members with such lines as of each date of service, from the evidence dated on or
-before it, in a transaction that is rolled back (`AlignmentEngine.evaluate_as_of`). Otherwise the CARC's
-class in the matrix decides: `coding`, `authorization`, else `other`.
+before it, in a transaction that is rolled back (`AlignmentEngine.evaluate_as_of`: set-based statements,
+built once with the date's bounds as parameters). A stored history of findings would say what the server
+knew on that day, not what the evidence dated up to that day says: claims and charts arrive late, so a
+history kept as the data arrives misses diagnoses made before the date of service and filed after it.
+Otherwise the CARC's class in the matrix decides: `coding`, `authorization`, else `other`.
 
 A run replaces the results (`audit_denials`), the cohort Group `denials-product-mismatch` and the summary
 `MeasureReport/denial-root-cause` in one write transaction; the Group and the report get a new version.
