@@ -25,7 +25,7 @@ from typing import Callable
 
 import orjson
 
-from benchmarks import audit, evaluate, export, ingest, measure, projection, risk, rosters
+from benchmarks import audit, audit_truth, evaluate, export, ingest, measure, projection, risk, rosters
 from server.synth import MEMBER_SYSTEM
 from benchmarks.servers import StageFailed, analyze, postgres_schema, profiled, running, schema_of
 
@@ -66,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         results.stage("floor", lambda: ingest.floor_rate(dsn, population.bundles))
         with postgres_schema(dsn) as url, running(url, work / "exports", args.alignment_mode) as servers:
             _postgres_stages(args, results, population, servers, dsn, schema_of(url))
+        # The audit population against its ground truth, at its own size on fresh databases.
+        results.stage("audit_truth", lambda: audit_truth.check_both(
+            dsn, work / "audit-truth", args.audit_truth_members or audit_truth.MEMBERS))
         with running(f"sqlite:///{work / 'bench.db'}", work / "exports-sqlite", args.alignment_mode) as servers:
             share = population.share(args.sqlite_share)
             results.stage("ingest_sqlite", lambda: ingest.ingest(servers, share, args.clients, "ingest SQLite"))
@@ -182,6 +185,10 @@ _ROWS: tuple[tuple[str, str, Callable[[dict], str], str], ...] = (
      "each <= 2 s, page <= 500 ms at 100,000"),
     ("evaluate_measure", "$evaluate-measure, one patient",
      lambda f: f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms ({f['clients']} clients)", "p99 <= 50 ms, 32 clients"),
+    ("audit_truth", "audit population vs its ground truth",
+     lambda f: "; ".join(f"{db} {r['members']:,} members set-up {r['setup_seconds']} s, "
+                         + ("all match" if audit_truth.matched({db: r}) else "DIFFERS") for db, r in f.items()),
+     "exact at 5,000 members (issue 22)"),
     ("ingest_sqlite", "ingest over HTTP, SQLite (share)",
      lambda f: f"{_rate(f)} ({f['resources']:,} resources; lag max {f['lag_max_s']} s)", "(comparison)"),
 )

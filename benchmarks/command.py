@@ -16,6 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--audit-members", type=int, default=None,
                         help="members of the audit population with claims and denials (default: members / 10)")
+    parser.add_argument("--audit-truth-members", type=int, default=None,
+                        help="members of the audit population checked against its ground truth (default 5,000)")
     parser.add_argument("--clients", type=int, default=2, help="concurrent ingest clients (default 2)")
     parser.add_argument("--measure-clients", type=int, default=32, help="concurrent $evaluate-measure clients")
     parser.add_argument("--sqlite-share", type=float, default=0.1,
