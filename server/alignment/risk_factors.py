@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Connection,
     Select,
@@ -37,9 +36,8 @@ from sqlalchemy import (
 
 from server.alignment.facts import MEMBER_IDS, Members, _subjects
 from server.alignment.index_keys import IndexKeys
-from server.alignment.window import EvaluationWindow, months_before
+from server.alignment.window import EvaluationWindow
 from server.data_files import MappingFile, MappingModel, Source, read_mapping
-from server.fhir.dates import date_range
 from server.store.schema import idx_date, idx_token
 
 FILE = "harp_risk_factors.json"
@@ -83,14 +81,8 @@ def load_risk_factors(directory: Path) -> RiskFactors:
 
 def _months(window: EvaluationWindow, years: int) -> Subquery:
     """(month, lo, hi): the calendar months from `years` before the evaluation date to its month."""
-    first = months_before(window.as_of, 12 * years).replace(day=1)
-    rows, month = [], first
-    while month <= window.as_of:
-        nxt = months_before(month, -1)
-        lo, next_lo = date_range(month.isoformat())[0], date_range(nxt.isoformat())[0]
-        rows.append(select(literal(len(rows)).label("month"), literal(lo, BigInteger).label("lo"),
-                           literal(next_lo - 1, BigInteger).label("hi")))
-        month = nxt
+    rows = [select(literal(n).label("month"), lo.label("lo"), hi.label("hi"))
+            for n, (lo, hi) in enumerate(window.calendar_months(years))]
     return union_all(*rows).subquery("calendar_months")
 
 

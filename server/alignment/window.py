@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
-from sqlalchemy import BigInteger, Date, bindparam
+from sqlalchemy import BigInteger, ColumnElement, Date, bindparam, literal
 from sqlalchemy.sql.elements import BindParameter
 
 from server.fhir.dates import date_range
@@ -63,6 +63,16 @@ class EvaluationWindow:
         """End of the last birth day that makes someone at least `years` old on the evaluation date."""
         return date_range(years_before(self.as_of, years).isoformat())[1]
 
+    def month_us(self, back: int) -> tuple[int, int]:
+        """[lo, hi] of the calendar month `back` months before the evaluation date's month."""
+        month = months_before(self.as_of, back).replace(day=1)
+        return date_range(month.isoformat())[0], date_range(months_before(month, -1).isoformat())[0] - 1
+
+    def calendar_months(self, years: int) -> list[tuple[ColumnElement, ColumnElement]]:
+        """(lo, hi) as SQL of the calendar months from `years` before the evaluation date to its month."""
+        return [tuple(literal(bound, BigInteger) for bound in self.month_us(back))  # type: ignore[misc]
+                for back in range(12 * years, -1, -1)]
+
 
 class WindowParameters:
     """An evaluation window whose date is not yet chosen: the same bounds as `EvaluationWindow`, as bind
@@ -103,6 +113,11 @@ class WindowParameters:
 
     def born_by_us(self, years: int) -> BindParameter:
         return self._param(f"window_born_by_{years}", lambda w: w.born_by_us(years))
+
+    def calendar_months(self, years: int) -> list[tuple[ColumnElement, ColumnElement]]:
+        return [(self._param(f"window_month_lo_{back}", lambda w, b=back: w.month_us(b)[0]),
+                 self._param(f"window_month_hi_{back}", lambda w, b=back: w.month_us(b)[1]))
+                for back in range(12 * years, -1, -1)]
 
     def values(self, window: EvaluationWindow) -> dict[str, Any]:
         """The parameters' values as of `window`'s date (every bound the built statements asked for)."""
