@@ -85,7 +85,7 @@ def test_broken_mapping_file_stops_the_server(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as exited:
         process, _url = start_server(f"sqlite:///{tmp_path / 'planfit.db'}", tmp_path / "server.log", env)
         stop_server(process)
-    assert "products.json: products[2].priority: expected integer, got string" in str(exited.value)
+    assert "products.json: products[2].priority: Input should be a valid integer" in str(exited.value)
 
 
 def test_bad_evaluation_date_stops_the_server(tmp_path: Path) -> None:

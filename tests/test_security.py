@@ -179,6 +179,12 @@ def test_no_keys_or_secrets_in_the_repository():
 _REVIEWED_SQL_NAMES = {"table", "table.name", "names", "marks", "alignment_codes.name", "_patients.name", "_REFERENCE_STATISTICS"}
 # server/risk (reviewed 2026-12-03): EDIT_APPLIES is a constant condition of SQL text, no value.
 _REVIEWED_SQL_NAMES |= {"EDIT_APPLIES"}
+# server/interventions (reviewed 2026-12-03): fragments of the code's own SQL (`_TASKS`, `_LIVE`, …), the
+# resource types of its constant tuple (`t`, `i`), the tier CASE over `:cut_i` markers, and `:name_i`
+# bind-parameter lists from `_in`; every value is bound.
+_REVIEWED_SQL_NAMES |= {"_TASKS", "_LIVE", "_ESCALATED", "_HAS_BARRIER", "_DEAD_IN", "ed_in", "ip_in", "codes_in",
+                        "void_in", "events", "member.format('e.patient_id')", "member.format('r.target_id')",
+                        "tier_sql", "factor", "t", "i"}
 _SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|COPY|CREATE|DROP|ALTER|ANALYZE|SET|WITH|TRUNCATE)\b", re.I)
 
 

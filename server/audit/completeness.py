@@ -44,6 +44,7 @@ from server.fhir.service import SOURCE_KIND_SYSTEM
 from server.measures.definitions import MEASURE_BASE, SD_BASE
 from server.measures.report import populations
 from server.store.schema import ID_LEN, TYPE_LEN, idx_date, idx_reference, idx_token
+from server.store.statistics import analyze_written
 
 DAY_US = 86_400_000_000
 DEFAULT_WINDOW_DAYS = 90
@@ -233,8 +234,8 @@ def _materialize(conn: Connection, query: CompletenessQuery) -> None:
         ["record_type", "rid", "patient_id", "source", "lo"], union_all(*(_records(t, query) for t in RECORD_TYPES))))
     conn.execute(insert(_claims_table).from_select(
         ["patient_id", "served_lo", "served_hi", "created_lo"], union_all(*(_claim_days(t, query) for t in CLAIM_TYPES))))
-    if conn.dialect.name == "postgresql":  # temporary tables get no statistics unless asked
-        conn.exec_driver_sql(f"ANALYZE {_records_table.name}, {_claims_table.name}")
+    for table in (_records_table, _claims_table):  # temporary tables get no statistics unless asked
+        analyze_written(conn, table.name)
     day = (records.lo // DAY_US) * DAY_US  # the record's day, from midnight UTC
     lags = (select(records.record_type, records.rid, func.min((claims.created_lo - day) // DAY_US).label("lag"))
             .select_from(_records_table.join(_claims_table, and_(
