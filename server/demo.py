@@ -239,6 +239,8 @@ def render(figures: Figures, root: str, members: int, work: Path, password: str)
         f"  worklist of members with findings: {root}/app/#worklist  (API: {base}/Patient/$worklist)",
         f"  quarterly enrollment audit: POST {base}/Measure/product-alignment/$audit-quarter?quarter=YYYYQn, "
         f"then {root}/app/#audit",
+        f"  claims-based alignment projection: POST {base}/Group/$alignment-projection-load (claim lines, "
+        f"beneficiaries), then POST {base}/Group/$alignment-projection; {root}/app/#projection",
         f"  savings and payment assurance: POST {base}/MeasureReport/$savings-load (terms, beneficiaries, claims), "
         f"then {root}/app/#savings?aco=...&month=YYYY-MM&cohort=Group/...",
         f"  care management (a roster's weekly priority list, my Tasks): {root}/app/#interventions  "
