@@ -92,6 +92,17 @@ def test_backend_clients_are_audited_too(server, client):
     assert events and events[0]["agent"][0]["requestor"] is True and len(events[0]["agent"]) == 1
 
 
+def test_a_nul_in_the_request_path_is_audited_not_lost(server, client):
+    """PostgreSQL text cannot hold NUL: the record keeps it escaped, and the batch it travels in is written."""
+    since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert client.get("/Patient/a%00b").status_code in (400, 404)
+    assert client.get("/Patient", params={"_count": 1}).status_code == 200
+    events = events_of(server, since, "pytest-clinical", 2)
+    assert {"read", "search-type"} <= {e["subtype"][0]["code"] for e in events}
+    named = [x["what"]["reference"] for e in events for x in e["entity"] if "what" in x]
+    assert "Patient/a\\u0000b" in named, named
+
+
 def test_log_holds_no_phi_and_no_tokens(server, world, client):
     family = unique("Secretname")
     pid = client.post("/Patient", json={"resourceType": "Patient", "name": [{"family": family}]}).json()["id"]

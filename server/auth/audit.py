@@ -78,15 +78,17 @@ def row_of(record: AuditRecord) -> dict:
         "interaction": record.interaction,
         "rtype": _cut(record.rtype, 64),
         "rid": _cut(record.rid, 64),
-        "query": record.query,
+        "query": _cut(record.query, None),
         "entities": json.dumps(record.entities) if record.entities else None,
         "status": record.status,
         "remote_addr": _cut(record.remote_addr, 64),
     }
 
 
-def _cut(value: str | None, size: int) -> str | None:
-    return value[:size] if value is not None else None
+def _cut(value: str | None, size: int | None) -> str | None:
+    """The value within `size` characters, NUL written as `\\u0000` (PostgreSQL text cannot hold NUL; a
+    request for `/Patient/a%00b` would otherwise make the whole batch fail)."""
+    return value.replace("\x00", "\\u0000")[:size] if value is not None else None
 
 
 class AuditTrail:
