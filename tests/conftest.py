@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -229,25 +230,38 @@ def write_clients_file(path: Path, clinical: ClientKey, claims: ClientKey) -> Pa
     return path
 
 
+@contextmanager
+def fresh_database(kind: str, workdir: Path) -> Iterator[str]:
+    """The URL of a new SQLite file in `workdir`, or of a new PostgreSQL schema (dropped afterwards)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'planfit.db'}"
+        return
+    schema, database_url = postgres_schema_url()
+    try:
+        yield database_url
+    finally:
+        drop_schema(schema)
+
+
+def backend_auth(token_url: str, keys: tuple[ClientKey, ClientKey]) -> dict[str, BackendToken]:
+    """The `auth` (clinical source) and `claims_auth` (claims source) of a test server's two clients."""
+    clinical, claims = keys
+    return {"auth": BackendToken(token_url, clinical, "system/*.cruds"),
+            "claims_auth": BackendToken(token_url, claims, "system/*.cruds")}
+
+
 def _running_server(kind: str, tmp_path_factory: pytest.TempPathFactory,
                     keys: tuple[ClientKey, ClientKey]) -> Iterator[RunningServer]:
     workdir = tmp_path_factory.mktemp(f"server-{kind}")
-    schema = None
-    if kind == "sqlite":
-        database_url = f"sqlite:///{workdir / 'planfit.db'}"
-    else:
-        schema, database_url = postgres_schema_url()
     log_path = workdir / "server.log"
-    clinical, claims = keys
-    clients_file = write_clients_file(workdir / "clients.json", clinical, claims)
-    process, url = start_server(database_url, log_path, {"PLANFIT_CLIENTS_FILE": str(clients_file)})
-    token_url = url + "/auth/token"
-    yield RunningServer(kind, url, database_url, process, log_path,
-                        auth=BackendToken(token_url, clinical, "system/*.cruds"),
-                        claims_auth=BackendToken(token_url, claims, "system/*.cruds"), clients_file=clients_file)
-    stop_server(process)
-    if schema:
-        drop_schema(schema)
+    with fresh_database(kind, workdir) as database_url:
+        clients_file = write_clients_file(workdir / "clients.json", *keys)
+        process, url = start_server(database_url, log_path, {"PLANFIT_CLIENTS_FILE": str(clients_file)})
+        try:
+            yield RunningServer(kind, url, database_url, process, log_path, **backend_auth(url + "/auth/token", keys),
+                                clients_file=clients_file)
+        finally:
+            stop_server(process)
 
 
 # One server per database for the whole session: `server` switching between them (once per test file

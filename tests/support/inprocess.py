@@ -26,8 +26,8 @@ from tests.conftest import (
     FHIR_JSON,
     BackendToken,
     ClientKey,
-    drop_schema,
-    postgres_schema_url,
+    backend_auth,
+    fresh_database,
     write_clients_file,
 )
 
@@ -78,24 +78,14 @@ class AppServer:
 def _app_server(kind: str, tmp_path_factory: pytest.TempPathFactory,
                 keys: tuple[ClientKey, ClientKey]) -> Iterator[AppServer]:
     work = tmp_path_factory.mktemp(f"app-{kind}")
-    schema = None
-    if kind == "sqlite":
-        database_url = f"sqlite:///{work / 'planfit.db'}"
-    else:
-        schema, database_url = postgres_schema_url()
-    clinical, claims = keys
-    clients_file = write_clients_file(work / "clients.json", clinical, claims)
-    app = create_app(Settings(database_url=database_url, clients_file=str(clients_file)))
-    token_url = BASE + "/auth/token"
-    try:
-        with TestClient(app, base_url=BASE) as started:  # runs the start-up tasks, and the shutdown ones after
-            yield AppServer(kind, database_url, app, started,
-                            auth=BackendToken(token_url, clinical, "system/*.cruds"),
-                            claims_auth=BackendToken(token_url, claims, "system/*.cruds"))
-    finally:
-        app.state.store.engine.dispose()
-        if schema:
-            drop_schema(schema)
+    with fresh_database(kind, work) as database_url:
+        clients_file = write_clients_file(work / "clients.json", *keys)
+        app = create_app(Settings(database_url=database_url, clients_file=str(clients_file)))
+        try:
+            with TestClient(app, base_url=BASE) as started:  # runs the start-up tasks, and the shutdown ones after
+                yield AppServer(kind, database_url, app, started, **backend_auth(BASE + "/auth/token", keys))
+        finally:
+            app.state.store.engine.dispose()
 
 
 @pytest.fixture(scope="session")
