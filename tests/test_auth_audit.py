@@ -11,7 +11,10 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
+from server.auth.audit import AuditTrail, export as export_records
+from server.fhir.context import AuditRecord
 from server.fhir.validation import validate_resource
+from server.store.db import make_engine
 from tests.auth_helpers import app_token, bearer, build_world, observation
 from tests.conftest import unique
 from tests.test_auth_backend import run_cli
@@ -101,6 +104,28 @@ def test_a_nul_in_the_request_path_is_audited_not_lost(server, client):
     assert {"read", "search-type"} <= {e["subtype"][0]["code"] for e in events}
     named = [x["what"]["reference"] for e in events for x in e["entity"] if "what" in x]
     assert "Patient/a\\u0000b" in named, named
+
+
+def test_a_record_the_database_refuses_costs_no_other_record(server):
+    """A batch refused for its content is written record by record; the refused record is kept as the fact of
+    the access (who, when, outcome) without the request text."""
+    engine = make_engine(server.database_url)
+    trail = AuditTrail(engine)
+    start_us = time.time_ns() // 1000
+    tag = unique("refused")
+    good = [AuditRecord(recorded_us=start_us + i, interaction="search-type", client_id=tag, rtype="Patient",
+                        query=f"family=n{i}", status=200) for i in range(3)]
+    bad = AuditRecord(recorded_us=start_us + 9, interaction="search-type", client_id=tag, rtype="Patient",
+                      query="family=\udc80", status=200)  # a lone surrogate: no database encoding can hold it
+    trail.start()
+    for record in (good[0], bad, good[1], good[2]):
+        trail.put(record)
+    trail.stop()
+    mine = [e for e in export_records(engine, start_us) if e["agent"][0]["who"]["identifier"]["value"] == tag]
+    engine.dispose()
+    queries = sorted(base64.b64decode(x["query"]).decode() for e in mine for x in e["entity"] if "query" in x)
+    assert queries == ["family=n0", "family=n1", "family=n2", "request text not recordable (UnicodeEncodeError)"]
+    assert all(e["outcome"] == "0" for e in mine)
 
 
 def test_log_holds_no_phi_and_no_tokens(server, world, client):

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Iterator
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, exc, insert, select
 
 from server.fhir.context import AuditRecord
 from server.fhir.dates import instant_text
@@ -75,7 +75,7 @@ def row_of(record: AuditRecord) -> dict:
         "fhir_user": _cut(record.fhir_user, 200),
         "patient": _cut(record.patient, 64),
         "action": _ACTIONS.get(record.interaction, "E"),  # search, transaction, batch, operations: execute
-        "interaction": record.interaction,
+        "interaction": _cut(record.interaction, 32),
         "rtype": _cut(record.rtype, 64),
         "rid": _cut(record.rid, 64),
         "query": _cut(record.query, None),
@@ -142,16 +142,50 @@ class AuditTrail:
                 self._write(batch)
 
     def _write(self, batch: list[AuditRecord]) -> None:
-        """INSERT a batch; if the database refuses it, retry (the database may be restarting)."""
+        """INSERT a batch. A database that is away (restarting, unreachable, locked) is waited for; a
+        batch the database refuses for its content is written record by record, so one bad record never
+        costs the others."""
+        rows = [row_of(r) for r in batch]
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(audit_events), [row_of(r) for r in batch])
+                self._insert(rows)
                 return
-            except Exception as exc:  # the error type only: rows hold PHI
-                log.error("audit write failed (%s), attempt %d", type(exc).__name__, attempt + 1)
+            except Exception as error:  # the error type only: rows hold PHI
+                if not _transient(error):
+                    self._write_each(rows)
+                    return
+                log.error("audit write failed (%s), attempt %d", type(error).__name__, attempt + 1)
                 time.sleep(min(2**attempt, 10))
         log.error("audit write gave up on %d records", len(batch))
+
+    def _write_each(self, rows: list[dict]) -> None:
+        """Each row in its own transaction; a row still refused is kept as the fact of the access (who,
+        when, which interaction, outcome) without the request text that made it unwritable."""
+        for row in rows:
+            try:
+                self._insert([row])
+            except Exception as error:
+                log.error("audit record refused (%s); kept without its request text", type(error).__name__)
+                try:
+                    self._insert([_without_request_text(row, type(error).__name__)])
+                except Exception as again:
+                    log.error("audit record dropped (%s)", type(again).__name__)
+
+    def _insert(self, rows: list[dict]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(audit_events), rows)
+
+
+def _transient(error: Exception) -> bool:
+    """True when the database itself is away (worth waiting for), not refusing what was sent."""
+    if isinstance(error, exc.DBAPIError):
+        return error.connection_invalidated or isinstance(error, (exc.OperationalError, exc.InterfaceError))
+    return isinstance(error, exc.TimeoutError)  # no pooled connection came free
+
+
+def _without_request_text(row: dict, reason: str) -> dict:
+    return {**row, "rtype": None, "rid": None, "entities": None,
+            "query": f"request text not recordable ({reason})"}
 
 
 # ---- export -------------------------------------------------------------------------------------
