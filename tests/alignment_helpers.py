@@ -16,7 +16,7 @@ import pytest
 
 from server.synth import MEMBER_SYSTEM
 from server.alignment.window import months_before, years_before
-from tests.conftest import (
+from tests.support.servers import (
     BackendToken,
     ClientKey,
     drop_schema,

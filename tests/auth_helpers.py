@@ -29,7 +29,7 @@ from server.auth.models import User, build_client
 from server.auth.passwords import hash_password
 from server.auth.store import AuthStore
 from server.store.db import make_engine
-from tests.conftest import ClientKey, RunningServer, unique
+from tests.support.servers import ClientKey, RunningServer, unique
 
 PASSWORD = "correct horse battery"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"

@@ -9,7 +9,7 @@ import httpx
 import orjson
 
 from server.cohorts.definitions import COHORT_CODE_SYSTEM
-from tests.conftest import ROOT
+from tests.support.servers import ROOT
 
 CHANGE_TYPE = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-changeType"
 PROFILES = ROOT / "profiles"

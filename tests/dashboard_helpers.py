@@ -15,7 +15,7 @@ from server.synth import MEMBER_SYSTEM, generate
 from server.cohorts.definitions import COHORT_IDS
 from tests.alignment_helpers import post_bundles
 from tests.auth_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, register_user, require_browser
-from tests.conftest import ROOT, RunningServer
+from tests.support.servers import ROOT, RunningServer
 
 FHIR_JSON = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
 ARTIFACTS = ROOT / "test-artifacts"

@@ -13,7 +13,7 @@ import httpx
 from server.interventions import synth as intervention_synth
 from server.risk import synth as risk_synth
 from tests.alignment_helpers import member_ids, post_bundles
-from tests.conftest import RunningServer, unique
+from tests.support.servers import RunningServer, unique
 from tests.roster_helpers import Population, draft_group, make_population, parameters
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}

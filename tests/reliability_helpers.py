@@ -28,7 +28,7 @@ from server.store.alignment_schema import FINDING_TABLES, alignment_evaluated, a
 from server.store.db import make_engine
 from server.store.schema import resource_history
 from tests.alignment_helpers import COVERAGE_CLASS, ICD, condition_resource, days_ago, months_ago
-from tests.conftest import (
+from tests.support.servers import (
     BackendToken,
     ClientKey,
     drop_schema,

@@ -14,7 +14,7 @@ from hccinfhir.model_calculate import calculate_raf
 
 from server.risk.model import MODEL_NAMES, load_risk_model
 from tests.alignment_helpers import ICD, claim, condition_resource, coverage
-from tests.conftest import unique
+from tests.support.servers import unique
 
 MODEL = load_risk_model()
 

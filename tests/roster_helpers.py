@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import httpx
 
 from tests.auth_helpers import backend_token, register_backend
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 
 ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
 NPI = "http://hl7.org/fhir/sid/us-npi"

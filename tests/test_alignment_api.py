@@ -19,7 +19,7 @@ from server.alignment.window import EvaluationWindow, months_before
 from server.fhir import searchparams
 from server.fhir.dates import date_range
 from tests.alignment_helpers import ICD, SCT, born, claim, condition, coverage, finding, patient
-from tests.conftest import ROOT, start_server, stop_server
+from tests.support.servers import ROOT, start_server, stop_server
 
 SMI = "https://planfit.dev/fhir/ValueSet/smi"
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from server.alignment.engine import EngineConfig
-from tests.conftest import start_server, stop_server
+from tests.support.servers import start_server, stop_server
 from tests.reliability_helpers import (
     Database,
     Servers,

@@ -19,7 +19,7 @@ import pytest
 from server.alignment.mappings import DEFAULT_DIRECTORY
 from tests.alignment_helpers import born, coverage, finding, patient
 from tests.cohort_helpers import current_members, read_group, version_of
-from tests.conftest import (
+from tests.support.servers import (
     BackendToken,
     drop_schema,
     postgres_schema_url,

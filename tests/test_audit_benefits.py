@@ -12,7 +12,7 @@ import pytest
 
 from server.alignment.mappings import DEFAULT_DIRECTORY, MappingError, load_mappings
 from server.audit.benefits import load_benefits
-from tests.conftest import start_server, stop_server
+from tests.support.servers import start_server, stop_server
 
 
 def test_shipped_matrix_loads_and_covers_the_spec_example():

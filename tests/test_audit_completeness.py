@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.alignment_helpers import ICD, born, patient
-from tests.conftest import unique
+from tests.support.servers import unique
 from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
 
 OPERATION = "/Measure/encounter-completeness/$completeness"

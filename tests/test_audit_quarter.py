@@ -21,7 +21,7 @@ import pytest
 from server.audit.quarter import Quarter
 from tests.alignment_helpers import ICD, TODAY, condition, days_ago, finding, member_ids
 from tests.auth_helpers import backend_token, register_backend
-from tests.conftest import ROOT
+from tests.support.servers import ROOT
 from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, load_population, wait_ready  # noqa: F401 (fixture)
 
 MEMBERS = 200

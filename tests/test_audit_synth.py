@@ -18,7 +18,7 @@ import pytest
 from benchmarks import audit_truth
 from server.audit.synth import generate
 from tests.alignment_helpers import TODAY
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 
 # Issue 22 asks for 5,000 members: `planfit bench` (stage audit_truth) and `python -m benchmarks.audit_truth`
 # check that size on both databases. Here 1,000, which keeps the suite's time (a 5,000-member set-up took

@@ -38,7 +38,7 @@ from tests.auth_helpers import (
     register_user,
 )
 from tests.bulk_helpers import export, kick_off, wait_for
-from tests.conftest import RunningServer, unique
+from tests.support.servers import RunningServer, unique
 from tests.reliability_helpers import Database, Process, Servers
 
 SOURCE_KIND = "https://planfit.dev/fhir/CodeSystem/source-kind"

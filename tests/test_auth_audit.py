@@ -16,7 +16,7 @@ from server.fhir.context import AuditRecord
 from server.fhir.validation import validate_resource
 from server.store.db import make_engine
 from tests.auth_helpers import app_token, bearer, build_world, observation
-from tests.conftest import unique
+from tests.support.servers import unique
 from tests.test_auth_backend import run_cli
 
 

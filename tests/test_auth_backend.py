@@ -18,7 +18,7 @@ from joserfc.jwk import KeySet
 
 from server.auth.models import build_client
 from tests.auth_helpers import auth_store, backend_token, bearer, register_backend
-from tests.conftest import ROOT, ClientKey, unique
+from tests.support.servers import ROOT, ClientKey, unique
 
 
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])

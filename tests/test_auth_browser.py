@@ -16,7 +16,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.auth_helpers import APP_SCOPE, CHROMIUM, CHROMIUM_ARGS, PASSWORD, build_world, register_app, require_browser
-from tests.conftest import ROOT
+from tests.support.servers import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 

@@ -25,7 +25,7 @@ from tests.auth_helpers import (
     register_backend,
 )
 from tests.bulk_helpers import download, export
-from tests.conftest import unique
+from tests.support.servers import unique
 
 SOURCE_KIND = "https://planfit.dev/fhir/CodeSystem/source-kind"
 

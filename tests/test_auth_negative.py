@@ -39,7 +39,7 @@ from tests.auth_helpers import (
     server_signed,
     unsigned,
 )
-from tests.conftest import ASSERTION_TYPE, ClientKey, unique
+from tests.support.servers import ASSERTION_TYPE, ClientKey, unique
 
 SCOPE = "system/Patient.rs system/Observation.rs"
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.auth_helpers import register_backend
-from tests.conftest import start_server, stop_server
+from tests.support.servers import start_server, stop_server
 from tests.test_auth_audit import events_of
 
 PUBLIC = "https://planfit.example"

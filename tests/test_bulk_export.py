@@ -27,7 +27,7 @@ from tests.bulk_helpers import (
     stored,
     wait_for,
 )
-from tests.conftest import ROOT, BackendToken
+from tests.support.servers import ROOT, BackendToken
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 
 from server.bulk.client import STATE_FILE
 from tests.bulk_helpers import COHORT_TYPES, download, kick_off, make_cohort, stored, wait_for
-from tests.conftest import ROOT, drop_schema, postgres_schema_url, start_server, stop_server
+from tests.support.servers import ROOT, drop_schema, postgres_schema_url, start_server, stop_server
 
 
 @dataclass

@@ -30,7 +30,7 @@ from tests.cohort_helpers import (
     search_ids,
     version_of,
 )
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 
 MEMBERS = 200
 SEED = 5150  # member identifiers carry the seed: this population never merges with another test's

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from server.config import markdown_table
-from tests.conftest import ROOT
+from tests.support.servers import ROOT
 
 
 def test_the_readme_configuration_table_is_generated_from_the_settings():

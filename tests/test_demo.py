@@ -23,7 +23,7 @@ import httpx
 import orjson
 
 from server.synth import generate
-from tests.conftest import ROOT, free_port
+from tests.support.servers import ROOT, free_port
 
 MEMBERS, SEED = 200, 5
 

@@ -6,7 +6,6 @@ service (a feature's write guard refuses a client write; its read renderer serve
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Iterator
 
 import pytest

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import response_headers_conformance, response_schema_conformance
 
 from server.config import Settings
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 
 MAX_EXAMPLES = 8
 REQUEST_LIMIT_S = Settings.model_fields["request_timeout_seconds"].default  # the server's own limit

@@ -15,7 +15,7 @@ import pytest
 from server.interventions.checks import BARRIER_SYSTEM, BUSINESS_SYSTEM, TYPE_SYSTEM
 from server.interventions.config import load_priority_config
 from tests.alignment_helpers import TODAY
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 from tests.intervention_helpers import Loaded, entry_values, load, priority
 from tests.roster_helpers import NPI
 

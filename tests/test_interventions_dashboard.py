@@ -10,7 +10,7 @@ import pytest
 
 from server.interventions.checks import TYPE_SYSTEM
 from tests.auth_helpers import register_user
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 from tests.dashboard_helpers import ARTIFACTS, browser, page, sign_in_and_allow, wait_ready  # noqa: F401  (fixtures)
 from tests.intervention_helpers import entry_values, load
 

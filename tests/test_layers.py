@@ -4,7 +4,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support.servers import ROOT
 
 
 def test_imports_only_point_down():

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import ROOT, unique
+from tests.support.servers import ROOT, unique
 
 MRN = "urn:test:load"
 

@@ -19,7 +19,7 @@ from server.synth import generate
 from server.cohorts.definitions import COHORT_IDS
 from tests.alignment_helpers import ICD, TODAY, claim, condition, finding, member_ids, post_bundles
 from tests.auth_helpers import APP_SCOPE, app_token, bearer, register_app, register_user
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 from tests.measure_helpers import (
     PROFILES,
     ROOT,

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import BackendToken, start_server, stop_server, unique, write_clients_file
+from tests.support.servers import BackendToken, start_server, stop_server, unique, write_clients_file
 from tests.reliability_helpers import metric_sample
 
 METRICS_TOKEN = "metrics-" + uuid.uuid4().hex

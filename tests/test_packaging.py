@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, BackendToken, start_server, stop_server, write_clients_file
+from tests.support.servers import ROOT, BackendToken, start_server, stop_server, write_clients_file
 
 
 @pytest.fixture(scope="module")

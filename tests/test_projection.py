@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from server.projection import synth
-from tests.conftest import RunningServer, unique
+from tests.support.servers import RunningServer, unique
 from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
 from tests.roster_helpers import NPI, TIN
 

@@ -12,7 +12,7 @@ import httpx
 import sqlalchemy as sa
 
 from server.store.db import make_engine
-from tests.conftest import ROOT, RunningServer, unique
+from tests.support.servers import ROOT, RunningServer, unique
 
 
 def _coverage(plan: str) -> dict:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.alignment_helpers import ICD, condition_resource
-from tests.conftest import unique
+from tests.support.servers import unique
 from tests.reliability_helpers import Database, Servers, assert_findings_match_full_evaluation, member_bundle
 
 WRITERS = 6  # client threads, half on each process

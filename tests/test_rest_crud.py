@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from tests.conftest import unique
+from tests.support.servers import unique
 
 
 def patient(identifier: str, family: str = "Testperson", **extra) -> dict:

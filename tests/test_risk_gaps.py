@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.alignment_helpers import ICD, TODAY, claim
-from tests.conftest import SHARED
+from tests.support.servers import SHARED
 from tests.profile_checker import ProfileChecker
 from tests.ra_conformance import code_system_codes, structure
 from tests.risk_helpers import claimed, clinical, medicare_member, read_risk, risk

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests.alignment_helpers import TODAY, coverage
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 from tests.risk_helpers import (
     MODEL,
     age_on,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.alignment_helpers import TODAY
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 from tests.risk_helpers import MODEL, age_on, claimed, clinical, coefficient, hccinfhir_score, medicare_member, read_risk, risk
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}

@@ -12,7 +12,7 @@ import pytest
 
 from server.risk.synth import MEMBER_SYSTEM, generate
 from tests.alignment_helpers import TODAY, post_bundles
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 from tests.risk_helpers import read_risk, risk
 from tests.test_risk_gaps import _bundles, _gaps, _reports
 

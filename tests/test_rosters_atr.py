@@ -15,7 +15,7 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import BaseFHIRError
 
 from tests.bulk_helpers import download, wait_for
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 from tests.roster_helpers import (
     ATR,
     DECISION,

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from server.rosters import synth
-from tests.conftest import RunningServer
+from tests.support.servers import RunningServer
 from tests.roster_helpers import NPI, draft_group, make_population, parameters
 
 PARTICIPANTS = 5000

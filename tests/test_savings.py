@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from server.savings import synth
-from tests.conftest import RunningServer, unique
+from tests.support.servers import RunningServer, unique
 from tests.dashboard_helpers import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
 from tests.roster_helpers import draft_group, make_population
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import unique
+from tests.support.servers import unique
 from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"

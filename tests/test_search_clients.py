@@ -13,7 +13,7 @@ import pytest
 from fhirpy import SyncFHIRClient
 
 from tests.auth_helpers import backend_token, bearer, create, register_backend
-from tests.conftest import RunningServer, unique
+from tests.support.servers import RunningServer, unique
 
 MRN = "urn:test:mrn"
 

@@ -23,7 +23,7 @@ import pytest
 
 from server import synth
 from tests.alignment_helpers import post_bundles
-from tests.conftest import ROOT, RunningServer
+from tests.support.servers import ROOT, RunningServer
 from tests.reliability_helpers import Database, Process, Servers
 
 ALLOWED_ORIGIN = "https://dashboard.planfit.example"

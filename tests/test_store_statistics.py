@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 
 from server.store.db import make_engine
 from server.store.statistics import analyze_grown
-from tests.conftest import drop_schema, postgres_schema_url
+from tests.support.servers import drop_schema, postgres_schema_url
 
 
 def _insert(engine: Engine, rows: int) -> None:

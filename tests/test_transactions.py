@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from server.fhir.service import SOURCE_KIND_SYSTEM
-from tests.conftest import SHARED, unique
+from server.fhir.versions import SOURCE_KIND_SYSTEM
+from tests.support.servers import SHARED, unique
 from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 SYNTHEA = sorted((SHARED / "testdata" / "synthea-r4").glob("*.json"))

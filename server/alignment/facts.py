@@ -59,7 +59,7 @@ from server.alignment.index_keys import (
 from server.alignment.mappings import LOB_PROGRAMS, Mappings
 from server.alignment.window import EvaluationWindow
 from server.fhir.context import PATIENT_REPORTED
-from server.fhir.service import SOURCE_KIND_SYSTEM
+from server.fhir.versions import SOURCE_KIND_SYSTEM
 from server.store.alignment_schema import alignment_codes, finding_evidence
 from server.store.schema import idx_date, idx_reference, idx_token, resources
 

@@ -40,7 +40,7 @@ from sqlalchemy import (BigInteger, Column, Connection, Index, Integer, MetaData
 
 from server.fhir import searchparams
 from server.fhir.errors import FhirError
-from server.fhir.service import SOURCE_KIND_SYSTEM
+from server.fhir.versions import SOURCE_KIND_SYSTEM
 from server.measures.definitions import MEASURE_BASE, SD_BASE
 from server.measures.report import populations
 from server.store.schema import ID_LEN, TYPE_LEN, idx_date, idx_reference, idx_token

@@ -34,7 +34,7 @@ from server.fhir.context import forbidden
 from server.fhir.errors import FhirError
 from server.fhir.search import ParsedSearch, token_clause
 from server.fhir.searchparams import IndexRows
-from server.fhir.service import RECORDED_BY_SERVER
+from server.fhir.versions import RECORDED_BY_SERVER
 from server.store.search import AllOfClause, AnyOfClause, CompartmentClause, NoneClause
 
 ParseSearch = Callable[[str, list[tuple[str, str]]], ParsedSearch]

@@ -18,19 +18,14 @@ from urllib.parse import urlsplit
 import orjson
 
 from server.fhir import searchparams
+from server.fhir.bundle_output import status_text
 from server.fhir.context import RequestContext
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError, Issue
 from server.fhir.references import CONDITIONAL_REFERENCE, iter_references
-from server.fhir.service import (
-    FhirService,
-    Writer,
-    etag,
-    new_id,
-    parse_if_match,
-    status_text,
-    valid_id,
-)
+from server.fhir.service import FhirService
+from server.fhir.versions import etag, new_id, parse_if_match, valid_id
+from server.fhir.writer import Writer
 from server.fhir.types import Reply, Written
 from server.store.resources import WriteTransaction
 

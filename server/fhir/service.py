@@ -11,9 +11,6 @@ changed (the alignment engine re-evaluates the members they touch).
 
 from __future__ import annotations
 
-import secrets
-import time
-import uuid
 from typing import Iterable
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,264 +18,24 @@ import orjson
 
 from server.config import Settings
 from server.fhir import searchparams
+from server.fhir.bundle_output import bundle_bytes, history_entry, search_entry
 from server.fhir.context import RequestContext, forbidden
-from server.fhir.dates import DateValueError, date_range, http_date, instant_text
+from server.fhir.dates import DateValueError, date_range
 from server.fhir.errors import FhirError, Issue, operation_outcome
-from server.fhir.search import ParsedSearch, ValueSetLookup, encode_cursor, parse_search
-from server.fhir.searchparams import IndexRows
-from server.fhir.summary import summarise
 from server.fhir.features import WriteGuard
-from server.fhir.types import AfterCommit, Reply, WriteContext, Written
+from server.fhir.search import ParsedSearch, ValueSetLookup, encode_cursor, parse_search
+from server.fhir.summary import summarise
+from server.fhir.types import AfterCommit, Reply, Written
 from server.fhir.validation import validate_resource
-from server.store.resources import StagedWrite, Store, StoredVersion, WriteTransaction, chunks
+from server.fhir.versions import etag, new_id, parse_if_match, resource_headers, valid_id, version_rows
+from server.fhir.writer import Writer
+from server.store.resources import Store, StoredVersion
 from server.store.schema import resources as resources_table
-from server.store.search import IdClause, SearchSpec, TokenClause, count_statement, include_targets, keyset_values
-from server.store.search import page_statement, revinclude_sources, sort_columns, token_matches
+from server.store.search import IdClause, SearchSpec, count_statement, include_targets, keyset_values
+from server.store.search import page_statement, revinclude_sources, sort_columns
 
-ID_PATTERN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
-_META_STAMPS = ("versionId", "lastUpdated", "source")
-# meta.tag system the server stamps with the writer's evidence kind (clinical | claims |
-# patient-reported); a client-supplied tag of this system is replaced, so no client can claim another kind.
-SOURCE_KIND_SYSTEM = "https://planfit.dev/fhir/CodeSystem/source-kind"
-# meta.tag of the Provenance the server records per transaction; clients cannot set it, so a
-# Provenance a client posts is never taken for the server's.
-RECORDED_BY_SERVER = ("https://planfit.dev/fhir/CodeSystem/recorded-by", "planfit")
-_RESERVED_TAG_SYSTEMS = frozenset({SOURCE_KIND_SYSTEM, RECORDED_BY_SERVER[0]})
 _INT64 = 2**63
 _MAX_CURSOR_TEXT = 4096  # a sort value carried in a `_page` cursor (index strings are cut at 512)
-_CONFINED_PUT = ("A compartment- or filter-confined token updates only resources it can read, and creates "
-                 "resources with POST")
-_CONFINED_CONDITIONAL = ("Conditional requests (If-None-Exist, conditional update or delete, conditional "
-                         "references) are not available to a compartment- or filter-confined token: their "
-                         "outcome would reveal whether data beyond its reach exists")
-
-
-def valid_id(rid: str) -> bool:
-    return 0 < len(rid) <= 64 and all(c in ID_PATTERN_CHARS for c in rid)
-
-
-_MILLIS_MASK = (1 << 48) - 1
-
-
-def new_id() -> str:
-    """A UUIDv7 (RFC 9562 §5.7): a 48-bit Unix-millisecond timestamp, then random bits. Time-ordered ids put
-    each insert into the (rtype, rid) B-trees (primary keys, the index tables' `*_res` indexes) on the
-    right edge of its type's range instead of on a random leaf: with uuid4 ids those inserts made two
-    thirds of PostgreSQL's full-page images, the bulk of the WAL written during ingest."""
-    millis = time.time_ns() // 1_000_000
-    rand_a, rand_b = secrets.randbits(12), secrets.randbits(62)
-    return str(uuid.UUID(int=(millis & _MILLIS_MASK) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b))
-
-
-def etag(version: int) -> str:
-    return f'W/"{version}"'
-
-
-def parse_if_match(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
-    if not (text.isascii() and text.isdigit()):
-        raise FhirError.of(400, "invalid", "If-Match must be an ETag like W/\"3\"")
-    return int(text)
-
-
-def _client_meta(meta: object) -> dict:
-    """meta without what the server stamps (versionId, lastUpdated, source, reserved tags)."""
-    if not isinstance(meta, dict):
-        return {}
-    out = {k: v for k, v in meta.items() if k not in _META_STAMPS}
-    if isinstance(out.get("tag"), list):
-        tags = [t for t in out["tag"] if not (isinstance(t, dict) and t.get("system") in _RESERVED_TAG_SYSTEMS)]
-        if tags:
-            out["tag"] = tags
-        else:
-            del out["tag"]
-    return out
-
-
-def strip_stamps(resource: dict) -> dict:
-    """The resource without the fields the server stamps, for no-op update detection."""
-    out = {k: v for k, v in resource.items() if k != "meta"}
-    meta = _client_meta(resource.get("meta"))
-    if meta:
-        out["meta"] = meta
-    return out
-
-
-def stamp_meta(resource: dict, ctx: WriteContext, tags: tuple[dict, ...] = ()) -> None:
-    """Set meta.source and the server's tags before indexing (so `_source`/`_tag` find them)."""
-    meta = _client_meta(resource.get("meta"))
-    meta["source"] = ctx.source
-    meta["tag"] = [*meta.get("tag", []), {"system": SOURCE_KIND_SYSTEM, "code": ctx.source_kind}, *tags]
-    resource["meta"] = meta
-
-
-def stamp(resource: dict, rid: str, version: int, now_us: int) -> bytes:
-    """Serialise with id, versionId and lastUpdated first (meta.source was set by stamp_meta)."""
-    meta = {"versionId": str(version), "lastUpdated": instant_text(now_us), **resource["meta"]}
-    out = {"resourceType": resource["resourceType"], "id": rid, "meta": meta}
-    for key, value in resource.items():
-        if key not in out:
-            out[key] = value
-    return orjson.dumps(out)
-
-
-def resource_headers(rtype: str, rid: str, version: int, lu: int, base: str) -> dict[str, str]:
-    return {
-        "ETag": etag(version),
-        "Last-Modified": http_date(lu),
-        "Location": f"{base}/{rtype}/{rid}/_history/{version}",
-    }
-
-
-class Writer:
-    """Stages creates, updates and deletes in one transaction, enforcing FHIR's rules and the caller's
-    access: on each version it stages, and on each stored version it replaces (read through the
-    transaction's connection)."""
-
-    def __init__(self, service: "FhirService", tx: WriteTransaction, ctx: RequestContext):
-        self.service = service
-        self.tx = tx
-        self.ctx = ctx
-        self.written: list[Written] = []
-
-    def _searches_unconfined(self, rtype: str) -> bool:
-        """Conditional lookups search the type unscoped: only callers who may search all of it may ask."""
-        try:
-            self.ctx.access.require(rtype, "s")
-        except FhirError:
-            return False
-        return not self.ctx.access.clauses(rtype, "s")
-
-    def find(self, rtype: str, query: str, expression: str) -> list[str]:
-        """Ids matching a conditional query (at most 2: enough to tell 0, 1 or many)."""
-        if rtype not in searchparams.resource_types():
-            raise FhirError.of(400, "not-supported", f"Unknown resource type '{rtype}'", expression)
-        if not self._searches_unconfined(rtype):
-            raise forbidden(_CONFINED_CONDITIONAL)
-        params = parse_qsl(query, keep_blank_values=True)
-        if not params:
-            raise FhirError.of(400, "invalid", "Conditional request without search criteria", expression)
-        parsed = self.service.parse(rtype, params, strict=True)
-        parsed.spec.count = 1
-        self.tx.flush()
-        rows = self.tx.conn.execute(page_statement(parsed.spec, columns=(resources_table.c.rid,)))
-        return [row.rid for row in rows]
-
-    def find_many(self, rtype: str, queries: Iterable[str]) -> dict[str, list[str]]:
-        """`find` for many queries at once, for those that are one token value (`identifier=system|value`,
-        the usual `ifNoneExist`): one statement per chunk instead of one per query, same ids (at most 2,
-        in id order). Other queries, and those `find` would refuse, are left out for `find` to answer."""
-        if not self._searches_unconfined(rtype):
-            return {}
-        by_column: dict[tuple[str, int], list[str]] = {}
-        for query in dict.fromkeys(queries):
-            try:
-                parsed = self.service.parse(rtype, parse_qsl(query, keep_blank_values=True), strict=True)
-            except FhirError:
-                continue
-            clauses = parsed.spec.clauses
-            if len(clauses) == 1 and isinstance(clauses[0], TokenClause) and not clauses[0].negate \
-                    and len(clauses[0].alternatives) == 1:
-                by_column.setdefault(clauses[0].alternatives[0], []).append(query)
-        if not by_column:
-            return {}
-        self.tx.flush()
-        found: dict[tuple[str, int], list[str]] = {key: [] for key in by_column}
-        for column in {column for column, _ in by_column}:
-            hashes = [h for c, h in by_column if c == column]
-            for chunk in chunks(hashes):
-                for row in self.tx.conn.execute(token_matches(column, chunk)):
-                    found[(column, row.h)].append(row.rid)
-        return {query: sorted(found[key])[:2] for key, queries in by_column.items() for query in queries}
-
-    def create(self, rtype: str, resource: dict, rid: str | None = None) -> tuple[str, int]:
-        rid = rid or new_id()
-        self._stage(rtype, rid, 1, "POST", resource, existed=False, interaction="c")
-        return rid, 1
-
-    def put(self, rtype: str, rid: str, resource: dict, if_match: int | None, current: StoredVersion | None) -> tuple[int, bool]:
-        """Update (or create with a client id); returns (version, created). A no-op keeps the version.
-
-        A confined token gets the same 403 whether the id is unknown or out of its reach (no
-        existence oracle): it may update what it can read, and creates with POST."""
-        exists = current is not None and not current.deleted
-        if self.ctx.access.clauses(rtype, "u") and not (exists and self._may_change(rtype, current, "u")):
-            raise forbidden(_CONFINED_PUT)
-        if not exists:
-            if if_match is not None:
-                raise FhirError.of(412, "conflict", "If-Match given but the resource does not exist")
-            self.ctx.access.require(rtype, "c")
-            version = (current.version + 1) if current else 1
-            self._stage(rtype, rid, version, "PUT", resource, existed=current is not None, interaction="c")
-            return version, True
-        assert current is not None
-        if if_match is not None and if_match != current.version:
-            raise FhirError.of(
-                412, "conflict", f"Version conflict: If-Match {if_match}, current version {current.version}"
-            )
-        old = orjson.loads(current.content)
-        if strip_stamps(old) == strip_stamps({**resource, "id": rid}) and old.get("meta", {}).get("source") == self.ctx.writer.source:
-            return current.version, False
-        self._stage(rtype, rid, current.version + 1, "PUT", resource, existed=True, interaction="u")
-        return current.version + 1, False
-
-    def delete(self, rtype: str, rid: str, current: StoredVersion | None) -> int | None:
-        """Delete the current version; None when there was nothing to delete, which is also the answer
-        when the caller may not delete it (as if absent: no existence oracle)."""
-        if current is None or current.deleted or not self._may_change(rtype, current, "d"):
-            return None
-        self._guard(rtype, rid, "DELETE", None)
-        version = current.version + 1
-        self.tx.stage(StagedWrite(rtype, rid, version, "DELETE", None, None, existed=True))
-        self.written.append(Written(rtype, rid, version, True, self.tx.txid))
-        return version
-
-    def record_provenance(self, provenance: dict) -> None:
-        """Stage the server's own Provenance of this transaction, tagged as recorded by the server. It
-        is not a write of the caller's (no access check, not in `written`)."""
-        system, code = RECORDED_BY_SERVER
-        self._store("Provenance", new_id(), 1, "POST", provenance, False, ({"system": system, "code": code},))
-
-    def _guard(self, rtype: str, rid: str, method: str, resource: dict | None) -> None:
-        """The write guards (PRE_WRITE hooks) refuse client writes to what features own; what the server
-        publishes itself passes."""
-        if not self.ctx.publishing:
-            for guard in self.service.write_guards:
-                guard(rtype, rid, method, resource)
-
-    def _may_change(self, rtype: str, stored: StoredVersion, interaction: str) -> bool:
-        if not self.ctx.access.clauses(rtype, interaction):
-            return True  # unconfined: no need to index the stored version
-        assert stored.content is not None
-        return self.ctx.access.may_change(rtype, stored.rid, version_rows(stored.content), interaction)
-
-    def _stage(self, rtype: str, rid: str, version: int, method: str, resource: dict, existed: bool,
-               interaction: str) -> None:
-        written = self._store(rtype, rid, version, method, resource, existed, (), interaction)
-        self.written.append(written)
-
-    def _store(self, rtype: str, rid: str, version: int, method: str, resource: dict, existed: bool,
-               tags: tuple[dict, ...], interaction: str | None = None) -> Written:
-        """Stamp, index and stage one version; with an `interaction`, first check it (guards, access)."""
-        resource = {**resource, "id": rid}
-        stamp_meta(resource, self.ctx.writer, tags)
-        index = searchparams.index_rows(resource)
-        if interaction is not None:
-            self._guard(rtype, rid, method, resource)
-            self.ctx.access.check_write(rtype, rid, index, interaction)
-        content = stamp(resource, rid, version, self.tx.now_us)
-        self.tx.stage(StagedWrite(rtype, rid, version, method, content, index, existed))
-        return Written(rtype, rid, version, False, self.tx.txid)
-
-
-def version_rows(content: bytes) -> IndexRows:
-    """The index rows of a stored version (old versions have none in the index tables)."""
-    return searchparams.index_rows(orjson.loads(content))
 
 
 class FhirService:
@@ -544,9 +301,9 @@ class FhirService:
         if has_next:
             cursor = encode_cursor(spec.snapshot_txid, keyset_values(spec, rows[-1]))
             links.append(("next", self._link(base, rtype, parsed, cursor)))
-        entries = [_entry(base, rtype, row.rid, summarise(rtype, row.content) if parsed.summary else row.content,
+        entries = [search_entry(base, rtype, row.rid, summarise(rtype, row.content) if parsed.summary else row.content,
                           b'"match"') for row in rows]
-        entries += [_entry(base, t, i, c, b'"include"') for t, i, c in included]
+        entries += [search_entry(base, t, i, c, b'"include"') for t, i, c in included]
         if parsed.warnings:
             outcome = orjson.dumps(operation_outcome(parsed.warnings))
             entries.append(b'{"resource":' + outcome + b',"search":{"mode":"outcome"}}')
@@ -633,7 +390,7 @@ class FhirService:
                 links.append(("next", f"{base}/{path}?{urlencode([*self_params, ('_page', str(versions[-1].txid))])}"))
         if confined:
             versions = [v for v in versions if self._sees(ctx, v)]
-        entries = [_history_entry(base, v) for v in versions]
+        entries = [history_entry(base, v) for v in versions]
         return Reply(200, bundle_bytes("history", total, links, entries))
 
 
@@ -665,54 +422,3 @@ def _check_cursor(spec: SearchSpec) -> None:
                 and "\x00" not in value
         if not fits:
             raise FhirError.of(400, "invalid", "The _page cursor does not fit this search", "_page")
-
-
-_STATUS_TEXT = {
-    200: "200 OK",
-    201: "201 Created",
-    204: "204 No Content",
-    400: "400 Bad Request",
-    403: "403 Forbidden",
-    404: "404 Not Found",
-    409: "409 Conflict",
-    410: "410 Gone",
-    412: "412 Precondition Failed",
-    422: "422 Unprocessable Entity",
-}
-
-
-def status_text(status: int) -> str:
-    return _STATUS_TEXT.get(status, str(status))
-
-
-def _entry(base: str, rtype: str, rid: str, content: bytes, mode: bytes) -> bytes:
-    return b'{"fullUrl":"%s/%s/%s","resource":%s,"search":{"mode":%s}}' % (
-        base.encode(),
-        rtype.encode(),
-        rid.encode(),
-        content,
-        mode,
-    )
-
-
-def _history_entry(base: str, v: StoredVersion) -> bytes:
-    method = v.method or "PUT"
-    url = v.rtype if method == "POST" else f"{v.rtype}/{v.rid}"
-    status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}.get(method, "200 OK")
-    if method == "PUT" and v.version == 1:
-        status = "201 Created"
-    response = orjson.dumps(
-        {"status": status, "etag": etag(v.version), "lastModified": instant_text(v.lu)}
-    )
-    request = orjson.dumps({"method": method, "url": url})
-    head = b'{"fullUrl":"%s/%s/%s",' % (base.encode(), v.rtype.encode(), v.rid.encode())
-    body = b'"resource":%s,' % v.content if v.content is not None and not v.deleted else b""
-    return head + body + b'"request":' + request + b',"response":' + response + b"}"
-
-
-def bundle_bytes(kind: str, total: int | None, links: list[tuple[str, str]], entries: list[bytes]) -> bytes:
-    head = {"resourceType": "Bundle", "id": new_id(), "type": kind}
-    if total is not None:
-        head["total"] = total
-    head["link"] = [{"relation": rel, "url": url} for rel, url in links]
-    return orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"

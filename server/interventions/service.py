@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from server.alignment.window import today_utc
 from server.fhir.context import Reads, RequestContext
 from server.fhir.errors import FhirError, Issue
-from server.fhir.service import FhirService, Writer
+from server.fhir.service import FhirService
+from server.fhir.writer import Writer
 from server.fhir.types import Reply, Written
 from server.interventions.checks import CheckResult, check_list
 from server.interventions.config import PriorityConfig

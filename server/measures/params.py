@@ -16,7 +16,7 @@ from typing import Any
 from server.alignment.window import EvaluationWindow
 from server.fhir.dates import DateValueError, date_range
 from server.fhir.errors import FhirError
-from server.fhir.service import valid_id
+from server.fhir.versions import valid_id
 
 REPORT_TYPES = ("subject", "subject-list", "population")
 _NAMES = ("periodStart", "periodEnd", "subject", "reportType")

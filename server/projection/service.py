@@ -15,7 +15,8 @@ from sqlalchemy import insert
 
 from server.fhir.context import RequestContext
 from server.fhir.errors import FhirError
-from server.fhir.service import FhirService, Writer
+from server.fhir.service import FhirService
+from server.fhir.writer import Writer
 from server.projection import engine
 from server.projection.churn import Churn, churn
 from server.projection.engine import Run

@@ -46,7 +46,8 @@ from server.fhir.errors import FhirError
 from server.fhir.features import POST_COMMIT, PRE_WRITE, Feature, Operation
 from server.fhir.http import base_url, fhir_response, json_body
 from server.alignment.api import ALIGNMENT_READS
-from server.fhir.service import FhirService, valid_id
+from server.fhir.service import FhirService
+from server.fhir.versions import valid_id
 from server.fhir.types import Reply, Written
 from server.measures.params import body_items
 from server.measures.seed import refuse_writes_to, seed_definitions

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from server.fhir.context import RequestContext
-from server.fhir.service import FhirService, Writer
+from server.fhir.service import FhirService
+from server.fhir.writer import Writer
 from server.store.resources import chunks
 
 SOURCE = "urn:planfit:risk"

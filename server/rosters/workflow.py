@@ -23,7 +23,9 @@ from sqlalchemy import Connection, insert, select, update
 from server.fhir.context import Reads, RequestContext
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError, Issue, operation_outcome
-from server.fhir.service import FhirService, Writer, resource_headers
+from server.fhir.service import FhirService
+from server.fhir.versions import resource_headers
+from server.fhir.writer import Writer
 from server.fhir.types import Reply
 from server.rosters.atr import MEMBERS_CHANGED, is_attribution_list, list_status, refuse_if_final, with_extension, with_status
 from server.rosters.decisions import REASON_SYSTEM, Decision, check_decision, planfit_reasons

@@ -15,7 +15,8 @@ from sqlalchemy import Connection, select
 
 from server.fhir.context import RequestContext
 from server.fhir.errors import FhirError, Issue
-from server.fhir.service import FhirService, Writer
+from server.fhir.service import FhirService
+from server.fhir.writer import Writer
 from server.fhir.types import Reply
 from server.projection.service import aco_of, parsed_files
 from server.rosters.atr import is_attribution_list, list_status

@@ -1,1 +1,1 @@
-"""Shared test support: the in-process tier (`inprocess`). The server-process tier lives in tests/conftest.py."""
+"""Shared test support: the test servers and their clients (`servers`), the in-process tier (`inprocess`)."""

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from tests.conftest import (
+from tests.support.servers import (
     DATABASES,
     FHIR_JSON,
     BackendToken,
@@ -52,7 +52,7 @@ class _AppClient(TestClient):
 
 @dataclass
 class AppServer:
-    """What tests read of a server (`RunningServer` of tests/conftest.py), for the app in process."""
+    """What tests read of a server (`RunningServer` of tests/support/servers.py), for the app in process."""
 
     kind: str
     database_url: str
