@@ -49,8 +49,7 @@ def postgres_schema(dsn: str) -> Iterator[str]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        separator = "&" if "?" in dsn else "?"
-        yield normalise_url(dsn) + f"{separator}application_name={schema}&options=-csearch_path%3D{schema}"
+        yield schema_url(dsn, schema)
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             # A request cut off by the server's timeout may still be running its statement: end it, or
@@ -58,6 +57,12 @@ def postgres_schema(dsn: str) -> Iterator[str]:
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
                          (schema,))
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def schema_url(dsn: str, schema: str) -> str:
+    """The SQLAlchemy URL of `dsn` whose search_path is `schema` (named in pg_stat_activity too)."""
+    separator = "&" if "?" in dsn else "?"
+    return normalise_url(dsn) + f"{separator}application_name={schema}&options=-csearch_path%3D{schema}"
 
 
 def schema_of(database_url: str) -> str:
