@@ -12,8 +12,8 @@ Computing and storing a report needs create access to MeasureReport.
 Member months a rates row leaves empty (or every row's, with `deriveMemberMonths` = true) are derived
 from the stored Coverage periods and attribution (`member_months.py`): the base year is `baseYear`
 (default: the year before the evaluation date's) and year 1 the one after it. With a CSV body both are
-query parameters. Deriving counts over every member, so it needs a system scope that can search
-Coverage and Patient.
+query parameters. Deriving counts over every member, so it needs search access to Coverage and
+Patient not confined to some of them.
 """
 
 from __future__ import annotations
@@ -144,9 +144,11 @@ def _derived_rates(request: Request, rows: list[RateRow], inputs: Inputs) -> tup
     if not inputs.derive and not any(r.derived for r in rows):
         return rows, None
     access = context_of(request).access
-    access.require_system()  # counts over every member: never for a token confined to some patients
-    access.require("Coverage", "s")
-    access.require("Patient", "s")
+    for rtype in ("Coverage", "Patient"):  # counts over every member: never for a token confined to some
+        access.require(rtype, "s")
+        if access.clauses(rtype, "s"):
+            raise FhirError.of(403, "forbidden", "Deriving member months counts every member: the access token "
+                               f"is confined to some {rtype} resources", "deriveMemberMonths")
     engine = request.app.state.risk.engine
     as_of = engine.alignment.window().as_of
     base = inputs.base_year if inputs.base_year is not None else as_of.year - 1
