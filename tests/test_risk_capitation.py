@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.alignment_helpers import TODAY, coverage
+from tests.conftest import unique
+
 # README.md, "Capitation by line of business": the files of the worked example.
 RATES = """provider,lob,pmpm,base_member_months,base_risk,year1_member_months,year1_risk
 acme-ipa,medicare,1000,1000,1.20,1000,1.30
@@ -150,3 +153,57 @@ def test_malformed_files_are_refused_whole(client: httpx.Client, rates: str, tra
     issue = r.json()["issue"][0]
     assert issue["expression"] == [where], issue
     assert _stored_count(client) == before
+
+
+def _attributed_patient(c: httpx.Client, organization: str | None) -> str:
+    resource: dict[str, Any] = {"resourceType": "Patient", "birthDate": "1950-05-05", "gender": "female"}
+    if organization:
+        resource["generalPractitioner"] = [{"reference": f"Organization/{organization}"}]
+    r = c.post("/Patient", json=resource)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def test_member_months_derived_from_coverage_and_attribution(client: httpx.Client) -> None:
+    """A small population counted by hand: a month counts when a coverage of the line of business is in
+    force on its first day and the member names the organization as generalPractitioner."""
+    base = TODAY.year - 2  # base year and year 1 both wholly in the past
+    org_a, org_b = unique("org-a"), unique("org-b")
+    for org in (org_a, org_b):
+        assert client.put(f"/Organization/{org}", json={"resourceType": "Organization", "id": org,
+                                                        "name": "Test provider organization"}).status_code in (200, 201)
+    p1 = _attributed_patient(client, org_a)  # joins 15 March, leaves 10 February: 9 + 2 months
+    coverage(client, p1, sopt="11", start=f"{base}-03-15", end=f"{base + 1}-02-10")
+    p2 = _attributed_patient(client, org_a)  # all along, twice over (counted once), and Medicaid for June
+    coverage(client, p2, sopt="11", start=f"{base}-01-01")
+    coverage(client, p2, sopt="11", start=f"{base}-01-01", end=f"{base}-12-31")
+    coverage(client, p2, sopt="21", start=f"{base}-06-01", end=f"{base}-06-30")
+    p3 = _attributed_patient(client, org_a)  # a cancelled coverage counts nothing
+    coverage(client, p3, sopt="11", status="cancelled", start=f"{base}-01-01")
+    p4 = _attributed_patient(client, None)  # attributed to no one
+    coverage(client, p4, sopt="11", start=f"{base}-01-01")
+    p5 = _attributed_patient(client, org_b)  # in force on 1 July only
+    coverage(client, p5, sopt="11", start=f"{base}-07-01", end=f"{base}-07-01")
+    rates = ("provider,lob,pmpm,base_member_months,base_risk,year1_member_months,year1_risk\n"
+             f"{org_a},medicare,1000,,1.0,,1.1\n{org_a},medicaid,500,,1.0,,1.0\n"
+             f"{org_a},commercial,400,100,1.0,100,1.0\n{org_b},medicare,1000,,1.0,,1.0\n")
+    r = client.post("/$capitation-adjustment", json={"resourceType": "Parameters", "parameter": [
+        {"name": "rates", "valueString": rates}, {"name": "baseYear", "valueInteger": base}]})
+    assert r.status_code == 200, r.text
+    table = _table(r.json())["non-revenue-neutral"]
+    assert {k: v["member_months"] for k, v in table.items()} == {
+        (org_a, "medicare"): 9 + 12, (org_a, "medicaid"): 1, (org_a, "commercial"): 100, (org_b, "medicare"): 1}
+    # Year 1: (2 + 12) member months × 1000 × (1.1 − 1.0).
+    assert table[(org_a, "medicare")]["resettlement"] == pytest.approx(1400.00)
+
+    # deriveMemberMonths (CSV body, query parameters): every row's months derived, the given ones too.
+    derived = client.post("/$capitation-adjustment", content=rates.encode(), headers={
+        "Content-Type": "text/csv", "Accept": "text/csv"}, params={"baseYear": str(base), "deriveMemberMonths": "true"})
+    assert derived.status_code == 200, derived.text
+    months = {(row["provider"], row["lob"]): row["member_months"] for row in csv.DictReader(io.StringIO(derived.text))
+              if row["approach"] == "non-revenue-neutral"}
+    assert months == {(org_a, "medicare"): "21", (org_a, "medicaid"): "1", (org_a, "commercial"): "0",
+                      (org_b, "medicare"): "1"}
+    bad = client.post("/$capitation-adjustment", content=rates.encode(), headers={"Content-Type": "text/csv"},
+                      params={"baseYear": "soon"})
+    assert bad.status_code == 400 and "baseYear" in bad.text

@@ -47,6 +47,12 @@ def test_capitation_page_shows_the_worked_example(server, browser) -> None:  # n
             total = sum(r[3] for (p, _), r in rows.items() if p == provider)
             assert shown[f"resettlement/{approach}/{provider}"] == pytest.approx(total, abs=0.01)
     page.screenshot(path=str(ARTIFACTS / f"capitation-{server.kind}.png"), full_page=True)
+    # Deriving every row's member months: no member names these organizations, so the server refuses.
+    page.check("#capitation-derive")
+    page.fill("#capitation-base-year", "2020")
+    page.click("#capitation-run")
+    wait_ready(page, "capitation-error")
+    assert "provider acme-ipa has no base-year member months" in page.text_content("#capitation-error")
     assert not page.errors, page.errors
     page.context.close()
 

@@ -1,10 +1,12 @@
 """The synthetic risk population (`planfit synth`'s `risk/` part) over HTTP on both databases: every
 member's CMS-HCC scores from claims and from all sources equal the generator's ground truth (computed by
 hccinfhir), `$ra.evaluate-measure` on a Group of them gives exactly the expected gaps, `$risk-evaluate`
-counts them set-based, and the synthetic capitation files are accepted."""
+counts them set-based, the synthetic capitation files are accepted, and member months derived from the
+population's Coverage and attribution equal the generator's count."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -23,7 +25,8 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 @pytest.fixture(scope="module")
 def population(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("risk-population")
-    truth = generate(MEMBERS, seed=2020, out=out, as_of=TODAY)
+    # Its own prefix: the provider Organizations' member months count every member attributed to them.
+    truth = generate(MEMBERS, seed=2020, out=out, as_of=TODAY, prefix="risk-synth")
     with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.auth, timeout=120) as c, \
             httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.claims_auth, timeout=120) as claims:
         post_bundles(c, out / "clinical")
@@ -84,3 +87,20 @@ def test_synthetic_capitation_files_are_accepted(client: httpx.Client, populatio
     rows = (out / "capitation_rates.csv").read_text().splitlines()[1:]
     assert [len(g["stratifier"][0]["stratum"]) for g in report["group"]] == [len(rows)] * 4
     assert report["type"] == "summary"
+
+
+def test_member_months_derived_from_coverage_equal_ground_truth(client: httpx.Client,
+                                                                 population: dict[str, Any]) -> None:
+    out, truth = population["out"], population["truth"]
+    rates = (out / "capitation_rates_coverage.csv").read_text()
+    r = client.post("/$capitation-adjustment", json={"resourceType": "Parameters", "parameter": [
+        {"name": "rates", "valueString": rates}, {"name": "baseYear", "valueInteger": truth["diagnosis_year"] - 1}]},
+        headers={"Accept": "text/csv"})
+    assert r.status_code == 200, r.text
+    rows = [line.split(",") for line in r.text.splitlines()[1:] if line.startswith("non-revenue-neutral,")]
+    served = {f"{row[1]}|{row[2]}": int(Decimal(row[3])) for row in rows}
+    expected = {key: months[0] for key, months in truth["member_months"].items()}
+    assert len(rows) == len(rates.splitlines()) - 1
+    # Every rate row gets the generator's base-year count (0 where no member has that line of business).
+    assert served == {key: expected.get(key, 0) for key in served}
+    assert set(expected) <= set(served) and sum(expected.values()) > 0

@@ -136,7 +136,7 @@ def _subjects(name: str, rtype: str, h_param: int, members: Members) -> CTE:
     )
 
 
-def _pivot(table: Any, name: str, rtype: str, subjects: Any, members: Members,
+def pivot(table: Any, name: str, rtype: str, subjects: Any, members: Members,
            columns: dict[str, tuple[int, Any]]) -> CTE:
     """One row per resource from its index rows of a few parameters: `columns` maps each output column
     to (h_param, an aggregate over that parameter's rows). One scan and a GROUP BY, instead of one join
@@ -212,7 +212,7 @@ def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
     t, d = idx_token, idx_date
     sopt = t.c.system == mappings.sopt_system
     plan, sopt_type, dual = keys.coverage_plan, keys.coverage_type, keys.coverage_dual_status
-    tokens = _pivot(t, "coverage_tokens", "Coverage", coverages, members, {
+    tokens = pivot(t, "coverage_tokens", "Coverage", coverages, members, {
         "active": (keys.coverage_status, func.max(_when(keys.coverage_status, t.c.code == "active", 1, t))),
         "plan_priority": (plan, func.max(_when(plan, None, _plan_priority(mappings, t.c.code), t))),
         "sopt_priority": (sopt_type, func.max(_when(sopt_type, sopt, _sopt_priority(mappings, t.c.code), t))),
@@ -220,7 +220,7 @@ def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
         "dual_code": (dual, func.max(_when(dual, None, t.c.code, t))),
         "harp_status": (keys.coverage_harp_status, func.max(_when(keys.coverage_harp_status, None, t.c.code, t))),
     })
-    period = _pivot(d, "coverage_period", "Coverage", coverages, members, {
+    period = pivot(d, "coverage_period", "Coverage", coverages, members, {
         "lo": (keys.coverage_period, func.min(d.c.lo)),
         "hi": (keys.coverage_period, func.max(d.c.hi)),
     })
@@ -296,7 +296,7 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
     coded = _coded("condition_codes", "Condition", keys.condition_code, conditions, members, codes_key, lifelong=True)
     t, d = idx_token, idx_date
     problem_system, problem_code = PROBLEM_LIST
-    states = _pivot(t, "condition_states", "Condition", coded, members, {
+    states = pivot(t, "condition_states", "Condition", coded, members, {
         "withdrawn": (keys.condition_verification, func.max(
             _when(keys.condition_verification, t.c.code.in_(WITHDRAWN_VERIFICATION), 1, t))),
         "uncertain": (keys.condition_verification, func.max(
@@ -310,7 +310,7 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
         "reported": (keys.condition_tag, func.max(_when(
             keys.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == PATIENT_REPORTED), 1, t))),
     })
-    dates = _pivot(d, "condition_dates", "Condition", coded, members, {
+    dates = pivot(d, "condition_dates", "Condition", coded, members, {
         "recorded": (keys.condition_recorded, func.min(_when(keys.condition_recorded, None, d.c.lo, d))),
         "onset": (keys.condition_onset, func.min(_when(keys.condition_onset, None, d.c.lo, d))),
         "abated": (keys.condition_abatement, func.max(_when(keys.condition_abatement, None, d.c.hi, d))),
@@ -394,11 +394,11 @@ def _claim_evidence(keys: ClaimKeys, condition_code: int, window: EvaluationWind
     )
     diagnoses = union_all(select(coded), cited).cte(f"{name}_diagnoses")
     s, d = idx_token, idx_date
-    active = _pivot(s, f"{name}_status", rt, diagnoses, members, {
+    active = pivot(s, f"{name}_status", rt, diagnoses, members, {
         "active": (keys.status, func.max(_when(keys.status, s.c.code == "active", 1, s))),
     })
     in_window = and_(d.c.h_param == keys.service_date, _in_window(d.c.lo, window))
-    dates = _pivot(d, f"{name}_dates", rt, diagnoses, members, {
+    dates = pivot(d, f"{name}_dates", rt, diagnoses, members, {
         "service_dates": (keys.service_date, func.count(_when(keys.service_date, None, 1, d))),
         "served": (keys.service_date, func.min(case((in_window, d.c.lo), else_=None))),
         "created": (keys.created, func.min(_when(keys.created, None, d.c.lo, d))),

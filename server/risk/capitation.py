@@ -3,7 +3,9 @@ organization's lines of business when their risk differs, under four approaches.
 
 Inputs (validated whole before anything is computed; a bad row is named with its field):
 * rates, one row per provider organization × line of business: current PMPM, base-year member months
-  and average risk, and year-1 member months and average risk (the new scores at year end);
+  and average risk, and year-1 member months and average risk (the new scores at year end). Member
+  months left empty (or columns left out) are derived from Coverage and attribution
+  (`member_months.py`) before anything is computed;
 * optionally risk transfers, one row per line of business: CMS/ACA risk-transfer payments (negative:
   the LOB pays in), total cost of care, and whether the LOB is experience-rated.
 
@@ -31,13 +33,14 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Iterable
 
 APPROACHES = ("non-revenue-neutral", "retrospective-revenue-neutral", "retrospective-prospective-revenue-neutral",
               "risk-transfer")
 RATE_FIELDS = ("provider", "lob", "pmpm", "base_member_months", "base_risk", "year1_member_months", "year1_risk")
+MONTH_FIELDS = ("base_member_months", "year1_member_months")
 TRANSFER_FIELDS = ("lob", "transfers", "total_cost_of_care", "experience_rated")
 MAX_ROWS = 100_000
 _CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._")
@@ -58,10 +61,14 @@ class RateRow:
     provider: str
     lob: str
     pmpm: Decimal
-    base_member_months: Decimal
+    base_member_months: Decimal | None  # None: to derive from Coverage and attribution
     base_risk: Decimal
-    year1_member_months: Decimal
+    year1_member_months: Decimal | None
     year1_risk: Decimal
+
+    @property
+    def derived(self) -> bool:
+        return self.base_member_months is None or self.year1_member_months is None
 
 
 @dataclass(frozen=True)
@@ -145,21 +152,43 @@ def _number(row: dict[str, str], where: str, field: str, *, positive: bool = Fal
     return value
 
 
+def _months(row: dict[str, str], where: str, field: str) -> Decimal | None:
+    return None if not (row.get(field) or "").strip() else _number(row, where, field)
+
+
 def parse_rates(text: str) -> list[RateRow]:
+    """The rates file's rows; a member-month value left empty (or its column left out) is None."""
     out, seen = [], set()
-    for i, row in enumerate(_rows(text, "rates", RATE_FIELDS, RATE_FIELDS), start=1):
+    required = tuple(f for f in RATE_FIELDS if f not in MONTH_FIELDS)
+    for i, row in enumerate(_rows(text, "rates", RATE_FIELDS, required), start=1):
         where = f"rates row {i}"
         provider, lob = _code(row, where, "provider"), _code(row, where, "lob")
         if (provider, lob) in seen:
             raise InputError(f"{where}, field lob", f"{provider} × {lob} is given twice")
         seen.add((provider, lob))
         out.append(RateRow(provider, lob, _number(row, where, "pmpm", positive=True),
-                           _number(row, where, "base_member_months"), _number(row, where, "base_risk", positive=True),
-                           _number(row, where, "year1_member_months"), _number(row, where, "year1_risk", positive=True)))
-    for provider in {r.provider for r in out}:
-        if not any(r.base_member_months > 0 for r in out if r.provider == provider):
-            raise InputError("rates", f"provider {provider} has no base-year member months")
+                           _months(row, where, "base_member_months"), _number(row, where, "base_risk", positive=True),
+                           _months(row, where, "year1_member_months"), _number(row, where, "year1_risk", positive=True)))
     return out
+
+
+def with_member_months(rows: list[RateRow], derived: dict[tuple[str, str], tuple[int, int]],
+                       everywhere: bool) -> list[RateRow]:
+    """Rows whose missing member months (every row's, when `everywhere`) are the derived (base year,
+    year 1) counts; a provider × LOB without attributed coverage has none."""
+    out = []
+    for r in rows:
+        base, year1 = derived.get((r.provider, r.lob), (0, 0))
+        out.append(replace(
+            r, base_member_months=Decimal(base) if everywhere or r.base_member_months is None else r.base_member_months,
+            year1_member_months=Decimal(year1) if everywhere or r.year1_member_months is None else r.year1_member_months))
+    return out
+
+
+def _check_member_months(rates: list[RateRow]) -> None:
+    for provider in sorted({r.provider for r in rates}):
+        if not any(r.base_member_months for r in rates if r.provider == provider):
+            raise InputError("rates", f"provider {provider} has no base-year member months")
 
 
 def parse_transfers(text: str) -> list[TransferRow]:
@@ -228,6 +257,8 @@ def _transfer_adjustments(rates: list[RateRow], transfers: list[TransferRow]) ->
 
 
 def adjustments(rates: list[RateRow], transfers: list[TransferRow] | None) -> list[Adjustment]:
+    """Every approach's rows; the member months must be known (`with_member_months`)."""
+    _check_member_months(rates)
     out: list[Adjustment] = []
     for provider in sorted({r.provider for r in rates}):
         out += _provider_adjustments([r for r in rates if r.provider == provider])

@@ -8,6 +8,12 @@ nothing is stored. The answer is a MeasureReport (type summary) with one group p
 stratified by provider organization × line of business, stored under an id derived from the inputs
 (so sending the same files again changes nothing), or the same table as CSV with `Accept: text/csv`.
 Computing and storing a report needs create access to MeasureReport.
+
+Member months a rates row leaves empty (or every row's, with `deriveMemberMonths` = true) are derived
+from the stored Coverage periods and attribution (`member_months.py`): the base year is `baseYear`
+(default: the year before the evaluation date's) and year 1 the one after it. With a CSV body both are
+query parameters. Deriving counts over every member, so it needs search access to Coverage and
+Patient not confined to some of them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -28,16 +35,19 @@ from server.fhir.context import context_of
 from server.fhir.errors import FhirError
 from server.fhir.http import fhir_response, read_body
 from server.fhir.types import Reply
-from server.risk.store import store_reports
 from server.risk.capitation import (
     APPROACHES,
     Adjustment,
     InputError,
+    RateRow,
     adjustments,
     parse_rates,
     parse_transfers,
     to_csv,
+    with_member_months,
 )
+from server.risk.member_months import member_months
+from server.risk.store import store_reports
 
 router = APIRouter(prefix="/fhir")
 MEASURE_ID = "capitation-adjustment"
@@ -69,12 +79,42 @@ def _text_of(param: dict[str, Any], name: str) -> str:
     raise FhirError.of(400, "invalid", f"{name} needs valueString (the CSV) or valueAttachment.data", name)
 
 
-def _inputs(content_type: str, raw: bytes) -> tuple[str, str | None]:
+@dataclass(frozen=True)
+class Inputs:
+    rates: str
+    transfers: str | None = None
+    derive: bool = False  # every row's member months from Coverage and attribution
+    base_year: int | None = None
+
+
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise FhirError.of(400, "invalid", f"{name} must be true or false", name)
+
+
+def _year(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        year = int(value)
+    except (TypeError, ValueError):
+        raise FhirError.of(400, "invalid", f"{name} must be a year", name) from None
+    if isinstance(value, bool) or not 1900 <= year <= 9998:
+        raise FhirError.of(400, "invalid", f"{name} must be a year", name)
+    return year
+
+
+def _inputs(content_type: str, raw: bytes, query: Any) -> Inputs:
     if content_type == "text/csv":
         try:
-            return raw.decode("utf-8-sig"), None
+            text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise FhirError.of(400, "invalid", "The CSV is not UTF-8") from None
+        return Inputs(text, None, _flag(query.get("deriveMemberMonths", "false"), "deriveMemberMonths"),
+                      _year(query.get("baseYear"), "baseYear"))
     if content_type not in ("application/fhir+json", "application/json"):
         raise FhirError.of(415, "not-supported", "Send text/csv (the rates file) or a Parameters resource")
     try:
@@ -83,18 +123,39 @@ def _inputs(content_type: str, raw: bytes) -> tuple[str, str | None]:
         raise FhirError.of(400, "structure", "The body is not JSON") from None
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters" or not isinstance(body.get("parameter"), list):
         raise FhirError.of(400, "structure", "$capitation-adjustment takes a Parameters resource or a CSV")
-    given: dict[str, str] = {}
+    given: dict[str, Any] = {}
     for i, param in enumerate(body["parameter"]):
         name = param.get("name") if isinstance(param, dict) else None
-        if name not in ("rates", "riskTransfers"):
+        if name not in ("rates", "riskTransfers", "deriveMemberMonths", "baseYear"):
             raise FhirError.of(400, "not-supported", f"Parameter {name!r} is not defined by $capitation-adjustment",
                                f"Parameters.parameter[{i}]")
         if name in given:
             raise FhirError.of(400, "invalid", f"Parameter {name} is given more than once", name)
-        given[name] = _text_of(param, name)
+        given[name] = (_flag(param.get("valueBoolean"), name) if name == "deriveMemberMonths"
+                       else _year(param.get("valueInteger"), name) if name == "baseYear" else _text_of(param, name))
     if "rates" not in given:
         raise FhirError.of(400, "required", "$capitation-adjustment needs the rates file", "rates")
-    return given["rates"], given.get("riskTransfers")
+    return Inputs(given["rates"], given.get("riskTransfers"), given.get("deriveMemberMonths", False),
+                  given.get("baseYear"))
+
+
+def _derived_rates(request: Request, rows: list[RateRow], inputs: Inputs) -> tuple[list[RateRow], int | None]:
+    """The rows with their missing member months derived; the base year used, if any were."""
+    if not inputs.derive and not any(r.derived for r in rows):
+        return rows, None
+    access = context_of(request).access
+    for rtype in ("Coverage", "Patient"):  # counts over every member: never for a token confined to some
+        access.require(rtype, "s")
+        if access.clauses(rtype, "s"):
+            raise FhirError.of(403, "forbidden", "Deriving member months counts every member: the access token "
+                               f"is confined to some {rtype} resources", "deriveMemberMonths")
+    engine = request.app.state.risk.engine
+    as_of = engine.alignment.window().as_of
+    base = inputs.base_year if inputs.base_year is not None else as_of.year - 1
+    with engine.db.connect() as conn:
+        counts = member_months(conn, engine.mappings, engine.keys, as_of, (base, base + 1))
+    derived = {key: (by_year.get(base, 0), by_year.get(base + 1, 0)) for key, by_year in counts.items()}
+    return with_member_months(rows, derived, inputs.derive), base
 
 
 def _money(value: Any) -> dict[str, Any]:
@@ -140,12 +201,17 @@ async def capitation_adjustment(request: Request) -> Response:
     ctx.access.require("MeasureReport", "c")
     raw = await read_body(request, request.app.state.settings.max_body_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    rates_text, transfers_text = _inputs(content_type, raw)
+    inputs = _inputs(content_type, raw, request.query_params)
     try:
-        rows = adjustments(parse_rates(rates_text), parse_transfers(transfers_text) if transfers_text else None)
+        rates = parse_rates(inputs.rates)
+        transfers = parse_transfers(inputs.transfers) if inputs.transfers else None
+        rates, base_year = await run_in_threadpool(_derived_rates, request, rates, inputs)
+        rows = adjustments(rates, transfers)
     except InputError as exc:
         raise FhirError.of(400, "invalid", str(exc), exc.where) from None
-    digest = hashlib.sha256(orjson.dumps([rates_text, transfers_text])).hexdigest()[:40]
+    # Derived member months enter the id: the same files give a new report once the coverage changes.
+    months = [[r.provider, r.lob, str(r.base_member_months), str(r.year1_member_months)] for r in rates]
+    digest = hashlib.sha256(orjson.dumps([inputs.rates, inputs.transfers, base_year, months])).hexdigest()[:40]
     report = capitation_report(f"capitation-{digest}", rows, today_utc())
     await run_in_threadpool(store_reports, request.app.state.fhir, [report])
     if "text/csv" in request.headers.get("accept", ""):

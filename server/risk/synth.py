@@ -5,8 +5,11 @@ Written under `<out>/risk/`: `clinical/` and `claims/` transaction bundles (Pati
 dual coverage and clinical Conditions in the clinical feed; Claims in the claims feed: the diagnosis
 year's, and the year before's for historic gaps), `ground_truth.json` (per member: the raw CMS-HCC
 scores from claims and from all sources as `hccinfhir` computes them, and every condition category's
-expected gap type and status), and the capitation inputs `capitation_rates.csv` /
-`risk_transfers.csv` for synthetic provider organizations. The diagnosis year is the year of `as_of`
+expected gap type and status, and the member months of each provider organization × line of business),
+and the capitation inputs `capitation_rates.csv` (member months given) / `capitation_rates_coverage.csv`
+(member months left to derive from Coverage and attribution) / `risk_transfers.csv` for the synthetic
+provider organizations. Each member names one of them as `generalPractitioner`; a quarter also had a
+Medicaid coverage for part of the year before, starting and ending mid-month. The diagnosis year is the year of `as_of`
 (payment year + 1 must be configured), and every date lies on or before `as_of`.
 """
 
@@ -25,6 +28,7 @@ from hccinfhir.model_calculate import calculate_raf
 from server.risk.model import MODEL_NAMES, load_risk_model
 
 MEMBER_SYSTEM = "https://planfit.dev/synth/risk-member-id"
+FHIR_BASE = "https://planfit.dev/synth/fhir/"  # fullUrl base of the provider Organizations (client-assigned ids)
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 SOPT = "https://nahdo.org/sopt"
 DUAL_EXT = "https://planfit.dev/fhir/StructureDefinition/dual-status-code"
@@ -34,7 +38,8 @@ CODES = ("E11.9", "E11.22", "I50.9", "J44.9", "N18.4", "F20.9", "F11.20", "C34.9
          "F31.9", "F32.9", "I10")
 DUALS = (None, None, None, "02", "03", "08")
 PROVIDERS = ("north-ipa", "river-medical-group", "summit-aco")
-LOBS = (("medicare", 1250), ("medicaid", 575), ("commercial", 650))
+LOBS = (("medicare", 1250), ("dual", 1900), ("medicaid", 575), ("commercial", 650))
+MEDICAID_SOPT = "21"  # Medicaid HMO: the ny-mmc product, line of business medicaid
 
 
 def _day(rng: random.Random, start: date, end: date) -> str:
@@ -60,15 +65,29 @@ def _member(rng: random.Random, i: int, as_of: date, prefix: str) -> dict[str, A
         "claims": sorted(set(rng.sample(CODES, rng.randint(0, 3)))),
         "clinical": sorted(set(rng.sample(CODES, rng.randint(0, 3)))),
         "prior": sorted(set(rng.sample(CODES, rng.randint(0, 2)))),
+        "provider": f"{prefix}-{rng.choice(PROVIDERS)}",
+        "medicaid": (date(year - 1, rng.randint(1, 6), rng.randint(1, 28)), date(year - 1, rng.randint(7, 12), rng.randint(1, 28)))
+        if rng.random() < 0.25 else None,
     }
+
+
+def _months_covered(start: date, end: date | None, year: int, as_of: date) -> int:
+    """Months of `year` whose first day the coverage holds, up to `as_of` (member_months.py's rule)."""
+    return sum(1 for month in range(1, 13)
+               if start <= date(year, month, 1) <= min(end or as_of, as_of))
+
+
+def _coverage_start(m: dict[str, Any], as_of: date) -> date:
+    return date(as_of.year, 3, 1) if m["new_enrollee"] else date(as_of.year - 4, 1, 1)
 
 
 def _resources(m: dict[str, Any], rng: random.Random, as_of: date) -> tuple[list[dict], list[dict]]:
     year = as_of.year
     patient_url = f"urn:uuid:{m['id']}-patient"
     patient = {"resourceType": "Patient", "identifier": [{"system": MEMBER_SYSTEM, "value": m["id"]}],
-               "gender": m["gender"], "birthDate": m["birth"].isoformat()}
-    start = date(year, 3, 1) if m["new_enrollee"] else date(year - 4, 1, 1)
+               "gender": m["gender"], "birthDate": m["birth"].isoformat(),
+               "generalPractitioner": [{"reference": f"Organization/{m['provider']}"}]}
+    start = _coverage_start(m, as_of)
     coverage = {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": patient_url},
                 "payor": [{"display": "Synthetic Medicare plan"}], "period": {"start": start.isoformat()},
                 "type": {"coding": [{"system": SOPT, "code": "14" if m["dual"] else "11"}]}}
@@ -76,6 +95,12 @@ def _resources(m: dict[str, Any], rng: random.Random, as_of: date) -> tuple[list
         coverage["extension"] = [{"url": DUAL_EXT, "valueCode": m["dual"]}]
     member = f"identifier={MEMBER_SYSTEM}|{m['id']}"
     clinical = [_entry(patient, patient_url, member), _entry(coverage, f"urn:uuid:{m['id']}-coverage")]
+    if m["medicaid"]:
+        first, last = m["medicaid"]
+        clinical.append(_entry({
+            "resourceType": "Coverage", "status": "active", "beneficiary": {"reference": patient_url},
+            "payor": [{"display": "Synthetic Medicaid plan"}], "period": {"start": first.isoformat(), "end": last.isoformat()},
+            "type": {"coding": [{"system": SOPT, "code": MEDICAID_SOPT}]}}, f"urn:uuid:{m['id']}-medicaid"))
     for n, code in enumerate(m["clinical"]):
         clinical.append(_entry({
             "resourceType": "Condition", "subject": {"reference": patient_url},
@@ -134,17 +159,34 @@ def _scorer(payment_year: int) -> Callable[..., Any]:
     return score
 
 
-def _capitation_files(rng: random.Random, out: Path) -> None:
-    rows = ["provider,lob,pmpm,base_member_months,base_risk,year1_member_months,year1_risk"]
+def member_months_truth(members: list[dict[str, Any]], as_of: date) -> dict[str, list[int]]:
+    """"provider|lob" → [base-year, year-1] member months: the base year is the one before `as_of`'s."""
+    out: dict[str, list[int]] = {}
+    for m in members:
+        spans = [("dual" if m["dual"] else "medicare", _coverage_start(m, as_of), None)]
+        if m["medicaid"]:
+            spans.append(("medicaid", *m["medicaid"]))
+        for lob, start, end in spans:
+            counts = out.setdefault(f"{m['provider']}|{lob}", [0, 0])
+            for n, year in enumerate((as_of.year - 1, as_of.year)):
+                counts[n] += _months_covered(start, end, year, as_of)
+    return out
+
+
+def _capitation_files(rng: random.Random, out: Path, prefix: str) -> None:
+    header = "provider,lob,pmpm,base_member_months,base_risk,year1_member_months,year1_risk"
+    given, derived = [header], ["provider,lob,pmpm,base_risk,year1_risk"]
     for provider in PROVIDERS:
         for lob, pmpm in LOBS:
             months = rng.randint(200, 5000) * 12
             risk = round(rng.uniform(0.6, 1.6), 3)
-            rows.append(f"{provider},{lob},{pmpm},{months},{risk},{months + rng.randint(-600, 600)},"
-                        f"{round(risk * rng.uniform(0.95, 1.08), 3)}")
-    (out / "capitation_rates.csv").write_text("\n".join(rows) + "\n")
+            year1_risk = round(risk * rng.uniform(0.95, 1.08), 3)
+            given.append(f"{prefix}-{provider},{lob},{pmpm},{months},{risk},{months + rng.randint(-600, 600)},{year1_risk}")
+            derived.append(f"{prefix}-{provider},{lob},{pmpm},{risk},{year1_risk}")
+    (out / "capitation_rates.csv").write_text("\n".join(given) + "\n")
+    (out / "capitation_rates_coverage.csv").write_text("\n".join(derived) + "\n")
     (out / "risk_transfers.csv").write_text("lob,transfers,total_cost_of_care,experience_rated\n"
-                                            "medicare,1200000,8000000,false\nmedicaid,-400000,5000000,false\n"
+                                            "medicare,1200000,8000000,false\ndual,300000,4000000,false\nmedicaid,-400000,5000000,false\n"
                                             "commercial,0,6000000,true\n")
 
 
@@ -172,16 +214,23 @@ def generate(members: int, seed: int, out: Path, as_of: date, prefix: str = "ris
     payment_year = as_of.year + 1
     scorer = _scorer(payment_year)
     truth: dict[str, Any] = {"payment_year": payment_year, "diagnosis_year": as_of.year, "members": {}}
-    feeds: dict[str, list[list[dict]]] = {"clinical": [], "claims": []}
+    organizations = [{"fullUrl": f"{FHIR_BASE}Organization/{prefix}-{p}",
+                      "resource": {"resourceType": "Organization", "id": f"{prefix}-{p}", "active": True,
+                                   "name": f"Synthetic provider organization {p}"},
+                      "request": {"method": "PUT", "url": f"Organization/{prefix}-{p}"}} for p in PROVIDERS]
+    feeds: dict[str, list[list[dict]]] = {"clinical": [organizations], "claims": []}
+    generated = []
     for i in range(members):
         m = _member(rng, i, as_of, prefix)
         clinical, claims = _resources(m, rng, as_of)
         feeds["clinical"].append(clinical)
         feeds["claims"].append(claims)
         truth["members"][m["id"]] = _truth(m, payment_year, scorer)
+        generated.append(m)
+    truth["member_months"] = member_months_truth(generated, as_of)
     for kind, per_member in feeds.items():
         write_bundles(out / kind, per_member)
-    _capitation_files(rng, out)
+    _capitation_files(rng, out, prefix)
     (out / "ground_truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
     return truth
 

@@ -55,12 +55,17 @@ export function capitationView(session, main) {
     placeholder: "provider,lob,pmpm,base_member_months,base_risk,year1_member_months,year1_risk"});
   const transfers = h("textarea", {id: "capitation-transfers", rows: 5, cols: 90, "aria-label": "Risk transfers CSV (optional)",
     placeholder: "lob,transfers,total_cost_of_care,experience_rated"});
+  const derive = h("input", {type: "checkbox", id: "capitation-derive"});
+  const baseYear = h("input", {type: "number", id: "capitation-base-year", min: 1900, max: 9998, size: 6,
+    "aria-label": "Base year", placeholder: "last year"});
   const results = h("div", {id: "capitation-results"});
   const run = async (event) => {
     event.preventDefault();
     results.replaceChildren(h("p", {class: "muted"}, "Computing…"));
     const parameter = [{name: "rates", valueString: rates.value}];
     if (transfers.value.trim()) parameter.push({name: "riskTransfers", valueString: transfers.value});
+    if (derive.checked) parameter.push({name: "deriveMemberMonths", valueBoolean: true});
+    if (baseYear.value) parameter.push({name: "baseYear", valueInteger: Number(baseYear.value)});
     try {
       const report = await fhirPost(session, "$capitation-adjustment", {resourceType: "Parameters", parameter});
       results.replaceChildren(h("p", {class: "muted", id: "capitation-report", "data-value": report.id},
@@ -74,8 +79,13 @@ export function capitationView(session, main) {
   main.replaceChildren(h("h1", {}, "Capitation by line of business"),
     h("p", {class: "muted"}, "Paste the rates file (one row per provider organization × line of business) and, " +
       "optionally, the risk-transfer file. The server validates both whole and answers with the adjustment under " +
-      "each approach; see the README's worked example."),
+      "each approach; see the README's worked example. Member months left empty (or, ticked below, every row's) " +
+      "are counted from the stored Coverage periods of the members who name the organization as their " +
+      "general practitioner: a month counts when coverage is in force on its first day."),
     h("form", {class: "capitation", onsubmit: run}, h("label", {}, "Rates CSV", rates),
-      h("label", {}, "Risk transfers CSV (optional)", transfers), h("button", {type: "submit", id: "capitation-run"}, "Compute")),
+      h("label", {}, "Risk transfers CSV (optional)", transfers),
+      h("label", {}, derive, " Derive every row's member months from Coverage and attribution"),
+      h("label", {}, "Base year of derived member months (year 1 follows it)", baseYear),
+      h("button", {type: "submit", id: "capitation-run"}, "Compute")),
     results);
 }
