@@ -62,20 +62,28 @@ def _put(c: httpx.Client, resource: dict[str, Any], expect: int = 200) -> httpx.
     return r
 
 
+CSNP_PLANS = ("csnp-cardiometabolic", "csnp-esrd", "csnp-behavioral-health", "csnp-lung")
+
+
 def test_the_catalogue_is_published_as_insurance_plans_with_their_areas(servers: Servers) -> None:
     bundle = servers.admin.get("/InsurancePlan", params={"_count": 50}).json()
     plans = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
-    assert set(plans) == {"dsnp", "csnp", "ny-harp", "ma", "medicare-ffs", "ny-mmc", "commercial"}
-    csnp, dsnp = plans["csnp"], plans["dsnp"]
-    assert len(_extensions(csnp, "plan-condition-category")) == 15
-    assert VS + "csnp-diabetes" in _extensions(csnp, "plan-condition-category")
+    assert set(plans) == {"dsnp", *CSNP_PLANS, "ny-harp", "ma", "medicare-ffs", "ny-mmc", "commercial"}
+    csnp, dsnp = plans["csnp-cardiometabolic"], plans["dsnp"]
+    assert _extensions(csnp, "plan-condition-category") == [VS + "csnp-diabetes", VS + "csnp-chf",
+                                                            VS + "csnp-cardiovascular"]
+    assert _extensions(plans["csnp-lung"], "plan-condition-category") == [VS + "csnp-lung"]
     assert _extensions(dsnp, "plan-dual-level") == ["full", "partial", "unknown"]
     assert _extensions(dsnp, "dsnp-integration-level") == ["coordination-only"]
     assert csnp["coverageArea"] == [{"reference": "Location/area-ny"}] and "coverageArea" not in plans["ma"]
+    assert plans["csnp-lung"]["coverageArea"] == [{"reference": f"Location/area-ny-{z}"} for z in ("10451", "11201", "11432")]
     assert _read(servers.admin, "/Location/area-ny")["address"]["state"] == "NY"
-    # Searchable like any InsurancePlan: by the product's identifier.
+    assert _read(servers.admin, "/Location/area-ny-10451")["address"]["postalCode"] == "10451"
+    # Searchable like any InsurancePlan: the product's identifier finds every plan of the product.
     found = servers.admin.get("/InsurancePlan", params={"identifier": "https://planfit.dev/fhir/CodeSystem/product|csnp"})
-    assert [e["resource"]["id"] for e in found.json()["entry"]] == ["csnp"]
+    assert sorted(e["resource"]["id"] for e in found.json()["entry"]) == sorted(CSNP_PLANS)
+    found = servers.admin.get("/InsurancePlan", params={"identifier": "https://planfit.dev/fhir/CodeSystem/plan|csnp-lung"})
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == ["csnp-lung"]
 
 
 def test_the_recommendation_names_the_plan(servers: Servers) -> None:
@@ -84,14 +92,56 @@ def test_the_recommendation_names_the_plan(servers: Servers) -> None:
     condition(servers.clinical, pid, [(ICD, "E11.9")])
     f = finding(servers.clinical, pid)
     assert (f.status, f.kind, f.recommended) == ("misaligned", "opportunity", "csnp")
-    assert (f.recommended_plan, f.enrolled_plan) == ("InsurancePlan/csnp", "InsurancePlan/ma")
-    assert ("coverage_area", "inside") in f.criteria("csnp")
+    assert (f.recommended_plan, f.enrolled_plan) == ("InsurancePlan/csnp-cardiometabolic", "InsurancePlan/ma")
+    assert {("coverage_area", "inside"), ("plan", "csnp-cardiometabolic")} <= f.criteria("csnp")
     eligible = [p for p in f.raw["parameter"] if p["name"] == "eligibleProduct"]
     assert {part["valueReference"]["reference"] for p in eligible for part in p["part"] if part["name"] == "plan"} \
-        == {"InsurancePlan/csnp", "InsurancePlan/ma", "InsurancePlan/medicare-ffs"}
+        == {"InsurancePlan/csnp-cardiometabolic", "InsurancePlan/ma", "InsurancePlan/medicare-ffs"}
     report = evaluate(servers.clinical, "product-alignment", subject=f"Patient/{pid}")
     evaluated = {r["reference"] for r in report["evaluatedResource"]}
-    assert {"InsurancePlan/csnp", "InsurancePlan/ma"} <= evaluated
+    assert {"InsurancePlan/csnp-cardiometabolic", "InsurancePlan/ma"} <= evaluated
+
+
+def _medicare_member(servers: Servers, postal_code: str, codes: list[str], plan: str = "MA") -> str:
+    pid = patient(servers.clinical, born(72), state="NY", postal_code=postal_code)
+    coverage(servers.claims, pid, plan=plan)
+    condition(servers.clinical, pid, [(ICD, code) for code in codes])
+    return pid
+
+
+def test_a_csnp_plan_takes_only_members_of_its_condition_grouping_in_its_area(servers: Servers) -> None:
+    """SPEC §4.3: a C-SNP approved for diabetes + CHF + cardiovascular does not take a member whose only
+    condition is COPD; the chronic lung C-SNP does, where it is offered (three NYC ZIPs)."""
+    f = finding(servers.clinical, _medicare_member(servers, "10451", ["J44.9"]))  # Bronx: the lung plan's area
+    assert (f.status, f.kind, f.recommended, f.recommended_plan) == ("misaligned", "opportunity", "csnp",
+                                                                     "InsurancePlan/csnp-lung")
+    assert {("valueset", "csnp-lung"), ("plan", "csnp-lung")} <= f.criteria("csnp")
+
+    f = finding(servers.clinical, _medicare_member(servers, "12207", ["J44.9"]))  # Albany: no lung plan there
+    assert (f.status, f.kind, f.recommended, f.recommended_plan) == ("aligned", None, "ma", "InsurancePlan/ma")
+    assert "csnp" not in f.eligible and "csnp-lung" in f.categories
+
+    # Diabetes and COPD in the Bronx: both plans would take the member; the first listed names it.
+    f = finding(servers.clinical, _medicare_member(servers, "10451", ["J44.9", "E11.9"]))
+    assert (f.recommended, f.recommended_plan) == ("csnp", "InsurancePlan/csnp-cardiometabolic")
+    assert ("valueset", "csnp-lung") not in f.criteria("csnp") and ("valueset", "csnp-diabetes") in f.criteria("csnp")
+
+    f = finding(servers.clinical, _medicare_member(servers, "12207", ["N18.6"]))
+    assert (f.recommended, f.recommended_plan) == ("csnp", "InsurancePlan/csnp-esrd")
+
+    # A cancer-only member: C-SNP categories, but no plan of the catalogue is approved for them.
+    f = finding(servers.clinical, _medicare_member(servers, "10451", ["C61"]))
+    assert (f.status, f.recommended) == ("aligned", "ma") and "csnp" not in f.eligible
+
+    # Enrolled in a C-SNP (the Coverage names the product, not the plan) with COPD outside the lung plan's
+    # area: no plan of the product takes the member, so none is named as the enrolled one.
+    f = finding(servers.clinical, _medicare_member(servers, "12207", ["J44.9"], plan="C-SNP"))
+    assert (f.status, f.kind, f.enrolled, f.recommended) == ("misaligned", "compliance", "csnp", "ma")
+    assert f.enrolled_plan is None and "enrolled-not-eligible" in f.reasons
+
+    # A Coverage may name the plan itself: it is read as its product.
+    f = finding(servers.clinical, _medicare_member(servers, "11201", ["J45.909"], plan="csnp-lung"))
+    assert (f.status, f.enrolled, f.enrolled_plan) == ("aligned", "csnp", "InsurancePlan/csnp-lung")
 
 
 def test_a_member_outside_the_plans_area_is_not_recommended_it(servers: Servers) -> None:
@@ -107,6 +157,7 @@ def test_a_member_outside_the_plans_area_is_not_recommended_it(servers: Servers)
     condition(servers.clinical, unknown, [(ICD, "E11.9")])
     f = finding(servers.clinical, unknown)
     assert f.recommended == "csnp" and ("coverage_area", "address-unknown") in f.criteria("csnp")
+    assert f.recommended_plan == "InsurancePlan/csnp-cardiometabolic"
 
     # A NY Medicaid managed care member living in New Jersey: the enrolled plan's rule fails.
     out_of_state = patient(servers.clinical, born(40), state="NJ")
@@ -123,28 +174,30 @@ def test_a_member_outside_the_plans_area_is_not_recommended_it(servers: Servers)
 
 
 def test_only_an_admin_writes_plans_and_only_what_the_engine_can_apply(servers: Servers) -> None:
-    csnp = _read(servers.admin, "/InsurancePlan/csnp")
-    r = servers.clinical.put("/InsurancePlan/csnp", json=csnp)
+    csnp = _read(servers.admin, "/InsurancePlan/csnp-lung")
+    r = servers.clinical.put("/InsurancePlan/csnp-lung", json=csnp)
     assert r.status_code == 403, r.text
-    assert servers.admin.delete("/InsurancePlan/csnp").status_code == 405
+    assert servers.admin.delete("/InsurancePlan/csnp-lung").status_code == 405
     new = {"resourceType": "InsurancePlan", "status": "active", "name": "Not in the catalogue"}
     assert servers.admin.post("/InsurancePlan", json=new).status_code == 422
     bad = {**csnp, "extension": [{"url": SD + "plan-dual-level", "valueCode": "full"}]}
-    r = servers.admin.put("/InsurancePlan/csnp", json=bad)
+    r = servers.admin.put("/InsurancePlan/csnp-lung", json=bad)
     assert r.status_code == 422 and "not a dual plan" in r.text
     bad = {**csnp, "extension": [{"url": SD + "plan-condition-category", "valueCanonical": VS + "nope"}]}
-    assert servers.admin.put("/InsurancePlan/csnp", json=bad).status_code == 422
+    assert servers.admin.put("/InsurancePlan/csnp-lung", json=bad).status_code == 422
+    # The product has plans: it is not itself a plan of the catalogue.
+    assert servers.admin.put("/InsurancePlan/csnp", json={**csnp, "id": "csnp"}).status_code == 422
     dsnp = _read(servers.admin, "/InsurancePlan/dsnp")
     bad = {**dsnp, "extension": [{"url": SD + "plan-dual-level", "valueCode": "some"}]}
     assert servers.admin.put("/InsurancePlan/dsnp", json=bad).status_code == 422
-    assert _read(servers.admin, "/InsurancePlan/csnp")["meta"]["versionId"] == csnp["meta"]["versionId"]
+    assert _read(servers.admin, "/InsurancePlan/csnp-lung")["meta"]["versionId"] == csnp["meta"]["versionId"]
 
 
 def test_an_admin_write_changes_what_the_engine_uses_and_re_evaluates(servers: Servers) -> None:
     admin, clinical, claims = servers.admin, servers.clinical, servers.claims
     manhattan = patient(clinical, born(72), state="NY", postal_code="10001")
     albany = patient(clinical, born(72), state="NY", postal_code="12207")
-    copd = patient(clinical, born(72), state="NY", postal_code="10001")
+    copd = patient(clinical, born(72), state="NY", postal_code="10451")
     partial = patient(clinical, born(72), state="NY", postal_code="10001")
     for pid, code in ((manhattan, "E11.9"), (albany, "E11.9"), (copd, "J44.9")):
         coverage(claims, pid, plan="MA")
@@ -153,16 +206,16 @@ def test_an_admin_write_changes_what_the_engine_uses_and_re_evaluates(servers: S
     assert {finding(clinical, p).recommended for p in (manhattan, albany, copd)} == {"csnp"}
     assert finding(clinical, partial).recommended == "dsnp"
 
-    original = {ref: _read(admin, ref) for ref in ("/InsurancePlan/csnp", "/InsurancePlan/dsnp")}
+    plans = ("/InsurancePlan/csnp-cardiometabolic", "/InsurancePlan/csnp-lung", "/InsurancePlan/dsnp")
+    original = {ref: _read(admin, ref) for ref in plans}
     try:
-        # One ZIP of Manhattan, and the grouping most 2026 C-SNPs are approved for.
+        # One ZIP of Manhattan for the cardiometabolic plan; the lung plan approved for diabetes instead.
         _put(admin, {"resourceType": "Location", "id": "zip-10001", "status": "active", "mode": "kind",
                      "address": {"state": "NY", "postalCode": "10001"}}, expect=201)
-        grouped = {**original["/InsurancePlan/csnp"],
-                   "coverageArea": [{"reference": "Location/zip-10001"}],
-                   "extension": [{"url": SD + "plan-condition-category", "valueCanonical": VS + vs}
-                                 for vs in ("csnp-diabetes", "csnp-chf", "csnp-cardiovascular")]}
-        _put(admin, grouped)
+        _put(admin, {**original["/InsurancePlan/csnp-cardiometabolic"],
+                     "coverageArea": [{"reference": "Location/zip-10001"}]})
+        _put(admin, {**original["/InsurancePlan/csnp-lung"],
+                     "extension": [{"url": SD + "plan-condition-category", "valueCanonical": VS + "csnp-diabetes"}]})
         fide = {**original["/InsurancePlan/dsnp"],
                 "extension": [{"url": SD + "plan-dual-level", "valueCode": "full"},
                               {"url": SD + "dsnp-integration-level", "valueCode": "fide"}]}

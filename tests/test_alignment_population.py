@@ -37,6 +37,7 @@ def _as_truth(f: Finding) -> dict[str, Any]:
         "enrolled_product": f.enrolled,
         "status": f.status,
         "recommended_product": f.recommended,
+        "recommended_plan": f.recommended_plan.removeprefix("InsurancePlan/") if f.recommended_plan else None,
         "eligible_products": list(f.eligible),
         "non_claims_categories": sorted(f.non_claims),
         "csnp_categories": csnp,

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from server.alignment.mappings import DEFAULT_DIRECTORY, Mappings, load_mappings
+from server.alignment.mappings import DEFAULT_DIRECTORY, Mappings, RuleUnit, load_mappings
 from server.synth import COVERAGE_FORMS, DX, ROUTINE_CLAIM_DX, SCENARIOS, generate
 
 AS_OF = date(2026, 1, 1)
@@ -247,7 +247,7 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
 
     def member(ident: str) -> dict[str, Any]:
         return members.setdefault(ident, {"birth": None, "coverages": [], "clinical": set(), "claims": set(),
-                                          "harp": set(), "opwdd": False, "states": set(), "services": []})
+                                          "harp": set(), "opwdd": False, "states": set(), "zips": set(), "services": []})
 
     def cats(codeable: dict[str, Any]) -> set[str]:
         out: set[str] = set()
@@ -287,6 +287,7 @@ def _read_population(out: Path, mappings: Mappings) -> dict[str, dict[str, Any]]
                     m["harp"] |= {_extension(r, HARP_EXT)} - {None}
                     m["opwdd"] = m["opwdd"] or _extension(r, OPWDD_EXT) is True
                     m["states"] |= {a["state"] for a in r.get("address", []) if a.get("state")}
+                    m["zips"] |= {a["postalCode"][:5] for a in r.get("address", []) if a.get("postalCode")}
                 elif rt == "Coverage":
                     member(who[r["beneficiary"]["reference"]])["coverages"].append(r)
                 elif rt == "Condition" and condition_qualifies(r):
@@ -368,9 +369,12 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
     level = (levels.pop() if len(levels) == 1 else "unknown") if dual else None
     harp = m["harp"] | {c["harp"] for c in current if c["harp"]}
     counted = m["clinical"] | m["claims"]
-    eligible, csnp_cats, confirmed = [], [], set()
+    eligible, csnp_cats, confirmed, plans = [], [], set(), {}
     for p in mappings.products:
-        rule = p.eligibility
+        unit = next((u for u in p.units if _takes(u, m, counted)), None)
+        if unit is None:
+            continue
+        rule = unit.eligibility
         if not programs or not rule.requires_lob <= programs or rule.excludes_lob & programs:
             continue
         if rule.min_age is not None and age < rule.min_age:
@@ -379,8 +383,6 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
             continue
         if "opwdd" in rule.excludes_flags and m["opwdd"]:
             continue
-        if p.coverage_area and m["states"] and not m["states"] & {part.state for part in p.coverage_area}:
-            continue  # lives outside the plan's coverage area (a member with no address is not excluded)
         state = rule.state_determination
         if state and harp & state.excludes:
             continue
@@ -392,6 +394,7 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
                 continue
             if p.code == "csnp":
                 csnp_cats = met
+        plans[p.code] = unit.code
         eligible.append(p)
     enrolled = max(products, key=lambda p: p.priority) if products else None
     if enrolled in eligible:
@@ -432,6 +435,7 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
         "enrolled_product": enrolled.code if programs and enrolled else None,
         "status": status,
         "recommended_product": recommended.code if programs and recommended else None,
+        "recommended_plan": plans.get(recommended.code, recommended.code) if programs and recommended else None,
         "eligible_products": [p.code for p in eligible],
         "non_claims_categories": sorted(c for c in ("smi", "sud") if c in m["clinical"] and c not in m["claims"]),
         "csnp_categories": csnp_cats,
@@ -440,6 +444,18 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
         "reasons": reasons,
         "risk_factors": factors,
     }
+
+
+def _takes(unit: RuleUnit, m: dict[str, Any], counted: set[str]) -> bool:
+    """The area and condition grouping of a product's plan (or the product itself) admit the member; the
+    product's other criteria are the same for all its plans. A member with no address is not excluded."""
+    grouping = unit.eligibility.requires_any_valueset
+    if unit.plan and not counted & set(grouping):
+        return False
+    if not unit.coverage_area or not m["states"]:
+        return True
+    return any(part.state in m["states"] and (part.postal_code is None or part.postal_code in m["zips"])
+               for part in unit.coverage_area)
 
 
 def test_data_agrees_with_ground_truth(population: Path, mappings: Mappings) -> None:

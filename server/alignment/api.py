@@ -131,7 +131,7 @@ async def patient_alignment(rid: str, request: Request) -> Response:
             finding = ready_finding(conn, ctx, rid)
             factors = member_risk_factors(conn, engine.keys, load_risk_factors(engine.mappings.directory),
                                           EvaluationWindow(finding.as_of, engine.config.lookback_months), rid)
-        body = finding_parameters(finding)
+        body = finding_parameters(finding, engine.mappings.products_with_plans)
         body["parameter"] += [_risk_factor(f) for f in factors]
         body["parameter"] += [p for extra in request.app.state.hooks.of(ALIGNMENT_PARAMETERS) for p in extra(finding)]
         return Reply(200, orjson.dumps(body))
@@ -180,7 +180,9 @@ def summary_parameters(summary: RunSummary) -> dict[str, Any]:
     }
 
 
-def finding_parameters(finding: Finding) -> dict[str, Any]:
+def finding_parameters(finding: Finding, with_plans: frozenset[str]) -> dict[str, Any]:
+    """The finding as Parameters; `with_plans` are the products with several plans, whose plan is named
+    only when one of them takes the member."""
     out = [
         _param("subject", valueReference=_ref(f"Patient/{finding.patient_id}")),
         _param("evaluationDate", valueDate=finding.as_of.isoformat()),
@@ -192,12 +194,12 @@ def finding_parameters(finding: Finding) -> dict[str, Any]:
         out.append(_param("kind", valueCode=finding.kind))
     if finding.age is not None:
         out.append(_param("age", valueInteger=finding.age))
-    if finding.enrolled_product:
-        out.append(_param("enrolledProduct", valueCode=finding.enrolled_product))
-        out.append(_param("enrolledPlan", valueReference=_ref(plan_reference(finding.enrolled_product))))
-    if finding.recommended_product:
-        out.append(_param("recommendedProduct", valueCode=finding.recommended_product))
-        out.append(_param("recommendedPlan", valueReference=_ref(plan_reference(finding.recommended_product))))
+    for role, product in (("enrolled", finding.enrolled_product), ("recommended", finding.recommended_product)):
+        if product:
+            out.append(_param(f"{role}Product", valueCode=product))
+            plan = finding.plan_of(product, with_plans)
+            if plan:
+                out.append(_param(f"{role}Plan", valueReference=_ref(plan_reference(plan))))
     if finding.dual_level:
         out.append(_param("dualLevel", valueCode=finding.dual_level))
     if finding.annual_impact is not None:
@@ -229,7 +231,7 @@ def _risk_factor(factor: MemberFactor) -> dict[str, Any]:
 
 def _eligible(finding: Finding, product: EligibleProduct) -> dict[str, Any]:
     parts = [_param("product", valueCode=product.product),
-             _param("plan", valueReference=_ref(plan_reference(product.product))),
+             _param("plan", valueReference=_ref(plan_reference(product.plan))),
              _param("priority", valueInteger=product.priority)]
     for criterion in product.criteria:
         evidence = finding.criterion_evidence(criterion)

@@ -55,14 +55,14 @@ def _h_param(code: str) -> int:
     return param.h_param
 
 
-def area_column(product_code: str) -> str:
-    """The facts-row column of a product's area (product codes hold no `_`, so these never collide)."""
-    return "area_" + product_code.replace("-", "_")
+def area_column(code: str) -> str:
+    """The facts-row column of a product's or plan's area (their codes hold no `_`: these never collide)."""
+    return "area_" + code.replace("-", "_")
 
 
-def area_facts(products: tuple[Any, ...], members: "Members") -> Subquery:
-    """One row per member with an address: `has_address` (1) and, per product with a coverage area, its
-    `area_column` (1 when an address lies inside the area)."""
+def area_facts(units: tuple[Any, ...], members: "Members") -> Subquery:
+    """One row per member with an address: `has_address` (1) and, per product or plan (`RuleUnit`) with a
+    coverage area, its `area_column` (1 when an address lies inside the area)."""
     state_param, zip_param = _h_param("address-state"), _h_param("address-postalcode")
     s = idx_string.c
     is_state = s.h_param == state_param
@@ -76,7 +76,7 @@ def area_facts(products: tuple[Any, ...], members: "Members") -> Subquery:
         return and_(is_state, s.value_norm == part.state.lower())
 
     columns = [func.max(case((or_(*(inside(part) for part in p.coverage_area)), 1), else_=0)).label(area_column(p.code))
-               for p in products if p.coverage_area]
+               for p in units if p.coverage_area]
     return (
         select(s.rid, literal(1).label("has_address"), *columns)
         .where(s.rtype == "Patient", s.h_param.in_([state_param, zip_param]), *members.where(s.rid))
@@ -85,8 +85,8 @@ def area_facts(products: tuple[Any, ...], members: "Members") -> Subquery:
     )
 
 
-def area_criterion(product_code: str, f: Any) -> tuple[ColumnElement[bool], ColumnElement[str]]:
-    """(met, recorded text) of a product's coverage-area criterion over the facts row `f`."""
+def area_criterion(code: str, f: Any) -> tuple[ColumnElement[bool], ColumnElement[str]]:
+    """(met, recorded text) of a product's or plan's coverage-area criterion over the facts row `f`."""
     unknown = f.c.has_address == 0
-    return (or_(unknown, f.c[area_column(product_code)] == 1),
+    return (or_(unknown, f.c[area_column(code)] == 1),
             case((unknown, " coverage_area:address-unknown"), else_=" coverage_area:inside"))

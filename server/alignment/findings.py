@@ -64,6 +64,12 @@ class EligibleProduct:
     priority: int
     criteria: tuple[Criterion, ...]
 
+    @property
+    def plan(self) -> str:
+        """The plan that takes the member: named by a `plan` criterion for a product with several plans,
+        else the product's own."""
+        return next((c.value for c in self.criteria if c.name == "plan"), self.product)
+
 
 @dataclass(frozen=True)
 class Category:
@@ -137,6 +143,15 @@ class Finding:
         if months is None:
             return None
         return (-self.annual_impact / 12 * months).quantize(Decimal("0.01"))
+
+    def plan_of(self, product: str | None, with_plans: frozenset[str]) -> str | None:
+        """The InsurancePlan id naming one of the finding's products: the plan that takes the member, else
+        the product's own; None for a product with several plans (`with_plans`) none of which takes the
+        member, since a Coverage names the product, not the plan."""
+        entry = next((e for e in self.eligible if e.product == product), None)
+        if entry is not None:
+            return entry.plan
+        return None if product is None or product in with_plans else product
 
     @property
     def non_claims_categories(self) -> tuple[str, ...]:

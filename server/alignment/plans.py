@@ -32,7 +32,7 @@ from sqlalchemy import Connection, select
 
 from server.alignment.areas import AreaPart
 from server.alignment.engine import AlignmentEngine
-from server.alignment.mappings import INTEGRATION_LEVELS, Mappings, Product
+from server.alignment.mappings import INTEGRATION_LEVELS, BenefitPlan, Mappings, RuleUnit
 from server.fhir.context import RequestContext
 from server.fhir.errors import FhirError
 from server.fhir.service import FhirService
@@ -45,20 +45,23 @@ CONDITION_EXT = SD + "plan-condition-category"
 DUAL_LEVEL_EXT = SD + "plan-dual-level"
 INTEGRATION_EXT = SD + "dsnp-integration-level"
 PRODUCT_SYSTEM = "https://planfit.dev/fhir/CodeSystem/product"
+PLAN_SYSTEM = "https://planfit.dev/fhir/CodeSystem/plan"
 DUAL_LEVELS = ("full", "partial", "unknown")
 CATALOGUE_TYPES = ("InsurancePlan", "Location")
 SOURCE = "urn:planfit:plan-catalogue"
 NOWHERE = AreaPart("")  # an area part whose Location is missing: matches no member (fails closed)
 
 
-def plan_reference(product_code: str) -> str:
-    """The InsurancePlan a finding names for a product (SPEC §4.3: recommendations name the plan)."""
-    return f"InsurancePlan/{product_code}"
+def plan_reference(plan_id: str) -> str:
+    """The InsurancePlan a finding names (SPEC §4.3: recommendations name the plan): a product's own, or the
+    plan of a product with several that the member's criteria name."""
+    return f"InsurancePlan/{plan_id}"
 
 
-def plan_resource(mappings: Mappings, product: Product) -> dict[str, Any]:
-    """The InsurancePlan publishing one catalogue product."""
-    rule = product.eligibility
+def plan_resource(mappings: Mappings, unit: RuleUnit) -> dict[str, Any]:
+    """The InsurancePlan publishing one catalogue product, or one plan of a product with several (its
+    identifier and type name the product, so `identifier=<product system>|csnp` finds every C-SNP plan)."""
+    product, rule = unit.product, unit.eligibility
     extensions = [{"url": CONDITION_EXT, "valueCanonical": mappings.value_sets[vs].url}
                   for vs in rule.requires_any_valueset]
     extensions += [{"url": DUAL_LEVEL_EXT, "valueCode": level} for level in DUAL_LEVELS
@@ -67,18 +70,20 @@ def plan_resource(mappings: Mappings, product: Product) -> dict[str, Any]:
         extensions.append({"url": INTEGRATION_EXT, "valueCode": product.integration_level})
     plan: dict[str, Any] = {
         "resourceType": "InsurancePlan",
-        "id": product.code,
+        "id": unit.code,
         "status": "active",
         "identifier": [{"system": PRODUCT_SYSTEM, "value": product.code}],
         "type": [{"coding": [{"system": PRODUCT_SYSTEM, "code": product.code, "display": product.display}]}],
-        "name": product.display,
+        "name": unit.display,
     }
-    if product.plan_aliases:
+    if unit.plan:
+        plan["identifier"].append({"system": PLAN_SYSTEM, "value": unit.code})
+    elif product.plan_aliases:
         plan["alias"] = list(product.plan_aliases)
     if extensions:
         plan["extension"] = extensions
-    if product.coverage_area:
-        plan["coverageArea"] = [{"reference": f"Location/{part.location}"} for part in product.coverage_area]
+    if unit.coverage_area:
+        plan["coverageArea"] = [{"reference": f"Location/{part.location}"} for part in unit.coverage_area]
     return plan
 
 
@@ -92,9 +97,9 @@ def location_resource(part: AreaPart) -> dict[str, Any]:
 
 
 def catalogue_resources(mappings: Mappings) -> list[dict[str, Any]]:
-    """Locations first (the plans refer to them), then one InsurancePlan per product."""
-    parts = {part.location: part for p in mappings.products for part in p.coverage_area}
-    return [*(location_resource(part) for part in parts.values()), *(plan_resource(mappings, p) for p in mappings.products)]
+    """Locations first (the plans refer to them), then one InsurancePlan per product or plan."""
+    parts = {part.location: part for u in mappings.units for part in u.coverage_area}
+    return [*(location_resource(part) for part in parts.values()), *(plan_resource(mappings, u) for u in mappings.units)]
 
 
 def seed_catalogue(service: FhirService, mappings: Mappings) -> int:
@@ -119,24 +124,43 @@ def stored_catalogue(conn: Connection) -> tuple[dict[str, dict], dict[str, dict]
 
 
 def apply_catalogue(mappings: Mappings, plans: dict[str, dict], locations: dict[str, dict]) -> Mappings:
-    """The file's catalogue with each product's rule parts replaced by those of its stored InsurancePlan."""
+    """The file's catalogue with each product's (or plan's) rule parts replaced by those of its stored
+    InsurancePlan."""
     by_url = {vs.url: vs.id for vs in mappings.value_sets.values()}
     products = []
     for product in mappings.products:
+        if product.plans:
+            products.append(product.model_copy(update={"plans": tuple(
+                _stored_plan(p, plans.get(p.id), by_url, locations) for p in product.plans)}))
+            continue
         plan = plans.get(product.code)
         if plan is None:
             products.append(product)
             continue
         rule = product.eligibility
-        categories = tuple(by_url[url] for url in _values(plan, CONDITION_EXT, "valueCanonical") if url in by_url)
         levels = frozenset(_values(plan, DUAL_LEVEL_EXT, "valueCode"))
         integration = _values(plan, INTEGRATION_EXT, "valueCode")
-        rule = rule.model_copy(update={"requires_any_valueset": categories or rule.requires_any_valueset,
+        rule = rule.model_copy(update={"requires_any_valueset": _categories(plan, by_url) or rule.requires_any_valueset,
                                        "dual_levels": levels or rule.dual_levels})
-        area = tuple(_area_part(ref.get("reference", ""), locations) for ref in plan.get("coverageArea", []))
-        products.append(product.model_copy(update={"eligibility": rule, "coverage_area": area,
+        products.append(product.model_copy(update={"eligibility": rule, "coverage_area": _area(plan, locations),
                                                    "integration_level": integration[0] if integration else None}))
     return dataclasses.replace(mappings, products=tuple(products))
+
+
+def _stored_plan(plan: BenefitPlan, stored: dict | None, by_url: dict[str, str],
+                 locations: dict[str, dict]) -> BenefitPlan:
+    if stored is None:
+        return plan
+    return plan.model_copy(update={"condition_grouping": _categories(stored, by_url) or plan.condition_grouping,
+                                   "coverage_area": _area(stored, locations)})
+
+
+def _categories(plan: dict, by_url: dict[str, str]) -> tuple[str, ...]:
+    return tuple(by_url[url] for url in _values(plan, CONDITION_EXT, "valueCanonical") if url in by_url)
+
+
+def _area(plan: dict, locations: dict[str, dict]) -> tuple[AreaPart, ...]:
+    return tuple(_area_part(ref.get("reference", ""), locations) for ref in plan.get("coverageArea", []))
 
 
 def _values(plan: dict, url: str, key: str) -> list[str]:
@@ -156,25 +180,25 @@ def _area_part(reference: str, locations: dict[str, dict]) -> AreaPart:
 def catalogue_guard(mappings: Mappings):
     """A PRE_WRITE hook: catalogue plans cannot be deleted, other plans not created, and
     a plan's rule parts must be ones the engine can apply (422 naming the element)."""
-    products = {p.code: p for p in mappings.products}
+    units = {u.code: u for u in mappings.units}
     urls = {vs.url for vs in mappings.value_sets.values()}
 
     def guard(rtype: str, rid: str, method: str, resource: dict | None) -> None:
         if rtype != "InsurancePlan":
             return
-        product = products.get(rid)
-        if product is None:
-            raise FhirError.of(422, "business-rule", f"InsurancePlan/{rid} is not a product of the plan catalogue "
-                                                     f"({', '.join(products)}): add products in mappings/products.json")
+        unit = units.get(rid)
+        if unit is None:
+            raise FhirError.of(422, "business-rule", f"InsurancePlan/{rid} is not a plan of the catalogue "
+                                                     f"({', '.join(units)}): add plans in mappings/products.json")
         if resource is None:
             raise FhirError.of(405, "not-supported", f"InsurancePlan/{rid} is in the plan catalogue: it cannot be "
                                                      "deleted")
-        _check_plan(product, resource, urls)
+        _check_plan(unit, resource, urls)
 
     return guard
 
 
-def _check_plan(product: Product, plan: dict, urls: set[str]) -> None:
+def _check_plan(product: RuleUnit, plan: dict, urls: set[str]) -> None:
     rule = product.eligibility
     for i, ext in enumerate(plan.get("extension", [])):
         url, where = ext.get("url"), f"InsurancePlan.extension[{i}]"
@@ -189,7 +213,7 @@ def _check_plan(product: Product, plan: dict, urls: set[str]) -> None:
             if ext.get("valueCode") not in DUAL_LEVELS:
                 _refuse(where, f"valueCode must be one of {', '.join(DUAL_LEVELS)}")
         elif url == INTEGRATION_EXT:
-            if product.line_of_business != "dual":
+            if product.line_of_business != "dual" or product.plan:
                 _refuse(where, f"{product.code} is not a D-SNP: it has no integration level")
             if ext.get("valueCode") not in INTEGRATION_LEVELS:
                 _refuse(where, f"valueCode must be one of {', '.join(INTEGRATION_LEVELS)}")

@@ -57,7 +57,7 @@ from sqlalchemy.sql.elements import BindParameter
 from server.alignment.areas import area_column, area_criterion, area_facts
 from server.alignment.facts import Members, lobs_with, priority_of, product_for_priority
 from server.alignment.index_keys import IndexKeys
-from server.alignment.mappings import PROGRAMS, Mappings, Product
+from server.alignment.mappings import PROGRAMS, Mappings, Product, RuleUnit
 from server.alignment.risk_factors import load_risk_factors, met, risk_factor_facts
 from server.alignment.window import EvaluationWindow
 from server.store.alignment_schema import finding_categories, finding_coverage
@@ -201,7 +201,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
         .group_by(t.rid)
         .subquery("on_patient")
     )
-    areas = area_facts(mappings.products, members)
+    areas = area_facts(mappings.units, members)
     rf = load_risk_factors(mappings.directory)
     risk = risk_factor_facts(keys, rf, window, members)
     m, birth = resources.alias("member"), idx_date.alias("birth")
@@ -232,8 +232,8 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
               for c in codes),
             *(func.coalesce(categories.c[col], 0).label(col) for col in columns.values()),
             func.coalesce(areas.c.has_address, 0).label("has_address"),
-            *(func.coalesce(areas.c[area_column(p.code)], 0).label(area_column(p.code))
-              for p in mappings.products if p.coverage_area),
+            *(func.coalesce(areas.c[area_column(u.code)], 0).label(area_column(u.code))
+              for u in mappings.units if u.coverage_area),
             *(func.coalesce(risk.c[rf.column(f)], 0).label(rf.column(f)) for f in rf.factors),
         )
         .select_from(
@@ -292,9 +292,11 @@ def _text(name: str, value: str) -> ColumnElement[str]:
     return literal(f" {name}:{value}")
 
 
-def criteria(product: Product, f: Any, window: EvaluationWindow, columns: dict[str, str]) -> list[Criterion]:
-    """The product's rule (vocabulary of mappings/README.md) as criteria over the facts row `f`."""
-    rule = product.eligibility
+def criteria(unit: RuleUnit, f: Any, window: EvaluationWindow, columns: dict[str, str]) -> list[Criterion]:
+    """A product's (or one of its plans') rule (vocabulary of mappings/README.md) as criteria over the facts
+    row `f`; a plan's criteria name it (`plan:<id>`), so the eligible product records which plan took the
+    member."""
+    rule = unit.eligibility
     out = [Criterion(_has(f, p), _text("requires_lob", p)) for p in sorted(rule.requires_lob)]
     out += [Criterion(not_(_has(f, p)), _text("excludes_lob", p)) for p in sorted(rule.excludes_lob)]
     if rule.min_age is not None:
@@ -320,8 +322,10 @@ def criteria(product: Product, f: Any, window: EvaluationWindow, columns: dict[s
         for part in matched[1:]:
             text = text + part
         out.append(Criterion(or_(*(flag for _, flag in flags)), text))
-    if product.coverage_area:
-        out.append(Criterion(*area_criterion(product.code, f)))
+    if unit.coverage_area:
+        out.append(Criterion(*area_criterion(unit.code, f)))
+    if unit.plan:
+        out.append(Criterion(true(), _text("plan", unit.code)))
     return out
 
 
@@ -360,15 +364,18 @@ def _int(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 def decisions(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Subquery:
-    """The facts row plus, per product i (priority order), `eligible_i`, `age_blocked_i` and
-    `confirmed_i` (0/1), and the member's dual flag, dual level and conflict flag."""
+    """The facts row plus, per product i (priority order), `eligible_i` (any of its plans), `age_blocked_i`
+    and `confirmed_i` (0/1), per plan j of a product with plans `eligible_i_j`, and the member's dual flag,
+    dual level and conflict flag."""
     f = member_facts(mappings, keys, window, members)
     columns = valueset_columns(mappings)
     per_product = []
     for i, product in enumerate(mappings.products):
-        items = criteria(product, f, window, columns)
-        per_product.append(_int(eligible(items)).label(f"eligible_{i}"))
-        per_product.append(_int(blocked_by_age(items)).label(f"age_blocked_{i}"))
+        units = [criteria(unit, f, window, columns) for unit in product.units]
+        if product.plans:
+            per_product += [_int(eligible(items)).label(f"eligible_{i}_{j}") for j, items in enumerate(units)]
+        per_product.append(_int(or_(*(eligible(items) for items in units))).label(f"eligible_{i}"))
+        per_product.append(_int(or_(*(blocked_by_age(items) for items in units))).label(f"age_blocked_{i}"))
         per_product.append(_int(state_confirmed(product, f)).label(f"confirmed_{i}"))
     conflict = or_(*(f.c[f"products_{p}"] > 1 for p in PROGRAMS))
     return select(
@@ -534,7 +541,7 @@ def products_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
         for p in mappings.products
     )).subquery("catalogue")
     columns = valueset_columns(mappings)
-    texts = [criteria_text(criteria(p, d, window, columns)) for p in mappings.products]
+    texts = [_product_text(i, p, d, window, columns) for i, p in enumerate(mappings.products)]
     is_eligible = case(*((catalogue.c.product == p.code, d.c[f"eligible_{i}"])
                          for i, p in enumerate(mappings.products)), else_=0)
     text = case(*((catalogue.c.product == p.code, texts[i]) for i, p in enumerate(mappings.products)), else_="")
@@ -543,6 +550,16 @@ def products_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
         .select_from(d.join(catalogue, true()))
         .where(is_eligible == 1)
     )
+
+
+def _product_text(i: int, product: Product, d: Any, window: EvaluationWindow,
+                  columns: dict[str, str]) -> ColumnElement[str]:
+    """The criteria an eligible product met: those of its first plan (in catalogue order) that takes the
+    member, which the text names."""
+    texts = [criteria_text(criteria(unit, d, window, columns)) for unit in product.units]
+    if not product.plans:
+        return texts[0]
+    return case(*((d.c[f"eligible_{i}_{j}"] == 1, text) for j, text in enumerate(texts)), else_="")
 
 
 PRODUCT_COLUMNS = ("patient_id", "product", "priority", "criteria")

@@ -55,10 +55,11 @@ Rule semantics assumed (SPEC §4.2 and the v2 rules of §4.3; the engine must ag
   recommended, else ``misaligned``. For ``review`` members the eligible and recommended products are given.
 * Eligibility (``mappings/products.json``): ny-mmc = Medicaid and no Medicare; ny-harp = that + age >= 21 +
   no OPWDD flag + no H7 code + (an SMI or SUD diagnosis, or a State code H1-H6/H8/H9 on a coverage or the
-  Patient); dsnp = Medicare + Medicaid (any level, incl. unknown); csnp = Medicare + a diagnosis in any of
-  the 15 C-SNP category value sets; ma and medicare-ffs = Medicare; commercial = commercial.
-* Coverage areas (``products.json``): dsnp, csnp, ny-harp and ny-mmc are offered in New York only; a
-  member is inside when a ``Patient.address`` has state NY. Members live in New York (a ZIP of ``PLACES``)
+  Patient); dsnp = Medicare + Medicaid (any level, incl. unknown); csnp = Medicare + a diagnosis in the
+  condition grouping of one of its plans whose area holds the member; ma and medicare-ffs = Medicare; commercial = commercial.
+* Coverage areas (``products.json``): dsnp, the csnp plans, ny-harp and ny-mmc are offered in New York
+  only (the chronic-lung C-SNP in ZIPs 10451, 11201, 11432 only); a member is inside when a
+  ``Patient.address`` has state NY (and, for a ZIP part, that ZIP). Members live in New York (a ZIP of ``PLACES``)
   unless their scenario moves them to New Jersey.
 * Recommended: for a member whose enrolled product's rule holds, the highest-priority *specialized* product
   (dsnp 90, csnp 80, ny-harp 70) above the enrolled one, else the enrolled product; otherwise the highest
@@ -77,7 +78,10 @@ Rule semantics assumed (SPEC §4.2 and the v2 rules of §4.3; the engine must ag
   Conditions in clinical bundles are clinical evidence. Non-claims categories (SMI and SUD only) = clinical
   evidence in the window with no claims evidence of the same category. They are given for every member,
   whatever the status.
-* ``csnp_categories`` = the C-SNP categories the member meets, given only when csnp is eligible.
+* ``csnp_categories`` = the C-SNP categories the member meets of the grouping of the plan that takes them,
+  given only when csnp is eligible; ``recommended_plan`` = the InsurancePlan id of the recommended product:
+  its own code, or for csnp the first of its plans (``products.json`` order) whose grouping and area take
+  the member (cardiometabolic, ESRD, behavioral health statewide; chronic lung in three NYC ZIPs).
   ``reasons`` lists the reason codes the scenario requires (``dual-level-unknown``, ``conflicting-coverage``,
   ``no-active-coverage``, ``medicaid-not-evidenced``, ``deeming-period-ended``, ``state-identified``,
   ``state-excluded``, ``flag-excluded``); the engine may add others. Rates (annual impact) are configurable
@@ -122,8 +126,11 @@ Medicaid only, NY:
 Medicare only:
   ma-aligned 7% - ma, ages straddling 65, routine noise: aligned; eligible [ma, medicare-ffs].
   ffs-aligned 4% - medicare-ffs, routine noise: aligned (Original Medicare is the member's choice).
-  csnp-candidate 6% - ma or medicare-ffs with 1-2 non-BH C-SNP conditions (diabetes, CHF, COPD, cancer,
-      ...): misaligned -> csnp; csnp_categories named.
+  csnp-candidate 5% - ma or medicare-ffs with 1-2 C-SNP conditions a shipped plan is approved for (diabetes,
+      CHF, cardiovascular, ESRD, chronic lung), placed where a plan takes them (COPD only: in a lung-plan ZIP):
+      misaligned -> csnp, ``recommended_plan`` the first plan that takes them; csnp_categories of its grouping.
+  csnp-no-plan-for-member 1% - ma or medicare-ffs with one C-SNP condition no plan of their area is approved
+      for (cancer, dementia, ... or COPD outside the lung plan's NYC ZIPs): aligned; eligible [ma, medicare-ffs].
   csnp-out-of-area 1% - ma or medicare-ffs with a C-SNP condition, living in New Jersey (outside the
       csnp's coverage area): aligned; eligible [ma, medicare-ffs].
   csnp-aligned 3% - csnp with a qualifying condition in claims: aligned.

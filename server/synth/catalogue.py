@@ -201,6 +201,18 @@ DX: dict[str, tuple[Dx, ...]] = {
     ),
 }
 CSNP_BODY_POOLS = tuple(k for k in DX if k.startswith("csnp-"))
+# The shipped C-SNP plans (products.json `csnp.plans`, in order of preference): id, condition grouping, and
+# the ZIPs of the plan's area (None: all of New York).
+NYC_LUNG_ZIPS = ("10451", "11201", "11432")
+CSNP_PLANS = (
+    ("csnp-cardiometabolic", ("csnp-diabetes", "csnp-chf", "csnp-cardiovascular"), None),
+    ("csnp-esrd", ("csnp-esrd",), None),
+    ("csnp-behavioral-health", ("csnp-mental-health", "csnp-substance-dependence"), None),
+    ("csnp-lung", ("csnp-lung",), NYC_LUNG_ZIPS),
+)
+# C-SNP condition pools with a plan approved for them, and those without one in the shipped catalogue.
+CSNP_PLAN_POOLS = ("csnp-diabetes", "csnp-chf", "csnp-cardiovascular", "csnp-esrd", "csnp-lung")
+CSNP_NO_PLAN_POOLS = tuple(k for k in CSNP_BODY_POOLS if k not in CSNP_PLAN_POOLS)
 ROUTINE_CLAIM_DX = _dx("Z00.00", "Encounter for general adult medical examination without abnormal findings")
 
 # --------------------------------------------------------------------------------------------------
@@ -214,7 +226,7 @@ FAMILY = ("Abara", "Bergstrom", "Castillo", "Delacroix", "Eklund", "Fontaine", "
           "Jablonski", "Kowalczyk", "Lindqvist", "Mbeki", "Nakamura", "Okafor", "Petrov", "Quintero", "Rasmussen",
           "Sandoval", "Takahashi", "Umarov", "Vasquez", "Whitfield", "Xiong", "Yilmaz", "Zielinski")
 OUT_OF_STATE = ("Hoboken", "07030")  # New Jersey: outside the shipped NY coverage areas (products.json)
-PLACES = (("Albany", "12207"), ("Buffalo", "14202"), ("Bronx", "10451"), ("Brooklyn", "11201"),
+PLACES: tuple[tuple[str, str], ...] = (("Albany", "12207"), ("Buffalo", "14202"), ("Bronx", "10451"), ("Brooklyn", "11201"),
           ("Rochester", "14604"), ("Syracuse", "13202"), ("Yonkers", "10701"), ("Utica", "13501"),
           ("Queens", "11432"), ("Ithaca", "14850"))
 

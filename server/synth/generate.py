@@ -75,6 +75,7 @@ def _truth(m: Member, scenario: Scenario) -> dict[str, Any]:
         "enrolled_product": e.enrolled,
         "status": e.status,
         "recommended_product": e.recommended,
+        "recommended_plan": e.plan or e.recommended,
         "eligible_products": list(e.eligible),
         "non_claims_categories": sorted(e.non_claims),
         "csnp_categories": list(e.csnp_categories),

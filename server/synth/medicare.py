@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from server.synth.catalogue import CSNP_BODY_POOLS, DUAL_ELIGIBLE, FULL_CODES, MEDICARE_ELIGIBLE, PARTIAL_CODES
+from server.synth.catalogue import (
+    CSNP_BODY_POOLS,
+    CSNP_NO_PLAN_POOLS,
+    CSNP_PLAN_POOLS,
+    CSNP_PLANS,
+    DUAL_ELIGIBLE,
+    FULL_CODES,
+    MEDICARE_ELIGIBLE,
+    NYC_LUNG_ZIPS,
+    PARTIAL_CODES,
+    PLACES,
+)
 from server.synth.members import Expect, Member, by_priority
 
 
@@ -23,11 +34,12 @@ def ffs_aligned(m: Member) -> Expect:
     return Expect("aligned", "medicare-ffs", "medicare-ffs", by_priority(*MEDICARE_ELIGIBLE))
 
 
-def _csnp_conditions(m: Member, *, claims: bool | None = None) -> tuple[str, ...]:
+def _csnp_conditions(m: Member, *, claims: bool | None = None, pools: tuple[str, ...] = CSNP_BODY_POOLS,
+                     n: int | None = None) -> tuple[str, ...]:
     cats: set[str] = set()
-    pools = list(CSNP_BODY_POOLS)
+    pools = list(pools)
     m.rng.shuffle(pools)
-    for pool in pools[: m.rng.randint(1, 2)]:
+    for pool in pools[: n or m.rng.randint(1, 2)]:
         dx = m.pick(pool)
         cats |= dx.cats
         use_claims = claims if claims is not None else m.rng.random() < 0.5
@@ -40,13 +52,54 @@ def _csnp_conditions(m: Member, *, claims: bool | None = None) -> tuple[str, ...
     return tuple(sorted(cats))
 
 
+def _csnp_plan(m: Member, cats: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
+    """The first shipped C-SNP plan whose grouping and area take the member (products.json), with the
+    member's categories of that grouping; None when no plan does."""
+    for plan, grouping, zips in CSNP_PLANS:
+        met = tuple(c for c in cats if c in grouping)
+        if met and (zips is None or (m.place is not None and m.place[1] in zips)):
+            return plan, met
+    return None
+
+
+def _in_new_york(m: Member, zips: tuple[str, ...] | None = None) -> None:
+    """Place the member in New York: in one of `zips` when given, else anywhere but those of the lung plan."""
+    places = [p for p in PLACES if (p[1] in zips if zips else p[1] not in NYC_LUNG_ZIPS)]
+    m.place = m.rng.choice(places)
+
+
+def _csnp_member(m: Member, *, claims: bool | None = None) -> tuple[str, tuple[str, ...]]:
+    """C-SNP conditions of pools with a plan, the member placed where a plan takes them: (plan, categories)."""
+    cats = _csnp_conditions(m, claims=claims, pools=CSNP_PLAN_POOLS)
+    _in_new_york(m, NYC_LUNG_ZIPS if m.rng.random() < 0.4 else None)
+    taken = _csnp_plan(m, cats)
+    if taken is None:  # lung conditions only, placed outside the lung plan's ZIPs: move into them
+        _in_new_york(m, NYC_LUNG_ZIPS)
+        taken = _csnp_plan(m, cats)
+    assert taken is not None
+    return taken
+
+
 def csnp_candidate(m: Member) -> Expect:
     m.medicare_age()
     enrolled = "ma" if m.rng.random() < 0.7 else "medicare-ffs"
     m.cover(enrolled)
-    cats = _csnp_conditions(m)
+    plan, cats = _csnp_member(m)
     m.noise(bh=True)
-    return Expect("misaligned", enrolled, "csnp", by_priority("csnp", *MEDICARE_ELIGIBLE), csnp_categories=cats)
+    return Expect("misaligned", enrolled, "csnp", by_priority("csnp", *MEDICARE_ELIGIBLE), plan=plan,
+                  csnp_categories=cats)
+
+
+def csnp_no_plan_for_member(m: Member) -> Expect:
+    """C-SNP conditions, but no plan takes the member: conditions no shipped plan is approved for, or
+    chronic lung disease outside the lung plan's ZIPs (SPEC §4.3)."""
+    m.medicare_age()
+    enrolled = "ma" if m.rng.random() < 0.7 else "medicare-ffs"
+    m.cover(enrolled)
+    _csnp_conditions(m, pools=CSNP_NO_PLAN_POOLS if m.rng.random() < 0.5 else ("csnp-lung",), n=1)
+    _in_new_york(m)
+    m.noise(bh=True)
+    return Expect("aligned", enrolled, enrolled, by_priority(*MEDICARE_ELIGIBLE))
 
 
 def csnp_out_of_area(m: Member) -> Expect:
@@ -62,9 +115,10 @@ def csnp_out_of_area(m: Member) -> Expect:
 def csnp_aligned(m: Member) -> Expect:
     m.medicare_age()
     m.cover("csnp")
-    cats = _csnp_conditions(m, claims=True)
+    plan, cats = _csnp_member(m, claims=True)
     m.noise()
-    return Expect("aligned", "csnp", "csnp", by_priority("csnp", *MEDICARE_ELIGIBLE), csnp_categories=cats)
+    return Expect("aligned", "csnp", "csnp", by_priority("csnp", *MEDICARE_ELIGIBLE), plan=plan,
+                  csnp_categories=cats)
 
 
 def csnp_no_qualifying_dx(m: Member) -> Expect:
@@ -81,7 +135,7 @@ def medicare_clinical_smi(m: Member) -> Expect:
     m.clinical(m.pick("smi-mh"))
     m.noise()
     return Expect("misaligned", "ma", "csnp", by_priority("csnp", *MEDICARE_ELIGIBLE), non_claims=("smi",),
-                  csnp_categories=("csnp-mental-health",))
+                  plan="csnp-behavioral-health", csnp_categories=("csnp-mental-health",))
 
 
 def medicare_psychosis_nos(m: Member) -> Expect:

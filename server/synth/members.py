@@ -61,6 +61,7 @@ class Expect:
     enrolled: str | None
     recommended: str | None
     eligible: tuple[str, ...]
+    plan: str | None = None  # the plan of the recommended product, when the product has several
     non_claims: tuple[str, ...] = ()
     csnp_categories: tuple[str, ...] = ()
     dual_level: str | None = None
@@ -82,6 +83,7 @@ class Member:
     harp_status: str | None = None  # NY HARP status code on the Patient
     opwdd: bool = False  # OPWDD participation documented on the Patient
     out_of_state: bool = False  # lives outside New York: outside every NY plan's coverage area
+    place: tuple[str, str] | None = None  # (city, ZIP) in New York; None: any of PLACES
     services: list[Service] = field(default_factory=list)  # claims for HARP risk-factor services
 
     # -- demographics ------------------------------------------------------------------------------

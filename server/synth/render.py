@@ -79,7 +79,7 @@ class Renderer:
         self.rng = m.rng
         self.given = self.rng.choice(FEMALE if m.gender == "female" else MALE)
         self.family = self.rng.choice(FAMILY)
-        self.place, self.state = (OUT_OF_STATE, "NJ") if m.out_of_state else (self.rng.choice(PLACES), "NY")
+        self.place, self.state = (OUT_OF_STATE, "NJ") if m.out_of_state else (m.place or self.rng.choice(PLACES), "NY")
 
     def patient(self, source: str) -> dict[str, Any]:
         m = self.m

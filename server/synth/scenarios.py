@@ -34,6 +34,7 @@ from server.synth.medicaid import (
 from server.synth.medicare import (
     csnp_aligned,
     csnp_candidate,
+    csnp_no_plan_for_member,
     csnp_no_qualifying_dx,
     csnp_out_of_area,
     dsnp_full_aligned,
@@ -93,7 +94,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("ma-aligned", 7, "Medicare Advantage member, no C-SNP condition", ma_aligned),
     Scenario("ffs-aligned", 4, "Original Medicare member, no C-SNP condition: never steered to MA",
              ffs_aligned),
-    Scenario("csnp-candidate", 6, "MA/FFS member with a C-SNP chronic condition", csnp_candidate),
+    Scenario("csnp-candidate", 5, "MA/FFS member with a C-SNP chronic condition a plan in their area takes",
+             csnp_candidate),
+    Scenario("csnp-no-plan-for-member", 1, "MA/FFS member with a C-SNP condition no plan of their area is "
+             "approved for (e.g. COPD outside the lung plan's ZIPs)", csnp_no_plan_for_member),
     Scenario("csnp-out-of-area", 1, "MA/FFS member with a C-SNP condition, outside the C-SNP's area",
              csnp_out_of_area),
     Scenario("csnp-aligned", 3, "C-SNP member with a qualifying condition in claims", csnp_aligned),

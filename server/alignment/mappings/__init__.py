@@ -30,10 +30,12 @@ from server.alignment.mappings.products import (
     MEMBER_FLAGS,
     PROGRAMS,
     SOPT_SYSTEM,
+    BenefitPlan,
     DualStatusCode,
     Eligibility,
     Product,
     ProductsFile,
+    RuleUnit,
     SoptCode,
     StateDetermination,
 )
@@ -54,7 +56,7 @@ __all__ = [
     "DEFAULT_DIRECTORY", "ICD10CM_SYSTEM", "ICD10CM_SYSTEMS", "SNOMED_SYSTEM", "SNOMED_SYSTEMS", "SOPT_SYSTEM",
     "LINES_OF_BUSINESS", "LOB_PROGRAMS", "PROGRAMS", "DUAL_LEVELS", "INTEGRATION_LEVELS", "MEMBER_FLAGS",
     "MappingError", "ValueSetDef", "Eligibility", "StateDetermination", "Product", "SoptCode", "DualStatusCode",
-    "Rates", "Mappings", "load_mappings", "normalize_icd",
+    "Rates", "BenefitPlan", "RuleUnit", "Mappings", "load_mappings", "normalize_icd",
 ]
 
 DEFAULT_DIRECTORY = data_directory("mappings")
@@ -115,6 +117,15 @@ class Mappings:
             if p.code == code:
                 return p
         raise KeyError(code)
+
+    @property
+    def units(self) -> tuple["RuleUnit", ...]:
+        """Every product's rule units (its plans, or itself), products in priority order."""
+        return tuple(u for p in self.products for u in p.units)
+
+    @property
+    def products_with_plans(self) -> frozenset[str]:
+        return frozenset(p.code for p in self.products if p.plans)
 
     def product_for_plan(self, value: str | None) -> Product | None:
         """The product a `Coverage.class` (type `plan`) value names: a product code or one of its plan

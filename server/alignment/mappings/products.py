@@ -4,6 +4,7 @@ checks what spans fields (duplicates, references to value sets and to the SOPT t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Mapping, get_args
 
@@ -76,8 +77,44 @@ class Aliases(MappingModel):
     sopt: tuple[SoptCodeValue, ...]  # SOPT codes naming the product
 
 
+ProductCode = Annotated[str, matching(r"^[a-z0-9][a-z0-9\-]{0,63}$", "a code (lower-case letters, digits, '-')")]
+
+
+class BenefitPlan(MappingModel):
+    """One plan benefit package of a product (SPEC §4.3 "plans, not generic products"): a C-SNP approved for
+    one condition grouping, offered in its own area. Its rule is the product's with the grouping in place of
+    the product's categories; it is published as `InsurancePlan/<id>`."""
+
+    id: ProductCode
+    display: NonEmptyStr
+    description: str = ""
+    condition_grouping: tuple[NonEmptyStr, ...] = Field(min_length=1)  # value sets the plan is approved for
+    coverage_area: tuple[AreaPart, ...] = ()  # empty: everywhere
+
+
+@dataclass(frozen=True)
+class RuleUnit:
+    """What the engine decides eligibility for: a product without plans, or one plan of a product. `code` is
+    the InsurancePlan id; `plan` is true for a plan of a product that has several."""
+
+    code: str
+    display: str
+    product: "Product"
+    eligibility: Eligibility
+    coverage_area: tuple[AreaPart, ...]
+    plan: bool
+
+    @property
+    def line_of_business(self) -> str:
+        return self.product.line_of_business
+
+    @property
+    def integration_level(self) -> str | None:
+        return self.product.integration_level
+
+
 class Product(MappingModel):
-    code: Annotated[str, matching(r"^[a-z0-9][a-z0-9\-]{0,63}$", "a product code (lower-case letters, digits, '-')")]
+    code: ProductCode
     display: NonEmptyStr
     description: str = ""
     line_of_business: LineOfBusiness
@@ -87,6 +124,17 @@ class Product(MappingModel):
     specialized: bool = False  # a higher-acuity product of its program family (SPEC §4.3 `opportunity`)
     coverage_area: tuple[AreaPart, ...] = ()  # where the plan is offered; empty: everywhere (areas.py)
     integration_level: IntegrationLevel | None = None  # D-SNP integration level, as published
+    # Plan benefit packages, in order of preference when a member fits several; none: the product is its plan.
+    plans: tuple[BenefitPlan, ...] = ()
+
+    @property
+    def units(self) -> tuple[RuleUnit, ...]:
+        """The product's plans as rule units (a product without plans: itself)."""
+        if not self.plans:
+            return (RuleUnit(self.code, self.display, self, self.eligibility, self.coverage_area, False),)
+        return tuple(RuleUnit(p.id, p.display, self,
+                              self.eligibility.model_copy(update={"requires_any_valueset": p.condition_grouping}),
+                              p.coverage_area, True) for p in self.plans)
 
     @property
     def programs(self) -> frozenset[str]:
@@ -94,7 +142,8 @@ class Product(MappingModel):
 
     @property
     def plan_aliases(self) -> tuple[str, ...]:
-        return self.aliases.plan
+        """Coverage.class (plan) values naming the product: its aliases and its plans' ids."""
+        return (*self.aliases.plan, *(p.id for p in self.plans))
 
     @property
     def sopt_aliases(self) -> tuple[str, ...]:
@@ -161,6 +210,7 @@ class ProductsFile(MappingFile):
                                    f"{priorities[p.priority]}); the recommended product must be unambiguous")
             priorities[p.priority] = where
             _check_rule(p.eligibility, f"{where}.eligibility", value_sets)
+            _check_plans(p, where, codes)
             for j, alias in enumerate((p.code, *p.aliases.plan)):
                 key = alias.strip().casefold()
                 if plans.get(key, where) != where:
@@ -178,6 +228,22 @@ class ProductsFile(MappingFile):
                     raise FieldProblem(path, f"duplicate SOPT alias {s} (also used by {sopt_owner[s]})")
                 sopt_owner[s] = where
         return self
+
+
+def _check_plans(product: Product, where: str, codes: dict[str, str]) -> None:
+    """A plan's grouping is drawn from its product's categories; plan ids are unique among codes and plans."""
+    if product.plans and not product.eligibility.requires_any_valueset:
+        raise FieldProblem(f"{where}.plans", "plans need a product rule with requires_any_valueset to group")
+    allowed = set(product.eligibility.requires_any_valueset)
+    for k, plan in enumerate(product.plans):
+        path = f"{where}.plans[{k}]"
+        if plan.id in codes:
+            raise FieldProblem(f"{path}.id", f"duplicate plan id {plan.id!r} (also {codes[plan.id]})")
+        codes[plan.id] = path
+        for j, vs in enumerate(plan.condition_grouping):
+            if vs not in allowed:
+                raise FieldProblem(f"{path}.condition_grouping[{j}]",
+                                   f"{vs!r} is not one of the product's requires_any_valueset categories")
 
 
 def _by_code(rows: tuple[Any, ...], path: str) -> dict[str, Any]:
