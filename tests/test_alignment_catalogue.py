@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from server.alignment.mappings import load_mappings
 from tests.alignment_helpers import ICD, born, condition, coverage, fhir_client, finding, own_server, patient
 from tests.measure_helpers import evaluate
 
@@ -235,3 +236,53 @@ def test_an_admin_write_changes_what_the_engine_uses_and_re_evaluates(servers: S
             _put(admin, resource)
     assert finding(clinical, copd).recommended == "csnp"
     assert finding(clinical, partial).recommended == "dsnp"
+
+
+def _rate_cells(f: Any) -> dict[str, dict[str, Any]]:
+    """`rateCell` parts by role: {name: value}."""
+    out = {}
+    for p in f.raw["parameter"]:
+        if p["name"] == "rateCell":
+            parts = {x["name"]: next(v for k, v in x.items() if k.startswith("value")) for x in p["part"]}
+            out[parts.pop("role")] = parts
+    return out
+
+
+def test_impact_uses_the_members_rate_cell(servers: Servers) -> None:
+    """SPEC §4.3: impact from rate cells (product or plan x region x dual segment), shipped rates.json: D-SNP
+    full 2300 / partial 1500, MA in New York City 1400, the ESRD C-SNP plan 2900, else the product's PMPM."""
+    rates = load_mappings().rates
+    pmpm = {k: float(v) for k, v in rates.pmpm.items()}
+    full, partial = (patient(servers.clinical, born(72), state="NY", postal_code="12207") for _ in range(2))
+    coverage(servers.claims, full, plan="MA", dual="02")
+    coverage(servers.claims, partial, plan="MA", dual="03")
+    f, g = finding(servers.clinical, full), finding(servers.clinical, partial)
+    assert (f.recommended, f.dual_level, g.recommended, g.dual_level) == ("dsnp", "full", "dsnp", "partial")
+    assert f.impact == (2300.0 - pmpm["ma"]) * 12 and g.impact == (1500.0 - pmpm["ma"]) * 12
+    assert _rate_cells(f)["recommended"] == {"product": "dsnp", "segment": "full",
+                                             "pmpm": {"value": 2300.0, "currency": "USD"}}
+    assert _rate_cells(f)["enrolled"] == {"product": "ma", "pmpm": {"value": pmpm["ma"], "currency": "USD"}}
+
+    # The same opportunity in the Bronx: MA is priced at New York City's cell.
+    bronx = _medicare_member(servers, "10451", ["E11.9"])
+    albany = _medicare_member(servers, "12207", ["E11.9"])
+    f, g = finding(servers.clinical, bronx), finding(servers.clinical, albany)
+    assert f.impact == (pmpm["csnp"] - 1400.0) * 12 and g.impact == (pmpm["csnp"] - pmpm["ma"]) * 12
+    assert _rate_cells(f)["enrolled"] == {"product": "ma", "region": "nyc", "pmpm": {"value": 1400.0, "currency": "USD"}}
+    assert _rate_cells(f)["recommended"]["product"] == "csnp"  # no cell of the plan: the product's PMPM
+
+    # A plan's own cell: the ESRD C-SNP.
+    f = finding(servers.clinical, _medicare_member(servers, "12207", ["N18.6"]))
+    assert f.recommended_plan == "InsurancePlan/csnp-esrd" and f.impact == (2900.0 - pmpm["ma"]) * 12
+    assert _rate_cells(f)["recommended"]["product"] == "csnp-esrd"
+
+    # A compliance finding's overpayment exposure uses the cells too: a HARP member without a qualifying
+    # diagnosis in New York City, recommended mainstream MMC at the NYC cell.
+    nyc = patient(servers.clinical, born(40), state="NY", postal_code="11201")
+    coverage(servers.claims, nyc, plan="NY-HARP")
+    f = finding(servers.clinical, nyc)
+    assert (f.kind, f.recommended) == ("compliance", "ny-mmc")
+    assert f.impact == (625.0 - pmpm["ny-harp"]) * 12
+    exposure = next(p["valueMoney"]["value"] for p in f.raw["parameter"] if p["name"] == "overpaymentExposure")
+    months = next(p["valueInteger"] for p in f.raw["parameter"] if p["name"] == "exposureMonths")
+    assert exposure == round((pmpm["ny-harp"] - 625.0) * months, 2)

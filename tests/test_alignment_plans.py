@@ -31,7 +31,9 @@ def _plan_catalogue(directory: Path) -> Path:
     products = {p["code"]: p for p in doc["products"]}
     csnp, dsnp = products.pop("csnp"), products.pop("dsnp")
     grouped = copy.deepcopy(csnp)
-    grouped.update(code="csnp-dm-chf-cvd", display="C-SNP approved for diabetes + CHF + cardiovascular")
+    grouped.update(code="csnp-dm-chf-cvd", display="C-SNP approved for diabetes + CHF + cardiovascular",
+                   coverage_area=[{"state": "NY"}])
+    del grouped["plans"]  # a product that is itself one plan, as a catalogue without `plans` describes it
     grouped["eligibility"]["requires_any_valueset"] = ["csnp-diabetes", "csnp-chf", "csnp-cardiovascular"]
     fide = copy.deepcopy(dsnp)
     fide.update(code="dsnp-fide", display="FIDE D-SNP (full-benefit duals only)", priority=95)
@@ -47,6 +49,7 @@ def _plan_catalogue(directory: Path) -> Path:
         del rates["pmpm"][code]
         rates["basis"].pop(code, None)
     rates["pmpm"].update(PLAN_RATES)
+    rates["cells"] = [c for c in rates["cells"] if c["product"] not in ("dsnp", *(p["id"] for p in csnp["plans"]))]
     (directory / "rates.json").write_text(json.dumps(rates))
     benefits = json.loads((directory / "benefits.json").read_text())  # the plans cover what their product did
     covered = benefits["coverage"]

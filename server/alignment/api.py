@@ -20,6 +20,7 @@ hook (risk adjustment: the second lever).
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any, Callable
 
 import orjson
@@ -32,7 +33,8 @@ from server.alignment.deferred import DeferredEvaluation
 from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
 from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, member_finding
 from server.alignment.hooks import ALIGNMENT_PARAMETERS
-from server.alignment.mappings import MappingError, load_mappings
+from server.alignment.mappings import MappingError, Mappings, load_mappings
+from server.alignment.mappings.rates import ANY
 from server.alignment.plans import PlanCatalogue, plan_reference
 from server.alignment.risk_factors import MemberFactor, load_risk_factors, member_risk_factors
 from server.alignment.window import EvaluationWindow
@@ -131,7 +133,7 @@ async def patient_alignment(rid: str, request: Request) -> Response:
             finding = ready_finding(conn, ctx, rid)
             factors = member_risk_factors(conn, engine.keys, load_risk_factors(engine.mappings.directory),
                                           EvaluationWindow(finding.as_of, engine.config.lookback_months), rid)
-        body = finding_parameters(finding, engine.mappings.products_with_plans)
+        body = finding_parameters(finding, engine.mappings)
         body["parameter"] += [_risk_factor(f) for f in factors]
         body["parameter"] += [p for extra in request.app.state.hooks.of(ALIGNMENT_PARAMETERS) for p in extra(finding)]
         return Reply(200, orjson.dumps(body))
@@ -180,9 +182,10 @@ def summary_parameters(summary: RunSummary) -> dict[str, Any]:
     }
 
 
-def finding_parameters(finding: Finding, with_plans: frozenset[str]) -> dict[str, Any]:
-    """The finding as Parameters; `with_plans` are the products with several plans, whose plan is named
-    only when one of them takes the member."""
+def finding_parameters(finding: Finding, mappings: Mappings) -> dict[str, Any]:
+    """The finding as Parameters. A product with several plans has its plan named only when one of them
+    takes the member; each rate cell the impact used is shown with its PMPM (`rateCell`)."""
+    with_plans = mappings.products_with_plans
     out = [
         _param("subject", valueReference=_ref(f"Patient/{finding.patient_id}")),
         _param("evaluationDate", valueDate=finding.as_of.isoformat()),
@@ -205,6 +208,9 @@ def finding_parameters(finding: Finding, with_plans: frozenset[str]) -> dict[str
     if finding.annual_impact is not None:
         out.append(_param("estimatedAnnualImpact",
                           valueMoney={"value": float(finding.annual_impact), "currency": finding.currency}))
+    for role, key in (("recommended", finding.recommended_rate_cell), ("enrolled", finding.enrolled_rate_cell)):
+        if key:
+            out.append(_rate_cell(role, key, mappings.rates.pmpm_of(key), finding.currency))
     if finding.overpayment_exposure is not None:
         out.append(_param("overpaymentExposure",
                           valueMoney={"value": float(finding.overpayment_exposure), "currency": finding.currency}))
@@ -215,6 +221,18 @@ def finding_parameters(finding: Finding, with_plans: frozenset[str]) -> dict[str
     out += [_category(finding, category) for category in _categories(finding)]
     out += [_param("coverage", part=_coverage(coverage)) for coverage in finding.coverages]
     return {"resourceType": "Parameters", "parameter": out}
+
+
+def _rate_cell(role: str, key: str, pmpm: Decimal | None, currency: str) -> dict[str, Any]:
+    """The rate cell (SPEC §4.3) priced for the recommended or enrolled product: a product code alone is the
+    product's own PMPM; else `product/region/segment`, a part `*` being one the cell leaves out."""
+    product, region, segment = (key.split("/") + [ANY, ANY])[:3]
+    parts = [_param("role", valueCode=role), _param("product", valueCode=product)]
+    parts += [_param("region", valueCode=region)] if region != ANY else []
+    parts += [_param("segment", valueCode=segment)] if segment != ANY else []
+    if pmpm is not None:
+        parts.append(_param("pmpm", valueMoney={"value": float(pmpm), "currency": currency}))
+    return _param("rateCell", part=parts)
 
 
 def _risk_factor(factor: MemberFactor) -> dict[str, Any]:

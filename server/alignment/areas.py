@@ -60,9 +60,15 @@ def area_column(code: str) -> str:
     return "area_" + code.replace("-", "_")
 
 
-def area_facts(units: tuple[Any, ...], members: "Members") -> Subquery:
+def region_column(code: str) -> str:
+    """The facts-row column of a rate region (`rates.json` regions)."""
+    return "region_" + code.replace("-", "_")
+
+
+def area_facts(units: tuple[Any, ...], regions: tuple[Any, ...], members: "Members") -> Subquery:
     """One row per member with an address: `has_address` (1) and, per product or plan (`RuleUnit`) with a
-    coverage area, its `area_column` (1 when an address lies inside the area)."""
+    coverage area, its `area_column` (1 when an address lies inside the area), and per rate region its
+    `region_column` (1 when an address lies in the region)."""
     state_param, zip_param = _h_param("address-state"), _h_param("address-postalcode")
     s = idx_string.c
     is_state = s.h_param == state_param
@@ -75,8 +81,15 @@ def area_facts(units: tuple[Any, ...], members: "Members") -> Subquery:
             return and_(s.h_param == zip_param, zip5 == part.postal_code)
         return and_(is_state, s.value_norm == part.state.lower())
 
+    def in_region(part: Any) -> ColumnElement[bool]:
+        if not part.zip3:
+            return and_(is_state, s.value_norm == part.state.lower())
+        return and_(s.h_param == zip_param, func.substr(s.value_norm, 1, 3).in_(part.zip3))
+
     columns = [func.max(case((or_(*(inside(part) for part in p.coverage_area)), 1), else_=0)).label(area_column(p.code))
                for p in units if p.coverage_area]
+    columns += [func.max(case((or_(*(in_region(part) for part in r.parts)), 1), else_=0)).label(region_column(r.code))
+                for r in regions]
     return (
         select(s.rid, literal(1).label("has_address"), *columns)
         .where(s.rtype == "Patient", s.h_param.in_([state_param, zip_param]), *members.where(s.rid))

@@ -114,6 +114,8 @@ class Finding:
     categories: tuple[Category, ...]
     evidence: tuple[Evidence, ...]
     coverages: tuple[CoverageFact, ...]
+    recommended_rate_cell: str | None = None  # the rate cell the impact used (`Rates.cells`), or a product code
+    enrolled_rate_cell: str | None = None
 
     @property
     def age(self) -> int | None:
@@ -273,4 +275,6 @@ def _finding(patient_id: str, row) -> Finding:
                        for e in evidence),
         coverages=tuple(CoverageFact(v[0], v[1], v[2], v[3], v[4], bool(v[5]), v[6],
                                      None if v[7] is None else _date_of(v[7])) for v in coverages),
+        recommended_rate_cell=row.recommended_rate_cell,
+        enrolled_rate_cell=row.enrolled_rate_cell,
     )

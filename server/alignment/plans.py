@@ -1,6 +1,8 @@
 """The plan catalogue as FHIR `InsurancePlan` resources (SPEC §4.3, issue 17): seeded, admin-writable, used.
 
-Each product of `mappings/products.json` is published as `InsurancePlan/<product code>`, its coverage area
+Each product of `mappings/products.json` is published as `InsurancePlan/<product code>`, or, for a product
+with `plans` (the C-SNPs, each approved for one condition grouping), each plan as `InsurancePlan/<plan id>`
+whose identifier and type name the product; its coverage area
 as `InsurancePlan.coverageArea` → `Location/area-<state>[-<zip>]` (R4: coverageArea is Reference(Location);
 Da Vinci PDex Plan-Net profiles InsurancePlan the same way), and the rule parts a plan may set as
 profiled extensions (profiles/StructureDefinition-plan-*.json):

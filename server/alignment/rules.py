@@ -54,7 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import BindParameter
 
-from server.alignment.areas import area_column, area_criterion, area_facts
+from server.alignment.areas import area_column, area_criterion, area_facts, region_column
 from server.alignment.facts import Members, lobs_with, priority_of, product_for_priority
 from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import PROGRAMS, Mappings, Product, RuleUnit
@@ -97,6 +97,7 @@ def rules_version(mappings: Mappings, codes_key: int) -> str:
     rates and the dual-status settings; a server whose version differs re-evaluates every member. Sets are
     written sorted, so every process computes the same text."""
     catalogue = json.dumps([[p.model_dump() for p in mappings.products], sorted(mappings.rates.pmpm.items()),
+                            [r.model_dump() for r in mappings.rates.regions], [c.model_dump() for c in mappings.rates.cells],
                             mappings.dual_history_months, mappings.deeming_months,
                             sorted((c.code, c.level) for c in mappings.dual_status_codes.values()),
                             mappings.non_claims_valuesets, load_risk_factors(mappings.directory).model_dump()],
@@ -201,7 +202,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
         .group_by(t.rid)
         .subquery("on_patient")
     )
-    areas = area_facts(mappings.units, members)
+    areas = area_facts(mappings.units, mappings.rates.regions, members)
     rf = load_risk_factors(mappings.directory)
     risk = risk_factor_facts(keys, rf, window, members)
     m, birth = resources.alias("member"), idx_date.alias("birth")
@@ -234,6 +235,8 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
             func.coalesce(areas.c.has_address, 0).label("has_address"),
             *(func.coalesce(areas.c[area_column(u.code)], 0).label(area_column(u.code))
               for u in mappings.units if u.coverage_area),
+            *(func.coalesce(areas.c[region_column(r.code)], 0).label(region_column(r.code))
+              for r in mappings.rates.regions),
             *(func.coalesce(risk.c[rf.column(f)], 0).label(rf.column(f)) for f in rf.factors),
         )
         .select_from(
@@ -405,10 +408,40 @@ def _enrolled_eligible(mappings: Mappings, d: Any) -> ColumnElement[bool]:
                  for i, p in enumerate(mappings.products)))
 
 
-def _rate_cents(mappings: Mappings, priority: Any) -> ColumnElement[Any]:
-    cents = {p.priority: int((mappings.rates.pmpm[p.code] * 100).to_integral_value(ROUND_HALF_UP))
-             for p in mappings.products}
-    return case(*((priority == prio, literal(value, BigInteger)) for prio, value in cents.items()), else_=None)
+def _cents(value: Any) -> ColumnElement[Any]:
+    return literal(int((value * 100).to_integral_value(ROUND_HALF_UP)), BigInteger)
+
+
+def _recommended_plan(mappings: Mappings, d: Any, recommended: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The plan that takes the member, of a recommended product with several plans (NULL otherwise)."""
+    whens = [(and_(recommended == p.priority, d.c[f"eligible_{i}_{j}"] == 1), u.code)
+             for i, p in enumerate(mappings.products) if p.plans for j, u in enumerate(p.units)]
+    return case(*whens, else_=None) if whens else literal(None)
+
+
+def _rate_cell(mappings: Mappings, d: Any, priority: Any, plan: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """(cents, cell key) of the product at `priority` for the member (SPEC §4.3 rate cells): the most
+    specific cell of the product, or of `plan`, matching the member's region and dual segment, else the
+    product's PMPM (its key is the product code)."""
+    rates = mappings.rates
+    region = case(*((d.c[region_column(r.code)] == 1, r.code) for r in rates.regions), else_=None) \
+        if rates.regions else literal(None)
+    segment = case((d.c.dual_level.is_(None), "non-dual"), (d.c.dual_level.in_(["full", "partial"]), d.c.dual_level),
+                   else_=None)
+    cents, keys = [], []
+    for p in mappings.products:
+        plans = tuple(u.code for u in p.units if u.plan)
+        matched = []
+        for cell in rates.cells_for(p.code, plans):
+            parts = [literal(True) if cell.product == p.code else plan == cell.product]
+            parts += [region == cell.region] if cell.region else []
+            parts += [segment == cell.segment] if cell.segment else []
+            matched.append((and_(*parts), cell))
+        here = priority == p.priority
+        cents.append((here, case(*((cond, _cents(c.pmpm)) for cond, c in matched), else_=_cents(rates.pmpm[p.code]))
+                      if matched else _cents(rates.pmpm[p.code])))
+        keys.append((here, case(*((cond, c.key) for cond, c in matched), else_=p.code) if matched else literal(p.code)))
+    return case(*cents, else_=None), case(*keys, else_=None)
 
 
 def _reason_conditions(mappings: Mappings, d: Any) -> dict[str, ColumnElement[bool]]:
@@ -471,7 +504,8 @@ _REVIEW_REASONS = ("conflicting-coverage", "dual-level-unknown", "dual-level-con
 KINDS = ("compliance", "opportunity")
 
 FINDING_COLUMNS = ("patient_id", "status", "kind", "enrolled_product", "recommended_product", "dual_level", "reasons",
-                   "annual_impact_cents", "currency", "birth_lo", "as_of", "lookback_start", "evaluated_at")
+                   "annual_impact_cents", "currency", "birth_lo", "as_of", "lookback_start", "evaluated_at",
+                   "recommended_rate_cell", "enrolled_rate_cell")
 
 
 EVALUATED_AT = "evaluated_at"
@@ -510,7 +544,10 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
     text = literal("")
     for code, condition in reasons.items():
         text = text + case((condition, f" {code}"), else_="")
-    impact = (_rate_cents(mappings, recommended) - _rate_cents(mappings, d.c.enrolled_priority)) * 12
+    recommended_cents, recommended_cell = _rate_cell(mappings, d, recommended,
+                                                     _recommended_plan(mappings, d, recommended))
+    enrolled_cents, enrolled_cell = _rate_cell(mappings, d, d.c.enrolled_priority, literal(None))
+    impact = (recommended_cents - enrolled_cents) * 12
     return select(
         d.c.patient_id,
         status,
@@ -525,6 +562,8 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
         _date(window.as_of),
         _date(window.lookback_start),
         bindparam(EVALUATED_AT, type_=BigInteger),
+        recommended_cell,
+        enrolled_cell,
     )
 
 

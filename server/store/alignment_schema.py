@@ -56,6 +56,9 @@ findings = Table(
     Column("as_of", Date, nullable=False),
     Column("lookback_start", Date, nullable=False),
     Column("evaluated_at", BigInteger, nullable=False),  # epoch microseconds
+    # the rate cells the impact used (`rates.json`): `product/region/segment` (`*`: left out) or a product code
+    Column("recommended_rate_cell", String(200), nullable=True),
+    Column("enrolled_rate_cell", String(200), nullable=True),
     Index("ix_findings_status", "status"),
     Index("ix_findings_recommended", "recommended_product"),
 )

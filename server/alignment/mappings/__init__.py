@@ -187,6 +187,7 @@ def load_mappings(directory: Path | str | None = None, *, rates_file: Path | str
     except ValueError:
         rates_label = str(rates_path)
     rates = read_mapping(rates_path, Rates, rates_label, {"products": [p.code for p in products],
+                                                          "plans": frozenset(u.code for p in products for u in p.units),
                                                           "label": rates_label})
 
     icd_index: dict[str, set[str]] = {}
