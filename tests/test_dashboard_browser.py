@@ -116,6 +116,29 @@ def test_population_view_shows_the_measure_reports(server, truth, client, page):
     assert page.get_attribute("[data-member='status']", "data-value") == "misaligned"
     assert page.get_attribute("[data-member='recommended']", "data-value") == truth[member]["recommended_product"]
 
+    # A HARP referral candidate: the member page lists the risk factors its claims show (SPEC §4.3), each
+    # with its figure, threshold, whether it is met, and the claims, as $alignment gives them.
+    candidate = next(ident for ident, m in sorted(truth.items()) if m["risk_factors"])
+    pid = patient_id(client, candidate)
+    page.fill("input[name=patient]", pid)
+    page.click("form.open button")
+    wait_ready(page, "member")
+    factors = [p for p in finding(client, pid).raw["parameter"] if p["name"] == "riskFactor"]
+    expected = {}
+    for p in factors:
+        parts = {x["name"]: x for x in p["part"]}
+        figure = next(v for k, v in (parts.get("days") or parts["months"]).items() if k.startswith("value"))
+        expected[parts["code"]["valueCode"]] = (str(figure), str(parts["threshold"]["valueInteger"]),
+                                                str(parts["met"]["valueBoolean"]).lower(),
+                                                sorted(x["valueReference"]["reference"] for x in p["part"]
+                                                       if x["name"] == "evidence"))
+    shown = page.eval_on_selector_all(
+        "tr[data-risk-factor]", "rows => rows.map(r => [r.dataset.riskFactor, [r.dataset.value, "
+                                "r.querySelector('[data-threshold]').dataset.threshold, r.dataset.met, "
+                                "[...r.querySelectorAll('[data-risk-evidence]')].map(e => e.dataset.riskEvidence).sort()]])")
+    assert expected and {code: tuple(v) for code, v in shown} == expected
+    assert {code: int(v[0]) for code, v in expected.items()} == truth[candidate]["risk_factors"]
+
 
 def test_member_view_after_ehr_launch(server, truth, client, page):
     member = next(ident for ident, m in sorted(truth.items())

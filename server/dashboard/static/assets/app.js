@@ -334,7 +334,8 @@ async function memberView(session, id) {
   // Risk adjustment only for members the CMS-HCC model scores (Medicare): the levers and the HCC list.
   const riskPanels = risk.status === "fulfilled" ? [leversPanel(risk.value), hccPanel(risk.value)] : [];
   main.replaceChildren(heading, summary(f), ...riskPanels, h("div", {class: "grid"},
-    nonClaimsPanel(f, gaps), eligiblePanel(f), evidencePanel(f), coveragePanel(f), reportPanel(report)));
+    nonClaimsPanel(f, gaps), eligiblePanel(f), riskFactorPanel(f), evidencePanel(f), coveragePanel(f),
+    reportPanel(report)));
 }
 
 function productBox(label, code, key) {
@@ -386,6 +387,18 @@ function eligiblePanel(f) {
       h("tr", {"data-eligible": e.product}, h("td", {}, productName(e.product)), h("td", {class: "num"}, e.priority ?? ""),
         h("td", {}, e.criteria.map(c => h("div", {"data-criterion": `${c.name}=${c.value}`}, `${c.name}: ${c.value}`,
           c.evidence.length ? h("span", {class: "muted small"}, ` (${c.evidence.join(", ")})`) : "")))))));
+}
+
+// HARP referral risk factors the member's claims show (listed for referral candidates: the State decides).
+function riskFactorPanel(f) {
+  return h("section", {class: "panel", "data-panel": "member-risk-factors"}, h("h2", {}, "HARP referral risk factors"),
+    f.riskFactors.length ? table([["Risk factor"], ["Figure", "num"], ["Threshold", "num"], ["Met"], ["Claims"]],
+      f.riskFactors.map(r => h("tr", {"data-risk-factor": r.code, "data-value": r.value ?? "", "data-met": String(r.met)},
+        h("td", {}, r.display), h("td", {class: "num"}, `${r.value ?? ""} ${r.measure}`),
+        h("td", {class: "num", "data-threshold": r.threshold}, `${r.threshold} ${r.measure}`),
+        h("td", {}, r.met ? h("span", {class: "tag"}, "met") : "not met"),
+        h("td", {}, r.evidence.map(ref => h("div", {"data-risk-evidence": ref}, ref))))))
+      : h("p", {class: "muted"}, "None in claims (or not a HARP referral candidate)."));
 }
 
 const CODE_SYSTEMS = {"http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM", "http://snomed.info/sct": "SNOMED CT"};

@@ -124,6 +124,12 @@ export function alignmentFinding(parameters) {
                                                 sourceKind: part(e, "sourceKind"), grade: part(e, "grade"),
                                                 lastAffirmed: part(e, "lastAffirmed") || null})),
     })),
+    // HARP referral risk factors from claims (SPEC §4.3): figure (days or months), threshold, met, the claims.
+    riskFactors: all("riskFactor").map(p => ({
+      code: part(p, "code"), display: part(p, "display"), threshold: part(p, "threshold"), met: part(p, "met"),
+      measure: ["days", "months"].find(m => parts(p, m).length) || "", value: part(p, "days") ?? part(p, "months"),
+      evidence: parts(p, "evidence").map(e => value(e).reference),
+    })),
     coverages: all("coverage").map(p => ({resource: part(p, "resource").reference, product: part(p, "product"),
                                           lineOfBusiness: part(p, "lineOfBusiness"), dualLevel: part(p, "dualLevel")})),
   };

@@ -1,0 +1,54 @@
+"""Rate cells in SQL (SPEC §4.3 "Impact uses rate cells", `rates.json`): the PMPM of a product for a member,
+from the most specific cell matching the member's region and dual segment (a plan's cell before its
+product's), else the product's PMPM; with the cell's key, which the finding records. Split from `rules.py`."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    case,
+    literal,
+)
+
+from server.alignment.areas import region_column
+from server.alignment.mappings import Mappings
+
+def cents(value: Any) -> ColumnElement[Any]:
+    return literal(int((value * 100).to_integral_value(ROUND_HALF_UP)), BigInteger)
+
+
+def recommended_plan(mappings: Mappings, d: Any, recommended: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The plan that takes the member, of a recommended product with several plans (NULL otherwise)."""
+    whens = [(and_(recommended == p.priority, d.c[f"eligible_{i}_{j}"] == 1), u.code)
+             for i, p in enumerate(mappings.products) if p.plans for j, u in enumerate(p.units)]
+    return case(*whens, else_=None) if whens else literal(None)
+
+
+def rate_cell(mappings: Mappings, d: Any, priority: Any, plan: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """(cents, cell key) of the product at `priority` for the member (SPEC §4.3 rate cells): the most
+    specific cell of the product, or of `plan`, matching the member's region and dual segment, else the
+    product's PMPM (its key is the product code)."""
+    rates = mappings.rates
+    region = case(*((d.c[region_column(r.code)] == 1, r.code) for r in rates.regions), else_=None) \
+        if rates.regions else literal(None)
+    segment = case((d.c.dual_level.is_(None), "non-dual"), (d.c.dual_level.in_(["full", "partial"]), d.c.dual_level),
+                   else_=None)
+    cents, keys = [], []
+    for p in mappings.products:
+        plans = tuple(u.code for u in p.units if u.plan)
+        matched = []
+        for cell in rates.cells_for(p.code, plans):
+            parts = [literal(True) if cell.product == p.code else plan == cell.product]
+            parts += [region == cell.region] if cell.region else []
+            parts += [segment == cell.segment] if cell.segment else []
+            matched.append((and_(*parts), cell))
+        here = priority == p.priority
+        cents.append((here, case(*((cond, cents(c.pmpm)) for cond, c in matched), else_=cents(rates.pmpm[p.code]))
+                      if matched else cents(rates.pmpm[p.code])))
+        keys.append((here, case(*((cond, c.key) for cond, c in matched), else_=p.code) if matched else literal(p.code)))
+    return case(*cents, else_=None), case(*keys, else_=None)
