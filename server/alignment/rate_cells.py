@@ -38,7 +38,7 @@ def rate_cell(mappings: Mappings, d: Any, priority: Any, plan: Any) -> tuple[Col
         if rates.regions else literal(None)
     segment = case((d.c.dual_level.is_(None), "non-dual"), (d.c.dual_level.in_(["full", "partial"]), d.c.dual_level),
                    else_=None)
-    cents, keys = [], []
+    prices, keys = [], []
     for p in mappings.products:
         plans = tuple(u.code for u in p.units if u.plan)
         matched = []
@@ -48,7 +48,7 @@ def rate_cell(mappings: Mappings, d: Any, priority: Any, plan: Any) -> tuple[Col
             parts += [segment == cell.segment] if cell.segment else []
             matched.append((and_(*parts), cell))
         here = priority == p.priority
-        cents.append((here, case(*((cond, cents(c.pmpm)) for cond, c in matched), else_=cents(rates.pmpm[p.code]))
+        prices.append((here, case(*((cond, cents(c.pmpm)) for cond, c in matched), else_=cents(rates.pmpm[p.code]))
                       if matched else cents(rates.pmpm[p.code])))
         keys.append((here, case(*((cond, c.key) for cond, c in matched), else_=p.code) if matched else literal(p.code)))
-    return case(*cents, else_=None), case(*keys, else_=None)
+    return case(*prices, else_=None), case(*keys, else_=None)
