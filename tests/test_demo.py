@@ -104,7 +104,7 @@ def check_figures(text: str, tmp_path: Path, port: int) -> None:
     kinds = {k: int(n) for k, n in re.findall(r"^ +(compliance|opportunity) +(\d+) +USD [-\d,.]+/yr$", text, re.M)}
     assert kinds == dict(Counter(t["kind"] for t in truth.values() if t["status"] == "misaligned"))
     plans = {p: int(n) for p, n in re.findall(r"^ +InsurancePlan/(\S+) +(\d+) +USD [-\d,.]+/yr$", text, re.M)}
-    assert plans == dict(Counter(t["recommended_product"] for t in truth.values() if t["status"] == "misaligned"))
+    assert plans == dict(Counter(t["recommended_plan"] for t in truth.values() if t["status"] == "misaligned"))
     smi, sud = map(int, re.search(r"Members with non-claims diagnoses .*: SMI (\d+), SUD (\d+)", text).groups())
     assert smi == sum("smi" in t["non_claims_categories"] for t in truth.values())
     assert sud == sum("sud" in t["non_claims_categories"] for t in truth.values())
