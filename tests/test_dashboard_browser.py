@@ -120,8 +120,9 @@ def test_population_view_shows_the_measure_reports(server, truth, client, page):
     # with its figure, threshold, whether it is met, and the claims, as $alignment gives them.
     candidate = next(ident for ident, m in sorted(truth.items()) if m["risk_factors"])
     pid = patient_id(client, candidate)
-    page.fill("input[name=patient]", pid)
-    page.click("form.open button")
+    page.evaluate("id => { location.hash = '#member/' + id }", pid)  # the address a user would open
+    page.wait_for_function("id => document.querySelector(\"[data-panel='member-risk-factors']\") && "
+                           "document.querySelector('main').textContent.includes('Patient/' + id)", arg=pid, timeout=60_000)
     wait_ready(page, "member")
     factors = [p for p in finding(client, pid).raw["parameter"] if p["name"] == "riskFactor"]
     expected = {}
