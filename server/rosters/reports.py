@@ -28,6 +28,12 @@ def parameters_json(head: list[dict], items: Iterable[dict]) -> bytes:
     """A Parameters resource: the `head` parameters (at least one), then one per item, each serialised as
     soon as it is built. Held together as dicts, 200,000 mismatches keep the cyclic garbage collector
     rescanning them: 5 s instead of 1 s to build the report."""
+    return parameters_text(head, b",".join(orjson.dumps(item) for item in items))
+
+
+def parameters_text(head: list[dict], items: bytes | str) -> bytes:
+    """A Parameters resource: the `head` parameters (at least one), then `items`, parameters already
+    written as JSON text and separated by commas."""
     body = orjson.dumps({"resourceType": "Parameters", "parameter": head})
-    rest = b",".join(orjson.dumps(item) for item in items)
+    rest = items.encode() if isinstance(items, str) else items
     return body[:-2] + (b"," + rest if rest else b"") + b"]}"

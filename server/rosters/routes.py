@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -138,11 +140,10 @@ def _router() -> APIRouter:
     @router.get("/Group/{group_id}/$roster-reconcile", summary="Reconcile a roster with its payer file")
     async def roster_reconcile(group_id: str, request: Request) -> Response:
         """Parameters (or CSV with `_format=csv` / `Accept: text/csv`): every mismatch, with counts per kind."""
-        report = await run_in_threadpool(rosters_of(request).reconcile, context_of(request), group_id,
-                                         base_url(request))
+        reconcile = partial(rosters_of(request).reconcile, context_of(request), group_id, base_url(request))
         if _wants_csv(request):
-            return Response(report_csv(report), media_type="text/csv; charset=utf-8")
-        return fhir_response(Reply(200, report_json(report)))
+            return Response(await run_in_threadpool(reconcile, report_csv), media_type="text/csv; charset=utf-8")
+        return fhir_response(Reply(200, await run_in_threadpool(reconcile, report_json)))
 
     @router.get("/Group/{group_id}/$roster-members", summary="A page of a roster's members, filtered, with counts")
     async def roster_members_page(group_id: str, request: Request) -> Response:

@@ -15,7 +15,7 @@ import binascii
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, TypeVar
 
 import orjson
 from sqlalchemy import Connection, insert, select, update
@@ -35,8 +35,9 @@ from server.rosters.versions import ListVersion, record_changes
 from server.rosters.importing import import_rows
 from server.rosters.listing import roster_page
 from server.rosters.params import OperationInput
-from server.rosters.reconcile import Categories, PilotRules, Report, reconcile
+from server.rosters.reconcile import Categories, PilotRules, Reconciliation, reconcile
 from server.rosters.payer_file import parse_payer_file
+from server.store.resources import StoredVersion
 from server.store.roster_schema import roster_imports, roster_members
 
 m = roster_members.c
@@ -103,6 +104,7 @@ class Step:
 
 
 Action = Callable[[Step], Change]
+Rendered = TypeVar("Rendered")
 
 
 class Rosters:
@@ -136,15 +138,7 @@ class Rosters:
         with service.store.begin_write() as tx:
             writer = Writer(service, tx, ctx)
             current = tx.current([("Group", group_id)]).get(("Group", group_id))
-            if current is None or current.deleted or not service.visible(
-                    "Group", group_id, ctx.access.clauses("Group", "u"), tx.conn):
-                raise FhirError.of(404, "not-found", f"Group/{group_id} is not known")
-            assert current.content is not None
-            group = orjson.loads(current.content)
-            if not is_attribution_list(group):
-                raise FhirError.of(422, "not-supported", f"Group/{group_id} is not an attribution list")
-            status = list_status(group) or "draft"
-            refuse_if_final(status, group_id, "this operation")
+            group, status = self._changeable(ctx, group_id, current, tx.conn)
             step = Step(tx.conn, Resolver(service, ctx, tx.conn), status, tx.now_us, _who(ctx), current.version + 1)
             done = action(step)
             version = current.version
@@ -160,8 +154,22 @@ class Rosters:
             if done.provenance is not None:
                 writer.record_provenance(_provenance(ctx, group_id, version, tx.now_us, done.provenance))
         service.committed(writer.written, ctx)
-        body = orjson.dumps(operation_outcome([Issue("information", "informational", done.message)]))
-        return Reply(200, body, resource_headers("Group", group_id, version, tx.now_us, base))
+        return _informational(done.message, resource_headers("Group", group_id, version, tx.now_us, base))
+
+    def _changeable(self, ctx: RequestContext, group_id: str, current: StoredVersion | None,
+                    conn: Connection) -> tuple[dict, str]:
+        """The stored list and its status, when the caller may change it: 404 unless entitled to update it,
+        422 for a Group that is no attribution list, 409 once it is final."""
+        if current is None or current.deleted or not self.service.visible(
+                "Group", group_id, ctx.access.clauses("Group", "u"), conn):
+            raise FhirError.of(404, "not-found", f"Group/{group_id} is not known")
+        assert current.content is not None
+        group = orjson.loads(current.content)
+        if not is_attribution_list(group):
+            raise FhirError.of(422, "not-supported", f"Group/{group_id} is not an attribution list")
+        status = list_status(group) or "draft"
+        refuse_if_final(status, group_id, "this operation")
+        return group, status
 
     def member_add(self, ctx: RequestContext, group_id: str, base: str, inp: OperationInput) -> Reply:
         _require_combination(inp, ADD_COMBINATIONS, "$member-add")
@@ -243,17 +251,25 @@ class Rosters:
         sha = hashlib.sha256(data).hexdigest()
         i = roster_imports.c
         imported = select(i.sha256).where(i.group_id == group_id, i.sha256 == sha)
+        unchanged = f"This file (SHA-256 {sha}) was already imported: nothing changed"
         with self.service.store.engine.connect() as conn:
-            known = conn.execute(imported).first() is not None
-        # A file imported before is not parsed again: its rows were validated then, and nothing will change.
-        payer = None if known else parse_payer_file(data, str(attachment.get("contentType") or ""), self.categories.names)
+            if conn.execute(imported).first() is not None:
+                # Answered from a read, as the write transaction would answer it (same checks, nothing
+                # written), without waiting for the writer lock: on SQLite another writer (the deferred
+                # alignment evaluation of a large load) can hold it for seconds.
+                ctx.access.require("Group", "u")
+                current = self.service.store.read("Group", group_id, conn)
+                self._changeable(ctx, group_id, current, conn)
+                assert current is not None
+                return _informational(unchanged, resource_headers("Group", group_id, current.version, current.lu, base))
+        # The file is parsed (validated whole) only when it is new.
+        payer = parse_payer_file(data, str(attachment.get("contentType") or ""), self.categories.names)
         approver = inp.reference("approvedBy")
         member_system = inp.text("memberIdSystem")
 
         def act(step: Step) -> Change:
-            if step.conn.execute(imported).first():
-                return Change(f"This file (SHA-256 {sha}) was already imported: nothing changed", changed=False)
-            assert payer is not None  # not known before the transaction, so parsed
+            if step.conn.execute(imported).first():  # imported by a concurrent request meanwhile
+                return Change(unchanged, changed=False)
             done = import_rows(step.conn, step.resolve, group_id, payer, member_system, step.stamp)
             step.conn.execute(insert(roster_imports).values(
                 group_id=group_id, sha256=payer.sha256, filename=attachment.get("title"), file_format=payer.file_format,
@@ -266,13 +282,15 @@ class Rosters:
 
         return self.change(ctx, group_id, base, act)
 
-    def reconcile(self, ctx: RequestContext, group_id: str, base: str) -> Report:
+    def reconcile(self, ctx: RequestContext, group_id: str, base: str,
+                  render: Callable[[Connection, Reconciliation], Rendered]) -> Rendered:
         """The report reads the list (404 unless entitled) and shows what the members' authorizations,
-        diagnoses and coverage say, so it needs unconfined search access to those types too."""
+        diagnoses and coverage say, so it needs unconfined search access to those types too. `render`
+        writes it (JSON, CSV) while its statement's connection is open."""
         self.require_list(ctx, group_id, base)
         RECONCILE_READS.require_for_population(ctx.access)
         with self.service.store.engine.connect() as conn:
-            return reconcile(conn, group_id, self.rules, self.categories)
+            return render(conn, reconcile(conn, group_id, self.rules, self.categories))
 
     def page(self, ctx: RequestContext, group_id: str, base: str, decision: str | None, reason: str | None,
              count: int, offset: int) -> dict:
@@ -340,6 +358,10 @@ class Rosters:
         stored = self.service.store.read("CodeSystem", found[0], conn)
         assert stored is not None and stored.content is not None
         return set(_codes(orjson.loads(stored.content).get("concept") or []))
+
+
+def _informational(message: str, headers: dict[str, str]) -> Reply:
+    return Reply(200, orjson.dumps(operation_outcome([Issue("information", "informational", message)])), headers)
 
 
 def _who(ctx: RequestContext) -> str:
