@@ -3,7 +3,7 @@ the CapabilityStatement's `rest.security`. Every URL is absolute (SMART requires
 
 from __future__ import annotations
 
-from server.auth.jwt import CLIENT_ASSERTION_ALGS, ID_TOKEN_ALG
+from server.auth.keys import CLIENT_ASSERTION_ALGS, ID_TOKEN_ALG
 from server.auth.urls import Urls
 
 SCOPES_SUPPORTED = (

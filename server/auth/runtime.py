@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from server.auth.access import SmartAccess
 from server.auth.audit import AuditTrail
 from server.auth.jwks import JwksFetcher
-from server.auth.jwt import ServerKeys
+from server.auth.keys import ServerKeys
 from server.auth.models import FHIR_USER_TYPES, Client
 from server.auth.registry import ClientRegistry, UserRegistry
 from server.auth.store import AuthStore

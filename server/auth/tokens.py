@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from server.auth.access import Grant, ParseSearch, ScopeClauses
-from server.auth.jwt import InvalidToken, ServerKeys, verify_access_token
+from server.auth.jwt import InvalidToken, verify_access_token
+from server.auth.keys import ServerKeys
 from server.auth.models import User
 from server.auth.scopes import ScopeSet
 from server.auth.urls import Urls
