@@ -19,9 +19,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from server.auth.jwt import ServerKeys
+from server.auth.keys import ServerKeys
 from server.auth.models import Client, User
 from server.store.auth_schema import (
+    AuthClientRow,
+    AuthUserRow,
     auth_clients,
     auth_codes,
     auth_jti,
@@ -106,18 +108,18 @@ class Launch:
 
 
 def _client_row(client: Client) -> dict[str, Any]:
-    return {
-        "client_id": client.client_id,
-        "public": client.public,
-        "jwks": json.dumps(client.jwks) if client.jwks is not None else None,
-        "jwks_url": client.jwks_url,
-        "redirect_uris": json.dumps(list(client.redirect_uris)),
-        "scope": client.scope,
-        "source_kind": client.source_kind,
-        "source_uri": client.source_uri,
-        "origin": client.origin,
-        "updated_us": now_us(),
-    }
+    return AuthClientRow(
+        client_id=client.client_id,
+        public=client.public,
+        jwks=json.dumps(client.jwks) if client.jwks is not None else None,
+        jwks_url=client.jwks_url,
+        redirect_uris=json.dumps(list(client.redirect_uris)),
+        scope=client.scope,
+        source_kind=client.source_kind,
+        source_uri=client.source_uri,
+        origin=client.origin,
+        updated_us=now_us(),
+    ).model_dump()
 
 
 def _client_of(row) -> Client:
@@ -179,13 +181,8 @@ class AuthStore:
     # ---- users -------------------------------------------------------------------------------
 
     def put_user(self, user: User, *, replace: bool = False) -> None:
-        row = {
-            "username": user.username,
-            "password_hash": user.password_hash,
-            "fhir_user": user.fhir_user,
-            "patients": json.dumps(list(user.patients)),
-            "updated_us": now_us(),
-        }
+        row = AuthUserRow(username=user.username, password_hash=user.password_hash, fhir_user=user.fhir_user,
+                          patients=json.dumps(list(user.patients)), updated_us=now_us()).model_dump()
         with self.engine.begin() as conn:
             _put(conn, auth_users, row, "username", replace)
 

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, literal, 
 
 from server.bulk.ndjson import FileRecord
 from server.fhir.errors import Issue, operation_outcome
-from server.store.bulk_schema import bulk_files, bulk_jobs
+from server.store.bulk_schema import BulkJob, bulk_files, bulk_jobs
 
 j = bulk_jobs.c
 ACTIVE = ("queued", "running")
@@ -38,29 +38,8 @@ class Owner:
                     j.patient.is_not_distinct_from(self.patient))
 
 
-@dataclass(frozen=True)
-class Job:
-    id: str
-    client_id: str | None
-    username: str | None
-    patient: str | None
-    status: str
-    request: str
-    plan: bytes
-    created_us: int
-    attempts: int
-    lease_owner: str | None
-    lease_until_us: int | None
-    progress: str | None
-    polled_us: int | None
-    snapshot_txid: int | None
-    transaction_us: int | None
-    expires_us: int | None
-    outcome: bytes | None
-
-
-def _job(row) -> Job:
-    return Job(**row._mapping)
+def _job(row) -> BulkJob:
+    return BulkJob(**row._mapping)
 
 
 def create(conn: Connection, job_id: str, owner: Owner, request: str, plan: bytes, now_us: int, cap: int) -> bool:
@@ -79,7 +58,7 @@ def create(conn: Connection, job_id: str, owner: Owner, request: str, plan: byte
     return done.first() is not None
 
 
-def get(conn: Connection, job_id: str) -> Job | None:
+def get(conn: Connection, job_id: str) -> BulkJob | None:
     row = conn.execute(select(bulk_jobs).where(j.id == job_id)).first()
     return _job(row) if row is not None else None
 
@@ -96,7 +75,7 @@ def _orphaned(now_us: int):
     return and_(j.status == "running", j.lease_until_us < now_us)
 
 
-def claim(engine: Engine, owner: str, now_us: int, lease_us: int, max_attempts: int, ttl_us: int) -> Job | None:
+def claim(engine: Engine, owner: str, now_us: int, lease_us: int, max_attempts: int, ttl_us: int) -> BulkJob | None:
     """Take the oldest queued or orphaned job (SKIP LOCKED on PostgreSQL; SQLite has one writer)."""
     give_up = and_(_orphaned(now_us), j.attempts >= max_attempts)
     claimable = or_(j.status == "queued", _orphaned(now_us))
@@ -184,7 +163,7 @@ def complete(
         return True
 
 
-def release(engine: Engine, job: Job, owner: str, reason: str, max_attempts: int, now_us: int, ttl_us: int) -> None:
+def release(engine: Engine, job: BulkJob, owner: str, reason: str, max_attempts: int, now_us: int, ttl_us: int) -> None:
     """A run failed with an error: queue it for another attempt, or fail it if none are left."""
     values: dict = {"lease_owner": None, "progress": f"queued (attempt {job.attempts} failed)"}
     if job.attempts >= max_attempts:

@@ -25,12 +25,12 @@ import orjson
 from sqlalchemy import Connection, Engine, Select
 
 from server.bulk import jobs
-from server.bulk.jobs import Job
 from server.bulk.members import GroupMembership
 from server.bulk.ndjson import FileRecord, NdjsonFiles
 from server.bulk.plan import ExportPlan
 from server.bulk.query import export_statement, materialize_patients
 from server.config import Settings
+from server.store.bulk_schema import BulkJob
 from server.store.resources import Store, hold_writes
 
 log = logging.getLogger("planfit.bulk")
@@ -126,7 +126,7 @@ def snapshot(engine: Engine) -> Iterator[tuple[Connection, int, int]]:
             read.rollback()
 
 
-def run_job(store: Store, settings: Settings, groups: GroupMembership, job: Job, owner: str) -> None:
+def run_job(store: Store, settings: Settings, groups: GroupMembership, job: BulkJob, owner: str) -> None:
     """Run one claimed attempt to completion, or leave the job for a retry or as failed."""
     export_dir = Path(settings.export_dir)
     relative_dir = f"{job.id}/{job.attempts}"

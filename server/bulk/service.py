@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from server.bulk import jobs
-from server.bulk.jobs import Job, Owner
+from server.bulk.jobs import Owner
 from server.bulk.kickoff import KickOff, plan_export
 from server.bulk.members import GroupMembership
 from server.bulk.plan import ExportPlan
@@ -29,6 +29,7 @@ from server.fhir.dates import http_date, instant_text
 from server.fhir.errors import FhirError, Issue, operation_outcome
 from server.fhir.service import FhirService
 from server.fhir.types import Reply
+from server.store.bulk_schema import BulkJob
 
 _US = 1_000_000
 _MAX_PROGRESS = 99  # X-Progress must stay under 100 characters
@@ -102,7 +103,7 @@ class BulkExports:
         headers = {"Content-Type": "application/json", "Expires": http_date(job.expires_us or now)}
         return Reply(200, orjson.dumps(manifest), headers)
 
-    def _in_progress(self, job: Job, now: int) -> Reply:
+    def _in_progress(self, job: BulkJob, now: int) -> Reply:
         """202 with progress, or 429 when polled sooner than the last Retry-After said."""
         retry = self.settings.export_retry_after_seconds
         with self.engine.begin() as conn:
@@ -149,7 +150,7 @@ def _require_plan_access(ctx: RequestContext, plan: ExportPlan, rtype: str) -> N
         raise forbidden(f"This export's {rtype} file was made for other access than this token's")
 
 
-def _own(job: Job | None, ctx: RequestContext, now: int) -> Job:
+def _own(job: BulkJob | None, ctx: RequestContext, now: int) -> BulkJob:
     """The job, if it is the caller's and still current; otherwise 404 with no further detail."""
     if (
         job is None
@@ -161,7 +162,7 @@ def _own(job: Job | None, ctx: RequestContext, now: int) -> Job:
     return job
 
 
-def _progress(job: Job) -> str:
+def _progress(job: BulkJob) -> str:
     if job.status == "queued":
         text = "queued" if job.attempts == 0 else f"queued for attempt {job.attempts + 1}"
     else:

@@ -8,41 +8,49 @@ over when the runner dies. Times are microseconds since the epoch, like the reso
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text
+from sqlmodel import Field, SQLModel
 
 from server.store.schema import TYPE_LEN, metadata
 
 JOB_ID_LEN = 36
 
-bulk_jobs = Table(
-    "bulk_jobs",
-    metadata,
-    Column("id", String(JOB_ID_LEN), primary_key=True),
+class BulkJob(SQLModel, table=True):
+    """One export job, as stored and as read back (`server.bulk.jobs` queries `bulk_jobs` with Core)."""
+
+    __tablename__ = "bulk_jobs"
+    __table_args__ = (
+        Index("ix_bulk_jobs_status", "status", "created_us"),
+        Index("ix_bulk_jobs_client", "client_id", "status"),
+    )
+    metadata = metadata
+
+    id: str = Field(sa_type=String(JOB_ID_LEN), primary_key=True)
     # Who kicked the export off: client, signed-in user and patient context (NULL where absent, and
     # all three without auth). Only the same (client, user, patient) may poll, download or cancel.
-    Column("client_id", Text, nullable=True),
-    Column("username", Text, nullable=True),
-    Column("patient", Text, nullable=True),
+    client_id: str | None = Field(default=None, sa_type=Text)
+    username: str | None = Field(default=None, sa_type=Text)
+    patient: str | None = Field(default=None, sa_type=Text)
     # queued → running → completed | failed; cancelled from any state (see server.bulk.jobs).
-    Column("status", String(16), nullable=False),
+    status: str = Field(sa_type=String(16))
     # The kick-off URL, echoed as the manifest's `request`.
-    Column("request", Text, nullable=False),
+    request: str = Field(sa_type=Text)
     # What to export (server.bulk.plan.ExportPlan as JSON), access clauses included.
-    Column("plan", LargeBinary, nullable=False),
-    Column("created_us", BigInteger, nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("lease_owner", String(64), nullable=True),
-    Column("lease_until_us", BigInteger, nullable=True),
-    Column("progress", Text, nullable=True),
-    Column("polled_us", BigInteger, nullable=True),
+    plan: bytes = Field(sa_type=LargeBinary)
+    created_us: int = Field(sa_type=BigInteger)
+    attempts: int = Field(default=0, sa_type=Integer)
+    lease_owner: str | None = Field(default=None, sa_type=String(64))
+    lease_until_us: int | None = Field(default=None, sa_type=BigInteger)
+    progress: str | None = Field(default=None, sa_type=Text)
+    polled_us: int | None = Field(default=None, sa_type=BigInteger)
     # The snapshot: write-counter value and the instant reported as `transactionTime`.
-    Column("snapshot_txid", BigInteger, nullable=True),
-    Column("transaction_us", BigInteger, nullable=True),
-    Column("expires_us", BigInteger, nullable=True),
+    snapshot_txid: int | None = Field(default=None, sa_type=BigInteger)
+    transaction_us: int | None = Field(default=None, sa_type=BigInteger)
+    expires_us: int | None = Field(default=None, sa_type=BigInteger)
     # OperationOutcome (JSON) of a failed job.
-    Column("outcome", LargeBinary, nullable=True),
-    Index("ix_bulk_jobs_status", "status", "created_us"),
-    Index("ix_bulk_jobs_client", "client_id", "status"),
-)
+    outcome: bytes | None = Field(default=None, sa_type=LargeBinary)
+
+
+bulk_jobs: Table = BulkJob.__table__  # type: ignore[assignment]
 
 bulk_files = Table(
     "bulk_files",
