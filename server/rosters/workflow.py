@@ -38,7 +38,7 @@ from server.rosters.params import OperationInput
 from server.rosters.reconcile import Categories, PilotRules, Reconciliation, reconcile
 from server.rosters.payer_file import parse_payer_file
 from server.store.resources import StoredVersion
-from server.store.roster_schema import roster_imports, roster_members
+from server.store.roster_schema import RosterImport, roster_imports, roster_members
 
 m = roster_members.c
 # ATR OperationDefinition member-add / member-remove: the parameter combinations a Producer SHALL support.
@@ -271,10 +271,10 @@ class Rosters:
             if step.conn.execute(imported).first():  # imported by a concurrent request meanwhile
                 return Change(unchanged, changed=False)
             done = import_rows(step.conn, step.resolve, group_id, payer, member_system, step.stamp)
-            step.conn.execute(insert(roster_imports).values(
+            step.conn.execute(insert(roster_imports).values(RosterImport(
                 group_id=group_id, sha256=payer.sha256, filename=attachment.get("title"), file_format=payer.file_format,
                 row_count=done.rows, approved_by=approver, imported_by=step.who,
-                imported_us=step.now_us))
+                imported_us=step.now_us).model_dump()))
             note = Note({"text": f"payer attribution file imported ({payer.file_format})"}, approver,
                         {"display": f"{attachment.get('title') or 'attribution file'} (SHA-256 {payer.sha256})"})
             return Change(f"Imported {done.rows} rows: {done.added} members added, {done.updated} updated, "

@@ -15,6 +15,7 @@ the reconciliation compares with the server's own data.
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
+from sqlmodel import Field, SQLModel
 
 from server.store.schema import ID_LEN, metadata
 
@@ -60,18 +61,23 @@ roster_members = Table(
     Index("ix_roster_members_decision", "group_id", "decision", "reason_code"),
 )
 
-roster_imports = Table(
-    "roster_imports",
-    metadata,
-    Column("group_id", String(ID_LEN), primary_key=True),
-    Column("sha256", String(64), primary_key=True),  # the file's identity: re-importing it changes nothing
-    Column("filename", Text, nullable=True),
-    Column("file_format", String(CODE_LEN), nullable=False),  # csv | atr-group
-    Column("row_count", Integer, nullable=False),
-    Column("approved_by", String(REF_LEN), nullable=True),
-    Column("imported_by", Text, nullable=True),
-    Column("imported_us", BigInteger, nullable=False),
-)
+class RosterImport(SQLModel, table=True):
+    """One payer file imported into a roster (the model builds the row; queries use `roster_imports`)."""
+
+    __tablename__ = "roster_imports"
+    metadata = metadata
+
+    group_id: str = Field(sa_type=String(ID_LEN), primary_key=True)
+    sha256: str = Field(sa_type=String(64), primary_key=True)  # the file's identity: re-importing it changes nothing
+    filename: str | None = Field(default=None, sa_type=Text)
+    file_format: str = Field(sa_type=String(CODE_LEN))  # csv | atr-group
+    row_count: int = Field(sa_type=Integer)
+    approved_by: str | None = Field(default=None, sa_type=String(REF_LEN))
+    imported_by: str | None = Field(default=None, sa_type=Text)
+    imported_us: int = Field(sa_type=BigInteger)
+
+
+roster_imports: Table = RosterImport.__table__  # type: ignore[assignment]
 
 # Every row of every imported payer file, as stated (participant ids that name no member included, with
 # `patient_id` NULL): the reconciliation compares the latest file with the roster and the stored data.
