@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-from joserfc import jws
+from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, RSAKey
 
@@ -240,7 +240,7 @@ def client_assertion(key: Key, kid: str, client_id: str, token_url: str) -> str:
     now = int(time.time())
     claims = {"iss": client_id, "sub": client_id, "aud": token_url, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
     alg = _alg_of(key)
-    return jws.serialize_compact({"alg": alg, "kid": kid, "typ": "JWT"}, json.dumps(claims).encode(), key, algorithms=[alg])
+    return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, claims, key, algorithms=[alg])
 
 
 def _server_root(url: str | None) -> str:
