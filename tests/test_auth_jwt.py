@@ -258,6 +258,21 @@ def test_missing_iss(rsa_key, client_jwks):
     assert reason_of(e) == "missing iss"
 
 
+def test_empty_iss_counts_as_missing(rsa_key, client_jwks):
+    with pytest.raises(InvalidClient) as e:
+        verify(sign(rsa_key, "RS384", claims(iss="")), client_jwks, client_id=None)
+    assert reason_of(e) == "missing iss"
+
+
+def test_reason_does_not_depend_on_claim_order(rsa_key, client_jwks):
+    # two defects: the claims registry checks in a fixed order, whatever order the token lists them in
+    c = claims(sub="someone-else", aud="https://evil.example/token")
+    for payload in (c, dict(reversed(list(c.items())))):
+        with pytest.raises(InvalidClient) as e:
+            verify(sign(rsa_key, "RS384", payload), client_jwks)
+        assert reason_of(e) == "iss and sub differ"
+
+
 def test_wrong_client(rsa_key, client_jwks):
     a = sign(rsa_key, "RS384", claims())
     with pytest.raises(InvalidClient) as e:
