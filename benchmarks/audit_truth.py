@@ -5,7 +5,7 @@ The population (`server/audit/synth.py`) is loaded over HTTP as the feeds would 
 to the clinical feed's server, claims to the claims feed's), the previous quarter closed, the next
 quarter's changes posted, the current quarter closed and the denials classified; then the quarter-over-
 quarter reconciliation, the encounter completeness and the denial classification are read back as CSV
-and compared with the ground truth. tests/test_audit_synth.py runs the same steps at 1,000 members (CI
+and compared with the ground truth. tests/audit/test_audit_synth.py runs the same steps at 1,000 members (CI
 time); this checks the full size and prints how long the set-up took per database.
 
 The server may hold other members (the tests' server does): each comparison is over this population's

@@ -1,0 +1,150 @@
+"""Payer attribution files into rosters, and their reconciliation (SPEC §11, §9; issue 21 items 2 and 6).
+
+A 5,000-participant payer file from `planfit synth` (server/rosters/synth.py: planted mismatches and their ground truth) is
+imported over HTTP into a draft list on both databases; the reconciliation must report exactly the planted
+mismatches. A malformed file is refused whole with its row and field named; the same file imported twice
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.rosters import synth
+from tests.support.servers import RunningServer
+from tests.support.rosters import NPI, draft_group, make_population, parameters
+
+PARTICIPANTS = 5000
+SEED = 2121
+
+
+@pytest.fixture(scope="module")
+def payer_population(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("roster-population")
+    synth.generate(PARTICIPANTS, SEED, out, date.today())
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(server: RunningServer, payer_population: Path) -> RunningServer:
+    with httpx.Client(base_url=server.fhir, timeout=300, auth=server.auth,
+                      headers={"Content-Type": "application/fhir+json"}) as http:
+        for bundle in sorted(payer_population.glob("bundle-*.json")):
+            r = http.post("", content=bundle.read_bytes())
+            assert r.status_code == 200, r.text[:500]
+    return server
+
+
+def _file(data: bytes, content_type: str = "text/csv", title: str = "attribution.csv", **extra) -> dict:
+    attachment = {"contentType": content_type, "data": base64.b64encode(data).decode(), "title": title}
+    return parameters(file=("valueAttachment", attachment), **extra)
+
+
+def _new_list(client: httpx.Client) -> tuple[str, object]:
+    population = make_population(client, 1)
+    r = client.post("/Group", json=draft_group(population))
+    assert r.status_code == 201, r.text
+    return r.json()["id"], population
+
+
+def test_reconciliation_finds_every_planted_mismatch_and_nothing_else(loaded: RunningServer, client: httpx.Client,
+                                                                      payer_population: Path) -> None:
+    truth = json.loads((payer_population / "roster_truth.json").read_text())
+    gid, population = _new_list(client)
+    data = (payer_population / "attribution.csv").read_bytes()
+    approver = ("valueReference", {"reference": f"Practitioner/{population.practitioner}"})
+    system = ("valueUri", truth["member_id_system"])
+    r = client.post(f"/Group/{gid}/$roster-import", json=_file(data, approvedBy=approver, memberIdSystem=system))
+    assert r.status_code == 200, r.text
+    unknown = sum(1 for e in truth["expected"] if e["kind"] == "unknown-participant")
+    assert f"Imported {truth['file_rows']} rows: {truth['file_rows'] - unknown} members added" in r.text
+    version = r.headers["ETag"]
+
+    # The same file again changes nothing: same Group version, same members.
+    again = client.post(f"/Group/{gid}/$roster-import", json=_file(data, approvedBy=approver, memberIdSystem=system))
+    assert again.status_code == 200 and "already imported" in again.text
+    assert again.headers["ETag"] == version
+    assert client.get(f"/Group/{gid}", params={"_summary": "true"}).json()["quantity"] == truth["file_rows"] - unknown
+
+    # The file's identity and approval are on record.
+    provenance = client.get("/Provenance", params={"target": f"Group/{gid}"}).json()
+    texts = [json.dumps(e["resource"]) for e in provenance.get("entry", [])]
+    assert any("SHA-256" in t and population.practitioner in t for t in texts), texts
+
+    # Members the file leaves out, added by hand, are listed too.
+    npi = {"system": NPI, "value": population.npi}
+    for participant in truth["extras"]:
+        body = parameters(memberId=("valueIdentifier", {"system": truth["member_id_system"], "value": participant}),
+                          providerNpi=("valueIdentifier", npi))
+        assert client.post(f"/Group/{gid}/$member-add", json=body).status_code == 200
+
+    report = client.get(f"/Group/{gid}/$roster-reconcile")
+    assert report.status_code == 200, report.text
+    found = {(p["kind"], p.get("participantId"), p.get("row"), p["field"]) for p in _mismatches(report.json())}
+    expected = {(e["kind"], e["participant_id"], e["row"], e["field"]) for e in truth["expected"]}
+    assert found == expected
+    counts = {p["part"][0]["valueCode"]: p["part"][1]["valueInteger"]
+              for p in report.json()["parameter"] if p["name"] == "count"}
+    assert sum(counts.values()) == len(expected) and all(counts.values())
+
+    as_csv = client.get(f"/Group/{gid}/$roster-reconcile", params={"_format": "csv"})
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    lines = as_csv.text.strip().splitlines()
+    assert lines[0] == "kind,participant_id,patient_id,row,field,stated,found" and len(lines) == len(expected) + 1
+
+
+def _mismatches(parameters_resource: dict) -> list[dict]:
+    out = []
+    for p in parameters_resource["parameter"]:
+        if p["name"] == "mismatch":
+            out.append({part["name"]: next(v for k, v in part.items() if k.startswith("value"))
+                        for part in p["part"]})
+    return out
+
+
+@pytest.mark.parametrize("content, row, field", [
+    (b"participant_id,attribution_date,qualifying_category,authorization_status,exclusion_reason\n"
+     b"A1,2026-01-05,smi,approved,\nA2,2026-01-05,sud,approved,\nA3,2026-02-30x,smi,approved,\n", 3, "attribution_date"),
+    (b"participant_id,attribution_date,qualifying_category,authorization_status,exclusion_reason\n"
+     b"A1,2026-01-05,smi,approved,\nA2,2026-01-05,asthma,approved,\n", 2, "qualifying_category"),
+    (b"participant_id,attribution_date,qualifying_category,authorization_status,exclusion_reason\n"
+     b"A1,2026-01-05,smi,approved,\nA1,2026-01-06,smi,approved,\n", 2, "participant_id"),
+    (b"participant_id,attribution_date,qualifying_category,authorization_status,exclusion_reason\n"
+     b"A1,2026-01-05,smi,maybe,\n", 1, "authorization_status"),
+    (b"participant_id,attribution_date,qualifying_category\nA1,2026-01-05,smi\n", 0, "header"),
+])
+def test_a_malformed_file_is_refused_whole(client: httpx.Client, content: bytes, row: int, field: str) -> None:
+    gid, population = _new_list(client)
+    # The first rows are valid and name a real member: nothing of them may be stored either.
+    content = content.replace(b"A1,", population.member_ids[0].encode() + b",")
+    r = client.post(f"/Group/{gid}/$roster-import", json=_file(content))
+    assert r.status_code == 422, r.text
+    issue = r.json()["issue"][0]
+    assert f"row {row}, field {field}" in issue["diagnostics"] and issue["expression"] == [f"row[{row}].{field}"]
+    group = client.get(f"/Group/{gid}").json()
+    assert group["meta"]["versionId"] == "1" and "member" not in group
+    assert client.get(f"/Group/{gid}/$roster-reconcile").status_code == 422  # no file was recorded
+
+
+def test_an_atr_group_file_is_imported(client: httpx.Client) -> None:
+    gid, population = _new_list(client)
+    payer_group = {"resourceType": "Group", "type": "person", "actual": True, "member": [
+        {"entity": {"reference": f"Patient/{population.patients[0]}"}, "period": {"start": "2026-01-01"},
+         "extension": [{"url": "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributedProvider",
+                        "valueReference": {"reference": f"Practitioner/{population.practitioner}"}}]},
+        {"entity": {"identifier": {"system": "urn:test:payer-member-id", "value": "nobody-knows"}}}]}
+    body = _file(json.dumps(payer_group).encode(), "application/fhir+json", "payer-group.json",
+                 memberIdSystem=("valueUri", "urn:test:payer-member-id"))
+    r = client.post(f"/Group/{gid}/$roster-import", json=body)
+    assert r.status_code == 200, r.text
+    assert "Imported 2 rows: 1 members added, 0 updated, 1 participant ids name no member" in r.text
+    member = client.get(f"/Group/{gid}").json()["member"][0]
+    assert member["period"] == {"start": "2026-01-01"}
+    report = client.get(f"/Group/{gid}/$roster-reconcile").json()
+    assert [(m["kind"], m["participantId"]) for m in _mismatches(report)] == [("unknown-participant", "nobody-knows")]
