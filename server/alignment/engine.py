@@ -52,6 +52,7 @@ from server.alignment.facts import (
 )
 from server.alignment.index_keys import READ_TYPES, IndexKeys
 from server.alignment.mappings import Mappings
+from server.alignment.member_facts import PLAN_COLUMNS, plans_select
 from server.alignment.rules import (
     EVALUATED_AT,
     FINDING_COLUMNS,
@@ -83,6 +84,7 @@ from server.store.alignment_schema import (
     finding_categories,
     finding_coverage,
     finding_evidence,
+    finding_plans,
     finding_products,
     findings,
 )
@@ -377,6 +379,7 @@ class AlignmentEngine:
         decided, decisions = decisions_table(m, k, window, members)
         stages: tuple[Stage, ...] = (
             (finding_coverage, COVERAGE_COLUMNS, coverage_select(m, k, window, members)),
+            (finding_plans, PLAN_COLUMNS, plans_select(k, members)),
             (finding_evidence, EVIDENCE_COLUMNS, evidence_select(k, window, self.codes_key, members)),
             (finding_categories, CATEGORY_COLUMNS, categories_select(m.non_claims_valuesets, members)),
             (decided, tuple(c.name for c in decided.c), decisions),

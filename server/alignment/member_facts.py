@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Subquery,
     and_,
     case,
@@ -174,4 +175,21 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
         )
         .where(m.c.rtype == "Patient", m.c.deleted.is_(False), *members.where(m.c.rid))
         .subquery("facts")
+    )
+
+
+PLAN_COLUMNS = ("patient_id", "plan")
+
+
+def plans_select(keys: IndexKeys, members: Members) -> Select:
+    """Rows of `finding_plans` (PLAN_COLUMNS): each plan code of the coverages `finding_coverage` holds for
+    the members, lower-cased, once per member. Kept next to the finding so the worklist filters by plan with
+    an index lookup (issue 22)."""
+    v, t = finding_coverage.c, idx_token.c
+    return (
+        select(v.patient_id, func.lower(t.code))
+        .select_from(finding_coverage.join(idx_token, and_(
+            t.rtype == "Coverage", t.rid == v.coverage_id, t.h_param == keys.coverage_plan)))
+        .where(t.code.is_not(None), *members.where(v.patient_id))
+        .distinct()
     )

@@ -3,9 +3,9 @@
 A page is one keyset read of `ix_findings_worklist` (impact highest first, then patient id): the cursor
 holds the last row's (impact key, patient id) and the next page starts strictly after it, so page 2,000
 costs what page 1 costs. Filters on the findings row are checked on the rows the index yields; filters on
-a member's coverages, categories or evidence are EXISTS probes of tables keyed by patient id first. The
-total is one COUNT over the same filters. Everything the page shows about its (at most `MAX_COUNT`)
-members is then read with one IN-list query per table.
+a member's coverages, plan codes (`finding_plans`, written with the finding), categories or evidence are
+EXISTS probes of tables keyed by patient id first. The total is one COUNT over the same filters. Everything
+the page shows about its (at most `MAX_COUNT`) members is then read with one IN-list query per table.
 
 Filters (each a comma-separated list; a member matches any value of a filter and every filter given):
 `status` (default: `misaligned,review`, the members with something to act on), `kind` (a reason code),
@@ -29,7 +29,13 @@ from server.alignment.mappings import LINES_OF_BUSINESS, Mappings
 from server.alignment.rules import REASONS
 from server.fhir.context import PATIENT_REPORTED
 from server.fhir.errors import FhirError
-from server.store.alignment_schema import finding_categories, finding_coverage, finding_evidence, findings
+from server.store.alignment_schema import (
+    finding_categories,
+    finding_coverage,
+    finding_evidence,
+    finding_plans,
+    findings,
+)
 from server.store.audit_schema import worklist_impact
 from server.store.schema import idx_token, resources
 
@@ -127,7 +133,7 @@ def _member_exists(table, *conditions: ColumnElement[bool]) -> ColumnElement[boo
     return exists().where(table.c.patient_id == findings.c.patient_id, *conditions)
 
 
-def _conditions(query: WorklistQuery, keys: IndexKeys) -> list[ColumnElement[bool]]:
+def _conditions(query: WorklistQuery) -> list[ColumnElement[bool]]:
     f, c = query.filters, findings.c
     where: list[ColumnElement[bool]] = [c.status.in_(f["status"])]
     if "kind" in f:
@@ -140,11 +146,7 @@ def _conditions(query: WorklistQuery, keys: IndexKeys) -> list[ColumnElement[boo
     if "lob" in f:
         where.append(_member_exists(finding_coverage, finding_coverage.c.line_of_business.in_(f["lob"])))
     if "plan" in f:
-        plan = idx_token.alias("plan")
-        where.append(exists(select(plan.c.rid).where(
-            finding_coverage.c.patient_id == findings.c.patient_id,
-            plan.c.rtype == "Coverage", plan.c.rid == finding_coverage.c.coverage_id,
-            plan.c.h_param == keys.coverage_plan, func.lower(plan.c.code).in_([p.lower() for p in f["plan"]]))))
+        where.append(_member_exists(finding_plans, finding_plans.c.plan.in_([p.lower() for p in f["plan"]])))
     if "category" in f:
         where.append(_member_exists(finding_categories, finding_categories.c.category.in_(f["category"])))
     if "source" in f:
@@ -153,7 +155,7 @@ def _conditions(query: WorklistQuery, keys: IndexKeys) -> list[ColumnElement[boo
 
 
 def read_page(conn: Connection, query: WorklistQuery, keys: IndexKeys) -> WorklistPage:
-    where = _conditions(query, keys)
+    where = _conditions(query)
     total = conn.execute(select(func.count()).select_from(findings).where(*where)).scalar_one()
     page: Select = select(worklist_impact.label("key"), findings).where(*where)
     if query.after is not None:

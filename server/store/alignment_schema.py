@@ -126,6 +126,16 @@ finding_coverage = Table(
     Column("harp_status", String(CODE_LEN), nullable=True),  # NY HARP status code (H1-H9) on the Coverage
 )
 
+# The plan codes (`Coverage.class` of type plan, lower-cased) of the coverages in `finding_coverage`: the
+# worklist's plan filter is an index lookup here instead of one search-index probe per finding (issue 22).
+finding_plans = Table(
+    "finding_plans",
+    metadata,
+    Column("patient_id", String(ID_LEN), primary_key=True),
+    Column("plan", Text, primary_key=True),
+    Index("ix_finding_plans_plan", "plan", "patient_id"),
+)
+
 # Which rules the findings were made by (one row): a server whose rules or mappings differ from the
 # stored version re-evaluates every member at start-up, so an upgrade never leaves stale findings.
 alignment_rules = Table(
@@ -135,7 +145,7 @@ alignment_rules = Table(
     Column("version", String(CODE_LEN), nullable=False),
 )
 
-FINDING_TABLES = (findings, finding_products, finding_categories, finding_evidence, finding_coverage)
+FINDING_TABLES = (findings, finding_products, finding_categories, finding_evidence, finding_coverage, finding_plans)
 
 # Which committed writes the findings reflect, so a write whose after-commit evaluation never ran (its
 # process died between commit and evaluation) is found and evaluated later. `alignment_watermark` (one
