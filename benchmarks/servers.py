@@ -99,8 +99,11 @@ def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str) 
         # A full re-evaluation of a large population answers after minutes: no request timeout.
         "PLANFIT_REQUEST_TIMEOUT_SECONDS": "0",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The process's log (warnings and errors with their tracebacks, never PHI) goes next to its exports, so a
+    # failed request can be read back; the benchmark prints where.
+    with open(export_dir.parent / f"server-{kind}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
     return Server(kind, proc, f"http://127.0.0.1:{port}/fhir")
 
 
