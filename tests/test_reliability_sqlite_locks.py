@@ -2,10 +2,12 @@
 answered 500 because another writer holds the lock.
 
 A write waits `PLANFIT_SQLITE_LOCK_WAIT_SECONDS` for the lock; past that the answer is 503 `lock-error` with
-`Retry-After` (transient: the same request succeeds once the lock is free). Concurrent bundles through two
-processes, each commit followed by the post-commit statistics refresh (a read, then ANALYZE), all succeed:
-before BEGIN IMMEDIATE that refresh's read snapshot went stale when the other process committed, SQLite
-refused it the write lock at once ("database is locked") and the bundle got 500.
+`Retry-After` (transient: the same request succeeds once the lock is free). Transactions that read before
+they write begin with BEGIN IMMEDIATE: with a deferred BEGIN, once the other process committed, SQLite refused
+the stale read snapshot the write lock at once ("database is locked", no waiting). That failed a second process
+starting on a fresh file (its requested-reindex step after the first one's migration), and a bundle whose
+post-commit statistics refresh (a read, then ANALYZE) met the other process's commit got 500 although it was
+stored, so a client retrying it stored it twice.
 """
 
 from __future__ import annotations
@@ -51,10 +53,19 @@ def test_write_waiting_past_the_lock_wait_gets_503_then_succeeds(database):
             assert retried.status_code == 201, retried.text
 
 
+def test_two_processes_starting_at_once_on_a_fresh_file_both_serve(database):
+    with servers_on(database) as servers:
+        with ThreadPoolExecutor(2) as pool:  # both migrate, seed and reindex the same new file at once
+            processes = list(pool.map(lambda _: servers.start(), range(2)))
+        for process in processes:
+            with servers.client(process) as client:
+                created = client.post("/Patient", json={"resourceType": "Patient", "birthDate": "1970-01-01"})
+                assert created.status_code == 201, created.text
+
+
 def test_concurrent_bundles_through_two_processes_all_commit(database):
     with servers_on(database) as servers:
-        with ThreadPoolExecutor(2) as pool:
-            processes = list(pool.map(lambda _: servers.start(alignment_mode="sync"), range(2)))
+        processes = [servers.start(alignment_mode="sync") for _ in range(2)]  # one after the other
         clients = [servers.client(p) for p in processes]
         try:
             def post_bundles(client: httpx.Client) -> list[int]:

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event, exc, text
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every PlanFit process sharing a database.
@@ -60,9 +60,15 @@ class _SqliteEngine(Engine):
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         with self.connect() as conn:
-            conn.execution_options(**{_WRITES: True})
-            with conn.begin():
+            with begin_writing(conn):
                 yield conn
+
+
+def begin_writing(conn: Connection) -> RootTransaction:
+    """Begin `conn`'s transaction as one that writes (on SQLite BEGIN IMMEDIATE, see `_SqliteEngine`), for a
+    connection from `connect()` whose transaction writes, even when it rolls back at the end."""
+    conn.execution_options(**{_WRITES: True})
+    return conn.begin()
 
 
 def is_lock_timeout(error: BaseException) -> bool:
