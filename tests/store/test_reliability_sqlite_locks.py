@@ -19,7 +19,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.reliability_helpers import Database, Servers, fresh_database, member_bundle, servers_on
+from tests.support.reliability import Database, fresh_database, member_bundle, servers_on
 from tests.support.servers import unique
 
 BUNDLES = 6  # per process
