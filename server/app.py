@@ -148,6 +148,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(FhirError.of(400, "invalid", "A value in the request cannot be stored or searched"))
 
     app.add_exception_handler(DataError, unusable_value)
+    app.add_exception_handler(OverflowError, unusable_value)
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(_request: Request, exc: OperationalError) -> Response:
@@ -158,7 +159,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(FhirError(503, Issue("error", "lock-error", "The database was busy with another "
                                                    "write; retry after the time Retry-After says"),
                                         {"Retry-After": "1"}))
-    app.add_exception_handler(OverflowError, unusable_value)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> Response:
