@@ -36,6 +36,7 @@ class Server:
     kind: str
     proc: subprocess.Popen
     url: str  # the FHIR base, …/fhir
+    log: Path  # the process's output: warnings and errors as exception types and stack frames, never PHI
 
     @property
     def pid(self) -> int:
@@ -99,9 +100,11 @@ def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str) 
         # A full re-evaluation of a large population answers after minutes: no request timeout.
         "PLANFIT_REQUEST_TIMEOUT_SECONDS": "0",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return Server(kind, proc, f"http://127.0.0.1:{port}/fhir")
+    log = export_dir.parent / f"server-{kind}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Server(kind, proc, f"http://127.0.0.1:{port}/fhir", log)
 
 
 def _wait_ready(server: Server) -> None:
@@ -127,6 +130,12 @@ def running(database_url: str, export_dir: Path, alignment_mode: str) -> Iterato
             servers[kind] = _start(kind, database_url, export_dir, alignment_mode)
             _wait_ready(servers[kind])
         yield servers
+    except Exception:
+        # A failed stage's cause is in the servers' logs, which go with the benchmark's temporary directory.
+        for server in servers.values():
+            tail = server.log.read_text(errors="replace").splitlines()[-60:]
+            print(f"--- {server.kind} server log ({server.log}), last lines", *tail, sep="\n", file=sys.stderr)
+        raise
     finally:
         for server in servers.values():
             server.proc.terminate()

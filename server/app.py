@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.alignment.api import alignment_engine, alignment_feature
@@ -29,7 +29,7 @@ from server.bulk.members import GroupMembership
 from server.cohorts.routes import cohorts_feature
 from server.config import Settings
 from server.dashboard.routes import dashboard_feature
-from server.fhir.errors import FhirError
+from server.fhir.errors import FhirError, Issue
 from server.fhir.features import POST_COMMIT, PRE_WRITE, Feature, Hooks
 from server.fhir.headers import SecurityHeadersMiddleware
 from server.fhir.http import error_response
@@ -44,7 +44,7 @@ from server.projection.routes import projection_feature
 from server.risk.routes import risk_feature
 from server.rosters.routes import rosters_feature
 from server.savings.routes import savings_feature
-from server.store.db import make_engine, migrate
+from server.store.db import is_lock_timeout, make_engine, migrate
 from server.store.resources import Store
 
 log = logging.getLogger("planfit")
@@ -52,7 +52,7 @@ log = logging.getLogger("planfit")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    db = make_engine(settings.database_url)
+    db = make_engine(settings.database_url, settings.sqlite_lock_wait_seconds)
     store = Store(db)
     service = FhirService(store, settings)
     hooks = Hooks()
@@ -149,6 +149,16 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(DataError, unusable_value)
     app.add_exception_handler(OverflowError, unusable_value)
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(_request: Request, exc: OperationalError) -> Response:
+        if not is_lock_timeout(exc):
+            raise exc  # answered by `unexpected`
+        # Another writer held SQLite's write lock past `PLANFIT_SQLITE_LOCK_WAIT_SECONDS`: transient.
+        log.warning("write lock not had in time (%s)", type(exc).__name__)
+        return error_response(FhirError(503, Issue("error", "lock-error", "The database was busy with another "
+                                                   "write; retry after the time Retry-After says"),
+                                        {"Retry-After": "1"}))
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> Response:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
 
     database_url: str = setting(
         "sqlite:///./planfit.db", "SQLAlchemy URL; `postgresql://…` is read as `postgresql+psycopg://…`")
+    sqlite_lock_wait_seconds: int = setting(
+        60, "on SQLite, how long a write waits for another writer (of any server process on the file) to commit; "
+        "past that the request gets 503 `lock-error` with `Retry-After`", ge=1)
     host: str = setting("127.0.0.1", "listen address of `planfit serve`")
     port: int = setting(8080, "listen port of `planfit serve`", ge=0, le=65535)
     base_url: str = setting(

@@ -39,6 +39,7 @@ from server.measures.definitions import MEASURE_BASE, SD_BASE
 from server.measures.report import money, populations
 from server.store.alignment_schema import findings
 from server.store.audit_schema import audit_denials
+from server.store.db import begin_writing
 from server.store.resources import StagedWrite, Store
 from server.store.schema import resources
 
@@ -174,7 +175,7 @@ def findings_on(engine: AlignmentEngine, days: dict[date, set[str]]) -> dict[tup
     for day, patients in sorted(days.items()):
         members = sorted(patients)
         with engine.db.connect() as conn:
-            transaction = conn.begin()
+            transaction = begin_writing(conn)
             try:
                 engine.evaluate_as_of(conn, day, members)
                 rows = conn.execute(select(f.patient_id, f.status, f.enrolled_product, f.recommended_product)

@@ -31,6 +31,7 @@ from server.bulk.plan import ExportPlan
 from server.bulk.query import export_statement, materialize_patients
 from server.config import Settings
 from server.store.bulk_schema import BulkJob
+from server.store.db import begin_writing
 from server.store.resources import Store, hold_writes
 
 log = logging.getLogger("planfit.bulk")
@@ -112,7 +113,7 @@ class Throttle:
 def snapshot(engine: Engine) -> Iterator[tuple[Connection, int, int]]:
     """(read connection, snapshot txid, transactionTime in µs); see the module docstring."""
     with engine.connect() as lock, engine.connect() as read:
-        lock.begin()
+        begin_writing(lock)
         hold_writes(lock)  # released by the rollback below
         if read.dialect.name == "postgresql":
             read.execution_options(isolation_level="REPEATABLE READ")

@@ -60,6 +60,7 @@ from server.risk.population import PopulationRisk, population_risk
 from server.risk.results import MemberRisk, read_member_risk
 from server.risk.scores import RiskEngine, diagnosis_year
 from server.risk.store import store_reports
+from server.store.db import begin_writing
 from server.store.resources import chunks
 from server.store.schema import resources
 
@@ -418,7 +419,7 @@ def _alignment_levers(risk: Risk, finding: Finding) -> list[dict[str, Any]]:
     year = risk.engine.current_payment_year()
     if risk.model.year(year) is None:
         return []
-    with risk.engine.db.connect() as conn, conn.begin() as scoring:
+    with risk.engine.db.connect() as conn, begin_writing(conn) as scoring:
         risk.engine.score_in(conn, year, [finding.patient_id])
         member = read_member_risk(conn, risk.model.years[year], finding.patient_id)
         scoring.rollback()  # every `$alignment` read scores anew, so nothing is kept

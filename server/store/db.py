@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event, exc, text
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every PlanFit process sharing a database.
 _MIGRATION_LOCK_KEY = 0x706C616E666974
+# The execution option that makes a SQLite transaction take the write lock at BEGIN (see `_SqliteEngine`).
+_WRITES = "planfit_writes"
 
 
 def normalise_url(url: str) -> str:
@@ -23,30 +28,69 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, sqlite_lock_wait_seconds: int = 60) -> Engine:
+    """The engine for `url`. On SQLite a write waits up to `sqlite_lock_wait_seconds` for another
+    writer (of this or another process) to commit; past that it raises `OperationalError`, which
+    `is_lock_timeout` recognises."""
     url = normalise_url(url)
     # hide_parameters: a logged database error never carries the statement's values (PHI).
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, hide_parameters=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": sqlite_lock_wait_seconds},
+                               hide_parameters=True)
+        engine.__class__ = _SqliteEngine
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
+class _SqliteEngine(Engine):
+    """`begin()` is how PlanFit opens a transaction that writes; on SQLite it starts with BEGIN IMMEDIATE.
+
+    A deferred BEGIN reads from a snapshot and asks for the write lock only at its first write. If another
+    connection committed since the snapshot, SQLite cannot upgrade it and fails at once with SQLITE_BUSY
+    ("database is locked"), without waiting the busy timeout: a post-commit ANALYZE did exactly that while
+    a second server process committed a bundle, and the client got 500. BEGIN IMMEDIATE takes the write
+    lock first (waiting the busy timeout like any writer), so the snapshot is never stale. Reads
+    (`connect()`) stay deferred: in WAL mode they never wait for a writer.
+    """
+
+    __slots__ = ()  # the same layout as Engine, so `make_engine` can give an engine this class
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.connect() as conn:
+            with begin_writing(conn):
+                yield conn
+
+
+def begin_writing(conn: Connection) -> RootTransaction:
+    """Begin `conn`'s transaction as one that writes (on SQLite BEGIN IMMEDIATE, see `_SqliteEngine`), for a
+    connection from `connect()` whose transaction writes, even when it rolls back at the end."""
+    conn.execution_options(**{_WRITES: True})
+    return conn.begin()
+
+
+def is_lock_timeout(error: BaseException) -> bool:
+    """Whether `error` is SQLite's write lock not had within the busy timeout: transient, worth a retry."""
+    orig = getattr(error, "orig", None) if isinstance(error, exc.OperationalError) else None
+    return isinstance(orig, sqlite3.OperationalError) and (
+        getattr(orig, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+
+
 def _sqlite_on_connect(dbapi_conn, _record) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit BEGIN is deferred
-    # and unreliable); WAL lets readers proceed while one writer commits.
+    # and unreliable); WAL lets readers proceed while one writer commits. The busy timeout comes
+    # from the driver's `timeout` argument.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=60000")
     cur.close()
 
 
-def _sqlite_on_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN")
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITES) else "BEGIN")
 
 
 def _alembic_config() -> Config:

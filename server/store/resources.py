@@ -19,6 +19,7 @@ from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, ScalarSelect, bindparam, delete, func, select, tuple_, update
 
+from server.store.db import begin_writing
 from server.store.schema import (
     idx_date,
     idx_reference,
@@ -171,7 +172,7 @@ class WriteTransaction:
 
     def __enter__(self) -> "WriteTransaction":
         self.conn = self.store.engine.connect()
-        self.conn.begin()
+        begin_writing(self.conn)
         self.txid = next_txid(self.conn)
         if self.conn.dialect.name == "postgresql":
             # Under the writer lock, a parallel plan's worker start-up (~10 ms for a lookup of a few

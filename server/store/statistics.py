@@ -70,12 +70,15 @@ def _analyze_grown_sqlite(engine: Engine, tables: Iterable[str], growth: float, 
                 "SELECT tbl, max(CAST(stat AS INTEGER)) FROM sqlite_stat1 GROUP BY tbl").all())
         highest = {table: conn.exec_driver_sql(f'SELECT coalesce(max(rowid), 0) FROM "{table}"').scalar_one()
                    for table in sorted(set(tables) & existing)}
-        grown = [table for table, top in highest.items()
-                 if top - seen.get(table, counted.get(table, 0)) > floor + growth * counted.get(table, 0)]
-        if grown:
+    grown = [table for table, top in highest.items()
+             if top - seen.get(table, counted.get(table, 0)) > floor + growth * counted.get(table, 0)]
+    if grown:
+        # A write transaction of its own (BEGIN IMMEDIATE, `server.store.db`): the check's read snapshot
+        # above may be stale by now, and a stale snapshot cannot take the write lock ANALYZE needs.
+        with engine.begin() as conn:
             conn.exec_driver_sql(f"PRAGMA analysis_limit = {_SQLITE_SAMPLE}")
             for table in grown:
                 conn.exec_driver_sql(f'ANALYZE "{table}"')
-                seen[table] = highest[table]
-            conn.commit()
+        for table in grown:
+            seen[table] = highest[table]
     return grown
