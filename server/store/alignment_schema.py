@@ -124,7 +124,9 @@ finding_coverage = Table(
     Column("period_lo", BigInteger, nullable=True),
     Column("period_hi", BigInteger, nullable=True),
     Column("harp_status", String(CODE_LEN), nullable=True),  # NY HARP status code (H1-H9) on the Coverage
+    Column("aid_category", String(CODE_LEN), nullable=True),  # Medicaid aid category (class of type class)
 )
+
 
 # Which rules the findings were made by (one row): a server whose rules or mappings differ from the
 # stored version re-evaluates every member at start-up, so an upgrade never leaves stale findings.
