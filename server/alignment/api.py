@@ -34,7 +34,7 @@ from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
 from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, member_finding
 from server.alignment.hooks import ALIGNMENT_PARAMETERS
 from server.alignment.mappings import MappingError, Mappings, load_mappings
-from server.alignment.mappings.rates import ANY
+from server.alignment.mappings.rates import ANY, SEGMENTS
 from server.alignment.plans import PlanCatalogue, plan_reference
 from server.alignment.risk_factors import MemberFactor, load_risk_factors, member_risk_factors
 from server.alignment.window import EvaluationWindow
@@ -225,11 +225,14 @@ def finding_parameters(finding: Finding, mappings: Mappings) -> dict[str, Any]:
 
 def _rate_cell(role: str, key: str, pmpm: Decimal | None, currency: str) -> dict[str, Any]:
     """The rate cell (SPEC §4.3) priced for the recommended or enrolled product: a product code alone is the
-    product's own PMPM; else `product/region/segment`, a part `*` being one the cell leaves out."""
+    product's own PMPM; else `product/region/segment`, a part `*` being one the cell leaves out, the segment
+    part a dual segment (`segment`) or a Medicaid aid category (`aidCategory`)."""
     product, region, segment = (key.split("/") + [ANY, ANY])[:3]
     parts = [_param("role", valueCode=role), _param("product", valueCode=product)]
     parts += [_param("region", valueCode=region)] if region != ANY else []
-    parts += [_param("segment", valueCode=segment)] if segment != ANY else []
+    if segment != ANY:
+        parts.append(_param("segment" if segment in SEGMENTS else "aidCategory", valueCode=segment))
+
     if pmpm is not None:
         parts.append(_param("pmpm", valueMoney={"value": float(pmpm), "currency": currency}))
     return _param("rateCell", part=parts)
@@ -306,5 +309,8 @@ def _coverage(coverage: CoverageFact) -> list[dict[str, Any]]:
         parts.append(_param("dualLevel", valueCode=coverage.dual_level))
     if coverage.harp_status:
         parts.append(_param("nyHarpStatus", valueCode=coverage.harp_status))
+    if coverage.aid_category:
+        parts.append(_param("aidCategory", valueCode=coverage.aid_category))
+
     parts.append(_param("current", valueBoolean=coverage.current))
     return parts

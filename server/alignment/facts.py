@@ -6,7 +6,7 @@ write), fill the first stages of a finding:
 * `finding_coverage`: the member's active coverages — `current` when the period holds the evaluation
   date, else ended in the last months (read for the D-SNP deeming period) — with the product they name
   (plan class alias, else SOPT alias), their line of business (the product's, else the SOPT table's), the
-  dual status code and level, the period and the NY HARP status code;
+  dual status code and level, the period, the NY HARP status code and the Medicaid aid category;
 * `finding_evidence`: every diagnosis in a value set: Conditions (clinical, claims or patient-reported
   evidence by the source-kind tag the server stamped from the writer), and Claim / ExplanationOfBenefit
   diagnoses, coded or by `diagnosisReference` (always claims evidence), dated inside the lookback window
@@ -200,7 +200,7 @@ def dual_level(mappings: Mappings, code: Any) -> ColumnElement[Any]:
 
 
 COVERAGE_COLUMNS = ("patient_id", "coverage_id", "product", "line_of_business", "dual_code", "dual_level",
-                    "current", "period_lo", "period_hi", "harp_status")
+                    "current", "period_lo", "period_hi", "harp_status", "aid_category")
 
 
 def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Select:
@@ -219,6 +219,8 @@ def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
         "sopt_lob": (sopt_type, func.max(_when(sopt_type, sopt, _sopt_lob(mappings, t.c.code), t))),
         "dual_code": (dual, func.max(_when(dual, None, t.c.code, t))),
         "harp_status": (keys.coverage_harp_status, func.max(_when(keys.coverage_harp_status, None, t.c.code, t))),
+        "aid_category": (keys.coverage_aid_category, func.max(_when(  # as rates.json spells it: trimmed, lower case
+            keys.coverage_aid_category, None, func.lower(func.trim(t.c.code)), t))),
     })
     period = pivot(d, "coverage_period", "Coverage", coverages, members, {
         "lo": (keys.coverage_period, func.min(d.c.lo)),
@@ -240,7 +242,9 @@ def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
             period.c.lo,
             period.c.hi,
             tokens.c.harp_status,
+            tokens.c.aid_category,
         )
+
         .select_from(coverages.join(tokens, tokens.c.rid == coverages.c.rid)
                      .outerjoin(period, period.c.rid == coverages.c.rid))
         .where(tokens.c.active == 1,

@@ -89,6 +89,7 @@ class CoverageFact:
     current: bool
     harp_status: str | None
     period_start: date | None = None
+    aid_category: str | None = None  # Medicaid aid category (Coverage.class of type class), rate cells
 
     @property
     def reference(self) -> str:
@@ -205,7 +206,7 @@ _PARTS = {  # part → (table, columns in the order `_finding` reads them)
     "evidence": (finding_evidence, ("category", "resource_type", "resource_id", "system", "code", "date_lo",
                                     "source_kind", "grade", "lifelong", "affirmed_lo")),
     "coverages": (finding_coverage, ("coverage_id", "product", "line_of_business", "dual_code", "dual_level",
-                                     "current", "harp_status", "period_lo")),
+                                     "current", "harp_status", "period_lo", "aid_category")),
 }
 
 
@@ -274,7 +275,8 @@ def _finding(patient_id: str, row) -> Finding:
         evidence=tuple(Evidence(e[0], e[1], e[2], e[3], e[4], _date_of(e[5]), e[6], e[7], bool(e[8]), _date_of(e[9]))
                        for e in evidence),
         coverages=tuple(CoverageFact(v[0], v[1], v[2], v[3], v[4], bool(v[5]), v[6],
-                                     None if v[7] is None else _date_of(v[7])) for v in coverages),
+                                     None if v[7] is None else _date_of(v[7]), v[8]) for v in coverages),
+
         recommended_rate_cell=row.recommended_rate_cell,
         enrolled_rate_cell=row.enrolled_rate_cell,
     )

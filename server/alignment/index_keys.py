@@ -90,6 +90,7 @@ class IndexKeys:
     coverage_type: int
     coverage_dual_status: int
     coverage_harp_status: int
+    coverage_aid_category: int
     patient_birthdate: int
     patient_harp_status: int
     patient_opwdd: int
@@ -119,6 +120,8 @@ class IndexKeys:
             coverage_type=_param("Coverage", "type", "token"),
             coverage_dual_status=_param("Coverage", "dual-status", "token"),
             coverage_harp_status=_param("Coverage", "ny-harp-status", "token"),
+            coverage_aid_category=_param("Coverage", "aid-category", "token"),
+
             patient_birthdate=_param("Patient", "birthdate", "date"),
             patient_harp_status=_param("Patient", "ny-harp-status", "token"),
             patient_opwdd=_param("Patient", "opwdd", "token"),

@@ -57,7 +57,8 @@ def flag_column(code: str) -> str:
 def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Subquery:
     """One row per member: birth-date bounds, programs, coverage counts, enrolled priority, the number of
     distinct products per program (conflicts), the dual levels of the latest coded month, the Medicaid
-    evidence (SPEC §4.3), the State status codes and member flags, and a 0/1 flag per value set."""
+    evidence and aid category (SPEC §4.3), the State status codes and member flags, and a 0/1 flag per value
+    set."""
     fc, fcat = finding_coverage.c, finding_categories.c
     current = fc.current == true()
 
@@ -82,6 +83,9 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
                           else_=None)).label("medicaid_ended"),
             *(func.max(case((and_(current, fc.harp_status == code), 1), else_=0)).label(flag_column(code))
               for code in codes),
+            # the aid category of a Medicaid coverage in force (rate cells); of several, the greatest code
+            func.max(case((and_(current, fc.line_of_business.in_(lobs_with("medicaid"))), fc.aid_category),
+                          else_=None)).label("aid_category"),
         )
         .where(*members.where(fc.patient_id))
         .group_by(fc.patient_id)
@@ -145,6 +149,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
             birth.c.lo.label("birth_lo"),
             birth.c.hi.label("birth_hi"),
             coverage.c.enrolled_priority,
+            coverage.c.aid_category,
             *(func.coalesce(coverage.c[name], 0).label(name) for name in counts if name != "has_medicaid"),
             case((or_(evidenced, and_(func.coalesce(coverage.c.dual_lob, 0) == 1, not_(lapsed))), 1),
                  else_=0).label("has_medicaid"),

@@ -1,6 +1,7 @@
 """Rate cells in SQL (SPEC §4.3 "Impact uses rate cells", `rates.json`): the PMPM of a product for a member,
-from the most specific cell matching the member's region and dual segment (a plan's cell before its
-product's), else the product's PMPM; with the cell's key, which the finding records. Split from `rules.py`."""
+from the most specific cell matching the member's region and dual segment or Medicaid aid category (a plan's
+cell before its product's), else the product's PMPM; with the cell's key, which the finding records. Split
+from `rules.py`."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ def recommended_plan(mappings: Mappings, d: Any, recommended: ColumnElement[Any]
 
 def rate_cell(mappings: Mappings, d: Any, priority: Any, plan: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """(cents, cell key) of the product at `priority` for the member (SPEC §4.3 rate cells): the most
-    specific cell of the product, or of `plan`, matching the member's region and dual segment, else the
-    product's PMPM (its key is the product code)."""
+    specific cell of the product, or of `plan`, matching the member's region and dual segment or aid category,
+    else the product's PMPM (its key is the product code). A member without an aid category matches no
+    aid-category cell."""
     rates = mappings.rates
     region = case(*((d.c[region_column(r.code)] == 1, r.code) for r in rates.regions), else_=None) \
         if rates.regions else literal(None)
@@ -46,6 +48,8 @@ def rate_cell(mappings: Mappings, d: Any, priority: Any, plan: Any) -> tuple[Col
             parts = [literal(True) if cell.product == p.code else plan == cell.product]
             parts += [region == cell.region] if cell.region else []
             parts += [segment == cell.segment] if cell.segment else []
+            parts += [d.c.aid_category == cell.aid_category] if cell.aid_category else []
+
             matched.append((and_(*parts), cell))
         here = priority == p.priority
         prices.append((here, case(*((cond, cents(c.pmpm)) for cond, c in matched), else_=cents(rates.pmpm[p.code]))

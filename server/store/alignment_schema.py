@@ -124,6 +124,7 @@ finding_coverage = Table(
     Column("period_lo", BigInteger, nullable=True),
     Column("period_hi", BigInteger, nullable=True),
     Column("harp_status", String(CODE_LEN), nullable=True),  # NY HARP status code (H1-H9) on the Coverage
+    Column("aid_category", String(CODE_LEN), nullable=True),  # Medicaid aid category (class of type class)
 )
 
 # The plan codes (`Coverage.class` of type plan, lower-cased) of the coverages in `finding_coverage`: the

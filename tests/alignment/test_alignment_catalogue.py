@@ -286,3 +286,58 @@ def test_impact_uses_the_members_rate_cell(servers: Servers) -> None:
     exposure = next(p["valueMoney"]["value"] for p in f.raw["parameter"] if p["name"] == "overpaymentExposure")
     months = next(p["valueInteger"] for p in f.raw["parameter"] if p["name"] == "exposureMonths")
     assert exposure == round((pmpm["ny-harp"] - 625.0) * months, 2)
+
+
+def _mmc_member_with_schizophrenia(servers: Servers, postal_code: str, aid_category: str | None) -> str:
+    pid = patient(servers.clinical, born(40), state="NY", postal_code=postal_code)
+    coverage(servers.claims, pid, plan="NY-MMC", aid_category=aid_category)
+    condition(servers.clinical, pid, [(ICD, "F20.9")])
+    return pid
+
+
+def test_impact_uses_the_members_aid_category_cell(servers: Servers) -> None:
+    """SPEC §4.3 rate cells by Medicaid aid category (NY MMC is rated by TANF, Safety Net and SSI cells,
+    domain.md §6), shipped rates.json: mainstream members with schizophrenia are HARP opportunities, and the
+    enrolled MMC is priced at each one's aid-category cell (the Coverage's class of type `class`, any case);
+    a member without an aid category falls back to the product's PMPM; in New York City the region's SSI cell
+    wins. Checked after the incremental evaluation, after a Coverage update, and after a full run."""
+    rates = load_mappings().rates
+    harp, mmc = float(rates.pmpm["ny-harp"]), float(rates.pmpm["ny-mmc"])
+
+    def cell(key: str) -> float:
+        value = rates.pmpm_of(key)
+        assert value is not None, key
+        return float(value)
+
+    tanf, ssi, unknown, nyc = (_mmc_member_with_schizophrenia(servers, zip_code, aid) for zip_code, aid in (
+        ("12207", "TANF"), ("12207", " ssi "), ("12207", None), ("11201", "SSI")))
+    expected = {tanf: ("ny-mmc/*/tanf", {"product": "ny-mmc", "aidCategory": "tanf"}),
+                ssi: ("ny-mmc/*/ssi", {"product": "ny-mmc", "aidCategory": "ssi"}),
+                unknown: ("ny-mmc", {"product": "ny-mmc"}),
+                nyc: ("ny-mmc/nyc/ssi", {"product": "ny-mmc", "region": "nyc", "aidCategory": "ssi"})}
+    assert len({cell(key) for key, _ in expected.values()}) == 4 and cell("ny-mmc") == mmc
+
+    def check() -> None:
+        for pid, (key, parts) in expected.items():
+            f = finding(servers.clinical, pid)
+            assert (f.status, f.kind, f.enrolled, f.recommended) == ("misaligned", "opportunity", "ny-mmc", "ny-harp")
+            assert f.impact == (harp - cell(key)) * 12, (pid, key, f.impact)
+            assert _rate_cells(f)["enrolled"] == {**parts, "pmpm": {"value": cell(key), "currency": "USD"}}
+            assert _rate_cells(f)["recommended"] == {"product": "ny-harp", "pmpm": {"value": harp, "currency": "USD"}}
+
+    check()
+    aid = [[x["valueCode"] for x in p["part"] if x["name"] == "aidCategory"]
+           for p in finding(servers.clinical, ssi).raw["parameter"] if p["name"] == "coverage"]
+    assert aid == [["ssi"]]
+
+    # The State re-determines the TANF member as SSI: the Coverage write re-evaluates them.
+    bundle = servers.claims.get("/Coverage", params={"beneficiary": f"Patient/{tanf}"}).json()
+    resource = bundle["entry"][0]["resource"]
+    next(c for c in resource["class"] if c["type"]["coding"][0]["code"] == "class")["value"] = "SSI"
+    _put(servers.claims, resource)
+    expected[tanf] = expected[ssi]
+    check()
+
+    r = servers.admin.post("/$evaluate-alignment", timeout=600)  # the full run picks the same cells
+    assert r.status_code == 200, r.text
+    check()

@@ -236,7 +236,11 @@ def _set(obj: dict[str, Any], key: str, value: Any) -> None:
     obj[key] = value
 
 
+_SHIPPED_RATES = json.loads((DEFAULT_DIRECTORY / "rates.json").read_text())
+# the index an entry appended to the shipped lists gets
+_CELLS, _AID_CATEGORIES = len(_SHIPPED_RATES["cells"]), len(_SHIPPED_RATES["aid_categories"])
 HARP = _index("ny-harp")
+
 CSNP_I = _index("csnp")
 MA = _index("ma")
 FFS = _index("medicare-ffs")
@@ -385,7 +389,22 @@ BROKEN: list[tuple[str, Mutation, str]] = [
     ("rates-missing-flag",
      _edit("rates.json", lambda d: d.pop("illustrative")),
      "rates.json: illustrative: Field required"),
+    ("rates-unknown-aid-category",
+     _edit("rates.json", lambda d: d["cells"].append({"product": "ny-mmc", "aid_category": "medically-needy",
+                                                      "pmpm": 1})),
+     f"rates.json: cells[{_CELLS}].aid_category: unknown aid category 'medically-needy' (not in aid_categories)"),
+    ("rates-aid-category-and-segment",
+     _edit("rates.json", lambda d: d["cells"].append({"product": "ny-mmc", "segment": "full", "aid_category": "ssi",
+                                                      "pmpm": 1})),
+     f"rates.json: cells[{_CELLS}]: a cell names a dual segment or an aid category, not both"),
+    ("rates-aid-category-named-as-a-segment",
+     _edit("rates.json", lambda d: d["aid_categories"].append({"code": "partial", "display": "Partial"})),
+     f"rates.json: aid_categories[{_AID_CATEGORIES}].code: duplicate aid category 'partial'"),
+    ("rates-cell-unknown-key",
+     _edit("rates.json", lambda d: d["cells"].append({"product": "ny-mmc", "aid": "ssi", "pmpm": 1})),
+     f"rates.json: cells[{_CELLS}].aid: Extra inputs are not permitted"),
 ]
+
 
 
 @pytest.mark.parametrize(("mutate", "expected"), [(m, e) for _, m, e in BROKEN], ids=[n for n, _, _ in BROKEN])

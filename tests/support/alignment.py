@@ -79,7 +79,8 @@ def patient(c: httpx.Client, birth: date, *, harp: str | None = None, opwdd: boo
 
 def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | None = None,
              dual: str | None = None, status: str = "active", start: str | None = None, end: str | None = None,
-             harp: str | None = None, extensions: list[dict[str, Any]] | None = None) -> str:
+             harp: str | None = None, aid_category: str | None = None,
+             extensions: list[dict[str, Any]] | None = None) -> str:
     resource: dict[str, Any] = {
         "resourceType": "Coverage",
         "status": status,
@@ -89,8 +90,11 @@ def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | 
     }
     if end:
         resource["period"]["end"] = end
-    if plan:
-        resource["class"] = [{"type": {"coding": [{"system": COVERAGE_CLASS, "code": "plan"}]}, "value": plan}]
+    classes = [(code, value) for code, value in (("plan", plan), ("class", aid_category)) if value]
+    if classes:  # the Medicaid aid category is the `class` of type `class` (search parameter aid-category)
+        resource["class"] = [{"type": {"coding": [{"system": COVERAGE_CLASS, "code": code}]}, "value": value}
+                             for code, value in classes]
+
     if sopt:
         resource["type"] = {"coding": [{"system": SOPT, "code": sopt}]}
     extensions = ([{"url": DUAL_EXT, "valueCode": dual}] if dual else []) + (

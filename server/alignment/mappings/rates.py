@@ -1,9 +1,10 @@
 """`rates.json` (or `$PLANFIT_RATES_FILE`): the PMPM rate per product and the rate cells, as a pydantic model.
 
 A rate cell (SPEC §4.3 "Impact uses rate cells") prices a product or one of its plans in a region (a named
-set of states and ZIP prefixes) for a dual segment (full, partial, non-dual); every part may be left out.
-A member's cell for a product is the most specific cell that matches (a plan before its product, then a
-region, then a segment), else the product's `pmpm`. The engine picks it in SQL (`rules.py`)."""
+set of states and ZIP prefixes) for a member segment: a dual segment (full, partial, non-dual) or a Medicaid
+aid category (`aid_categories`, e.g. NY MMC's TANF and SSI cells); every part may be left out. A member's
+cell for a product is the most specific cell that matches (a plan before its product, then a region, then a
+segment or aid category), else the product's `pmpm`. The engine picks it in SQL (`rate_cells.py`)."""
 
 from __future__ import annotations
 
@@ -34,21 +35,32 @@ class Region(MappingModel):
     parts: tuple[RegionPart, ...] = Field(min_length=1)
 
 
+class AidCategory(MappingModel):
+    """A Medicaid aid category rate cells can name. The member's is the value of their Medicaid Coverage's
+    `class` of type `class` (search parameter `aid-category`), matched trimmed and in lower case."""
+
+    code: Annotated[str, matching(r"^[a-z0-9][a-z0-9\-]{0,31}$", "an aid category code (lower-case letters, digits, '-')")]
+    display: NonEmptyStr
+
+
 class RateCell(MappingModel):
     product: NonEmptyStr  # a product code or a plan id
     region: RegionCode | None = None
     segment: Segment | None = None
+    aid_category: str | None = None  # a code of `aid_categories`; a cell names it or a segment, not both
     pmpm: Rate
     basis: str = ""
 
     @property
     def key(self) -> str:
-        """`product/region/segment`, `*` for a part left out: how a finding names the cell it used."""
-        return "/".join((self.product, self.region or ANY, self.segment or ANY))
+        """`product/region/segment`, `*` for a part left out, the segment part being the dual segment or the
+        aid category (their codes never collide): how a finding names the cell it used."""
+        return "/".join((self.product, self.region or ANY, self.segment or self.aid_category or ANY))
 
     @property
     def specificity(self) -> tuple[int, int]:
-        return (self.region is not None) + (self.segment is not None), int(self.region is not None)
+        member = self.segment is not None or self.aid_category is not None
+        return (self.region is not None) + member, int(self.region is not None)
 
 
 class Rates(MappingFile):
@@ -62,6 +74,7 @@ class Rates(MappingFile):
     effective: str = ""
     basis: dict[str, str] = {}
     regions: tuple[Region, ...] = ()  # in order: a member in several is in the first
+    aid_categories: tuple[AidCategory, ...] = ()
     cells: tuple[RateCell, ...] = ()
     _file: str = PrivateAttr("")
 
@@ -84,22 +97,39 @@ class Rates(MappingFile):
             if region.code in regions:
                 raise FieldProblem(f"regions[{i}].code", f"duplicate region {region.code!r}")
             regions.add(region.code)
+        aid = self._aid_category_codes()
         for i, cell in enumerate(self.cells):
             if cell.product not in known and cell.product not in plans:
                 raise FieldProblem(f"cells[{i}].product", f"unknown product or plan {cell.product!r}")
             if cell.region is not None and cell.region not in regions:
                 raise FieldProblem(f"cells[{i}].region", f"unknown region {cell.region!r} (not in regions)")
-            if cell.product in known and cell.region is None and cell.segment is None:
-                raise FieldProblem(f"cells[{i}]", "a product's cell needs a region or a segment (else use pmpm)")
+            if cell.aid_category is not None and cell.aid_category not in aid:
+                raise FieldProblem(f"cells[{i}].aid_category",
+                                   f"unknown aid category {cell.aid_category!r} (not in aid_categories)")
+            if cell.aid_category is not None and cell.segment is not None:
+                raise FieldProblem(f"cells[{i}]", "a cell names a dual segment or an aid category, not both")
+            if cell.product in known and cell.region is None and cell.segment is None and cell.aid_category is None:
+                raise FieldProblem(f"cells[{i}]",
+                                   "a product's cell needs a region, a segment or an aid category (else use pmpm)")
             if cell.key in keys:
                 raise FieldProblem(f"cells[{i}]", f"duplicate cell {cell.key}")
             keys.add(cell.key)
         self._file = info.context["label"]
         return self
 
+    def _aid_category_codes(self) -> set[str]:
+        codes: set[str] = set()
+        for i, category in enumerate(self.aid_categories):
+            if category.code in codes or category.code in SEGMENTS:
+                raise FieldProblem(f"aid_categories[{i}].code",
+                                   f"duplicate aid category {category.code!r} (or a dual segment's name)")
+            codes.add(category.code)
+        return codes
+
     def cells_for(self, product: str, plans: tuple[str, ...]) -> list[RateCell]:
         """The cells pricing a product or one of its plans, most specific first: a plan's cells before the
-        product's, then by region and segment."""
+        product's, then by region and segment or aid category."""
+
         return sorted((c for c in self.cells if c.product == product or c.product in plans),
                       key=lambda c: (c.product == product, *(-x for x in c.specificity)))
 
