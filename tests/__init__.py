@@ -1,0 +1,1 @@
+"""PlanFit tests: one package per server package (tests/<package>/), shared helpers in tests/support/."""
