@@ -334,17 +334,6 @@ def _rsa_modulus_bits(n: object) -> int:
     return int.from_bytes(raw, "big").bit_length()
 
 
-def _rsa_modulus_bits(n: object) -> int:
-    """Bit length of a JWK ``n`` (0 if it is not valid base64url)."""
-    if not isinstance(n, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", n):
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
-    except ValueError:
-        return 0
-    return int.from_bytes(raw, "big").bit_length()
-
-
 def verify_client_assertion(
     assertion: str,
     *,
