@@ -29,7 +29,7 @@ from typing import Any
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jws, jwt
-from joserfc.errors import ClaimError, ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
+from joserfc.errors import ClaimError, ExpiredTokenError, InvalidClaimError, JoseError
 from joserfc.jwk import Key, import_key
 from joserfc.jws import JWSRegistry
 from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
