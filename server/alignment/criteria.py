@@ -59,7 +59,7 @@ def criteria(unit: RuleUnit, f: Any, window: EvaluationWindow, columns: dict[str
     """A product's (or one of its plans') rule (vocabulary of mappings/README.md) as criteria over the facts
     row `f`; a plan's criteria name it (`plan:<id>`), so the eligible product records which plan took the
     member."""
-    rule = unit.eligibility
+    rule, window = unit.eligibility, window.on(f)
     out = [Criterion(_has(f, p), _text("requires_lob", p)) for p in sorted(rule.requires_lob)]
     out += [Criterion(not_(_has(f, p)), _text("excludes_lob", p)) for p in sorted(rule.excludes_lob)]
     if rule.min_age is not None:

@@ -45,6 +45,7 @@ from server.alignment.facts import (
     EVERYONE,
     EVIDENCE_COLUMNS,
     MEMBER_IDS,
+    MemberDays,
     Members,
     categories_select,
     coverage_select,
@@ -72,7 +73,7 @@ from server.alignment.touched import (
     touched_members,
     watermark_to_counter,
 )
-from server.alignment.window import EvaluationWindow, WindowParameters, today_utc
+from server.alignment.window import EvaluationWindow, RowWindow, WindowParameters, today_utc
 from server.alignment.hooks import EVALUATED, POST_EVALUATION
 from server.fhir.features import Hooks
 from server.fhir.types import WriteContext, Written
@@ -90,7 +91,7 @@ from server.store.alignment_schema import (
 )
 from server.store.resources import chunks
 from server.store.schema import idx_date, idx_reference, idx_token, resource_history, resources
-from server.store.statistics import analyze_grown
+from server.store.statistics import analyze_grown, analyze_written
 
 log = logging.getLogger("planfit.alignment")
 # What evaluations read and rewrite, whose planner statistics they depend on.
@@ -151,8 +152,7 @@ class AlignmentEngine:
         self._listed = Members.listed(db.dialect.name)
         self._statements: dict[tuple[EvaluationWindow, Members], tuple[Executable, ...]] = {}
         self._statements_lock = threading.Lock()  # requests evaluate in worker threads
-        self._as_of_window = WindowParameters(config.lookback_months)
-        self._as_of_statements: tuple[Executable, ...] | None = None  # as of any date: `evaluate_as_of`
+        self._row_probe: WindowParameters | None = None  # the bounds `evaluate_on_days` makes columns
         self.statistics_tables = list(EVALUATION_TABLES)  # a listener adds the tables it reads
         self._next_recovery = 0.0  # monotonic time of this process's next look for unevaluated writes
 
@@ -301,23 +301,36 @@ class AlignmentEngine:
         for observe in self.hooks.of(EVALUATED):
             observe(kind, seconds)
 
-    def evaluate_as_of(self, conn: Connection, as_of: date, patient_ids: list[str]) -> None:
-        """Evaluate these members as of another date into the findings tables, in the caller's transaction,
-        which must roll back afterwards: the finding a member had on `as_of`, from the evidence dated on or
-        before it (the history of findings is computed, not kept). Listeners are not told. The statements
-        take the date's bounds as parameters (`WindowParameters`), built once for every date."""
+    def evaluate_on_days(self, conn: Connection, member_days: Iterable[tuple[str, date]]) -> Table:
+        """Evaluate (member, date) pairs, each as of its date, into the findings tables, in the caller's
+        transaction, which must roll back afterwards: the finding a member had on a date, from the evidence
+        dated on or before it (the history of findings is computed, not kept). One pass of the evaluation's
+        statements for every pair (`RowWindow`); a pair's rows are keyed `member_key`, which is no Patient
+        id (`@n`: ids have no `@`). Returns the pairs table (member_key, patient_id, as_of) to join the
+        findings to. Listeners are not told."""
+        pairs = sorted(set(member_days))
         self.lock(conn)
-        self._plan_per_execution(conn)
+        if conn.dialect.name == "postgresql":  # planned like a full run (`_run`): hash joins, not nested loops
+            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
         if not self._codes_installed:
             install_codes(conn, self.codes_key, self._code_rows)
         with self._statements_lock:
-            if self._as_of_statements is None:
-                self._as_of_statements = self._build(self._as_of_window, self._listed)
-        bounds = self._as_of_window.values(EvaluationWindow(as_of, self.config.lookback_months))
-        for chunk in chunks(sorted(set(patient_ids)), self.config.member_chunk):
-            params = {**bounds, MEMBER_IDS: chunk, EVALUATED_AT: time_ns() // 1000}
-            for statement in self._as_of_statements:
-                conn.execute(statement, params)
+            if self._row_probe is None:  # which bounds the statements read, to make them columns
+                self._row_probe = WindowParameters(self.config.lookback_months)
+                self._build(self._row_probe, EVERYONE)
+        window = RowWindow(self._row_probe, (day for _pid, day in pairs))
+        for table in (window.pairs, window.dates):
+            table.create(conn)
+        if pairs:
+            conn.execute(insert(window.dates), window.date_rows())
+            conn.execute(insert(window.pairs), [{"member_key": f"@{n}", "patient_id": pid, "as_of": day}
+                                                for n, (pid, day) in enumerate(pairs)])
+        for table in (window.pairs, window.dates):
+            analyze_written(conn, table.name)
+        params = {EVALUATED_AT: time_ns() // 1000}
+        for statement in self._build(window, MemberDays(everyone=True, keys=window.pairs.c.member_key)):
+            conn.execute(statement, params)
+        return window.pairs
 
     @staticmethod
     def _plan_per_execution(conn: Connection) -> None:

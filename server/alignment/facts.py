@@ -80,7 +80,7 @@ class Members:
     as_array: bool = False
 
     @classmethod
-    def listed(cls, dialect: str) -> "Members":
+    def listed(cls, dialect: str) -> Members:
         return cls(everyone=False, as_array=dialect == "postgresql")
 
     def where(self, column: Any) -> list[ColumnElement[bool]]:
@@ -108,8 +108,28 @@ class Members:
         cheaper plan, and planners cannot estimate a semi-join against a CTE well enough to find it."""
         return [] if self.everyone else [rid.in_(select(subjects.c.rid))]
 
+    @property
+    def patients(self) -> Members:
+        """The scope for columns holding Patient ids (not finding keys)."""
+        return self
+
 
 EVERYONE = Members(everyone=True)
+
+
+@dataclass(frozen=True)
+class MemberDays(Members):
+    """The (member, date) pairs of a `RowWindow` evaluation: the finding tables' rows are keyed by pair
+    (`member_key`), a member's own resources are read as for every member and paired by the window."""
+
+    keys: Any = None  # the pairs' key column
+
+    def where(self, column: Any) -> list[ColumnElement[bool]]:
+        return [column.in_(select(self.keys))]
+
+    @property
+    def patients(self) -> Members:
+        return EVERYONE
 
 
 def flag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -123,29 +143,33 @@ def _member_exists(patient_id: Any) -> ColumnElement[bool]:
     return exists().where(p.rtype == "Patient", p.rid == patient_id, p.deleted.is_(False))
 
 
-def _subjects(name: str, rtype: str, h_param: int, members: Members) -> CTE:
-    """(rid, patient_id) of the resources of one type whose reference parameter names a member.
+def _subjects(name: str, rtype: str, h_param: int, members: Members, window: EvaluationWindow) -> CTE:
+    """(rid, patient_id) of the resources of one type whose reference parameter names a member (with a
+    `RowWindow`, once per pair of the member, keyed by the pair and carrying its bounds).
 
     Every fact query starts here, so a listed evaluation touches only its members' resources."""
     x = idx_reference.c
-    return (  # the member ids' IN list read through ix_reference_target
+    return window.subjects(  # the member ids' IN list read through ix_reference_target
         select(x.rid, x.target_id.label("patient_id"))
         .where(members.not_leading(x.rtype) == rtype, x.h_param == h_param, x.target_type == "Patient", _member_exists(x.target_id),
-               *members.where(x.target_id))
-        .cte(name)
-    )
+               *members.patients.where(x.target_id)), x.target_id
+    ).cte(name)
 
 
 def pivot(table: Any, name: str, rtype: str, subjects: Any, members: Members,
-           columns: dict[str, tuple[int, Any]]) -> CTE:
+           columns: dict[str, tuple[int, Any]], per_subject: bool = False) -> CTE:
     """One row per resource from its index rows of a few parameters: `columns` maps each output column
     to (h_param, an aggregate over that parameter's rows). One scan and a GROUP BY, instead of one join
-    per parameter: the plan stays a hash aggregate however many rows there are."""
+    per parameter: the plan stays a hash aggregate however many rows there are. With `per_subject`, one
+    row per resource and subject row (`patient_id`): for aggregates that read the subject's bounds."""
     params = sorted({h for h, _ in columns.values()})
+    keys = [table.c.rid, subjects.c.patient_id] if per_subject else [table.c.rid]
+    query = select(*keys, *(aggregate.label(label) for label, (_h, aggregate) in columns.items()))
+    if per_subject:
+        query = query.select_from(table.join(subjects, subjects.c.rid == table.c.rid))
     return (
-        select(table.c.rid, *(aggregate.label(label) for label, (_h, aggregate) in columns.items()))
-        .where(table.c.rtype == rtype, table.c.h_param.in_(params), *members.among(table.c.rid, subjects))
-        .group_by(table.c.rid)
+        query.where(table.c.rtype == rtype, table.c.h_param.in_(params), *members.among(table.c.rid, subjects))
+        .group_by(*keys)
         .cte(name)
     )
 
@@ -208,7 +232,8 @@ def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
     holds the evaluation date, else a record that ended in the last `dual_history_months` (read for
     month-by-month dual status and the deeming period, SPEC §4.3). Several plan classes or SOPT codings
     on one coverage resolve to the highest-priority product they name."""
-    coverages = _subjects("coverages", "Coverage", keys.coverage_beneficiary, members)
+    coverages = _subjects("coverages", "Coverage", keys.coverage_beneficiary, members, window)
+    window = window.on(coverages)
     t, d = idx_token, idx_date
     sopt = t.c.system == mappings.sopt_system
     plan, sopt_type, dual = keys.coverage_plan, keys.coverage_type, keys.coverage_dual_status
@@ -296,7 +321,8 @@ def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: in
     patient's own report make *suspect* evidence. An active, confirmed lifelong problem-list entry counts
     even when recorded before the window; its last-affirmed date is the latest of recorded, onset, the
     `assertedDate` extension and the period of the Encounter it cites."""
-    conditions = _subjects("conditions", "Condition", keys.condition_patient, members)
+    conditions = _subjects("conditions", "Condition", keys.condition_patient, members, window)
+    window = window.on(conditions)
     coded = _coded("condition_codes", "Condition", keys.condition_code, conditions, members, codes_key, lifelong=True)
     t, d = idx_token, idx_date
     problem_system, problem_code = PROBLEM_LIST
@@ -376,7 +402,8 @@ def _claim_evidence(keys: ClaimKeys, condition_code: int, window: EvaluationWind
     is dated by its earliest service date in the window (any service date outside it does not count),
     else by `created`."""
     rt, name = keys.rtype, keys.rtype.lower()
-    claims = _subjects(f"{name}s", rt, keys.patient, members)
+    claims = _subjects(f"{name}s", rt, keys.patient, members, window)
+    window = window.on(claims)
     coded = _coded(f"{name}_codes", rt, keys.diagnosis, claims, members, codes_key)
     ref, t, c = (idx_reference.alias(f"{name}_cites"), idx_token.alias(f"{name}_cited_code"),
                  alignment_codes.alias(f"{name}_cited_codes"))
@@ -402,11 +429,15 @@ def _claim_evidence(keys: ClaimKeys, condition_code: int, window: EvaluationWind
         "active": (keys.status, func.max(_when(keys.status, s.c.code == "active", 1, s))),
     })
     in_window = and_(d.c.h_param == keys.service_date, _in_window(d.c.lo, window))
-    dates = pivot(d, f"{name}_dates", rt, diagnoses, members, {
+    dated = claims if window.per_row else diagnoses  # `served` reads each pair's own window
+    dates = pivot(d, f"{name}_dates", rt, dated, members, {
         "service_dates": (keys.service_date, func.count(_when(keys.service_date, None, 1, d))),
         "served": (keys.service_date, func.min(case((in_window, d.c.lo), else_=None))),
         "created": (keys.created, func.min(_when(keys.created, None, d.c.lo, d))),
-    })
+    }, per_subject=window.per_row)
+    on_dates = dates.c.rid == diagnoses.c.rid
+    if window.per_row:
+        on_dates = and_(on_dates, dates.c.patient_id == claims.c.patient_id)
     date_lo = case((dates.c.service_dates > 0, dates.c.served), else_=dates.c.created)
     return (
         select(
@@ -425,7 +456,7 @@ def _claim_evidence(keys: ClaimKeys, condition_code: int, window: EvaluationWind
         .select_from(
             diagnoses.join(claims, claims.c.rid == diagnoses.c.rid)
             .join(active, active.c.rid == diagnoses.c.rid)
-            .join(dates, dates.c.rid == diagnoses.c.rid)
+            .join(dates, on_dates)
         )
         .where(active.c.active == 1, _in_window(date_lo, window))
     )

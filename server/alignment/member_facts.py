@@ -126,14 +126,20 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
                *(func.max(case((and_(t.h_param == keys.patient_harp_status, t.code == code), 1), else_=0))
                  .label(flag_column(code)) for code in codes))
         .where(t.rtype == "Patient", t.h_param.in_([keys.patient_opwdd, keys.patient_harp_status]),
-               *members.where(t.rid))
+               *members.patients.where(t.rid))
         .group_by(t.rid)
         .subquery("on_patient")
     )
-    areas = area_facts(mappings.units, mappings.rates.regions, members)
+    areas = area_facts(mappings.units, mappings.rates.regions, members.patients)
     rf = load_risk_factors(mappings.directory)
     risk = risk_factor_facts(keys, rf, window, members)
     m, birth = resources.alias("member"), idx_date.alias("birth")
+    # A member's row; with a `RowWindow`, one per (member, date) pair, keyed by the pair, with its bounds.
+    base, key, bounds = m, m.c.rid, []
+    if window.per_row:
+        pairs, dates = window.pairs, window.dates
+        base = pairs.join(dates, dates.c.as_of == pairs.c.as_of).join(m, m.c.rid == pairs.c.patient_id)
+        key, bounds, window = pairs.c.member_key, window.bound_columns(), window.on(dates)
     counts = ("coverages", "recognized", *(f"has_{p}" for p in PROGRAMS), *(f"products_{p}" for p in PROGRAMS),
               "medicaid_lob", "dual_lob")
     has_medicare = func.coalesce(coverage.c.has_medicare, 0) == 1
@@ -145,7 +151,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
                   coverage.c.medicaid_ended < window.months_back_us(mappings.deeming_months))
     return (
         select(
-            m.c.rid.label("patient_id"),
+            key.label("patient_id"),
             birth.c.lo.label("birth_lo"),
             birth.c.hi.label("birth_hi"),
             coverage.c.enrolled_priority,
@@ -167,18 +173,19 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
             *(func.coalesce(areas.c[region_column(r.code)], 0).label(region_column(r.code))
               for r in mappings.rates.regions),
             *(func.coalesce(risk.c[rf.column(f)], 0).label(rf.column(f)) for f in rf.factors),
+            *bounds,
         )
         .select_from(
-            m.outerjoin(birth, and_(birth.c.rtype == "Patient", birth.c.rid == m.c.rid,
-                                    birth.c.h_param == keys.patient_birthdate))
-            .outerjoin(coverage, coverage.c.patient_id == m.c.rid)
-            .outerjoin(dual, dual.c.patient_id == m.c.rid)
-            .outerjoin(categories, categories.c.patient_id == m.c.rid)
+            base.outerjoin(birth, and_(birth.c.rtype == "Patient", birth.c.rid == m.c.rid,
+                                       birth.c.h_param == keys.patient_birthdate))
+            .outerjoin(coverage, coverage.c.patient_id == key)
+            .outerjoin(dual, dual.c.patient_id == key)
+            .outerjoin(categories, categories.c.patient_id == key)
             .outerjoin(on_patient, on_patient.c.rid == m.c.rid)
             .outerjoin(areas, areas.c.rid == m.c.rid)
-            .outerjoin(risk, risk.c.patient_id == m.c.rid)
+            .outerjoin(risk, risk.c.patient_id == key)
         )
-        .where(m.c.rtype == "Patient", m.c.deleted.is_(False), *members.where(m.c.rid))
+        .where(m.c.rtype == "Patient", m.c.deleted.is_(False), *members.patients.where(m.c.rid))
         .subquery("facts")
     )
 

@@ -93,7 +93,8 @@ def factor_claims(keys: IndexKeys, rf: RiskFactors, window: EvaluationWindow, me
     parts = []
     for claim in keys.claims:
         rt, name = claim.rtype, f"rf_{claim.rtype.lower()}"
-        subjects = _subjects(f"{name}s", rt, claim.patient, members)
+        subjects = _subjects(f"{name}s", rt, claim.patient, members, window)
+        bounds = window.on(subjects)
         t, d, s = idx_token.alias(f"{name}_line"), idx_date.alias(f"{name}_served"), idx_token.alias(f"{name}_status")
         coded = (
             select(t.c.rid, case(*((t.c.code.in_(f.codes), f.code) for f in rf.factors)).label("factor"))
@@ -110,13 +111,13 @@ def factor_claims(keys: IndexKeys, rf: RiskFactors, window: EvaluationWindow, me
         )
         active = exists().where(s.c.rtype == rt, s.c.rid == coded.c.rid, s.c.h_param == claim.status,
                                 s.c.code == "active")
-        start = case(*((coded.c.factor == f.code, window.months_back_us(12 * f.years)) for f in rf.factors))
+        start = case(*((coded.c.factor == f.code, bounds.months_back_us(12 * f.years)) for f in rf.factors))
         parts.append(
             select(subjects.c.patient_id, coded.c.factor, literal(rt).label("resource_type"),
                    coded.c.rid.label("resource_id"), served.c.lo,
-                   case((served.c.hi > window.as_of_hi_us, window.as_of_hi_us), else_=served.c.hi).label("hi"))
+                   case((served.c.hi > bounds.as_of_hi_us, bounds.as_of_hi_us), else_=served.c.hi).label("hi"))
             .select_from(coded.join(subjects, subjects.c.rid == coded.c.rid).join(served, served.c.rid == coded.c.rid))
-            .where(active, served.c.lo >= start, served.c.lo <= window.as_of_hi_us)
+            .where(active, served.c.lo >= start, served.c.lo <= bounds.as_of_hi_us)
         )
     return union_all(*parts)
 

@@ -28,6 +28,7 @@ none) straddles the threshold.
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from sqlalchemy import (
@@ -51,7 +52,6 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.sql.elements import BindParameter
 
 from server.alignment.criteria import (
     blocked_by_age,
@@ -280,8 +280,8 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
         impact,
         literal(mappings.rates.currency),
         d.c.birth_lo,
-        _date(window.as_of),
-        _date(window.lookback_start),
+        _date(window.on(d).as_of),
+        _date(window.on(d).lookback_start),
         bindparam(EVALUATED_AT, type_=BigInteger),
         recommended_cell,
         enrolled_cell,
@@ -289,8 +289,8 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
 
 
 def _date(value: Any) -> ColumnElement:
-    """A window's date as SQL: a literal, or already a bind parameter (`WindowParameters`)."""
-    return value if isinstance(value, BindParameter) else literal(value, Date)
+    """A window's date as SQL: a literal, or already SQL (a bind parameter or a `RowWindow` column)."""
+    return literal(value, Date) if isinstance(value, date) else value
 
 
 def products_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> Select:

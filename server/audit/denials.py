@@ -8,9 +8,9 @@ procedure code (HCPCS/CPT) or revenue code (`benefits.py`).
 
 `product-mismatch`: the member's finding *on the date of service* recommends a product whose benefits
 cover the category while the enrolled product's do not. That finding is computed, not looked up: the
-engine evaluates the members with such lines as of each date of service, from the evidence dated on or
-before it, in a transaction that is rolled back (`AlignmentEngine.evaluate_as_of`: set-based statements,
-built once with the date's bounds as parameters). A stored history of findings would say what the server
+engine evaluates every (member, date of service) pair of such lines as of its date, from the evidence dated
+on or before it, in one pass of its set-based statements whose bounds are the pair's own (a `RowWindow`),
+in a transaction that is rolled back (`AlignmentEngine.evaluate_on_days`). A stored history of findings would say what the server
 knew on that day, not what the evidence dated up to that day says: claims and charts arrive late, so a
 history kept as the data arrives misses diagnoses made before the date of service and filed after it.
 Otherwise the CARC's class in the matrix decides: `coding`, `authorization`, else `other`.
@@ -21,7 +21,6 @@ A run replaces the results (`audit_denials`), the cohort Group `denials-product-
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import astuple, dataclass, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -165,25 +164,20 @@ def _all_denied_lines(conn: Connection) -> Iterator[DeniedLine]:
 
 # -- classifying ----------------------------------------------------------------------------------------
 
-def findings_on(engine: AlignmentEngine, days: dict[date, set[str]]) -> dict[tuple[str, date], tuple]:
-    """(patient, day) → (status, enrolled, recommended) of the finding each member had on that day.
-
-    One rolled-back transaction per day: each holds the alignment lock only for its day, so the writes'
-    own evaluations are not held up for a whole run."""
+def findings_on(engine: AlignmentEngine, member_days: set[tuple[str, date]]) -> dict[tuple[str, date], tuple]:
+    """(patient, day) → (status, enrolled, recommended) of the finding each member had on that day: every
+    pair evaluated in one pass, in a transaction that is rolled back (`AlignmentEngine.evaluate_on_days`)."""
     f = findings.c
-    out: dict[tuple[str, date], tuple] = {}
-    for day, patients in sorted(days.items()):
-        members = sorted(patients)
-        with engine.db.connect() as conn:
-            transaction = begin_writing(conn)
-            try:
-                engine.evaluate_as_of(conn, day, members)
-                rows = conn.execute(select(f.patient_id, f.status, f.enrolled_product, f.recommended_product)
-                                    .where(f.patient_id.in_(members))).all()
-            finally:
-                transaction.rollback()  # the findings tables go back to today's
-        out.update({(pid, day): (status, enrolled, recommended) for pid, status, enrolled, recommended in rows})
-    return out
+    with engine.db.connect() as conn:
+        transaction = begin_writing(conn)
+        try:
+            pairs = engine.evaluate_on_days(conn, member_days)
+            p = pairs.c
+            rows = conn.execute(select(p.patient_id, p.as_of, f.status, f.enrolled_product, f.recommended_product)
+                                .join_from(pairs, findings, f.patient_id == p.member_key)).all()
+        finally:
+            transaction.rollback()  # the findings tables go back to today's
+    return {(pid, day): (status, enrolled, recommended) for pid, day, status, enrolled, recommended in rows}
 
 
 def classify(line: DeniedLine, category: str | None, finding: tuple | None, matrix: BenefitMatrix) -> str:
@@ -198,11 +192,8 @@ def classify(line: DeniedLine, category: str | None, finding: tuple | None, matr
 def classify_all(engine: AlignmentEngine, matrix: BenefitMatrix, lines: Iterable[DeniedLine]) -> list[Classified]:
     lines = list(lines)
     categories = [matrix.category(line.procedure, line.revenue) for line in lines]
-    days: dict[date, set[str]] = defaultdict(set)
-    for line, category in zip(lines, categories):
-        if category is not None and matrix.can_mismatch(category):
-            days[line.service_date].add(line.patient_id)
-    on = findings_on(engine, days)
+    on = findings_on(engine, {(line.patient_id, line.service_date) for line, category in zip(lines, categories)
+                              if category is not None and matrix.can_mismatch(category)})
     out = []
     for line, category in zip(lines, categories):
         finding = on.get((line.patient_id, line.service_date)) if category else None
