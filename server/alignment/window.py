@@ -220,8 +220,8 @@ class RowWindow(WindowParameters):
         """The `as_of_dates` rows: each date's bound values."""
         rows = []
         for day in self.days:
-            values = self.probe.values(EvaluationWindow(day, self.lookback_months))
-            rows.append({("as_of" if n == "window_as_of" else n): values[n] for n in self._bounds})
+            window = EvaluationWindow(day, self.lookback_months)
+            rows.append({("as_of" if n == "window_as_of" else n): bound(window) for n, bound in self._bounds.items()})
         return rows
 
 
