@@ -397,17 +397,20 @@ class AlignmentEngine:
     def _build(self, window: EvaluationWindow, members: Members) -> tuple[Executable, ...]:
         m, k = self.mappings, self.keys
         decided, decisions = decisions_table(m, k, window, members)
-        stages: tuple[Stage, ...] = (
+        # Member-days (`evaluate_on_days`) are new keys, read for their findings alone: nothing to delete,
+        # and no plans or products (the worklist's and the finding page's).
+        days = isinstance(members, MemberDays)
+        stages: tuple[Stage | None, ...] = (
             (finding_coverage, COVERAGE_COLUMNS, coverage_select(m, k, window, members)),
-            (finding_plans, PLAN_COLUMNS, plans_select(k, members)),
+            None if days else (finding_plans, PLAN_COLUMNS, plans_select(k, members)),
             (finding_evidence, EVIDENCE_COLUMNS, evidence_select(k, window, self.codes_key, members)),
             (finding_categories, CATEGORY_COLUMNS, categories_select(m.non_claims_valuesets, members)),
             (decided, tuple(c.name for c in decided.c), decisions),
             (findings, FINDING_COLUMNS, findings_select(m, window, decided)),
-            (finding_products, PRODUCT_COLUMNS, products_select(m, window, decided)),
+            None if days else (finding_products, PRODUCT_COLUMNS, products_select(m, window, decided)),
         )
-        deletes = tuple(delete(table).where(*members.where(table.c.patient_id)) for table in FINDING_TABLES)
-        fills = tuple(insert(table).from_select(list(columns), query) for table, columns, query in stages)
+        deletes = () if days else tuple(delete(table).where(*members.where(table.c.patient_id)) for table in FINDING_TABLES)
+        fills = tuple(insert(table).from_select(list(columns), query) for table, columns, query in filter(None, stages))
         # The decisions table lives for the evaluation's statements only (and is gone on a rollback too).
         return (*deletes, CreateTable(decided), *fills, DropTable(decided))
 

@@ -36,7 +36,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import (BigInteger, Column, Connection, Index, Integer, MetaData, Select, String, Table, Text, and_, case,
-                        func, insert, literal, or_, select, union_all)
+                        func, insert, literal, select, union_all)
 
 from server.fhir import searchparams
 from server.fhir.errors import FhirError
