@@ -36,4 +36,4 @@ def parameters_text(head: list[dict], items: bytes | str) -> bytes:
     written as JSON text and separated by commas."""
     body = orjson.dumps({"resourceType": "Parameters", "parameter": head})
     rest = items.encode() if isinstance(items, str) else items
-    return body[:-2] + (b"," + rest if rest else b"") + b"]}"
+    return b"".join((body[:-2], b"," if rest else b"", rest, b"]}"))  # one copy of the items
