@@ -214,20 +214,15 @@ def _day_text(conn: Connection, us):
 
 def _diagnoses(conn: Connection, known, diagnoses: frozenset[str]) -> Select:
     """Rows stating a diagnosis category the member's findings do not show, with the categories they do
-    show (in order, comma-separated: the aggregate over an ordered window, which both databases keep in
-    order), gathered for the file's members at once and joined."""
+    show (in order, comma-separated; the aggregate over an ordered window, which both databases keep in
+    order). Looked up per row through the (patient, category) key: joined to the categories of all the
+    file's members instead, SQLite scanned them once per row."""
     c = finding_categories.c
     shown = exists().where(c.patient_id == f.patient_id, c.category == f.category)
     join = func.string_agg if conn.dialect.name == "postgresql" else func.group_concat
-    members = select(f.patient_id).where(known)
-    ranked = select(c.patient_id,
-                    join(c.category, ", ").over(partition_by=c.patient_id, order_by=c.category,
-                                                rows=(None, None)).label("categories"),
-                    func.row_number().over(partition_by=c.patient_id, order_by=c.category).label("n")) \
-        .where(c.patient_id.in_(members)).subquery()
-    held = select(ranked.c.patient_id, ranked.c.categories).where(ranked.c.n == 1).subquery()
-    return (_mismatch("category-contradicted", f.row_no, f.participant_id, f.patient_id, f.category, held.c.categories)
-            .select_from(roster_file_rows.outerjoin(held, held.c.patient_id == f.patient_id))
+    held = (select(join(c.category, ", ").over(order_by=c.category, rows=(None, None)))
+            .where(c.patient_id == f.patient_id).limit(1).scalar_subquery())
+    return (_mismatch("category-contradicted", f.row_no, f.participant_id, f.patient_id, f.category, held)
             .where(known, f.category.in_(sorted(diagnoses)), ~shown))
 
 
