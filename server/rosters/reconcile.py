@@ -16,8 +16,8 @@ Against the latest imported file, every mismatch is listed, never dropped:
   matrix (`mappings/benefits.json`) and none of the member's claims bills a code of it.
 
 Set-based: one statement per kind over the file's rows (joined with the roster, the index tables and the
-findings), united and ordered in the database, which also writes each mismatch's JSON: only the report's
-text comes back to Python.
+findings), united and ordered in the database as narrow rows; the database then writes each mismatch's
+JSON from them, so only the report's text comes back to Python.
 """
 
 from __future__ import annotations
@@ -253,10 +253,11 @@ def _services(known, services: dict[str, frozenset[str]]) -> list[Select]:
 def report_json(conn: Connection, report: Reconciliation) -> bytes:
     """The report as a Parameters resource: counts per kind, then one `mismatch` per row. Each mismatch
     parameter is written as JSON text by the database (200,000 of them took Python 2 s to build and
-    serialise)."""
+    serialise); Python counts the kinds and joins the text."""
     item = report.mismatches.c
     # The driver's own rows: SQLAlchemy's row objects doubled Python's time for 200,000 mismatches.
-    rows = conn.execute(report.select(item.kind_order, _mismatch_parameter(conn, item))).cursor.fetchall()
+    with conn.execute(report.select(item.kind_order, _mismatch_parameter(conn, item))) as result:
+        rows = result.cursor.fetchall()
     counts = Counter(map(itemgetter(0), rows))
     head: list[dict] = [
         {"name": "group", "valueReference": {"reference": f"Group/{report.group_id}"}},
@@ -272,7 +273,7 @@ def report_json(conn: Connection, report: Reconciliation) -> bytes:
 def _plan_settings(conn: Connection) -> None:
     """For this transaction on PostgreSQL: no JIT compilation (with current statistics the service categories'
     sub-plans cost the statement past every JIT threshold, and compiling it took 10 s of a 17 s run at
-    100,000 rows, EXPLAIN ANALYZE 2026-12-04), and room to sort the mismatches in memory (200,000 rows
+    100,000 rows, EXPLAIN ANALYZE 2026-12-04 on a loaded machine), and room to sort the mismatches in memory (200,000 rows
     spilled 22 MB to disk at the default 4 MB)."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL jit = off")
