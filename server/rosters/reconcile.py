@@ -75,8 +75,9 @@ class PilotRules(MappingFile):
 
 @dataclass(frozen=True)
 class Reconciliation:
-    """The latest file of a list and its mismatches: one row each in `mismatches` (the columns
-    `MISMATCH_COLUMNS`), reported in `order` (file row, kind, patient; members the file does not list last)."""
+    """The latest file of a list and its mismatches: one row each in `mismatches` (`kind_order`, the position
+    in KINDS that names the kind and its field, then the other MISMATCH_COLUMNS), reported in `order` (file
+    row, kind, patient; members the file does not list last)."""
 
     group_id: str
     sha256: str
