@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import json
 import math
 import re
 import secrets
@@ -34,7 +33,13 @@ from joserfc.jwk import Key, import_key
 from joserfc.jws import JWSRegistry
 from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 
-from server.auth.keys import ACCESS_TOKEN_ALG, CLIENT_ASSERTION_ALGS, ID_TOKEN_ALG, ServerKeys, key_fits_alg
+from server.auth.keys import (
+    ACCESS_TOKEN_ALG,
+    CLIENT_ASSERTION_ALGS,
+    ID_TOKEN_ALG,
+    ServerKeys,
+    key_fits_alg,
+)
 
 ACCESS_TOKEN_TYP = "at+jwt"
 #: Tolerated clock difference with other machines, in seconds.
@@ -288,20 +293,6 @@ def mint_id_token(
 # SMART Backend Services client assertion (private_key_jwt)
 
 
-def peek_assertion_issuer(assertion: str) -> str | None:
-    """The *unverified* ``iss`` of an assertion, so the token endpoint can find the client (and its
-    JWKS) when the form has no ``client_id``. Trust nothing else from it: pass the result as
-    ``client_id`` to :func:`verify_client_assertion`, which checks everything."""
-    if not isinstance(assertion, str) or len(assertion) > _MAX_JWT_LEN:
-        return None
-    try:
-        payload = json.loads(jws.extract_compact(assertion.encode("ascii")).payload)
-    except (JoseError, ValueError, TypeError, UnicodeError):
-        return None
-    iss = payload.get("iss") if isinstance(payload, dict) else None
-    return iss if isinstance(iss, str) and iss else None
-
-
 def _select_client_key(jwks: object, kid: str, alg: str) -> Key:
     """SMART key resolution: exactly one JWK whose ``kid`` matches and whose type fits ``alg``."""
     if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
@@ -357,8 +348,7 @@ def verify_client_assertion(
     3. ``kid`` required and must select exactly one key of the fitting type in ``jwks``;
     4. signature;
     5. ``iss`` == ``sub`` == ``client_id`` (if ``client_id`` is None the client is identified by
-       ``iss``, and ``jwks`` must be the JWKS registered for that ``iss`` — see
-       :func:`peek_assertion_issuer`);
+       ``iss``, and ``jwks`` must be the JWKS registered for that ``iss``);
     6. ``aud`` == ``token_url`` (string, or list containing it);
     7. ``exp`` required, not past (``exp + skew > now``), at most 5 min ahead (``exp ≤ now + 300 +
        skew``); ``iat``/``nbf`` if present not in the future beyond skew;

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from authlib.oauth2.rfc6749 import ClientMixin
 from joserfc.errors import JoseError
 from joserfc.jwk import import_key
 
@@ -32,7 +33,7 @@ class RegistrationError(ValueError):
 
 
 @dataclass(frozen=True)
-class Client:
+class Client(ClientMixin):
     client_id: str
     public: bool
     jwks: dict | None
@@ -52,6 +53,24 @@ class Client:
     def origins(self) -> frozenset[str]:
         """Web origins of the redirect URIs: where the app's JavaScript runs (CORS)."""
         return frozenset(_origin(uri) for uri in self.redirect_uris)
+
+    # authlib's client protocol (the token endpoint, oauth.py)
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """Confidential clients authenticate with a private_key_jwt assertion; public ones by id alone."""
+        if method == "private_key_jwt":
+            return self.authenticates_with_key
+        return method == "none" and self.public
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        """client_credentials is for confidential clients (SMART Backend Services); any client may
+        exchange a code and refresh."""
+        if grant_type == "client_credentials":
+            return self.authenticates_with_key
+        return grant_type in ("authorization_code", "refresh_token")
 
 
 @dataclass(frozen=True)

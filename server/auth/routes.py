@@ -1,6 +1,6 @@
 """HTTP endpoints of the embedded authorization server (`/auth/*`) and SMART discovery.
 
-Handlers parse HTTP and render; the decisions live in `oauth.TokenEndpoint` and
+Handlers parse HTTP and render; the decisions live in `oauth.SmartAuthorizationServer` (authlib) and
 `authorize.Authorization`, which run in worker threads (they do database work and cryptography).
 """
 
@@ -20,7 +20,7 @@ from server.auth.authorize import COOKIE, Authorization, AuthorizeError, Pending
 from server.auth.discovery import openid_configuration, smart_configuration
 from server.auth.jwt import InvalidToken
 from server.auth.middleware import bearer_token
-from server.auth.oauth import OAuthError, TokenEndpoint, parse_form
+from server.auth.oauth import NO_STORE, OAuthError, SmartAuthorizationServer, parse_form
 from server.auth.passwords import hash_password, needs_rehash, verify_password
 from server.auth.runtime import AuthRuntime
 from server.auth.scopes import IdentityScope, LaunchScope, Scope, ScopeSet
@@ -32,7 +32,6 @@ router = APIRouter(prefix="/auth", tags=["SMART authorization"])
 discovery_router = APIRouter(prefix="/fhir", tags=["SMART authorization"])
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _PAGE_HEADERS = {
     **NO_STORE,
     "X-Frame-Options": "DENY",
@@ -119,11 +118,10 @@ async def _form(request: Request) -> dict[str, str]:
 async def token(request: Request) -> Response:
     try:
         form = await _form(request)
-        body = await run_in_threadpool(TokenEndpoint(runtime_of(request)).handle, form, urls_of(request))
     except OAuthError as err:
         log.info("token request refused: %s (%s)", err.error, err.description)
         return JSONResponse(err.body(), status_code=err.status, headers=NO_STORE)
-    return JSONResponse(body, headers=NO_STORE)
+    return await run_in_threadpool(SmartAuthorizationServer(runtime_of(request), urls_of(request)).respond, form)
 
 
 def _bearer_refusal(description: str, status: int = 401, error: str = "invalid_token") -> Response:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, TokenMixin
 from sqlalchemy import Connection, Engine, Table, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -75,7 +76,7 @@ def _put(conn: Connection, table: Table, row: dict[str, Any], key: str, replace:
 
 
 @dataclass(frozen=True)
-class CodeGrant:
+class CodeGrant(AuthorizationCodeMixin):
     """An authorization code as issued; `replayed` when it had been exchanged before."""
 
     client_id: str
@@ -87,9 +88,15 @@ class CodeGrant:
     expired: bool
     replayed: bool
 
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
 
 @dataclass(frozen=True)
-class RefreshGrant:
+class RefreshGrant(TokenMixin):
     family: str
     client_id: str
     scope: str
@@ -97,6 +104,12 @@ class RefreshGrant:
     expires_us: int
     usable: bool  # False: expired, revoked, or already rotated (a replay)
     replayed: bool
+
+    def check_client(self, client) -> bool:
+        return client.client_id == self.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
 
 
 @dataclass(frozen=True)
