@@ -79,6 +79,7 @@ from server.fhir.features import Hooks
 from server.fhir.types import WriteContext, Written
 from server.store.alignment_schema import (
     FINDING_TABLES,
+    AlignmentRules,
     alignment_evaluated,
     alignment_lock,
     alignment_rules,
@@ -193,7 +194,7 @@ class AlignmentEngine:
         with self.db.begin() as conn:
             self.lock(conn)
             conn.execute(delete(alignment_rules))
-            conn.execute(insert(alignment_rules).values(id=1, version=self.rules_version))
+            conn.execute(insert(alignment_rules).values(AlignmentRules(id=1, version=self.rules_version).model_dump()))
 
     # -- entry points ------------------------------------------------------------------------------
 

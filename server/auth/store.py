@@ -24,6 +24,7 @@ from server.auth.keys import ServerKeys
 from server.auth.models import Client, User
 from server.store.auth_schema import (
     AuthClientRow,
+    AuthServerKeysRow,
     AuthUserRow,
     auth_clients,
     auth_codes,
@@ -260,7 +261,7 @@ class AuthStore:
             return ServerKeys.from_json(stored)
         fresh = ServerKeys.generate()
         with self.engine.begin() as conn:
-            row = {"id": _KEYS_ROW, "private_jwks": fresh.to_json(), "created_us": now_us()}
+            row = AuthServerKeysRow(id=_KEYS_ROW, private_jwks=fresh.to_json(), created_us=now_us()).model_dump()
             conn.execute(_insert(conn, auth_server_keys).values(row).on_conflict_do_nothing(index_elements=["id"]))
         stored = self._stored_keys()
         assert stored is not None

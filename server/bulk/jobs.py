@@ -12,14 +12,14 @@ an OperationOutcome. No job is ever left behind silently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import orjson
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, literal, or_, select, text, update
 
 from server.bulk.ndjson import FileRecord
 from server.fhir.errors import Issue, operation_outcome
-from server.store.bulk_schema import BulkJob, bulk_files, bulk_jobs
+from server.store.bulk_schema import BulkFile, BulkJob, bulk_files, bulk_jobs
 
 j = bulk_jobs.c
 ACTIVE = ("queued", "running")
@@ -155,10 +155,7 @@ def complete(
         if records:
             conn.execute(
                 insert(bulk_files),
-                [
-                    {"job_id": job_id, "name": f.name, "kind": f.kind, "rtype": f.rtype, "path": f.path, "count": f.count, "size": f.size}
-                    for f in records
-                ],
+                [BulkFile(job_id=job_id, **asdict(f)).model_dump() for f in records],
             )
         return True
 

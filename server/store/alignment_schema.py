@@ -9,6 +9,7 @@ so nothing is recomputed and nothing passes through Python.
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Boolean, Column, Date, Index, Integer, String, Table, Text
+from sqlmodel import Field, SQLModel
 
 from server.store.schema import ID_LEN, TYPE_LEN, metadata
 
@@ -139,12 +140,15 @@ finding_plans = Table(
 
 # Which rules the findings were made by (one row): a server whose rules or mappings differ from the
 # stored version re-evaluates every member at start-up, so an upgrade never leaves stale findings.
-alignment_rules = Table(
-    "alignment_rules",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("version", String(CODE_LEN), nullable=False),
-)
+class AlignmentRules(SQLModel, table=True):
+    __tablename__ = "alignment_rules"
+    metadata = metadata
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    version: str = Field(sa_type=String(CODE_LEN))
+
+
+alignment_rules: Table = AlignmentRules.__table__  # type: ignore[assignment]
 
 FINDING_TABLES = (findings, finding_products, finding_categories, finding_evidence, finding_coverage, finding_plans)
 
@@ -153,12 +157,15 @@ FINDING_TABLES = (findings, finding_products, finding_categories, finding_eviden
 # row): every write with txid <= `txid` is reflected. `alignment_evaluated`: writes above the watermark
 # whose members were evaluated (recorded in the evaluation's own transaction); the watermark moves up
 # past them once every write below them is evaluated too.
-alignment_watermark = Table(
-    "alignment_watermark",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("txid", BigInteger, nullable=False),
-)
+class AlignmentWatermark(SQLModel, table=True):
+    __tablename__ = "alignment_watermark"
+    metadata = metadata
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    txid: int = Field(sa_type=BigInteger)
+
+
+alignment_watermark: Table = AlignmentWatermark.__table__  # type: ignore[assignment]
 
 alignment_evaluated = Table(
     "alignment_evaluated",

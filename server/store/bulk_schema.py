@@ -7,7 +7,7 @@ over when the runner dies. Times are microseconds since the epoch, like the reso
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Table, Text
 from sqlmodel import Field, SQLModel
 
 from server.store.schema import TYPE_LEN, metadata
@@ -52,15 +52,21 @@ class BulkJob(SQLModel, table=True):
 
 bulk_jobs: Table = BulkJob.__table__  # type: ignore[assignment]
 
-bulk_files = Table(
-    "bulk_files",
-    metadata,
-    Column("job_id", String(JOB_ID_LEN), primary_key=True),
-    Column("name", String(160), primary_key=True),
-    Column("kind", String(8), nullable=False),  # output | error
-    Column("rtype", String(TYPE_LEN), nullable=False),
+
+class BulkFile(SQLModel, table=True):
+    """One file a completed job wrote (the model builds the row; `server.bulk.jobs` reads with Core)."""
+
+    __tablename__ = "bulk_files"
+    metadata = metadata
+
+    job_id: str = Field(sa_type=String(JOB_ID_LEN), primary_key=True)
+    name: str = Field(sa_type=String(160), primary_key=True)
+    kind: str = Field(sa_type=String(8))  # output | error
+    rtype: str = Field(sa_type=String(TYPE_LEN))
     # Path relative to the export directory.
-    Column("path", Text, nullable=False),
-    Column("count", BigInteger, nullable=False),
-    Column("size", BigInteger, nullable=False),
-)
+    path: str = Field(sa_type=Text)
+    count: int = Field(sa_type=BigInteger)
+    size: int = Field(sa_type=BigInteger)
+
+
+bulk_files: Table = BulkFile.__table__  # type: ignore[assignment]
