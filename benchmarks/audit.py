@@ -21,7 +21,7 @@ import orjson
 
 from benchmarks.ingest import Bundle
 from benchmarks.servers import AS_OF, KINDS, Server, expect, peak_rss_mb, reset_peak
-from server.audit import synth as audit_synth
+from server.synth import audit as audit_synth
 from server.audit.quarter import Quarter
 
 # One set per filter alone (each over the default statuses but `status`), then combinations.

@@ -3,7 +3,7 @@
 
 `planfit bench --members 100000` ingests the 100,000-member alignment population over HTTP first (over an
 hour here) and only then a tenth as many audit members. This loads the audit population alone (every member
-with encounters, claims and, for a share, denied EOB lines; `server/audit/synth.py`) over HTTP at its full
+with encounters, claims and, for a share, denied EOB lines; `server/synth/audit.py`) over HTTP at its full
 size, then runs the same audit stages as the bench (`benchmarks/audit.py`): quarter close, encounter
 completeness, denial classification (members/s over every member loaded) and the worklist filters. It is a
 heavier denial load than the bench's: every member here is an audit member.

@@ -1,7 +1,7 @@
 """The audit population against its ground truth (issue 22's "done when": at 5,000 members), on both
 databases: `planfit bench`'s `audit_truth` stage, or alone with `python -m benchmarks.audit_truth`.
 
-The population (`server/audit/synth.py`) is loaded over HTTP as the feeds would send it (clinical bundles
+The population (`server/synth/audit.py`) is loaded over HTTP as the feeds would send it (clinical bundles
 to the clinical feed's server, claims to the claims feed's), the previous quarter closed, the next
 quarter's changes posted, the current quarter closed and the denials classified; then the quarter-over-
 quarter reconciliation, the encounter completeness and the denial classification are read back as CSV
@@ -28,7 +28,7 @@ import httpx
 
 from benchmarks.command import DEFAULT_DSN
 from benchmarks.servers import AS_OF, expect, postgres_schema, running
-from server.audit.synth import MEMBER_SYSTEM, ORG_SYSTEM, generate
+from server.synth.audit import MEMBER_SYSTEM, ORG_SYSTEM, generate
 
 MEMBERS = 5000
 SEED = 2222

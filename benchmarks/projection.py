@@ -19,7 +19,8 @@ import httpx
 from sqlalchemy import create_engine, insert, select
 
 from benchmarks.servers import Server, expect, peak_rss_mb, postgres_schema, reset_peak
-from server.projection import engine, synth
+from server.projection import engine
+from server.synth import projection as synth
 from server.projection.inputs import parse_beneficiaries, parse_claims, replace_inputs
 from server.projection.rules import load_rules
 from server.projection.schema import TABLES, projection_results, projection_runs

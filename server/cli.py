@@ -11,20 +11,20 @@ import tempfile
 from benchmarks import command as bench_command
 from server.alignment import commands as alignment_commands
 from server.audit import commands as audit_commands
-from server.audit import synth as audit_synth
+from server.synth import audit as audit_synth
 from server.auth import commands as auth_commands
 from server.bulk import commands as bulk_commands
 from server import demo, synth
 from server.config import Settings, SettingsError
 from server.fhir import commands as fhir_commands
 from server.loader import commands as loader_commands
-from server.risk import synth as risk_synth
+from server.synth import risk as risk_synth
 from server.ops.logging import logging_config
 from server.ops.metrics import MULTIPROC_ENV
-from server.rosters import synth as roster_synth
-from server.projection import synth as projection_synth
-from server.savings import synth as savings_synth
-from server.interventions import synth as intervention_synth
+from server.synth import rosters as roster_synth
+from server.synth import projection as projection_synth
+from server.synth import savings as savings_synth
+from server.synth import interventions as intervention_synth
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from benchmarks import audit_truth
-from server.audit.synth import generate
+from server.synth.audit import generate
 from tests.support.alignment import TODAY
 from tests.support.servers import RunningServer
 

@@ -1,6 +1,6 @@
 """Claims-based alignment projection (SPEC §13, issue 23 item 3) over HTTP, on SQLite and PostgreSQL.
 
-20,000 beneficiaries from `server/projection/synth.py` (scenarios with the answer known by construction)
+20,000 beneficiaries from `server/synth/projection.py` (scenarios with the answer known by construction)
 are loaded, projected for PY2026 and read back as ATR Groups: every participant TIN's list must hold exactly
 the beneficiaries the ground truth aligns to it, each with its attributed NPI. A second projection after a
 fifth of the scenarios are redrawn must mark every member new / nochange / changed / dropped as the two
@@ -14,7 +14,7 @@ import base64
 import httpx
 import pytest
 
-from server.projection import synth
+from server.synth import projection as synth
 from tests.support.servers import RunningServer, unique
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
 from tests.support.rosters import NPI, TIN

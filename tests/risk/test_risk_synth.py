@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.risk.synth import MEMBER_SYSTEM, generate
+from server.synth.risk import MEMBER_SYSTEM, generate
 from tests.support.alignment import TODAY, post_bundles
 from tests.support.servers import RunningServer
 from tests.support.risk import read_risk, risk

@@ -1,6 +1,6 @@
 """Payer attribution files into rosters, and their reconciliation (SPEC §11, §9; issue 21 items 2 and 6).
 
-A 5,000-participant payer file from `planfit synth` (server/rosters/synth.py: planted mismatches and their ground truth) is
+A 5,000-participant payer file from `planfit synth` (server/synth/rosters.py: planted mismatches and their ground truth) is
 imported over HTTP into a draft list on both databases; the reconciliation must report exactly the planted
 mismatches. A malformed file is refused whole with its row and field named; the same file imported twice
 changes nothing.
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.rosters import synth
+from server.synth import rosters as synth
 from tests.support.servers import RunningServer
 from tests.support.rosters import NPI, draft_group, make_population, parameters
 

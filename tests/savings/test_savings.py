@@ -5,7 +5,7 @@ on SQLite and PostgreSQL.
   $2.5M shared savings; the same population at 40 % (one-sided), below the MSR, and with losses.
 * A REACH capitation example: margin = PMPM received − spend, with the symmetric risk-score cap holding the
   claims-aligned score at its floor while the voluntary-aligned score is exempt.
-* `server/savings/synth.py` inputs against their ground truth: the settlement, and the payment-assurance
+* `server/synth/savings.py` inputs against their ground truth: the settlement, and the payment-assurance
   report for a month against a locked roster of the same patients; a roster that differs (or is not
   locked) gets no savings figure, and the report says why.
 """
@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from server.savings import synth
+from server.synth import savings as synth
 from tests.support.servers import RunningServer, unique
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
 from tests.support.rosters import draft_group, make_population

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from server.interventions import synth as intervention_synth
-from server.risk import synth as risk_synth
+from server.synth import interventions as intervention_synth
+from server.synth import risk as risk_synth
 from tests.support.alignment import member_ids, post_bundles
 from tests.support.servers import RunningServer, unique
 from tests.support.rosters import Population, draft_group, make_population, parameters

@@ -108,7 +108,7 @@ def generate(participants: int, seed: int, out: Path, as_of: date) -> dict:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows(rows)
-    truth = {"generator": "planfit synth (server/rosters/synth.py)", "seed": seed, "as_of": as_of.isoformat(),
+    truth = {"generator": "planfit synth (server/synth/rosters.py)", "seed": seed, "as_of": as_of.isoformat(),
              "participants": participants, "file_rows": len(rows), "member_id_system": MEMBER_SYSTEM,
              "extras": [f"R{seed}-{i:06d}" for i in extras], "expected": expected}
     (out / "roster_truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))

@@ -24,7 +24,7 @@ import orjson
 from server.interventions.config import PriorityConfig, load_priority_config
 from server.interventions.priority import Week
 from server.risk.model import load_risk_model
-from server.risk.synth import MEMBER_SYSTEM, write_bundles
+from server.synth.risk import MEMBER_SYSTEM, write_bundles
 
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 POS = "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set"
