@@ -142,6 +142,12 @@ def test_unknown_client_and_wrong_assertion_type_are_invalid_client(server, back
     assert token_error(server, form) == (400, "invalid_client")
 
 
+def test_form_client_id_naming_another_client_than_the_assertion_is_invalid_client(server, backend, world):
+    rsa, _ = backend
+    form = {**assertion_form(rsa, rsa.assertion(server.token_url)), "client_id": world.app}
+    assert token_error(server, form) == (400, "invalid_client")
+
+
 def test_public_client_cannot_use_client_credentials(server, world):
     form = {"grant_type": "client_credentials", "scope": "patient/*.rs", "client_id": world.app}
     assert token_error(server, form) == (400, "invalid_client")
