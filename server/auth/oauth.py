@@ -172,7 +172,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
     CLIENT_AUTH_METHOD = PRIVATE_KEY_JWT
 
     def __init__(self, runtime: AuthRuntime, urls: Urls):
-        super().__init__(validate_jti=True)
+        super().__init__()
         self.runtime, self.urls = runtime, urls
 
     def __call__(self, query_client, request: OAuth2Request) -> Client | None:
