@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.alignment import TODAY, coverage
+from tests.support.rosters import ATR, parameters
 from tests.support.servers import unique
 
 # README.md, "Capitation by line of business": the files of the worked example.
@@ -207,3 +208,59 @@ def test_member_months_derived_from_coverage_and_attribution(client: httpx.Clien
     bad = client.post("/$capitation-adjustment", content=rates.encode(), headers={"Content-Type": "text/csv"},
                       params={"baseYear": "soon"})
     assert bad.status_code == 400 and "baseYear" in bad.text
+
+
+def _attribution_list(c: httpx.Client, organization: str) -> str:
+    """A draft Da Vinci ATR Group managed for `organization`."""
+    r = c.post("/Group", json={
+        "resourceType": "Group", "meta": {"profile": [ATR + "atr-group"]},
+        "extension": [{"url": ATR + "ext-attributionListStatus", "valueCode": "draft"}],
+        "type": "person", "actual": True, "name": f"Roster of {organization}",
+        "managingEntity": {"reference": f"Organization/{organization}"}})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _rostered(c: httpx.Client, group: str, patient: str, provider: str, start: str, end: str | None = None) -> None:
+    period = {"start": start, **({"end": end} if end else {})}
+    r = c.post(f"/Group/{group}/$member-add", json=parameters(
+        patientReference=("valueReference", {"reference": f"Patient/{patient}"}),
+        providerReference=("valueReference", {"reference": provider}), attributionPeriod=("valuePeriod", period)))
+    assert r.status_code == 200, r.text
+
+
+def test_member_months_attributed_by_rosters(client: httpx.Client) -> None:
+    """Counted by hand: a month some ATR roster row's period holds goes to the row's provider organization
+    (its attributedProvider when an Organization, else the list's managingEntity), the other months to the
+    generalPractitioner; a deleted list attributes nothing."""
+    base = TODAY.year - 2
+    org_a, org_b, org_c = unique("org-a"), unique("org-b"), unique("org-c")
+    for org in (org_a, org_b, org_c):
+        assert client.put(f"/Organization/{org}", json={"resourceType": "Organization", "id": org,
+                                                        "name": "Test provider organization"}).status_code in (200, 201)
+    practitioner = client.post("/Practitioner", json={"resourceType": "Practitioner", "name": [{"family": "Roster"}]})
+    assert practitioner.status_code == 201, practitioner.text
+    doctor = f"Practitioner/{practitioner.json()['id']}"
+    list_b, list_c = _attribution_list(client, org_b), _attribution_list(client, org_c)
+    p1 = _attributed_patient(client, org_a)  # on org B's list (by its practitioner) 10 April – 30 Sep: May–Sep
+    coverage(client, p1, sopt="11", start=f"{base}-01-01")
+    _rostered(client, list_b, p1, doctor, f"{base}-04-10", f"{base}-09-30")
+    p2 = _attributed_patient(client, None)  # on org B's list attributed to org C from 1 March, covered to June
+    coverage(client, p2, sopt="11", start=f"{base}-01-01", end=f"{base}-06-30")
+    _rostered(client, list_b, p2, f"Organization/{org_c}", f"{base}-03-01")
+    p3 = _attributed_patient(client, org_a)  # on org C's list all year, but the list is deleted
+    coverage(client, p3, sopt="11", start=f"{base}-01-01")
+    _rostered(client, list_c, p3, f"Organization/{org_c}", f"{base}-01-01", f"{base}-12-31")
+    assert client.delete(f"/Group/{list_c}").status_code in (200, 204)
+    rates = ("provider,lob,pmpm,base_member_months,base_risk,year1_member_months,year1_risk\n"
+             f"{org_a},medicare,1000,,1.0,,1.1\n{org_b},medicare,1000,,1.0,,1.1\n{org_c},medicare,1000,,1.0,,1.1\n")
+    r = client.post("/$capitation-adjustment", json={"resourceType": "Parameters", "parameter": [
+        {"name": "rates", "valueString": rates}, {"name": "baseYear", "valueInteger": base}]})
+    assert r.status_code == 200, r.text
+    table = _table(r.json())["non-revenue-neutral"]
+    # Base year: org A has p1's 7 months off the roster and p3's 12; org B p1's 5; org C p2's March–June.
+    assert {k: v["member_months"] for k, v in table.items()} == {
+        (org_a, "medicare"): 7 + 12, (org_b, "medicare"): 5, (org_c, "medicare"): 4}
+    # Year 1 (member months × 1000 × (1.1 − 1.0)): p1 and p3 with org A all year, no roster month, p2 uncovered.
+    assert {k: v["resettlement"] for k, v in table.items()} == pytest.approx({
+        (org_a, "medicare"): 24 * 100.0, (org_b, "medicare"): 0.0, (org_c, "medicare"): 0.0})
