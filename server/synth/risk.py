@@ -9,7 +9,12 @@ expected gap type and status, and the member months of each provider organizatio
 and the capitation inputs `capitation_rates.csv` (member months given) / `capitation_rates_coverage.csv`
 (member months left to derive from Coverage and attribution) / `risk_transfers.csv` for the synthetic
 provider organizations. Each member names one of them as `generalPractitioner`; a quarter also had a
-Medicaid coverage for part of the year before, starting and ending mid-month. The diagnosis year is the year of `as_of`
+Medicaid coverage for part of the year before, starting and ending mid-month. About a third are also on a
+Da Vinci ATR roster (`rosters.json`: per provider organization a draft ATR Group managed for it and the
+`$member-add` Parameters of its members, named by member id and the organization's NPI, with an attribution
+period starting mid-month in the year before and ending mid-month or open), often of another organization
+than their `generalPractitioner`: for the months the roster period holds, the roster's organization gets
+the member month (`member_months.py`). The diagnosis year is the year of `as_of`
 (payment year + 1 must be configured), and every date lies on or before `as_of`.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import zlib
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +46,8 @@ DUALS = (None, None, None, "02", "03", "08")
 PROVIDERS = ("north-ipa", "river-medical-group", "summit-aco")
 LOBS = (("medicare", 1250), ("dual", 1900), ("medicaid", 575), ("commercial", 650))
 MEDICAID_SOPT = "21"  # Medicaid HMO: the ny-mmc product, line of business medicaid
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
 
 
 def _day(rng: random.Random, start: date, end: date) -> str:
@@ -68,13 +76,30 @@ def _member(rng: random.Random, i: int, as_of: date, prefix: str) -> dict[str, A
         "provider": f"{prefix}-{rng.choice(PROVIDERS)}",
         "medicaid": (date(year - 1, rng.randint(1, 6), rng.randint(1, 28)), date(year - 1, rng.randint(7, 12), rng.randint(1, 28)))
         if rng.random() < 0.25 else None,
+        "roster": _roster_membership(rng, year - 1, prefix) if rng.random() < 0.35 else None,
     }
 
 
-def _months_covered(start: date, end: date | None, year: int, as_of: date) -> int:
-    """Months of `year` whose first day the coverage holds, up to `as_of` (member_months.py's rule)."""
-    return sum(1 for month in range(1, 13)
-               if start <= date(year, month, 1) <= min(end or as_of, as_of))
+def _roster_membership(rng: random.Random, year: int, prefix: str) -> tuple[str, date, date | None]:
+    """(provider organization, attribution start, end or None): from a day of the first half of `year`."""
+    start = date(year, rng.randint(1, 6), rng.randint(1, 28))
+    end = rng.choice((None, date(year, rng.randint(7, 12), rng.randint(1, 28)), date(year + 1, rng.randint(1, 6), 15)))
+    return f"{prefix}-{rng.choice(PROVIDERS)}", start, end
+
+
+def _npi(provider: str) -> str:
+    """A 10-digit NPI per organization id (each population's prefix gives its organizations their own)."""
+    return f"{zlib.crc32(provider.encode()):010d}"
+
+
+def _attributed_to(m: dict[str, Any], day: date) -> str:
+    """The organization a month starting on `day` counts toward: the roster's while its period holds the
+    day, else the `generalPractitioner` (member_months.py: the roster wins)."""
+    if m["roster"]:
+        provider, start, end = m["roster"]
+        if start <= day and (end is None or day <= end):
+            return provider
+    return m["provider"]
 
 
 def _coverage_start(m: dict[str, Any], as_of: date) -> date:
@@ -132,7 +157,7 @@ def _truth(m: dict[str, Any], payment_year: int, scorer: Callable[..., Any]) -> 
     age = feb1.year - m["birth"].year - ((feb1.month, feb1.day) < (m["birth"].month, m["birth"].day))
     kwargs = {"age": age, "sex": "M" if m["gender"] == "male" else "F", "dual_elgbl_cd": m["dual"] or "NA",
               "orec": "1" if age < 65 else "0", "new_enrollee": m["new_enrollee"]}
-    out: dict[str, Any] = {"age": age, "scores": {}, "gaps": {}}
+    out: dict[str, Any] = {"age": age, "scores": {}, "gaps": {}, "rostered": m["roster"] is not None}
     for version in ("28",):
         claims = scorer(m["claims"], version, **kwargs)
         everything = scorer(m["claims"] + m["clinical"], version, **kwargs)
@@ -160,16 +185,38 @@ def _scorer(payment_year: int) -> Callable[..., Any]:
 
 
 def member_months_truth(members: list[dict[str, Any]], as_of: date) -> dict[str, list[int]]:
-    """"provider|lob" → [base-year, year-1] member months: the base year is the one before `as_of`'s."""
+    """"provider|lob" → [base-year, year-1] member months: the base year is the one before `as_of`'s. A
+    month counts when the coverage holds its first day, up to `as_of` (member_months.py's rule)."""
     out: dict[str, list[int]] = {}
     for m in members:
         spans = [("dual" if m["dual"] else "medicare", _coverage_start(m, as_of), None)]
         if m["medicaid"]:
             spans.append(("medicaid", *m["medicaid"]))
         for lob, start, end in spans:
-            counts = out.setdefault(f"{m['provider']}|{lob}", [0, 0])
             for n, year in enumerate((as_of.year - 1, as_of.year)):
-                counts[n] += _months_covered(start, end, year, as_of)
+                for day in (date(year, month, 1) for month in range(1, 13)):
+                    if start <= day <= min(end or as_of, as_of):
+                        out.setdefault(f"{_attributed_to(m, day)}|{lob}", [0, 0])[n] += 1
+    return out
+
+
+def roster_requests(members: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+    """Per provider organization: a draft ATR Group managed for it, and the `$member-add` Parameters of
+    the members on its roster (by member id and the organization's NPI, with the attribution period)."""
+    out = []
+    for provider in (f"{prefix}-{p}" for p in PROVIDERS):
+        adds = [{"resourceType": "Parameters", "parameter": [
+            {"name": "memberId", "valueIdentifier": {"system": MEMBER_SYSTEM, "value": m["id"]}},
+            {"name": "providerNpi", "valueIdentifier": {"system": NPI_SYSTEM, "value": _npi(provider)}},
+            {"name": "attributionPeriod", "valuePeriod": {
+                "start": start.isoformat(), **({"end": end.isoformat()} if end else {})}}]}
+            for m in members if m["roster"] and m["roster"][0] == provider for _, start, end in [m["roster"]]]
+        group = {"resourceType": "Group", "meta": {"profile": [ATR + "atr-group"]},
+                 "extension": [{"url": ATR + "ext-attributionListStatus", "valueCode": "draft"}],
+                 "identifier": [{"system": NPI_SYSTEM, "value": _npi(provider)}],
+                 "type": "person", "actual": True, "name": f"Synthetic roster of {provider}",
+                 "managingEntity": {"reference": f"Organization/{provider}"}}
+        out.append({"group": group, "memberAdd": adds})
     return out
 
 
@@ -216,6 +263,7 @@ def generate(members: int, seed: int, out: Path, as_of: date, prefix: str = "ris
     truth: dict[str, Any] = {"payment_year": payment_year, "diagnosis_year": as_of.year, "members": {}}
     organizations = [{"fullUrl": f"{FHIR_BASE}Organization/{prefix}-{p}",
                       "resource": {"resourceType": "Organization", "id": f"{prefix}-{p}", "active": True,
+                                   "identifier": [{"system": NPI_SYSTEM, "value": _npi(f"{prefix}-{p}")}],
                                    "name": f"Synthetic provider organization {p}"},
                       "request": {"method": "PUT", "url": f"Organization/{prefix}-{p}"}} for p in PROVIDERS]
     feeds: dict[str, list[list[dict]]] = {"clinical": [organizations], "claims": []}
@@ -231,6 +279,7 @@ def generate(members: int, seed: int, out: Path, as_of: date, prefix: str = "ris
     for kind, per_member in feeds.items():
         write_bundles(out / kind, per_member)
     _capitation_files(rng, out, prefix)
+    (out / "rosters.json").write_bytes(orjson.dumps(roster_requests(generated, prefix), option=orjson.OPT_INDENT_2))
     (out / "ground_truth.json").write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
     return truth
 

@@ -2,7 +2,7 @@
 member's CMS-HCC scores from claims and from all sources equal the generator's ground truth (computed by
 hccinfhir), `$ra.evaluate-measure` on a Group of them gives exactly the expected gaps, `$risk-evaluate`
 counts them set-based, the synthetic capitation files are accepted, and member months derived from the
-population's Coverage and attribution equal the generator's count."""
+population's Coverage and attribution (ATR rosters over generalPractitioner) equal the generator's count."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from server.synth.risk import MEMBER_SYSTEM, generate
 from tests.support.alignment import TODAY, post_bundles
 from tests.support.servers import RunningServer
-from tests.support.risk import read_risk, risk
+from tests.support.risk import post_rosters, read_risk, risk
 from tests.risk.test_risk_gaps import _bundles, _gaps, _reports
 
 MEMBERS = 40
@@ -31,6 +31,8 @@ def population(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) 
             httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.claims_auth, timeout=120) as claims:
         post_bundles(c, out / "clinical")
         post_bundles(claims, out / "claims")
+        rostered = sum(1 for m in truth["members"].values() if m["rostered"])
+        assert post_rosters(c, out) == rostered > 0
         ids = {}
         for ident in truth["members"]:
             found = c.get("/Patient", params={"identifier": f"{MEMBER_SYSTEM}|{ident}"}).json()["entry"]

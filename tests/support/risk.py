@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Sequence
 
 import httpx
+import orjson
 from hccinfhir import utils as hcc_data
 from hccinfhir.model_calculate import calculate_raf
 
@@ -111,3 +113,16 @@ def coefficient(year: int, version: str, name: str) -> float:
 
 def age_on(birth: date, day: date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def post_rosters(c: httpx.Client, out: Path) -> int:
+    """The synthetic population's ATR rosters (`rosters.json`): each Group, then its `$member-add`s;
+    returns how many members were added."""
+    added = 0
+    for roster in orjson.loads((out / "rosters.json").read_bytes()):
+        r = c.post("/Group", json=roster["group"])
+        assert r.status_code == 201, r.text
+        for body in roster["memberAdd"]:
+            assert c.post(f"/Group/{r.json()['id']}/$member-add", json=body).status_code == 200
+            added += 1
+    return added
