@@ -80,11 +80,12 @@ export function capitationView(session, main) {
     h("p", {class: "muted"}, "Paste the rates file (one row per provider organization × line of business) and, " +
       "optionally, the risk-transfer file. The server validates both whole and answers with the adjustment under " +
       "each approach; see the README's worked example. Member months left empty (or, ticked below, every row's) " +
-      "are counted from the stored Coverage periods of the members who name the organization as their " +
-      "general practitioner: a month counts when coverage is in force on its first day."),
+      "are counted from the stored Coverage periods: a month counts when coverage is in force on its first day, " +
+      "toward the organization an ATR roster attributes the member to for that month (its member period), " +
+      "else the one the member names as general practitioner."),
     h("form", {class: "capitation", onsubmit: run}, h("label", {}, "Rates CSV", rates),
       h("label", {}, "Risk transfers CSV (optional)", transfers),
-      h("label", {}, derive, " Derive every row's member months from Coverage and attribution"),
+      h("label", {}, derive, " Derive every row's member months from Coverage and attribution (ATR rosters, else general practitioner)"),
       h("label", {}, "Base year of derived member months (year 1 follows it)", baseYear),
       h("button", {type: "submit", id: "capitation-run"}, "Compute")),
     results);
