@@ -70,6 +70,10 @@ def import_rows(conn: Connection, resolve: Resolver, group_id: str, payer: Payer
                                                         new))
         added = conn.execute(select(func.count()).where(not_(rows.c.listed))).scalar_one()
     unknown = conn.execute(select(func.count()).where(in_file, f.patient_id.is_(None))).scalar_one()
+    # The roster's next reports (reconciliation, drift) join both tables as they now are: resolved patients,
+    # new members. Without this they planned on the statistics of before the import.
+    analyze_written(conn, roster_file_rows.name)
+    analyze_written(conn, roster_members.name)
     return Imported(len(payer.rows), added, updated, unknown)
 
 
