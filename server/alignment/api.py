@@ -183,9 +183,9 @@ def summary_parameters(summary: RunSummary) -> dict[str, Any]:
 
 
 def finding_parameters(finding: Finding, mappings: Mappings) -> dict[str, Any]:
-    """The finding as Parameters. A product with several plans has its plan named only when one of them
-    takes the member; each rate cell the impact used is shown with its PMPM (`rateCell`)."""
-    with_plans = mappings.products_with_plans
+    """The finding as Parameters. The plans named are those the evaluation chose (`plan_choice.py`): an
+    enrolled product with several plans has none when the data cannot tell which (reason
+    `enrolled-plan-unknown`); each rate cell the impact used is shown with its PMPM (`rateCell`)."""
     out = [
         _param("subject", valueReference=_ref(f"Patient/{finding.patient_id}")),
         _param("evaluationDate", valueDate=finding.as_of.isoformat()),
@@ -197,10 +197,10 @@ def finding_parameters(finding: Finding, mappings: Mappings) -> dict[str, Any]:
         out.append(_param("kind", valueCode=finding.kind))
     if finding.age is not None:
         out.append(_param("age", valueInteger=finding.age))
-    for role, product in (("enrolled", finding.enrolled_product), ("recommended", finding.recommended_product)):
+    for role, product, plan in (("enrolled", finding.enrolled_product, finding.enrolled_plan),
+                                ("recommended", finding.recommended_product, finding.recommended_plan)):
         if product:
             out.append(_param(f"{role}Product", valueCode=product))
-            plan = finding.plan_of(product, with_plans)
             if plan:
                 out.append(_param(f"{role}Plan", valueReference=_ref(plan_reference(plan))))
     if finding.dual_level:

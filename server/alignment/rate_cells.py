@@ -23,13 +23,6 @@ def cents(value: Any) -> ColumnElement[Any]:
     return literal(int((value * 100).to_integral_value(ROUND_HALF_UP)), BigInteger)
 
 
-def recommended_plan(mappings: Mappings, d: Any, recommended: ColumnElement[Any]) -> ColumnElement[Any]:
-    """The plan that takes the member, of a recommended product with several plans (NULL otherwise)."""
-    whens = [(and_(recommended == p.priority, d.c[f"eligible_{i}_{j}"] == 1), u.code)
-             for i, p in enumerate(mappings.products) if p.plans for j, u in enumerate(p.units)]
-    return case(*whens, else_=None) if whens else literal(None)
-
-
 def rate_cell(mappings: Mappings, d: Any, priority: Any, plan: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """(cents, cell key) of the product at `priority` for the member (SPEC §4.3 rate cells): the most
     specific cell of the product, or of `plan`, matching the member's region and dual segment or aid category,

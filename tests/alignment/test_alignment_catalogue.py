@@ -145,6 +145,52 @@ def test_a_csnp_plan_takes_only_members_of_its_condition_grouping_in_its_area(se
     assert (f.status, f.enrolled, f.enrolled_plan) == ("aligned", "csnp", "InsurancePlan/csnp-lung")
 
 
+def test_the_enrolled_plan_when_the_coverage_names_only_the_product(servers: Servers) -> None:
+    """A Coverage naming the C-SNP product, not its plan: the enrolled plan is the one plan of the product
+    offered where the member lives (42 CFR 422.50(a)(3)(i): an MA enrollee resides in the plan's service
+    area), else unknown (reason `enrolled-plan-unknown`, no enrolledPlan) while the recommendation still
+    names its plan. A Coverage naming the plan names it, and the member stays in it when it takes them."""
+    admin, clinical = servers.admin, servers.clinical
+    albany = _medicare_member(servers, "12207", ["E11.9"], plan="C-SNP")  # three statewide plans there
+    f = finding(clinical, albany)
+    assert (f.status, f.enrolled, f.recommended) == ("aligned", "csnp", "csnp")
+    assert f.enrolled_plan is None and "enrolled-plan-unknown" in f.reasons
+    assert f.recommended_plan == "InsurancePlan/csnp-cardiometabolic"
+    for postal_code, state in (("07030", "NJ"), (None, None)):  # no plan offered there; no address at all
+        pid = patient(clinical, born(72), state=state, postal_code=postal_code)
+        coverage(servers.claims, pid, plan="CSNP")
+        g = finding(clinical, pid)
+        assert (g.enrolled, g.enrolled_plan) == ("csnp", None) and "enrolled-plan-unknown" in g.reasons
+
+    # Named by the Coverage: diabetes and COPD in the Bronx, both plans take the member, who stays in theirs.
+    named = _medicare_member(servers, "10451", ["J44.9", "E11.9"], plan=" CSNP-Lung ")
+    f = finding(clinical, named)
+    assert (f.status, f.enrolled_plan, f.recommended_plan) == ("aligned", "InsurancePlan/csnp-lung",
+                                                                "InsurancePlan/csnp-lung")
+    assert "enrolled-plan-unknown" not in f.reasons
+    # The enrolled plan's own rate cell prices the enrolled side (the ESRD C-SNP's cell).
+    esrd = _medicare_member(servers, "12207", ["N18.6"], plan="csnp-esrd")
+    f = finding(clinical, esrd)
+    assert f.enrolled_plan == "InsurancePlan/csnp-esrd" and _rate_cells(f)["enrolled"]["product"] == "csnp-esrd"
+
+    # Only the cardiometabolic plan offered in Albany: the Albany member's plan is resolved by the area.
+    refs = ("/InsurancePlan/csnp-esrd", "/InsurancePlan/csnp-behavioral-health")
+    original = {ref: _read(admin, ref) for ref in refs}
+    try:
+        for ref in refs:
+            _put(admin, {**original[ref], "coverageArea": [{"reference": "Location/area-ny-10451"}]})
+        f = finding(clinical, albany)
+        assert (f.status, f.enrolled_plan, f.recommended_plan) == ("aligned", "InsurancePlan/csnp-cardiometabolic",
+                                                                    "InsurancePlan/csnp-cardiometabolic")
+        assert "enrolled-plan-unknown" not in f.reasons
+        report = evaluate(clinical, "product-alignment", subject=f"Patient/{albany}")
+        assert "InsurancePlan/csnp-cardiometabolic" in {r["reference"] for r in report["evaluatedResource"]}
+    finally:
+        for resource in original.values():
+            _put(admin, resource)
+    assert finding(clinical, albany).enrolled_plan is None
+
+
 def test_a_member_outside_the_plans_area_is_not_recommended_it(servers: Servers) -> None:
     moved = patient(servers.clinical, born(72), state="NJ", postal_code="07030")
     coverage(servers.claims, moved, plan="MA")
