@@ -225,13 +225,15 @@ def finding_parameters(finding: Finding, mappings: Mappings) -> dict[str, Any]:
 
 def _rate_cell(role: str, key: str, pmpm: Decimal | None, currency: str) -> dict[str, Any]:
     """The rate cell (SPEC §4.3) priced for the recommended or enrolled product: a product code alone is the
-    product's own PMPM; else `product/region/segment`, a part `*` being one the cell leaves out, the segment
-    part a dual segment (`segment`) or a Medicaid aid category (`aidCategory`)."""
-    product, region, segment = (key.split("/") + [ANY, ANY])[:3]
+    product's own PMPM; else `product/region/segment[/age band]`, a part `*` being one the cell leaves out,
+    the segment part a dual segment (`segment`) or a Medicaid aid category (`aidCategory`), the age band
+    (`ageBand`) the member's age on the evaluation date fell in."""
+    product, region, segment, band = (key.split("/") + [ANY, ANY, ANY])[:4]
     parts = [_param("role", valueCode=role), _param("product", valueCode=product)]
     parts += [_param("region", valueCode=region)] if region != ANY else []
     if segment != ANY:
         parts.append(_param("segment" if segment in SEGMENTS else "aidCategory", valueCode=segment))
+    parts += [_param("ageBand", valueCode=band)] if band != ANY else []
 
     if pmpm is not None:
         parts.append(_param("pmpm", valueMoney={"value": float(pmpm), "currency": currency}))

@@ -110,6 +110,7 @@ def rules_version(mappings: Mappings, codes_key: int) -> str:
     written sorted, so every process computes the same text."""
     catalogue = json.dumps([[p.model_dump() for p in mappings.products], sorted(mappings.rates.pmpm.items()),
                             [r.model_dump() for r in mappings.rates.regions], [c.model_dump() for c in mappings.rates.cells],
+                            [b.model_dump() for b in mappings.rates.age_bands],
                             mappings.dual_history_months, mappings.deeming_months,
                             sorted((c.code, c.level) for c in mappings.dual_status_codes.values()),
                             mappings.non_claims_valuesets, load_risk_factors(mappings.directory).model_dump()],
@@ -271,8 +272,8 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
     for code, condition in reasons.items():
         text = text + case((condition, f" {code}"), else_="")
     plan = recommended_plan(mappings, d, recommended)
-    recommended_cents, recommended_cell = rate_cell(mappings, d, recommended, plan)
-    enrolled_cents, enrolled_cell = rate_cell(mappings, d, d.c.enrolled_priority, d.c.enrolled_plan)
+    recommended_cents, recommended_cell = rate_cell(mappings, d, window, recommended, plan)
+    enrolled_cents, enrolled_cell = rate_cell(mappings, d, window, d.c.enrolled_priority, d.c.enrolled_plan)
     impact = (recommended_cents - enrolled_cents) * 12
     return select(
         d.c.patient_id,
