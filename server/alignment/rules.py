@@ -272,8 +272,8 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
     for code, condition in reasons.items():
         text = text + case((condition, f" {code}"), else_="")
     plan = recommended_plan(mappings, d, recommended)
-    recommended_cents, recommended_cell = rate_cell(mappings, d, window, recommended, plan)
-    enrolled_cents, enrolled_cell = rate_cell(mappings, d, window, d.c.enrolled_priority, d.c.enrolled_plan)
+    recommended_cents, recommended_cell = rate_cell(mappings, d, window.on(d), recommended, plan)
+    enrolled_cents, enrolled_cell = rate_cell(mappings, d, window.on(d), d.c.enrolled_priority, d.c.enrolled_plan)
     impact = (recommended_cents - enrolled_cents) * 12
     return select(
         d.c.patient_id,
