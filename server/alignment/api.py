@@ -183,9 +183,9 @@ def summary_parameters(summary: RunSummary) -> dict[str, Any]:
 
 
 def finding_parameters(finding: Finding, mappings: Mappings) -> dict[str, Any]:
-    """The finding as Parameters. A product with several plans has its plan named only when one of them
-    takes the member; each rate cell the impact used is shown with its PMPM (`rateCell`)."""
-    with_plans = mappings.products_with_plans
+    """The finding as Parameters. The plans named are those the evaluation chose (`plan_choice.py`): an
+    enrolled product with several plans has none when the data cannot tell which (reason
+    `enrolled-plan-unknown`); each rate cell the impact used is shown with its PMPM (`rateCell`)."""
     out = [
         _param("subject", valueReference=_ref(f"Patient/{finding.patient_id}")),
         _param("evaluationDate", valueDate=finding.as_of.isoformat()),
@@ -197,10 +197,10 @@ def finding_parameters(finding: Finding, mappings: Mappings) -> dict[str, Any]:
         out.append(_param("kind", valueCode=finding.kind))
     if finding.age is not None:
         out.append(_param("age", valueInteger=finding.age))
-    for role, product in (("enrolled", finding.enrolled_product), ("recommended", finding.recommended_product)):
+    for role, product, plan in (("enrolled", finding.enrolled_product, finding.enrolled_plan),
+                                ("recommended", finding.recommended_product, finding.recommended_plan)):
         if product:
             out.append(_param(f"{role}Product", valueCode=product))
-            plan = finding.plan_of(product, with_plans)
             if plan:
                 out.append(_param(f"{role}Plan", valueReference=_ref(plan_reference(plan))))
     if finding.dual_level:
@@ -225,13 +225,15 @@ def finding_parameters(finding: Finding, mappings: Mappings) -> dict[str, Any]:
 
 def _rate_cell(role: str, key: str, pmpm: Decimal | None, currency: str) -> dict[str, Any]:
     """The rate cell (SPEC §4.3) priced for the recommended or enrolled product: a product code alone is the
-    product's own PMPM; else `product/region/segment`, a part `*` being one the cell leaves out, the segment
-    part a dual segment (`segment`) or a Medicaid aid category (`aidCategory`)."""
-    product, region, segment = (key.split("/") + [ANY, ANY])[:3]
+    product's own PMPM; else `product/region/segment[/age band]`, a part `*` being one the cell leaves out,
+    the segment part a dual segment (`segment`) or a Medicaid aid category (`aidCategory`), the age band
+    (`ageBand`) the member's age on the evaluation date fell in."""
+    product, region, segment, band = (key.split("/") + [ANY, ANY, ANY])[:4]
     parts = [_param("role", valueCode=role), _param("product", valueCode=product)]
     parts += [_param("region", valueCode=region)] if region != ANY else []
     if segment != ANY:
         parts.append(_param("segment" if segment in SEGMENTS else "aidCategory", valueCode=segment))
+    parts += [_param("ageBand", valueCode=band)] if band != ANY else []
 
     if pmpm is not None:
         parts.append(_param("pmpm", valueMoney={"value": float(pmpm), "currency": currency}))

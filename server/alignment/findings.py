@@ -117,6 +117,8 @@ class Finding:
     coverages: tuple[CoverageFact, ...]
     recommended_rate_cell: str | None = None  # the rate cell the impact used (`Rates.cells`), or a product code
     enrolled_rate_cell: str | None = None
+    enrolled_plan: str | None = None  # InsurancePlan ids (`plan_choice.py`); the enrolled one may be unknown
+    recommended_plan: str | None = None
 
     @property
     def age(self) -> int | None:
@@ -146,15 +148,6 @@ class Finding:
         if months is None:
             return None
         return (-self.annual_impact / 12 * months).quantize(Decimal("0.01"))
-
-    def plan_of(self, product: str | None, with_plans: frozenset[str]) -> str | None:
-        """The InsurancePlan id naming one of the finding's products: the plan that takes the member, else
-        the product's own; None for a product with several plans (`with_plans`) none of which takes the
-        member, since a Coverage names the product, not the plan."""
-        entry = next((e for e in self.eligible if e.product == product), None)
-        if entry is not None:
-            return entry.plan
-        return None if product is None or product in with_plans else product
 
     @property
     def non_claims_categories(self) -> tuple[str, ...]:
@@ -279,4 +272,6 @@ def _finding(patient_id: str, row) -> Finding:
 
         recommended_rate_cell=row.recommended_rate_cell,
         enrolled_rate_cell=row.enrolled_rate_cell,
+        enrolled_plan=row.enrolled_plan,
+        recommended_plan=row.recommended_plan,
     )

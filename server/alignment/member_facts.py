@@ -54,11 +54,35 @@ def flag_column(code: str) -> str:
     return f"state_{code.lower()}"
 
 
+def named_column(plan: str) -> str:
+    """The facts-row column saying a current Coverage names this plan of a product with several plans."""
+    return "named_" + plan.replace("-", "_")
+
+
+def _named_plans(mappings: Mappings, keys: IndexKeys, members: Members) -> Subquery | None:
+    """Per member (keyed as `finding_coverage` is), a 0/1 `named_column` per plan of a product with several
+    plans: a Coverage in force names that plan itself (its `Coverage.class` of type plan is the plan id,
+    trimmed, any case), not only the product. None when no product has plans."""
+    plans = [u.code for p in mappings.products if p.plans for u in p.units]
+    if not plans:
+        return None
+    fc, t = finding_coverage.c, idx_token.c
+    value = func.lower(func.trim(t.code))
+    return (
+        select(fc.patient_id, *(func.max(case((value == plan, 1), else_=0)).label(named_column(plan)) for plan in plans))
+        .select_from(finding_coverage.join(idx_token, and_(
+            t.rtype == "Coverage", t.rid == fc.coverage_id, t.h_param == keys.coverage_plan)))
+        .where(fc.current == true(), fc.product.in_(sorted(mappings.products_with_plans)), *members.where(fc.patient_id))
+        .group_by(fc.patient_id)
+        .subquery("named_plans")
+    )
+
+
 def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Subquery:
     """One row per member: birth-date bounds, programs, coverage counts, enrolled priority, the number of
     distinct products per program (conflicts), the dual levels of the latest coded month, the Medicaid
-    evidence and aid category (SPEC §4.3), the State status codes and member flags, and a 0/1 flag per value
-    set."""
+    evidence and aid category (SPEC §4.3), the State status codes and member flags, the plans a Coverage
+    names, and a 0/1 flag per value set."""
     fc, fcat = finding_coverage.c, finding_categories.c
     current = fc.current == true()
 
@@ -149,6 +173,17 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
     evidenced = or_(func.coalesce(coverage.c.medicaid_lob, 0) == 1, and_(has_medicare, leveled_now))
     lapsed = and_(not_(evidenced), coverage.c.medicaid_ended.is_not(None),
                   coverage.c.medicaid_ended < window.months_back_us(mappings.deeming_months))
+    named = _named_plans(mappings, keys, members)
+    joined = (
+        base.outerjoin(birth, and_(birth.c.rtype == "Patient", birth.c.rid == m.c.rid,
+                                   birth.c.h_param == keys.patient_birthdate))
+        .outerjoin(coverage, coverage.c.patient_id == key)
+        .outerjoin(dual, dual.c.patient_id == key)
+        .outerjoin(categories, categories.c.patient_id == key)
+        .outerjoin(on_patient, on_patient.c.rid == m.c.rid)
+        .outerjoin(areas, areas.c.rid == m.c.rid)
+        .outerjoin(risk, risk.c.patient_id == key)
+    )
     return (
         select(
             key.label("patient_id"),
@@ -173,18 +208,10 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
             *(func.coalesce(areas.c[region_column(r.code)], 0).label(region_column(r.code))
               for r in mappings.rates.regions),
             *(func.coalesce(risk.c[rf.column(f)], 0).label(rf.column(f)) for f in rf.factors),
+            *(func.coalesce(c, 0).label(c.name) for c in (named.c if named is not None else ()) if c.name != "patient_id"),
             *bounds,
         )
-        .select_from(
-            base.outerjoin(birth, and_(birth.c.rtype == "Patient", birth.c.rid == m.c.rid,
-                                       birth.c.h_param == keys.patient_birthdate))
-            .outerjoin(coverage, coverage.c.patient_id == key)
-            .outerjoin(dual, dual.c.patient_id == key)
-            .outerjoin(categories, categories.c.patient_id == key)
-            .outerjoin(on_patient, on_patient.c.rid == m.c.rid)
-            .outerjoin(areas, areas.c.rid == m.c.rid)
-            .outerjoin(risk, risk.c.patient_id == key)
-        )
+        .select_from(joined if named is None else joined.outerjoin(named, named.c.patient_id == key))
         .where(m.c.rtype == "Patient", m.c.deleted.is_(False), *members.patients.where(m.c.rid))
         .subquery("facts")
     )

@@ -1,7 +1,7 @@
 """Rate cells in SQL (SPEC §4.3 "Impact uses rate cells", `rates.json`): the PMPM of a product for a member,
-from the most specific cell matching the member's region and dual segment or Medicaid aid category (a plan's
-cell before its product's), else the product's PMPM; with the cell's key, which the finding records. Split
-from `rules.py`."""
+from the most specific cell matching the member's region, dual segment or Medicaid aid category and age band
+(a plan's cell before its product's), else the product's PMPM; with the cell's key, which the finding
+records. Split from `rules.py`."""
 
 from __future__ import annotations
 
@@ -18,23 +18,27 @@ from sqlalchemy import (
 
 from server.alignment.areas import region_column
 from server.alignment.mappings import Mappings
+from server.alignment.mappings.rates import AgeBand
+from server.alignment.window import EvaluationWindow
 
 def cents(value: Any) -> ColumnElement[Any]:
     return literal(int((value * 100).to_integral_value(ROUND_HALF_UP)), BigInteger)
 
 
-def recommended_plan(mappings: Mappings, d: Any, recommended: ColumnElement[Any]) -> ColumnElement[Any]:
-    """The plan that takes the member, of a recommended product with several plans (NULL otherwise)."""
-    whens = [(and_(recommended == p.priority, d.c[f"eligible_{i}_{j}"] == 1), u.code)
-             for i, p in enumerate(mappings.products) if p.plans for j, u in enumerate(p.units)]
-    return case(*whens, else_=None) if whens else literal(None)
+def in_band(band: AgeBand, d: Any, window: EvaluationWindow) -> ColumnElement[bool]:
+    """The member's whole birth-date range puts their age on the evaluation date inside the band (as the age
+    criteria compare, `criteria.py`): an unknown or straddling birth date matches no band."""
+    parts = [d.c.birth_hi <= window.born_by_us(band.min_age)] if band.min_age else [d.c.birth_hi.is_not(None)]
+    parts += [d.c.birth_lo > window.born_by_us(band.max_age + 1)] if band.max_age is not None else []
+    return and_(*parts)
 
 
-def rate_cell(mappings: Mappings, d: Any, priority: Any, plan: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+def rate_cell(mappings: Mappings, d: Any, window: EvaluationWindow, priority: Any,
+              plan: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """(cents, cell key) of the product at `priority` for the member (SPEC §4.3 rate cells): the most
-    specific cell of the product, or of `plan`, matching the member's region and dual segment or aid category,
-    else the product's PMPM (its key is the product code). A member without an aid category matches no
-    aid-category cell."""
+    specific cell of the product, or of `plan`, matching the member's region, dual segment or aid category and
+    age band, else the product's PMPM (its key is the product code). A member without an aid category matches
+    no aid-category cell, one without a birth date no age-band cell."""
     rates = mappings.rates
     region = case(*((d.c[region_column(r.code)] == 1, r.code) for r in rates.regions), else_=None) \
         if rates.regions else literal(None)
@@ -49,6 +53,7 @@ def rate_cell(mappings: Mappings, d: Any, priority: Any, plan: Any) -> tuple[Col
             parts += [region == cell.region] if cell.region else []
             parts += [segment == cell.segment] if cell.segment else []
             parts += [d.c.aid_category == cell.aid_category] if cell.aid_category else []
+            parts += [in_band(rates.age_band(cell.age_band), d, window)] if cell.age_band else []
 
             matched.append((and_(*parts), cell))
         here = priority == p.priority

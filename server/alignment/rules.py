@@ -66,7 +66,8 @@ from server.alignment.facts import Members, product_for_priority
 from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import PROGRAMS, Mappings, Product
 from server.alignment.member_facts import as_int, flag_column, member_facts, valueset_columns
-from server.alignment.rate_cells import rate_cell, recommended_plan
+from server.alignment.plan_choice import enrolled_plan, enrolled_plan_unknown, recommended_plan
+from server.alignment.rate_cells import rate_cell
 from server.alignment.risk_factors import load_risk_factors, met
 from server.alignment.window import EvaluationWindow
 from server.store.hashing import h64
@@ -86,6 +87,7 @@ REASONS = (
     "no-enrolled-product",  # covered (e.g. Medicaid fee-for-service) without a named product
     "enrolled-not-eligible",  # the enrolled product's rule does not hold
     "higher-priority-eligible",  # the enrolled product's rule holds, a higher-priority product's too
+    "enrolled-plan-unknown",  # the Coverage names a product with several plans, and no one plan (`plan_choice.py`)
     "state-identified",  # recommended a product the State's own status code confirms (NY HARP H8/H9)
     "state-determination-pending",  # recommended on the diagnosis alone: a referral candidate
     "state-excluded",  # a State code excludes the member from a product (NY HARP H7 opted out)
@@ -97,8 +99,9 @@ REASONS = (
 
 
 # SPEC §4.3; bump when a change to the rules below changes findings, or when a new finding table must be filled
-# for every member (v2.2: `finding_plans`, migration 0622)
-RULES = "v2.2"
+# for every member (v2.2: `finding_plans`, migration 0622;
+# v2.3: the enrolled and recommended plans, migration 0717)
+RULES = "v2.3"
 
 
 def rules_version(mappings: Mappings, codes_key: int) -> str:
@@ -107,6 +110,7 @@ def rules_version(mappings: Mappings, codes_key: int) -> str:
     written sorted, so every process computes the same text."""
     catalogue = json.dumps([[p.model_dump() for p in mappings.products], sorted(mappings.rates.pmpm.items()),
                             [r.model_dump() for r in mappings.rates.regions], [c.model_dump() for c in mappings.rates.cells],
+                            [b.model_dump() for b in mappings.rates.age_bands],
                             mappings.dual_history_months, mappings.deeming_months,
                             sorted((c.code, c.level) for c in mappings.dual_status_codes.values()),
                             mappings.non_claims_valuesets, load_risk_factors(mappings.directory).model_dump()],
@@ -125,8 +129,8 @@ def _canonical(value: Any) -> Any:
 
 def decisions(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Subquery:
     """The facts row plus, per product i (priority order), `eligible_i` (any of its plans), `age_blocked_i`
-    and `confirmed_i` (0/1), per plan j of a product with plans `eligible_i_j`, and the member's dual flag,
-    dual level and conflict flag."""
+    and `confirmed_i` (0/1), per plan j of a product with plans `eligible_i_j`, the member's dual flag,
+    dual level and conflict flag, and the enrolled plan (`plan_choice.py`)."""
     f = member_facts(mappings, keys, window, members)
     columns = valueset_columns(mappings)
     per_product = []
@@ -144,6 +148,7 @@ def decisions(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, mem
         as_int(is_dual(f)).label("dual"),
         member_dual_level(f).label("dual_level"),
         as_int(conflict).label("conflict"),
+        enrolled_plan(mappings, f).label("enrolled_plan"),
     ).subquery("decisions")
 
 
@@ -195,6 +200,7 @@ def _reason_conditions(mappings: Mappings, d: Any) -> dict[str, ColumnElement[bo
         "no-enrolled-product": and_(recognized, d.c.enrolled_priority.is_(None)),
         "enrolled-not-eligible": and_(d.c.enrolled_priority.is_not(None), not_(enrolled_eligible)),
         "higher-priority-eligible": opportunity,
+        "enrolled-plan-unknown": enrolled_plan_unknown(mappings, d),
         "state-identified": and_(moved, confirmed),
         "state-determination-pending": and_(moved, by_state, not_(confirmed)),
         "state-excluded": state_excluded,
@@ -226,7 +232,7 @@ KINDS = ("compliance", "opportunity")
 
 FINDING_COLUMNS = ("patient_id", "status", "kind", "enrolled_product", "recommended_product", "dual_level", "reasons",
                    "annual_impact_cents", "currency", "birth_lo", "as_of", "lookback_start", "evaluated_at",
-                   "recommended_rate_cell", "enrolled_rate_cell")
+                   "recommended_rate_cell", "enrolled_rate_cell", "enrolled_plan", "recommended_plan")
 
 
 EVALUATED_AT = "evaluated_at"
@@ -265,9 +271,9 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
     text = literal("")
     for code, condition in reasons.items():
         text = text + case((condition, f" {code}"), else_="")
-    recommended_cents, recommended_cell = rate_cell(mappings, d, recommended,
-                                                     recommended_plan(mappings, d, recommended))
-    enrolled_cents, enrolled_cell = rate_cell(mappings, d, d.c.enrolled_priority, literal(None))
+    plan = recommended_plan(mappings, d, recommended)
+    recommended_cents, recommended_cell = rate_cell(mappings, d, window.on(d), recommended, plan)
+    enrolled_cents, enrolled_cell = rate_cell(mappings, d, window.on(d), d.c.enrolled_priority, d.c.enrolled_plan)
     impact = (recommended_cents - enrolled_cents) * 12
     return select(
         d.c.patient_id,
@@ -285,6 +291,8 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
         bindparam(EVALUATED_AT, type_=BigInteger),
         recommended_cell,
         enrolled_cell,
+        d.c.enrolled_plan,
+        plan,
     )
 
 

@@ -132,7 +132,7 @@ def _individual(measures: Measures, request_ctx: RequestContext, req: EvaluateRe
     with measures.db.connect() as conn:
         finding = ready_finding(conn, request_ctx, req.subject_id)
     if ctx.measure == "product-alignment":
-        report = alignment_individual(ctx, finding, measures.mappings.products_with_plans)
+        report = alignment_individual(ctx, finding)
     else:
         report = nonclaims_individual(ctx, finding, measures.mappings.non_claims_valuesets)
     return Reply(200, orjson.dumps(report))

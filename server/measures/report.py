@@ -155,7 +155,7 @@ def _references(refs: Iterable[str], groups: dict[str, list[str]] | None = None)
     return out
 
 
-def alignment_individual(ctx: ReportContext, finding: Finding, with_plans: frozenset[str]) -> dict[str, Any]:
+def alignment_individual(ctx: ReportContext, finding: Finding) -> dict[str, Any]:
     """`product-alignment` for one member: the populations, then one group per qualifying diagnosis
     category met (SPEC §4.3), whose evidence is the `evaluatedResource` entries naming it in
     `ra-groupReference`; evidence = qualifying diagnoses and the coverages read."""
@@ -172,8 +172,7 @@ def alignment_individual(ctx: ReportContext, finding: Finding, with_plans: froze
             if e.category == category.category:
                 groups.setdefault(e.reference, []).append(category.category)
     refs = [e.reference for e in qualifying] + [c.reference for c in finding.coverages]
-    plans = (finding.plan_of(p, with_plans) for p in (finding.recommended_product, finding.enrolled_product))
-    refs += [plan_reference(p) for p in plans if p]
+    refs += [plan_reference(p) for p in (finding.recommended_plan, finding.enrolled_plan) if p]
     evaluated = _references(refs, groups)
     if evaluated:
         report["evaluatedResource"] = evaluated

@@ -60,6 +60,10 @@ findings = Table(
     # the rate cells the impact used (`rates.json`): `product/region/segment` (`*`: left out) or a product code
     Column("recommended_rate_cell", String(200), nullable=True),
     Column("enrolled_rate_cell", String(200), nullable=True),
+    # the InsurancePlan ids named for the enrolled and the recommended product (`plan_choice.py`); the
+    # enrolled one is null when a Coverage names a product with several plans and no one plan can be told
+    Column("enrolled_plan", String(CODE_LEN), nullable=True),
+    Column("recommended_plan", String(CODE_LEN), nullable=True),
     Index("ix_findings_status", "status"),
     Index("ix_findings_recommended", "recommended_product"),
 )

@@ -57,6 +57,12 @@ Rule semantics assumed (SPEC §4.2 and the v2 rules of §4.3; the engine must ag
   no OPWDD flag + no H7 code + (an SMI or SUD diagnosis, or a State code H1-H6/H8/H9 on a coverage or the
   Patient); dsnp = Medicare + Medicaid (any level, incl. unknown); csnp = Medicare + a diagnosis in the
   condition grouping of one of its plans whose area holds the member; ma and medicare-ffs = Medicare; commercial = commercial.
+* Medicaid aid categories (rate cells, ``server/synth/aid_categories.py``): a member with Medicaid coverage
+  has TANF (40%), Safety Net (20%), SSI (20%) or none on every Medicaid coverage (``Coverage.class`` of type
+  ``class``, feed spellings); the ground truth of a member enrolled in ny-mmc (aligned or misaligned) names
+  the enrolled rate cell: region x aid category x age band on the evaluation date (``enrolled_rate_cell``).
+* The enrolled plan (``enrolled_plan``): the product's own code, or for a C-SNP coverage the plan it names,
+  else none (every NY place has several C-SNP plans, so the product alone never resolves one).
 * Coverage areas (``products.json``): dsnp, the csnp plans, ny-harp and ny-mmc are offered in New York
   only (the chronic-lung C-SNP in ZIPs 10451, 11201, 11432 only); a member is inside when a
   ``Patient.address`` has state NY (and, for a ZIP part, that ZIP). Members live in New York (a ZIP of ``PLACES``)
@@ -133,7 +139,8 @@ Medicare only:
       for (cancer, dementia, ... or COPD outside the lung plan's NYC ZIPs): aligned; eligible [ma, medicare-ffs].
   csnp-out-of-area 1% - ma or medicare-ffs with a C-SNP condition, living in New Jersey (outside the
       csnp's coverage area): aligned; eligible [ma, medicare-ffs].
-  csnp-aligned 3% - csnp with a qualifying condition in claims: aligned.
+  csnp-aligned 3% - csnp with a qualifying condition in claims: aligned. The Coverage names the product
+      (enrolled plan unknown: several C-SNP plans in every NY place) or, 2 in 5, the plan (its enrolled plan).
   csnp-no-qualifying-dx 1% - csnp, C-SNP conditions only refuted / old / resolved: misaligned -> ma.
   medicare-clinical-smi 1.5% - ma, clinical-only schizophrenia/bipolar/MDD: misaligned -> csnp
       (csnp-mental-health); non-claims [smi].

@@ -204,6 +204,7 @@ CSNP_BODY_POOLS = tuple(k for k in DX if k.startswith("csnp-"))
 # The shipped C-SNP plans (products.json `csnp.plans`, in order of preference): id, condition grouping, and
 # the ZIPs of the plan's area (None: all of New York).
 NYC_LUNG_ZIPS = ("10451", "11201", "11432")
+PRODUCTS_WITH_PLANS = ("csnp",)  # products.json products with several plans: their enrolled plan may be unknown
 CSNP_PLANS = (
     ("csnp-cardiometabolic", ("csnp-diabetes", "csnp-chf", "csnp-cardiovascular"), None),
     ("csnp-esrd", ("csnp-esrd",), None),

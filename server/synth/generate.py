@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import orjson
 
-from server.synth.catalogue import MEMBER_SYSTEM
+from server.synth import aid_categories
+from server.synth.catalogue import MEMBER_SYSTEM, PRODUCTS_WITH_PLANS
 from server.synth.members import Expect, Member
 from server.synth.render import Renderer
 from server.synth.scenarios import SCENARIOS, Scenario, allocate
@@ -63,6 +64,7 @@ def build_member(index: int, seed: int, scenario: Scenario, as_of: date) -> Memb
     m = Member(index=index, ident=f"M{seed}-{index + 1:07d}", rng=rng, as_of=as_of)
     m.gender = "female" if rng.random() < 0.52 else "male"
     m.expect = scenario.build(m)
+    aid_categories.assign(m)
     return m
 
 
@@ -76,6 +78,7 @@ def _truth(m: Member, scenario: Scenario) -> dict[str, Any]:
         "status": e.status,
         "recommended_product": e.recommended,
         "recommended_plan": e.plan or e.recommended,
+        "enrolled_plan": e.enrolled_plan if e.enrolled in PRODUCTS_WITH_PLANS else e.enrolled,
         "eligible_products": list(e.eligible),
         "non_claims_categories": sorted(e.non_claims),
         "csnp_categories": list(e.csnp_categories),
@@ -83,6 +86,8 @@ def _truth(m: Member, scenario: Scenario) -> dict[str, Any]:
         "kind": _kind(e),
         "reasons": list(e.reasons),
         "risk_factors": dict(e.risk_factors),
+        **({"enrolled_rate_cell": aid_categories.expected_mmc_cell(m)}
+           if e.enrolled == "ny-mmc" and e.status in ("aligned", "misaligned") else {}),
     }
 
 

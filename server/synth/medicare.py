@@ -113,12 +113,17 @@ def csnp_out_of_area(m: Member) -> Expect:
 
 
 def csnp_aligned(m: Member) -> Expect:
+    """A C-SNP member a plan takes. The Coverage names the product (the enrolled plan is then unknown: every
+    NY place has several C-SNP plans) or, for two in five, that plan itself (any case)."""
     m.medicare_age()
-    m.cover("csnp")
+    coverage = m.cover("csnp")
     plan, cats = _csnp_member(m, claims=True)
+    named = m.rng.random() < 0.4
+    if named:
+        coverage.plan = plan.upper() if m.rng.random() < 0.5 else plan
     m.noise()
     return Expect("aligned", "csnp", "csnp", by_priority("csnp", *MEDICARE_ELIGIBLE), plan=plan,
-                  csnp_categories=cats)
+                  enrolled_plan=plan if named else None, csnp_categories=cats)
 
 
 def csnp_no_qualifying_dx(m: Member) -> Expect:

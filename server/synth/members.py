@@ -62,6 +62,7 @@ class Expect:
     recommended: str | None
     eligible: tuple[str, ...]
     plan: str | None = None  # the plan of the recommended product, when the product has several
+    enrolled_plan: str | None = None  # the plan a Coverage names, of an enrolled product with several plans
     non_claims: tuple[str, ...] = ()
     csnp_categories: tuple[str, ...] = ()
     dual_level: str | None = None
@@ -85,6 +86,8 @@ class Member:
     out_of_state: bool = False  # lives outside New York: outside every NY plan's coverage area
     place: tuple[str, str] | None = None  # (city, ZIP) in New York; None: any of PLACES
     services: list[Service] = field(default_factory=list)  # claims for HARP risk-factor services
+    aid_category: str | None = None  # Medicaid aid category (rates.json code), on every Medicaid coverage
+    aid_category_text: str | None = None  # ... as the feed spells it
 
     # -- demographics ------------------------------------------------------------------------------
 

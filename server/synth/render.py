@@ -34,6 +34,7 @@ from server.synth.catalogue import (
     VER,
     Dx,
 )
+from server.synth.aid_categories import is_medicaid
 from server.synth.harp_risk import service_claim
 from server.synth.members import CoverageSpec, Evidence, Member
 
@@ -80,6 +81,8 @@ class Renderer:
         self.given = self.rng.choice(FEMALE if m.gender == "female" else MALE)
         self.family = self.rng.choice(FAMILY)
         self.place, self.state = (OUT_OF_STATE, "NJ") if m.out_of_state else (m.place or self.rng.choice(PLACES), "NY")
+        if not m.out_of_state:
+            m.place = self.place  # the ground truth's rate region
 
     def patient(self, source: str) -> dict[str, Any]:
         m = self.m
@@ -219,8 +222,12 @@ class Renderer:
         res["period"] = period
         res["payor"] = [{"identifier": {"system": ID_SYSTEM + "payer-id", "value": cov.payer},
                          "display": PAYERS[cov.payer]}]
-        if cov.plan:
-            res["class"] = [{"type": {"coding": [{"system": COV_CLASS, "code": "plan"}]}, "value": cov.plan}]
+        classes = [("plan", cov.plan)] if cov.plan else []
+        if self.m.aid_category_text and is_medicaid(cov):
+            classes.append(("class", self.m.aid_category_text))  # the Medicaid aid category (rate cells)
+        if classes:
+            res["class"] = [{"type": {"coding": [{"system": COV_CLASS, "code": code}]}, "value": value}
+                            for code, value in classes]
         return res
 
     def claim(self, ev: Evidence, diagnosis: dict[str, Any], p_url: str, cov_url: str, claim_id: str) -> dict[str, Any]:

@@ -100,7 +100,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              "approved for (e.g. COPD outside the lung plan's ZIPs)", csnp_no_plan_for_member),
     Scenario("csnp-out-of-area", 1, "MA/FFS member with a C-SNP condition, outside the C-SNP's area",
              csnp_out_of_area),
-    Scenario("csnp-aligned", 3, "C-SNP member with a qualifying condition in claims", csnp_aligned),
+    Scenario("csnp-aligned", 3, "C-SNP member with a qualifying condition in claims; the Coverage names the "
+             "product or (2 in 5) the plan", csnp_aligned),
     Scenario("csnp-no-qualifying-dx", 1, "C-SNP member whose qualifying evidence does not count",
              csnp_no_qualifying_dx),
     Scenario("medicare-clinical-smi", 1.5, "MA member with clinical-only schizophrenia/bipolar/MDD",

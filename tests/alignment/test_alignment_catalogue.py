@@ -145,6 +145,52 @@ def test_a_csnp_plan_takes_only_members_of_its_condition_grouping_in_its_area(se
     assert (f.status, f.enrolled, f.enrolled_plan) == ("aligned", "csnp", "InsurancePlan/csnp-lung")
 
 
+def test_the_enrolled_plan_when_the_coverage_names_only_the_product(servers: Servers) -> None:
+    """A Coverage naming the C-SNP product, not its plan: the enrolled plan is the one plan of the product
+    offered where the member lives (42 CFR 422.50(a)(3)(i): an MA enrollee resides in the plan's service
+    area), else unknown (reason `enrolled-plan-unknown`, no enrolledPlan) while the recommendation still
+    names its plan. A Coverage naming the plan names it, and the member stays in it when it takes them."""
+    admin, clinical = servers.admin, servers.clinical
+    albany = _medicare_member(servers, "12207", ["E11.9"], plan="C-SNP")  # three statewide plans there
+    f = finding(clinical, albany)
+    assert (f.status, f.enrolled, f.recommended) == ("aligned", "csnp", "csnp")
+    assert f.enrolled_plan is None and "enrolled-plan-unknown" in f.reasons
+    assert f.recommended_plan == "InsurancePlan/csnp-cardiometabolic"
+    for postal_code, state in (("07030", "NJ"), (None, None)):  # no plan offered there; no address at all
+        pid = patient(clinical, born(72), state=state, postal_code=postal_code)
+        coverage(servers.claims, pid, plan="CSNP")
+        g = finding(clinical, pid)
+        assert (g.enrolled, g.enrolled_plan) == ("csnp", None) and "enrolled-plan-unknown" in g.reasons
+
+    # Named by the Coverage: diabetes and COPD in the Bronx, both plans take the member, who stays in theirs.
+    named = _medicare_member(servers, "10451", ["J44.9", "E11.9"], plan=" CSNP-Lung ")
+    f = finding(clinical, named)
+    assert (f.status, f.enrolled_plan, f.recommended_plan) == ("aligned", "InsurancePlan/csnp-lung",
+                                                                "InsurancePlan/csnp-lung")
+    assert "enrolled-plan-unknown" not in f.reasons
+    # The enrolled plan's own rate cell prices the enrolled side (the ESRD C-SNP's cell).
+    esrd = _medicare_member(servers, "12207", ["N18.6"], plan="csnp-esrd")
+    f = finding(clinical, esrd)
+    assert f.enrolled_plan == "InsurancePlan/csnp-esrd" and _rate_cells(f)["enrolled"]["product"] == "csnp-esrd"
+
+    # Only the cardiometabolic plan offered in Albany: the Albany member's plan is resolved by the area.
+    refs = ("/InsurancePlan/csnp-esrd", "/InsurancePlan/csnp-behavioral-health")
+    original = {ref: _read(admin, ref) for ref in refs}
+    try:
+        for ref in refs:
+            _put(admin, {**original[ref], "coverageArea": [{"reference": "Location/area-ny-10451"}]})
+        f = finding(clinical, albany)
+        assert (f.status, f.enrolled_plan, f.recommended_plan) == ("aligned", "InsurancePlan/csnp-cardiometabolic",
+                                                                    "InsurancePlan/csnp-cardiometabolic")
+        assert "enrolled-plan-unknown" not in f.reasons
+        report = evaluate(clinical, "product-alignment", subject=f"Patient/{albany}")
+        assert "InsurancePlan/csnp-cardiometabolic" in {r["reference"] for r in report["evaluatedResource"]}
+    finally:
+        for resource in original.values():
+            _put(admin, resource)
+    assert finding(clinical, albany).enrolled_plan is None
+
+
 def test_a_member_outside_the_plans_area_is_not_recommended_it(servers: Servers) -> None:
     moved = patient(servers.clinical, born(72), state="NJ", postal_code="07030")
     coverage(servers.claims, moved, plan="MA")
@@ -298,7 +344,8 @@ def _mmc_member_with_schizophrenia(servers: Servers, postal_code: str, aid_categ
 def test_impact_uses_the_members_aid_category_cell(servers: Servers) -> None:
     """SPEC §4.3 rate cells by Medicaid aid category (NY MMC is rated by TANF, Safety Net and SSI cells,
     domain.md §6), shipped rates.json: mainstream members with schizophrenia are HARP opportunities, and the
-    enrolled MMC is priced at each one's aid-category cell (the Coverage's class of type `class`, any case);
+    enrolled MMC is priced at each one's aid-category cell (the Coverage's class of type `class`, any case)
+    for their age band (40: TANF 21+, SSI 21-64);
     a member without an aid category falls back to the product's PMPM; in New York City the region's SSI cell
     wins. Checked after the incremental evaluation, after a Coverage update, and after a full run."""
     rates = load_mappings().rates
@@ -311,8 +358,8 @@ def test_impact_uses_the_members_aid_category_cell(servers: Servers) -> None:
 
     tanf, ssi, unknown, nyc = (_mmc_member_with_schizophrenia(servers, zip_code, aid) for zip_code, aid in (
         ("12207", "TANF"), ("12207", " ssi "), ("12207", None), ("11201", "SSI")))
-    expected = {tanf: ("ny-mmc/*/tanf", {"product": "ny-mmc", "aidCategory": "tanf"}),
-                ssi: ("ny-mmc/*/ssi", {"product": "ny-mmc", "aidCategory": "ssi"}),
+    expected = {tanf: ("ny-mmc/*/tanf/21-plus", {"product": "ny-mmc", "aidCategory": "tanf", "ageBand": "21-plus"}),
+                ssi: ("ny-mmc/*/ssi/21-64", {"product": "ny-mmc", "aidCategory": "ssi", "ageBand": "21-64"}),
                 unknown: ("ny-mmc", {"product": "ny-mmc"}),
                 nyc: ("ny-mmc/nyc/ssi", {"product": "ny-mmc", "region": "nyc", "aidCategory": "ssi"})}
     assert len({cell(key) for key, _ in expected.values()}) == 4 and cell("ny-mmc") == mmc
@@ -341,3 +388,28 @@ def test_impact_uses_the_members_aid_category_cell(servers: Servers) -> None:
     r = servers.admin.post("/$evaluate-alignment", timeout=600)  # the full run picks the same cells
     assert r.status_code == 200, r.text
     check()
+
+
+def test_impact_uses_the_members_age_band_cell(servers: Servers) -> None:
+    """NY MMC premium groups are aid category x age band (2006 NY MMC contract exhibit: TANF 21+, SN 21-29 /
+    30+, SSI 6mo-20 / 21-64 / 65+), shipped rates.json: the member's age on the evaluation date picks the band
+    (a 21st birthday tomorrow is still under 21), and `rateCell` names it."""
+    rates = load_mappings().rates
+    members = {  # (aid category, age, days until the next birthday) → expected cell
+        ("TANF", 20, 1): "ny-mmc/*/tanf/under-21",
+        ("TANF", 21, 0): "ny-mmc/*/tanf/21-plus",
+        ("Safety-Net", 29, 0): "ny-mmc/*/safety-net/21-29",
+        ("Safety-Net", 30, 0): "ny-mmc/*/safety-net/30-plus",
+        ("SSI", 12, 0): "ny-mmc/*/ssi/under-21",
+        ("SSI", 64, 0): "ny-mmc/*/ssi/21-64",
+        ("SSI", 70, 0): "ny-mmc/*/ssi/65-plus",
+    }
+    assert len({rates.pmpm_of(key) for key in members.values()}) == len(members)
+    for (aid, age, days), key in members.items():
+        pid = patient(servers.clinical, born(age + (days > 0), days_later=days), state="NY", postal_code="12207")
+        coverage(servers.claims, pid, plan="NY-MMC", aid_category=aid)
+        f = finding(servers.clinical, pid)
+        assert (f.status, f.enrolled, f.age) == ("aligned", "ny-mmc", age), (aid, age, days)
+        product, _, segment, band = key.split("/")
+        assert _rate_cells(f)["enrolled"] == {"product": product, "aidCategory": segment, "ageBand": band,
+                                              "pmpm": {"value": float(rates.pmpm_of(key)), "currency": "USD"}}

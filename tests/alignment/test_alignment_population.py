@@ -38,6 +38,8 @@ def _as_truth(f: Finding) -> dict[str, Any]:
         "status": f.status,
         "recommended_product": f.recommended,
         "recommended_plan": f.recommended_plan.removeprefix("InsurancePlan/") if f.recommended_plan else None,
+        "enrolled_plan": f.enrolled_plan.removeprefix("InsurancePlan/") if f.enrolled_plan else None,
+        "enrolled_rate_cell": _enrolled_rate_cell(f),
         "eligible_products": list(f.eligible),
         "non_claims_categories": sorted(f.non_claims),
         "csnp_categories": csnp,
@@ -47,6 +49,19 @@ def _as_truth(f: Finding) -> dict[str, Any]:
         "risk_factors": {_part(p, "code"): _part(p, "days") or _part(p, "months")
                          for p in f.raw["parameter"] if p["name"] == "riskFactor"},
     }
+
+
+def _enrolled_rate_cell(f: Finding) -> str | None:
+    """The enrolled side's `rateCell` as rates.json keys it: the product code alone, or
+    `product/region/segment[/age band]` with `*` for a part left out."""
+    cell = next((p for p in f.raw["parameter"] if p["name"] == "rateCell" and _part(p, "role") == "enrolled"), None)
+    if cell is None:
+        return None
+    product, region = _part(cell, "product"), _part(cell, "region")
+    segment, band = _part(cell, "segment") or _part(cell, "aidCategory"), _part(cell, "ageBand")
+    if not (region or segment or band):
+        return product
+    return "/".join([product, region or "*", segment or "*"] + ([band] if band else []))
 
 
 def _part(param: dict[str, Any], name: str) -> Any:

@@ -164,6 +164,13 @@ def test_member_view_after_ehr_launch(server, truth, client, page):
 
     assert member_value("status") == "misaligned"
     assert (member_value("enrolled"), member_value("recommended")) == (f.enrolled, f.recommended)
+    # The plans named (empty when the enrolled plan is unknown) and the enrolled rate cell's parts.
+    assert (member_value("enrolled-plan"), member_value("recommended-plan")) == (f.enrolled_plan or "",
+                                                                                 f.recommended_plan or "")
+    cell = next(p for p in f.raw["parameter"] if p["name"] == "rateCell"
+                and any(x["name"] == "role" and x["valueCode"] == "enrolled" for x in p["part"]))
+    assert member_value("enrolled-rate-cell") == "/".join(
+        x["valueCode"] for x in cell["part"] if x["name"] in ("product", "region", "segment", "aidCategory", "ageBand"))
     assert as_number(member_value("impact")) == pytest.approx(f.impact)
     # Non-claims diagnoses: the open coding gaps of the individual nonclaims-bh-dx report, with their evidence.
     r = client.get("/Measure/nonclaims-bh-dx/$evaluate-measure",

@@ -337,12 +337,13 @@ def _coverages(m: dict[str, Any], mappings: Mappings) -> tuple[list[dict[str, An
         if c["status"] != "active" or begins > AS_OF or (ends is not None and ends < history):
             continue
         plan = next((k["value"] for k in c.get("class", []) if k["type"]["coding"][0]["code"] == "plan"), None)
+        aid = next((k["value"] for k in c.get("class", []) if k["type"]["coding"][0]["code"] == "class"), None)
         sopt = c["type"]["coding"][0]["code"] if "type" in c else None
         product = mappings.product_for_plan(plan) or mappings.product_for_sopt(sopt)
         code = _extension(c, DUAL_EXT)
         row = {"product": product, "lob": product.line_of_business if product else mappings.lob_for_sopt(sopt),
                "coded": code is not None, "level": mappings.dual_level(code), "start": begins, "end": ends,
-               "harp": _extension(c, HARP_EXT)}
+               "harp": _extension(c, HARP_EXT), "plan": plan, "aid": aid.strip().lower() if aid else None}
         (current if ends is None or ends >= AS_OF else ended).append(row)
     return current, ended
 
@@ -424,6 +425,10 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
     if recommended and recommended.code == RISK_FACTORS["product"] != (enrolled and enrolled.code) \
             and recommended.code not in confirmed:
         reasons += [f"risk-factor-{f['code']}" for f in RISK_FACTORS["factors"] if factors.get(f["code"], 0) >= f["at_least"]]
+    enrolled_plan = _enrolled_plan(enrolled, current, m) if programs and enrolled else None
+    if recommended is not None and recommended == enrolled and enrolled_plan is not None and enrolled.plans \
+            and _takes(next(u for u in enrolled.units if u.code == enrolled_plan), m, counted):
+        plans[recommended.code] = enrolled_plan  # the member's own plan, when it takes them
     if not programs or enrolled is None:
         kind = None
     elif enrolled not in eligible or not_evidenced:
@@ -443,7 +448,55 @@ def _evaluate(m: dict[str, Any], mappings: Mappings) -> dict[str, Any]:
         "kind": kind,
         "reasons": reasons,
         "risk_factors": factors,
+        "enrolled_plan": enrolled_plan,
+        **({"enrolled_rate_cell": _rate_cell(mappings, enrolled.code, m, age, current, _segment(dual, level))}
+           if enrolled is not None and enrolled.code == "ny-mmc" and status in ("aligned", "misaligned") else {}),
     }
+
+
+def _enrolled_plan(product: Any, current: list[dict[str, Any]], m: dict[str, Any]) -> str | None:
+    """The plan a current Coverage names, else the one plan offered where the member lives (an address
+    needed), else unknown; a product without plans is its own."""
+    if not product.plans:
+        return product.code
+    named = {c["plan"].strip().lower() for c in current if c["plan"] and c["product"] == product}
+    unit = next((u for u in product.units if u.code in named), None)
+    if unit is not None:
+        return unit.code
+    offered = [u for u in product.units if _in_area(u, m)]
+    return offered[0].code if m["states"] and len(offered) == 1 else None
+
+
+def _rate_cell(mappings: Mappings, product: str, m: dict[str, Any], age: int, current: list[dict[str, Any]],
+               segment: str | None) -> str:
+    """The key of the most specific rates.json cell of the product matching the member (region: the first
+    holding an address; aid category: of the current Medicaid coverages, the greatest; age band), else the
+    product code."""
+    rates = mappings.rates
+    region = next((r.code for r in rates.regions if any(
+        (any(z[:3] in part.zip3 for z in m["zips"]) if part.zip3 else part.state in m["states"]) for part in r.parts)),
+        None)
+    aid = max((c["aid"] for c in current if c["aid"] and c["lob"] in ("medicaid", "dual")), default=None)
+
+    def matches(cell: Any) -> bool:
+        band = rates.age_band(cell.age_band) if cell.age_band else None
+        return (cell.region in (None, region) and cell.segment in (None, segment)
+                and cell.aid_category in (None, aid)
+                and (band is None or (band.min_age <= age and (band.max_age is None or age <= band.max_age))))
+
+    found = [c for c in rates.cells if c.product == product and matches(c)]
+    return max(found, key=lambda c: c.specificity).key if found else product
+
+
+def _segment(dual: bool, level: str | None) -> str | None:
+    """The member's dual segment of rate cells: non-dual, full or partial; none when the level is unknown."""
+    return level if dual and level in ("full", "partial") else None if dual else "non-dual"
+
+
+def _in_area(unit: RuleUnit, m: dict[str, Any]) -> bool:
+    return not unit.coverage_area or any(
+        part.state in m["states"] and (part.postal_code is None or part.postal_code in m["zips"])
+        for part in unit.coverage_area)
 
 
 def _takes(unit: RuleUnit, m: dict[str, Any], counted: set[str]) -> bool:
@@ -452,10 +505,7 @@ def _takes(unit: RuleUnit, m: dict[str, Any], counted: set[str]) -> bool:
     grouping = unit.eligibility.requires_any_valueset
     if unit.plan and not counted & set(grouping):
         return False
-    if not unit.coverage_area or not m["states"]:
-        return True
-    return any(part.state in m["states"] and (part.postal_code is None or part.postal_code in m["zips"])
-               for part in unit.coverage_area)
+    return not m["states"] or _in_area(unit, m)
 
 
 def test_data_agrees_with_ground_truth(population: Path, mappings: Mappings) -> None:

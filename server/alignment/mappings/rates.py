@@ -2,9 +2,11 @@
 
 A rate cell (SPEC §4.3 "Impact uses rate cells") prices a product or one of its plans in a region (a named
 set of states and ZIP prefixes) for a member segment: a dual segment (full, partial, non-dual) or a Medicaid
-aid category (`aid_categories`, e.g. NY MMC's TANF and SSI cells); every part may be left out. A member's
-cell for a product is the most specific cell that matches (a plan before its product, then a region, then a
-segment or aid category), else the product's `pmpm`. The engine picks it in SQL (`rate_cells.py`)."""
+aid category (`aid_categories`, e.g. NY MMC's TANF and SSI cells) and an age band (`age_bands`: the member's
+age in whole years on the evaluation date, as NY MMC premium groups are, e.g. "SSI 21-64"); every part may be
+left out. A member's cell for a product is the most specific cell that matches (a plan before its product,
+then the number of parts named, then a region), else the product's `pmpm`. The engine picks it in SQL
+(`rate_cells.py`)."""
 
 from __future__ import annotations
 
@@ -43,24 +45,43 @@ class AidCategory(MappingModel):
     display: NonEmptyStr
 
 
+class AgeBand(MappingModel):
+    """An age band of rate cells: ages `min_age` to `max_age` (whole years, both included; no `max_age`: and
+    over) on the evaluation date. Bands may overlap (NY's TANF 21+ and Safety Net 21-29): a cell names one."""
+
+    code: RegionCode
+    display: NonEmptyStr
+    min_age: int = Field(default=0, ge=0, le=150)
+    max_age: int | None = Field(default=None, ge=0, le=150)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AgeBand":
+        if self.max_age is not None and self.max_age < self.min_age:
+            raise FieldProblem("max_age", f"below min_age {self.min_age}")
+        return self
+
+
 class RateCell(MappingModel):
     product: NonEmptyStr  # a product code or a plan id
     region: RegionCode | None = None
     segment: Segment | None = None
     aid_category: str | None = None  # a code of `aid_categories`; a cell names it or a segment, not both
+    age_band: str | None = None  # a code of `age_bands`
     pmpm: Rate
     basis: str = ""
 
     @property
     def key(self) -> str:
         """`product/region/segment`, `*` for a part left out, the segment part being the dual segment or the
-        aid category (their codes never collide): how a finding names the cell it used."""
-        return "/".join((self.product, self.region or ANY, self.segment or self.aid_category or ANY))
+        aid category (their codes never collide), then `/age band` when the cell names one: how a finding
+        names the cell it used."""
+        parts = (self.product, self.region or ANY, self.segment or self.aid_category or ANY)
+        return "/".join(parts + ((self.age_band,) if self.age_band else ()))
 
     @property
     def specificity(self) -> tuple[int, int]:
         member = self.segment is not None or self.aid_category is not None
-        return (self.region is not None) + member, int(self.region is not None)
+        return (self.region is not None) + member + (self.age_band is not None), int(self.region is not None)
 
 
 class Rates(MappingFile):
@@ -75,6 +96,7 @@ class Rates(MappingFile):
     basis: dict[str, str] = {}
     regions: tuple[Region, ...] = ()  # in order: a member in several is in the first
     aid_categories: tuple[AidCategory, ...] = ()
+    age_bands: tuple[AgeBand, ...] = ()
     cells: tuple[RateCell, ...] = ()
     _file: str = PrivateAttr("")
 
@@ -98,6 +120,9 @@ class Rates(MappingFile):
                 raise FieldProblem(f"regions[{i}].code", f"duplicate region {region.code!r}")
             regions.add(region.code)
         aid = self._aid_category_codes()
+        bands = {b.code for b in self.age_bands}
+        if len(bands) != len(self.age_bands):
+            raise FieldProblem("age_bands", "duplicate age band code")
         for i, cell in enumerate(self.cells):
             if cell.product not in known and cell.product not in plans:
                 raise FieldProblem(f"cells[{i}].product", f"unknown product or plan {cell.product!r}")
@@ -106,11 +131,13 @@ class Rates(MappingFile):
             if cell.aid_category is not None and cell.aid_category not in aid:
                 raise FieldProblem(f"cells[{i}].aid_category",
                                    f"unknown aid category {cell.aid_category!r} (not in aid_categories)")
+            if cell.age_band is not None and cell.age_band not in bands:
+                raise FieldProblem(f"cells[{i}].age_band", f"unknown age band {cell.age_band!r} (not in age_bands)")
             if cell.aid_category is not None and cell.segment is not None:
                 raise FieldProblem(f"cells[{i}]", "a cell names a dual segment or an aid category, not both")
-            if cell.product in known and cell.region is None and cell.segment is None and cell.aid_category is None:
-                raise FieldProblem(f"cells[{i}]",
-                                   "a product's cell needs a region, a segment or an aid category (else use pmpm)")
+            if cell.product in known and cell.key == "/".join((cell.product, ANY, ANY)):
+                raise FieldProblem(f"cells[{i}]", "a product's cell needs a region, a segment, an aid category or "
+                                                  "an age band (else use pmpm)")
             if cell.key in keys:
                 raise FieldProblem(f"cells[{i}]", f"duplicate cell {cell.key}")
             keys.add(cell.key)
@@ -133,8 +160,11 @@ class Rates(MappingFile):
         return sorted((c for c in self.cells if c.product == product or c.product in plans),
                       key=lambda c: (c.product == product, *(-x for x in c.specificity)))
 
+    def age_band(self, code: str) -> AgeBand | None:
+        return next((b for b in self.age_bands if b.code == code), None)
+
     def pmpm_of(self, key: str) -> Decimal | None:
-        """The PMPM of a cell key (`product/region/segment`) or a product code."""
+        """The PMPM of a cell key (`product/region/segment[/age band]`) or a product code."""
         if key in self.pmpm:
             return self.pmpm[key]
         return next((c.pmpm for c in self.cells if c.key == key), None)

@@ -338,9 +338,15 @@ async function memberView(session, id) {
     reportPanel(report)));
 }
 
-function productBox(label, code, key) {
+function productBox(label, code, key, plan, cell) {
   return h("div", {class: "product"}, h("small", {}, label), h("span", {"data-member": key, "data-value": code || ""},
-                                                                 productName(code)));
+                                                                 productName(code)),
+    code ? h("div", {class: "muted small", "data-member": `${key}-plan`, "data-value": plan || ""},
+             plan ? `plan ${plan.replace("InsurancePlan/", "")}` : "plan unknown") : "",
+    cell ? h("div", {class: "muted small", "data-member": `${key}-rate-cell`,
+                     "data-value": [cell.product, cell.region, cell.segment, cell.ageBand].filter(Boolean).join("/")},
+             `rate cell ${[cell.product, cell.region, cell.segment, cell.ageBand].filter(Boolean).join(" · ")}`,
+             cell.pmpm ? ` · ${formatMoney(cell.pmpm.value, cell.pmpm.currency)} PMPM` : "") : "");
 }
 
 function summary(f) {
@@ -350,8 +356,11 @@ function summary(f) {
       f.kind ? h("span", {class: `tag ${f.kind}`, "data-member": "kind", "data-value": f.kind}, f.kind) : "",
       h("span", {class: "muted small"}, `  evaluated on ${f.evaluationDate}, diagnoses since ${f.lookbackStart}`,
         f.age !== null ? ` · age ${f.age}` : "", f.dualLevel ? ` · dual: ${f.dualLevel}` : "")),
-    h("div", {class: "products"}, productBox("Enrolled", f.enrolled, "enrolled"), h("span", {class: "arrow"}, "→"),
-      productBox("Recommended", f.recommended, "recommended"),
+    h("div", {class: "products"},
+      productBox("Enrolled", f.enrolled, "enrolled", f.enrolledPlan, f.rateCells.find(c => c.role === "enrolled")),
+      h("span", {class: "arrow"}, "→"),
+      productBox("Recommended", f.recommended, "recommended", f.recommendedPlan,
+                 f.rateCells.find(c => c.role === "recommended")),
       h("div", {class: "product"}, h("small", {}, "Estimated annual impact (illustrative)"),
         h("span", {"data-member": "impact", "data-value": f.impact ? f.impact.value : ""}, impact))),
     h("div", {}, h("span", {class: "muted small"}, "Reasons: "),

@@ -110,6 +110,13 @@ export function alignmentFinding(parameters) {
     status: one("status"), kind: one("kind") || null, enrolled: one("enrolledProduct") || null, recommended: one("recommendedProduct") || null,
     evaluationDate: one("evaluationDate"), lookbackStart: one("lookbackStart"), age: one("age") ?? null,
     dualLevel: one("dualLevel") || null, impact: one("estimatedAnnualImpact") || null,
+    // The plans named (the enrolled one may be unknown: reason enrolled-plan-unknown) and the rate cells priced.
+    enrolledPlan: one("enrolledPlan")?.reference || null, recommendedPlan: one("recommendedPlan")?.reference || null,
+    rateCells: all("rateCell").map(p => ({
+      role: part(p, "role"), product: part(p, "product"), region: part(p, "region") || null,
+      segment: part(p, "segment") || part(p, "aidCategory") || null, ageBand: part(p, "ageBand") || null,
+      pmpm: part(p, "pmpm") || null,
+    })),
     reasons: all("reason").map(value),
     nonClaims: all("nonClaimsCategory").map(value),
     eligible: all("eligibleProduct").map(p => ({
