@@ -39,6 +39,7 @@ import orjson
 
 from server.audit.completeness import DEFAULT_WINDOW_DAYS, PERCENTILES
 from server.audit.quarter import Quarter
+from server.synth.parts import add_part, part_size
 
 MEMBER_SYSTEM = "https://planfit.dev/synth/audit-member-id"
 RESOURCE_SYSTEM = "https://planfit.dev/synth/audit-resource-id"
@@ -266,15 +267,9 @@ def generate(members: int, seed: int, out: Path, as_of: date) -> dict[str, Any]:
 
 def extend(subparsers: argparse._SubParsersAction) -> None:
     """Add the audit population to `planfit synth` (`--audit-members`, default a tenth of `--members`)."""
-    parser = subparsers.choices["synth"]
-    parser.add_argument("--audit-members", type=int, default=None,
-                        help="members of the enrollment-audit population (default: members / 10)")
-    previous = parser.get_default("func")
 
-    def run(args: argparse.Namespace) -> int:
-        status = previous(args)
-        count = args.audit_members if args.audit_members is not None else max(10, args.members // 10)
+    def write(args: argparse.Namespace) -> None:
+        count = part_size(args, "audit-members", max(10, args.members // 10))
         generate(count, args.seed, Path(args.out) / "audit", args.as_of)
-        return status
 
-    parser.set_defaults(func=run)
+    add_part(subparsers, write, "audit-members", "members of the enrollment-audit population (default: members / 10)")

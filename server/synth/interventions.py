@@ -25,6 +25,7 @@ from server.interventions.config import PriorityConfig, load_priority_config
 from server.interventions.priority import Week
 from server.risk.model import load_risk_model
 from server.synth.risk import MEMBER_SYSTEM, write_bundles
+from server.synth.parts import add_part
 
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 POS = "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set"
@@ -142,15 +143,11 @@ def generate(risk_truth: dict[str, Any], seed: int, out: Path, as_of: date) -> d
 
 def extend(subparsers: argparse._SubParsersAction) -> None:
     """Add the intervention inputs to `planfit synth`, for the risk population it has just written."""
-    parser = subparsers.choices["synth"]
-    previous = parser.get_default("func")
 
-    def run(args: argparse.Namespace) -> int:
-        status = previous(args)
+    def write(args: argparse.Namespace) -> None:
         risk_truth = orjson.loads((Path(args.out) / "risk" / "ground_truth.json").read_bytes())
         truth = generate(risk_truth, args.seed, Path(args.out) / "interventions", args.as_of)
         print(f"{len(truth['members'])} intervention members (week of {truth['week']}) -> "
               f"{Path(args.out) / 'interventions'}", flush=True)
-        return status
 
-    parser.set_defaults(func=run)
+    add_part(subparsers, write)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from server.projection.inputs import BENEFICIARY_COLUMNS, CLAIM_COLUMNS
 from server.projection.rules import ELIGIBILITY_FLAGS, load_rules
+from server.synth.parts import add_part, part_size
 
 PARTICIPANT_TINS = ("100000001", "100000002", "100000003")
 OUTSIDE_TINS = ("900000001", "900000002", "900000003")
@@ -162,14 +163,9 @@ def _files(built: list[Beneficiary]) -> dict:
 def extend(subparsers: argparse._SubParsersAction) -> None:
     """Add the projection inputs to `planfit synth` (`--projection-beneficiaries`, default `--members`):
     written under `<out>/projection/` with `ground_truth.json`."""
-    parser = subparsers.choices["synth"]
-    parser.add_argument("--projection-beneficiaries", type=int, default=None,
-                        help="beneficiaries of the alignment projection inputs (default: --members)")
-    previous = parser.get_default("func")
 
-    def run(args: argparse.Namespace) -> int:
-        status = previous(args)
-        count = args.projection_beneficiaries if args.projection_beneficiaries is not None else args.members
+    def write(args: argparse.Namespace) -> None:
+        count = part_size(args, "projection-beneficiaries", args.members)
         year = args.as_of.year  # its alignment period ends 6 months before that year starts: no date after as_of
         out = Path(args.out) / "projection"
         out.mkdir(parents=True, exist_ok=True)
@@ -179,6 +175,6 @@ def extend(subparsers: argparse._SubParsersAction) -> None:
         (out / "ground_truth.json").write_text(json.dumps({"performanceYear": year, "participants": PARTICIPANT_TINS,
                                                            "expected": files["expected"]}, indent=0))
         print(f"{count} projection beneficiaries (PY{year}) -> {out}", flush=True)
-        return status
 
-    parser.set_defaults(func=run)
+    add_part(subparsers, write, "projection-beneficiaries",
+             "beneficiaries of the alignment projection inputs (default: --members)")

