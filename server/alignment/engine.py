@@ -92,7 +92,7 @@ from server.store.alignment_schema import (
 )
 from server.store.resources import chunks
 from server.store.schema import idx_date, idx_reference, idx_token, resource_history, resources
-from server.store.statistics import analyze_grown, analyze_written
+from server.store.statistics import analyze_grown, analyze_written, plan_locally
 
 log = logging.getLogger("planfit.alignment")
 # What evaluations read and rewrite, whose planner statistics they depend on.
@@ -339,16 +339,14 @@ class AlignmentEngine:
         for many minutes on 100,000 members; hash joins take seconds. Disabling nested loops adds its
         penalty to the plan's cost, which then passes the JIT thresholds: compiling these statements' CASE
         expressions took 19 s of a 20 s statement (EXPLAIN ANALYZE, 9,293 member-days), so no JIT."""
-        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-        conn.exec_driver_sql("SET LOCAL jit = off")
+        plan_locally(conn, enable_nestloop="off", jit="off")
 
     @staticmethod
     def _plan_per_execution(conn: Connection) -> None:
         """The driver prepares these statements; a generic plan, made once per connection for any member
         list and from the statistics of that moment, can take minutes where a plan for this list and
         today's table sizes takes a second."""
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+        plan_locally(conn, plan_cache_mode="force_custom_plan")
 
     # -- the evaluation ------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from server.fhir.versions import SOURCE_KIND_SYSTEM
 from server.measures.definitions import MEASURE_BASE, SD_BASE
 from server.measures.report import populations
 from server.store.schema import ID_LEN, TYPE_LEN, idx_date, idx_reference, idx_token
-from server.store.statistics import analyze_written
+from server.store.statistics import analyze_written, plan_locally
 
 DAY_US = 86_400_000_000
 DEFAULT_WINDOW_DAYS = 90
@@ -238,9 +238,7 @@ def _materialize(conn: Connection, query: CompletenessQuery) -> None:
     tag's system and code are correlated) where there are tens of thousands, and probed the grouped
     organization tables once per record (EXPLAIN ANALYZE: 174 s at 20,000 members). No JIT either: these
     few-second statements spent their time compiling."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-        conn.exec_driver_sql("SET LOCAL jit = off")
+    plan_locally(conn, enable_nestloop="off", jit="off")
     for table in (_records_table, _claims_table, _per_record_table):
         table.create(conn)
     records, claims = _records_table.c, _claims_table.c

@@ -73,6 +73,7 @@ from server.risk.model import RiskModel, PaymentYear
 from server.risk.schema import MEMBER_TABLES, risk_dx, risk_member
 from server.store.resources import chunks
 from server.store.schema import idx_date, idx_token
+from server.store.statistics import plan_locally
 
 RUN = "risk_run"
 # Coverage search parameters (planfit_search_parameters.json) of the entitlement facts CMS's model reads.
@@ -204,13 +205,10 @@ class RiskEngine:
         cross joins (a member × the model versions × the bases) can only nest-loop, so with nested loops
         disabled their cost estimate passes every JIT threshold, and compiling each statement with inlining and
         optimisation took 3-4 s of the 4 s a statement took at 20,000 members (EXPLAIN ANALYZE, 2026-12-03)."""
-        if conn.dialect.name != "postgresql":
-            return
-        conn.exec_driver_sql("SET LOCAL jit = off")
         if members is EVERYONE:
-            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+            plan_locally(conn, jit="off", enable_nestloop="off")
         else:
-            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+            plan_locally(conn, jit="off", plan_cache_mode="force_custom_plan")
 
     # -- statements ----------------------------------------------------------------------------------
 

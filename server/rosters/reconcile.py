@@ -40,6 +40,7 @@ from server.store.alignment_schema import finding_categories
 from server.rosters.reports import csv_text, parameters_text
 from server.store.roster_schema import roster_file_rows, roster_imports, roster_members
 from server.store.schema import idx_date, idx_reference, idx_token, resources
+from server.store.statistics import plan_locally
 from server.store.hashing import h64
 
 f, mm = roster_file_rows.c, roster_members.c
@@ -276,9 +277,7 @@ def _plan_settings(conn: Connection) -> None:
     sub-plans cost the statement past every JIT threshold, and compiling it took 10 s of a 17 s run at
     100,000 rows, EXPLAIN ANALYZE 2026-12-04 on a loaded machine), and room to sort the mismatches in memory (200,000 rows
     spilled 22 MB to disk at the default 4 MB)."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL jit = off")
-        conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+    plan_locally(conn, jit="off", work_mem="128MB")
 
 
 def _mismatch_parameter(conn: Connection, item):

@@ -54,6 +54,18 @@ def analyze_written(conn: Connection, table: str) -> None:
         conn.exec_driver_sql(f'ANALYZE "{table}"')
 
 
+def plan_locally(conn: Connection, **settings: str) -> None:
+    """Set PostgreSQL planner settings (`enable_nestloop="off"`, `jit="off"`, ...) for the rest of `conn`'s
+    transaction only, as SET LOCAL does; nothing on SQLite, which has none. Each caller says which estimate
+    misleads its statements and what that cost."""
+    if conn.dialect.name == "postgresql":
+        for name, value in settings.items():
+            conn.execute(_SET_LOCAL, {"name": name, "value": value})
+
+
+_SET_LOCAL = text("SELECT set_config(:name, :value, true)")
+
+
 _SQLITE_SAMPLE = 1000
 # Per engine: each table's highest rowid when this process last analyzed it. Rows deleted since do not
 # lower the rowid, so after many replacements it stays above the row count `sqlite_stat1` holds.
