@@ -23,12 +23,27 @@ import binascii
 import hashlib
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from fhir.resources.R4B.codeableconcept import CodeableConcept
+from fhir.resources.R4B.coding import Coding
+from fhir.resources.R4B.extension import Extension
+from fhir.resources.R4B.measurereport import (
+    MeasureReport,
+    MeasureReportGroup,
+    MeasureReportGroupStratifier,
+    MeasureReportGroupStratifierStratum,
+    MeasureReportGroupStratifierStratumComponent,
+    MeasureReportGroupStratifierStratumPopulation,
+)
+from fhir.resources.R4B.money import Money
+from fhir.resources.R4B.period import Period
+from fhir.resources.R4B.quantity import Quantity
 
 from server.alignment.window import today_utc
 from server.fhir.context import context_of
@@ -158,39 +173,52 @@ def _derived_rates(request: Request, rows: list[RateRow], inputs: Inputs) -> tup
     return with_member_months(rows, derived, inputs.derive), base
 
 
-def _money(value: Any) -> dict[str, Any]:
-    return {"value": float(value), "currency": CURRENCY}
+def _money(value: Any) -> Money:
+    return Money(value=value, currency=CURRENCY)
 
 
-def _stratum(a: Adjustment) -> dict[str, Any]:
-    return {
-        "extension": [
-            {"url": EXT + "average-risk", "valueDecimal": float(a.average_risk)},
-            {"url": EXT + "relative-risk", "valueDecimal": float(a.relative_risk)},
-            {"url": EXT + "current-pmpm", "valueMoney": _money(a.pmpm)},
-            {"url": EXT + "factor", "valueDecimal": float(a.factor)},
-            {"url": EXT + "year1-factor", "valueDecimal": float(a.year1_factor)},
-            {"url": EXT + "resettlement", "valueMoney": _money(a.resettlement)},
+def _extension(name: str, value: Decimal | Money) -> Extension:
+    if isinstance(value, Money):
+        return Extension(url=EXT + name, valueMoney=value)
+    return Extension(url=EXT + name, valueDecimal=value)
+
+
+def _text(text: str) -> CodeableConcept:
+    return CodeableConcept(text=text)
+
+
+def _stratum(a: Adjustment) -> MeasureReportGroupStratifierStratum:
+    return MeasureReportGroupStratifierStratum(
+        extension=[
+            _extension("average-risk", a.average_risk),
+            _extension("relative-risk", a.relative_risk),
+            _extension("current-pmpm", _money(a.pmpm)),
+            _extension("factor", a.factor),
+            _extension("year1-factor", a.year1_factor),
+            _extension("resettlement", _money(a.resettlement)),
         ],
-        "component": [{"code": {"text": "provider"}, "value": {"text": a.provider}},
-                      {"code": {"text": "lob"}, "value": {"text": a.lob}}],
-        "population": [{"code": {"coding": [{"system": POPULATION, "code": "initial-population"}]},
-                        "count": int(a.member_months)}],
-        "measureScore": {"value": float(a.adjusted_pmpm), "unit": CURRENCY, "system": "urn:iso:std:iso:4217",
-                         "code": CURRENCY},
-    }
+        component=[MeasureReportGroupStratifierStratumComponent(code=_text("provider"), value=_text(a.provider)),
+                   MeasureReportGroupStratifierStratumComponent(code=_text("lob"), value=_text(a.lob))],
+        population=[MeasureReportGroupStratifierStratumPopulation(
+            code=CodeableConcept(coding=[Coding(system=POPULATION, code="initial-population")]),
+            count=int(a.member_months))],
+        measureScore=Quantity(value=a.adjusted_pmpm, unit=CURRENCY, system="urn:iso:std:iso:4217", code=CURRENCY),
+    )
 
 
 def capitation_report(report_id: str, rows: list[Adjustment], today: date) -> dict[str, Any]:
+    """The report as FHIR JSON, built with the R4B models: a handful of strata per request, so typing
+    the nesting costs nothing that matters (the per-member reports of `measures/` stay plain dicts)."""
     groups = []
     for approach in APPROACHES:
         strata = [_stratum(a) for a in rows if a.approach == approach]
         if strata:
-            groups.append({"code": {"coding": [{"system": APPROACH_SYSTEM, "code": approach}]},
-                           "stratifier": [{"code": [{"text": "provider-lob"}], "stratum": strata}]})
-    return {"resourceType": "MeasureReport", "id": report_id, "status": "complete", "type": "summary",
-            "measure": MEASURE, "date": today.isoformat(),
-            "period": {"start": f"{today.year}-01-01", "end": f"{today.year}-12-31"}, "group": groups}
+            groups.append(MeasureReportGroup(
+                code=CodeableConcept(coding=[Coding(system=APPROACH_SYSTEM, code=approach)]),
+                stratifier=[MeasureReportGroupStratifier(code=[_text("provider-lob")], stratum=strata)]))
+    report = MeasureReport(id=report_id, status="complete", type="summary", measure=MEASURE, date=today,
+                           period=Period(start=date(today.year, 1, 1), end=date(today.year, 12, 31)), group=groups)
+    return orjson.loads(report.model_dump_json())
 
 
 @router.post("/$capitation-adjustment", summary="Capitation adjustment by provider organization and line of business",

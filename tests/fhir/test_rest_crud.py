@@ -8,6 +8,7 @@ import uuid
 
 import httpx
 
+from server.fhir.validation import validate_resource
 from tests.support.servers import unique
 
 
@@ -37,6 +38,9 @@ def test_metadata_lists_what_is_implemented(client):
     assert {i["code"] for i in condition["interaction"]} >= {"read", "vread", "create", "update", "delete", "search-type"}
     assert "Condition:patient" in condition["searchInclude"]
     assert "Group" in by_type and "MeasureReport" in by_type
+    # the statement is valid R4 itself: no empty arrays (Binary has no reference parameters to include)
+    assert "searchInclude" not in by_type["Binary"]
+    assert validate_resource(cs) == []
 
 
 def test_create_read_vread_update_delete(client):
