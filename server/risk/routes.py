@@ -6,12 +6,8 @@
   sources, per model and blended into the payment score, the uplift, and each condition category with
   its gap status and evidence. Scored at the request, so it is current. Shows diagnoses and coverage:
   it needs what `$alignment` needs (read on the Patient, and on all of its `ALIGNMENT_READS`).
-* `GET|POST /fhir/Measure/$ra.evaluate-measure` and `/fhir/Measure/{id}/$ra.evaluate-measure` (Da Vinci
-  RA 2.1): `periodStart`, `periodEnd`, `subject` = `Patient/x` | `Group/x`, optional `measureId`,
-  `measureUrl`, `measureIdentifier`. For every configured payment year whose diagnosis year overlaps
-  the period, scores the members, stores each member's Coding Gap MeasureReports (one per model
-  version, deterministic ids, searchable with `category=ra`) and answers a Parameters with one
-  `return` Bundle (`ra-measurereport-bundle`) per patient. Group subjects need population access.
+* `GET|POST /fhir/Measure/$ra.evaluate-measure` (Da Vinci RA 2.1): `ra_operation.py`.
+* `POST /fhir/$capitation-adjustment`: `capitation_routes.py`.
 * Stored reports are kept current: after every committed write, the members it touched that have
   stored reports are scored again and their reports rewritten (unchanged reports stay as they are).
 """
@@ -19,8 +15,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import date, datetime, timezone
 from time import perf_counter
 from typing import Any
 
@@ -30,59 +24,46 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from server.alignment.api import ALIGNMENT_READS
 from server.alignment.codes import install_codes
 from server.alignment.engine import AlignmentEngine
-from server.alignment.hooks import ALIGNMENT_PARAMETERS
 from server.alignment.findings import Finding, read_finding
+from server.alignment.hooks import ALIGNMENT_PARAMETERS
 from server.alignment.touched import touched_members
-from server.alignment.window import today_utc
 from server.bulk.members import GroupMembership
 from server.config import Settings
 from server.data_files import MappingError
-from server.fhir.context import RequestContext, context_of
-from server.fhir.types import WriteContext
-from server.fhir.dates import DateValueError, date_range
+from server.fhir.context import context_of
 from server.fhir.errors import FhirError
 from server.fhir.features import POST_COMMIT, PRE_WRITE, Feature, Operation
-from server.fhir.http import base_url, fhir_response, json_body
-from server.alignment.api import ALIGNMENT_READS
+from server.fhir.http import fhir_response
 from server.fhir.service import FhirService
-from server.fhir.versions import valid_id
-from server.fhir.types import Reply, Written
-from server.measures.params import body_items
+from server.fhir.types import Reply, WriteContext, Written
 from server.measures.seed import refuse_writes_to, seed_definitions
 from server.risk.capitation_routes import CAPITATION_MEASURE
 from server.risk.capitation_routes import router as capitation_router
-from server.risk.model import RiskModel, code_rows, install_model, load_risk_model, model_rows, risk_codes_key
-from server.risk.report import REPORT_PREFIX, REPORTER, coding_gap_report, measure_id, model_measures, report_bundle, report_id
 from server.risk.levers import levers_parameter, member_levers
+from server.risk.model import (
+    code_rows,
+    install_model,
+    load_risk_model,
+    model_rows,
+    risk_codes_key,
+)
 from server.risk.population import PopulationRisk, population_risk
+from server.risk.ra_operation import RA_OPERATION, evaluate_reports
+from server.risk.ra_operation import router as ra_router
+from server.risk.report import REPORT_PREFIX, REPORTER, model_measures, report_id
 from server.risk.results import MemberRisk, read_member_risk
 from server.risk.scores import RiskEngine, diagnosis_year
-from server.risk.store import store_reports
+from server.risk.state import Risk, param, risk_of
 from server.store.db import begin_writing
 from server.store.resources import chunks
 from server.store.schema import resources
 
 log = logging.getLogger("planfit.risk")
 router = APIRouter(prefix="/fhir")
-RA_OPERATION = "http://hl7.org/fhir/us/davinci-ra/OperationDefinition/ra.evaluate-measure"
 _DEFINITION = "https://planfit.dev/fhir/OperationDefinition/"
-_RA_NAMES = ("periodStart", "periodEnd", "subject", "measureId", "measureIdentifier", "measureUrl")
-
-
-@dataclass
-class Risk:
-    """What the routes need, kept on `app.state.risk`."""
-
-    service: FhirService
-    engine: RiskEngine
-    definitions: list[dict[str, Any]]
-    groups: GroupMembership
-
-    @property
-    def model(self) -> RiskModel:
-        return self.engine.model
 
 
 def risk_feature(
@@ -111,7 +92,7 @@ def risk_feature(
 
     return Feature(
         name="risk",
-        routers=[router, capitation_router],
+        routers=[router, ra_router, capitation_router],
         operations=[Operation("risk-evaluate", _DEFINITION + "risk-evaluate"),
                     Operation("capitation-adjustment", _DEFINITION + "capitation-adjustment"),
                     Operation("risk", _DEFINITION + "Patient-risk", "Patient"),
@@ -122,14 +103,6 @@ def risk_feature(
                (ALIGNMENT_PARAMETERS, lambda finding: _alignment_levers(risk, finding))],
         state={"risk": risk},
     )
-
-
-def risk_of(request: Request) -> Risk:
-    return request.app.state.risk
-
-
-def _param(name: str, **value: Any) -> dict[str, Any]:
-    return {"name": name, **value}
 
 
 def _payment_year(risk: Risk, given: str | None) -> int:
@@ -162,21 +135,21 @@ async def risk_evaluate(request: Request) -> Response:
 
     totals = await run_in_threadpool(work)
     return fhir_response(Reply(200, orjson.dumps({"resourceType": "Parameters", "parameter": [
-        _param("paymentYear", valueInteger=year),
-        _param("members", valueInteger=totals.members),
-        _param("meanPaymentScoreClaims", valueDecimal=round(totals.mean_claims, 4)),
-        _param("meanPaymentScoreAll", valueDecimal=round(totals.mean_all, 4)),
-        _param("totalUplift", valueDecimal=round(totals.total_uplift, 4)),
-        _param("membersWithUplift", valueInteger=totals.members_with_uplift),
-        _param("openHistoricGaps", valueInteger=totals.open_historic),
-        _param("openSuspectedGaps", valueInteger=totals.open_suspected),
-        _param("closedGaps", valueInteger=totals.closed),
-        _param("pendingGaps", valueInteger=totals.pending),
-        _param("productChangeAnnual", valueMoney={"value": float(totals.product_change_annual),
+        param("paymentYear", valueInteger=year),
+        param("members", valueInteger=totals.members),
+        param("meanPaymentScoreClaims", valueDecimal=round(totals.mean_claims, 4)),
+        param("meanPaymentScoreAll", valueDecimal=round(totals.mean_all, 4)),
+        param("totalUplift", valueDecimal=round(totals.total_uplift, 4)),
+        param("membersWithUplift", valueInteger=totals.members_with_uplift),
+        param("openHistoricGaps", valueInteger=totals.open_historic),
+        param("openSuspectedGaps", valueInteger=totals.open_suspected),
+        param("closedGaps", valueInteger=totals.closed),
+        param("pendingGaps", valueInteger=totals.pending),
+        param("productChangeAnnual", valueMoney={"value": float(totals.product_change_annual),
                                                   "currency": risk.engine.mappings.rates.currency}),
-        _param("rafUpliftAnnual", valueMoney={"value": float(totals.raf_uplift_annual),
+        param("rafUpliftAnnual", valueMoney={"value": float(totals.raf_uplift_annual),
                                               "currency": risk.engine.mappings.rates.currency}),
-        _param("seconds", valueDecimal=round(perf_counter() - started, 3)),
+        param("seconds", valueDecimal=round(perf_counter() - started, 3)),
     ]})))
 
 
@@ -207,211 +180,63 @@ async def patient_risk(rid: str, request: Request) -> Response:
 
 def _scores(member: MemberRisk, basis: str) -> dict[str, Any]:
     scores = member.scores[basis]
-    parts = [_param("basis", valueCode=basis), _param("paymentScore", valueDecimal=round(scores.payment, 4))]
+    parts = [param("basis", valueCode=basis), param("paymentScore", valueDecimal=round(scores.payment, 4))]
     for version, raw in sorted(scores.raw.items()):
-        parts.append(_param("model", part=[
-            _param("version", valueString=version),
-            _param("rawScore", valueDecimal=round(raw, 4)),
-            _param("demographicScore", valueDecimal=round(scores.demographic[version], 4)),
+        parts.append(param("model", part=[
+            param("version", valueString=version),
+            param("rawScore", valueDecimal=round(raw, 4)),
+            param("demographicScore", valueDecimal=round(scores.demographic[version], 4)),
         ]))
-    return _param("score", part=parts)
+    return param("score", part=parts)
 
 
 def risk_parameters(member: MemberRisk) -> dict[str, Any]:
     py = member.payment_year
     out = [
-        _param("subject", valueReference={"reference": f"Patient/{member.patient_id}"}),
-        _param("paymentYear", valueInteger=py.year),
-        _param("diagnosisYear", valueInteger=diagnosis_year(py.year)),
-        _param("age", valueInteger=member.age),
-        _param("sex", valueCode="male" if member.sex == "1" else "female"),
-        _param("segment", valueCode=member.segment.rstrip("_").upper()),
-        _param("newEnrollee", valueBoolean=member.new_enrollee),
-        _param("disabled", valueBoolean=member.disabled),
-        _param("entitlementReason", valueCode=member.orec),
-        _param("originallyDisabled", valueBoolean=member.orig_disabled),
-        _param("institutional", valueBoolean=member.institutional),
+        param("subject", valueReference={"reference": f"Patient/{member.patient_id}"}),
+        param("paymentYear", valueInteger=py.year),
+        param("diagnosisYear", valueInteger=diagnosis_year(py.year)),
+        param("age", valueInteger=member.age),
+        param("sex", valueCode="male" if member.sex == "1" else "female"),
+        param("segment", valueCode=member.segment.rstrip("_").upper()),
+        param("newEnrollee", valueBoolean=member.new_enrollee),
+        param("disabled", valueBoolean=member.disabled),
+        param("entitlementReason", valueCode=member.orec),
+        param("originallyDisabled", valueBoolean=member.orig_disabled),
+        param("institutional", valueBoolean=member.institutional),
     ]
     if member.dual_code:
-        out.append(_param("dualStatusCode", valueCode=member.dual_code))
+        out.append(param("dualStatusCode", valueCode=member.dual_code))
     out += [
-        _param("codingIntensity", valueDecimal=py.coding_intensity),
-        *(_param("normalization", part=[_param("version", valueString=m.version),
-                                        _param("weight", valueDecimal=m.weight),
-                                        _param("factor", valueDecimal=m.normalization)]) for m in py.models),
-        _param("factorsSource", valueString=py.source),
+        param("codingIntensity", valueDecimal=py.coding_intensity),
+        *(param("normalization", part=[param("version", valueString=m.version),
+                                        param("weight", valueDecimal=m.weight),
+                                        param("factor", valueDecimal=m.normalization)]) for m in py.models),
+        param("factorsSource", valueString=py.source),
         _scores(member, "claims"),
         _scores(member, "all"),
-        _param("uplift", valueDecimal=round(member.uplift, 4)),
+        param("uplift", valueDecimal=round(member.uplift, 4)),
     ]
     for c in member.categories:
         parts = [
-            _param("code", valueCoding={"system": "http://terminology.hl7.org/CodeSystem/cmshcc", "version": c.version,
+            param("code", valueCoding={"system": "http://terminology.hl7.org/CodeSystem/cmshcc", "version": c.version,
                                         "code": c.cc, **({"display": c.label} if c.label else {})}),
-            _param("ccType", valueCode=c.cc_type),
-            _param("evidenceStatus", valueCode=c.evidence_status),
-            _param("superseded", valueBoolean=c.superseded),
+            param("ccType", valueCode=c.cc_type),
+            param("evidenceStatus", valueCode=c.evidence_status),
+            param("superseded", valueBoolean=c.superseded),
         ]
         if c.coefficient is not None:
-            parts.append(_param("coefficient", valueDecimal=c.coefficient))
+            parts.append(param("coefficient", valueDecimal=c.coefficient))
         for e in c.evidence:
-            parts.append(_param("evidence", part=[
-                _param("resource", valueReference={"reference": e.reference}),
-                _param("code", valueCode=e.code or e.icd),
-                _param("sourceKind", valueCode=e.source_kind),
-                _param("priorYear", valueBoolean=e.prior),
-                _param("pending", valueBoolean=e.pending),
+            parts.append(param("evidence", part=[
+                param("resource", valueReference={"reference": e.reference}),
+                param("code", valueCode=e.code or e.icd),
+                param("sourceKind", valueCode=e.source_kind),
+                param("priorYear", valueBoolean=e.prior),
+                param("pending", valueBoolean=e.pending),
             ]))
-        out.append(_param("category", part=parts))
+        out.append(param("category", part=parts))
     return {"resourceType": "Parameters", "parameter": out}
-
-
-# -- $ra.evaluate-measure ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RaRequest:
-    start: date
-    end: date
-    subject_type: str
-    subject_id: str
-    measure_ids: tuple[str, ...]
-    measure_urls: tuple[str, ...]
-    measure_identifiers: tuple[str, ...]
-
-
-def _date(text: str, name: str, end: bool) -> date:
-    """The first (or, for `end`, the last) day of a FHIR date of any precision."""
-    try:
-        lo, hi = date_range(text)
-    except DateValueError:
-        raise FhirError.of(400, "invalid", f"{name} must be a FHIR date", name) from None
-    return datetime.fromtimestamp((hi if end else lo) / 1_000_000, tz=timezone.utc).date()
-
-
-def parse_ra(items: list[tuple[str, str]], instance: str | None) -> RaRequest:
-    given: dict[str, list[str]] = {}
-    for name, value in items:
-        if name in ("_format", "_pretty"):
-            continue
-        if name not in _RA_NAMES:
-            raise FhirError.of(400, "not-supported", f"Parameter {name} is not defined by $ra.evaluate-measure", name)
-        given.setdefault(name, []).append(value)
-    for name in ("periodStart", "periodEnd", "subject"):
-        if len(given.get(name, [])) != 1:
-            raise FhirError.of(400, "required", f"$ra.evaluate-measure takes exactly one {name}", name)
-    start, end = _date(given["periodStart"][0], "periodStart", False), _date(given["periodEnd"][0], "periodEnd", True)
-    if start > end:
-        raise FhirError.of(400, "invalid", "periodStart is after periodEnd", "periodStart")
-    rtype, _, rid = given["subject"][0].partition("/")
-    if rtype not in ("Patient", "Group") or not valid_id(rid):
-        raise FhirError.of(400, "invalid", "subject must be Patient/<id> or Group/<id>", "subject")
-    ids = tuple(given.get("measureId", ())) + ((instance,) if instance else ())
-    return RaRequest(start, end, rtype, rid, ids, tuple(given.get("measureUrl", ())),
-                     tuple(given.get("measureIdentifier", ())))
-
-
-@router.get("/Measure/$ra.evaluate-measure", summary="Da Vinci RA coding gap reports")
-async def ra_get(request: Request) -> Response:
-    return await _ra(request, list(request.query_params.multi_items()), None)
-
-
-@router.post("/Measure/$ra.evaluate-measure", summary="Da Vinci RA coding gap reports (Parameters body)")
-async def ra_post(request: Request) -> Response:
-    return await _ra(request, body_items(await json_body(request)), None)
-
-
-@router.get("/Measure/{mid}/$ra.evaluate-measure", summary="Da Vinci RA coding gap reports of one RA model")
-async def ra_instance_get(mid: str, request: Request) -> Response:
-    return await _ra(request, list(request.query_params.multi_items()), mid)
-
-
-@router.post("/Measure/{mid}/$ra.evaluate-measure", summary="Da Vinci RA coding gap reports of one RA model")
-async def ra_instance_post(mid: str, request: Request) -> Response:
-    return await _ra(request, body_items(await json_body(request)), mid)
-
-
-def _selected(risk: Risk, req: RaRequest) -> list[tuple[int, str]]:
-    """(payment year, version) of the RA Measures the request asks for, whose diagnosis year overlaps it."""
-    chosen = []
-    known = {d["id"]: d for d in risk.definitions if d["resourceType"] == "Measure"}
-    for year, py in sorted(risk.model.years.items()):
-        if not (req.start.year <= diagnosis_year(year) <= req.end.year):
-            continue
-        for m in py.models:
-            measure = known[measure_id(m.version, year)]
-            wanted = [
-                not req.measure_ids or measure["id"] in req.measure_ids,
-                not req.measure_urls or measure["url"] in req.measure_urls,
-                not req.measure_identifiers or any(
-                    i["value"] in req.measure_identifiers or f"{i['system']}|{i['value']}" in req.measure_identifiers
-                    for i in measure["identifier"]),
-            ]
-            if all(wanted):
-                chosen.append((year, m.version))
-    for mid in req.measure_ids:
-        if mid not in known:
-            raise FhirError.of(404, "not-found", f"Measure/{mid} is not an RA model PlanFit evaluates")
-    if not chosen:
-        raise FhirError.of(400, "not-supported", "No configured RA model covers that period and measure: PlanFit scores "
-                                                 f"payment years {', '.join(str(y) for y in sorted(risk.model.years))} "
-                                                 "from the diagnoses of the year before each", "periodStart")
-    return chosen
-
-
-async def _ra(request: Request, items: list[tuple[str, str]], instance: str | None) -> Response:
-    ctx = context_of(request)
-    ctx.access.require("MeasureReport", "r")
-    risk = risk_of(request)
-    req = parse_ra(items, instance)
-    chosen = _selected(risk, req)
-    base = base_url(request)
-
-    def work() -> Reply:
-        patients = _subjects(risk, ctx, req, base)
-        reports = evaluate_reports(risk, patients, chosen)
-        bundles = []
-        with risk.engine.db.connect() as conn:
-            stored = {r.rid: orjson.loads(r.content) for batch in chunks(patients)
-                      for r in conn.execute(select(resources.c.rid, resources.c.content)
-                                            .where(resources.c.rtype == "Patient", resources.c.rid.in_(batch)))}
-        for pid in patients:
-            bundles.append(_param("return", resource=report_bundle(stored[pid], reports.get(pid, []), base)))
-        return Reply(200, orjson.dumps({"resourceType": "Parameters", "parameter": bundles}))
-
-    return fhir_response(await run_in_threadpool(work))
-
-
-def _subjects(risk: Risk, ctx: RequestContext, req: RaRequest, base: str) -> list[str]:
-    if req.subject_type == "Patient":
-        risk.service.read("Patient", req.subject_id, base, ctx)  # 404 / 410 as for a read
-        ALIGNMENT_READS.require_for_patient(ctx.access, req.subject_id)
-        return [req.subject_id]
-    ALIGNMENT_READS.require_for_population(ctx.access)
-    risk.service.read("Group", req.subject_id, base, ctx)
-    with risk.engine.db.connect() as conn:
-        ids = conn.execute(risk.groups.members(conn, req.subject_id)).scalars().all()
-        live = set()
-        for batch in chunks(sorted(set(ids))):
-            live.update(conn.execute(select(resources.c.rid).where(
-                resources.c.rtype == "Patient", resources.c.rid.in_(batch), resources.c.deleted.is_(False))).scalars())
-    return sorted(live)
-
-
-def evaluate_reports(risk: Risk, patients: list[str], chosen: list[tuple[int, str]]) -> dict[str, list[dict[str, Any]]]:
-    """Score the members for each chosen payment year, render their reports and store them (one write
-    transaction, by the server); returns Patient id → reports."""
-    today = today_utc()
-    out: dict[str, list[dict[str, Any]]] = {}
-    for year in sorted({y for y, _ in chosen}):
-        risk.engine.evaluate(year, patients)
-        versions = [v for y, v in chosen if y == year]
-        with risk.engine.db.connect() as conn:
-            for pid in patients:
-                member = read_member_risk(conn, risk.model.years[year], pid)
-                if member is not None:
-                    out.setdefault(pid, []).extend(coding_gap_report(member, v, today) for v in versions)
-    store_reports(risk.service, [r for reports in out.values() for r in reports])
-    return out
 
 
 def _alignment_levers(risk: Risk, finding: Finding) -> list[dict[str, Any]]:
