@@ -28,7 +28,8 @@ and ``where(k='v')`` filters become ``step[k=v]``.  ``where(resolve() is X)``
 narrows ``targets`` instead.  Everything that cannot be expressed this way is
 skipped and printed.
 
-Stdlib only.
+Stdlib only. One file of ~460 lines on purpose: a build script run by hand when the definitions
+change, read top to bottom, imported by nothing at run time.
 """
 
 from __future__ import annotations
