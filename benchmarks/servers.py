@@ -85,7 +85,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str) -> Server:
+def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str, workers: int) -> Server:
     port = _free_port()
     env = {
         **os.environ,
@@ -102,7 +102,8 @@ def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str) 
     }
     log = export_dir.parent / f"server-{kind}.log"
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port),
+                                 "--workers", str(workers)], cwd=ROOT,
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     return Server(kind, proc, f"http://127.0.0.1:{port}/fhir", log)
 
@@ -121,13 +122,13 @@ def _wait_ready(server: Server) -> None:
 
 
 @contextmanager
-def running(database_url: str, export_dir: Path, alignment_mode: str) -> Iterator[dict[str, Server]]:
-    """One server process per feed kind on the database, stopped afterwards. The first starts alone, so
-    only one process creates the schema."""
+def running(database_url: str, export_dir: Path, alignment_mode: str, workers: int = 1) -> Iterator[dict[str, Server]]:
+    """One server per feed kind on the database (`planfit serve --workers`), stopped afterwards. The first
+    starts alone, so only one process creates the schema."""
     servers: dict[str, Server] = {}
     try:
         for kind in KINDS:
-            servers[kind] = _start(kind, database_url, export_dir, alignment_mode)
+            servers[kind] = _start(kind, database_url, export_dir, alignment_mode, workers)
             _wait_ready(servers[kind])
         yield servers
     except Exception:
