@@ -4,9 +4,10 @@ Every row is kept in `roster_file_rows` as the payer stated it (unknown particip
 reconciliation lists them), loaded in one COPY (PostgreSQL) or executemany (SQLite) together with the
 hashes its member id has in the token index and its attributed provider, and written with its patient
 resolved through the token index (a member id on `Patient.identifier`, else on one `Coverage.identifier`
-whose beneficiary is the patient), each within the caller's reach. Then one statement per step: the first row of
-each member goes to a temporary table that also says whether the member is listed already (same patient
-and provider); those members are updated from their row, the others inserted with their latest Coverage.
+whose beneficiary is the patient), each within the caller's reach. Then the first row of each member
+(patient and provider) makes it a member, with its latest Coverage: all inserted by one statement into a
+list without members; otherwise through a temporary table that also says whether the member is listed
+already, those members updated from their row and the others inserted.
 No statement runs per member. The loaded rows are analysed before they are joined
 (`store.statistics.analyze_written`): at 30,000 rows the insert otherwise took 194 s on PostgreSQL.
 """
