@@ -123,7 +123,9 @@ def _patient(resolve: Resolver, row, with_system: bool):
         """The one resource of `rtype` whose identifier hash is `hashed` (NULL when none or several)."""
         found = select(func.min(t.rid)).where(t.rtype == rtype, column == hashed,
                                               *_reachable(resolve, rtype, t.rid))
-        return found.having(func.count(func.distinct(t.rid)) == 1).scalar_subquery()
+        # Correlated with the file row however deep it is nested: within the beneficiary's sub-select,
+        # auto-correlation left the row's table in its FROM, and the Coverage was looked up for all rows at once.
+        return found.having(func.count(func.distinct(t.rid)) == 1).correlate_except(idx_token).scalar_subquery()
 
     beneficiary = select(x.target_id).where(
         x.rtype == "Coverage", x.rid == only("Coverage", row.h_coverage),
