@@ -15,13 +15,14 @@ Against the latest imported file, every mismatch is listed, never dropped:
 * `service-category-contradicted`: the stated qualifying category is a service category of the benefit
   matrix (`mappings/benefits.json`) and none of the member's claims bills a code of it.
 
-Set-based: one statement per kind over the file's rows (joined with the roster, the index tables and the
-findings), united and ordered in the database as narrow rows; the database then writes each mismatch's
+Set-based: one pass over the file's rows finds every kind they show (joined with the index tables and the
+findings), one anti-join the members the file does not list; united and ordered in the database as narrow rows; the database then writes each mismatch's
 JSON from them, so only the report's text comes back to Python.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 from operator import itemgetter
@@ -31,7 +32,9 @@ from typing import Annotated
 import orjson
 from pydantic import Field
 from sqlalchemy import (BigInteger, Connection, Date, Integer, Select, Subquery, Text, and_, case, cast, collate, exists,
-                        func, literal, null, or_, select, union_all)
+                        false, func, literal, null, or_, select, true, union_all)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.selectable import Join
 
 from server.data_files import MappingFile, data_directory, read_mapping
 from server.fhir.errors import FhirError
@@ -47,6 +50,9 @@ f, mm = roster_file_rows.c, roster_members.c
 
 KINDS = ("unknown-participant", "not-in-payer-file", "authorization-missing", "authorization-stale",
          "exclusion-reason-invalid", "category-contradicted", "service-category-contradicted")
+# The kinds a file's row shows (authorization-missing stands for -stale too); the other is about members.
+_FILE_KINDS = ("unknown-participant", "authorization-missing", "exclusion-reason-invalid", "category-contradicted",
+               "service-category-contradicted")
 RULES_FILE = data_directory("mappings") / "roster" / "pilot-rules.json"
 # What counts as a stored authorization: (type, token parameter, value).
 AUTHORIZATIONS = (("Claim", "use", "preauthorization"), ("CoverageEligibilityResponse", "outcome", "complete"))
@@ -110,30 +116,20 @@ class Categories:
 
 
 def reconcile(conn: Connection, group_id: str, rules: PilotRules, categories: Categories) -> Reconciliation:
-    """One statement per kind of mismatch over the latest file's rows, united and ordered in the database:
-    only the mismatches come back, already in report order."""
+    """The file's rows in one pass for every kind they can show, and one anti-join for the members the file
+    does not list, united and ordered in the database: only the mismatches come back, already in report order."""
     sha = conn.execute(select(roster_imports.c.sha256).where(roster_imports.c.group_id == group_id)
                        .order_by(roster_imports.c.imported_us.desc()).limit(1)).scalar()
     if sha is None:
         raise FhirError.of(422, "not-found", f"Group/{group_id} has no imported payer file to reconcile with")
     _plan_settings(conn)
     in_file = and_(f.group_id == group_id, f.sha256 == sha)
-    known = and_(in_file, f.patient_id.is_not(None))
-    kinds = [
-        _mismatch("unknown-participant", f.row_no, f.participant_id, None, f.participant_id, None)
-        .where(in_file, f.patient_id.is_(None)),
-        _authorizations(conn, known, rules),
-        _mismatch("exclusion-reason-invalid", f.row_no, f.participant_id, f.patient_id, f.exclusion, None)
-        .where(known, f.exclusion.is_not(None), f.exclusion.not_in(sorted(rules.exclusion_reasons))),
-        _diagnoses(conn, known, categories.diagnoses),
-        *_services(known, categories.services),
-    ]
     # Current members the file does not list (one anti-join), named by their member id where they have one.
     listed = exists().where(in_file, f.patient_id == mm.patient_id)
-    kinds.append(_mismatch("not-in-payer-file", None, func.min(mm.member_value), mm.patient_id, None,
-                           _text("Patient/") + mm.patient_id)
-                 .where(mm.group_id == group_id, mm.inactive.is_(False), ~listed).group_by(mm.patient_id))
-    every = union_all(*kinds).subquery("mismatch")
+    unlisted = (_mismatch("not-in-payer-file", None, func.min(mm.member_value), mm.patient_id, None,
+                          _text("Patient/") + mm.patient_id)
+                .where(mm.group_id == group_id, mm.inactive.is_(False), ~listed).group_by(mm.patient_id))
+    every = union_all(_file_row_mismatches(conn, in_file, rules, categories), unlisted).subquery("mismatch")
     patient = func.coalesce(every.c.patient_id, "")
     if conn.dialect.name == "postgresql":  # the report orders ids by code point, whatever the database's locale
         patient = collate(patient, "C")
@@ -144,6 +140,60 @@ def reconcile(conn: Connection, group_id: str, rules: PilotRules, categories: Ca
     participants = conn.execute(select(func.count()).where(in_file)).scalar_one()
     order = (ordered.c.listed_last, ordered.c.row_no, ordered.c.kind_order, ordered.c.patient_key)
     return Reconciliation(group_id, sha, participants, ordered, order)
+
+
+def _file_row_mismatches(conn: Connection, in_file, rules: PilotRules, categories: Categories) -> Select:
+    """Every mismatch the file's rows show, in one pass over them: each row meets the kinds (a constant
+    table of their positions in KINDS, the inner side of a CROSS JOIN, so the rows stay the outer loop) and
+    keeps the kinds whose condition it meets. A statement per kind read the 100,000 rows of a file once per
+    kind (SQLite, 2026-12-04: 0.61 s of CPU for the kinds, 0.31 s in one pass)."""
+    slot = union_all(*(select(literal(KINDS.index(k), Integer).label("slot")) for k in _FILE_KINDS)).subquery("kind")
+    latest = _latest_authorizations(conn)
+    known = f.patient_id.is_not(None)
+    missing = latest.c.lo.is_(None)
+    held = _categories_held(conn)
+    conditions = {
+        "unknown-participant": f.patient_id.is_(None),
+        "authorization-missing": and_(known, f.authorization == "approved", f.attribution_date.is_not(None),
+                                      or_(missing, latest.c.lo < _epoch_us(conn, f.attribution_date)
+                                          - rules.authorization_valid_days * _US_PER_DAY)),
+        "exclusion-reason-invalid": and_(known, f.exclusion.is_not(None),
+                                         f.exclusion.not_in(sorted(rules.exclusion_reasons))),
+        "category-contradicted": and_(known, f.category.in_(sorted(categories.diagnoses)), ~_category_shown()),
+        "service-category-contradicted": _service_contradicted(known, categories.services),
+    }
+    authorization = KINDS.index("authorization-missing")  # or -stale: the slot finds both
+    order = case((slot.c.slot == authorization,
+                  case((missing, authorization), else_=KINDS.index("authorization-stale"))), else_=slot.c.slot)
+    stated = case({KINDS.index("unknown-participant"): f.participant_id, authorization: _text("approved"),
+                   KINDS.index("exclusion-reason-invalid"): f.exclusion,
+                   KINDS.index("category-contradicted"): f.category,
+                   KINDS.index("service-category-contradicted"): f.category}, value=slot.c.slot)
+    found = case((and_(slot.c.slot == authorization, ~missing), _text("latest authorization ") + _day_text(conn, latest.c.lo)),
+                 (slot.c.slot == KINDS.index("category-contradicted"), held))
+    rows = _CrossJoin(roster_file_rows.outerjoin(latest, latest.c.patient_id == f.patient_id), slot)
+    return (_mismatch(order, f.row_no, f.participant_id, f.patient_id, stated, found).select_from(rows)
+            .where(in_file, or_(*(and_(slot.c.slot == KINDS.index(kind), condition)
+                                  for kind, condition in conditions.items()))))
+
+
+class _CrossJoin(Join):
+    """`left CROSS JOIN right`: SQLite keeps the left side the outer loop of a CROSS JOIN (with an inner
+    join on a constant condition it put the five-row kind table outside and read the file once per kind)."""
+
+    inherit_cache = True
+
+    def __init__(self, left, right):
+        super().__init__(left, right, true())
+
+
+@compiles(_CrossJoin)
+def _compile_cross_join(join: _CrossJoin, compiler, **kw) -> str:
+    kw["asfrom"] = True
+    linter = kw.get("from_linter")
+    if linter is not None:  # the pairs are joined on purpose: no cartesian-product warning
+        linter.edges.update(itertools.product(join.left._from_objects, join.right._from_objects))
+    return f"{join.left._compiler_dispatch(compiler, **kw)} CROSS JOIN {join.right._compiler_dispatch(compiler, **kw)}"
 
 
 def _text(value: str):
@@ -182,10 +232,8 @@ def _unindexed(column):
     return column + 0
 
 
-def _authorizations(conn: Connection, known, rules: PilotRules) -> Select:
-    """Rows stating `approved` whose member has no stored authorization, or only one older than the pilot's
-    validity before the attribution date. Authorizations are grouped by patient (every stored one: few
-    beside the members), then joined to the file's rows."""
+def _latest_authorizations(conn: Connection) -> Subquery:
+    """Per patient, the date of the latest stored authorization (every stored one: few beside the members)."""
     r, x, d, t = resources.c, idx_reference.c, idx_date.c, idx_token.c
     stored = union_all(*(
         select(x.target_id.label("patient_id"), d.lo.label("lo"))
@@ -195,15 +243,7 @@ def _authorizations(conn: Connection, known, rules: PilotRules) -> Select:
         .join(resources, and_(r.rtype == x.rtype, r.rid == x.rid, r.deleted.is_(False)))
         .where(x.rtype == rtype, x.h_param == param_hash(rtype, "patient"), x.target_type == "Patient")
         for rtype, code, value in AUTHORIZATIONS)).subquery()
-    latest = select(stored.c.patient_id, func.max(stored.c.lo).label("lo")).group_by(stored.c.patient_id).subquery()
-    valid_us = rules.authorization_valid_days * _US_PER_DAY
-    missing = latest.c.lo.is_(None)
-    order = case((missing, KINDS.index("authorization-missing")), else_=KINDS.index("authorization-stale"))
-    found = case((missing, null()), else_=_text("latest authorization ") + _day_text(conn, latest.c.lo))
-    return (_mismatch(order, f.row_no, f.participant_id, f.patient_id, _text("approved"), found)
-            .select_from(roster_file_rows.outerjoin(latest, latest.c.patient_id == f.patient_id))
-            .where(known, f.authorization == "approved", f.attribution_date.is_not(None),
-                   or_(missing, latest.c.lo < _epoch_us(conn, f.attribution_date) - valid_us)))
+    return select(stored.c.patient_id, func.max(stored.c.lo).label("lo")).group_by(stored.c.patient_id).subquery()
 
 
 def _day_text(conn: Connection, us):
@@ -214,26 +254,29 @@ def _day_text(conn: Connection, us):
     return func.date(seconds, "unixepoch")
 
 
-def _diagnoses(conn: Connection, known, diagnoses: frozenset[str]) -> Select:
-    """Rows stating a diagnosis category the member's findings do not show, with the categories they do
-    show (in order, comma-separated; the aggregate over an ordered window, which both databases keep in
-    order). Looked up per row through the (patient, category) key: joined to the categories of all the
-    file's members instead, SQLite scanned them once per row."""
+def _category_shown():
+    """The member's findings show the row's stated diagnosis category: a probe of the (patient, category) key."""
     c = finding_categories.c
-    shown = exists().where(c.patient_id == f.patient_id, c.category == f.category)
+    return exists().where(c.patient_id == f.patient_id, c.category == f.category)
+
+
+def _categories_held(conn: Connection):
+    """The diagnosis categories the member's findings do show, in order, comma-separated (the aggregate over
+    an ordered window, which both databases keep in order), NULL when none: the window runs only for a
+    member with findings (for one without, it cost SQLite 1.3 µs a row to find nothing)."""
+    c = finding_categories.c
     join = func.string_agg if conn.dialect.name == "postgresql" else func.group_concat
     held = (select(join(c.category, ", ").over(order_by=c.category, rows=(None, None)))
             .where(c.patient_id == f.patient_id).limit(1).scalar_subquery())
-    return (_mismatch("category-contradicted", f.row_no, f.participant_id, f.patient_id, f.category, held)
-            .where(known, f.category.in_(sorted(diagnoses)), ~shown))
+    return case((exists().where(c.patient_id == f.patient_id), held))
 
 
-def _services(known, services: dict[str, frozenset[str]]) -> list[Select]:
-    """Rows stating a service category no claim of the member shows: no Claim (other than a
+def _service_contradicted(known, services: dict[str, frozenset[str]]):
+    """The row states a service category no claim of the member shows: no Claim (other than a
     pre-authorization) or ExplanationOfBenefit of the patient with an item whose procedure or revenue
     code is in the category."""
     if not services:
-        return []
+        return false()
     x, t = idx_reference.c, idx_token.c
     evidence = []
     for rtype in SERVICE_EVIDENCE:
@@ -248,8 +291,7 @@ def _services(known, services: dict[str, frozenset[str]]) -> list[Select]:
                                            _unindexed(t.h_value) == h64("Claim", "use", "preauthorization"))
             claim = claim.where(~authorization)
         evidence.append(claim)
-    return [_mismatch("service-category-contradicted", f.row_no, f.participant_id, f.patient_id, f.category, None)
-            .where(known, f.category.in_(sorted(services)), ~or_(*evidence))]
+    return and_(known, f.category.in_(sorted(services)), ~or_(*evidence))
 
 
 def report_json(conn: Connection, report: Reconciliation) -> bytes:

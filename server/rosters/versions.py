@@ -4,7 +4,7 @@ that change wrote, and a list's members as they stood at any version (`roster_me
 A change stamps the member rows it touches with its transaction time (`changed_us` / `decided_us`), so
 one INSERT … SELECT copies exactly those rows; members removed from an `open` list leave a row with
 `listed` false before their row is deleted. The state at version v takes, per (patient, provider), the
-latest history row at or before v: one window over the list's history, read through its primary key.
+latest history row at or before v: the row no later row of its key supersedes, probed through the primary key.
 One row per (patient_id, provider_key).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Connection, Select, and_, false, func, insert, literal, not_, or_, select, true
+from sqlalchemy import BigInteger, Connection, Select, and_, exists, false, func, insert, literal, not_, or_, select, true
 
 from server.store.roster_schema import roster_member_versions, roster_members
 
@@ -55,13 +55,16 @@ def record_removal(conn: Connection, version: int, where: list, stamp: dict) -> 
 
 def state(at: ListVersion) -> Select:
     """Per (patient, provider) the list's latest history row at or before `at.version` (any, when None),
-    with `present`: listed and not inactive."""
-    where = [h.group_id == at.group_id]
+    with `present`: listed and not inactive. Latest: no later row of the key within the versions, one probe
+    of the primary key per row (a window over the list's history sorted the rows: SQLite, 100,000 members,
+    0.27 s of CPU per state against 0.12 s)."""
+    later = roster_member_versions.alias("later")
+    within = [h.group_id == at.group_id]
+    newer = [later.c.group_id == h.group_id, later.c.patient_id == h.patient_id,
+             later.c.provider_key == h.provider_key, later.c.version > h.version]
     if at.version is not None:
-        where.append(h.version <= at.version)
-    latest = func.row_number().over(partition_by=(h.patient_id, h.provider_key), order_by=h.version.desc())
-    ranked = select(h.patient_id, h.provider_key, h.listed, *(getattr(h, c) for c in _STATE),
-                    latest.label("n")).where(*where).subquery()
-    r = ranked.c
-    present = and_(r.listed, not_(r.inactive)).label("present")
-    return select(r.patient_id, r.provider_key, present, *(getattr(r, c) for c in _STATE)).where(r.n == 1)
+        within.append(h.version <= at.version)
+        newer.append(later.c.version <= at.version)
+    present = and_(h.listed, not_(h.inactive)).label("present")
+    return select(h.patient_id, h.provider_key, present, *(getattr(h, c) for c in _STATE)) \
+        .where(*within, ~exists().where(*newer))

@@ -18,7 +18,7 @@ import pytest
 
 from server.synth import rosters as synth
 from tests.support.servers import RunningServer
-from tests.support.rosters import NPI, draft_group, make_population, parameters
+from tests.support.rosters import MEMBER_SYSTEM, NPI, draft_group, make_population, parameters
 
 PARTICIPANTS = 5000
 SEED = 2121
@@ -148,3 +148,18 @@ def test_an_atr_group_file_is_imported(client: httpx.Client) -> None:
     assert member["period"] == {"start": "2026-01-01"}
     report = client.get(f"/Group/{gid}/$roster-reconcile").json()
     assert [(m["kind"], m["participantId"]) for m in _mismatches(report)] == [("unknown-participant", "nobody-knows")]
+
+
+def test_member_ids_on_coverage_identifiers_name_their_own_members(client: httpx.Client) -> None:
+    """ATR puts the member id on Coverage.identifier: each row's id finds its own Coverage's beneficiary."""
+    population = make_population(client, 3)
+    r = client.post("/Group", json=draft_group(population))
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    rows = "".join(f"{member},2026-01-05,smi,approved,\n" for member in population.member_ids)
+    content = ("participant_id,attribution_date,qualifying_category,authorization_status,exclusion_reason\n" + rows).encode()
+    r = client.post(f"/Group/{gid}/$roster-import", json=_file(content, memberIdSystem=("valueUri", MEMBER_SYSTEM)))
+    assert r.status_code == 200, r.text
+    assert "Imported 3 rows: 3 members added, 0 updated, 0 participant ids name no member" in r.text
+    members = client.get(f"/Group/{gid}").json()["member"]
+    assert sorted(m["entity"]["reference"] for m in members) == sorted(f"Patient/{p}" for p in population.patients)
