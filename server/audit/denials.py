@@ -26,7 +26,7 @@ A run replaces the results (`audit_denials`), the cohort Group `denials-product-
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Iterator
@@ -45,7 +45,7 @@ from server.store.alignment_schema import findings
 from server.fhir.types import WriteContext, Written
 from server.store.audit_schema import audit_denial_sources, audit_denials, audit_denied_lines
 from server.store.db import begin_writing
-from server.store.resources import StagedWrite, Store, chunks, hold_writes
+from server.store.resources import StagedWrite, Store, bulk_insert, chunks, hold_writes
 from server.store.schema import resources
 
 DISCRIMINATOR = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBAdjudicationDiscriminator"
@@ -163,6 +163,11 @@ def denied_lines(eob: dict) -> list[DeniedLine]:
 LINE_COLUMNS = tuple(f.name for f in fields(DeniedLine))
 
 
+def _columns(line: DeniedLine) -> dict[str, Any]:
+    # Not `dataclasses.astuple`, which deep-copies each value: 1.4 of a 20,000-member run's 8 s.
+    return {name: getattr(line, name) for name in LINE_COLUMNS}
+
+
 def refresh_lines(conn: Connection, eob_ids: list[str] | None = None) -> None:
     """Bring `audit_denied_lines` to the current EOBs (all, or those of `eob_ids`): the lines of an EOB whose
     current version is not the one they were read from, or that is deleted, go; the EOBs without lines read
@@ -179,7 +184,7 @@ def refresh_lines(conn: Connection, eob_ids: list[str] | None = None) -> None:
     sources, lines = [], []
     for rid, txid, content in conn.execute(unread, execution_options={"stream_results": True, "yield_per": _FETCH}):
         sources.append({"eob_id": rid, "txid": txid})
-        lines.extend(dict(zip(LINE_COLUMNS, astuple(line))) for line in denied_lines(orjson.loads(content or b"{}")))
+        lines.extend(_columns(line) for line in denied_lines(orjson.loads(content or b"{}")))
     for table, rows in ((audit_denial_sources, sources), (audit_denied_lines, lines)):
         for chunk in chunks(rows):
             conn.execute(insert(table), chunk)
@@ -247,9 +252,16 @@ def classify_all(engine: AlignmentEngine, matrix: BenefitMatrix, lines: Iterable
 # -- storing --------------------------------------------------------------------------------------------
 
 
-def _row(c: Classified) -> dict[str, Any]:
-    return {**dict(zip(LINE_COLUMNS, astuple(c.line))), "category": c.category, "finding_status": c.status,
-            "enrolled_product": c.enrolled, "recommended_product": c.recommended, "classification": c.classification}
+RESULT_COLUMNS = (*LINE_COLUMNS, "category", "finding_status", "enrolled_product", "recommended_product",
+                  "classification")
+
+
+def _row(c: Classified) -> tuple:
+    """A result row for `bulk_insert` (COPY on PostgreSQL: SQLAlchemy's per-row parameters cost 1 s at 17,000
+    lines); the date as ISO text, which both databases read as a date."""
+    line = _columns(c.line)
+    line["service_date"] = c.line.service_date.isoformat()
+    return (*line.values(), c.category, c.status, c.enrolled, c.recommended, c.classification)
 
 
 def run(store: Store, engine: AlignmentEngine, matrix: BenefitMatrix) -> dict[str, Any]:
@@ -260,7 +272,7 @@ def run(store: Store, engine: AlignmentEngine, matrix: BenefitMatrix) -> dict[st
         assert tx.conn is not None
         tx.conn.execute(delete(audit_denials))
         if classified:
-            tx.conn.execute(insert(audit_denials), [_row(c) for c in classified])
+            bulk_insert(tx.conn, audit_denials.name, RESULT_COLUMNS, [_row(c) for c in classified])
         now = instant_text(tx.now_us)
         mismatched = sorted({c.line.patient_id for c in classified if c.classification == "product-mismatch"})
         report = summary_report(classified, now)
