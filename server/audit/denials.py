@@ -184,7 +184,12 @@ def refresh_lines(conn: Connection, eob_ids: list[str] | None = None) -> None:
     sources, lines = [], []
     for rid, txid, content in conn.execute(unread, execution_options={"stream_results": True, "yield_per": _FETCH}):
         sources.append({"eob_id": rid, "txid": txid})
-        lines.extend(_columns(line) for line in denied_lines(orjson.loads(content or b"{}")))
+        # An item's sequence should be unique in its EOB, but nothing enforces it: the first line of a
+        # sequence is kept, so a write never fails on this table's key after it committed.
+        first: dict[int, DeniedLine] = {}
+        for line in denied_lines(orjson.loads(content or b"{}")):
+            first.setdefault(line.sequence, line)
+        lines.extend(_columns(line) for line in first.values())
     for table, rows in ((audit_denial_sources, sources), (audit_denied_lines, lines)):
         for chunk in chunks(rows):
             conn.execute(insert(table), chunk)
