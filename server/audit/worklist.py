@@ -4,7 +4,9 @@ A page is one keyset read of `ix_findings_worklist` (impact highest first, then 
 holds the last row's (impact key, patient id) and the next page starts strictly after it, so page 2,000
 costs what page 1 costs. Filters on the findings row are checked on the rows the index yields; filters on
 a member's coverages, plan codes (`finding_plans`, written with the finding), categories or evidence are
-EXISTS probes of tables keyed by patient id first. The total is one COUNT over the same filters. Everything
+EXISTS probes of tables keyed by patient id first. The total is one COUNT over the same filters, read first:
+when the matches are too few for a walk to meet a page of them soon (fewer than `DENSE_MATCHES` per row of
+the page), the page is the first rows of every match sorted, which costs what the count cost. Everything
 the page shows about its (at most `MAX_COUNT`) members is then read with one IN-list query per table.
 
 Filters (each a comma-separated list; a member matches any value of a filter and every filter given):
@@ -44,6 +46,7 @@ DEFAULT_STATUSES = ("misaligned", "review")
 SOURCE_KINDS = ("clinical", "claims", PATIENT_REPORTED)
 DEFAULT_COUNT, MAX_COUNT = 50, 500
 SORT = "-impact"  # the one order the index serves
+DENSE_MATCHES = 20  # matches per row of a page at which walking the index beats sorting every match
 FILTERS = ("status", "kind", "enrolled", "recommended", "lob", "plan", "category", "source")
 
 
@@ -157,11 +160,17 @@ def _conditions(query: WorklistQuery) -> list[ColumnElement[bool]]:
 def read_page(conn: Connection, query: WorklistQuery, keys: IndexKeys) -> WorklistPage:
     where = _conditions(query)
     total = conn.execute(select(func.count()).select_from(findings).where(*where)).scalar_one()
-    page: Select = select(worklist_impact.label("key"), findings).where(*where)
+    if total == 0:
+        return WorklistPage(0, [], None)
+    # Walking the index from the cursor reads about (page + 1) × candidates / matches rows; for a rare
+    # filter (which the planner cannot see: a plan matches few members of the statuses asked) that is every
+    # candidate, each probed. Then the matches are read as the count just read them and sorted: an order
+    # the index does not give (`+ 0`) keeps the planner off the walk.
+    key = worklist_impact if total >= DENSE_MATCHES * (query.count + 1) else worklist_impact + 0
+    page: Select = select(key.label("key"), findings).where(*where)
     if query.after is not None:
-        page = page.where(tuple_(worklist_impact, findings.c.patient_id) < tuple_(*query.after))
-    rows = conn.execute(page.order_by(worklist_impact.desc(), findings.c.patient_id.desc())
-                        .limit(query.count + 1)).all()
+        page = page.where(tuple_(key, findings.c.patient_id) < tuple_(*query.after))
+    rows = conn.execute(page.order_by(key.desc(), findings.c.patient_id.desc()).limit(query.count + 1)).all()
     more = len(rows) > query.count
     rows = rows[:query.count]
     out = [WorklistRow(r.patient_id, r.status, r.enrolled_product, r.recommended_product, r.annual_impact_cents,

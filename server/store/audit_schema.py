@@ -5,6 +5,10 @@
 * `audit_quarters` / `audit_quarter_members`: each quarter's enrollment audit as it was closed: when it
   was taken, and the misaligned members then with what made them so. The next quarter's reconciliation
   (new, resolved, persisting) compares two of these snapshots; re-running a quarter replaces its own.
+* `audit_denied_lines` / `audit_denial_sources`: the denied lines of each current ExplanationOfBenefit, read
+  from its JSON once, when it is written, and the version (`txid`) they were read from (EOBs without a
+  denied line too), so a denial run reads rows instead of parsing every EOB.
+* `audit_denials`: the last denial run's lines with their classification.
 """
 
 from __future__ import annotations
@@ -42,21 +46,37 @@ audit_quarter_members = Table(
     Column("annual_impact_cents", BigInteger, nullable=True),
 )
 
+def _denied_line_columns() -> list[Column]:
+    """A denied line as the EOB says it (`server/audit/denials.py` DeniedLine), keyed by EOB and item."""
+    return [
+        Column("eob_id", String(ID_LEN), primary_key=True),
+        Column("sequence", Integer, primary_key=True, autoincrement=False),
+        Column("patient_id", String(ID_LEN), nullable=False),
+        Column("provider", Text, nullable=False),
+        Column("service_date", Date, nullable=False),
+        Column("procedure", String(CODE_LEN), nullable=True),
+        Column("revenue", String(CODE_LEN), nullable=True),
+        Column("place_of_service", String(CODE_LEN), nullable=True),
+        Column("carc", String(CODE_LEN), nullable=False),
+        Column("rarc", String(CODE_LEN), nullable=True),
+        Column("submitted_cents", BigInteger, nullable=False),
+        Column("currency", String(3), nullable=False),
+    ]
+
+
+audit_denied_lines = Table("audit_denied_lines", metadata, *_denied_line_columns())
+
+audit_denial_sources = Table(
+    "audit_denial_sources",
+    metadata,
+    Column("eob_id", String(ID_LEN), primary_key=True),
+    Column("txid", BigInteger, nullable=False),  # the EOB version (its write) the lines were read from
+)
+
 audit_denials = Table(
     "audit_denials",
     metadata,
-    Column("eob_id", String(ID_LEN), primary_key=True),
-    Column("sequence", Integer, primary_key=True, autoincrement=False),
-    Column("patient_id", String(ID_LEN), nullable=False),
-    Column("provider", Text, nullable=False),
-    Column("service_date", Date, nullable=False),
-    Column("procedure", String(CODE_LEN), nullable=True),
-    Column("revenue", String(CODE_LEN), nullable=True),
-    Column("place_of_service", String(CODE_LEN), nullable=True),
-    Column("carc", String(CODE_LEN), nullable=False),
-    Column("rarc", String(CODE_LEN), nullable=True),
-    Column("submitted_cents", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *_denied_line_columns(),
     Column("category", String(CODE_LEN), nullable=True),
     Column("finding_status", String(CODE_LEN), nullable=True),
     Column("enrolled_product", String(CODE_LEN), nullable=True),

@@ -169,3 +169,27 @@ def test_denials_page_in_chromium(server, denials, browser):
     page.screenshot(path=str(ARTIFACTS / f"denials-{server.kind}.png"), full_page=True)
     assert not page.errors, page.errors
     page.context.close()
+
+
+def test_a_run_reads_each_eob_as_it_now_is(client, claims_server, denials):
+    """The denied lines are read when an EOB is written: a run after an EOB is updated or deleted classifies
+    what the EOB now says (the lines of the deleted one are gone, the updated one's denial reason is new)."""
+    with httpx.Client(base_url=claims_server.fhir, auth=claims_server.auth, timeout=120,
+                      headers={"Content-Type": "application/fhir+json"}) as claims:
+        served = days_ago(10)
+        updated = eob(claims, denials["mainstream"], [_line(1, CPT, "99213", served, 70.0, "16")], provider="1992753880")
+        deleted = eob(claims, denials["mainstream"], [_line(1, CPT, "99213", served, 40.0, "16")], provider="1992753880")
+        repeated = eob(claims, denials["mainstream"], [_line(1, CPT, "99213", served, 30.0, "16"),  # one sequence twice:
+                                                       _line(1, CPT, "99214", served, 35.0, "197")],  # the first is kept
+                       provider="1992753880")
+        assert client.post(OPERATION).status_code == 200
+        shown = {(row["eob"].split("/")[1], int(row["sequence"])): row["classification"] for row in _lines(client)}
+        assert (shown[(updated, 1)], shown[(deleted, 1)], shown[(repeated, 1)]) == ("coding", "coding", "coding")
+        resource = claims.get(f"/ExplanationOfBenefit/{updated}").json()
+        resource["item"] = [_line(1, CPT, "99213", served, 70.0, "197"), _line(2, CPT, "99214", served, 20.0, None)]
+        assert claims.put(f"/ExplanationOfBenefit/{updated}", json=resource).status_code == 200
+        assert claims.delete(f"/ExplanationOfBenefit/{deleted}").status_code in (200, 204)
+    assert client.post(OPERATION).status_code == 200
+    shown = {(row["eob"].split("/")[1], int(row["sequence"])): row["classification"] for row in _lines(client)}
+    assert {key: value for key, value in shown.items() if key[0] in (updated, deleted)} == {(updated, 1): "authorization"}
+    assert {key: value for key, value in shown.items() if key in denials["expected"]} == denials["expected"]

@@ -66,11 +66,11 @@ def _param(body: dict, name: str):
     return next((_value(p) for p in body["parameter"] if p["name"] == name), None)
 
 
-def every_page(c: httpx.Client, **filters: str) -> tuple[int, list[dict]]:
+def every_page(c: httpx.Client, count: int = 37, **filters: str) -> tuple[int, list[dict]]:
     """(total, rows) following the next cursors; every page must report the same total."""
     rows, cursor, totals = [], None, set()
     while True:
-        params = {**filters, "_count": "37", **({"_cursor": cursor} if cursor else {})}
+        params = {**filters, "_count": str(count), **({"_cursor": cursor} if cursor else {})}
         r = c.get(WORKLIST, params=params)
         assert r.status_code == 200, r.text
         body = r.json()
@@ -100,6 +100,14 @@ def test_pages_cover_the_members_with_findings_in_impact_order(client, ours):
                (t["status"], t["enrolled_product"], t["recommended_product"]), pid
         assert sorted(row["nonClaims"]) == sorted(t["non_claims_categories"]), pid
     assert any(r["impact"] is not None for r in listed.values())
+
+
+def test_a_walk_of_the_index_and_a_sort_of_the_matches_give_the_same_pages(client):
+    """Pages of 2 walk the index (matches are many per row of the page), pages of 500 sort every match
+    (`DENSE_MATCHES`): the same members in the same order."""
+    everyone = "misaligned,review,aligned,not-evaluable"
+    walked, sorted_ = every_page(client, 2, status=everyone), every_page(client, 500, status=everyone)
+    assert walked == sorted_ and walked[0] >= 20 * (2 + 1)
 
 
 @pytest.mark.parametrize("filters", [
