@@ -30,7 +30,7 @@ from server.cohorts.routes import cohorts_feature
 from server.config import Settings
 from server.dashboard.routes import dashboard_feature
 from server.fhir.errors import FhirError, Issue
-from server.fhir.features import POST_COMMIT, PRE_WRITE, Feature, Hooks
+from server.fhir.features import IN_TRANSACTION, POST_COMMIT, PRE_WRITE, Feature, Hooks
 from server.fhir.headers import SecurityHeadersMiddleware
 from server.fhir.http import error_response
 from server.fhir.limits import LimitsMiddleware
@@ -90,7 +90,7 @@ def assemble(db: Engine, store: Store, service: FhirService, hooks: Hooks, featu
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         await run_in_threadpool(migrate, db)
-        await run_in_threadpool(run_requested_reindex, db)
+        await run_in_threadpool(run_requested_reindex, db, store.derivations)
         started: list[Feature] = []
         try:
             for feature in features:
@@ -124,6 +124,7 @@ def assemble(db: Engine, store: Store, service: FhirService, hooks: Hooks, featu
             setattr(app.state, key, value)
     service.after_commit.extend(hooks.of(POST_COMMIT))
     service.write_guards.extend(hooks.of(PRE_WRITE))
+    store.derivations.extend(hooks.of(IN_TRANSACTION))
     _install_error_handlers(app)
     return app
 

@@ -30,6 +30,7 @@ from fastapi.responses import Response
 
 from server.alignment.codes import search_lookup
 from server.alignment.deferred import DeferredEvaluation
+from server.alignment.diagnoses import maintain as maintain_diagnoses
 from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
 from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, member_finding
 from server.alignment.hooks import ALIGNMENT_PARAMETERS
@@ -43,7 +44,7 @@ from server.fhir.consistency import ConsistencyMiddleware
 from server.fhir.context import PATIENT_REPORTED, Reads, RequestContext, context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
-from server.fhir.features import POST_COMMIT, PRE_WRITE, Feature, Hooks, Operation
+from server.fhir.features import IN_TRANSACTION, POST_COMMIT, PRE_WRITE, Feature, Hooks, Operation
 from server.fhir.http import fhir_response
 from server.fhir.service import FhirService
 from server.fhir.types import Reply
@@ -91,7 +92,7 @@ def alignment_feature(engine: AlignmentEngine, service: FhirService, settings: S
         middleware=[(ConsistencyMiddleware, {"progress": engine.progress,
                                              "wait_seconds": settings.alignment_wait_seconds})],
         hooks=[(POST_COMMIT, deferred.on_commit if deferred else engine.on_commit),
-               (POST_COMMIT, catalogue.on_commit), (PRE_WRITE, catalogue.guard)],
+               (POST_COMMIT, catalogue.on_commit), (PRE_WRITE, catalogue.guard), (IN_TRANSACTION, maintain_diagnoses)],
         state={"alignment": engine},
     )
 

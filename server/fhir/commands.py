@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Sequence
 
 from server.config import Settings
 from server.fhir import reindex
 from server.store.db import make_engine, migrate
+from server.store.resources import Derivation
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, derivations: Sequence[Derivation] = ()) -> None:
+    """`derivations`: the features' IN_TRANSACTION hooks, rebuilt for the types reindexed, as the server does."""
     parser = subparsers.add_parser("reindex", help="rebuild search-parameter index rows (PLANFIT_DATABASE_URL)")
     parser.add_argument("--param", action="append", required=True, metavar="TYPE.CODE",
                         help="a search parameter, e.g. Coverage.plan (repeat for more)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=lambda args: run(args, derivations))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, derivations: Sequence[Derivation] = ()) -> int:
     wanted: dict[str, list[str]] = {}
     for spec in args.param:
         rtype, _, code = spec.partition(".")
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         migrate(engine)
         reindex.request(engine, wanted)
-        count = reindex.run_requested(engine)
+        count = reindex.run_requested(engine, derivations)
     except ValueError as exc:
         print(f"planfit: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp
 
 from server.fhir.types import AfterCommit, Reply
+from server.store.resources import Derivation
 
 T = TypeVar("T")
 
@@ -54,6 +55,9 @@ WriteGuard = Callable[[str, str, str, "dict | None"], None]
 ReadRenderer = Callable[[Request, str, str, "str | None", Reply], Awaitable["Response | None"]]
 
 PRE_WRITE: HookPoint[WriteGuard] = HookPoint("pre_write")
+# Inside every write transaction, after the index rows (and by the reindexing): the tables a feature
+# derives from index rows, kept exact by committing or rolling back with them.
+IN_TRANSACTION: HookPoint[Derivation] = HookPoint("in_transaction")
 POST_COMMIT: HookPoint[AfterCommit] = HookPoint("post_commit")
 READ_RENDER: HookPoint[ReadRenderer] = HookPoint("read_render")
 

@@ -9,12 +9,13 @@ extracted anew from each current version, so running it twice never doubles a ro
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Sequence
 
 import orjson
 from sqlalchemy import Connection, Engine, delete, insert, select, text
 
 from server.fhir import searchparams
-from server.store.resources import current_contents, delete_parameter_rows, insert_index_rows
+from server.store.resources import Derivation, current_contents, delete_parameter_rows, derive, insert_index_rows
 from server.store.schema import reindex_request
 
 _PAGE = 1000
@@ -36,8 +37,9 @@ def request(engine: Engine, parameters: dict[str, list[str]]) -> None:
             conn.execute(insert(reindex_request), rows)
 
 
-def run_requested(engine: Engine) -> int:
-    """Carry out every pending request in one transaction; the number of resources reindexed.
+def run_requested(engine: Engine, derivations: Sequence[Derivation] = ()) -> int:
+    """Carry out every pending request in one transaction; the number of resources reindexed. The
+    `derivations` (tables derived from index rows) are rebuilt for every resource of the types reindexed.
 
     Several servers may start at once: on PostgreSQL an advisory lock lets one do the work while the
     others wait and then find nothing left; SQLite's single writer does the same by itself.
@@ -50,6 +52,8 @@ def run_requested(engine: Engine) -> int:
             if searchparams.lookup(rtype, code) is not None:  # a parameter since removed has nothing to build
                 pending[rtype].append(code)
         done = sum(_reindex_type(conn, rtype, codes) for rtype, codes in pending.items())
+        if pending:
+            derive(conn, derivations, dict.fromkeys(pending))
         conn.execute(delete(reindex_request))
     return done
 

@@ -37,6 +37,42 @@ alignment_codes = Table(
     Index("ix_alignment_codes_hash", "codes_key", "h_code"),
 )
 
+# The diagnosis facts of the current Conditions, Claims and ExplanationOfBenefits, kept by the alignment
+# feature in the transaction that writes them (`server/alignment/diagnoses.py`), so an evaluation reads
+# these rows instead of pivoting the search-index tables (issue 19). One row per diagnosis coding (a
+# claim with several service dates: per coding and date); nothing here depends on the evaluation date.
+alignment_diagnoses = Table(
+    "alignment_diagnoses",
+    metadata,
+    Column("rtype", String(TYPE_LEN), nullable=False),  # Condition | Claim | ExplanationOfBenefit
+    Column("rid", String(ID_LEN), nullable=False),
+    Column("patient_id", String(ID_LEN), nullable=False),
+    # the coding's idx_token.h_sys_value, matched against `alignment_codes.h_code`; a claim's diagnosis by
+    # diagnosisReference carries the cited Condition's codings (and their Condition.code hashes)
+    Column("h_code", BigInteger, nullable=False),
+    Column("system", Text, nullable=True),
+    Column("code", Text, nullable=True),
+    Column("source_kind", String(CODE_LEN), nullable=False),  # clinical | claims | patient-reported
+    # Conditions: the source-kind tag says patient-reported (suspect evidence, whatever `source_kind`)
+    Column("reported", Boolean, nullable=True),
+    Column("recorded_lo", BigInteger, nullable=True),  # Conditions, epoch microseconds
+    Column("onset_lo", BigInteger, nullable=True),
+    Column("abated_hi", BigInteger, nullable=True),
+    # last affirmed: the latest of recorded, onset, assertedDate and the cited Encounter's date
+    Column("affirmed_lo", BigInteger, nullable=True),
+    Column("created_lo", BigInteger, nullable=True),  # claims
+    Column("service_lo", BigInteger, nullable=True),  # claims: one service date (null: the claim has none)
+    # Conditions: verification refuted / entered-in-error; provisional / differential / unconfirmed;
+    # clinical status inactive / resolved / remission; a problem-list-item category
+    Column("withdrawn", Boolean, nullable=True),
+    Column("uncertain", Boolean, nullable=True),
+    Column("inactive", Boolean, nullable=True),
+    Column("problem_list", Boolean, nullable=True),
+    Column("active", Boolean, nullable=True),  # claims: status active
+    Index("ix_alignment_diagnoses_res", "rtype", "rid"),
+    Index("ix_alignment_diagnoses_patient", "patient_id"),
+)
+
 # One row per member (existing Patient).
 findings = Table(
     "findings",

@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterable, Iterator, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, ScalarSelect, bindparam, delete, func, select, tuple_, update
 
@@ -62,11 +62,18 @@ class StagedWrite:
     existed: bool
 
 
+# A feature's table derived from index rows, brought up to date in the transaction that writes them, after
+# their index rows: (connection, the ids written by resource type, None for every resource of the type).
+Derivation = Callable[[Connection, Mapping[str, "Collection[str] | None"]], None]
+
+
 class Store:
-    """Reads go straight to the engine; writes go through `WriteTransaction`."""
+    """Reads go straight to the engine; writes go through `WriteTransaction`, which runs the
+    `derivations` (the features' IN_TRANSACTION hooks) on what it writes."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.derivations: list[Derivation] = []
 
     @contextmanager
     def connection(self, conn: Connection | None = None) -> Iterator[Connection]:
@@ -237,14 +244,13 @@ class WriteTransaction:
                 .values(version=bindparam("v"), txid=txid, lu=lu, deleted=bindparam("del"), content=bindparam("body")),
                 [{"k_rtype": w.rtype, "k_rid": w.rid, "v": w.version, "del": w.content is None, "body": w.content} for w in existing],
             )
-            by_type: dict[str, list[str]] = defaultdict(list)
-            for w in existing:
-                by_type[w.rtype].append(w.rid)
+            by_type = written_ids((w.rtype, w.rid) for w in existing)
             for table, _cols in _INDEX_COLUMNS.values():
                 for rtype, rids in by_type.items():
                     for chunk in chunks(rids):
                         self.conn.execute(delete(table).where(table.c.rtype == rtype, table.c.rid.in_(chunk)))
         insert_index_rows(self.conn, [(w.rtype, w.rid, w.index) for w in writes if w.index is not None])
+        derive(self.conn, self.store.derivations, written_ids((w.rtype, w.rid) for w in writes))
 
     def _bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
         bulk_insert(self.conn, table, columns, rows)
@@ -299,6 +305,20 @@ def insert_index_rows(conn: Connection, indexed: Sequence[tuple[str, str, object
     for attr, (table, cols) in _INDEX_COLUMNS.items():
         rows = [(rtype, rid, *values) for rtype, rid, index in indexed for values in getattr(index, attr)]
         bulk_insert(conn, table.name, ("rtype", "rid", *cols), rows)
+
+
+def written_ids(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(resource type, id) pairs as ids by type."""
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for rtype, rid in keys:
+        by_type[rtype].append(rid)
+    return by_type
+
+
+def derive(conn: Connection, derivations: Sequence[Derivation], changed: Mapping[str, "Collection[str] | None"]) -> None:
+    """Bring the derived tables up to date with index rows just written on `conn`'s transaction."""
+    for derivation in derivations:
+        derivation(conn, changed)
 
 
 def delete_parameter_rows(conn: Connection, rtype: str, h_params: Collection[int]) -> None:
