@@ -80,6 +80,7 @@ from server.fhir.types import WriteContext, Written
 from server.store.alignment_schema import (
     FINDING_TABLES,
     AlignmentRules,
+    alignment_diagnoses,
     alignment_evaluated,
     alignment_lock,
     alignment_rules,
@@ -97,7 +98,7 @@ from server.store.statistics import analyze_grown, analyze_written, plan_locally
 log = logging.getLogger("planfit.alignment")
 # What evaluations read and rewrite, whose planner statistics they depend on.
 EVALUATION_TABLES = tuple(t.name for t in (resources, resource_history, idx_token, idx_date, idx_reference,
-                                           alignment_evaluated, *FINDING_TABLES))
+                                           alignment_diagnoses, alignment_evaluated, *FINDING_TABLES))
 Stage = tuple[Table, tuple[str, ...], Select]  # the table a stage fills, its columns, the SELECT filling them
 
 
@@ -402,7 +403,7 @@ class AlignmentEngine:
         stages: tuple[Stage | None, ...] = (
             (finding_coverage, COVERAGE_COLUMNS, coverage_select(m, k, window, members)),
             None if days else (finding_plans, PLAN_COLUMNS, plans_select(k, members)),
-            (finding_evidence, EVIDENCE_COLUMNS, evidence_select(k, window, self.codes_key, members)),
+            (finding_evidence, EVIDENCE_COLUMNS, evidence_select(window, self.codes_key, members)),
             (finding_categories, CATEGORY_COLUMNS, categories_select(m.non_claims_valuesets, members)),
             (decided, tuple(c.name for c in decided.c), decisions),
             (findings, FINDING_COLUMNS, findings_select(m, window, decided)),

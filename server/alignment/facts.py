@@ -1,4 +1,5 @@
-"""Member facts (SPEC §4.2, graded by §4.3) as set-based SQL over the search-index tables.
+"""Member facts (SPEC §4.2, graded by §4.3) as set-based SQL over the search-index tables (coverage) and
+the diagnosis facts kept at write time (`alignment_diagnoses`, see `diagnoses.py`).
 
 Three INSERT … SELECT statements, each for a set of members (every member, or the ids touched by a
 write), fill the first stages of a finding:
@@ -40,6 +41,7 @@ from sqlalchemy import (
     func,
     literal,
     not_,
+    null,
     or_,
     select,
     true,
@@ -48,19 +50,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from server.alignment.codes import LIFELONG
-from server.alignment.index_keys import (
-    INACTIVE_CLINICAL,
-    PROBLEM_LIST,
-    SUSPECT_VERIFICATION,
-    WITHDRAWN_VERIFICATION,
-    ClaimKeys,
-    IndexKeys,
-)
+from server.alignment.index_keys import CLAIM_TYPES, IndexKeys
 from server.alignment.mappings import LOB_PROGRAMS, Mappings
 from server.alignment.window import EvaluationWindow
-from server.fhir.context import PATIENT_REPORTED
-from server.fhir.versions import SOURCE_KIND_SYSTEM
-from server.store.alignment_schema import alignment_codes, finding_evidence
+from server.store.alignment_schema import alignment_codes, alignment_diagnoses, finding_evidence
 from server.store.schema import idx_date, idx_reference, idx_token, resources
 
 MEMBER_IDS = "member_ids"
@@ -288,27 +281,6 @@ def lobs_with(program: str) -> list[str]:
 # -- diagnosis evidence ------------------------------------------------------------------------------
 
 
-def _coded(name: str, rtype: str, h_param: int, subjects: Any, members: Members, codes_key: int,
-           lifelong: bool = False) -> CTE:
-    """(rid, system, code, valueset) of the codings of one code parameter that are in a value set, and
-    with `lifelong` whether the coding is a lifelong diagnosis (SPEC §4.3)."""
-    t, c = idx_token.alias(f"{name}_token"), alignment_codes.alias(f"{name}_codes")
-    columns = [t.c.rid, t.c.system, t.c.code, c.c.valueset]
-    joined = t.join(c, and_(c.c.h_code == t.c.h_sys_value, c.c.codes_key == codes_key))
-    if lifelong:  # an outer join, not a correlated EXISTS: one hash join however many codings there are
-        life = alignment_codes.alias(f"{name}_lifelong")
-        joined = joined.outerjoin(life, and_(life.c.h_code == t.c.h_sys_value, life.c.codes_key == codes_key,
-                                             life.c.valueset == LIFELONG))
-        columns.append(flag(life.c.h_code.is_not(None)).label("lifelong"))
-    return (
-        select(*columns)
-        .select_from(joined)
-        .where(t.c.rtype == rtype, t.c.h_param == h_param, c.c.valueset != LIFELONG,
-               *members.among(t.c.rid, subjects))
-        .cte(name)
-    )
-
-
 def _in_window(date_lo: Any, window: EvaluationWindow) -> ColumnElement[bool]:
     return date_lo.between(window.start_us, window.as_of_hi_us)
 
@@ -318,174 +290,105 @@ def _latest(a: Any, b: Any) -> ColumnElement[Any]:
     return case((a.is_(None), b), (b.is_(None), a), (a >= b, a), else_=b)
 
 
-def _condition_evidence(keys: IndexKeys, window: EvaluationWindow, codes_key: int, members: Members,
-                        sparse: bool) -> Select:
+def _diagnoses(name: str, rtype: str, window: EvaluationWindow, members: Members) -> tuple[Any, Any, Any, EvaluationWindow, list]:
+    """The members' rows of `alignment_diagnoses` of one type: (the table alias, what to select from, the
+    member column, the window bounds of the rows, the conditions). With a `RowWindow` once per (member,
+    date) pair, keyed by the pair and carrying its bounds."""
+    a = alignment_diagnoses.alias(name)
+    own = [a.c.rtype == rtype, _member_exists(a.c.patient_id), *members.patients.where(a.c.patient_id)]
+    if not window.per_row:
+        return a, a, a.c.patient_id, window, own
+    subjects = window.subjects(select(a.c.rid, a.c.patient_id).distinct().where(*own), a.c.patient_id).cte(f"{name}_pairs")
+    joined = a.join(subjects, and_(a.c.rtype == rtype, a.c.rid == subjects.c.rid))
+    return a, joined, subjects.c.patient_id, window.on(subjects), []
+
+
+def _valueset_codes(name: str, a: Any, codes_key: int) -> tuple[Any, ColumnElement[bool]]:
+    c = alignment_codes.alias(f"{name}_codes")
+    return c, and_(c.c.h_code == a.c.h_code, c.c.codes_key == codes_key, c.c.valueset != LIFELONG)
+
+
+def _condition_evidence(window: EvaluationWindow, codes_key: int, members: Members) -> Select:
     """Conditions coded in a value set, dated (recordedDate, else onset) in the window, not withdrawn, and
     graded (SPEC §4.3): uncertain verification, an inactive/resolved status outside a lifelong code, or a
     patient's own report make *suspect* evidence. An active, confirmed lifelong problem-list entry counts
     even when recorded before the window; its last-affirmed date is the latest of recorded, onset, the
-    `assertedDate` extension and the period of the Encounter it cites."""
-    conditions = _subjects("conditions", "Condition", keys.condition_patient, members, window)
-    window = window.on(conditions)
-    coded = _coded("condition_codes", "Condition", keys.condition_code, conditions, members, codes_key, lifelong=True)
-    t, d = idx_token, idx_date
-    problem_system, problem_code = PROBLEM_LIST
-    states = pivot(t, "condition_states", "Condition", coded, members, {
-        "withdrawn": (keys.condition_verification, func.max(
-            _when(keys.condition_verification, t.c.code.in_(WITHDRAWN_VERIFICATION), 1, t))),
-        "uncertain": (keys.condition_verification, func.max(
-            _when(keys.condition_verification, t.c.code.in_(SUSPECT_VERIFICATION), 1, t))),
-        "inactive": (keys.condition_clinical, func.max(
-            _when(keys.condition_clinical, t.c.code.in_(INACTIVE_CLINICAL), 1, t))),
-        "problem_list": (keys.condition_category, func.max(_when(
-            keys.condition_category, and_(t.c.system == problem_system, t.c.code == problem_code), 1, t))),
-        "claims": (keys.condition_tag, func.max(
-            _when(keys.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == "claims"), 1, t))),
-        "reported": (keys.condition_tag, func.max(_when(
-            keys.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == PATIENT_REPORTED), 1, t))),
-    }, sparse=sparse)
-    dates = pivot(d, "condition_dates", "Condition", coded, members, {
-        "recorded": (keys.condition_recorded, func.min(_when(keys.condition_recorded, None, d.c.lo, d))),
-        "onset": (keys.condition_onset, func.min(_when(keys.condition_onset, None, d.c.lo, d))),
-        "abated": (keys.condition_abatement, func.max(_when(keys.condition_abatement, None, d.c.hi, d))),
-        "asserted": (keys.condition_asserted, func.max(_when(keys.condition_asserted, None, d.c.lo, d))),
-    }, sparse=sparse)
-    r, e = idx_reference.alias("condition_encounter"), idx_date.alias("encounter_period")
-    cited = select(coded.c.rid).distinct().cte("coded_conditions")
-    encounters = (  # the latest day of the Encounters a coded Condition cites (only those: few of all)
-        select(r.c.rid, func.max(e.c.lo).label("seen"))
-        .select_from(cited.join(r, r.c.rid == cited.c.rid)
-                     .join(e, and_(e.c.rtype == "Encounter", e.c.rid == r.c.target_id,
-                                   e.c.h_param == keys.encounter_date)))
-        .where(r.c.rtype == "Condition", r.c.h_param == keys.condition_encounter, r.c.target_type == "Encounter",
-               *members.among(r.c.rid, cited))
-        .group_by(r.c.rid)
-        .cte("condition_encounters")
-    )
-    date_lo = func.coalesce(dates.c.recorded, dates.c.onset)
-    inactive, uncertain = func.coalesce(states.c.inactive, 0) == 1, func.coalesce(states.c.uncertain, 0) == 1
-    reported = func.coalesce(states.c.reported, 0) == 1
-    lifelong = coded.c.lifelong == true()
-    abated_before = and_(inactive, dates.c.abated.is_not(None), dates.c.abated < window.start_us)
-    persists = and_(lifelong, not_(inactive), not_(uncertain), func.coalesce(states.c.problem_list, 0) == 1,
-                    date_lo < window.start_us)
-    suspect = or_(uncertain, reported, and_(inactive, not_(lifelong)))
+    `assertedDate` extension and the period of the Encounter it cites (kept in `alignment_diagnoses`)."""
+    a, source, patient, window, own = _diagnoses("conditions", "Condition", window, members)
+    c, in_valueset = _valueset_codes("condition", a, codes_key)
+    life = alignment_codes.alias("condition_lifelong")
+    date_lo = func.coalesce(a.c.recorded_lo, a.c.onset_lo)
+    lifelong = life.c.h_code.is_not(None)
+    inactive, uncertain = a.c.inactive == true(), a.c.uncertain == true()
+    abated_before = and_(inactive, a.c.abated_hi.is_not(None), a.c.abated_hi < window.start_us)
+    persists = and_(lifelong, not_(inactive), not_(uncertain), a.c.problem_list == true(), date_lo < window.start_us)
+    suspect = or_(uncertain, a.c.reported == true(), and_(inactive, not_(lifelong)))
     return (
         select(
-            conditions.c.patient_id,
-            coded.c.valueset.label("category"),
+            patient,
+            c.c.valueset.label("category"),
             literal("Condition").label("resource_type"),
-            coded.c.rid.label("resource_id"),
-            coded.c.system,
-            coded.c.code,
+            a.c.rid.label("resource_id"),
+            a.c.system,
+            a.c.code,
             date_lo.label("date_lo"),
-            case((states.c.claims == 1, literal("claims")), (reported, literal(PATIENT_REPORTED)),
-                 else_=literal("clinical")).label("source_kind"),
+            a.c.source_kind,
             case((suspect, literal(SUSPECT)), else_=literal(QUALIFYING)).label("grade"),
-            coded.c.lifelong,
-            _latest(_latest(dates.c.recorded, dates.c.onset), _latest(dates.c.asserted, encounters.c.seen))
-            .label("affirmed_lo"),
+            flag(lifelong).label("lifelong"),
+            a.c.affirmed_lo,
         )
-        .select_from(
-            coded.join(conditions, conditions.c.rid == coded.c.rid)
-            .join(dates, dates.c.rid == coded.c.rid)
-            .outerjoin(states, states.c.rid == coded.c.rid)
-            .outerjoin(encounters, encounters.c.rid == coded.c.rid)
-        )
-        .where(or_(_in_window(date_lo, window), persists), func.coalesce(states.c.withdrawn, 0) == 0,
-               not_(abated_before))
+        .select_from(source.join(c, in_valueset)
+                     .outerjoin(life, and_(life.c.h_code == a.c.h_code, life.c.codes_key == codes_key,
+                                           life.c.valueset == LIFELONG)))
+        .where(*own, or_(_in_window(date_lo, window), persists), a.c.withdrawn == false(), not_(abated_before))
     )
 
 
-def _claim_evidence(keys: ClaimKeys, condition_code: int, window: EvaluationWindow, codes_key: int,
-                    members: Members, sparse: bool) -> Select:
+def _claim_evidence(rtype: str, window: EvaluationWindow, codes_key: int, members: Members) -> Select:
     """Active Claim / ExplanationOfBenefit diagnoses in a value set, dated in the window.
 
     Coded diagnoses match the claim's own `diagnosis` codings; diagnoses by `diagnosisReference` match
     the cited Condition's codes but keep the claim's date and status: the claim is the evidence. A claim
     is dated by its earliest service date in the window (any service date outside it does not count),
-    else by `created`."""
-    rt, name = keys.rtype, keys.rtype.lower()
-    claims = _subjects(f"{name}s", rt, keys.patient, members, window)
-    window = window.on(claims)
-    coded = _coded(f"{name}_codes", rt, keys.diagnosis, claims, members, codes_key)
-    ref, t, c = (idx_reference.alias(f"{name}_cites"), idx_token.alias(f"{name}_cited_code"),
-                 alignment_codes.alias(f"{name}_cited_codes"))
-    def cites(r: Any) -> list[ColumnElement[bool]]:
-        return [r.c.rtype == rt, r.c.h_param == keys.diagnosis_reference, r.c.target_type == "Condition",
-                *members.among(r.c.rid, claims)]
-
-    cited_codes = [t.c.rtype == "Condition", t.c.rid == ref.c.target_id, members.not_leading(t.c.h_param) == condition_code]
-    if not members.everyone:  # only the Conditions the members' claims cite: read by id, not every Condition's code
-        again = idx_reference.alias(f"{name}_cites_again")
-        cited_codes.append(t.c.rid.in_(select(again.c.target_id).where(*cites(again))))
-    cited = (
-        select(ref.c.rid, t.c.system, t.c.code, c.c.valueset)
-        .select_from(
-            ref.join(t, and_(*cited_codes))
-            .join(c, and_(c.c.h_code == t.c.h_sys_value, c.c.codes_key == codes_key))
-        )
-        .where(*cites(ref))
-    )
-    diagnoses = union_all(select(coded), cited).cte(f"{name}_diagnoses")
-    s, d = idx_token, idx_date
-    active = pivot(s, f"{name}_status", rt, diagnoses, members, {
-        "active": (keys.status, func.max(_when(keys.status, s.c.code == "active", 1, s))),
-    }, sparse=sparse)
-    in_window = and_(d.c.h_param == keys.service_date, _in_window(d.c.lo, window))
-    dated = claims if window.per_row else diagnoses  # `served` reads each pair's own window
-    dates = pivot(d, f"{name}_dates", rt, dated, members, {
-        "service_dates": (keys.service_date, func.count(_when(keys.service_date, None, 1, d))),
-        "served": (keys.service_date, func.min(case((in_window, d.c.lo), else_=None))),
-        "created": (keys.created, func.min(_when(keys.created, None, d.c.lo, d))),
-    }, per_subject=window.per_row, sparse=sparse)
-    on_dates = dates.c.rid == diagnoses.c.rid
-    if window.per_row:
-        on_dates = and_(on_dates, dates.c.patient_id == claims.c.patient_id)
-    date_lo = case((dates.c.service_dates > 0, dates.c.served), else_=dates.c.created)
+    else by `created`: a row per service date here, the earliest kept by `evidence_select`'s grouping,
+    and no last-affirmed date of its own (it is that date)."""
+    a, source, patient, window, own = _diagnoses(f"{rtype.lower()}s", rtype, window, members)
+    c, in_valueset = _valueset_codes(rtype.lower(), a, codes_key)
+    date_lo = func.coalesce(a.c.service_lo, a.c.created_lo)  # a claim with service dates has no null one
     return (
         select(
-            claims.c.patient_id,
-            diagnoses.c.valueset.label("category"),
-            literal(rt).label("resource_type"),
-            diagnoses.c.rid.label("resource_id"),
-            diagnoses.c.system,
-            diagnoses.c.code,
+            patient,
+            c.c.valueset.label("category"),
+            literal(rtype).label("resource_type"),
+            a.c.rid.label("resource_id"),
+            a.c.system,
+            a.c.code,
             date_lo.label("date_lo"),
-            literal("claims").label("source_kind"),
+            a.c.source_kind,
             literal(QUALIFYING).label("grade"),
             false().label("lifelong"),
-            date_lo.label("affirmed_lo"),
+            null().label("affirmed_lo"),
         )
-        .select_from(
-            diagnoses.join(claims, claims.c.rid == diagnoses.c.rid)
-            .join(active, active.c.rid == diagnoses.c.rid)
-            .join(dates, on_dates)
-        )
-        .where(active.c.active == 1, _in_window(date_lo, window))
+        .select_from(source.join(c, in_valueset))
+        .where(*own, a.c.active == true(), _in_window(date_lo, window))
     )
 
 
 EVIDENCE_COLUMNS = ("patient_id", "category", "resource_type", "resource_id", "system", "code", "date_lo",
                     "source_kind", "grade", "lifelong", "affirmed_lo")
-_AGGREGATED = {"date_lo": func.min, "affirmed_lo": func.max}
 
 
-def evidence_select(keys: IndexKeys, window: EvaluationWindow, codes_key: int, members: Members,
-                    sparse: bool = False) -> Select:
-    """Rows of `finding_evidence`, one per (member, value set, resource, coding, source kind, grade).
-
-    `sparse`: the codes match a minority of the Conditions and claims (the risk model's CC-bearing codes:
-    53,000 of 222,000 Condition codings at 100,000 bench members), so the states and dates of the coded
-    resources alone are aggregated, also for every member (the risk diagnoses statement 30.8 → 19.5 s there,
-    2026-12-04). The value sets of product alignment code most of them, where the semi-join costs more than
-    it saves (full re-evaluation 86.6 → 99.1 s on the same data), so the alignment engine leaves it off."""
-    parts: list[Select] = [_condition_evidence(keys, window, codes_key, members, sparse)]
-    parts += [_claim_evidence(claim, keys.condition_code, window, codes_key, members, sparse) for claim in keys.claims]
+def evidence_select(window: EvaluationWindow, codes_key: int, members: Members) -> Select:
+    """Rows of `finding_evidence`, one per (member, value set, resource, coding, source kind, grade), read
+    from `alignment_diagnoses` (kept at write time, `diagnoses.py`): the earliest date of the coding in the
+    window, and its latest last-affirmed date (a claim's: its date)."""
+    parts = [_condition_evidence(window, codes_key, members),
+             *(_claim_evidence(rtype, window, codes_key, members) for rtype in CLAIM_TYPES)]
     found = union_all(*parts).subquery("evidence")
-    group = [found.c[name] for name in EVIDENCE_COLUMNS if name not in _AGGREGATED]
-    return select(*(_AGGREGATED[name](found.c[name]) if name in _AGGREGATED else found.c[name]
-                    for name in EVIDENCE_COLUMNS)).group_by(*group)
+    aggregated = {"date_lo": func.min(found.c.date_lo),
+                  "affirmed_lo": func.coalesce(func.max(found.c.affirmed_lo), func.min(found.c.date_lo))}
+    group = [found.c[name] for name in EVIDENCE_COLUMNS if name not in aggregated]
+    return select(*(aggregated.get(name, found.c[name]) for name in EVIDENCE_COLUMNS)).group_by(*group)
 
 
 # -- categories ---------------------------------------------------------------------------------------

@@ -233,8 +233,7 @@ class RiskEngine:
     def _dx_statement(self, year: int, members: Members) -> Any:
         window = CalendarWindow(as_of=date(diagnosis_year(year), 12, 31), lookback_months=24,
                                 first_year=diagnosis_year(year) - 1)
-        found = dict(zip(EVIDENCE_COLUMNS, evidence_select(self.keys, window, self.codes_key, members,
-                                                              sparse=True).subquery("found").c))
+        found = dict(zip(EVIDENCE_COLUMNS, evidence_select(window, self.codes_key, members).subquery("found").c))
         dx_start = _day_us(date(diagnosis_year(year), 1, 1))
         outcome = (select(idx_token.c.rid).where(
             idx_token.c.rtype == "ExplanationOfBenefit", idx_token.c.rid == found["resource_id"],

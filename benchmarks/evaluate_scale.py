@@ -1,0 +1,109 @@
+"""The full re-evaluation on one loaded PostgreSQL schema, for comparing two versions of the code on the same
+data (issue 19: the write-time diagnosis facts):
+
+    python -m benchmarks.evaluate_scale --members 20000 --keep          # load, evaluate; prints the schema
+    PYTHONPATH=<other checkout> python -m benchmarks.evaluate_scale --schema bench_1234abcd   # evaluate again
+
+The servers run the code of the checkout this module is imported from. Each run prints the ingest figures
+(when it loads), the start-up time of the servers (a newer version migrates and backfills there), the full
+re-evaluation's figures, the load average beside each, and the EXPLAIN ANALYZE of the evidence statement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import psycopg
+from sqlalchemy import create_engine, text
+
+from benchmarks import evaluate, ingest
+from benchmarks.command import DEFAULT_DSN
+from benchmarks.servers import analyze, running, schema_url
+
+
+def _load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+def explain_evidence(url: str) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the evidence statement for every member, in a rolled-back transaction."""
+    from server.alignment.engine import EngineConfig
+    from server.alignment.facts import EVERYONE, evidence_select
+    from server.alignment.index_keys import IndexKeys
+    from server.alignment.mappings import load_mappings
+    from server.alignment.codes import code_rows, codes_key
+    from server.alignment.window import EvaluationWindow
+    from datetime import date
+
+    mappings = load_mappings()
+    window = EvaluationWindow(date.fromisoformat(ingest.AS_OF), EngineConfig().lookback_months)
+    key = codes_key(code_rows(mappings))
+    try:
+        statement = evidence_select(window, key, EVERYONE)
+    except TypeError:  # the version that pivots the index tables takes their keys first
+        statement = evidence_select(IndexKeys.resolve(), window, key, EVERYONE)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+            lines = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars().all()
+            conn.rollback()
+    finally:
+        engine.dispose()
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--database-url", default=DEFAULT_DSN)
+    parser.add_argument("--schema", help="a schema kept by --keep: evaluate it again, no load")
+    parser.add_argument("--keep", action="store_true", help="keep the loaded schema (its name is printed)")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent ingest clients (default 2)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    dsn = args.database_url
+    schema = args.schema or "bench_" + os.urandom(4).hex()
+    url = schema_url(dsn, schema)
+    figures: dict = {"schema": schema}
+    with tempfile.TemporaryDirectory(prefix="planfit-evaluate-") as tmp:
+        work = Path(tmp)
+        population = None
+        if args.schema is None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA "{schema}"')
+            population = ingest.synthesize(args.members, work / "population")
+        started = time.perf_counter()
+        try:
+            with running(url, work / "exports", "deferred") as servers:
+                figures["start_seconds"] = round(time.perf_counter() - started, 2)
+                figures["start_load"] = _load()
+                if population is not None:
+                    figures["ingest"] = ingest.ingest(servers, population.bundles, args.clients, "ingest")
+                    figures["ingest_load"] = _load()
+                analyze(dsn, schema)
+                members = args.members if population is None else population.summary.members
+                truth = {} if population is None else population.summary.statuses
+                figures["evaluate"] = evaluate.full_evaluation(servers["clinical"], members, truth)
+                figures["evaluate_load"] = _load()
+            figures["explain_evidence"] = explain_evidence(url)
+            figures["explain_load"] = _load()
+        finally:
+            if not args.keep and args.schema is None:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
+    if args.json:
+        args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
+    print(f"schema {schema}{' kept' if args.keep else ''}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
