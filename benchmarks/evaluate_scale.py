@@ -32,8 +32,9 @@ def _load() -> str:
 
 
 def explain_evidence(url: str) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the evidence statement for every member, in a rolled-back transaction."""
-    from server.alignment.engine import EngineConfig
+    """EXPLAIN (ANALYZE, BUFFERS) of the evidence statement for every member, in a rolled-back transaction,
+    with the planner settings of a full evaluation (`AlignmentEngine._plan_for_everyone`)."""
+    from server.alignment.engine import AlignmentEngine, EngineConfig
     from server.alignment.facts import EVERYONE, evidence_select
     from server.alignment.index_keys import IndexKeys
     from server.alignment.mappings import load_mappings
@@ -51,6 +52,7 @@ def explain_evidence(url: str) -> str:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
+            AlignmentEngine._plan_for_everyone(conn)
             sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
             lines = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars().all()
             conn.rollback()

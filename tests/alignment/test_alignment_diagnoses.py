@@ -17,7 +17,19 @@ from server.fhir import reindex
 from server.fhir.dates import date_range
 from server.fhir.searchparams import token_hashes
 from server.store.alignment_schema import alignment_diagnoses
-from tests.support.alignment import ICD, SCT, born, claim, condition, condition_resource, days_ago, patient
+from tests.support.alignment import (
+    ICD,
+    SCT,
+    born,
+    claim,
+    condition,
+    condition_resource,
+    coverage,
+    days_ago,
+    finding,
+    months_ago,
+    patient,
+)
 from tests.support.inprocess import AppServer, claims_server, server  # noqa: F401 (the in-process tier)
 
 F20_9, F31_9 = (ICD, "F20.9"), (ICD, "F31.9")
@@ -172,3 +184,14 @@ def test_the_rebuild_from_the_index_tables_gives_the_rows_kept_at_write_time(
     assert reindex.run_requested(engine, [maintain]) > 0
     assert _all_rows(server) == kept
     assert any(row[1] == cid for row in kept)
+
+
+def test_a_claim_citing_a_lifelong_diagnosis_counts_it_in_its_categories_alone(
+        server: AppServer, client: httpx.Client, claims_client: httpx.Client) -> None:
+    """The lifelong codes are a property of a coding, not a value set: a claim citing a lifelong diagnosis
+    by reference gives evidence of its category, and no `~lifelong` one (the index-table statement did)."""
+    pid = patient(client, born(34))
+    coverage(claims_client, pid, plan="NY-MMC", sopt="211")
+    cid = condition(client, pid, [F20_9], recorded=months_ago(28))
+    claim(claims_client, pid, references=[cid])
+    assert set(finding(client, pid).categories) == {"smi", "csnp-mental-health"}
