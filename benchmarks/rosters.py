@@ -14,6 +14,7 @@ import argparse
 import base64
 import csv
 import io
+import os
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from typing import Callable, Iterator
 
 import httpx
 import orjson
+import psycopg
 
 from benchmarks.servers import Server, StageFailed, expect, postgres_schema, profiled, running
 
@@ -30,6 +32,7 @@ NPI = "http://hl7.org/fhir/sid/us-npi"
 ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
 BENCH_SYSTEM = "urn:planfit:bench:member"
 _PATIENTS_PER_BUNDLE = 2000
+_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _parameters(**values: tuple[str, object]) -> dict:
@@ -45,11 +48,40 @@ def _payer_file(member_ids: list[str]) -> dict:
     return {"contentType": "text/csv", "title": "bench.csv", "data": base64.b64encode(out.getvalue().encode()).decode()}
 
 
-def _timed(figures: dict, name: str, call: Callable[[], httpx.Response], status: int) -> httpx.Response:
+class _Cpu:
+    """CPU seconds (user + system) of the server process and, on PostgreSQL, of the backends serving it
+    (named by the schema's application_name): on a shared machine wall time follows the load, CPU less so."""
+
+    def __init__(self, server: Server, database_url: str | None):
+        self.pid, self.application = server.pid, None
+        if database_url and "application_name=" in database_url:
+            self.application = database_url.split("application_name=", 1)[1].split("&", 1)[0]
+
+    def _backends(self) -> list[int]:
+        if self.application is None:
+            return []
+        with psycopg.connect(_ADMIN_DSN, autocommit=True) as conn:
+            return [pid for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (self.application,))]
+
+    def seconds(self) -> float:
+        ticks = 0
+        for pid in (self.pid, *self._backends()):
+            try:  # fields 14 and 15 of /proc/PID/stat, after the parenthesised command name
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # a backend that ended meanwhile
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(figures: dict, name: str, call: Callable[[], httpx.Response], status: int, cpu: _Cpu) -> httpx.Response:
+    before = cpu.seconds()
     start = time.perf_counter()
     reply = expect(call(), status, name)
     figures[name] = round(time.perf_counter() - start, 3)
-    print(f"{name}: {figures[name]} s", file=sys.stderr, flush=True)  # kept if a later operation fails
+    figures.setdefault("cpu", {})[name] = round(cpu.seconds() - before, 2)
+    print(f"{name}: {figures[name]} s, cpu {figures['cpu'][name]} s", file=sys.stderr, flush=True)
     return reply
 
 
@@ -61,8 +93,11 @@ def _new_list(http: httpx.Client, base: str, name: str) -> str:
     return expect(http.post(f"{base}/Group", json=group), 201, "POST Group").json()["id"]
 
 
-def roster_operations(server: Server, member_ids: list[str], member_system: str) -> dict:
-    """Seconds per operation on a list of len(member_ids) members; the import's own time too."""
+def roster_operations(server: Server, member_ids: list[str], member_system: str,
+                      database_url: str | None = None) -> dict:
+    """Seconds per operation on a list of len(member_ids) members; the import's own time too. `cpu`: the CPU
+    seconds of each, of the server and (given its PostgreSQL `database_url`) the database backends."""
+    cpu = _Cpu(server, database_url)
     base = server.url
     figures: dict = {"members": len(member_ids)}
     with httpx.Client(timeout=600, headers={"Content-Type": "application/fhir+json"}) as http:
@@ -74,32 +109,35 @@ def roster_operations(server: Server, member_ids: list[str], member_system: str)
         file = _payer_file(member_ids)
         gid = _new_list(http, base, "bench roster")
         body = _parameters(file=("valueAttachment", file), memberIdSystem=("valueUri", member_system))
-        _timed(figures, "import", lambda: http.post(f"{base}/Group/{gid}/$roster-import", json=body), 200)
-        _timed(figures, "reimport_same_file", lambda: http.post(f"{base}/Group/{gid}/$roster-import", json=body), 200)
+        _timed(figures, "import", lambda: http.post(f"{base}/Group/{gid}/$roster-import", json=body), 200, cpu)
+        _timed(figures, "reimport_same_file", lambda: http.post(f"{base}/Group/{gid}/$roster-import", json=body),
+               200, cpu)
         member = ("valueIdentifier", {"system": member_system, "value": member_ids[0]})
         provider = ("valueIdentifier", {"system": NPI, "value": "1999999999"})
         _timed(figures, "member_add", lambda: http.post(f"{base}/Group/{gid}/$member-add", json=_parameters(
-            memberId=member, providerNpi=provider, attributionPeriod=("valuePeriod", {"start": "2026-01-01"}))), 200)
+            memberId=member, providerNpi=provider, attributionPeriod=("valuePeriod", {"start": "2026-01-01"}))),
+               200, cpu)
         decision = _parameters(memberId=member, decision=("valueCode", "active"),
                                reviewer=("valueReference", {"reference": "Practitioner/bench-reviewer"}))
-        _timed(figures, "member_decision", lambda: http.post(f"{base}/Group/{gid}/$member-decision", json=decision), 200)
+        _timed(figures, "member_decision", lambda: http.post(f"{base}/Group/{gid}/$member-decision", json=decision),
+               200, cpu)
         second = ("valueIdentifier", {"system": member_system, "value": member_ids[1]})
         _timed(figures, "member_remove", lambda: http.post(f"{base}/Group/{gid}/$member-remove",
-                                                           json=_parameters(memberId=second)), 200)
-        _timed(figures, "roster_page", lambda: http.get(f"{base}/Group/{gid}/$roster-members"), 200)
+                                                           json=_parameters(memberId=second)), 200, cpu)
+        _timed(figures, "roster_page", lambda: http.get(f"{base}/Group/{gid}/$roster-members"), 200, cpu)
         _timed(figures, "roster_page_filtered",
-               lambda: http.get(f"{base}/Group/{gid}/$roster-members", params={"decision": "active"}), 200)
+               lambda: http.get(f"{base}/Group/{gid}/$roster-members", params={"decision": "active"}), 200, cpu)
         _timed(figures, "attribution_status", lambda: http.post(f"{base}/Group/{gid}/$attribution-status",
-                                                                json=_parameters(memberId=member)), 200)
-        read = _timed(figures, "full_read", lambda: http.get(f"{base}/Group/{gid}"), 200)
+                                                                json=_parameters(memberId=member)), 200, cpu)
+        read = _timed(figures, "full_read", lambda: http.get(f"{base}/Group/{gid}"), 200, cpu)
         figures["full_read_members"] = len(orjson.loads(read.content).get("member", []))
-        _timed(figures, "reconcile", lambda: http.get(f"{base}/Group/{gid}/$roster-reconcile"), 200)
-        _timed(figures, "confirm", lambda: http.post(f"{base}/Group/{gid}/$confirm-attribution-list"), 201)
+        _timed(figures, "reconcile", lambda: http.get(f"{base}/Group/{gid}/$roster-reconcile"), 200, cpu)
+        _timed(figures, "confirm", lambda: http.post(f"{base}/Group/{gid}/$confirm-attribution-list"), 201, cpu)
         later = _new_list(http, base, "bench roster, next")
         expect(http.post(f"{base}/Group/{later}/$roster-import", json=body), 200, "import into the second list")
         _timed(figures, "drift", lambda: http.get(f"{base}/Group/{later}/$roster-drift",
-                                                  params={"baseline": f"Group/{gid}"}), 200)
-    operations = [k for k in figures if k not in ("members", "full_read_members", "import")]
+                                                  params={"baseline": f"Group/{gid}"}), 200, cpu)
+    operations = [k for k in figures if k not in ("members", "full_read_members", "import", "cpu")]
     figures["slowest_operation"] = max(operations, key=figures.__getitem__)
     figures["slowest_seconds"] = figures[figures["slowest_operation"]]
     # The file attributes each member to no provider; $member-add adds the first one again, for the reviewer.
@@ -131,7 +169,7 @@ def _database(url: str, tmp: str) -> Iterator[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rosters", description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=100_000)
-    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test",
+    parser.add_argument("--database-url", default=_ADMIN_DSN,
                         help="PostgreSQL (a fresh schema is used), or `sqlite` for a fresh SQLite file")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy flame graphs of the roster operations")
     args = parser.parse_args(argv)
@@ -142,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = _post_patients(server, args.members)
         print(f"posted {len(ids):,} patients in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         with profiled({"clinical": server}, args.profile, "rosters"):
-            figures = roster_operations(server, ids, BENCH_SYSTEM)
+            figures = roster_operations(server, ids, BENCH_SYSTEM, url)
     print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
     return 0
 

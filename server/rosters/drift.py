@@ -50,8 +50,8 @@ _KEY = ("patient_id", "provider_key")
 
 
 def drift(conn: Connection, current: ListVersion, baseline: ListVersion) -> Drift:
-    with materialized(conn, "roster_drift_current", state(current), _KEY) as now, \
-            materialized(conn, "roster_drift_baseline", state(baseline), _KEY) as before:
+    with materialized(conn, "roster_drift_current", state(current, conn.dialect.name), _KEY) as now, \
+            materialized(conn, "roster_drift_baseline", state(baseline, conn.dialect.name), _KEY) as before:
         return Drift(current, baseline, _differences(conn, now, before))
 
 

@@ -4,7 +4,7 @@ that change wrote, and a list's members as they stood at any version (`roster_me
 A change stamps the member rows it touches with its transaction time (`changed_us` / `decided_us`), so
 one INSERT … SELECT copies exactly those rows; members removed from an `open` list leave a row with
 `listed` false before their row is deleted. The state at version v takes, per (patient, provider), the
-latest history row at or before v: the row no later row of its key supersedes, probed through the primary key.
+latest history row at or before v (per dialect: a probe for a later row, or a window).
 One row per (patient_id, provider_key).
 """
 
@@ -53,18 +53,33 @@ def record_removal(conn: Connection, version: int, where: list, stamp: dict) -> 
     _copy(conn, version, where, stamp)
 
 
-def state(at: ListVersion) -> Select:
+def state(at: ListVersion, dialect: str) -> Select:
     """Per (patient, provider) the list's latest history row at or before `at.version` (any, when None),
-    with `present`: listed and not inactive. Latest: no later row of the key within the versions, one probe
-    of the primary key per row (a window over the list's history sorted the rows: SQLite, 100,000 members,
-    0.27 s of CPU per state against 0.12 s)."""
-    later = roster_member_versions.alias("later")
+    with `present`: listed and not inactive. Each dialect gets its faster form (100,000 members): SQLite
+    probes the primary key for a later row of the key (0.12 s of CPU per state; its window sort took 0.27 s);
+    PostgreSQL ranks the rows with a window (220–257 ms per state; its hash anti-join took 279–308 ms)."""
     within = [h.group_id == at.group_id]
+    if at.version is not None:
+        within.append(h.version <= at.version)
+    if dialect == "postgresql":
+        return _ranked_state(within)
+    later = roster_member_versions.alias("later")
     newer = [later.c.group_id == h.group_id, later.c.patient_id == h.patient_id,
              later.c.provider_key == h.provider_key, later.c.version > h.version]
     if at.version is not None:
-        within.append(h.version <= at.version)
         newer.append(later.c.version <= at.version)
-    present = and_(h.listed, not_(h.inactive)).label("present")
-    return select(h.patient_id, h.provider_key, present, *(getattr(h, c) for c in _STATE)) \
+    return select(h.patient_id, h.provider_key, _present(h), *(getattr(h, c) for c in _STATE)) \
         .where(*within, ~exists().where(*newer))
+
+
+def _ranked_state(within: list) -> Select:
+    """The latest row per key within the versions: the first of a window over the key's rows, newest first."""
+    latest = func.row_number().over(partition_by=(h.patient_id, h.provider_key), order_by=h.version.desc())
+    ranked = select(h.patient_id, h.provider_key, h.listed, *(getattr(h, c) for c in _STATE),
+                    latest.label("n")).where(*within).subquery()
+    r = ranked.c
+    return select(r.patient_id, r.provider_key, _present(r), *(getattr(r, c) for c in _STATE)).where(r.n == 1)
+
+
+def _present(row):
+    return and_(row.listed, not_(row.inactive)).label("present")
