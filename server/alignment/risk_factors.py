@@ -66,6 +66,11 @@ class RiskFactors(MappingFile):
     def column(self, factor: RiskFactor) -> str:
         return f"rf_{self.factors.index(factor)}"
 
+    def __hash__(self) -> int:
+        # The statements built from a file are cached by it (`_member_statements`); what they read of it
+        # is the factors (`source`, a list, cannot be hashed). Equal files have equal factors.
+        return hash(self.factors)
+
 
 NONE = RiskFactors(description="", source=[Source(name="none", read=date(2026, 12, 3))], product="", factors=())
 
@@ -167,14 +172,24 @@ def member_risk_factors(conn: Connection, keys: IndexKeys, rf: RiskFactors, wind
     """The member's factors with any claim, read by the engine's own statements for one member."""
     if not rf.factors:
         return []
-    members = Members.listed(conn.dialect.name)
+    figures_statement, claims_statement = _member_statements(keys, rf, window, conn.dialect.name)
     params = {MEMBER_IDS: [patient_id]}
-    figures = conn.execute(select(risk_factor_facts(keys, rf, window, members)), params).mappings().first()
+    figures = conn.execute(figures_statement, params).mappings().first()
     if figures is None:
         return []
-    claims = factor_claims(keys, rf, window, members).subquery("claims")
-    rows = conn.execute(select(claims.c.factor, claims.c.resource_type, claims.c.resource_id)
-                        .order_by(claims.c.lo, claims.c.resource_id), params).all()
+    rows = conn.execute(claims_statement, params).all()
     return [MemberFactor(f, int(figures[rf.column(f)]),
                          tuple(f"{r.resource_type}/{r.resource_id}" for r in rows if r.factor == f.code))
             for f in rf.factors if figures[rf.column(f)]]
+
+
+@functools.lru_cache(maxsize=16)
+def _member_statements(keys: IndexKeys, rf: RiskFactors, window: EvaluationWindow,
+                       dialect: str) -> tuple[Select, Select]:
+    """`member_risk_factors`' two statements, built once per evaluation date: building them takes longer
+    than running them for one member (SQLite, empty database, load ~7: 29 ms a call built anew, 0.6 ms reused)."""
+    members = Members.listed(dialect)
+    claims = factor_claims(keys, rf, window, members).subquery("claims")
+    return (select(risk_factor_facts(keys, rf, window, members)),
+            select(claims.c.factor, claims.c.resource_type, claims.c.resource_id)
+            .order_by(claims.c.lo, claims.c.resource_id))
