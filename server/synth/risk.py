@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import orjson
-from hccinfhir import utils as hcc_data
-from hccinfhir.model_calculate import calculate_raf
 
 from server.risk.model import MODEL_NAMES, load_risk_model
 from server.synth.parts import add_part, part_size
@@ -173,6 +171,11 @@ def _truth(m: dict[str, Any], payment_year: int, scorer: Callable[..., Any]) -> 
 
 
 def _scorer(payment_year: int) -> Callable[..., Any]:
+    # Imported here, as server/risk/model.py does: importing hccinfhir loads its default model files (0.15 s
+    # CPU), which every `planfit` command and server process would otherwise pay for this module.
+    from hccinfhir import utils as hcc_data
+    from hccinfhir.model_calculate import calculate_raf
+
     files = load_risk_model().years[payment_year].files
     dx = hcc_data.load_dx_to_cc_mapping(files.dx_to_cc)
     hierarchies = hcc_data.load_hierarchies(files.hierarchies)
