@@ -35,9 +35,11 @@ def make_engine(url: str, sqlite_lock_wait_seconds: int = 60) -> Engine:
     url = normalise_url(url)
     # hide_parameters: a logged database error never carries the statement's values (PHI).
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": sqlite_lock_wait_seconds},
-                               hide_parameters=True)
-        engine.__class__ = _SqliteEngine
+        made = create_engine(url, connect_args={"check_same_thread": False, "timeout": sqlite_lock_wait_seconds},
+                             hide_parameters=True)
+        # The same pool, dialect and URL (the dialect's first-connect set-up listens on the pool), in the
+        # engine class whose `begin()` writes.
+        engine = _SqliteEngine(made.pool, made.dialect, made.url, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
@@ -54,8 +56,6 @@ class _SqliteEngine(Engine):
     lock first (waiting the busy timeout like any writer), so the snapshot is never stale. Reads
     (`connect()`) stay deferred: in WAL mode they never wait for a writer.
     """
-
-    __slots__ = ()  # the same layout as Engine, so `make_engine` can give an engine this class
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
