@@ -218,6 +218,8 @@ def _all_denied_lines(db: Engine) -> list[DeniedLine]:
 def findings_on(engine: AlignmentEngine, member_days: set[tuple[str, date]]) -> dict[tuple[str, date], tuple]:
     """(patient, day) → (status, enrolled, recommended) of the finding each member had on that day: every
     pair evaluated in one pass, in a transaction that is rolled back (`AlignmentEngine.evaluate_on_days`)."""
+    if not member_days:
+        return {}  # no window to evaluate (the engine needs at least one day)
     f = findings.c
     with engine.db.connect() as conn:
         transaction = begin_writing(conn)

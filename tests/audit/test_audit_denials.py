@@ -11,10 +11,21 @@ import io
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.support.alignment import ICD, born, condition, coverage, days_ago, finding, patient
-from tests.support.servers import unique
+from server.app import create_app
+from server.config import Settings
+from tests.support.alignment import (
+    ICD,
+    born,
+    condition,
+    coverage,
+    days_ago,
+    finding,
+    patient,
+)
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
+from tests.support.servers import DATABASES, fresh_database, unique
 
 OPERATION = "/ExplanationOfBenefit/$denial-root-cause"
 DISCRIMINATOR = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBAdjudicationDiscriminator"
@@ -193,3 +204,14 @@ def test_a_run_reads_each_eob_as_it_now_is(client, claims_server, denials):
     shown = {(row["eob"].split("/")[1], int(row["sequence"])): row["classification"] for row in _lines(client)}
     assert {key: value for key, value in shown.items() if key[0] in (updated, deleted)} == {(updated, 1): "authorization"}
     assert {key: value for key, value in shown.items() if key in denials["expected"]} == denials["expected"]
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_a_run_with_nothing_to_evaluate_answers(kind, tmp_path):
+    """No denied line whose category a product change could explain (here: a new database) leaves no date to
+    evaluate a finding on: the run reports zero, where it once failed with 500 (found by the OpenAPI fuzz)."""
+    with fresh_database(kind, tmp_path) as url, TestClient(create_app(Settings(database_url=url, auth="off"))) as c:
+        r = c.post("/fhir" + OPERATION)
+        assert r.status_code == 200, r.text
+        extensions = {e["url"].rsplit("/", 1)[1]: e["valueMoney"]["value"] for e in r.json()["extension"]}
+        assert extensions == {"denied-amount": 0.0, "amount-at-stake": 0.0}
