@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import secrets
@@ -33,7 +32,7 @@ from pathlib import Path
 import httpx
 
 from server import synth
-from server.auth.commands import load_private_key
+from server.auth.commands import load_private_key, write_key_pair
 from server.auth.models import ALL_PATIENTS, User
 from server.auth.passwords import hash_password
 from server.auth.store import AuthStore
@@ -82,12 +81,9 @@ class Figures:
 
 def _keys_and_clients(work: Path) -> Path:
     """Key pairs (`planfit keygen`) and the clients file registering them."""
-    from server.cli import main as planfit  # late: server.cli imports this module
-
     entries = []
     for client_id, (kind, source, _folder) in CLIENTS.items():
-        with contextlib.redirect_stdout(io.StringIO()):
-            planfit(["keygen", "--out", str(work / client_id)])
+        write_key_pair(work / client_id, "ES384")  # as `planfit keygen` writes them
         entries.append({"id": client_id, "jwks_file": f"{client_id}.jwks.json", "scope": SCOPE,
                         "source_kind": kind, "source_uri": source})
     path = work / "clients.json"
