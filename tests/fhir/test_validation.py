@@ -505,7 +505,7 @@ def test_bindings_file_is_consistent():
 
 
 def _load_generator():
-    spec = importlib.util.spec_from_file_location("build_bindings", DATA_FILE.parent / "build_bindings.py")
+    spec = importlib.util.spec_from_file_location("build_bindings", ROOT / "tools" / "build_bindings.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
