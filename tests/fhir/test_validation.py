@@ -1,4 +1,8 @@
-"""server.fhir.validation: the write-path validator. No database, no server."""
+"""server.fhir.validation: the write-path validator. No database, no server.
+
+Over 450 lines on purpose: the validator's two passes (`validation.py`, `validation_walk.py`) answer as one, so
+their cases (50 short tests, accepted and refused resources side by side) stay in one table.
+"""
 
 from __future__ import annotations
 
