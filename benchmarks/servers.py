@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from server.ops import process as serve_process
+from server.ops.process import free_port
 from server.store.db import normalise_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,14 +79,8 @@ def analyze(dsn: str, schema: str) -> None:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str, workers: int) -> Server:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PLANFIT_DATABASE_URL": database_url,
@@ -101,24 +95,8 @@ def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str, 
         "PLANFIT_REQUEST_TIMEOUT_SECONDS": "0",
     }
     log = export_dir.parent / f"server-{kind}.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port),
-                                 "--workers", str(workers)], cwd=ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = serve_process.start(env, log, "--port", str(port), "--workers", str(workers), cwd=ROOT)
     return Server(kind, proc, f"http://127.0.0.1:{port}/fhir", log)
-
-
-def _wait_ready(server: Server) -> None:
-    for _ in range(600):
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"the {server.kind} server exited with status {server.proc.returncode}")
-        try:
-            if httpx.get(server.url + "/metadata", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the {server.kind} server did not start")
 
 
 @contextmanager
@@ -129,7 +107,8 @@ def running(database_url: str, export_dir: Path, alignment_mode: str, workers: i
     try:
         for kind in KINDS:
             servers[kind] = _start(kind, database_url, export_dir, alignment_mode, workers)
-            _wait_ready(servers[kind])
+            serve_process.wait_ready(servers[kind].proc, servers[kind].url.removesuffix("/fhir"),
+                                     servers[kind].log, timeout=180)
         yield servers
     except Exception:
         # A failed stage's cause is in the servers' logs, which go with the benchmark's temporary directory.
@@ -139,13 +118,7 @@ def running(database_url: str, export_dir: Path, alignment_mode: str, workers: i
         raise
     finally:
         for server in servers.values():
-            server.proc.terminate()
-        for server in servers.values():
-            try:
-                server.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait()
+            serve_process.stop(server.proc)
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -12,8 +12,6 @@ figures are read back through the FHIR API only, as any client would (`read_figu
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import secrets
@@ -22,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from server import synth
-from server.auth.commands import load_private_key
+from server.auth.commands import load_private_key, write_key_pair
 from server.auth.models import ALL_PATIENTS, User
 from server.auth.passwords import hash_password
 from server.auth.store import AuthStore
@@ -41,6 +38,7 @@ from server.bulk.client import BulkClient
 from server.bulk.commands import backend_token
 from server.loader.inputs import units
 from server.loader.run import Loader
+from server.ops import process as serve_process
 from server.store.db import make_engine
 
 CLIENTS = {  # client id → (evidence kind, meta.source, population folder)
@@ -82,12 +80,9 @@ class Figures:
 
 def _keys_and_clients(work: Path) -> Path:
     """Key pairs (`planfit keygen`) and the clients file registering them."""
-    from server.cli import main as planfit  # late: server.cli imports this module
-
     entries = []
     for client_id, (kind, source, _folder) in CLIENTS.items():
-        with contextlib.redirect_stdout(io.StringIO()):
-            planfit(["keygen", "--out", str(work / client_id)])
+        write_key_pair(work / client_id, "ES384")  # as `planfit keygen` writes them
         entries.append({"id": client_id, "jwks_file": f"{client_id}.jwks.json", "scope": SCOPE,
                         "source_kind": kind, "source_uri": source})
     path = work / "clients.json"
@@ -102,10 +97,9 @@ def _start_server(work: Path, args: argparse.Namespace, clients_file: Path) -> s
            "PLANFIT_EVALUATION_DATE": AS_OF.isoformat(),  # the date the population's truth assumes
            "PLANFIT_EXPORT_DIR": str(work / "exports"),
            "PLANFIT_AUTH": "on"}
-    command = [sys.executable, "-m", "server.cli", "serve", "--host", args.host, "--port", str(args.port)]
-    with (work / "server.log").open("ab") as log:
-        # Its own session: Ctrl-C reaches the demo only, which then stops the server in order.
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # Its own session: Ctrl-C reaches the demo only, which then stops the server in order.
+    return serve_process.start(env, work / "server.log", "--host", args.host, "--port", str(args.port),
+                               own_session=True)
 
 
 def _register_analyst(work: Path) -> str:
@@ -117,18 +111,6 @@ def _register_analyst(work: Path) -> str:
     finally:
         db.dispose()
     return password
-
-
-def _wait_ready(root: str, server: subprocess.Popen, work: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("the server stopped:\n" + (work / "server.log").read_text(errors="replace")[-3000:])
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{root}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"the server was not ready within {timeout:.0f}s (log: {work / 'server.log'})")
 
 
 def _client(http: httpx.Client, root: str, work: Path, client_id: str) -> BulkClient:
@@ -275,13 +257,7 @@ def _stop(server: subprocess.Popen) -> None:
     # A second Ctrl-C or SIGTERM must not cut the clean-up short: the child and the PHI-shaped data.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if server.poll() is None:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    serve_process.stop(server, timeout=20, signum=signal.SIGINT)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -301,7 +277,7 @@ def _demo(args: argparse.Namespace) -> int:
         server = _start_server(work, args, _keys_and_clients(work))
         try:
             print(f"starting PlanFit at {root} (data in {work}) ...", flush=True)
-            _wait_ready(root, server, work)
+            serve_process.wait_ready(server, root, work / "server.log", timeout=120)
             password = _register_analyst(work)
             population = work / "population"
             print(f"generating {args.members} synthetic members ...", flush=True)

@@ -221,18 +221,25 @@ def _alg_of(key: Key) -> str:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    if args.alg == "RS384":
+    pem_path, jwks_path, kid = write_key_pair(args.out, args.alg)
+    print(f"wrote {pem_path} (private: keep it secret) and {jwks_path} (register it); kid {kid}")
+    return 0
+
+
+def write_key_pair(out: Path, alg: str) -> tuple[Path, Path, str]:
+    """A new client key pair as `OUT.pem` (private, mode 0600) and `OUT.jwks.json` (to register); the kid
+    is the key's RFC 7638 thumbprint."""
+    if alg == "RS384":
         key: Key = RSAKey.generate_key(3072, private=True)
     else:
         key = ECKey.generate_key("P-384", private=True)
     kid = key.thumbprint()
-    public = {**key.as_dict(private=False), "kid": kid, "alg": args.alg, "use": "sig"}
-    pem_path, jwks_path = Path(f"{args.out}.pem"), Path(f"{args.out}.jwks.json")
+    public = {**key.as_dict(private=False), "kid": kid, "alg": alg, "use": "sig"}
+    pem_path, jwks_path = Path(f"{out}.pem"), Path(f"{out}.jwks.json")
     pem_path.touch(mode=0o600, exist_ok=False)
     pem_path.write_bytes(key.as_pem(private=True))
     jwks_path.write_text(json.dumps({"keys": [public]}, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {pem_path} (private: keep it secret) and {jwks_path} (register it); kid {kid}")
-    return 0
+    return pem_path, jwks_path, kid
 
 
 def client_assertion(key: Key, kid: str, client_id: str, token_url: str) -> str:
@@ -262,16 +269,24 @@ def smart_configuration(http: httpx.Client, url: str) -> dict:
     raise ValueError(f"no SMART configuration at {url}/.well-known/smart-configuration or {url}/fhir/…")
 
 
+def request_backend_token(http: httpx.Client, url: str, client_id: str, key: Key, kid: str,
+                          scope: str) -> httpx.Response:
+    """SMART Backend Services: a signed assertion posted to the token endpoint the server's SMART
+    configuration names. The token endpoint's answer, for the caller to judge (`planfit token`, `export`,
+    `load`, `demo`)."""
+    token_url = smart_configuration(http, url)["token_endpoint"]
+    form = {"grant_type": "client_credentials", "scope": scope, "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": client_assertion(key, kid, client_id, token_url)}
+    return http.post(token_url, data=form)
+
+
 def _token(args: argparse.Namespace) -> int:
     try:
         key = load_private_key(args.key.read_bytes())
         kid = args.kid or key.thumbprint()
         root = _server_root(args.url)
         with httpx.Client(timeout=30) as http:
-            token_url = smart_configuration(http, root)["token_endpoint"]
-            form = {"grant_type": "client_credentials", "scope": args.scope, "client_assertion_type": ASSERTION_TYPE,
-                    "client_assertion": client_assertion(key, kid, args.client_id, token_url)}
-            response = http.post(token_url, data=form)
+            response = request_backend_token(http, root, args.client_id, key, kid, args.scope)
     except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
         return _fail(f"token request failed: {exc}")
     if response.status_code != 200:

@@ -231,15 +231,19 @@ async def authorize(request: Request) -> Response:
     return response
 
 
-async def _pending(request: Request, form: dict[str, str]) -> tuple[str, Pending] | Response:
-    """The pending request named by the form, if this browser started it; else an error page."""
+async def _pending(request: Request) -> tuple[dict[str, str], str, Pending] | Response:
+    """The posted form and the pending request it names, if this browser started it; else an error page."""
+    try:
+        form = await _form(request)
+    except OAuthError as err:
+        return error_page(request, err.error, err.description)
     secret = form.get("request", "")
     if not secret or request.cookies.get(COOKIE) != secret:
         return error_page(request, "invalid_request", "This sign-in page has expired or was opened in another browser.")
     pending = await run_in_threadpool(Authorization(runtime_of(request)).load, secret)
     if pending is None:
         return error_page(request, "invalid_request", "This sign-in page has expired. Start again from the application.")
-    return secret, pending
+    return form, secret, pending
 
 
 def _next_page(request: Request, secret: str, pending: Pending, error: str | None = None) -> Response:
@@ -268,14 +272,10 @@ def _display_name(stored) -> str:
 
 @router.post("/login", summary="App Launch: sign in", include_in_schema=False)
 async def login(request: Request) -> Response:
-    try:
-        form = await _form(request)
-    except OAuthError as err:
-        return error_page(request, err.error, err.description)
-    found = await _pending(request, form)
+    found = await _pending(request)
     if isinstance(found, Response):
         return found
-    secret, pending = found
+    form, secret, pending = found
     runtime = runtime_of(request)
     settings = runtime.settings
     username = form.get("username", "")
@@ -310,14 +310,10 @@ async def login(request: Request) -> Response:
 
 @router.post("/patient", summary="App Launch: choose the patient", include_in_schema=False)
 async def choose_patient(request: Request) -> Response:
-    try:
-        form = await _form(request)
-    except OAuthError as err:
-        return error_page(request, err.error, err.description)
-    found = await _pending(request, form)
+    found = await _pending(request)
     if isinstance(found, Response):
         return found
-    secret, pending = found
+    form, secret, pending = found
     runtime = runtime_of(request)
     user = await run_in_threadpool(runtime.store.get_user, pending.username or "")
     if user is None or not pending.need_patient:
@@ -330,14 +326,10 @@ async def choose_patient(request: Request) -> Response:
 
 @router.post("/consent", summary="App Launch: allow or deny", include_in_schema=False)
 async def consent(request: Request) -> Response:
-    try:
-        form = await _form(request)
-    except OAuthError as err:
-        return error_page(request, err.error, err.description)
-    found = await _pending(request, form)
+    found = await _pending(request)
     if isinstance(found, Response):
         return found
-    secret, pending = found
+    form, secret, pending = found
     if pending.username is None or (pending.need_patient and pending.patient is None):
         return error_page(request, "invalid_request", "Sign in first.")
     try:

@@ -9,8 +9,7 @@ from pathlib import Path
 import httpx
 from joserfc.jwk import Key
 
-from server.auth.commands import client_assertion, load_private_key
-from server.auth.oauth import ASSERTION_TYPE
+from server.auth.commands import load_private_key, request_backend_token
 from server.bulk.client import BulkClient, ExportFailed, ExportRequest, Token, run
 from server.config import Settings
 
@@ -52,17 +51,8 @@ def token_source(args: argparse.Namespace, http: httpx.Client, root: str) -> Tok
 
 
 def backend_token(http: httpx.Client, root: str, client_id: str, key: Key, kid: str, scope: str) -> str:
-    """SMART Backend Services: a signed assertion exchanged at the server's token endpoint."""
-    config = http.get(f"{root}/fhir/.well-known/smart-configuration")
-    config.raise_for_status()
-    token_url = config.json()["token_endpoint"]
-    form = {
-        "grant_type": "client_credentials",
-        "scope": scope,
-        "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": client_assertion(key, kid, client_id, token_url),
-    }
-    response = http.post(token_url, data=form)
+    """A fresh SMART Backend Services access token."""
+    response = request_backend_token(http, root, client_id, key, kid, scope)
     if response.status_code != 200:
         raise ExportFailed(f"token request refused: {response.text}")
     return response.json()["access_token"]

@@ -1,7 +1,7 @@
 """The R4 search parameters PlanFit indexes, and extraction of index rows from a resource.
 
 Definitions come from the official R4 SearchParameter bundle, simplified to dotted JSON paths by
-`data/build_definitions.py`, plus PlanFit's own parameters (`data/planfit_search_parameters.json`)
+`tools/build_definitions.py`, plus PlanFit's own parameters (`data/planfit_search_parameters.json`)
 for what R4 does not expose but clients and the alignment engine need (e.g. `Coverage.period`).
 Extraction runs in the request (pure Python over the parsed JSON); the store writes the rows in the
 same database transaction as the resource.

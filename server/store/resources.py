@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, ScalarSelect, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, ScalarSelect, Select, bindparam, delete, func, select, tuple_, update
 
 from server.store.db import begin_writing
 from server.store.schema import (
@@ -116,13 +116,8 @@ class Store:
     ) -> list[StoredVersion]:
         """Versions newest first; `before_txid` (exclusive) pages backwards through the log."""
         h = resource_history.c
-        stmt = select(h.rtype, h.rid, h.version, h.txid, h.lu, h.deleted, h.content, h.method)
-        if rtype is not None:
-            stmt = stmt.where(h.rtype == rtype)
-        if rid is not None:
-            stmt = stmt.where(h.rid == rid)
-        if since_us is not None:
-            stmt = stmt.where(h.lu >= since_us)
+        stmt = _history_of(select(h.rtype, h.rid, h.version, h.txid, h.lu, h.deleted, h.content, h.method),
+                           rtype, rid, since_us)
         if before_txid is not None:
             stmt = stmt.where(h.txid < before_txid)
         stmt = stmt.order_by(h.txid.desc(), h.rtype, h.rid, h.version.desc()).limit(limit)
@@ -130,14 +125,7 @@ class Store:
             return [StoredVersion(**row._mapping) for row in conn.execute(stmt)]
 
     def history_count(self, rtype: str | None, rid: str | None, since_us: int | None) -> int:
-        h = resource_history.c
-        stmt = select(func.count()).select_from(resource_history)
-        if rtype is not None:
-            stmt = stmt.where(h.rtype == rtype)
-        if rid is not None:
-            stmt = stmt.where(h.rid == rid)
-        if since_us is not None:
-            stmt = stmt.where(h.lu >= since_us)
+        stmt = _history_of(select(func.count()).select_from(resource_history), rtype, rid, since_us)
         with self.engine.connect() as conn:
             return conn.execute(stmt).scalar_one()
 
@@ -254,6 +242,18 @@ class WriteTransaction:
 
     def _bulk_insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
         bulk_insert(self.conn, table, columns, rows)
+
+
+def _history_of(stmt: Select, rtype: str | None, rid: str | None, since_us: int | None) -> Select:
+    """`stmt` over the versions of a type, of one resource, and/or since an instant (history's filters)."""
+    h = resource_history.c
+    if rtype is not None:
+        stmt = stmt.where(h.rtype == rtype)
+    if rid is not None:
+        stmt = stmt.where(h.rid == rid)
+    if since_us is not None:
+        stmt = stmt.where(h.lu >= since_us)
+    return stmt
 
 
 def next_txid(conn: Connection) -> int:

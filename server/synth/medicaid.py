@@ -52,22 +52,21 @@ def harp_candidate_clinical_sud(m: Member) -> Expect:
 
 
 def harp_candidate_claims(m: Member) -> Expect:
-    m.set_age(21, 64)
-    m.cover("ny-mmc")
-    cat = m.rng.choice(("smi", "sud"))
-    m.claims(m.claim_dx(cat), "claim-coded")
-    if m.rng.random() < 0.6:
-        m.clinical(m.bh_dx(cat))
-    m.noise()
-    return Expect("misaligned", "ny-mmc", "ny-harp", by_priority("ny-harp", "ny-mmc"))
+    return _harp_candidate_by_claim(m, "claim-coded", clinical_share=0.6)
 
 
 def harp_candidate_claim_reference(m: Member) -> Expect:
+    return _harp_candidate_by_claim(m, "claim-ref", clinical_share=0.5)
+
+
+def _harp_candidate_by_claim(m: Member, form: str, clinical_share: float) -> Expect:
+    """An adult MMC member whose SMI or SUD diagnosis is on a claim (coded on it, or by reference); some also
+    have it in the EMR."""
     m.set_age(21, 64)
     m.cover("ny-mmc")
     cat = m.rng.choice(("smi", "sud"))
-    m.claims(m.claim_dx(cat), "claim-ref")
-    if m.rng.random() < 0.5:
+    m.claims(m.claim_dx(cat), form)
+    if m.rng.random() < clinical_share:
         m.clinical(m.bh_dx(cat))
     m.noise()
     return Expect("misaligned", "ny-mmc", "ny-harp", by_priority("ny-harp", "ny-mmc"))

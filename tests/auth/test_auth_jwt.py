@@ -3,6 +3,9 @@
 Client assertions are built the way a Backend Services client would (joserfc, RS384 / ES384);
 hostile tokens (alg none, HS256 keyed with the public key) are built by hand, because a JOSE
 library rightly refuses to produce them.
+
+Over 450 lines on purpose: one case per way a token can be wrong (59 short tests of `server/auth/jwt.py`),
+in the order the verifier checks them; split, the list of what is refused would no longer be read in one place.
 """
 
 from __future__ import annotations

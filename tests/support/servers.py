@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,6 +31,9 @@ import psycopg
 import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey, Key, RSAKey
+
+from server.ops import process as serve_process
+from server.ops.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
@@ -154,47 +155,20 @@ class RunningServer:
         return httpx.Client(base_url=self.fhir, timeout=60, headers=FHIR_JSON, auth=auth, **options)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(database_url: str, log_path: Path, extra_env: dict[str, str] | None = None,
                  cwd: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    """A `planfit serve` process on the database (`server/ops/process.py`), ready; its root URL."""
     port = free_port()
     env = {**os.environ, "PLANFIT_DATABASE_URL": database_url, "PLANFIT_PORT": str(port), **(extra_env or {})}
-    log = open(log_path, "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-        cwd=cwd,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = serve_process.start(env, log_path, "--port", str(port), cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     # A start takes seconds alone; the margin is for a machine busy with other work.
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(url + "/fhir/metadata", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server did not start:\n{log_path.read_text(errors='replace')}")
+    serve_process.wait_ready(process, url, log_path, timeout=180)
+    return process, url
 
 
 def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    serve_process.stop(process, timeout=15)
 
 
 def postgres_schema_url() -> tuple[str, str]:

@@ -1,4 +1,9 @@
-"""`planfit synth`: determinism, FHIR validity, bundle integrity, and agreement of data with ground truth."""
+"""`planfit synth`: determinism, FHIR validity, bundle integrity, and agreement of data with ground truth.
+
+Over 450 lines on purpose: more than half is a second, independent reading of the rules over the raw bundles
+(`_read_population` … `_takes`), written apart from `server/alignment` so that the ground truth `planfit synth`
+writes is checked against something other than the code that produced it.
+"""
 
 from __future__ import annotations
 

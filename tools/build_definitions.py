@@ -15,7 +15,7 @@ It reads the official FHIR 4.0.1 definitions shipped there:
   * profiles-types.json               datatype StructureDefinitions
   * compartmentdefinition-patient.json
 
-and writes, next to this script (or into ``outdir``):
+and writes, into ``server/fhir/data/`` (or ``outdir``):
   * search_parameters.json   {Type: {code: {"type", "paths", ["targets"]}}}
   * compartment_patient.json {Type: [param, ...]}
 
@@ -40,6 +40,8 @@ import re
 import sys
 
 FHIR_VERSION = "4.0.1"
+# Where the server reads the definitions: this script lives in tools/, outside the shipped package.
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "server", "fhir", "data")
 KEPT_TYPES = ("token", "string", "date", "reference", "uri")
 # Resource-level params handled natively by the server.
 NATIVE_PARAMS = {"_id", "_lastUpdated"}
@@ -429,7 +431,7 @@ def main(argv):
     if len(argv) < 2:
         print(__doc__)
         return 2
-    outdir = argv[2] if len(argv) > 2 else os.path.dirname(os.path.abspath(__file__))
+    outdir = argv[2] if len(argv) > 2 else DATA_DIR
     result, compartment, skipped, notes, excluded_kind, comp_problems = build(argv[1])
 
     with open(os.path.join(outdir, "search_parameters.json"), "w", encoding="utf-8") as f:
