@@ -132,7 +132,9 @@ def _patient(resolve: Resolver, row, with_system: bool):
                                               *_reachable(resolve, rtype, t.rid))
         # Correlated with the file row however deep it is nested: within the beneficiary's sub-select,
         # auto-correlation left the row's table in its FROM, and the Coverage was looked up for all rows at once.
-        return found.having(func.count(func.distinct(t.rid)) == 1).correlate_except(idx_token).scalar_subquery()
+        # One resource: its least and greatest id agree (no rows: both NULL, no match). count(DISTINCT) sorted
+        # each member's index rows to count them.
+        return found.having(func.min(t.rid) == func.max(t.rid)).correlate_except(idx_token).scalar_subquery()
 
     beneficiary = select(x.target_id).where(
         x.rtype == "Coverage", x.rid == only("Coverage", row.h_coverage),
