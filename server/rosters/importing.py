@@ -15,6 +15,7 @@ No statement runs per member. The loaded rows are analysed before they are joine
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from sqlalchemy import (BigInteger, Column, Connection, MetaData, Select, Table, and_, case, exists, func, insert,
                         literal, not_, null, select, update)
@@ -28,7 +29,7 @@ from server.store.resources import bulk_insert
 from server.store.roster_schema import roster_file_rows, roster_members
 from server.store.schema import idx_reference, idx_token, resources
 from server.store.search import clause_sql
-from server.store.statistics import analyze_written
+from server.store.statistics import analyze_written, plan_locally
 from server.store.temporary import materialized
 
 m, f = roster_members.c, roster_file_rows.c
@@ -36,7 +37,7 @@ r, t, x = resources.c, idx_token.c, idx_reference.c
 # A file's rows as stated (`patient_id`: the patient a row names by reference), before their patients are
 # resolved; private to the connection.
 _STAGE = Table("roster_import_file", MetaData(),
-               *(Column(c.name, c.type) for c in roster_file_rows.c if c.name not in ("group_id", "sha256")),
+               *(Column(c.name, c.type) for c in roster_file_rows.c if c.name != "import_id"),
                prefixes=["TEMPORARY"])
 # Quoted: AUTHORIZATION is a reserved word of PostgreSQL.
 _STAGE_COLUMNS = tuple('"authorization"' if c.name == "authorization" else c.name for c in _STAGE.c)
@@ -50,11 +51,16 @@ class Imported:
     unknown: int
 
 
-def import_rows(conn: Connection, resolve: Resolver, group_id: str, payer: PayerFile,
+def import_rows(conn: Connection, resolve: Resolver, group_id: str, import_id: int, payer: PayerFile,
                 member_system: str | None, stamp: dict) -> Imported:
-    """`stamp`: who imports the file and when (the rows' changed_by / changed_us)."""
-    _load_file_rows(conn, resolve, group_id, payer, member_system)
-    in_file = and_(f.group_id == group_id, f.sha256 == payer.sha256)
+    """`import_id`: the file's `roster_imports` row; `stamp`: who imports the file and when (the rows'
+    changed_by / changed_us)."""
+    # Planned on the estimates of a temporary table without statistics, the resolving INSERT crossed the JIT
+    # threshold and spent 0.25 s of its 0.92 s compiling (100,000 rows); the window that keeps each member's
+    # first row spilled 10 MB to disk at the default work_mem.
+    plan_locally(conn, jit="off", work_mem="64MB")
+    _load_file_rows(conn, resolve, import_id, payer, member_system)
+    in_file = f.import_id == import_id
     if conn.execute(select(exists().where(m.group_id == group_id))).scalar():
         added, updated = _merge_members(conn, resolve, group_id, in_file, member_system, stamp)
     else:  # a list without members yet: every member of the file is new
@@ -65,32 +71,34 @@ def import_rows(conn: Connection, resolve: Resolver, group_id: str, payer: Payer
     # new members. Without this they planned on the statistics of before the import.
     analyze_written(conn, roster_file_rows.name)
     analyze_written(conn, roster_members.name)
-    return Imported(len(payer.rows), added, updated, unknown)
+    return Imported(payer.row_count, added, updated, unknown)
 
 
-def _load_file_rows(conn: Connection, resolve: Resolver, group_id: str, payer: PayerFile,
+def _load_file_rows(conn: Connection, resolve: Resolver, import_id: int, payer: PayerFile,
                     member_system: str | None) -> None:
     """The file's rows as stated, loaded through the driver into a temporary table (COPY on PostgreSQL),
     then written to `roster_file_rows` by one INSERT … SELECT that resolves each row's patient on the way:
     loaded first and resolved by an UPDATE, every row was written twice (100,000 rows, SQLite: 0.5 s of CPU
     for the UPDATE)."""
+    columns = payer.columns
     providers = _providers(resolve, payer)
-    patient_hash = h64_of("Patient", "identifier", *([member_system] if member_system else []))
-    coverage_hash = h64_of("Coverage", "identifier", *([member_system] if member_system else []))
+    # A member named by reference (an ATR Group) has its patient, and no member id to look up.
+    ids = columns.participant_id
+    if any(columns.patient_ref):
+        ids = [None if ref else i for i, ref in zip(ids, columns.patient_ref)]
+    patients = [ref.split("/", 1)[1] if ref else None for ref in columns.patient_ref]
     _STAGE.drop(conn, checkfirst=True)  # left by an earlier failure on this pooled connection
     _STAGE.create(conn)
-    bulk_insert(conn, _STAGE.name, _STAGE_COLUMNS, (
-        (row.row_no, row.participant_id, row.patient_ref.split("/", 1)[1] if row.patient_ref else None,
-         row.attribution_date, row.category, row.authorization, row.exclusion,
-         None if row.patient_ref else patient_hash(row.participant_id),
-         None if row.patient_ref else coverage_hash(row.participant_id),
-         providers.get(row.row_no), row.provider_npi) for row in payer.rows))
+    bulk_insert(conn, _STAGE.name, _STAGE_COLUMNS, zip(
+        columns.row_no, columns.participant_id, patients, columns.attribution_date, columns.category,
+        columns.authorization, columns.exclusion, _hashes("Patient", member_system, ids),
+        _hashes("Coverage", member_system, ids), providers, columns.provider_npi))
     s = _STAGE.c
     stated = [s.participant_id, s.attribution_date, s.category, s.authorization, s.exclusion, s.h_patient,
               s.h_coverage, s.provider_ref, s.provider_npi]
-    rows = select(literal(group_id), literal(payer.sha256), s.row_no, _patient(resolve, s, member_system is not None),
+    rows = select(literal(import_id), s.row_no, _patient(resolve, s, member_system is not None),
                   *stated)
-    conn.execute(insert(roster_file_rows).from_select(["group_id", "sha256", "row_no", "patient_id",
+    conn.execute(insert(roster_file_rows).from_select(["import_id", "row_no", "patient_id",
                                                        *(c.name for c in stated)], rows))
     _STAGE.drop(conn)
 
@@ -124,7 +132,9 @@ def _patient(resolve: Resolver, row, with_system: bool):
                                               *_reachable(resolve, rtype, t.rid))
         # Correlated with the file row however deep it is nested: within the beneficiary's sub-select,
         # auto-correlation left the row's table in its FROM, and the Coverage was looked up for all rows at once.
-        return found.having(func.count(func.distinct(t.rid)) == 1).correlate_except(idx_token).scalar_subquery()
+        # One resource: its least and greatest id agree (no rows: both NULL, no match). count(DISTINCT) sorted
+        # each member's index rows to count them.
+        return found.having(func.min(t.rid) == func.max(t.rid)).correlate_except(idx_token).scalar_subquery()
 
     beneficiary = select(x.target_id).where(
         x.rtype == "Coverage", x.rid == only("Coverage", row.h_coverage),
@@ -195,18 +205,22 @@ def _latest_coverage(resolve: Resolver, row):
             .order_by(r.lu.desc(), x.rid).limit(1).scalar_subquery())
 
 
-def _providers(resolve: Resolver, payer: PayerFile) -> dict[int, str]:
-    """row number → attributed provider reference; an NPI or reference that names no provider refuses the file."""
-    by_npi = resolve.providers_by_npi(sorted({r.provider_npi for r in payer.rows if r.provider_npi}))
-    by_reference = {ref: resolve.provider(ref) for ref in {r.provider_ref for r in payer.rows if r.provider_ref}}
-    out = {}
-    for row in payer.rows:
-        if row.provider_npi is not None:
-            if row.provider_npi not in by_npi:
-                raise FhirError.of(422, "not-found", f"Attribution file refused, nothing imported: row {row.row_no}, "
-                                                     "field provider_npi: the NPI names no provider known to the server",
-                                   f"row[{row.row_no}].provider_npi")
-            out[row.row_no] = by_npi[row.provider_npi]
-        elif row.provider_ref is not None:
-            out[row.row_no] = by_reference[row.provider_ref]
-    return out
+def _hashes(rtype: str, member_system: str | None, ids: Sequence[str | None]) -> list[int | None]:
+    """The token-index hashes of the member ids as `rtype` identifiers (None for a row without one)."""
+    hashed = h64_of(rtype, "identifier", *([member_system] if member_system else []))
+    return [None if i is None else hashed(i) for i in ids]
+
+
+def _providers(resolve: Resolver, payer: PayerFile) -> Sequence[str | None]:
+    """Each row's attributed provider reference; an NPI or reference that names no provider refuses the file."""
+    npis, references = payer.columns.provider_npi, payer.columns.provider_ref
+    if not any(npis) and not any(references):
+        return npis  # all None
+    by_npi = resolve.providers_by_npi(sorted({n for n in npis if n}))
+    by_reference = {ref: resolve.provider(ref) for ref in {r for r in references if r}}
+    for row_no, npi in zip(payer.columns.row_no, npis):
+        if npi is not None and npi not in by_npi:
+            raise FhirError.of(422, "not-found", f"Attribution file refused, nothing imported: row {row_no}, "
+                                                 "field provider_npi: the NPI names no provider known to the server",
+                               f"row[{row_no}].provider_npi")
+    return [by_npi[npi] if npi is not None else by_reference.get(ref) for npi, ref in zip(npis, references)]

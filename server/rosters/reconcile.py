@@ -118,12 +118,14 @@ class Categories:
 def reconcile(conn: Connection, group_id: str, rules: PilotRules, categories: Categories) -> Reconciliation:
     """The file's rows in one pass for every kind they can show, and one anti-join for the members the file
     does not list, united and ordered in the database: only the mismatches come back, already in report order."""
-    sha = conn.execute(select(roster_imports.c.sha256).where(roster_imports.c.group_id == group_id)
-                       .order_by(roster_imports.c.imported_us.desc()).limit(1)).scalar()
-    if sha is None:
+    latest_file = conn.execute(select(roster_imports.c.id, roster_imports.c.sha256)
+                               .where(roster_imports.c.group_id == group_id)
+                               .order_by(roster_imports.c.imported_us.desc(), roster_imports.c.id.desc()).limit(1)).first()
+    if latest_file is None:
         raise FhirError.of(422, "not-found", f"Group/{group_id} has no imported payer file to reconcile with")
     _plan_settings(conn)
-    in_file = and_(f.group_id == group_id, f.sha256 == sha)
+    import_id, sha = latest_file
+    in_file = f.import_id == import_id
     # Current members the file does not list (one anti-join), named by their member id where they have one.
     listed = exists().where(in_file, f.patient_id == mm.patient_id)
     unlisted = (_mismatch("not-in-payer-file", None, func.min(mm.member_value), mm.patient_id, None,

@@ -270,11 +270,11 @@ class Rosters:
         def act(step: Step) -> Change:
             if step.conn.execute(imported).first():  # imported by a concurrent request meanwhile
                 return Change(unchanged, changed=False)
-            done = import_rows(step.conn, step.resolve, group_id, payer, member_system, step.stamp)
-            step.conn.execute(insert(roster_imports).values(RosterImport(
+            import_id = step.conn.execute(insert(roster_imports).values(RosterImport(
                 group_id=group_id, sha256=payer.sha256, filename=attachment.get("title"), file_format=payer.file_format,
-                row_count=done.rows, approved_by=approver, imported_by=step.who,
-                imported_us=step.now_us).model_dump()))
+                row_count=payer.row_count, approved_by=approver, imported_by=step.who,
+                imported_us=step.now_us).model_dump(exclude={"id"})).returning(roster_imports.c.id)).scalar_one()
+            done = import_rows(step.conn, step.resolve, group_id, import_id, payer, member_system, step.stamp)
             note = Note({"text": f"payer attribution file imported ({payer.file_format})"}, approver,
                         {"display": f"{attachment.get('title') or 'attribution file'} (SHA-256 {payer.sha256})"})
             return Change(f"Imported {done.rows} rows: {done.added} members added, {done.updated} updated, "

@@ -14,7 +14,7 @@ the reconciliation compares with the server's own data.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from server.store.schema import ID_LEN, metadata
@@ -57,7 +57,6 @@ roster_members = Table(
     Column("stated_category", String(CODE_LEN), nullable=True),
     Column("stated_exclusion", String(CODE_LEN), nullable=True),
     Index("ix_roster_members_patient", "group_id", "patient_id"),
-    Index("ix_roster_members_member", "group_id", "member_value"),
     Index("ix_roster_members_decision", "group_id", "decision", "reason_code"),
 )
 
@@ -65,10 +64,13 @@ class RosterImport(SQLModel, table=True):
     """One payer file imported into a roster (the model builds the row; queries use `roster_imports`)."""
 
     __tablename__ = "roster_imports"
+    __table_args__ = (UniqueConstraint("group_id", "sha256", name="uq_roster_imports_file"),)
     metadata = metadata
 
-    group_id: str = Field(sa_type=String(ID_LEN), primary_key=True)
-    sha256: str = Field(sa_type=String(64), primary_key=True)  # the file's identity: re-importing it changes nothing
+    # The file's rows are keyed by this id, not by (group, SHA-256): narrow keys for 100,000-row files.
+    id: int | None = Field(default=None, primary_key=True)
+    group_id: str = Field(sa_type=String(ID_LEN))
+    sha256: str = Field(sa_type=String(64))  # the file's identity: re-importing it changes nothing
     filename: str | None = Field(default=None, sa_type=Text)
     file_format: str = Field(sa_type=String(CODE_LEN))  # csv | atr-group
     row_count: int = Field(sa_type=Integer)
@@ -84,8 +86,7 @@ roster_imports: Table = RosterImport.__table__  # type: ignore[assignment]
 roster_file_rows = Table(
     "roster_file_rows",
     metadata,
-    Column("group_id", String(ID_LEN), primary_key=True),
-    Column("sha256", String(64), primary_key=True),
+    Column("import_id", Integer, primary_key=True, autoincrement=False),  # roster_imports.id: the file
     Column("row_no", Integer, primary_key=True, autoincrement=False),  # 1-based data row (CSV: after the header)
     Column("participant_id", Text, nullable=False),
     Column("patient_id", String(ID_LEN), nullable=True),
@@ -99,7 +100,7 @@ roster_file_rows = Table(
     Column("h_coverage", BigInteger, nullable=True),
     Column("provider_ref", String(REF_LEN), nullable=True),
     Column("provider_npi", String(CODE_LEN), nullable=True),
-    Index("ix_roster_file_rows_patient", "group_id", "sha256", "patient_id"),
+    Index("ix_roster_file_rows_patient", "import_id", "patient_id"),
 )
 
 # Every state a member row took, under the Group version whose change wrote it (an import, $member-add,

@@ -163,3 +163,29 @@ def test_member_ids_on_coverage_identifiers_name_their_own_members(client: httpx
     assert "Imported 3 rows: 3 members added, 0 updated, 0 participant ids name no member" in r.text
     members = client.get(f"/Group/{gid}").json()["member"]
     assert sorted(m["entity"]["reference"] for m in members) == sorted(f"Patient/{p}" for p in population.patients)
+
+
+@pytest.mark.parametrize("layout", ["plain", "quoted-crlf", "blank-line"])
+def test_a_csv_file_reads_the_same_however_it_is_written(client: httpx.Client, layout: str) -> None:
+    """A plain file is split a column at a time, one with quoted fields (and CRLF line ends) goes through the
+    csv module, one with a blank line is read row by row: the same members and stated values either way."""
+    population = make_population(client, 2)
+    r = client.post("/Group", json=draft_group(population))
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    header = "participant_id,attribution_date,qualifying_category,authorization_status,exclusion_reason"
+    rows = [[member, "2026-01-05", "smi", "pending", "zz-no-such-reason"] for member in population.member_ids]
+    if layout == "plain":
+        text = "\n".join([header, *(",".join(row) for row in rows)]) + "\n"
+    elif layout == "quoted-crlf":
+        text = "\r\n".join([header, *(",".join(f'"{value}"' for value in row) for row in rows)]) + "\r\n"
+    else:
+        text = f"{header}\n{','.join(rows[0])}\n\n{','.join(rows[1])}\n"
+    r = client.post(f"/Group/{gid}/$roster-import", json=_file(text.encode(), memberIdSystem=("valueUri", MEMBER_SYSTEM)))
+    assert r.status_code == 200, r.text
+    assert "Imported 2 rows: 2 members added, 0 updated, 0 participant ids name no member" in r.text
+    members = client.get(f"/Group/{gid}").json()["member"]
+    assert sorted(m["entity"]["reference"] for m in members) == sorted(f"Patient/{p}" for p in population.patients)
+    report = client.get(f"/Group/{gid}/$roster-reconcile").json()
+    assert sorted(m["participantId"] for m in _mismatches(report) if m["kind"] == "exclusion-reason-invalid") == \
+        sorted(population.member_ids)
