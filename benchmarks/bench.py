@@ -6,7 +6,8 @@ Generates the synthetic population (`planfit synth`, bundles of ~500 entries), m
 (orjson parse + COPY of the same resources into a bare PostgreSQL table), then starts real
 `planfit serve` processes (PLANFIT_AUTH=off) on a fresh PostgreSQL schema and measures over HTTP:
 ingest, full re-evaluation, the largest cohort Group read and its $export, roster operations on a list of every
-member (`benchmarks/rosters.py`), and `$evaluate-measure`
+member (`benchmarks/rosters.py`), capitation with member months derived from them (`benchmarks/risk.py`), and
+`$evaluate-measure`
 latency; finally the ingest of a share of the same bundles on SQLite. A stage whose endpoint fails is
 reported with its HTTP status and makes the command exit non-zero; its figures are never made up.
 """
@@ -27,7 +28,7 @@ import orjson
 
 from benchmarks import audit, audit_truth, evaluate, export, ingest, measure, projection, risk, rosters
 from server.synth import MEMBER_SYSTEM
-from benchmarks.servers import StageFailed, analyze, postgres_schema, profiled, running, schema_of
+from benchmarks.servers import StageFailed, analyze, postgres_schema, profiled, running, schema_of, schema_url
 
 
 
@@ -87,7 +88,9 @@ def _postgres_stages(args, results: Results, population: ingest.Population, serv
     truth = population.summary.statuses
     results.stage("evaluate", lambda: evaluate.full_evaluation(clinical, population.summary.members, truth))
     # The population's diagnoses fall in the year before its evaluation date: that year's payment year.
-    results.stage("risk", lambda: risk.risk_evaluation(clinical, population.summary.members, int(ingest.AS_OF[:4])))
+    database_url = schema_url(dsn, schema)  # names the servers' backends, whose CPU the risk stages count
+    results.stage("risk", lambda: risk.risk_evaluation(clinical, population.summary.members, int(ingest.AS_OF[:4]),
+                                                       database_url))
     audit_members = args.audit_members if args.audit_members is not None else max(10, args.members // 10)
     bundles = audit.audit_bundles(audit_members, population.summary.out / "audit")
     results.stage("ingest_audit", lambda: ingest.ingest(servers, bundles, args.clients, "ingest audit population"))
@@ -105,6 +108,8 @@ def _postgres_stages(args, results: Results, population: ingest.Population, serv
         results.stages["group_export"] = {"error": "no cohort Group to export (see group_read)"}
     members = sorted(orjson.loads((population.summary.out / "ground_truth.json").read_bytes())["members"])
     results.stage("rosters", lambda: rosters.roster_operations(clinical, members, MEMBER_SYSTEM))
+    # After the roster stage: its lists attribute every member, whose member months capitation derives.
+    results.stage("capitation", lambda: risk.capitation(clinical, population.summary.members, database_url))
     patients = measure.patient_ids(dsn, schema, 2000)
     results.stage("evaluate_measure", lambda: measure.latency(list(servers.values()), patients,
                                                               args.measure_clients, 50))
@@ -153,9 +158,14 @@ _ROWS: tuple[tuple[str, str, Callable[[dict], str], str], ...] = (
      lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s), peak RSS {f['peak_rss_mb']} MB"
                + ("" if f["matches_ground_truth"] else ", STATUSES DIFFER FROM GROUND TRUTH"),
      "1M members <= 60 s, <= 1 GB"),
-    ("risk", "risk scores and coding gaps ($risk-evaluate)",
+    ("risk", "RAF scores and coding gaps ($risk-evaluate)",
      lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s; {f['scored']:,} Medicare members scored, "
-               f"{f['open_gaps']:,} open gaps), peak RSS {f['peak_rss_mb']} MB",
+               f"{f['open_gaps']:,} open gaps), CPU {f['cpu_seconds']} s at load {f['load_1min']}, "
+               f"peak RSS {f['peak_rss_mb']} MB",
+     ">= 10,000 members/s, <= 1 GB"),
+    ("capitation", "capitation, member months derived ($capitation-adjustment)",
+     lambda f: f"{f['seconds']} s ({f['members_per_s']:,} members/s; {f['base_member_months']:,} base-year member "
+               f"months), CPU {f['cpu_seconds']} s at load {f['load_1min']}, peak RSS {f['peak_rss_mb']} MB",
      ">= 10,000 members/s, <= 1 GB"),
     ("ingest_audit", "ingest of the audit population (claims, denials)",
      lambda f: f"{_rate(f)} ({f['resources']:,} resources)", "(setup of the audit stages)"),

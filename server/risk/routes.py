@@ -57,7 +57,6 @@ from server.risk.report import REPORT_PREFIX, REPORTER, model_measures, report_i
 from server.risk.results import MemberRisk, read_member_risk
 from server.risk.scores import RiskEngine, diagnosis_year
 from server.risk.state import Risk, param, risk_of
-from server.store.db import begin_writing
 from server.store.resources import chunks
 from server.store.schema import resources
 
@@ -244,10 +243,8 @@ def _alignment_levers(risk: Risk, finding: Finding) -> list[dict[str, Any]]:
     year = risk.engine.current_payment_year()
     if risk.model.year(year) is None:
         return []
-    with risk.engine.db.connect() as conn, begin_writing(conn) as scoring:
-        risk.engine.score_in(conn, year, [finding.patient_id])
+    with risk.engine.scored_apart(year, [finding.patient_id]) as conn:  # writes no shared table
         member = read_member_risk(conn, risk.model.years[year], finding.patient_id)
-        scoring.rollback()  # every `$alignment` read scores anew, so nothing is kept
     if member is None:
         return []
     levers = levers_parameter(member_levers(finding, member.uplift, risk.engine.mappings.rates))

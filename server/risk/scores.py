@@ -44,10 +44,11 @@ with the separate ESRD model, which PlanFit does not configure (mappings/README.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from time import time_ns
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import BigInteger, Connection, Engine, Integer, bindparam, case, cast, delete, extract, func, insert, literal, select, text
 
@@ -190,14 +191,26 @@ class RiskEngine:
                     risk_member.c.payment_year == payment_year, risk_member.c.run == params[RUN])).scalar_one()
         return scored
 
-    def score_in(self, conn: Connection, payment_year: int, patient_ids: list[str]) -> None:
-        """Score the listed members in the caller's transaction, which must roll back afterwards: a read
-        that shows a score "as of now" writes nothing, and such reads run side by side."""
-        AlignmentEngine.shared_lock(conn)
-        self._postgres_plan(conn, self._listed)
-        params = {RUN: time_ns() // 1000, "year": payment_year, MEMBER_IDS: sorted(set(patient_ids))}
-        for statement in self._statements(conn.dialect.name, self.model.years[payment_year], self._listed):
-            conn.execute(statement, params)
+    @contextmanager
+    def scored_apart(self, payment_year: int, patient_ids: list[str]) -> Iterator[Connection]:
+        """A connection on which the listed members are scored "as of now" into temporary copies of the member
+        tables, which shadow the stored ones by name for this connection only and vanish at the end (the
+        transaction rolls back): the same statements, but no shared table is written, so on SQLite such a
+        read takes no write lock and runs beside writers (WAL). On PostgreSQL it still waits for evaluations
+        holding the lock, as a consistent read must."""
+        with self.db.connect() as conn, conn.begin() as scoring:
+            if conn.dialect.name == "postgresql":
+                AlignmentEngine.shared_lock(conn)
+            for table in MEMBER_TABLES:  # the SELECT names the stored table: the copy does not exist yet
+                conn.execute(text(f"CREATE TEMPORARY TABLE {table.name} AS SELECT * FROM {table.name} WHERE 1 = 0"))
+            self._postgres_plan(conn, self._listed)
+            params = {RUN: time_ns() // 1000, "year": payment_year, MEMBER_IDS: sorted(set(patient_ids))}
+            for statement in self._statements(conn.dialect.name, self.model.years[payment_year], self._listed):
+                conn.execute(statement, params)
+            try:
+                yield conn
+            finally:
+                scoring.rollback()  # drops the copies: later users of the pooled connection see the stored tables
 
     @staticmethod
     def _postgres_plan(conn: Connection, members: Members) -> None:

@@ -6,12 +6,16 @@ coding intensity; the HCC list with its evidence."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from typing import Iterator
 
 import httpx
 import orjson
 import pytest
+from sqlalchemy import create_engine
 
 from tests.support.alignment import TODAY, coverage
 from tests.support.servers import RunningServer
@@ -165,3 +169,40 @@ def test_two_levers_side_by_side(client: httpx.Client) -> None:
     totals = {p["name"]: value(p) for p in totals}
     assert totals["rafUpliftAnnual"]["value"] >= levers["rafUpliftAnnual"]["value"] - 0.01
     assert totals["productChangeAnnual"]["value"] >= change
+
+
+@contextmanager
+def _risk_tables_locked(database_url: str) -> Iterator[None]:
+    """Another connection holding off every write to the stored risk tables: on SQLite the database's write
+    lock (BEGIN IMMEDIATE), on PostgreSQL an EXCLUSIVE lock on the four tables (reads still pass)."""
+    if database_url.startswith("sqlite"):
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        engine = create_engine(database_url)
+        holder = engine.raw_connection()
+        holder.cursor().execute("LOCK TABLE risk_dx, risk_member, risk_cc, risk_score IN EXCLUSIVE MODE")
+    try:
+        yield
+    finally:
+        holder.rollback()
+        holder.close()
+        if not database_url.startswith("sqlite"):
+            engine.dispose()
+
+
+def test_alignment_scores_without_writing(server: RunningServer, client: httpx.Client) -> None:
+    """`$alignment` scores the member's RAF "as of now" into temporary copies of the risk tables, so it answers,
+    with the uplift `$risk` gives, while another connection holds off writers (SQLite: its single write lock,
+    which a bulk load holds for long stretches); it kept no score either."""
+    pid = medicare_member(client, date(TODAY.year - 70, 5, 5), "female", dual="02", sopt="11")
+    clinical(client, pid, "E11.9", TODAY.replace(day=1).isoformat())
+    client.get(f"/Patient/{pid}/$alignment").raise_for_status()  # evaluated, and the token fetched, before the lock
+    with _risk_tables_locked(server.database_url):
+        answered = client.get(f"/Patient/{pid}/$alignment", timeout=20)
+    assert answered.status_code == 200, answered.text
+    levers = next(p for p in answered.json()["parameter"] if p["name"] == "levers")
+    served = risk(client, pid, TODAY.year + 1)
+    on_risk = next(p for p in served["parameter"] if p["name"] == "levers")
+    assert {p["name"]: value(p) for p in levers["part"]}["rafUpliftAnnual"] == \
+        {p["name"]: value(p) for p in on_risk["part"]}["rafUpliftAnnual"]
