@@ -16,12 +16,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
+from pathlib import Path
 
 from server.alignment.engine import AlignmentEngine
 from server.alignment.index_keys import READ_TYPES
 from server.fhir.types import WriteContext, Written
 
 log = logging.getLogger("planfit.alignment")
+
+
+def raised_at(exc: BaseException) -> str:
+    """`module.py:line` of the innermost frame that raised `exc`: enough to find a bug, no data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown"
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"
 
 
 class DeferredEvaluation:
@@ -58,6 +68,7 @@ class DeferredEvaluation:
             try:
                 self.engine.drain(self._stopping)
             except Exception as exc:  # the database went away, a deadlock victim…: try again shortly
-                # The type only: exception text can carry identifiers.
-                log.error("deferred alignment evaluation failed (%s); retrying", type(exc).__name__)
+                # The type and where it was raised only: exception text can carry identifiers.
+                log.error("deferred alignment evaluation failed (%s at %s); retrying", type(exc).__name__,
+                          raised_at(exc))
                 self._stopping.wait(self.retry_seconds)

@@ -157,3 +157,16 @@ def test_unknown_alignment_mode_stops_the_server(tmp_path):
     assert "PLANFIT_ALIGNMENT_MODE: Input should be 'sync' or 'deferred', got 'eventually'" in str(exited.value)
     with pytest.raises(ValueError):
         EngineConfig.parse(24, "", "later")
+
+
+def test_a_failed_evaluation_is_logged_by_where_it_was_raised_not_by_its_text() -> None:
+    """The worker's log names the exception's type and the file and line that raised it; the exception's
+    text (which can carry an identifier) stays out."""
+    from server.alignment.deferred import raised_at
+
+    try:
+        {"Patient/secret-id": 1}["Patient/other-id"]
+    except KeyError as exc:
+        where = raised_at(exc)
+    assert where.startswith("test_alignment_deferred.py:")
+    assert "other-id" not in where
