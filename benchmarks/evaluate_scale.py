@@ -31,6 +31,15 @@ def _load() -> str:
     return "load average %.2f %.2f %.2f" % os.getloadavg()
 
 
+def stored_population(dsn: str, schema: str) -> tuple[int, dict[str, int]]:
+    """A kept schema's members and the statuses its findings hold from the previous run: the run must give
+    the same (`matches_ground_truth` then compares with that run, which compared with the ground truth)."""
+    with psycopg.connect(dsn, options=f"-csearch_path={schema}") as conn:
+        members = conn.execute("SELECT count(*) FROM resources WHERE rtype = 'Patient' AND deleted IS FALSE").fetchone()
+        statuses = dict(conn.execute("SELECT status, count(*) FROM findings GROUP BY status ORDER BY status").fetchall())
+    return members[0], statuses
+
+
 def explain_evidence(url: str) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of the evidence statement for every member, in a rolled-back transaction,
     with the planner settings of a full evaluation (`AlignmentEngine._plan_for_everyone`)."""
@@ -90,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                     figures["ingest"] = ingest.ingest(servers, population.bundles, args.clients, "ingest")
                     figures["ingest_load"] = _load()
                 analyze(dsn, schema)
-                members = args.members if population is None else population.summary.members
-                truth = {} if population is None else population.summary.statuses
+                if population is None:
+                    members, truth = stored_population(dsn, schema)
+                else:
+                    members, truth = population.summary.members, population.summary.statuses
                 figures["evaluate"] = evaluate.full_evaluation(servers["clinical"], members, truth)
                 figures["evaluate_load"] = _load()
             figures["explain_evidence"] = explain_evidence(url)
