@@ -1,5 +1,6 @@
-"""Member facts (SPEC §4.2, graded by §4.3) as set-based SQL over the search-index tables (coverage) and
-the diagnosis facts kept at write time (`alignment_diagnoses`, see `diagnoses.py`).
+"""Member facts (SPEC §4.2, graded by §4.3) as set-based SQL over the facts kept at write time: coverage
+(`alignment_coverages` and its codes, see `coverage_facts.py`) and diagnoses (`alignment_diagnoses`, see
+`diagnoses.py`).
 
 Three INSERT … SELECT statements, each for a set of members (every member, or the ids touched by a
 write), fill the first stages of a finding:
