@@ -15,7 +15,7 @@ from server.alignment.coverage_facts import maintain
 from server.fhir import reindex
 from server.fhir.dates import date_range
 from server.store.alignment_schema import alignment_coverage_codes, alignment_coverages
-from tests.support.alignment import SOPT, born, coverage, finding, months_ago, patient
+from tests.support.alignment import SOPT, born, coverage, finding, months_ago, patient, transaction
 from tests.support.inprocess import AppServer, claims_server, server  # noqa: F401 (the in-process tier)
 
 
@@ -72,16 +72,11 @@ def test_coverage_rows_follow_create_update_and_delete(server: AppServer, client
 
 
 def _transaction(pid: str, *, fail: bool) -> dict[str, Any]:
-    entries: list[dict[str, Any]] = [
-        {"resource": {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": f"Patient/{pid}"},
-                      "payor": [{"display": "Test plan"}], "period": {"start": months_ago(6)},
-                      "type": {"coding": [{"system": SOPT, "code": "211"}]}},
-         "request": {"method": "POST", "url": "Coverage"}},
-    ]
-    if fail:  # an update whose version precondition fails: the whole transaction is refused
-        entries.append({"resource": {"resourceType": "Patient", "id": pid, "birthDate": born(40).isoformat()},
-                        "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": 'W/"99"'}})
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    new_coverage = {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": f"Patient/{pid}"},
+                    "payor": [{"display": "Test plan"}], "period": {"start": months_ago(6)},
+                    "type": {"coding": [{"system": SOPT, "code": "211"}]}}
+    return transaction([{"resource": new_coverage, "request": {"method": "POST", "url": "Coverage"}}],
+                       failing_patient=pid if fail else None)
 
 
 def _patient_rows(server: AppServer, pid: str) -> list[str]:

@@ -29,6 +29,7 @@ from tests.support.alignment import (
     finding,
     months_ago,
     patient,
+    transaction,
 )
 from tests.support.inprocess import AppServer, claims_server, server  # noqa: F401 (the in-process tier)
 
@@ -146,10 +147,7 @@ def _transaction(pid: str, *, fail: bool) -> dict[str, Any]:
                       "diagnosis": [{"sequence": 1, "diagnosisReference": {"reference": condition_url}}]},
          "request": {"method": "POST", "url": "Claim"}},
     ]
-    if fail:  # an update whose version precondition fails: the whole transaction is refused
-        entries.append({"resource": {"resourceType": "Patient", "id": pid, "birthDate": born(40).isoformat()},
-                        "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": 'W/"99"'}})
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return transaction(entries, failing_patient=pid if fail else None)
 
 
 def _patient_rows(server: AppServer, pid: str) -> list[tuple]:

@@ -104,6 +104,15 @@ def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | 
     return _created(c, resource)
 
 
+def transaction(entries: list[dict[str, Any]], *, failing_patient: str | None = None) -> dict[str, Any]:
+    """A transaction Bundle of `entries`; with `failing_patient`, also an update of that Patient whose version
+    precondition fails, so the whole transaction is refused (412) and nothing in it commits."""
+    if failing_patient:
+        entries = [*entries, {"resource": {"resourceType": "Patient", "id": failing_patient, "birthDate": "1980-01-01"},
+                              "request": {"method": "PUT", "url": f"Patient/{failing_patient}", "ifMatch": 'W/"99"'}}]
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
 def condition_resource(pid: str, codings: list[tuple[str, str]], *, recorded: str | None = None,
                        verification: str = "confirmed", clinical: str = "active",
                        abated: str | None = None, category: str | None = None) -> dict[str, Any]:
