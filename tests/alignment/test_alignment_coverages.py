@@ -15,7 +15,7 @@ from server.alignment.coverage_facts import maintain
 from server.fhir import reindex
 from server.fhir.dates import date_range
 from server.store.alignment_schema import alignment_coverage_codes, alignment_coverages
-from tests.support.alignment import SOPT, born, coverage, finding, months_ago, patient, transaction
+from tests.support.alignment import SOPT, born, coverage, finding, months_ago, patient, refused_then_committed
 from tests.support.inprocess import AppServer, claims_server, server  # noqa: F401 (the in-process tier)
 
 
@@ -71,12 +71,11 @@ def test_coverage_rows_follow_create_update_and_delete(server: AppServer, client
     assert _facts(server, cid) == ([], [])
 
 
-def _transaction(pid: str, *, fail: bool) -> dict[str, Any]:
+def _entries(pid: str) -> list[dict[str, Any]]:
     new_coverage = {"resourceType": "Coverage", "status": "active", "beneficiary": {"reference": f"Patient/{pid}"},
                     "payor": [{"display": "Test plan"}], "period": {"start": months_ago(6)},
                     "type": {"coding": [{"system": SOPT, "code": "211"}]}}
-    return transaction([{"resource": new_coverage, "request": {"method": "POST", "url": "Coverage"}}],
-                       failing_patient=pid if fail else None)
+    return [{"resource": new_coverage, "request": {"method": "POST", "url": "Coverage"}}]
 
 
 def _patient_rows(server: AppServer, pid: str) -> list[str]:
@@ -87,13 +86,7 @@ def _patient_rows(server: AppServer, pid: str) -> list[str]:
 
 def test_transaction_bundle_rows_commit_with_it_and_a_failed_one_leaves_none(server: AppServer, client: httpx.Client) -> None:
     pid = patient(client, born(40))
-    r = client.post("", json=_transaction(pid, fail=True))
-    assert r.status_code == 412, r.text
-    assert _patient_rows(server, pid) == []
-
-    r = client.post("", json=_transaction(pid, fail=False))
-    assert r.status_code == 200, r.text
-    assert _patient_rows(server, pid) == [pid]
+    assert refused_then_committed(client, _entries(pid), pid, lambda: _patient_rows(server, pid)) == ([], [pid])
 
 
 def test_the_rebuild_from_the_index_tables_gives_the_rows_kept_at_write_time(

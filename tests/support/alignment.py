@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import httpx
 import pytest
@@ -104,13 +104,18 @@ def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | 
     return _created(c, resource)
 
 
-def transaction(entries: list[dict[str, Any]], *, failing_patient: str | None = None) -> dict[str, Any]:
-    """A transaction Bundle of `entries`; with `failing_patient`, also an update of that Patient whose version
-    precondition fails, so the whole transaction is refused (412) and nothing in it commits."""
-    if failing_patient:
-        entries = [*entries, {"resource": {"resourceType": "Patient", "id": failing_patient, "birthDate": "1980-01-01"},
-                              "request": {"method": "PUT", "url": f"Patient/{failing_patient}", "ifMatch": 'W/"99"'}}]
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+def refused_then_committed(c: httpx.Client, entries: list[dict[str, Any]], pid: str,
+                           rows: Callable[[], list]) -> tuple[list, list]:
+    """Post `entries` as a transaction Bundle twice: first with an update of Patient `pid` whose version
+    precondition fails (the whole transaction refused, 412), then alone (committed); `rows()` read after each."""
+    failing = {"resource": {"resourceType": "Patient", "id": pid, "birthDate": "1980-01-01"},
+               "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": 'W/"99"'}}
+    read = []
+    for bundle_entries, status in (([*entries, failing], 412), (entries, 200)):
+        r = c.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": bundle_entries})
+        assert r.status_code == status, r.text
+        read.append(rows())
+    return read[0], read[1]
 
 
 def condition_resource(pid: str, codings: list[tuple[str, str]], *, recorded: str | None = None,
