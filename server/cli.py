@@ -10,6 +10,7 @@ import tempfile
 
 from benchmarks import command as bench_command
 from server.alignment import commands as alignment_commands
+from server.alignment.coverage_facts import maintain as maintain_coverages
 from server.alignment.diagnoses import maintain as maintain_diagnoses
 from server.audit import commands as audit_commands
 from server.synth import audit as audit_synth
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands.register(sub)
     auth_commands.register(sub)
     bulk_commands.register(sub)
-    fhir_commands.register(sub, derivations=[maintain_diagnoses])  # the alignment feature's IN_TRANSACTION hook
+    fhir_commands.register(sub, derivations=[maintain_diagnoses, maintain_coverages])  # the alignment feature's IN_TRANSACTION hooks
     loader_commands.register(sub)
     demo.register(sub)
     bench_command.register(sub)

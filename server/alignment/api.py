@@ -30,6 +30,7 @@ from fastapi.responses import Response
 
 from server.alignment.codes import search_lookup
 from server.alignment.deferred import DeferredEvaluation
+from server.alignment.coverage_facts import maintain as maintain_coverages
 from server.alignment.diagnoses import maintain as maintain_diagnoses
 from server.alignment.engine import AlignmentEngine, EngineConfig, RunSummary
 from server.alignment.findings import Category, CoverageFact, EligibleProduct, Finding, member_finding
@@ -92,7 +93,8 @@ def alignment_feature(engine: AlignmentEngine, service: FhirService, settings: S
         middleware=[(ConsistencyMiddleware, {"progress": engine.progress,
                                              "wait_seconds": settings.alignment_wait_seconds})],
         hooks=[(POST_COMMIT, deferred.on_commit if deferred else engine.on_commit),
-               (POST_COMMIT, catalogue.on_commit), (PRE_WRITE, catalogue.guard), (IN_TRANSACTION, maintain_diagnoses)],
+               (POST_COMMIT, catalogue.on_commit), (PRE_WRITE, catalogue.guard), (IN_TRANSACTION, maintain_diagnoses),
+               (IN_TRANSACTION, maintain_coverages)],
         state={"alignment": engine},
     )
 

@@ -80,6 +80,8 @@ from server.fhir.types import WriteContext, Written
 from server.store.alignment_schema import (
     FINDING_TABLES,
     AlignmentRules,
+    alignment_coverage_codes,
+    alignment_coverages,
     alignment_diagnoses,
     alignment_evaluated,
     alignment_lock,
@@ -98,7 +100,8 @@ from server.store.statistics import analyze_grown, analyze_written, plan_locally
 log = logging.getLogger("planfit.alignment")
 # What evaluations read and rewrite, whose planner statistics they depend on.
 EVALUATION_TABLES = tuple(t.name for t in (resources, resource_history, idx_token, idx_date, idx_reference,
-                                           alignment_diagnoses, alignment_evaluated, *FINDING_TABLES))
+                                           alignment_diagnoses, alignment_coverages, alignment_coverage_codes,
+                                           alignment_evaluated, *FINDING_TABLES))
 Stage = tuple[Table, tuple[str, ...], Select]  # the table a stage fills, its columns, the SELECT filling them
 
 
@@ -402,7 +405,7 @@ class AlignmentEngine:
         days = isinstance(members, MemberDays)
         stages: tuple[Stage | None, ...] = (
             (finding_coverage, COVERAGE_COLUMNS, coverage_select(m, k, window, members)),
-            None if days else (finding_plans, PLAN_COLUMNS, plans_select(k, members)),
+            None if days else (finding_plans, PLAN_COLUMNS, plans_select(members)),
             (finding_evidence, EVIDENCE_COLUMNS, evidence_select(window, self.codes_key, members)),
             (finding_categories, CATEGORY_COLUMNS, categories_select(m.non_claims_valuesets, members)),
             (decided, tuple(c.name for c in decided.c), decisions),

@@ -1,5 +1,6 @@
-"""Member facts (SPEC §4.2, graded by §4.3) as set-based SQL over the search-index tables (coverage) and
-the diagnosis facts kept at write time (`alignment_diagnoses`, see `diagnoses.py`).
+"""Member facts (SPEC §4.2, graded by §4.3) as set-based SQL over the facts kept at write time: coverage
+(`alignment_coverages` and its codes, see `coverage_facts.py`) and diagnoses (`alignment_diagnoses`, see
+`diagnoses.py`).
 
 Three INSERT … SELECT statements, each for a set of members (every member, or the ids touched by a
 write), fill the first stages of a finding:
@@ -53,8 +54,14 @@ from server.alignment.codes import LIFELONG
 from server.alignment.index_keys import CLAIM_TYPES, IndexKeys
 from server.alignment.mappings import LOB_PROGRAMS, Mappings
 from server.alignment.window import EvaluationWindow
-from server.store.alignment_schema import alignment_codes, alignment_diagnoses, finding_evidence
-from server.store.schema import idx_date, idx_reference, idx_token, resources
+from server.store.alignment_schema import (
+    alignment_codes,
+    alignment_coverage_codes,
+    alignment_coverages,
+    alignment_diagnoses,
+    finding_evidence,
+)
+from server.store.schema import idx_reference, resources
 
 MEMBER_IDS = "member_ids"
 QUALIFYING, SUSPECT = "qualifying", "suspect"  # evidence grades (SPEC §4.3)
@@ -221,55 +228,52 @@ def dual_level(mappings: Mappings, code: Any) -> ColumnElement[Any]:
 
 COVERAGE_COLUMNS = ("patient_id", "coverage_id", "product", "line_of_business", "dual_code", "dual_level",
                     "current", "period_lo", "period_hi", "harp_status", "aid_category")
+PLAN, TYPE = "plan", "type"  # `alignment_coverage_codes.param`: a plan class value, a type coding
 
 
-def coverage_select(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, members: Members) -> Select:
+def coverage_select(mappings: Mappings, _keys: IndexKeys, window: EvaluationWindow, members: Members) -> Select:
     """Rows of `finding_coverage` (COVERAGE_COLUMNS), one per active coverage: `current` when its period
     holds the evaluation date, else a record that ended in the last `dual_history_months` (read for
-    month-by-month dual status and the deeming period, SPEC §4.3). Several plan classes or SOPT codings
-    on one coverage resolve to the highest-priority product they name."""
-    coverages = _subjects("coverages", "Coverage", keys.coverage_beneficiary, members, window)
-    window = window.on(coverages)
-    t, d = idx_token, idx_date
-    sopt = t.c.system == mappings.sopt_system
-    plan, sopt_type, dual = keys.coverage_plan, keys.coverage_type, keys.coverage_dual_status
-    tokens = pivot(t, "coverage_tokens", "Coverage", coverages, members, {
-        "active": (keys.coverage_status, func.max(_when(keys.coverage_status, t.c.code == "active", 1, t))),
-        "plan_priority": (plan, func.max(_when(plan, None, _plan_priority(mappings, t.c.code), t))),
-        "sopt_priority": (sopt_type, func.max(_when(sopt_type, sopt, _sopt_priority(mappings, t.c.code), t))),
-        "sopt_lob": (sopt_type, func.max(_when(sopt_type, sopt, _sopt_lob(mappings, t.c.code), t))),
-        "dual_code": (dual, func.max(_when(dual, None, t.c.code, t))),
-        "harp_status": (keys.coverage_harp_status, func.max(_when(keys.coverage_harp_status, None, t.c.code, t))),
-        "aid_category": (keys.coverage_aid_category, func.max(_when(  # as rates.json spells it: trimmed, lower case
-            keys.coverage_aid_category, None, func.lower(func.trim(t.c.code)), t))),
-    })
-    period = pivot(d, "coverage_period", "Coverage", coverages, members, {
-        "lo": (keys.coverage_period, func.min(d.c.lo)),
-        "hi": (keys.coverage_period, func.max(d.c.hi)),
-    })
-    priority = func.coalesce(tokens.c.plan_priority, tokens.c.sopt_priority)
+    month-by-month dual status and the deadline of the deeming period, SPEC §4.3). Several plan classes or
+    SOPT codings on one coverage resolve to the highest-priority product they name.
+
+    Read from the coverage facts kept at write time (`alignment_coverages` and its codes, see
+    `coverage_facts.py`), which hold the raw codes: the mappings give them their meaning here. `_keys` is
+    unused since (the index tables are not read); the risk engine still passes it."""
+    a = alignment_coverages.alias("coverages")
+    own = [_member_exists(a.c.patient_id), *members.patients.where(a.c.patient_id)]
+    source, patient, window, own = _own_rows(a, "coverages", [], own, window)
+    k, listed = alignment_coverage_codes.c, alignment_coverages.alias("listed_coverages")
+    sopt = and_(k.param == TYPE, k.system == mappings.sopt_system)
+    codes = (
+        select(k.rid,
+               func.max(case((k.param == PLAN, _plan_priority(mappings, k.code)), else_=None)).label("plan_priority"),
+               func.max(case((sopt, _sopt_priority(mappings, k.code)), else_=None)).label("sopt_priority"),
+               func.max(case((sopt, _sopt_lob(mappings, k.code)), else_=None)).label("sopt_lob"))
+        .where(*([] if members.everyone else [k.rid.in_(select(listed.c.rid).where(*members.patients.where(listed.c.patient_id)))]))
+        .group_by(k.rid)
+        .subquery("coverage_codes")
+    )
+    priority = func.coalesce(codes.c.plan_priority, codes.c.sopt_priority)
     product_lob = case(*((priority == p.priority, p.line_of_business) for p in mappings.products), else_=None)
     history_start = window.months_back_us(mappings.dual_history_months)
-    current = or_(period.c.rid.is_(None), period.c.hi >= window.as_of_lo_us)
+    no_period = a.c.period_lo.is_(None)
     return (
         select(
-            coverages.c.patient_id,
-            coverages.c.rid,
+            patient,
+            a.c.rid,
             product_for_priority(mappings, priority),
-            func.coalesce(product_lob, tokens.c.sopt_lob),
-            tokens.c.dual_code,
-            dual_level(mappings, tokens.c.dual_code),
-            flag(current),
-            period.c.lo,
-            period.c.hi,
-            tokens.c.harp_status,
-            tokens.c.aid_category,
+            func.coalesce(product_lob, codes.c.sopt_lob),
+            a.c.dual_code,
+            dual_level(mappings, a.c.dual_code),
+            flag(or_(no_period, a.c.period_hi >= window.as_of_lo_us)),
+            a.c.period_lo,
+            a.c.period_hi,
+            a.c.harp_status,
+            a.c.aid_category,
         )
-
-        .select_from(coverages.join(tokens, tokens.c.rid == coverages.c.rid)
-                     .outerjoin(period, period.c.rid == coverages.c.rid))
-        .where(tokens.c.active == 1,
-               or_(period.c.rid.is_(None), and_(period.c.lo <= window.as_of_hi_us, period.c.hi >= history_start)))
+        .select_from(source.outerjoin(codes, codes.c.rid == a.c.rid))
+        .where(*own, or_(no_period, and_(a.c.period_lo <= window.as_of_hi_us, a.c.period_hi >= history_start)))
     )
 
 
@@ -290,17 +294,26 @@ def _latest(a: Any, b: Any) -> ColumnElement[Any]:
     return case((a.is_(None), b), (b.is_(None), a), (a >= b, a), else_=b)
 
 
+def _own_rows(table: Any, name: str, match: list[ColumnElement[bool]], own: list[ColumnElement[bool]],
+              window: EvaluationWindow) -> tuple[Any, Any, EvaluationWindow, list]:
+    """The members' rows of a table kept at write time (keyed `rid`, `patient_id`): (what to select from,
+    the member column, the window bounds of the rows, the conditions left to apply). `match` selects the
+    table's rows of one kind, `own` the members' among them. With a `RowWindow` once per (member, date)
+    pair, keyed by the pair and carrying its bounds."""
+    if not window.per_row:
+        return table, table.c.patient_id, window, [*match, *own]
+    rows = select(table.c.rid, table.c.patient_id).distinct().where(*match, *own)
+    subjects = window.subjects(rows, table.c.patient_id).cte(f"{name}_pairs")
+    joined = table.join(subjects, and_(*match, table.c.rid == subjects.c.rid))
+    return joined, subjects.c.patient_id, window.on(subjects), []
+
+
 def _diagnoses(name: str, rtype: str, window: EvaluationWindow, members: Members) -> tuple[Any, Any, Any, EvaluationWindow, list]:
     """The members' rows of `alignment_diagnoses` of one type: (the table alias, what to select from, the
-    member column, the window bounds of the rows, the conditions). With a `RowWindow` once per (member,
-    date) pair, keyed by the pair and carrying its bounds."""
+    member column, the window bounds of the rows, the conditions)."""
     a = alignment_diagnoses.alias(name)
-    own = [a.c.rtype == rtype, _member_exists(a.c.patient_id), *members.patients.where(a.c.patient_id)]
-    if not window.per_row:
-        return a, a, a.c.patient_id, window, own
-    subjects = window.subjects(select(a.c.rid, a.c.patient_id).distinct().where(*own), a.c.patient_id).cte(f"{name}_pairs")
-    joined = a.join(subjects, and_(a.c.rtype == rtype, a.c.rid == subjects.c.rid))
-    return a, joined, subjects.c.patient_id, window.on(subjects), []
+    own = [_member_exists(a.c.patient_id), *members.patients.where(a.c.patient_id)]
+    return a, *_own_rows(a, name, [a.c.rtype == rtype], own, window)
 
 
 def _valueset_codes(name: str, a: Any, codes_key: int) -> tuple[Any, ColumnElement[bool]]:

@@ -22,12 +22,12 @@ from sqlalchemy import (
 )
 
 from server.alignment.areas import area_column, area_facts, region_column
-from server.alignment.facts import Members, lobs_with, priority_of
+from server.alignment.facts import PLAN, Members, lobs_with, priority_of
 from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import PROGRAMS, Mappings
 from server.alignment.risk_factors import load_risk_factors, risk_factor_facts
 from server.alignment.window import EvaluationWindow
-from server.store.alignment_schema import finding_categories, finding_coverage
+from server.store.alignment_schema import alignment_coverage_codes, finding_categories, finding_coverage
 from server.store.schema import idx_date, idx_token, resources
 
 
@@ -59,19 +59,18 @@ def named_column(plan: str) -> str:
     return "named_" + plan.replace("-", "_")
 
 
-def _named_plans(mappings: Mappings, keys: IndexKeys, members: Members) -> Subquery | None:
+def _named_plans(mappings: Mappings, members: Members) -> Subquery | None:
     """Per member (keyed as `finding_coverage` is), a 0/1 `named_column` per plan of a product with several
     plans: a Coverage in force names that plan itself (its `Coverage.class` of type plan is the plan id,
     trimmed, any case), not only the product. None when no product has plans."""
     plans = [u.code for p in mappings.products if p.plans for u in p.units]
     if not plans:
         return None
-    fc, t = finding_coverage.c, idx_token.c
-    value = func.lower(func.trim(t.code))
+    fc, k = finding_coverage.c, alignment_coverage_codes.c
+    value = func.lower(func.trim(k.code))
     return (
         select(fc.patient_id, *(func.max(case((value == plan, 1), else_=0)).label(named_column(plan)) for plan in plans))
-        .select_from(finding_coverage.join(idx_token, and_(
-            t.rtype == "Coverage", t.rid == fc.coverage_id, t.h_param == keys.coverage_plan)))
+        .select_from(finding_coverage.join(alignment_coverage_codes, and_(k.rid == fc.coverage_id, k.param == PLAN)))
         .where(fc.current == true(), fc.product.in_(sorted(mappings.products_with_plans)), *members.where(fc.patient_id))
         .group_by(fc.patient_id)
         .subquery("named_plans")
@@ -173,7 +172,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
     evidenced = or_(func.coalesce(coverage.c.medicaid_lob, 0) == 1, and_(has_medicare, leveled_now))
     lapsed = and_(not_(evidenced), coverage.c.medicaid_ended.is_not(None),
                   coverage.c.medicaid_ended < window.months_back_us(mappings.deeming_months))
-    named = _named_plans(mappings, keys, members)
+    named = _named_plans(mappings, members)
     joined = (
         base.outerjoin(birth, and_(birth.c.rtype == "Patient", birth.c.rid == m.c.rid,
                                    birth.c.h_param == keys.patient_birthdate))
@@ -220,15 +219,14 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
 PLAN_COLUMNS = ("patient_id", "plan")
 
 
-def plans_select(keys: IndexKeys, members: Members) -> Select:
+def plans_select(members: Members) -> Select:
     """Rows of `finding_plans` (PLAN_COLUMNS): each plan code of the coverages `finding_coverage` holds for
     the members, lower-cased, once per member. Kept next to the finding so the worklist filters by plan with
     an index lookup (issue 22)."""
-    v, t = finding_coverage.c, idx_token.c
+    v, k = finding_coverage.c, alignment_coverage_codes.c
     return (
-        select(v.patient_id, func.lower(t.code))
-        .select_from(finding_coverage.join(idx_token, and_(
-            t.rtype == "Coverage", t.rid == v.coverage_id, t.h_param == keys.coverage_plan)))
-        .where(t.code.is_not(None), *members.where(v.patient_id))
+        select(v.patient_id, func.lower(k.code))
+        .select_from(finding_coverage.join(alignment_coverage_codes, and_(k.rid == v.coverage_id, k.param == PLAN)))
+        .where(k.code.is_not(None), *members.where(v.patient_id))
         .distinct()
     )

@@ -73,6 +73,36 @@ alignment_diagnoses = Table(
     Index("ix_alignment_diagnoses_patient", "patient_id"),
 )
 
+# The coverage facts of the current active Coverages naming a Patient as beneficiary, kept by the alignment
+# feature in each write transaction (`server/alignment/coverage_facts.py`) and read by the evaluation
+# (`facts.coverage_select`) instead of the search-index tables (issue 19). Raw codes only: what they
+# mean (products, lines of business, dual levels) comes from the mappings at evaluation time.
+alignment_coverages = Table(
+    "alignment_coverages",
+    metadata,
+    Column("rid", String(ID_LEN), nullable=False),
+    Column("patient_id", String(ID_LEN), nullable=False),  # the beneficiary (FHIR: exactly one)
+    Column("period_lo", BigInteger, nullable=True),  # epoch microseconds; both null: no period
+    Column("period_hi", BigInteger, nullable=True),
+    Column("dual_code", Text, nullable=True),  # of several codes, the greatest (as the index pivot took)
+    Column("harp_status", Text, nullable=True),
+    Column("aid_category", Text, nullable=True),  # trimmed, lower case, as rates.json spells it
+    Index("ix_alignment_coverages_rid", "rid"),
+    Index("ix_alignment_coverages_patient", "patient_id"),
+)
+
+# The plan class values and type codings of the current Coverages (several per Coverage), which name
+# the product: `param` is `plan` (Coverage.class of type plan) or `type` (Coverage.type, SOPT codes).
+alignment_coverage_codes = Table(
+    "alignment_coverage_codes",
+    metadata,
+    Column("rid", String(ID_LEN), nullable=False),
+    Column("param", String(16), nullable=False),
+    Column("system", Text, nullable=True),
+    Column("code", Text, nullable=True),
+    Index("ix_alignment_coverage_codes_rid", "rid"),
+)
+
 # One row per member (existing Patient).
 findings = Table(
     "findings",

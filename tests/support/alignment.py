@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import httpx
 import pytest
@@ -102,6 +102,20 @@ def coverage(c: httpx.Client, pid: str, *, plan: str | None = None, sopt: str | 
     if extensions:
         resource["extension"] = extensions
     return _created(c, resource)
+
+
+def refused_then_committed(c: httpx.Client, entries: list[dict[str, Any]], pid: str,
+                           rows: Callable[[], list]) -> tuple[list, list]:
+    """Post `entries` as a transaction Bundle twice: first with an update of Patient `pid` whose version
+    precondition fails (the whole transaction refused, 412), then alone (committed); `rows()` read after each."""
+    failing = {"resource": {"resourceType": "Patient", "id": pid, "birthDate": "1980-01-01"},
+               "request": {"method": "PUT", "url": f"Patient/{pid}", "ifMatch": 'W/"99"'}}
+    read = []
+    for bundle_entries, status in (([*entries, failing], 412), (entries, 200)):
+        r = c.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": bundle_entries})
+        assert r.status_code == status, r.text
+        read.append(rows())
+    return read[0], read[1]
 
 
 def condition_resource(pid: str, codings: list[tuple[str, str]], *, recorded: str | None = None,
