@@ -29,24 +29,48 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, case, delete, exists, func, insert, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Date,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+)
 
 from server.alignment.engine import AlignmentEngine
 from server.audit.benefits import BenefitMatrix
 from server.fhir import searchparams
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
+from server.fhir.types import WriteContext, Written
 from server.measures.definitions import MEASURE_BASE, SD_BASE
 from server.measures.report import money, populations
-from server.store.alignment_schema import findings
-from server.fhir.types import WriteContext, Written
-from server.store.audit_schema import audit_denial_sources, audit_denials, audit_denied_lines
+from server.store.alignment_schema import CODE_LEN, findings
+from server.store.audit_schema import (
+    audit_denial_sources,
+    audit_denials,
+    audit_denied_lines,
+)
 from server.store.db import begin_writing
 from server.store.resources import StagedWrite, Store, bulk_insert, chunks, hold_writes
-from server.store.schema import resources
+from server.store.schema import ID_LEN, resources
+from server.store.statistics import analyze_written
 
 DISCRIMINATOR = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBAdjudicationDiscriminator"
 CARC_SYSTEM = "https://x12.org/codes/claim-adjustment-reason-codes"
@@ -75,16 +99,6 @@ class DeniedLine:
     rarc: str | None
     submitted_cents: int
     currency: str
-
-
-@dataclass(frozen=True)
-class Classified:
-    line: DeniedLine
-    category: str | None
-    status: str | None  # the finding on the date of service (members with a categorised line)
-    enrolled: str | None
-    recommended: str | None
-    classification: str
 
 
 # -- reading the EOBs ---------------------------------------------------------------------------------
@@ -204,85 +218,130 @@ def read_written(db: Engine, written: list[Written], _ctx: WriteContext) -> None
             refresh_lines(conn, eob_ids)
 
 
-def _all_denied_lines(db: Engine) -> list[DeniedLine]:
-    with db.connect() as conn:
-        with begin_writing(conn):
-            hold_writes(conn)
-            refresh_lines(conn)
-        d = audit_denied_lines.c
-        return [DeniedLine(*row) for row in conn.execute(select(*(d[name] for name in LINE_COLUMNS)))]
+def _refresh_all(db: Engine) -> None:
+    with db.connect() as conn, begin_writing(conn):
+        hold_writes(conn)
+        refresh_lines(conn)
 
 
 # -- classifying ----------------------------------------------------------------------------------------
+# In SQL over `audit_denied_lines`, not line by line in Python (a DeniedLine, its classification and its
+# COPY row per line were a third of a run's time). The benefit matrix is small: it becomes CASE and IN
+# expressions over its codes.
 
-def findings_on(engine: AlignmentEngine, member_days: set[tuple[str, date]]) -> dict[tuple[str, date], tuple]:
-    """(patient, day) → (status, enrolled, recommended) of the finding each member had on that day: every
-    pair evaluated in one pass, in a transaction that is rolled back (`AlignmentEngine.evaluate_on_days`)."""
-    if not member_days:
-        return {}  # no window to evaluate (the engine needs at least one day)
+def _grouped(index: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """code → name as (name, its codes), both sorted: the same SQL text for the same matrix."""
+    grouped: dict[str, list[str]] = {}
+    for code, name in sorted(index.items()):
+        grouped.setdefault(name, []).append(code)
+    return sorted(grouped.items())
+
+
+def _category(matrix: BenefitMatrix, procedure: Any, revenue: Any) -> Any:
+    """`BenefitMatrix.category` in SQL: the upper-cased procedure code's category, else the revenue code's
+    (a code is in one category at most, so the order of the WHENs of a kind does not matter)."""
+    whens = [(func.upper(procedure).in_(codes), name) for name, codes in _grouped(matrix.category_of_procedure)]
+    whens += [(revenue.in_(codes), name) for name, codes in _grouped(matrix.category_of_revenue)]
+    return case(*whens, else_=null()) if whens else null()
+
+
+def _carc_class(matrix: BenefitMatrix, carc: Any) -> Any:
+    classes = _grouped(matrix.carc_class)
+    return case(*((carc.in_(codes), name) for name, codes in classes), else_="other") if classes else literal("other")
+
+
+def _mismatchable(matrix: BenefitMatrix) -> dict[str, list[str]]:
+    """Category → the products covering it, for the categories a line can have (`BenefitMatrix.category`)
+    that some product lacks (`can_mismatch`): the lines a product change could explain."""
+    named = set(matrix.category_of_procedure.values()) | set(matrix.category_of_revenue.values())
+    return {category: sorted(p for p, covered in matrix.covers.items() if category in covered)
+            for category in sorted(named) if matrix.can_mismatch(category)}
+
+
+def _mismatch(matrix: BenefitMatrix, category: Any, enrolled: Any, recommended: Any) -> Any:
+    """`product-mismatch` in SQL: the product recommended on the day covers the category, the enrolled one
+    does not (so they differ; a null enrolled product covers nothing)."""
+    return or_(false(), *(and_(category == name, recommended.in_(products),
+                               or_(enrolled.is_(None), enrolled.not_in(products)))
+                          for name, products in _mismatchable(matrix).items()))
+
+
+def _categorised(matrix: BenefitMatrix) -> Any:
+    d = audit_denied_lines.c
+    return select(audit_denied_lines, _category(matrix, d.procedure, d.revenue).label("category")).subquery("lines")
+
+
+def _member_days(conn: Connection, matrix: BenefitMatrix) -> list[tuple[str, date]]:
+    """The (member, date of service) pairs of the lines a product change could explain."""
+    categories = list(_mismatchable(matrix))
+    if not categories:
+        return []
+    lines = _categorised(matrix)
+    return [(pid, day) for pid, day in conn.execute(
+        select(lines.c.patient_id, lines.c.service_date).where(lines.c.category.in_(categories)).distinct())]
+
+
+_DAY_FINDINGS = Table("audit_day_findings", MetaData(), Column("patient_id", String(ID_LEN), nullable=False),
+                      Column("service_date", Date, nullable=False), Column("status", String(CODE_LEN)),
+                      Column("enrolled", String(CODE_LEN)), Column("recommended", String(CODE_LEN)),
+                      prefixes=["TEMPORARY"])
+
+
+def findings_on(engine: AlignmentEngine, matrix: BenefitMatrix) -> list[tuple[str, str, str | None, str | None, str | None]]:
+    """(patient, ISO day, status, enrolled, recommended) of the finding each member had on the date of
+    service of a line a product change could explain: every pair evaluated in one pass, in a transaction
+    that is rolled back (`AlignmentEngine.evaluate_on_days`)."""
     f = findings.c
     with engine.db.connect() as conn:
         transaction = begin_writing(conn)
         try:
+            member_days = _member_days(conn, matrix)
+            if not member_days:
+                return []  # no window to evaluate (the engine needs at least one day)
             pairs = engine.evaluate_on_days(conn, member_days)
             p = pairs.c
             rows = conn.execute(select(p.patient_id, p.as_of, f.status, f.enrolled_product, f.recommended_product)
                                 .join_from(pairs, findings, f.patient_id == p.member_key)).all()
         finally:
             transaction.rollback()  # the findings tables go back to today's
-    return {(pid, day): (status, enrolled, recommended) for pid, day, status, enrolled, recommended in rows}
+    return [(pid, day.isoformat(), status, enrolled, recommended) for pid, day, status, enrolled, recommended in rows]
 
 
-def classify(line: DeniedLine, category: str | None, finding: tuple | None, matrix: BenefitMatrix) -> str:
-    if category is not None and finding is not None:
-        _status, enrolled, recommended = finding
-        if recommended and recommended != enrolled and matrix.covered(recommended, category) \
-                and not matrix.covered(enrolled, category):
-            return "product-mismatch"
-    return matrix.carc_class.get(line.carc, "other")
-
-
-def classify_all(engine: AlignmentEngine, matrix: BenefitMatrix, lines: Iterable[DeniedLine]) -> list[Classified]:
-    lines = list(lines)
-    categories = [matrix.category(line.procedure, line.revenue) for line in lines]
-    on = findings_on(engine, {(line.patient_id, line.service_date) for line, category in zip(lines, categories)
-                              if category is not None and matrix.can_mismatch(category)})
-    out = []
-    for line, category in zip(lines, categories):
-        finding = on.get((line.patient_id, line.service_date)) if category else None
-        status, enrolled, recommended = finding or (None, None, None)
-        out.append(Classified(line, category, status, enrolled, recommended,
-                              classify(line, category, finding, matrix)))
-    return out
-
-
-# -- storing --------------------------------------------------------------------------------------------
+def _classify_into_results(conn: Connection, matrix: BenefitMatrix) -> None:
+    """Replace `audit_denials` with every denied line and its classification: the finding on the line's
+    day (`audit_day_findings`) for a categorised line, the CARC's class unless it is a product mismatch."""
+    lines, day = _categorised(matrix), _DAY_FINDINGS.c
+    finding = and_(day.patient_id == lines.c.patient_id, day.service_date == lines.c.service_date,
+                   lines.c.category.is_not(None))
+    classification = case((_mismatch(matrix, lines.c.category, day.enrolled, day.recommended), "product-mismatch"),
+                          else_=_carc_class(matrix, lines.c.carc))
+    query = (select(*(lines.c[name] for name in LINE_COLUMNS), lines.c.category, day.status, day.enrolled,
+                      day.recommended, classification)
+             .select_from(lines.outerjoin(_DAY_FINDINGS, finding)))
+    conn.execute(delete(audit_denials))
+    conn.execute(insert(audit_denials).from_select(list(RESULT_COLUMNS), query))
 
 
 RESULT_COLUMNS = (*LINE_COLUMNS, "category", "finding_status", "enrolled_product", "recommended_product",
                   "classification")
 
 
-def _row(c: Classified) -> tuple:
-    """A result row for `bulk_insert` (COPY on PostgreSQL: SQLAlchemy's per-row parameters cost 1 s at 17,000
-    lines); the date as ISO text, which both databases read as a date."""
-    line = _columns(c.line)
-    line["service_date"] = c.line.service_date.isoformat()
-    return (*line.values(), c.category, c.status, c.enrolled, c.recommended, c.classification)
-
-
 def run(store: Store, engine: AlignmentEngine, matrix: BenefitMatrix) -> dict[str, Any]:
     """Classify every denied line, store the results, the cohort Group and the report; returns the report."""
-    lines = _all_denied_lines(engine.db)
-    classified = sorted(classify_all(engine, matrix, lines), key=lambda c: (c.line.eob_id, c.line.sequence))
+    _refresh_all(engine.db)
+    on_days = findings_on(engine, matrix)
     with store.begin_write() as tx:
         assert tx.conn is not None
-        tx.conn.execute(delete(audit_denials))
-        if classified:
-            bulk_insert(tx.conn, audit_denials.name, RESULT_COLUMNS, [_row(c) for c in classified])
+        _DAY_FINDINGS.create(tx.conn)
+        bulk_insert(tx.conn, _DAY_FINDINGS.name, [c.name for c in _DAY_FINDINGS.c], on_days)
+        analyze_written(tx.conn, _DAY_FINDINGS.name)
+        _classify_into_results(tx.conn, matrix)
+        _DAY_FINDINGS.drop(tx.conn)
+        d = audit_denials.c
+        mismatched = sorted(tx.conn.execute(select(d.patient_id).where(d.classification == "product-mismatch")
+                                            .distinct()).scalars())
         now = instant_text(tx.now_us)
-        mismatched = sorted({c.line.patient_id for c in classified if c.classification == "product-mismatch"})
-        report = summary_report(classified, now)
+        report = summary_report(tx.conn, now)
         group = _group(mismatched)
         current = tx.current([("Group", GROUP_ID), ("MeasureReport", REPORT_ID)])
         for resource in (group, report):
@@ -309,35 +368,51 @@ def _group(members: list[str]) -> dict[str, Any]:
     return group
 
 
-def summary_report(classified: list[Classified], now: str) -> dict[str, Any]:
+def _currency(conn: Connection) -> str:
+    """The currency of the first line by (EOB id, sequence) in code point order, which SQL's ORDER BY
+    follows only under some collations: the lines are read only when their currencies differ."""
+    d = audit_denials.c
+    currencies = conn.execute(select(d.currency).distinct().limit(2)).scalars().all()
+    if len(currencies) < 2:
+        return currencies[0] if currencies else "USD"
+    return min(conn.execute(select(d.eob_id, d.sequence, d.currency)).all())[2]
+
+
+def summary_report(conn: Connection, now: str) -> dict[str, Any]:
     """Denied lines (initial population = denominator) and product-mismatch lines (numerator), stratified by
     classification, each stratum with the submitted amount at stake (`estimated-annual-impact` is not it:
     the amount is an `denied-amount` extension)."""
-    currency = classified[0].line.currency if classified else "USD"
-    by_class = {name: [c for c in classified if c.classification == name] for name in CLASSIFICATIONS}
-    mismatch = len(by_class["product-mismatch"])
+    d = audit_denials.c
+    counted = {name: (n, int(cents or 0)) for name, n, cents in conn.execute(
+        select(d.classification, func.count(), func.sum(d.submitted_cents)).group_by(d.classification))}
+    by_class = {name: counted.get(name, (0, 0)) for name in CLASSIFICATIONS}
+    lines, cents = sum(n for n, _ in counted.values()), sum(c for _, c in counted.values())
+    currency = _currency(conn)
+    first, last = conn.execute(select(func.min(d.service_date), func.max(d.service_date))).one()
 
-    def amount(items: list[Classified]) -> dict[str, Any]:
-        return {**money(sum(c.line.submitted_cents for c in items), currency), "url": SD_BASE + "denied-amount"}
+    def amount(total_cents: int) -> dict[str, Any]:
+        return {**money(total_cents, currency), "url": SD_BASE + "denied-amount"}
 
     strata = [{"value": {"coding": [{"system": SD_BASE.replace("StructureDefinition", "CodeSystem") + "denial-classification",
                                      "code": name}]},
-               "extension": [amount(items)],
-               "population": populations(len(items), len(items) if name == "product-mismatch" else 0)}
-              for name, items in by_class.items()]
+               "extension": [amount(total)],
+               "population": populations(n, n if name == "product-mismatch" else 0)}
+              for name, (n, total) in by_class.items()]
+    mismatch, mismatch_cents = by_class["product-mismatch"]
     return {
         "resourceType": "MeasureReport", "id": REPORT_ID,
-        "extension": [amount(classified), {**amount(by_class["product-mismatch"]), "url": SD_BASE + "amount-at-stake"}],
+        "extension": [amount(cents), {**amount(mismatch_cents), "url": SD_BASE + "amount-at-stake"}],
         "status": "complete", "type": "summary", "measure": MEASURE_BASE + REPORT_ID, "date": now,
-        "period": _period(classified, now),
-        "group": [{"id": REPORT_ID, "population": populations(len(classified), mismatch),
+        "period": _period(first, last, now),
+        "group": [{"id": REPORT_ID, "population": populations(lines, mismatch),
                    "stratifier": [{"code": [{"text": "classification"}], "stratum": strata}]}],
     }
 
 
-def _period(classified: list[Classified], now: str) -> dict[str, str]:
-    days = [c.line.service_date for c in classified]
-    return {"start": min(days).isoformat(), "end": max(days).isoformat()} if days else {"start": now[:10], "end": now[:10]}
+def _period(first: date | str | None, last: date | str | None, now: str) -> dict[str, str]:
+    if first is None or last is None:
+        return {"start": now[:10], "end": now[:10]}
+    return {"start": str(first)[:10], "end": str(last)[:10]}
 
 
 def refuse_client_writes(rtype: str, rid: str, _method: str, _resource: dict | None) -> None:
