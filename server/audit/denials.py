@@ -15,10 +15,9 @@ knew on that day, not what the evidence dated up to that day says: claims and ch
 history kept as the data arrives misses diagnoses made before the date of service and filed after it.
 Otherwise the CARC's class in the matrix decides: `coding`, `authorization`, else `other`.
 
-The lines are read from an EOB's JSON once: when it is written (a `POST_COMMIT` hook, `read_written`) into
-`audit_denied_lines`, with the version read in `audit_denial_sources`. A run first reads the EOBs whose current
-version those tables do not hold (none, usually; every EOB after the tables are created) and drops the lines
-of deleted EOBs (`refresh_lines`), then classifies rows.
+The lines are read from an EOB's JSON once, in the transaction that writes it (the `IN_TRANSACTION` hook
+`maintain_lines`), into `audit_denied_lines`; a reindex request for ExplanationOfBenefit rebuilds them
+for every EOB (the backfill). A run reads those rows, not the EOBs, and classifies them in SQL.
 
 A run replaces the results (`audit_denials`), the cohort Group `denials-product-mismatch` and the summary
 `MeasureReport/denial-root-cause` in one write transaction; the Group and the report get a new version.
@@ -26,6 +25,7 @@ A run replaces the results (`audit_denials`), the cohort Group `denials-product-
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -36,14 +36,12 @@ from sqlalchemy import (
     Column,
     Connection,
     Date,
-    Engine,
     MetaData,
     String,
     Table,
     and_,
     case,
     delete,
-    exists,
     false,
     func,
     insert,
@@ -58,17 +56,21 @@ from server.audit.benefits import BenefitMatrix
 from server.fhir import searchparams
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
-from server.fhir.types import WriteContext, Written
 from server.measures.definitions import MEASURE_BASE, SD_BASE
 from server.measures.report import money, populations
 from server.store.alignment_schema import CODE_LEN, findings
 from server.store.audit_schema import (
-    audit_denial_sources,
     audit_denials,
     audit_denied_lines,
 )
 from server.store.db import begin_writing
-from server.store.resources import StagedWrite, Store, bulk_insert, chunks, hold_writes
+from server.store.resources import (
+    StagedWrite,
+    Store,
+    bulk_insert,
+    chunks,
+    current_contents,
+)
 from server.store.schema import ID_LEN, resources
 from server.store.statistics import analyze_written
 
@@ -177,51 +179,43 @@ def denied_lines(eob: dict) -> list[DeniedLine]:
 LINE_COLUMNS = tuple(f.name for f in fields(DeniedLine))
 
 
-def _columns(line: DeniedLine) -> dict[str, Any]:
-    # Not `dataclasses.astuple`, which deep-copies each value: 1.4 of a 20,000-member run's 8 s.
-    return {name: getattr(line, name) for name in LINE_COLUMNS}
+def _copy_row(line: DeniedLine) -> tuple:
+    """A row for `bulk_insert` (COPY on PostgreSQL), the date as ISO text, which both databases read as a date."""
+    return tuple(value.isoformat() if isinstance(value, date) else value
+                 for value in (getattr(line, name) for name in LINE_COLUMNS))
 
 
-def refresh_lines(conn: Connection, eob_ids: list[str] | None = None) -> None:
-    """Bring `audit_denied_lines` to the current EOBs (all, or those of `eob_ids`): the lines of an EOB whose
-    current version is not the one they were read from, or that is deleted, go; the EOBs without lines read
-    are parsed. The caller holds the writer lock, so two refreshes never read the same EOB at once."""
-    r, s, d = resources.c, audit_denial_sources.c, audit_denied_lines.c
-    outdated = [~exists().where(r.rtype == EOB, r.rid == s.eob_id, r.deleted.is_(False), r.txid == s.txid)]
-    unread = select(r.rid, r.txid, r.content).where(r.rtype == EOB, r.deleted.is_(False),
-                                                    ~exists().where(s.eob_id == r.rid))
-    if eob_ids is not None:
-        outdated.append(s.eob_id.in_(eob_ids))
-        unread = unread.where(r.rid.in_(eob_ids))
-    conn.execute(delete(audit_denied_lines).where(d.eob_id.in_(select(s.eob_id).where(*outdated))))
-    conn.execute(delete(audit_denial_sources).where(*outdated))
-    sources, lines = [], []
-    for rid, txid, content in conn.execute(unread, execution_options={"stream_results": True, "yield_per": _FETCH}):
-        sources.append({"eob_id": rid, "txid": txid})
-        # An item's sequence should be unique in its EOB, but nothing enforces it: the first line of a
-        # sequence is kept, so a write never fails on this table's key after it committed.
+def _insert_lines(conn: Connection, contents: Iterable[tuple[str, bytes | None]]) -> None:
+    """The denied lines of these EOBs. An item's sequence should be unique in its EOB, but nothing enforces
+    it: the first line of a sequence is kept, so a write never fails on this table's key."""
+    rows = []
+    for _rid, content in contents:
         first: dict[int, DeniedLine] = {}
         for line in denied_lines(orjson.loads(content or b"{}")):
             first.setdefault(line.sequence, line)
-        lines.extend(_columns(line) for line in first.values())
-    for table, rows in ((audit_denial_sources, sources), (audit_denied_lines, lines)):
-        for chunk in chunks(rows):
-            conn.execute(insert(table), chunk)
+        rows.extend(_copy_row(line) for line in first.values())
+    bulk_insert(conn, audit_denied_lines.name, LINE_COLUMNS, rows)
 
 
-def read_written(db: Engine, written: list[Written], _ctx: WriteContext) -> None:
-    """`POST_COMMIT` hook: the denied lines of the EOBs just written."""
-    eob_ids = [w.rid for w in written if w.rtype == EOB]
-    if eob_ids:
-        with db.connect() as conn, begin_writing(conn):
-            hold_writes(conn)
-            refresh_lines(conn, eob_ids)
-
-
-def _refresh_all(db: Engine) -> None:
-    with db.connect() as conn, begin_writing(conn):
-        hold_writes(conn)
-        refresh_lines(conn)
+def maintain_lines(conn: Connection, changed: Mapping[str, Collection[str] | None]) -> None:
+    """IN_TRANSACTION hook: the denied lines of the EOBs written (their ids) or of every EOB (None: a
+    reindex request, the backfill), rebuilt in the write's transaction, so they commit or roll back with
+    the EOB and a run has nothing to catch up on."""
+    if EOB not in changed:
+        return
+    ids = changed[EOB]
+    r, d = resources.c, audit_denied_lines.c
+    if ids is None:
+        conn.execute(delete(audit_denied_lines))
+        after = ""
+        while page := current_contents(conn, EOB, after, _FETCH):
+            _insert_lines(conn, page)
+            after = page[-1][0]
+        return
+    for chunk in chunks(sorted(set(ids))):
+        conn.execute(delete(audit_denied_lines).where(d.eob_id.in_(chunk)))
+        _insert_lines(conn, conn.execute(select(r.rid, r.content).where(r.rtype == EOB, r.rid.in_(chunk),
+                                                                        r.deleted.is_(False))).all())
 
 
 # -- classifying ----------------------------------------------------------------------------------------
@@ -328,10 +322,10 @@ RESULT_COLUMNS = (*LINE_COLUMNS, "category", "finding_status", "enrolled_product
 
 def run(store: Store, engine: AlignmentEngine, matrix: BenefitMatrix) -> dict[str, Any]:
     """Classify every denied line, store the results, the cohort Group and the report; returns the report."""
-    _refresh_all(engine.db)
     on_days = findings_on(engine, matrix)
     with store.begin_write() as tx:
         assert tx.conn is not None
+        _DAY_FINDINGS.drop(tx.conn, checkfirst=True)  # SQLite keeps one a failed run created on this connection
         _DAY_FINDINGS.create(tx.conn)
         bulk_insert(tx.conn, _DAY_FINDINGS.name, [c.name for c in _DAY_FINDINGS.c], on_days)
         analyze_written(tx.conn, _DAY_FINDINGS.name)
