@@ -362,27 +362,28 @@ def _group(members: list[str]) -> dict[str, Any]:
     return group
 
 
-def _currency(conn: Connection) -> str:
+def _first_currency(conn: Connection) -> str:
     """The currency of the first line by (EOB id, sequence) in code point order, which SQL's ORDER BY
-    follows only under some collations: the lines are read only when their currencies differ."""
+    follows only under some collations: read when the lines' currencies differ."""
     d = audit_denials.c
-    currencies = conn.execute(select(d.currency).distinct().limit(2)).scalars().all()
-    if len(currencies) < 2:
-        return currencies[0] if currencies else "USD"
     return min(conn.execute(select(d.eob_id, d.sequence, d.currency)).all())[2]
 
 
 def summary_report(conn: Connection, now: str) -> dict[str, Any]:
     """Denied lines (initial population = denominator) and product-mismatch lines (numerator), stratified by
     classification, each stratum with the submitted amount at stake (`estimated-annual-impact` is not it:
-    the amount is an `denied-amount` extension)."""
+    the amount is an `denied-amount` extension). One scan of the results."""
     d = audit_denials.c
-    counted = {name: (n, int(cents or 0)) for name, n, cents in conn.execute(
-        select(d.classification, func.count(), func.sum(d.submitted_cents)).group_by(d.classification))}
+    rows = conn.execute(select(d.classification, func.count(), func.sum(d.submitted_cents), func.min(d.service_date),
+                               func.max(d.service_date), func.min(d.currency), func.max(d.currency))
+                        .group_by(d.classification)).all()
+    counted = {row[0]: (row[1], int(row[2] or 0)) for row in rows}
     by_class = {name: counted.get(name, (0, 0)) for name in CLASSIFICATIONS}
     lines, cents = sum(n for n, _ in counted.values()), sum(c for _, c in counted.values())
-    currency = _currency(conn)
-    first, last = conn.execute(select(func.min(d.service_date), func.max(d.service_date))).one()
+    currencies = {row[5] for row in rows} | {row[6] for row in rows}
+    currency = "USD" if not currencies else currencies.pop() if len(currencies) == 1 else _first_currency(conn)
+    first = min((row[3] for row in rows), default=None)
+    last = max((row[4] for row in rows), default=None)
 
     def amount(total_cents: int) -> dict[str, Any]:
         return {**money(total_cents, currency), "url": SD_BASE + "denied-amount"}
