@@ -12,6 +12,7 @@ from benchmarks import command as bench_command
 from server.alignment import commands as alignment_commands
 from server.alignment.coverage_facts import maintain as maintain_coverages
 from server.alignment.diagnoses import maintain as maintain_diagnoses
+from server.audit.denials import maintain_lines as maintain_denied_lines
 from server.audit import commands as audit_commands
 from server.synth import audit as audit_synth
 from server.auth import commands as auth_commands
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands.register(sub)
     auth_commands.register(sub)
     bulk_commands.register(sub)
-    fhir_commands.register(sub, derivations=[maintain_diagnoses, maintain_coverages])  # the alignment feature's IN_TRANSACTION hooks
+    # The features' IN_TRANSACTION hooks: alignment's diagnosis and coverage facts, the audit's denied lines.
+    fhir_commands.register(sub, derivations=[maintain_diagnoses, maintain_coverages, maintain_denied_lines])
     loader_commands.register(sub)
     demo.register(sub)
     bench_command.register(sub)

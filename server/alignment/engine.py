@@ -93,7 +93,7 @@ from server.store.alignment_schema import (
     finding_products,
     findings,
 )
-from server.store.resources import chunks
+from server.store.resources import bulk_insert, chunks
 from server.store.schema import idx_date, idx_reference, idx_token, resource_history, resources
 from server.store.statistics import analyze_grown, analyze_written, plan_locally
 
@@ -328,8 +328,9 @@ class AlignmentEngine:
             table.create(conn)
         if pairs:
             conn.execute(insert(window.dates), window.date_rows())
-            conn.execute(insert(window.pairs), [{"member_key": f"@{n}", "patient_id": pid, "as_of": day}
-                                                for n, (pid, day) in enumerate(pairs)])
+            # COPY (PostgreSQL): the driver's executemany sends a statement per pair (0.4 s CPU at 9,293 pairs).
+            bulk_insert(conn, window.pairs.name, ("member_key", "patient_id", "as_of"),
+                        ((f"@{n}", pid, day.isoformat()) for n, (pid, day) in enumerate(pairs)))
         for table in (window.pairs, window.dates):
             analyze_written(conn, table.name)
         params = {EVALUATED_AT: time_ns() // 1000}

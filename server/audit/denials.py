@@ -15,10 +15,9 @@ knew on that day, not what the evidence dated up to that day says: claims and ch
 history kept as the data arrives misses diagnoses made before the date of service and filed after it.
 Otherwise the CARC's class in the matrix decides: `coding`, `authorization`, else `other`.
 
-The lines are read from an EOB's JSON once: when it is written (a `POST_COMMIT` hook, `read_written`) into
-`audit_denied_lines`, with the version read in `audit_denial_sources`. A run first reads the EOBs whose current
-version those tables do not hold (none, usually; every EOB after the tables are created) and drops the lines
-of deleted EOBs (`refresh_lines`), then classifies rows.
+The lines are read from an EOB's JSON once, in the transaction that writes it (the `IN_TRANSACTION` hook
+`maintain_lines`), into `audit_denied_lines`; a reindex request for ExplanationOfBenefit rebuilds them
+for every EOB (the backfill). A run reads those rows, not the EOBs, and classifies them in SQL.
 
 A run replaces the results (`audit_denials`), the cohort Group `denials-product-mismatch` and the summary
 `MeasureReport/denial-root-cause` in one write transaction; the Group and the report get a new version.
@@ -26,13 +25,31 @@ A run replaces the results (`audit_denials`), the cohort Group `denials-product-
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, case, delete, exists, func, insert, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Date,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+)
 
 from server.alignment.engine import AlignmentEngine
 from server.audit.benefits import BenefitMatrix
@@ -41,12 +58,21 @@ from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
 from server.measures.definitions import MEASURE_BASE, SD_BASE
 from server.measures.report import money, populations
-from server.store.alignment_schema import findings
-from server.fhir.types import WriteContext, Written
-from server.store.audit_schema import audit_denial_sources, audit_denials, audit_denied_lines
+from server.store.alignment_schema import CODE_LEN, findings
+from server.store.audit_schema import (
+    audit_denials,
+    audit_denied_lines,
+)
 from server.store.db import begin_writing
-from server.store.resources import StagedWrite, Store, bulk_insert, chunks, hold_writes
-from server.store.schema import resources
+from server.store.resources import (
+    StagedWrite,
+    Store,
+    bulk_insert,
+    chunks,
+    current_contents,
+)
+from server.store.schema import ID_LEN, resources
+from server.store.statistics import analyze_written
 
 DISCRIMINATOR = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBAdjudicationDiscriminator"
 CARC_SYSTEM = "https://x12.org/codes/claim-adjustment-reason-codes"
@@ -75,16 +101,6 @@ class DeniedLine:
     rarc: str | None
     submitted_cents: int
     currency: str
-
-
-@dataclass(frozen=True)
-class Classified:
-    line: DeniedLine
-    category: str | None
-    status: str | None  # the finding on the date of service (members with a categorised line)
-    enrolled: str | None
-    recommended: str | None
-    classification: str
 
 
 # -- reading the EOBs ---------------------------------------------------------------------------------
@@ -163,126 +179,163 @@ def denied_lines(eob: dict) -> list[DeniedLine]:
 LINE_COLUMNS = tuple(f.name for f in fields(DeniedLine))
 
 
-def _columns(line: DeniedLine) -> dict[str, Any]:
-    # Not `dataclasses.astuple`, which deep-copies each value: 1.4 of a 20,000-member run's 8 s.
-    return {name: getattr(line, name) for name in LINE_COLUMNS}
+def _copy_row(line: DeniedLine) -> tuple:
+    """A row for `bulk_insert` (COPY on PostgreSQL), the date as ISO text, which both databases read as a date."""
+    return tuple(value.isoformat() if isinstance(value, date) else value
+                 for value in (getattr(line, name) for name in LINE_COLUMNS))
 
 
-def refresh_lines(conn: Connection, eob_ids: list[str] | None = None) -> None:
-    """Bring `audit_denied_lines` to the current EOBs (all, or those of `eob_ids`): the lines of an EOB whose
-    current version is not the one they were read from, or that is deleted, go; the EOBs without lines read
-    are parsed. The caller holds the writer lock, so two refreshes never read the same EOB at once."""
-    r, s, d = resources.c, audit_denial_sources.c, audit_denied_lines.c
-    outdated = [~exists().where(r.rtype == EOB, r.rid == s.eob_id, r.deleted.is_(False), r.txid == s.txid)]
-    unread = select(r.rid, r.txid, r.content).where(r.rtype == EOB, r.deleted.is_(False),
-                                                    ~exists().where(s.eob_id == r.rid))
-    if eob_ids is not None:
-        outdated.append(s.eob_id.in_(eob_ids))
-        unread = unread.where(r.rid.in_(eob_ids))
-    conn.execute(delete(audit_denied_lines).where(d.eob_id.in_(select(s.eob_id).where(*outdated))))
-    conn.execute(delete(audit_denial_sources).where(*outdated))
-    sources, lines = [], []
-    for rid, txid, content in conn.execute(unread, execution_options={"stream_results": True, "yield_per": _FETCH}):
-        sources.append({"eob_id": rid, "txid": txid})
-        # An item's sequence should be unique in its EOB, but nothing enforces it: the first line of a
-        # sequence is kept, so a write never fails on this table's key after it committed.
+def _insert_lines(conn: Connection, contents: Iterable[tuple[str, bytes | None]]) -> None:
+    """The denied lines of these EOBs. An item's sequence should be unique in its EOB, but nothing enforces
+    it: the first line of a sequence is kept, so a write never fails on this table's key."""
+    rows = []
+    for _rid, content in contents:
         first: dict[int, DeniedLine] = {}
         for line in denied_lines(orjson.loads(content or b"{}")):
             first.setdefault(line.sequence, line)
-        lines.extend(_columns(line) for line in first.values())
-    for table, rows in ((audit_denial_sources, sources), (audit_denied_lines, lines)):
-        for chunk in chunks(rows):
-            conn.execute(insert(table), chunk)
+        rows.extend(_copy_row(line) for line in first.values())
+    bulk_insert(conn, audit_denied_lines.name, LINE_COLUMNS, rows)
 
 
-def read_written(db: Engine, written: list[Written], _ctx: WriteContext) -> None:
-    """`POST_COMMIT` hook: the denied lines of the EOBs just written."""
-    eob_ids = [w.rid for w in written if w.rtype == EOB]
-    if eob_ids:
-        with db.connect() as conn, begin_writing(conn):
-            hold_writes(conn)
-            refresh_lines(conn, eob_ids)
-
-
-def _all_denied_lines(db: Engine) -> list[DeniedLine]:
-    with db.connect() as conn:
-        with begin_writing(conn):
-            hold_writes(conn)
-            refresh_lines(conn)
-        d = audit_denied_lines.c
-        return [DeniedLine(*row) for row in conn.execute(select(*(d[name] for name in LINE_COLUMNS)))]
+def maintain_lines(conn: Connection, changed: Mapping[str, Collection[str] | None]) -> None:
+    """IN_TRANSACTION hook: the denied lines of the EOBs written (their ids) or of every EOB (None: a
+    reindex request, the backfill), rebuilt in the write's transaction, so they commit or roll back with
+    the EOB and a run has nothing to catch up on."""
+    if EOB not in changed:
+        return
+    ids = changed[EOB]
+    r, d = resources.c, audit_denied_lines.c
+    if ids is None:
+        conn.execute(delete(audit_denied_lines))
+        after = ""
+        while page := current_contents(conn, EOB, after, _FETCH):
+            _insert_lines(conn, page)
+            after = page[-1][0]
+        return
+    for chunk in chunks(sorted(set(ids))):
+        conn.execute(delete(audit_denied_lines).where(d.eob_id.in_(chunk)))
+        _insert_lines(conn, conn.execute(select(r.rid, r.content).where(r.rtype == EOB, r.rid.in_(chunk),
+                                                                        r.deleted.is_(False))).all())
 
 
 # -- classifying ----------------------------------------------------------------------------------------
+# In SQL over `audit_denied_lines`, not line by line in Python (a DeniedLine, its classification and its
+# COPY row per line were a third of a run's time). The benefit matrix is small: it becomes CASE and IN
+# expressions over its codes.
 
-def findings_on(engine: AlignmentEngine, member_days: set[tuple[str, date]]) -> dict[tuple[str, date], tuple]:
-    """(patient, day) → (status, enrolled, recommended) of the finding each member had on that day: every
-    pair evaluated in one pass, in a transaction that is rolled back (`AlignmentEngine.evaluate_on_days`)."""
-    if not member_days:
-        return {}  # no window to evaluate (the engine needs at least one day)
+def _grouped(index: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """code → name as (name, its codes), both sorted: the same SQL text for the same matrix."""
+    grouped: dict[str, list[str]] = {}
+    for code, name in sorted(index.items()):
+        grouped.setdefault(name, []).append(code)
+    return sorted(grouped.items())
+
+
+def _category(matrix: BenefitMatrix, procedure: Any, revenue: Any) -> Any:
+    """`BenefitMatrix.category` in SQL: the upper-cased procedure code's category, else the revenue code's
+    (a code is in one category at most, so the order of the WHENs of a kind does not matter)."""
+    whens = [(func.upper(procedure).in_(codes), name) for name, codes in _grouped(matrix.category_of_procedure)]
+    whens += [(revenue.in_(codes), name) for name, codes in _grouped(matrix.category_of_revenue)]
+    return case(*whens, else_=null()) if whens else null()
+
+
+def _carc_class(matrix: BenefitMatrix, carc: Any) -> Any:
+    classes = _grouped(matrix.carc_class)
+    return case(*((carc.in_(codes), name) for name, codes in classes), else_="other") if classes else literal("other")
+
+
+def _mismatchable(matrix: BenefitMatrix) -> dict[str, list[str]]:
+    """Category → the products covering it, for the categories a line can have (`BenefitMatrix.category`)
+    that some product lacks (`can_mismatch`): the lines a product change could explain."""
+    named = set(matrix.category_of_procedure.values()) | set(matrix.category_of_revenue.values())
+    return {category: sorted(p for p, covered in matrix.covers.items() if category in covered)
+            for category in sorted(named) if matrix.can_mismatch(category)}
+
+
+def _mismatch(matrix: BenefitMatrix, category: Any, enrolled: Any, recommended: Any) -> Any:
+    """`product-mismatch` in SQL: the product recommended on the day covers the category, the enrolled one
+    does not (so they differ; a null enrolled product covers nothing)."""
+    return or_(false(), *(and_(category == name, recommended.in_(products),
+                               or_(enrolled.is_(None), enrolled.not_in(products)))
+                          for name, products in _mismatchable(matrix).items()))
+
+
+def _categorised(matrix: BenefitMatrix) -> Any:
+    d = audit_denied_lines.c
+    return select(audit_denied_lines, _category(matrix, d.procedure, d.revenue).label("category")).subquery("lines")
+
+
+def _member_days(conn: Connection, matrix: BenefitMatrix) -> list[tuple[str, date]]:
+    """The (member, date of service) pairs of the lines a product change could explain."""
+    categories = list(_mismatchable(matrix))
+    if not categories:
+        return []
+    lines = _categorised(matrix)
+    return [(pid, day) for pid, day in conn.execute(
+        select(lines.c.patient_id, lines.c.service_date).where(lines.c.category.in_(categories)).distinct())]
+
+
+_DAY_FINDINGS = Table("audit_day_findings", MetaData(), Column("patient_id", String(ID_LEN), nullable=False),
+                      Column("service_date", Date, nullable=False), Column("status", String(CODE_LEN)),
+                      Column("enrolled", String(CODE_LEN)), Column("recommended", String(CODE_LEN)),
+                      prefixes=["TEMPORARY"])
+
+
+def findings_on(engine: AlignmentEngine, matrix: BenefitMatrix) -> list[tuple[str, str, str | None, str | None, str | None]]:
+    """(patient, ISO day, status, enrolled, recommended) of the finding each member had on the date of
+    service of a line a product change could explain: every pair evaluated in one pass, in a transaction
+    that is rolled back (`AlignmentEngine.evaluate_on_days`)."""
     f = findings.c
     with engine.db.connect() as conn:
         transaction = begin_writing(conn)
         try:
+            member_days = _member_days(conn, matrix)
+            if not member_days:
+                return []  # no window to evaluate (the engine needs at least one day)
             pairs = engine.evaluate_on_days(conn, member_days)
             p = pairs.c
             rows = conn.execute(select(p.patient_id, p.as_of, f.status, f.enrolled_product, f.recommended_product)
                                 .join_from(pairs, findings, f.patient_id == p.member_key)).all()
         finally:
             transaction.rollback()  # the findings tables go back to today's
-    return {(pid, day): (status, enrolled, recommended) for pid, day, status, enrolled, recommended in rows}
+    return [(pid, day.isoformat(), status, enrolled, recommended) for pid, day, status, enrolled, recommended in rows]
 
 
-def classify(line: DeniedLine, category: str | None, finding: tuple | None, matrix: BenefitMatrix) -> str:
-    if category is not None and finding is not None:
-        _status, enrolled, recommended = finding
-        if recommended and recommended != enrolled and matrix.covered(recommended, category) \
-                and not matrix.covered(enrolled, category):
-            return "product-mismatch"
-    return matrix.carc_class.get(line.carc, "other")
-
-
-def classify_all(engine: AlignmentEngine, matrix: BenefitMatrix, lines: Iterable[DeniedLine]) -> list[Classified]:
-    lines = list(lines)
-    categories = [matrix.category(line.procedure, line.revenue) for line in lines]
-    on = findings_on(engine, {(line.patient_id, line.service_date) for line, category in zip(lines, categories)
-                              if category is not None and matrix.can_mismatch(category)})
-    out = []
-    for line, category in zip(lines, categories):
-        finding = on.get((line.patient_id, line.service_date)) if category else None
-        status, enrolled, recommended = finding or (None, None, None)
-        out.append(Classified(line, category, status, enrolled, recommended,
-                              classify(line, category, finding, matrix)))
-    return out
-
-
-# -- storing --------------------------------------------------------------------------------------------
+def _classify_into_results(conn: Connection, matrix: BenefitMatrix) -> None:
+    """Replace `audit_denials` with every denied line and its classification: the finding on the line's
+    day (`audit_day_findings`) for a categorised line, the CARC's class unless it is a product mismatch."""
+    lines, day = _categorised(matrix), _DAY_FINDINGS.c
+    finding = and_(day.patient_id == lines.c.patient_id, day.service_date == lines.c.service_date,
+                   lines.c.category.is_not(None))
+    classification = case((_mismatch(matrix, lines.c.category, day.enrolled, day.recommended), "product-mismatch"),
+                          else_=_carc_class(matrix, lines.c.carc))
+    query = (select(*(lines.c[name] for name in LINE_COLUMNS), lines.c.category, day.status, day.enrolled,
+                      day.recommended, classification)
+             .select_from(lines.outerjoin(_DAY_FINDINGS, finding)))
+    conn.execute(delete(audit_denials))
+    conn.execute(insert(audit_denials).from_select(list(RESULT_COLUMNS), query))
 
 
 RESULT_COLUMNS = (*LINE_COLUMNS, "category", "finding_status", "enrolled_product", "recommended_product",
                   "classification")
 
 
-def _row(c: Classified) -> tuple:
-    """A result row for `bulk_insert` (COPY on PostgreSQL: SQLAlchemy's per-row parameters cost 1 s at 17,000
-    lines); the date as ISO text, which both databases read as a date."""
-    line = _columns(c.line)
-    line["service_date"] = c.line.service_date.isoformat()
-    return (*line.values(), c.category, c.status, c.enrolled, c.recommended, c.classification)
-
-
 def run(store: Store, engine: AlignmentEngine, matrix: BenefitMatrix) -> dict[str, Any]:
     """Classify every denied line, store the results, the cohort Group and the report; returns the report."""
-    lines = _all_denied_lines(engine.db)
-    classified = sorted(classify_all(engine, matrix, lines), key=lambda c: (c.line.eob_id, c.line.sequence))
+    on_days = findings_on(engine, matrix)
     with store.begin_write() as tx:
         assert tx.conn is not None
-        tx.conn.execute(delete(audit_denials))
-        if classified:
-            bulk_insert(tx.conn, audit_denials.name, RESULT_COLUMNS, [_row(c) for c in classified])
+        _DAY_FINDINGS.drop(tx.conn, checkfirst=True)  # SQLite keeps one a failed run created on this connection
+        _DAY_FINDINGS.create(tx.conn)
+        bulk_insert(tx.conn, _DAY_FINDINGS.name, [c.name for c in _DAY_FINDINGS.c], on_days)
+        analyze_written(tx.conn, _DAY_FINDINGS.name)
+        _classify_into_results(tx.conn, matrix)
+        _DAY_FINDINGS.drop(tx.conn)
+        d = audit_denials.c
+        mismatched = sorted(tx.conn.execute(select(d.patient_id).where(d.classification == "product-mismatch")
+                                            .distinct()).scalars())
         now = instant_text(tx.now_us)
-        mismatched = sorted({c.line.patient_id for c in classified if c.classification == "product-mismatch"})
-        report = summary_report(classified, now)
+        report = summary_report(tx.conn, now)
         group = _group(mismatched)
         current = tx.current([("Group", GROUP_ID), ("MeasureReport", REPORT_ID)])
         for resource in (group, report):
@@ -309,35 +362,52 @@ def _group(members: list[str]) -> dict[str, Any]:
     return group
 
 
-def summary_report(classified: list[Classified], now: str) -> dict[str, Any]:
+def _first_currency(conn: Connection) -> str:
+    """The currency of the first line by (EOB id, sequence) in code point order, which SQL's ORDER BY
+    follows only under some collations: read when the lines' currencies differ."""
+    d = audit_denials.c
+    return min(conn.execute(select(d.eob_id, d.sequence, d.currency)).all())[2]
+
+
+def summary_report(conn: Connection, now: str) -> dict[str, Any]:
     """Denied lines (initial population = denominator) and product-mismatch lines (numerator), stratified by
     classification, each stratum with the submitted amount at stake (`estimated-annual-impact` is not it:
-    the amount is an `denied-amount` extension)."""
-    currency = classified[0].line.currency if classified else "USD"
-    by_class = {name: [c for c in classified if c.classification == name] for name in CLASSIFICATIONS}
-    mismatch = len(by_class["product-mismatch"])
+    the amount is an `denied-amount` extension). One scan of the results."""
+    d = audit_denials.c
+    rows = conn.execute(select(d.classification, func.count(), func.sum(d.submitted_cents), func.min(d.service_date),
+                               func.max(d.service_date), func.min(d.currency), func.max(d.currency))
+                        .group_by(d.classification)).all()
+    counted = {row[0]: (row[1], int(row[2] or 0)) for row in rows}
+    by_class = {name: counted.get(name, (0, 0)) for name in CLASSIFICATIONS}
+    lines, cents = sum(n for n, _ in counted.values()), sum(c for _, c in counted.values())
+    currencies = {row[5] for row in rows} | {row[6] for row in rows}
+    currency = "USD" if not currencies else currencies.pop() if len(currencies) == 1 else _first_currency(conn)
+    first = min((row[3] for row in rows), default=None)
+    last = max((row[4] for row in rows), default=None)
 
-    def amount(items: list[Classified]) -> dict[str, Any]:
-        return {**money(sum(c.line.submitted_cents for c in items), currency), "url": SD_BASE + "denied-amount"}
+    def amount(total_cents: int) -> dict[str, Any]:
+        return {**money(total_cents, currency), "url": SD_BASE + "denied-amount"}
 
     strata = [{"value": {"coding": [{"system": SD_BASE.replace("StructureDefinition", "CodeSystem") + "denial-classification",
                                      "code": name}]},
-               "extension": [amount(items)],
-               "population": populations(len(items), len(items) if name == "product-mismatch" else 0)}
-              for name, items in by_class.items()]
+               "extension": [amount(total)],
+               "population": populations(n, n if name == "product-mismatch" else 0)}
+              for name, (n, total) in by_class.items()]
+    mismatch, mismatch_cents = by_class["product-mismatch"]
     return {
         "resourceType": "MeasureReport", "id": REPORT_ID,
-        "extension": [amount(classified), {**amount(by_class["product-mismatch"]), "url": SD_BASE + "amount-at-stake"}],
+        "extension": [amount(cents), {**amount(mismatch_cents), "url": SD_BASE + "amount-at-stake"}],
         "status": "complete", "type": "summary", "measure": MEASURE_BASE + REPORT_ID, "date": now,
-        "period": _period(classified, now),
-        "group": [{"id": REPORT_ID, "population": populations(len(classified), mismatch),
+        "period": _period(first, last, now),
+        "group": [{"id": REPORT_ID, "population": populations(lines, mismatch),
                    "stratifier": [{"code": [{"text": "classification"}], "stratum": strata}]}],
     }
 
 
-def _period(classified: list[Classified], now: str) -> dict[str, str]:
-    days = [c.line.service_date for c in classified]
-    return {"start": min(days).isoformat(), "end": max(days).isoformat()} if days else {"start": now[:10], "end": now[:10]}
+def _period(first: date | str | None, last: date | str | None, now: str) -> dict[str, str]:
+    if first is None or last is None:
+        return {"start": now[:10], "end": now[:10]}
+    return {"start": str(first)[:10], "end": str(last)[:10]}
 
 
 def refuse_client_writes(rtype: str, rid: str, _method: str, _resource: dict | None) -> None:

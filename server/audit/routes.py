@@ -26,7 +26,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable
 
 import logging
@@ -58,7 +57,7 @@ from server.audit.worklist import parse_query, read_page
 from server.fhir.context import context_of
 from server.fhir.dates import instant_text
 from server.fhir.errors import FhirError
-from server.fhir.features import POST_COMMIT, PRE_WRITE, Feature, Operation
+from server.fhir.features import IN_TRANSACTION, PRE_WRITE, Feature, Operation
 from server.fhir.http import fhir_response, json_body
 from server.alignment.api import ALIGNMENT_READS
 from server.fhir.service import FhirService
@@ -87,7 +86,7 @@ def audit_feature(engine: AlignmentEngine) -> Feature:
                     Operation("audit-quarter", _DEFINITION + "Measure-audit-quarter", "Measure"),
                     Operation("completeness", _DEFINITION + "Measure-completeness", "Measure")],
         hooks=[(PRE_WRITE, refuse_client_writes), (PRE_WRITE, denials.refuse_client_writes),
-               (POST_COMMIT, partial(denials.read_written, engine.db))],
+               (IN_TRANSACTION, denials.maintain_lines)],
         state={"benefits": benefits, "audit_engine": engine},
     )
 

@@ -5,9 +5,8 @@
 * `audit_quarters` / `audit_quarter_members`: each quarter's enrollment audit as it was closed: when it
   was taken, and the misaligned members then with what made them so. The next quarter's reconciliation
   (new, resolved, persisting) compares two of these snapshots; re-running a quarter replaces its own.
-* `audit_denied_lines` / `audit_denial_sources`: the denied lines of each current ExplanationOfBenefit, read
-  from its JSON once, when it is written, and the version (`txid`) they were read from (EOBs without a
-  denied line too), so a denial run reads rows instead of parsing every EOB.
+* `audit_denied_lines`: the denied lines of each current ExplanationOfBenefit, read from its JSON once, in
+  the transaction that writes it, so a denial run reads rows instead of parsing every EOB.
 * `audit_denials`: the last denial run's lines with their classification.
 """
 
@@ -65,13 +64,6 @@ def _denied_line_columns() -> list[Column]:
 
 
 audit_denied_lines = Table("audit_denied_lines", metadata, *_denied_line_columns())
-
-audit_denial_sources = Table(
-    "audit_denial_sources",
-    metadata,
-    Column("eob_id", String(ID_LEN), primary_key=True),
-    Column("txid", BigInteger, nullable=False),  # the EOB version (its write) the lines were read from
-)
 
 audit_denials = Table(
     "audit_denials",

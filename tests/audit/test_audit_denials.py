@@ -12,9 +12,12 @@ import io
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import delete
 
 from server.app import create_app
 from server.config import Settings
+from server.fhir import reindex
+from server.store.audit_schema import audit_denied_lines
 from tests.support.alignment import (
     ICD,
     born,
@@ -215,3 +218,23 @@ def test_a_run_with_nothing_to_evaluate_answers(kind, tmp_path):
         assert r.status_code == 200, r.text
         extensions = {e["url"].rsplit("/", 1)[1]: e["valueMoney"]["value"] for e in r.json()["extension"]}
         assert extensions == {"denied-amount": 0.0, "amount-at-stake": 0.0}
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_a_reindex_request_reads_every_stored_eob_again(kind, tmp_path):
+    """The denied lines are kept in each EOB's write transaction; the EOBs stored before that (migration 0583)
+    get theirs at the next start through a reindex request, as `planfit reindex` asks: a run then
+    classifies them."""
+    with fresh_database(kind, tmp_path) as url:
+        settings = Settings(database_url=url, auth="off")
+        with TestClient(create_app(settings), base_url="http://testserver/fhir") as c:
+            pid = c.post("/Patient", json={"resourceType": "Patient", "birthDate": born(40).isoformat()}).json()["id"]
+            eob(c, pid, [_line(1, CPT, "99213", days_ago(5), 50.0, "16")], provider="1992753880")
+            db = c.app.state.audit_engine.db
+        with db.begin() as conn:
+            conn.execute(delete(audit_denied_lines))  # as a database before 0583 may hold them
+        reindex.request(db, {"ExplanationOfBenefit": ["status"]})
+        with TestClient(create_app(settings), base_url="http://testserver/fhir") as c:
+            report = c.post(OPERATION).json()
+            assert report["group"][0]["population"][0]["count"] == 1
+            assert [(row["classification"], row["submitted"]) for row in _lines(c)] == [("coding", "50.00")]
