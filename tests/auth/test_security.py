@@ -185,6 +185,9 @@ _REVIEWED_SQL_NAMES |= {"EDIT_APPLIES"}
 _REVIEWED_SQL_NAMES |= {"_TASKS", "_LIVE", "_ESCALATED", "_HAS_BARRIER", "_DEAD_IN", "ed_in", "ip_in", "codes_in",
                         "void_in", "events", "member.format('e.patient_id')", "member.format('r.target_id')",
                         "tier_sql", "factor", "t", "i"}
+# migration 0938 (reviewed 2026-12-04): `suffix` is "next" or "prev", the column lists are the module's constants and
+# `rows` is built from one of them; the migration copies rows between the code's own tables, with no value in it.
+_REVIEWED_SQL_NAMES |= {"suffix", "_IMPORT_COLUMNS", "_ROW_COLUMNS", "rows"}
 _SQL_START = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|COPY|CREATE|DROP|ALTER|ANALYZE|SET|WITH|TRUNCATE)\b", re.I)
 
 
