@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=_serve)
     synth.register(sub)
-    alignment_commands.register(sub)
+    # The features' IN_TRANSACTION hooks: alignment's diagnosis and coverage facts, the audit's denied lines.
+    derivations = [maintain_diagnoses, maintain_coverages, maintain_denied_lines]
+    alignment_commands.register(sub, derivations)
     risk_synth.extend(sub)  # `planfit synth` also writes the risk-adjustment population
     roster_synth.extend(sub)  # … and a payer attribution file with planted mismatches
     audit_synth.extend(sub)  # … and the audit population: claims with lags, denials, next quarter's changes
@@ -95,8 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands.register(sub)
     auth_commands.register(sub)
     bulk_commands.register(sub)
-    # The features' IN_TRANSACTION hooks: alignment's diagnosis and coverage facts, the audit's denied lines.
-    fhir_commands.register(sub, derivations=[maintain_diagnoses, maintain_coverages, maintain_denied_lines])
+    fhir_commands.register(sub, derivations=derivations)
     loader_commands.register(sub)
     demo.register(sub)
     bench_command.register(sub)

@@ -1,29 +1,34 @@
 """`planfit evaluate`.
 
 `evaluate` is the operator's full re-evaluation: the same engine and SQL as `POST
-/fhir/$evaluate-alignment`, run against `PLANFIT_DATABASE_URL` directly (the schema is migrated first),
-so it needs no running server and no token.
+/fhir/$evaluate-alignment`, run against `PLANFIT_DATABASE_URL` directly, so it needs no running server and
+no token. The schema is migrated first and the reindex requests of the migrations are carried out, as a
+server does at start: the facts an evaluation reads (`alignment_coverages`, `alignment_diagnoses`) are
+filled that way after an upgrade, and an evaluation before it would find every member without coverage.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Sequence
 
 from server.alignment.engine import AlignmentEngine, EngineConfig
 from server.alignment.mappings import MappingError, load_mappings
 from server.cohorts.membership import CohortMaintainer
 from server.config import Settings
+from server.fhir.reindex import run_requested
 from server.store.db import make_engine, migrate
-from server.store.resources import Store
+from server.store.resources import Derivation, Store
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, derivations: Sequence[Derivation] = ()) -> None:
+    """`derivations`: every feature's IN_TRANSACTION hooks, rebuilt with the pending reindex requests."""
     evaluate = subparsers.add_parser("evaluate", help="re-evaluate every member's product alignment")
-    evaluate.set_defaults(func=_evaluate)
+    evaluate.set_defaults(func=lambda args: _evaluate(args, derivations))
 
 
-def _evaluate(_args: argparse.Namespace) -> int:
+def _evaluate(_args: argparse.Namespace, derivations: Sequence[Derivation]) -> int:
     settings = Settings.from_env()
     try:
         mappings = load_mappings(settings.mappings_dir or None, rates_file=settings.rates_file or None)
@@ -34,6 +39,7 @@ def _evaluate(_args: argparse.Namespace) -> int:
     db = make_engine(settings.database_url)
     try:
         migrate(db)
+        run_requested(db, derivations)
         engine = AlignmentEngine(db, mappings, config)
         cohorts = CohortMaintainer(Store(db))
         cohorts.ensure_headers()

@@ -87,3 +87,33 @@ def test_reindex_refuses_unknown_parameters(server: RunningServer) -> None:
     assert "Coverage.no-such-parameter" in done.stderr
     bad = _reindex(server, "Coverage")
     assert bad.returncode == 2 and "TYPE.CODE" in bad.stderr
+
+
+def test_planfit_evaluate_carries_out_the_upgrades_requests_before_it_evaluates(server: RunningServer,
+                                                                                  client: httpx.Client) -> None:
+    """Right after an upgrade, the facts an evaluation reads are still to be filled by the migration's reindex
+    request. `planfit evaluate` run then (no server started in between) fills them first: a member with an
+    active Coverage is not found without one."""
+    from tests.support.alignment import born, coverage, patient
+
+    pid = patient(client, born(40))
+    coverage(client, pid, plan="NY-MMC", sopt="211")
+    engine = make_engine(server.database_url)
+    try:
+        with engine.begin() as conn:  # the state migration 0934 leaves: no coverage facts, a request for them
+            conn.execute(sa.text("DELETE FROM alignment_coverage_codes WHERE rid IN (SELECT rid FROM alignment_coverages"
+                                 " WHERE patient_id = :p)"), {"p": pid})
+            conn.execute(sa.text("DELETE FROM alignment_coverages WHERE patient_id = :p"), {"p": pid})
+            conn.execute(sa.text("INSERT INTO reindex_request (rtype, code) VALUES ('Coverage', 'beneficiary')"))
+        args = [sys.executable, "-m", "server.cli", "evaluate"]
+        env = {**os.environ, "PLANFIT_DATABASE_URL": server.database_url}
+        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM reindex_request")).scalar_one() == 0
+            assert conn.execute(sa.text("SELECT count(*) FROM alignment_coverages WHERE patient_id = :p"),
+                                {"p": pid}).scalar_one() == 1
+            status = conn.execute(sa.text("SELECT status FROM findings WHERE patient_id = :p"), {"p": pid}).scalar_one()
+        assert status != "not-evaluable"
+    finally:
+        engine.dispose()
