@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -37,6 +38,7 @@ from server.auth.commands import load_private_key, request_backend_token, write_
 MEASURE = "product-alignment"
 PERIOD = {"periodStart": "2025-01-01", "periodEnd": "2025-12-31", "reportType": "subject"}
 READER = "bench-reader"
+_WARM_UP_EACH = 5  # requests per client before the timed ones
 # What an individual report needs (server/measures/operation.py): the report, the Patient, what the finding shows.
 READER_SCOPE = " ".join(f"system/{rtype}.rs" for rtype in (
     "MeasureReport", "Patient", "Condition", "Coverage", "Claim", "ExplanationOfBenefit"))
@@ -73,23 +75,10 @@ class _Usage:
                 "sessions": sessions[0]}
 
 
-def latency(servers: list[Server], patients: list[str], clients: int, requests_each: int,
-            dsn: str | None = None, schema: str | None = None, tokens: dict[str, str] | None = None) -> dict:
+def _requests(servers: list[Server], patients: list[str], clients: int, requests_each: int,
+              headers: Callable[[Server], dict[str, str]]) -> list[float]:
     """`clients` threads, each sending `requests_each` requests back to back over one keep-alive connection,
-    spread over the servers; one untimed request first checks that the operation answers at all. Given the
-    schema's `dsn`, the CPU milliseconds per request of the servers, their backends and the client too.
-    `tokens`: each server's access token by its kind (a token names the server that issued it).
-
-    The threads use the standard library's `http.client`, not httpx: the load generator shares the machine's
-    cores with the servers, and httpx spent 1.0-1.3 ms of CPU per request here, http.client 0.25 ms (a
-    sequential client against one server, 2026-12-04), CPU the servers' latency then waited for."""
-    def headers(server: Server) -> dict[str, str]:
-        return {"Authorization": f"Bearer {tokens[server.kind]}"} if tokens else {}
-
-    origin = urlsplit(servers[0].url)
-    with httpx.Client(timeout=60, headers=headers(servers[0])) as client:
-        expect(client.get(f"{origin.scheme}://{origin.netloc}{_target(servers[0], patients[0])}"), 200,
-               f"GET Measure/{MEASURE}/$evaluate-measure")
+    spread over the servers: the seconds of each; StageFailed at the first answer other than 200."""
     times: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -115,22 +104,42 @@ def latency(servers: list[Server], patients: list[str], clients: int, requests_e
         with lock:
             times.extend(mine)
 
-    usage = _Usage(servers, dsn, schema) if dsn and schema else None
-    before = usage.now() if usage else {}
-    start = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    seconds = time.perf_counter() - start
-    after = usage.now() if usage else {}
     if failures:
         raise StageFailed(failures[0])
+    return times
+
+
+def latency(servers: list[Server], patients: list[str], clients: int, requests_each: int,
+            dsn: str | None = None, schema: str | None = None, tokens: dict[str, str] | None = None) -> dict:
+    """`clients` threads, each sending `requests_each` requests back to back, spread over the servers; p50,
+    p95, p99 and max of them. A warm-up round of the same clients comes first: the servers' connection
+    pools grow to the clients' concurrency there, a new database backend for each connection (its slowest
+    request: `warm_up_max_ms`); the figures are of a server that has served such a load before. Given the schema's `dsn`, the CPU milliseconds per request of the servers, their backends and the
+    client too. `tokens`: each server's access token by its kind (a token names the server that issued it).
+
+    The threads use the standard library's `http.client`, not httpx: the load generator shares the machine's
+    cores with the servers, and httpx spent 1.0-1.3 ms of CPU per request here, http.client 0.25 ms (a
+    sequential client against one server, 2026-12-04), CPU the servers' latency then waited for."""
+    def headers(server: Server) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[server.kind]}"} if tokens else {}
+
+    warm_up = _requests(servers, patients[::-1], clients, _WARM_UP_EACH, headers)
+    usage = _Usage(servers, dsn, schema) if dsn and schema else None
+    before = usage.now() if usage else {}
+    start = time.perf_counter()
+    times = _requests(servers, patients, clients, requests_each, headers)
+    seconds = time.perf_counter() - start
+    after = usage.now() if usage else {}
     cuts = statistics.quantiles(times, n=100)
     figures = {"clients": clients, "requests": len(times), "servers": len(servers),
                "p50_ms": round(cuts[49] * 1000, 1), "p95_ms": round(cuts[94] * 1000, 1),
                "p99_ms": round(cuts[98] * 1000, 1), "max_ms": round(max(times) * 1000, 1),
+               "warm_up_max_ms": round(max(warm_up) * 1000, 1),
                "requests_per_s": round(len(times) / seconds), "load_1min": round(os.getloadavg()[0], 2)}
     if usage:
         figures["cpu_ms_per_request"] = {part: round((after[part] - before[part]) * 1000 / len(times), 2)
