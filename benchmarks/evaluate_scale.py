@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 
 from benchmarks import evaluate, ingest
 from benchmarks.command import DEFAULT_DSN
-from benchmarks.servers import analyze, running, schema_url
+from benchmarks.servers import analyze, cpu_seconds, running, schema_url
 
 
 def _load() -> str:
@@ -41,12 +41,6 @@ def stored_population(dsn: str, schema: str) -> tuple[int, dict[str, int]]:
         members = conn.execute("SELECT count(*) FROM resources WHERE rtype = 'Patient' AND deleted IS FALSE").fetchone()
         statuses = dict(conn.execute("SELECT status, count(*) FROM findings GROUP BY status ORDER BY status").fetchall())
     return members[0], statuses
-
-
-def _backend_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process on this machine (a PostgreSQL backend), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _statement_name(statement: object) -> str:
@@ -76,10 +70,10 @@ def stage_timings(url: str) -> list[dict]:
             conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))  # the backend's CPU is the statement's
             install_codes(conn, evaluation.codes_key, evaluation._code_rows)
             for statement in evaluation._build(evaluation.window(), EVERYONE):
-                cpu, started = _backend_cpu(pid), time.perf_counter()
+                cpu, started = cpu_seconds(pid), time.perf_counter()
                 conn.execute(statement, {EVALUATED_AT: time.time_ns() // 1000})
                 stages.append({"statement": _statement_name(statement), "seconds": round(time.perf_counter() - started, 2),
-                               "cpu_seconds": round(_backend_cpu(pid) - cpu, 2)})
+                               "cpu_seconds": round(cpu_seconds(pid) - cpu, 2)})
             conn.rollback()
     finally:
         engine.dispose()

@@ -14,7 +14,6 @@ import argparse
 import base64
 import csv
 import io
-import os
 import sys
 import tempfile
 import time
@@ -24,9 +23,9 @@ from typing import Callable, Iterator
 
 import httpx
 import orjson
-import psycopg
 
-from benchmarks.servers import Server, StageFailed, expect, postgres_schema, profiled, running
+from benchmarks.servers import (Server, StageFailed, backend_pids, cpu_seconds, expect, postgres_schema, profiled,
+                                running)
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
@@ -57,22 +56,9 @@ class _Cpu:
         if database_url and "application_name=" in database_url:
             self.application = database_url.split("application_name=", 1)[1].split("&", 1)[0]
 
-    def _backends(self) -> list[int]:
-        if self.application is None:
-            return []
-        with psycopg.connect(_ADMIN_DSN, autocommit=True) as conn:
-            return [pid for (pid,) in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (self.application,))]
-
     def seconds(self) -> float:
-        ticks = 0
-        for pid in (self.pid, *self._backends()):
-            try:  # fields 14 and 15 of /proc/PID/stat, after the parenthesised command name
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:  # a backend that ended meanwhile
-                continue
-            ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        backends = backend_pids(_ADMIN_DSN, self.application) if self.application else []
+        return sum(cpu_seconds(pid) for pid in (self.pid, *backends))
 
 
 def _timed(figures: dict, name: str, call: Callable[[], httpx.Response], status: int, cpu: _Cpu) -> httpx.Response:

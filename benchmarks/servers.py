@@ -79,12 +79,14 @@ def analyze(dsn: str, schema: str) -> None:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)))
 
 
-def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str, workers: int) -> Server:
+def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str, workers: int,
+           clients_file: Path | None) -> Server:
     port = free_port()
     env = {
         **os.environ,
         "PLANFIT_DATABASE_URL": database_url,
-        "PLANFIT_AUTH": "off",
+        # SMART authorization only for a stage that reads with a token (`clients_file` registers its client).
+        **({"PLANFIT_AUTH": "on", "PLANFIT_CLIENTS_FILE": str(clients_file)} if clients_file else {"PLANFIT_AUTH": "off"}),
         "PLANFIT_DEFAULT_SOURCE": f"urn:planfit:bench-{kind}",
         "PLANFIT_DEFAULT_SOURCE_KIND": kind,
         "PLANFIT_EVALUATION_DATE": AS_OF,
@@ -100,13 +102,15 @@ def _start(kind: str, database_url: str, export_dir: Path, alignment_mode: str, 
 
 
 @contextmanager
-def running(database_url: str, export_dir: Path, alignment_mode: str, workers: int = 1) -> Iterator[dict[str, Server]]:
+def running(database_url: str, export_dir: Path, alignment_mode: str, workers: int = 1,
+            clients_file: Path | None = None) -> Iterator[dict[str, Server]]:
     """One server per feed kind on the database (`planfit serve --workers`), stopped afterwards. The first
-    starts alone, so only one process creates the schema."""
+    starts alone, so only one process creates the schema. With `clients_file` (PLANFIT_CLIENTS_FILE) the
+    servers run with SMART authorization on, otherwise off."""
     servers: dict[str, Server] = {}
     try:
         for kind in KINDS:
-            servers[kind] = _start(kind, database_url, export_dir, alignment_mode, workers)
+            servers[kind] = _start(kind, database_url, export_dir, alignment_mode, workers, clients_file)
             serve_process.wait_ready(servers[kind].proc, servers[kind].url.removesuffix("/fhir"),
                                      servers[kind].log, timeout=180)
         yield servers
@@ -119,6 +123,23 @@ def running(database_url: str, export_dir: Path, alignment_mode: str, workers: i
     finally:
         for server in servers.values():
             serve_process.stop(server.proc)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process on this machine (a server or a PostgreSQL backend), from /proc;
+    0 for one that has ended."""
+    try:  # fields 14 and 15 of /proc/PID/stat, after the parenthesised command name
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(dsn: str, application: str) -> list[int]:
+    """The PostgreSQL backends of the connections named `application` (a schema's URL names them so)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [pid for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                               (application,))]
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -52,7 +52,7 @@ log = logging.getLogger("planfit")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    db = make_engine(settings.database_url, settings.sqlite_lock_wait_seconds)
+    db = make_engine(settings.database_url, settings.sqlite_lock_wait_seconds, settings.database_pool_size)
     store = Store(db)
     service = FhirService(store, settings)
     hooks = Hooks()

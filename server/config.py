@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     sqlite_lock_wait_seconds: int = setting(
         60, "on SQLite, how long a write waits for another writer (of any server process on the file) to commit; "
         "past that the request gets 503 `lock-error` with `Retry-After`", ge=1)
+    database_pool_size: int = setting(
+        40, "on PostgreSQL, connections a server process keeps open: opened as concurrent requests need them, "
+        "then kept, so a request does not wait for a new backend; the default is the process's request threads; "
+        "up to 20 more open for peaks and close after use. Processes × (this + 20) must fit PostgreSQL's "
+        "`max_connections`", ge=1)
     host: str = setting("127.0.0.1", "listen address of `planfit serve`")
     port: int = setting(8080, "listen port of `planfit serve`", ge=0, le=65535)
     base_url: str = setting(

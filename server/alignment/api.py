@@ -49,6 +49,7 @@ from server.fhir.features import IN_TRANSACTION, POST_COMMIT, PRE_WRITE, Feature
 from server.fhir.http import fhir_response
 from server.fhir.service import FhirService
 from server.fhir.types import Reply
+from server.store.db import reading
 
 log = logging.getLogger("planfit.alignment")
 router = APIRouter(prefix="/fhir")
@@ -132,7 +133,7 @@ async def patient_alignment(rid: str, request: Request) -> Response:
     engine = engine_of(request)
 
     def work() -> Reply:
-        with engine.db.connect() as conn:
+        with reading(engine.db) as conn:
             finding = ready_finding(conn, ctx, rid)
             factors = member_risk_factors(conn, engine.keys, load_risk_factors(engine.mappings.directory),
                                           EvaluationWindow(finding.as_of, engine.config.lookback_months), rid)

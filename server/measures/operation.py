@@ -54,6 +54,7 @@ from server.measures.report import (
     population_report,
 )
 from server.measures.seed import refuse_writes_to, seed_definitions
+from server.store.db import reading
 
 router = APIRouter(prefix="/fhir")
 OPERATION = "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure"
@@ -129,7 +130,7 @@ async def _evaluate(mid: str, request: Request, items: list[tuple[str, str]]) ->
 
 def _individual(measures: Measures, request_ctx: RequestContext, req: EvaluateRequest, ctx: ReportContext) -> Reply:
     assert req.subject_id is not None
-    with measures.db.connect() as conn:
+    with reading(measures.db) as conn:
         finding = ready_finding(conn, request_ctx, req.subject_id)
     if ctx.measure == "product-alignment":
         report = alignment_individual(ctx, finding)

@@ -28,10 +28,13 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, sqlite_lock_wait_seconds: int = 60) -> Engine:
+def make_engine(url: str, sqlite_lock_wait_seconds: int = 60, pool_size: int = 40) -> Engine:
     """The engine for `url`. On SQLite a write waits up to `sqlite_lock_wait_seconds` for another
     writer (of this or another process) to commit; past that it raises `OperationalError`, which
-    `is_lock_timeout` recognises."""
+    `is_lock_timeout` recognises. On PostgreSQL the pool keeps up to `pool_size` connections
+    (`PLANFIT_DATABASE_POOL_SIZE`): were it smaller than the number of threads using connections at once,
+    each return beyond it would close a connection that a following request opens again, a new backend
+    each time."""
     url = normalise_url(url)
     # hide_parameters: a logged database error never carries the statement's values (PHI).
     if url.startswith("sqlite"):
@@ -43,7 +46,7 @@ def make_engine(url: str, sqlite_lock_wait_seconds: int = 60) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
 class _SqliteEngine(Engine):
@@ -62,6 +65,18 @@ class _SqliteEngine(Engine):
         with self.connect() as conn:
             with begin_writing(conn):
                 yield conn
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that need no snapshot shared by several statements. On PostgreSQL it is in
+    autocommit: each statement is one round trip, with no BEGIN before it and no ROLLBACK after (a statement
+    reads one snapshot anyway, and READ COMMITTED gave each statement its own). SQLite's transactions are
+    begun by `_sqlite_on_begin`, so there it is a plain connection."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
 def begin_writing(conn: Connection) -> RootTransaction:
