@@ -155,6 +155,10 @@ class RunningServer:
         return httpx.Client(base_url=self.fhir, headers={**FHIR_JSON, **(headers or {})}, auth=auth,
                             **{"timeout": 60, **options})
 
+    def site(self, **options) -> httpx.Client:
+        """A client of the server's root (`/auth/...`, pages), as a browser or an OAuth client reaches it."""
+        return httpx.Client(base_url=self.url, **{"timeout": 60, **options})
+
 
 def start_server(database_url: str, log_path: Path, extra_env: dict[str, str] | None = None,
                  cwd: Path = ROOT) -> tuple[subprocess.Popen, str]:
