@@ -17,6 +17,7 @@ import pytest
 
 from server.synth import generate
 from tests.support.alignment import TODAY, Finding, finding, member_ids, post_bundles
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 MEMBERS = 2000
 pytestmark = pytest.mark.heavy  # tests/conftest.py schedules it first
