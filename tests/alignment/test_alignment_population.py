@@ -17,10 +17,10 @@ import pytest
 
 from server.synth import generate
 from tests.support.alignment import TODAY, Finding, finding, member_ids, post_bundles
-from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 MEMBERS = 2000
 pytestmark = pytest.mark.heavy  # tests/conftest.py schedules it first
+# On the process tier: in process its CPU was the same (the work is the server's) and one GIL held both sides.
 
 
 @pytest.fixture(scope="module")
