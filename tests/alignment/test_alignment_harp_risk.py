@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.support.alignment import ICD, born, claim, condition, coverage, days_ago, finding, patient
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 REVENUE = "https://www.nubc.org/CodeSystem/RevenueCodes"
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"

@@ -20,6 +20,7 @@ from tests.support.alignment import TODAY, Finding, finding, member_ids, post_bu
 
 MEMBERS = 2000
 pytestmark = pytest.mark.heavy  # tests/conftest.py schedules it first
+# On the process tier: in process its CPU was the same (the work is the server's) and one GIL held both sides.
 
 
 @pytest.fixture(scope="module")

@@ -19,20 +19,20 @@ from benchmarks import audit_truth
 from server.synth.audit import generate
 from tests.support.alignment import TODAY
 from tests.support.servers import RunningServer
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 # Issue 22 asks for 5,000 members: `planfit bench` (stage audit_truth) and `python -m benchmarks.audit_truth`
 # check that size on both databases. Here 1,000, which keeps the suite's time (a 5,000-member set-up took
 # about 50 s on SQLite and 105 s on PostgreSQL on a busy machine, 2026-12-03).
 MEMBERS = 1000
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
 @pytest.fixture(scope="module")
 def population(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("audit-population")
     truth = generate(MEMBERS, seed=audit_truth.SEED, out=out, as_of=TODAY)
-    with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.auth, timeout=600) as c, \
-            httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.claims_auth, timeout=600) as claims:
+    with server.http(server.auth, timeout=600) as c, \
+            server.http(server.claims_auth, timeout=600) as claims:
         ids = audit_truth.load(c, claims, out, truth)
     assert len(ids["members"]) == MEMBERS
     return {"truth": truth, **ids}

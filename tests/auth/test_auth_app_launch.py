@@ -44,7 +44,7 @@ def test_standalone_launch_with_patient_picker(server, world):
 
 def test_picker_refuses_a_patient_the_user_may_not_open(server, world):
     _verifier, challenge = pkce()
-    with httpx.Client(base_url=server.url) as browser:
+    with server.site() as browser:
         r = browser.get("/auth/authorize", params=authorize_params(server, world.app, "patient/*.rs", challenge, "s"))
         rid = hidden_request(r.text)
         r = browser.post("/auth/login", data={"request": rid, "username": world.doctor, "password": PASSWORD})
@@ -127,7 +127,7 @@ def test_ehr_launch_for_a_patient_the_user_may_not_open_is_denied(server, world)
     r = httpx.post(server.url + "/auth/launch", json={"patient": world.c},
                    headers={"Authorization": f"Bearer {backend_token(server, ehr, 'system/Patient.rs launch')}"})
     _verifier, challenge = pkce()
-    with httpx.Client(base_url=server.url) as browser:
+    with server.site() as browser:
         page = browser.get("/auth/authorize", params=authorize_params(
             server, world.app, "launch patient/*.rs", challenge, "s", launch=r.json()["launch"]))
         rid = hidden_request(page.text)
@@ -137,7 +137,7 @@ def test_ehr_launch_for_a_patient_the_user_may_not_open_is_denied(server, world)
 
 def test_user_denies_consent(server, world):
     _verifier, challenge = pkce()
-    with httpx.Client(base_url=server.url) as browser:
+    with server.site() as browser:
         page = browser.get("/auth/authorize", params=authorize_params(server, world.app, "user/*.rs", challenge, "st"))
         rid = hidden_request(page.text)
         r = browser.post("/auth/login", data={"request": rid, "username": world.doctor, "password": PASSWORD})

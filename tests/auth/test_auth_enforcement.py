@@ -25,6 +25,7 @@ from tests.support.auth import (
     register_backend,
 )
 from tests.support.bulk import download, export
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.servers import unique
 
 SOURCE_KIND = "https://planfit.dev/fhir/CodeSystem/source-kind"
@@ -40,7 +41,7 @@ def patient_a(server, world) -> httpx.Client:
     """Patient A signed in to the app with `patient/*.cruds`."""
     token = app_token(server, world.app, "launch/patient patient/*.cruds", world.patient_user)
     assert token["patient"] == world.a
-    with httpx.Client(base_url=server.fhir, headers=bearer(token["access_token"]), timeout=60) as c:
+    with server.http(None, bearer(token["access_token"])) as c:
         yield c
 
 
@@ -199,7 +200,8 @@ def test_transaction_delete_of_another_patients_resource_deletes_nothing(patient
 
 def test_write_with_read_scope_is_forbidden(server, world):
     token = app_token(server, world.app, "launch/patient patient/*.rs", world.patient_user)["access_token"]
-    r = httpx.post(f"{server.fhir}/Observation", json=observation(world.a, unique()), headers=bearer(token))
+    with server.http(None, bearer(token)) as c:
+        r = c.post("/Observation", json=observation(world.a, unique()))
     assert r.status_code == 403 and outcome_code(r) == "forbidden"
     assert r.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
 
@@ -208,7 +210,7 @@ def test_granular_scope_filters_by_category(server, world):
     app = register_app(server, f"launch/patient patient/Condition.rs?category={PROBLEM}")
     token = app_token(server, app, f"launch/patient patient/Condition.rs?category={PROBLEM}", world.patient_user)
     assert token["scope"] == f"launch/patient patient/Condition.rs?category={PROBLEM}"
-    with httpx.Client(base_url=server.fhir, headers=bearer(token["access_token"])) as c:
+    with server.http(None, bearer(token["access_token"])) as c:
         found = ids(c.get("/Condition", params={"identifier": f"urn:test:cond|{world.tag}"}).json())
         assert found == {f"Condition/{world.a_problem}", f"Condition/{world.a_asserted_by_b}"}
         assert c.get(f"/Condition/{world.a_encounter_dx}").status_code == 404
@@ -219,7 +221,7 @@ def test_granular_scope_filters_by_category(server, world):
 def test_user_scopes_reach_the_users_patients(server, world):
     token = app_token(server, world.app, "user/*.rs", world.doctor)
     assert "patient" not in token
-    with httpx.Client(base_url=server.fhir, headers=bearer(token["access_token"])) as c:
+    with server.http(None, bearer(token["access_token"])) as c:
         found = ids(c.get("/Observation", params={"identifier": f"urn:test:obs|{world.tag}"}).json())
         assert found == {f"Observation/{i}" for i in (world.a_obs, world.b_obs, world.b_obs_about_a)}
         assert c.get(f"/Observation/{world.c_obs}").status_code == 404
@@ -228,7 +230,7 @@ def test_user_scopes_reach_the_users_patients(server, world):
 def test_backend_type_scopes(server, world, client):
     key = register_backend(server, "system/Patient.rs")
     token = backend_token(server, key, "system/Patient.rs")
-    with httpx.Client(base_url=server.fhir, headers=bearer(token)) as c:
+    with server.http(None, bearer(token)) as c:
         assert c.get(f"/Patient/{world.b}").status_code == 200
         r = c.get("/Condition", params={"_id": world.b_cond})
         assert r.status_code == 403 and outcome_code(r) == "forbidden"
@@ -247,7 +249,8 @@ def test_transaction_entry_outside_backend_scopes_refuses_the_bundle(server, cli
          "request": {"method": "POST", "url": "Patient"}},
         {"resource": condition("5c0f6f9e", tag), "request": {"method": "POST", "url": "Condition"}},
     ]}
-    r = httpx.post(server.fhir, json=bundle, headers=bearer(backend_token(server, key, "system/Patient.cruds")))
+    with server.http(None, bearer(backend_token(server, key, "system/Patient.cruds"))) as c:
+        r = c.post("", json=bundle)
     assert r.status_code == 403
     assert client.get("/Patient", params={"identifier": f"urn:test:mrn|{tag}"}).json()["total"] == 0
 

@@ -31,6 +31,7 @@ from tests.support.cohorts import (
     version_of,
 )
 from tests.support.servers import RunningServer
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 MEMBERS = 200
 SEED = 5150  # member identifiers carry the seed: this population never merges with another test's
@@ -60,7 +61,7 @@ def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _client(server: RunningServer, auth: httpx.Auth) -> httpx.Client:
-    return httpx.Client(base_url=server.fhir, timeout=120, headers={"Content-Type": "application/fhir+json"}, auth=auth)
+    return server.http(auth, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,8 @@ def test_search_by_identifier_code_and_member(client: httpx.Client, loaded) -> N
 
 def _read_with_scope(server: RunningServer, scope: str) -> httpx.Response:
     token = backend_token(server, register_backend(server, scope), scope)
-    return httpx.get(f"{server.fhir}/Group/candidates-csnp", headers=bearer(token), timeout=60)
+    with server.http(None, bearer(token)) as c:
+        return c.get("/Group/candidates-csnp")
 
 
 def test_reading_needs_group_read_scope(server: RunningServer, loaded) -> None:

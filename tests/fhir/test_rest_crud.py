@@ -6,9 +6,8 @@ import threading
 import time
 import uuid
 
-import httpx
-
 from server.fhir.validation import validate_resource
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.servers import unique
 
 
@@ -144,8 +143,8 @@ def test_malformed_and_invalid_bodies_are_4xx(client):
 
 def test_oversized_body_is_413(server):
     big = b'{"resourceType":"Patient","text":{"status":"generated","div":"' + b"x" * (65 * 1024 * 1024) + b'"}}'
-    r = httpx.post(server.fhir + "/Patient", content=big, headers={"Content-Type": "application/fhir+json"}, timeout=60,
-                   auth=server.auth)
+    with server.http(server.auth) as c:
+        r = c.post("/Patient", content=big)
     assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
 
 
@@ -187,14 +186,14 @@ def test_if_match(client):
 
 
 def test_concurrent_if_match_one_wins(server):
-    with httpx.Client(base_url=server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"}, auth=server.auth) as c:
+    with server.http(server.auth) as c:
         pid = c.post("/Patient", json=patient(unique())).json()["id"]
         body = c.get(f"/Patient/{pid}").json()
     results: list[int] = []
     barrier = threading.Barrier(6)
 
     def attempt(n: int) -> None:
-        with httpx.Client(base_url=server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"}, auth=server.auth) as c:
+        with server.http(server.auth) as c:
             barrier.wait()
             r = c.put(f"/Patient/{pid}", json={**body, "name": [{"family": f"Writer{n}"}]}, headers={"If-Match": 'W/"1"'})
             results.append(r.status_code)
@@ -205,17 +204,17 @@ def test_concurrent_if_match_one_wins(server):
     for t in threads:
         t.join()
     assert sorted(results) == [200] + [412] * 5
-    with httpx.Client(base_url=server.fhir, timeout=60, auth=server.auth) as c:
+    with server.http(server.auth) as c:
         assert c.get(f"/Patient/{pid}").json()["meta"]["versionId"] == "2"
 
 
 def test_concurrent_updates_without_if_match_lose_nothing(server):
-    with httpx.Client(base_url=server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"}, auth=server.auth) as c:
+    with server.http(server.auth) as c:
         pid = c.post("/Patient", json=patient(unique())).json()["id"]
         body = c.get(f"/Patient/{pid}").json()
 
     def attempt(n: int) -> None:
-        with httpx.Client(base_url=server.fhir, timeout=60, headers={"Content-Type": "application/fhir+json"}, auth=server.auth) as c:
+        with server.http(server.auth) as c:
             for k in range(5):
                 assert c.put(f"/Patient/{pid}", json={**body, "name": [{"family": f"W{n}-{k}"}]}).status_code == 200
 
@@ -224,7 +223,7 @@ def test_concurrent_updates_without_if_match_lose_nothing(server):
         t.start()
     for t in threads:
         t.join()
-    with httpx.Client(base_url=server.fhir, timeout=60, auth=server.auth) as c:
+    with server.http(server.auth) as c:
         hist = c.get(f"/Patient/{pid}/_history", params={"_count": 100}).json()
         versions = [int(e["response"]["etag"][3:-1]) for e in hist["entry"]]
         assert versions == list(range(21, 0, -1))

@@ -18,6 +18,7 @@ from tests.support.alignment import TODAY
 from tests.support.servers import RunningServer
 from tests.support.interventions import Loaded, entry_values, load, priority
 from tests.support.rosters import NPI
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 CONFIG = load_priority_config()
 TIER_ORDER = [t.code for t in CONFIG.tiers]
@@ -30,8 +31,7 @@ def loaded(server: RunningServer, client: httpx.Client, tmp_path_factory: pytest
 
 @pytest.fixture(scope="module")
 def client(server: RunningServer):
-    with httpx.Client(base_url=server.fhir, timeout=120, headers={"Content-Type": "application/fhir+json"},
-                      auth=server.auth) as c:
+    with server.http(server.auth, timeout=120) as c:
         yield c
 
 

@@ -31,10 +31,10 @@ from tests.support.measures import (
     strata,
     subject_lists,
 )
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 MEMBERS = 200
 SEED = 5151
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ class Population:
 def population(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Population:
     out = tmp_path_factory.mktemp("measure-population")
     generate(MEMBERS, seed=SEED, out=out, as_of=TODAY)
-    with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.auth, timeout=120) as c, \
-            httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.claims_auth, timeout=120) as claims:
+    with server.http(server.auth, timeout=120) as c, \
+            server.http(server.claims_auth, timeout=120) as claims:
         post_bundles(c, out / "clinical")
         post_bundles(claims, out / "claims")
         truth = orjson.loads((out / "ground_truth.json").read_bytes())["members"]
@@ -295,7 +295,7 @@ def test_patient_token_gets_its_own_report_only(server: RunningServer, client: h
     user = register_user(server, f"Patient/{mine.patient}", [])
     token = app_token(server, app, "launch/patient patient/*.rs", user)
     assert token["patient"] == mine.patient
-    with httpx.Client(base_url=server.fhir, headers=bearer(token["access_token"]), timeout=60) as patient_app:
+    with server.http(None, bearer(token["access_token"])) as patient_app:
         for measure in ("product-alignment", "nonclaims-bh-dx"):
             own = evaluate(patient_app, measure, subject=f"Patient/{mine.patient}")
             assert own == {**evaluate(client, measure, subject=f"Patient/{mine.patient}"), "date": own["date"]}
@@ -309,7 +309,7 @@ def test_patient_token_gets_its_own_report_only(server: RunningServer, client: h
     # The reports show diagnoses: a token that may not read the patient's Conditions gets none (SPEC §6).
     narrow = app_token(server, app, "launch/patient patient/Patient.rs patient/MeasureReport.rs patient/Coverage.rs",
                        user)
-    with httpx.Client(base_url=server.fhir, headers=bearer(narrow["access_token"]), timeout=60) as patient_app:
+    with server.http(None, bearer(narrow["access_token"])) as patient_app:
         for measure in ("product-alignment", "nonclaims-bh-dx"):
             refused = evaluate(patient_app, measure, expect=403, subject=f"Patient/{mine.patient}")
             assert refused["issue"][0]["code"] == "forbidden"

@@ -15,6 +15,7 @@ import pytest
 from tests.support.alignment import TODAY, coverage
 from tests.support.rosters import ATR, parameters
 from tests.support.servers import unique
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 # README.md, "Capitation by line of business": the files of the worked example.
 RATES = """provider,lob,pmpm,base_member_months,base_risk,year1_member_months,year1_risk

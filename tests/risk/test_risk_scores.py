@@ -31,8 +31,8 @@ from tests.support.risk import (
     value,
 )
 from tests.support.measures import ROOT
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _load(c: httpx.Client, year: int) -> Loaded:
 
 @pytest.fixture(scope="module")
 def loaded(server: RunningServer) -> dict[int, Loaded]:
-    with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.auth, timeout=120) as c:
+    with server.http(server.auth, timeout=120) as c:
         return {year: _load(c, year) for year in (TODAY.year + 1, 2025)}
 
 

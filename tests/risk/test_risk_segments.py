@@ -16,8 +16,8 @@ import pytest
 from tests.support.alignment import TODAY
 from tests.support.servers import RunningServer
 from tests.support.risk import MODEL, age_on, claimed, clinical, coefficient, hccinfhir_score, medicare_member, read_risk, risk
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 YEAR = TODAY.year + 1
 
 
@@ -67,7 +67,7 @@ def members(server: RunningServer) -> dict[str, str]:
     diagnosis_year = YEAR - 1
     day = TODAY.replace(day=1).isoformat()
     ids = {}
-    with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.auth, timeout=120) as c:
+    with server.http(server.auth, timeout=120) as c:
         for m in MEMBERS:
             start = f"{diagnosis_year}-03-01" if m.new_enrollee else f"{diagnosis_year - 3}-01-01"
             pid = medicare_member(c, _birth(m.age), m.gender, dual=m.dual, sopt="14" if m.dual else "11", start=start,

@@ -16,10 +16,10 @@ from server.synth.risk import MEMBER_SYSTEM, generate
 from tests.support.alignment import TODAY, post_bundles
 from tests.support.servers import RunningServer
 from tests.support.risk import post_rosters, read_risk, risk
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.risk.test_risk_gaps import _bundles, _gaps, _reports
 
 MEMBERS = 40
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def population(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("risk-population")
     # Its own prefix: the provider Organizations' member months count every member attributed to them.
     truth = generate(MEMBERS, seed=2020, out=out, as_of=TODAY, prefix="risk-synth")
-    with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.auth, timeout=120) as c, \
-            httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.claims_auth, timeout=120) as claims:
+    with server.http(server.auth, timeout=120) as c, \
+            server.http(server.claims_auth, timeout=120) as claims:
         post_bundles(c, out / "clinical")
         post_bundles(claims, out / "claims")
         rostered = sum(1 for m in truth["members"].values() if m["rostered"])

@@ -19,6 +19,7 @@ import pytest
 from server.synth import rosters as synth
 from tests.support.servers import RunningServer
 from tests.support.rosters import MEMBER_SYSTEM, NPI, draft_group, make_population, parameters
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 PARTICIPANTS = 5000
 SEED = 2121
@@ -33,8 +34,7 @@ def payer_population(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def loaded(server: RunningServer, payer_population: Path) -> RunningServer:
-    with httpx.Client(base_url=server.fhir, timeout=300, auth=server.auth,
-                      headers={"Content-Type": "application/fhir+json"}) as http:
+    with server.http(server.auth, timeout=300) as http:
         for bundle in sorted(payer_population.glob("bundle-*.json")):
             r = http.post("", content=bundle.read_bytes())
             assert r.status_code == 200, r.text[:500]

@@ -69,7 +69,8 @@ def register_user(server: RunningServer, fhir_user: str | None, patients: list[s
 
 
 def backend_token(server: RunningServer, key: ClientKey, scope: str) -> str:
-    r = httpx.post(server.token_url, data=key.token_form(server.token_url, scope))
+    with server.site() as site:
+        r = site.post("/auth/token", data=key.token_form(server.token_url, scope))
     assert r.status_code == 200, r.text
     return r.json()["access_token"]
 
@@ -123,7 +124,7 @@ def authorize(server: RunningServer, client_id: str, scope: str, username: str, 
     """Walk authorize → login → (patient picker) → consent like a browser; return the code."""
     verifier, challenge = pkce()
     state = secrets.token_urlsafe(16)
-    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as browser:
+    with server.site(follow_redirects=False, timeout=30) as browser:
         r = browser.get("/auth/authorize", params=authorize_params(server, client_id, scope, challenge, state,
                                                                     redirect_uri, launch=launch))
         assert r.status_code == 200, r.text
@@ -148,7 +149,8 @@ def exchange(server: RunningServer, auth: Authorized, **overrides) -> httpx.Resp
     form = {"grant_type": "authorization_code", "code": auth.code, "redirect_uri": auth.redirect_uri,
             "code_verifier": auth.verifier, "client_id": auth.client_id}
     form.update(overrides)
-    return httpx.post(server.token_url, data={k: v for k, v in form.items() if v is not None})
+    with server.site() as site:
+        return site.post("/auth/token", data={k: v for k, v in form.items() if v is not None})
 
 
 def app_token(server: RunningServer, client_id: str, scope: str, username: str, patient: str | None = None) -> dict:
@@ -243,7 +245,7 @@ class World:
 
 def build_world(server: RunningServer) -> World:
     tag = unique("w")
-    with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.auth, timeout=60) as client:
+    with server.http(server.auth) as client:
         def patient(family: str) -> str:
             return create(client, {"resourceType": "Patient", "identifier": [{"system": "urn:test:mrn", "value": tag}],
                                    "name": [{"family": f"{family}-{tag}", "given": ["Test"]}]})

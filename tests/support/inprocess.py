@@ -39,7 +39,7 @@ class _AppClient(TestClient):
     entering it starts nothing (the app's start-up ran once, for the session)."""
 
     def __init__(self, started: TestClient, auth: httpx.Auth | None, **options: Any):
-        super().__init__(started.app, raise_server_exceptions=False, follow_redirects=False, **options)
+        super().__init__(started.app, raise_server_exceptions=False, **{"follow_redirects": False, **options})
         self.portal = started.portal
         self.auth = auth
 
@@ -73,6 +73,10 @@ class AppServer:
     def http(self, auth: httpx.Auth | None, headers: dict[str, str] | None = None, **_options: Any) -> _AppClient:
         """A FHIR client of the app (`_options` such as a timeout mean nothing in process)."""
         return _AppClient(self.started, auth, base_url=self.fhir, headers={**FHIR_JSON, **(headers or {})})
+
+    def site(self, follow_redirects: bool = False, **_options: Any) -> _AppClient:
+        """A client of the app's root (`/auth/...`, pages), as `RunningServer.site`."""
+        return _AppClient(self.started, None, base_url=self.url, follow_redirects=follow_redirects)
 
 
 def _app_server(kind: str, tmp_path_factory: pytest.TempPathFactory,

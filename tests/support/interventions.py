@@ -16,7 +16,6 @@ from tests.support.alignment import member_ids, post_bundles
 from tests.support.servers import RunningServer, unique
 from tests.support.rosters import Population, draft_group, make_population, parameters
 
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 AS_OF = date(2026, 6, 17)  # a Wednesday of a past week; its payment year (2027) is configured
 PERIOD = ("valuePeriod", {"start": "2026-01-01"})
 
@@ -35,8 +34,8 @@ class Loaded:
 def load(server: RunningServer, client: httpx.Client, out: Path, members: int, seed: int) -> Loaded:
     risk_truth = risk_synth.generate(members, seed, out / "risk", AS_OF, prefix=unique("iv"))
     truth = intervention_synth.generate(risk_truth, seed, out / "interventions", AS_OF)
-    with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.auth, timeout=600) as c, \
-            httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=server.claims_auth, timeout=600) as claims:
+    with server.http(server.auth, timeout=600) as c, \
+            server.http(server.claims_auth, timeout=600) as claims:
         post_bundles(c, out / "risk" / "clinical")
         post_bundles(claims, out / "risk" / "claims")
         post_bundles(c, out / "interventions")

@@ -150,9 +150,14 @@ class RunningServer:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def http(self, auth: httpx.Auth | None, **options) -> httpx.Client:
+    def http(self, auth: httpx.Auth | None, headers: dict[str, str] | None = None, **options) -> httpx.Client:
         """A FHIR client of this server (the in-process tier's servers have the same method)."""
-        return httpx.Client(base_url=self.fhir, timeout=60, headers=FHIR_JSON, auth=auth, **options)
+        return httpx.Client(base_url=self.fhir, headers={**FHIR_JSON, **(headers or {})}, auth=auth,
+                            **{"timeout": 60, **options})
+
+    def site(self, **options) -> httpx.Client:
+        """A client of the server's root (`/auth/...`, pages), as a browser or an OAuth client reaches it."""
+        return httpx.Client(base_url=self.url, **{"timeout": 60, **options})
 
 
 def start_server(database_url: str, log_path: Path, extra_env: dict[str, str] | None = None,
