@@ -37,6 +37,7 @@ from server.alignment.findings import Category, CoverageFact, EligibleProduct, F
 from server.alignment.hooks import ALIGNMENT_PARAMETERS
 from server.alignment.mappings import MappingError, Mappings, load_mappings
 from server.alignment.mappings.rates import ANY, SEGMENTS
+from server.alignment.patient_facts import maintain as maintain_patients
 from server.alignment.plans import PlanCatalogue, plan_reference
 from server.alignment.risk_factors import MemberFactor, load_risk_factors, member_risk_factors
 from server.alignment.window import EvaluationWindow
@@ -95,7 +96,7 @@ def alignment_feature(engine: AlignmentEngine, service: FhirService, settings: S
                                              "wait_seconds": settings.alignment_wait_seconds})],
         hooks=[(POST_COMMIT, deferred.on_commit if deferred else engine.on_commit),
                (POST_COMMIT, catalogue.on_commit), (PRE_WRITE, catalogue.guard), (IN_TRANSACTION, maintain_diagnoses),
-               (IN_TRANSACTION, maintain_coverages)],
+               (IN_TRANSACTION, maintain_coverages), (IN_TRANSACTION, maintain_patients)],
         state={"alignment": engine},
     )
 

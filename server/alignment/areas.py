@@ -5,9 +5,10 @@ offered everywhere. As FHIR, an area is `InsurancePlan.coverageArea` → `Locati
 `address` gives the state and, for a ZIP part, the `postalCode` (R4 InsurancePlan.coverageArea is
 Reference(Location); Da Vinci PDex Plan-Net profiles it the same way), see `plans.py`.
 
-The member's side is read from the search index of `Patient.address` (`address-state`,
-`address-postalcode`, both R4 search parameters): a member is inside a part when one of their addresses
-has that ZIP (its first 5 digits) or that state. A member with no address at all is not excluded: the
+The member's side is read from the addresses' states and ZIP codes kept at write time in
+`alignment_member_codes` (`patient_facts.py`, from the `address-state` and `address-postalcode` R4 search
+parameters): a member is inside a part when one of their addresses has that ZIP (its first 5 digits) or
+that state. A member with no address at all is not excluded: the
 criterion is then met as `coverage_area:address-unknown`, shown on the finding, since the plan checks
 residence at enrolment and most clinical feeds omit it.
 """
@@ -15,17 +16,13 @@ residence at enrolment and most clinical feeds omit it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import ConfigDict
-from sqlalchemy import ColumnElement, Subquery, and_, case, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, case, false, func, or_
 
 from server.data_files import matching
-from server.fhir import searchparams
-from server.store.schema import idx_string
-
-if TYPE_CHECKING:  # facts.py imports the mappings, which import this module
-    from server.alignment.facts import Members
+from server.store.alignment_schema import ADDRESS_POSTALCODE, ADDRESS_STATE
 
 
 @dataclass(frozen=True)
@@ -48,13 +45,6 @@ def location_id(state: str, postal_code: str | None) -> str:
     return "area-" + state.lower() + (f"-{postal_code}" if postal_code else "")
 
 
-def _h_param(code: str) -> int:
-    param = searchparams.lookup("Patient", code)
-    if param is None or param.type != "string":
-        raise RuntimeError(f"coverage areas need the string search parameter Patient.{code}")
-    return param.h_param
-
-
 def area_column(code: str) -> str:
     """The facts-row column of a product's or plan's area (their codes hold no `_`: these never collide)."""
     return "area_" + code.replace("-", "_")
@@ -65,37 +55,32 @@ def region_column(code: str) -> str:
     return "region_" + code.replace("-", "_")
 
 
-def area_facts(units: tuple[Any, ...], regions: tuple[Any, ...], members: "Members") -> Subquery:
-    """One row per member with an address: `has_address` (1) and, per product or plan (`RuleUnit`) with a
-    coverage area, its `area_column` (1 when an address lies inside the area), and per rate region its
-    `region_column` (1 when an address lies in the region)."""
-    state_param, zip_param = _h_param("address-state"), _h_param("address-postalcode")
-    s = idx_string.c
-    is_state = s.h_param == state_param
-    zip5 = func.substr(s.value_norm, 1, 5)
+def area_columns(units: tuple[Any, ...], regions: tuple[Any, ...], codes: Any) -> list[ColumnElement[int]]:
+    """Aggregates over a member's `alignment_member_codes` rows (`codes`, their columns): `has_address` (1
+    when the member has any), per product or plan (`RuleUnit`) with a coverage area its `area_column` (1
+    when an address lies inside the area), and per rate region its `region_column` (1 when an address lies
+    in the region)."""
+    is_state, is_zip = codes.param == ADDRESS_STATE, codes.param == ADDRESS_POSTALCODE
+    zip5 = func.substr(codes.code, 1, 5)
 
     def inside(part: AreaPart) -> ColumnElement[bool]:
         if not part.state:  # its Location is gone: the part contains no one
             return false()
         if part.postal_code:
-            return and_(s.h_param == zip_param, zip5 == part.postal_code)
-        return and_(is_state, s.value_norm == part.state.lower())
+            return and_(is_zip, zip5 == part.postal_code)
+        return and_(is_state, codes.code == part.state.lower())
 
     def in_region(part: Any) -> ColumnElement[bool]:
         if not part.zip3:
-            return and_(is_state, s.value_norm == part.state.lower())
-        return and_(s.h_param == zip_param, func.substr(s.value_norm, 1, 3).in_(part.zip3))
+            return and_(is_state, codes.code == part.state.lower())
+        return and_(is_zip, func.substr(codes.code, 1, 3).in_(part.zip3))
 
-    columns = [func.max(case((or_(*(inside(part) for part in p.coverage_area)), 1), else_=0)).label(area_column(p.code))
-               for p in units if p.coverage_area]
+    columns = [func.max(case((or_(is_state, is_zip), 1), else_=0)).label("has_address")]
+    columns += [func.max(case((or_(*(inside(part) for part in p.coverage_area)), 1), else_=0)).label(area_column(p.code))
+                for p in units if p.coverage_area]
     columns += [func.max(case((or_(*(in_region(part) for part in r.parts)), 1), else_=0)).label(region_column(r.code))
                 for r in regions]
-    return (
-        select(s.rid, literal(1).label("has_address"), *columns)
-        .where(s.rtype == "Patient", s.h_param.in_([state_param, zip_param]), *members.where(s.rid))
-        .group_by(s.rid)
-        .subquery("areas")
-    )
+    return columns
 
 
 def area_criterion(code: str, f: Any) -> tuple[ColumnElement[bool], ColumnElement[str]]:

@@ -19,11 +19,10 @@ from typing import Any, Collection, Mapping
 
 from sqlalchemy import Connection, case, delete, exists, func, insert, literal, select
 
-from server.alignment.diagnoses import IDS, Restrict, _once, _restrict
+from server.alignment.diagnoses import Restrict, _once, _restrict, rebuild
 from server.alignment.facts import EVERYONE, PLAN, TYPE, _when, pivot
 from server.alignment.index_keys import IndexKeys
 from server.store.alignment_schema import alignment_coverage_codes, alignment_coverages
-from server.store.resources import chunks
 from server.store.schema import idx_date, idx_reference, idx_token
 
 COVERAGE_FACT_COLUMNS = tuple(c.name for c in alignment_coverages.c)
@@ -80,13 +79,5 @@ def _statements(every: bool) -> tuple[Any, ...]:
 
 def maintain(conn: Connection, changed: Mapping[str, Collection[str] | None]) -> None:
     """The IN_TRANSACTION hook: rebuild the rows of the Coverages a write (or a reindexing) changed."""
-    if "Coverage" not in changed:
-        return
-    ids = changed["Coverage"]
-    if ids is None:
-        for statement in _statements(True):
-            conn.execute(statement)
-        return
-    for chunk in chunks(list(ids)):
-        for statement in _statements(False):
-            conn.execute(statement, {IDS: chunk})
+    if "Coverage" in changed:
+        rebuild(conn, changed["Coverage"], _statements)

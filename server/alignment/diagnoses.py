@@ -17,7 +17,7 @@ Nothing here depends on the evaluation date: the window and the grading stay in 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from sqlalchemy import (
     ColumnElement,
@@ -181,6 +181,18 @@ def _restrict(every: bool) -> Restrict:
     if every:
         return lambda _rid: []
     return lambda rid: [rid.in_(bindparam(IDS, expanding=True))]
+
+
+def rebuild(conn: Connection, ids: Collection[str] | None, statements: Callable[[bool], Sequence[Any]]) -> None:
+    """Run a derivation's statements (`statements(every)`, built with `_restrict`) for the resources
+    written, their ids bound as `IDS` a chunk at a time, or for every resource (None)."""
+    if ids is None:
+        for statement in statements(True):
+            conn.execute(statement)
+        return
+    for chunk in chunks(list(ids)):
+        for statement in statements(False):
+            conn.execute(statement, {IDS: chunk})
 
 
 @lru_cache(maxsize=None)

@@ -85,6 +85,8 @@ from server.store.alignment_schema import (
     alignment_diagnoses,
     alignment_evaluated,
     alignment_lock,
+    alignment_member_codes,
+    alignment_members,
     alignment_rules,
     finding_categories,
     finding_coverage,
@@ -101,7 +103,8 @@ log = logging.getLogger("planfit.alignment")
 # What evaluations read and rewrite, whose planner statistics they depend on.
 EVALUATION_TABLES = tuple(t.name for t in (resources, resource_history, idx_token, idx_date, idx_reference,
                                            alignment_diagnoses, alignment_coverages, alignment_coverage_codes,
-                                           alignment_evaluated, *FINDING_TABLES))
+                                           alignment_members, alignment_member_codes, alignment_evaluated,
+                                           *FINDING_TABLES))
 Stage = tuple[Table, tuple[str, ...], Select]  # the table a stage fills, its columns, the SELECT filling them
 
 

@@ -59,9 +59,10 @@ from server.store.alignment_schema import (
     alignment_coverage_codes,
     alignment_coverages,
     alignment_diagnoses,
+    alignment_members,
     finding_evidence,
 )
-from server.store.schema import idx_reference, resources
+from server.store.schema import idx_reference
 
 MEMBER_IDS = "member_ids"
 QUALIFYING, SUSPECT = "qualifying", "suspect"  # evidence grades (SPEC §4.3)
@@ -138,9 +139,9 @@ def flag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
 
 
 def _member_exists(patient_id: Any) -> ColumnElement[bool]:
-    """Facts only for stored, non-deleted Patients (references may dangle)."""
-    p = resources.c
-    return exists().where(p.rtype == "Patient", p.rid == patient_id, p.deleted.is_(False))
+    """Facts only for stored, non-deleted Patients (references may dangle): those with a row in the narrow
+    `alignment_members` (`patient_facts.py`), not the wide `resources` table."""
+    return exists().where(alignment_members.c.patient_id == patient_id)
 
 
 def _subjects(name: str, rtype: str, h_param: int, members: Members, window: EvaluationWindow) -> CTE:

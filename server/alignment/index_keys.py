@@ -94,6 +94,8 @@ class IndexKeys:
     patient_birthdate: int
     patient_harp_status: int
     patient_opwdd: int
+    patient_address_state: int
+    patient_address_postalcode: int
 
     @classmethod
     def resolve(cls) -> "IndexKeys":
@@ -121,10 +123,11 @@ class IndexKeys:
             coverage_dual_status=_param("Coverage", "dual-status", "token"),
             coverage_harp_status=_param("Coverage", "ny-harp-status", "token"),
             coverage_aid_category=_param("Coverage", "aid-category", "token"),
-
             patient_birthdate=_param("Patient", "birthdate", "date"),
             patient_harp_status=_param("Patient", "ny-harp-status", "token"),
             patient_opwdd=_param("Patient", "opwdd", "token"),
+            patient_address_state=_param("Patient", "address-state", "string"),
+            patient_address_postalcode=_param("Patient", "address-postalcode", "string"),
         )
 
 

@@ -1,6 +1,7 @@
 """The member-facts row the eligibility rules read (SPEC §4.2-§4.3), as SQL: one row per member aggregating
-the stages `facts.py` wrote (`finding_coverage`, `finding_categories`), the birth date, the Patient's own
-flags and State codes, the coverage-area and rate-region columns (`areas.py`) and the HARP risk factors.
+the stages `facts.py` wrote (`finding_coverage`, `finding_categories`), the Patient's facts kept at write
+time (`patient_facts.py`: birth date, own flags and State codes, addresses for the coverage-area and
+rate-region columns of `areas.py`) and the HARP risk factors.
 Split from `rules.py`, which derives the decisions and findings from it."""
 
 from __future__ import annotations
@@ -21,14 +22,20 @@ from sqlalchemy import (
     true,
 )
 
-from server.alignment.areas import area_column, area_facts, region_column
+from server.alignment.areas import area_column, area_columns, region_column
 from server.alignment.facts import PLAN, Members, lobs_with, priority_of
 from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import PROGRAMS, Mappings
 from server.alignment.risk_factors import load_risk_factors, risk_factor_facts
 from server.alignment.window import EvaluationWindow
-from server.store.alignment_schema import alignment_coverage_codes, finding_categories, finding_coverage
-from server.store.schema import idx_date, idx_token, resources
+from server.store.alignment_schema import (
+    HARP_STATUS,
+    alignment_coverage_codes,
+    alignment_member_codes,
+    alignment_members,
+    finding_categories,
+    finding_coverage,
+)
 
 
 def as_int(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -142,26 +149,24 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
         .group_by(fcat.patient_id)
         .subquery("categories")
     )
-    t = idx_token.c
-    on_patient = (
-        select(t.rid,
-               func.max(case((and_(t.h_param == keys.patient_opwdd, t.code == "true"), 1), else_=0)).label("flag_opwdd"),
-               *(func.max(case((and_(t.h_param == keys.patient_harp_status, t.code == code), 1), else_=0))
-                 .label(flag_column(code)) for code in codes))
-        .where(t.rtype == "Patient", t.h_param.in_([keys.patient_opwdd, keys.patient_harp_status]),
-               *members.patients.where(t.rid))
-        .group_by(t.rid)
-        .subquery("on_patient")
+    k = alignment_member_codes.c
+    own_codes = (  # the Patient's own State codes and addresses, one GROUP BY over its few narrow rows
+        select(k.patient_id,
+               *(func.max(case((and_(k.param == HARP_STATUS, k.code == code), 1), else_=0)).label(flag_column(code))
+                 for code in codes),
+               *area_columns(mappings.units, mappings.rates.regions, k))
+        .where(*members.patients.where(k.patient_id))
+        .group_by(k.patient_id)
+        .subquery("own_codes")
     )
-    areas = area_facts(mappings.units, mappings.rates.regions, members.patients)
     rf = load_risk_factors(mappings.directory)
     risk = risk_factor_facts(keys, rf, window, members)
-    m, birth = resources.alias("member"), idx_date.alias("birth")
+    m = alignment_members.alias("member")
     # A member's row; with a `RowWindow`, one per (member, date) pair, keyed by the pair, with its bounds.
-    base, key, bounds = m, m.c.rid, []
+    base, key, bounds = m, m.c.patient_id, []
     if window.per_row:
         pairs, dates = window.pairs, window.dates
-        base = pairs.join(dates, dates.c.as_of == pairs.c.as_of).join(m, m.c.rid == pairs.c.patient_id)
+        base = pairs.join(dates, dates.c.as_of == pairs.c.as_of).join(m, m.c.patient_id == pairs.c.patient_id)
         key, bounds, window = pairs.c.member_key, window.bound_columns(), window.on(dates)
     counts = ("coverages", "recognized", *(f"has_{p}" for p in PROGRAMS), *(f"products_{p}" for p in PROGRAMS),
               "medicaid_lob", "dual_lob")
@@ -174,20 +179,17 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
                   coverage.c.medicaid_ended < window.months_back_us(mappings.deeming_months))
     named = _named_plans(mappings, members)
     joined = (
-        base.outerjoin(birth, and_(birth.c.rtype == "Patient", birth.c.rid == m.c.rid,
-                                   birth.c.h_param == keys.patient_birthdate))
-        .outerjoin(coverage, coverage.c.patient_id == key)
+        base.outerjoin(coverage, coverage.c.patient_id == key)
         .outerjoin(dual, dual.c.patient_id == key)
         .outerjoin(categories, categories.c.patient_id == key)
-        .outerjoin(on_patient, on_patient.c.rid == m.c.rid)
-        .outerjoin(areas, areas.c.rid == m.c.rid)
+        .outerjoin(own_codes, own_codes.c.patient_id == m.c.patient_id)
         .outerjoin(risk, risk.c.patient_id == key)
     )
     return (
         select(
             key.label("patient_id"),
-            birth.c.lo.label("birth_lo"),
-            birth.c.hi.label("birth_hi"),
+            m.c.birth_lo,
+            m.c.birth_hi,
             coverage.c.enrolled_priority,
             coverage.c.aid_category,
             *(func.coalesce(coverage.c[name], 0).label(name) for name in counts if name != "has_medicaid"),
@@ -197,21 +199,21 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
             as_int(lapsed).label("medicaid_lapsed"),
             func.coalesce(dual.c.full_codes, 0).label("full_codes"),
             func.coalesce(dual.c.partial_codes, 0).label("partial_codes"),
-            func.coalesce(on_patient.c.flag_opwdd, 0).label("flag_opwdd"),
-            *(as_int(or_(coverage.c[flag_column(c)] == 1, on_patient.c[flag_column(c)] == 1)).label(flag_column(c))
+            as_int(m.c.opwdd == true()).label("flag_opwdd"),
+            *(as_int(or_(coverage.c[flag_column(c)] == 1, own_codes.c[flag_column(c)] == 1)).label(flag_column(c))
               for c in codes),
             *(func.coalesce(categories.c[col], 0).label(col) for col in columns.values()),
-            func.coalesce(areas.c.has_address, 0).label("has_address"),
-            *(func.coalesce(areas.c[area_column(u.code)], 0).label(area_column(u.code))
+            func.coalesce(own_codes.c.has_address, 0).label("has_address"),
+            *(func.coalesce(own_codes.c[area_column(u.code)], 0).label(area_column(u.code))
               for u in mappings.units if u.coverage_area),
-            *(func.coalesce(areas.c[region_column(r.code)], 0).label(region_column(r.code))
+            *(func.coalesce(own_codes.c[region_column(r.code)], 0).label(region_column(r.code))
               for r in mappings.rates.regions),
             *(func.coalesce(risk.c[rf.column(f)], 0).label(rf.column(f)) for f in rf.factors),
             *(func.coalesce(c, 0).label(c.name) for c in (named.c if named is not None else ()) if c.name != "patient_id"),
             *bounds,
         )
         .select_from(joined if named is None else joined.outerjoin(named, named.c.patient_id == key))
-        .where(m.c.rtype == "Patient", m.c.deleted.is_(False), *members.patients.where(m.c.rid))
+        .where(*members.patients.where(m.c.patient_id))
         .subquery("facts")
     )
 

@@ -33,17 +33,27 @@ def in_band(band: AgeBand, d: Any, window: EvaluationWindow) -> ColumnElement[bo
     return and_(*parts)
 
 
+REGION, SEGMENT = "rate_region", "rate_segment"
+
+
+def member_rate_columns(mappings: Mappings, d: Any) -> list[ColumnElement[Any]]:
+    """The member's rate region (the first of `rates.json` their address lies in) and dual segment, as the
+    columns `REGION` and `SEGMENT` that `rate_cell` reads, computed once per decisions row `d`."""
+    regions = mappings.rates.regions
+    region = case(*((d.c[region_column(r.code)] == 1, r.code) for r in regions), else_=None) if regions else literal(None)
+    segment = case((d.c.dual_level.is_(None), "non-dual"), (d.c.dual_level.in_(["full", "partial"]), d.c.dual_level),
+                   else_=None)
+    return [region.label(REGION), segment.label(SEGMENT)]
+
+
 def rate_cell(mappings: Mappings, d: Any, window: EvaluationWindow, priority: Any,
               plan: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """(cents, cell key) of the product at `priority` for the member (SPEC §4.3 rate cells): the most
     specific cell of the product, or of `plan`, matching the member's region, dual segment or aid category and
     age band, else the product's PMPM (its key is the product code). A member without an aid category matches
-    no aid-category cell, one without a birth date no age-band cell."""
+    no aid-category cell, one without a birth date no age-band cell. `d` carries `member_rate_columns`."""
     rates = mappings.rates
-    region = case(*((d.c[region_column(r.code)] == 1, r.code) for r in rates.regions), else_=None) \
-        if rates.regions else literal(None)
-    segment = case((d.c.dual_level.is_(None), "non-dual"), (d.c.dual_level.in_(["full", "partial"]), d.c.dual_level),
-                   else_=None)
+    region, segment = d.c[REGION], d.c[SEGMENT]
     prices, keys = [], []
     for p in mappings.products:
         plans = tuple(u.code for u in p.units if u.plan)

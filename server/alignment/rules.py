@@ -67,7 +67,7 @@ from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import PROGRAMS, Mappings, Product
 from server.alignment.member_facts import as_int, flag_column, member_facts, valueset_columns
 from server.alignment.plan_choice import enrolled_plan, enrolled_plan_unknown, recommended_plan
-from server.alignment.rate_cells import rate_cell
+from server.alignment.rate_cells import member_rate_columns, rate_cell
 from server.alignment.risk_factors import load_risk_factors, met
 from server.alignment.window import EvaluationWindow
 from server.store.hashing import h64
@@ -171,7 +171,8 @@ def _enrolled_eligible(mappings: Mappings, d: Any) -> ColumnElement[bool]:
 
 
 def _reason_conditions(mappings: Mappings, d: Any) -> dict[str, ColumnElement[bool]]:
-    recommended = _recommended_priority(mappings, d)
+    """Each reason's condition over a decisions row that carries its `RECOMMENDED` priority."""
+    recommended = d.c[RECOMMENDED]
     covered, recognized = d.c.coverages > 0, d.c.recognized > 0
     dual = d.c.dual == 1
     full, partial = d.c.full_codes > 0, d.c.partial_codes > 0
@@ -221,7 +222,7 @@ def _risk_factor_conditions(mappings: Mappings, d: Any, pending: ColumnElement[b
     out = {}
     for code in REASONS[REASONS.index("flag-excluded") + 1:]:
         factor = by_reason.get(code)
-        out[code] = (and_(pending, _recommended_priority(mappings, d) == product.priority, met(rf, factor, d))
+        out[code] = (and_(pending, d.c[RECOMMENDED] == product.priority, met(rf, factor, d))
                      if factor is not None and product is not None else false())
     return out
 
@@ -249,21 +250,42 @@ def decisions_table(mappings: Mappings, keys: IndexKeys, window: EvaluationWindo
     return table, select(d)
 
 
+RECOMMENDED, RECOMMENDED_PLAN = "recommended_priority", "recommended_plan_code"  # computed once per row
+
+
+def _reason_column(code: str) -> str:
+    return "reason_" + code.replace("-", "_")
+
+
 def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> Select:
     """Rows of `findings` (FINDING_COLUMNS) from the decisions table; the time is bound at execution as
-    `EVALUATED_AT`."""
-    recommended = _recommended_priority(mappings, d)
-    reasons = _reason_conditions(mappings, d)
+    `EVALUATED_AT`.
+
+    In three layers, each computing its values once per row: the recommended product (and the member's
+    rate region and segment), then the reasons and the recommended plan, which read it, then the findings
+    row. Inlined, every reason, the status, the kind and each rate cell would evaluate the recommendation
+    again (a 226 kB statement of 332 CASE expressions per row). `OFFSET 0` keeps each layer a subquery of
+    its own: PostgreSQL and SQLite pull a plain one up into the outer query, expressions and all."""
+    recommendation = (select(d, _recommended_priority(mappings, d).label(RECOMMENDED), *member_rate_columns(mappings, d))
+                      .offset(0).subquery("recommendation"))
+    conditions = _reason_conditions(mappings, recommendation)
+    reasoned = (select(recommendation,
+                       recommended_plan(mappings, recommendation, recommendation.c[RECOMMENDED]).label(RECOMMENDED_PLAN),
+                       *(as_int(condition).label(_reason_column(code)) for code, condition in conditions.items()))
+                .offset(0).subquery("reasoned"))
+    r = reasoned
+    recommended = r.c[RECOMMENDED]
+    reasons = {code: r.c[_reason_column(code)] == 1 for code in REASONS}
     # A dual-product member without Medicaid evidence is held in review during the deeming period.
     deeming = and_(reasons["medicaid-not-evidenced"], not_(reasons["deeming-period-ended"]))
     status = case(
-        (d.c.recognized == 0, "not-evaluable"),
-        (or_(deeming, *(reasons[r] for r in _REVIEW_REASONS)), "review"),
-        (d.c.enrolled_priority == recommended, "aligned"),
+        (r.c.recognized == 0, "not-evaluable"),
+        (or_(deeming, *(reasons[code] for code in _REVIEW_REASONS)), "review"),
+        (r.c.enrolled_priority == recommended, "aligned"),
         else_="misaligned",
     )
     kind = case(
-        (d.c.recognized == 0, None),
+        (r.c.recognized == 0, None),
         (or_(reasons["enrolled-not-eligible"], reasons["medicaid-not-evidenced"]), "compliance"),
         (reasons["higher-priority-eligible"], "opportunity"),
         else_=None,
@@ -271,27 +293,27 @@ def findings_select(mappings: Mappings, window: EvaluationWindow, d: Table) -> S
     text = literal("")
     for code, condition in reasons.items():
         text = text + case((condition, f" {code}"), else_="")
-    plan = recommended_plan(mappings, d, recommended)
-    recommended_cents, recommended_cell = rate_cell(mappings, d, window.on(d), recommended, plan)
-    enrolled_cents, enrolled_cell = rate_cell(mappings, d, window.on(d), d.c.enrolled_priority, d.c.enrolled_plan)
+    plan = r.c[RECOMMENDED_PLAN]
+    recommended_cents, recommended_cell = rate_cell(mappings, r, window.on(r), recommended, plan)
+    enrolled_cents, enrolled_cell = rate_cell(mappings, r, window.on(r), r.c.enrolled_priority, r.c.enrolled_plan)
     impact = (recommended_cents - enrolled_cents) * 12
     return select(
-        d.c.patient_id,
+        r.c.patient_id,
         status,
         kind,
-        product_for_priority(mappings, d.c.enrolled_priority),
+        product_for_priority(mappings, r.c.enrolled_priority),
         product_for_priority(mappings, recommended),
-        d.c.dual_level,
+        r.c.dual_level,
         func.trim(text),
         impact,
         literal(mappings.rates.currency),
-        d.c.birth_lo,
-        _date(window.on(d).as_of),
-        _date(window.on(d).lookback_start),
+        r.c.birth_lo,
+        _date(window.on(r).as_of),
+        _date(window.on(r).lookback_start),
         bindparam(EVALUATED_AT, type_=BigInteger),
         recommended_cell,
         enrolled_cell,
-        d.c.enrolled_plan,
+        r.c.enrolled_plan,
         plan,
     )
 

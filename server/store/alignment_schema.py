@@ -103,6 +103,31 @@ alignment_coverage_codes = Table(
     Index("ix_alignment_coverage_codes_rid", "rid"),
 )
 
+# One row per stored, non-deleted Patient, kept by the alignment feature in each write transaction
+# (`server/alignment/patient_facts.py`): the evaluation's member list and the Patient's own facts, read
+# instead of the `resources` table and the Patient's search-index rows (issue 19).
+alignment_members = Table(
+    "alignment_members",
+    metadata,
+    Column("patient_id", String(ID_LEN), primary_key=True),
+    Column("birth_lo", BigInteger, nullable=True),  # Patient.birthDate as bounds, epoch microseconds
+    Column("birth_hi", BigInteger, nullable=True),
+    Column("opwdd", Boolean, nullable=False),  # the OPWDD flag extension says true
+)
+
+# The Patient's raw codes the rules read, several per Patient: `param` says which: the NY HARP
+# status extension's codes, the addresses' states and ZIP codes (normalised as the string index keeps
+# them); which area or rate region they lie in is mapping data, read at evaluation.
+HARP_STATUS, ADDRESS_STATE, ADDRESS_POSTALCODE = "harp-status", "address-state", "address-postalcode"
+alignment_member_codes = Table(
+    "alignment_member_codes",
+    metadata,
+    Column("patient_id", String(ID_LEN), nullable=False),
+    Column("param", String(32), nullable=False),
+    Column("code", Text, nullable=False),
+    Index("ix_alignment_member_codes_patient", "patient_id"),
+)
+
 # One row per member (existing Patient).
 findings = Table(
     "findings",

@@ -91,9 +91,9 @@ def test_reindex_refuses_unknown_parameters(server: RunningServer) -> None:
 
 def test_planfit_evaluate_carries_out_the_upgrades_requests_before_it_evaluates(server: RunningServer,
                                                                                   client: httpx.Client) -> None:
-    """Right after an upgrade, the facts an evaluation reads are still to be filled by the migration's reindex
-    request. `planfit evaluate` run then (no server started in between) fills them first: a member with an
-    active Coverage is not found without one."""
+    """Right after an upgrade, the facts an evaluation reads are still to be filled by the migrations' reindex
+    requests. `planfit evaluate` run then (no server started in between) fills them first: a member with an
+    active Coverage is not found without one, nor left without a finding (no Patient facts: no member)."""
     from tests.support.alignment import born, coverage, patient
 
     pid = patient(client, born(40))
@@ -105,6 +105,10 @@ def test_planfit_evaluate_carries_out_the_upgrades_requests_before_it_evaluates(
                                  " WHERE patient_id = :p)"), {"p": pid})
             conn.execute(sa.text("DELETE FROM alignment_coverages WHERE patient_id = :p"), {"p": pid})
             conn.execute(sa.text("INSERT INTO reindex_request (rtype, code) VALUES ('Coverage', 'beneficiary')"))
+            # … and the state migration 0950 leaves: no Patient facts, a request for them
+            conn.execute(sa.text("DELETE FROM alignment_member_codes WHERE patient_id = :p"), {"p": pid})
+            conn.execute(sa.text("DELETE FROM alignment_members WHERE patient_id = :p"), {"p": pid})
+            conn.execute(sa.text("INSERT INTO reindex_request (rtype, code) VALUES ('Patient', 'birthdate')"))
         args = [sys.executable, "-m", "server.cli", "evaluate"]
         env = {**os.environ, "PLANFIT_DATABASE_URL": server.database_url}
         done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -112,6 +116,8 @@ def test_planfit_evaluate_carries_out_the_upgrades_requests_before_it_evaluates(
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM reindex_request")).scalar_one() == 0
             assert conn.execute(sa.text("SELECT count(*) FROM alignment_coverages WHERE patient_id = :p"),
+                                {"p": pid}).scalar_one() == 1
+            assert conn.execute(sa.text("SELECT count(*) FROM alignment_members WHERE patient_id = :p"),
                                 {"p": pid}).scalar_one() == 1
             status = conn.execute(sa.text("SELECT status FROM findings WHERE patient_id = :p"), {"p": pid}).scalar_one()
         assert status != "not-evaluable"

@@ -1,0 +1,116 @@
+"""`alignment_members` and `alignment_member_codes` (issue 19): the Patient facts the alignment feature keeps
+in each write transaction, read over HTTP-made data from the server's own database. Every create, update
+and delete of a Patient leaves exactly the rows of its current version (none once deleted); a failed
+transaction leaves none; the rebuild from the index tables (the backfill: a reindexing) gives the same
+rows; the evaluation reads them (a member's State code, address and deletion change the finding)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, delete, select
+
+from server.alignment.patient_facts import maintain
+from server.fhir import reindex
+from server.fhir.dates import date_range
+from server.store.alignment_schema import alignment_member_codes, alignment_members
+from tests.support.alignment import HARP_EXT, ICD, born, condition, coverage, finding, patient, refused_then_committed
+from tests.support.inprocess import AppServer, claims_server, server  # noqa: F401 (the in-process tier)
+from tests.support.servers import unique
+
+
+def _engine(server: AppServer) -> Engine:
+    return server.app.state.store.engine
+
+
+def _facts(server: AppServer, pid: str) -> tuple[list[tuple], list[tuple]]:
+    """(the Patient's row(s) as (birth_lo, birth_hi, opwdd), its codes as (param, code) sorted)."""
+    m, k = alignment_members.c, alignment_member_codes.c
+    with _engine(server).connect() as conn:
+        rows = [tuple(r) for r in conn.execute(select(m.birth_lo, m.birth_hi, m.opwdd).where(m.patient_id == pid))]
+        codes = sorted(tuple(r) for r in conn.execute(select(k.param, k.code).where(k.patient_id == pid)))
+    return rows, codes
+
+
+def _all(server: AppServer) -> tuple[list[tuple], list[tuple]]:
+    with _engine(server).connect() as conn:
+        return (sorted(tuple(r) for r in conn.execute(select(alignment_members))),
+                sorted(tuple(r) for r in conn.execute(select(alignment_member_codes))))
+
+
+def test_member_rows_follow_create_update_and_delete(server: AppServer, client: httpx.Client) -> None:
+    pid = patient(client, born(40), harp="H9", opwdd=True, state="NY", postal_code="10001-2345")
+    body = client.get(f"/Patient/{pid}").json()
+    lo, hi = date_range(body["birthDate"])
+    assert _facts(server, pid) == ([(lo, hi, True)], [("address-postalcode", "10001-2345"), ("address-state", "ny"),
+                                                       ("harp-status", "H9")])
+
+    body["birthDate"] = "1970"  # a year only: the bounds span it
+    body.pop("extension")
+    body["address"] = [{"state": "NJ"}, {"state": "NY", "postalCode": "12207"}]
+    assert client.put(f"/Patient/{pid}", json=body).status_code == 200
+    assert _facts(server, pid) == ([(*date_range("1970"), False)], [("address-postalcode", "12207"),
+                                                                     ("address-state", "nj"), ("address-state", "ny")])
+
+    body.pop("birthDate")
+    body.pop("address")
+    assert client.put(f"/Patient/{pid}", json=body).status_code == 200
+    assert _facts(server, pid) == ([(None, None, False)], [])
+
+    assert client.delete(f"/Patient/{pid}").status_code == 204
+    assert _facts(server, pid) == ([], [])
+
+
+def _entries(pid: str) -> list[dict[str, Any]]:
+    new_patient = {"resourceType": "Patient", "id": pid, "birthDate": "1980-05-01",
+                   "address": [{"state": "NY", "postalCode": "10001"}]}
+    return [{"resource": new_patient, "request": {"method": "PUT", "url": f"Patient/{pid}"}}]
+
+
+def test_transaction_bundle_rows_commit_with_it_and_a_failed_one_leaves_none(server: AppServer,
+                                                                            client: httpx.Client) -> None:
+    pid = patient(client, born(40))  # the failing entry's target
+    new = unique("member")
+    refused, committed = refused_then_committed(client, _entries(new), pid, lambda: _facts(server, new))
+    assert refused == ([], [])
+    assert committed == ([(*date_range("1980-05-01"), False)], [("address-postalcode", "10001"), ("address-state", "ny")])
+
+
+def test_the_rebuild_from_the_index_tables_gives_the_rows_kept_at_write_time(server: AppServer,
+                                                                             client: httpx.Client) -> None:
+    patient(client, born(70), harp="H7", state="NY", postal_code="10001")
+    patient(client, born(30), opwdd=True)
+    gone = patient(client, born(50), state="CA")
+    assert client.delete(f"/Patient/{gone}").status_code == 204
+    kept = _all(server)
+    engine = _engine(server)
+    with engine.begin() as conn:  # the state migration 0950 leaves: empty tables
+        conn.execute(delete(alignment_member_codes))
+        conn.execute(delete(alignment_members))
+    # what the migration asks for: the birthdate parameter indexed anew, then every row rebuilt
+    reindex.request(engine, {"Patient": ["birthdate"]})
+    assert reindex.run_requested(engine, [maintain]) > 0
+    assert _all(server) == kept
+    assert _facts(server, gone) == ([], [])
+
+
+def test_the_evaluation_reads_the_members_codes_and_rows(client: httpx.Client, claims_client: httpx.Client) -> None:
+    """A mainstream adult with schizophrenia: a HARP referral candidate until the State's code on the
+    Patient confirms (H9) or excludes (H7) them; deleted, the member has no finding."""
+    pid = patient(client, born(40), state="NY")
+    coverage(claims_client, pid, plan="NY-MMC", sopt="211")
+    condition(client, pid, [(ICD, "F20.9")])
+    f = finding(client, pid)
+    assert (f.status, f.recommended) == ("misaligned", "ny-harp")
+    assert "state-determination-pending" in f.reasons
+
+    body = client.get(f"/Patient/{pid}").json()
+    for code, reason in (("H9", "state-identified"), ("H7", "state-excluded")):
+        body["extension"] = [{"url": HARP_EXT, "valueCode": code}]
+        assert client.put(f"/Patient/{pid}", json=body).status_code == 200
+        assert reason in finding(client, pid).reasons
+    assert finding(client, pid).recommended == "ny-mmc"
+
+    assert client.delete(f"/Patient/{pid}").status_code == 204
+    assert client.get(f"/Patient/{pid}/$alignment").status_code in (404, 410)
