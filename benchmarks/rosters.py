@@ -82,7 +82,7 @@ class _Waits:
                                       "WHERE application_name = %s AND state = 'active'", (self.application,)).fetchall()
                 self.counts.update(["cpu" if kind is None else f"{kind}:{event}" for kind, event in active] or ["none"])
 
-    def __enter__(self) -> "_Waits":
+    def __enter__(self) -> _Waits:
         if self.application is not None:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
