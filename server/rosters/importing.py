@@ -72,9 +72,9 @@ def import_rows(conn: Connection, resolve: Resolver, group_id: str, import_id: i
     if conn.execute(select(m.patient_id).where(m.group_id == group_id).order_by(m.patient_id).limit(1)).first():
         added, updated = _merge_members(conn, resolve, group_id, in_file, member_system, stamp)
     else:  # a list without members yet: every member of the file is new
-        rows = _first_rows_covered(resolve, in_file).subquery()
-        added = conn.execute(_new_members(resolve, group_id, rows, member_system, stamp)).rowcount
-        updated = 0
+        conn.execute(_new_members(resolve, group_id, _first_rows_covered(resolve, in_file).subquery(), member_system,
+                                  stamp))
+        added, updated = conn.execute(select(func.count()).where(m.group_id == group_id)).scalar_one(), 0
     unknown = conn.execute(select(func.count()).where(in_file, f.patient_id.is_(None))).scalar_one()
     # The roster's next reports (reconciliation, drift) join the members as they now are. Without this they
     # planned on the statistics of before the import.
@@ -163,7 +163,8 @@ def _merge_members(conn: Connection, resolve: Resolver, group_id: str, in_file, 
         values = _member_values(resolve, rows.c, member_system, stamp)
         updated = conn.execute(update(roster_members).where(rows.c.listed, _same_member(group_id, rows.c))
                                .values(inactive=False, change_type="changed", **values)).rowcount
-        added = conn.execute(_new_members(resolve, group_id, rows, member_system, stamp, not_(rows.c.listed))).rowcount
+        conn.execute(_new_members(resolve, group_id, rows, member_system, stamp, not_(rows.c.listed)))
+        added = conn.execute(select(func.count()).where(not_(rows.c.listed))).scalar_one()
     return added, updated
 
 
