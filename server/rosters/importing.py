@@ -72,8 +72,8 @@ def import_rows(conn: Connection, resolve: Resolver, group_id: str, import_id: i
     if conn.execute(select(m.patient_id).where(m.group_id == group_id).order_by(m.patient_id).limit(1)).first():
         added, updated = _merge_members(conn, resolve, group_id, in_file, member_system, stamp)
     else:  # a list without members yet: every member of the file is new
-        conn.execute(_new_members(resolve, group_id, _first_rows_covered(resolve, in_file).subquery(), member_system,
-                                  stamp))
+        rows = _first_rows_covered(resolve, in_file, conn.dialect.name).subquery()
+        conn.execute(_new_members(resolve, group_id, rows, member_system, stamp))
         added, updated = conn.execute(select(func.count()).where(m.group_id == group_id)).scalar_one(), 0
     unknown = conn.execute(select(func.count()).where(in_file, f.patient_id.is_(None))).scalar_one()
     # The roster's next reports (reconciliation, drift) join the members as they now are. Without this they
@@ -157,7 +157,7 @@ def _merge_members(conn: Connection, resolve: Resolver, group_id: str, in_file, 
     """Members already listed (same patient and provider) updated from their row, the others inserted: (added,
     updated). Whether each is listed is decided before any member row is written, in a temporary table: an
     anti-join against the table being inserted into walks the new index entries once per row."""
-    ranked = _first_rows_covered(resolve, in_file).subquery()
+    ranked = _first_rows_covered(resolve, in_file, conn.dialect.name).subquery()
     listed = exists().where(_same_member(group_id, ranked.c)).label("listed")
     with materialized(conn, "roster_import_rows", select(ranked, listed)) as rows:
         values = _member_values(resolve, rows.c, member_system, stamp)
@@ -175,13 +175,18 @@ def _new_members(resolve: Resolver, group_id: str, rows, member_system: str | No
     return insert(roster_members).from_select(["group_id", "inactive", "change_type", "provider_ref", *values], new)
 
 
-def _first_rows_covered(resolve: Resolver, in_file) -> Select:
+def _first_rows_covered(resolve: Resolver, in_file, dialect: str) -> Select:
     """The file's resolved rows, one per (patient, provider): a member listed twice is added once; each with
-    the member's latest Coverage (`coverage_id`)."""
+    the member's latest Coverage (`coverage_id`). PostgreSQL joins the file's patients with the Coverage
+    references at once (members INSERT 0.88–0.94 → 0.66–0.69 s of CPU at 100,000 members); SQLite probes
+    them per member, faster there (the join cost 0.15 s more CPU per 20,000 members)."""
     first = func.row_number().over(partition_by=(f.patient_id, func.coalesce(f.provider_ref, "")), order_by=f.row_no)
     ranked = select(roster_file_rows, first.label("n")).where(in_file, f.patient_id.is_not(None)).subquery()
+    stated = [c for c in ranked.c if c.name != "n"]
+    if dialect == "sqlite":
+        return select(*stated, _latest_coverage(resolve, ranked.c).label("coverage_id")).where(ranked.c.n == 1)
     latest = _latest_coverages(resolve, select(f.patient_id).where(in_file))
-    return (select(*(c for c in ranked.c if c.name != "n"), latest.c.coverage_id)
+    return (select(*stated, latest.c.coverage_id)
             .outerjoin_from(ranked, latest, latest.c.patient_id == ranked.c.patient_id).where(ranked.c.n == 1))
 
 
@@ -202,6 +207,17 @@ def _member_values(resolve: Resolver, row, member_system: str | None, stamp: dic
         "changed_us": literal(stamp["changed_us"], BigInteger),
         "coverage_id": row.coverage_id,
     }
+
+
+def _latest_coverage(resolve: Resolver, row):
+    """The member's most recently written Coverage within the caller's reach, probed per member. No condition
+    on the reference's rtype (the parameter hash names Coverage): it would let the planner scan every
+    Coverage reference per member instead of probing the target index."""
+    return (select(x.rid).join(resources, and_(r.rtype == x.rtype, r.rid == x.rid))
+            .where(x.target_id == row.patient_id, x.target_type == "Patient",
+                   x.h_param == param_hash("Coverage", "beneficiary"), r.deleted.is_(False),
+                   *_reachable(resolve, "Coverage", x.rid))
+            .order_by(r.lu.desc(), x.rid).limit(1).scalar_subquery())
 
 
 def _latest_coverages(resolve: Resolver, patients: Select):
