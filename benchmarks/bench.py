@@ -107,7 +107,8 @@ def _postgres_stages(args, results: Results, population: ingest.Population, serv
     elif "group_read" not in results.skip:
         results.stages["group_export"] = {"error": "no cohort Group to export (see group_read)"}
     members = sorted(orjson.loads((population.summary.out / "ground_truth.json").read_bytes())["members"])
-    results.stage("rosters", lambda: rosters.roster_operations(clinical, members, MEMBER_SYSTEM))
+    # With the schema's URL the roster figures count the database backends' CPU too, as standalone.
+    results.stage("rosters", lambda: rosters.roster_operations(clinical, members, MEMBER_SYSTEM, database_url))
     # After the roster stage: its lists attribute every member, whose member months capitation derives.
     results.stage("capitation", lambda: risk.capitation(clinical, population.summary.members, database_url))
     patients = measure.patient_ids(dsn, schema, 2000)

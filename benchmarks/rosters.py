@@ -16,7 +16,9 @@ import csv
 import io
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -61,13 +63,52 @@ class _Cpu:
         return sum(cpu_seconds(pid) for pid in (self.pid, *backends))
 
 
+class _Waits:
+    """What the schema's backends were doing while an operation ran, sampled from pg_stat_activity every
+    20 ms: `wait_event_type:wait_event` (a lock, I/O) or `cpu` (running) per active backend, `none` when
+    none was running a statement (the server's Python between statements, the client); shares of the
+    samples. Tells an operation's waiting from its computing."""
+
+    def __init__(self, application: str | None):
+        self.application = application
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        with psycopg.connect(_ADMIN_DSN, autocommit=True) as conn:
+            while not self._stop.wait(0.02):
+                active = conn.execute("SELECT wait_event_type, wait_event FROM pg_stat_activity "
+                                      "WHERE application_name = %s AND state = 'active'", (self.application,)).fetchall()
+                self.counts.update(["cpu" if kind is None else f"{kind}:{event}" for kind, event in active] or ["none"])
+
+    def __enter__(self) -> _Waits:
+        if self.application is not None:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.counts.values())
+        return {k: round(v / total, 2) for k, v in self.counts.most_common(4)} if total else {}
+
+
 def _timed(figures: dict, name: str, call: Callable[[], httpx.Response], status: int, cpu: _Cpu) -> httpx.Response:
     before = cpu.seconds()
     start = time.perf_counter()
-    reply = expect(call(), status, name)
+    with _Waits(cpu.application) as waits:
+        reply = expect(call(), status, name)
     figures[name] = round(time.perf_counter() - start, 3)
     figures.setdefault("cpu", {})[name] = round(cpu.seconds() - before, 2)
-    print(f"{name}: {figures[name]} s, cpu {figures['cpu'][name]} s", file=sys.stderr, flush=True)
+    if waits.counts:
+        figures.setdefault("database_waits", {})[name] = waits.shares()
+    print(f"{name}: {figures[name]} s, cpu {figures['cpu'][name]} s, load {os.getloadavg()[0]:.1f}"
+          + (f", database {waits.shares()}" if waits.counts else ""), file=sys.stderr, flush=True)
     return reply
 
 
@@ -138,7 +179,8 @@ def roster_operations(server: Server, member_ids: list[str], member_system: str,
         expect(http.post(f"{base}/Group/{later}/$roster-import", json=body), 200, "import into the second list")
         _timed(figures, "drift", lambda: http.get(f"{base}/Group/{later}/$roster-drift",
                                                   params={"baseline": f"Group/{gid}"}), 200, cpu)
-    operations = [k for k in figures if k not in ("members", "full_read_members", "import", "cpu", "alignment_wait")]
+    operations = [k for k in figures if k not in ("members", "full_read_members", "import", "cpu", "alignment_wait",
+                                                  "database_waits")]
     figures["slowest_operation"] = max(operations, key=figures.__getitem__)
     figures["slowest_seconds"] = figures[figures["slowest_operation"]]
     # The file attributes each member to no provider; $member-add adds the first one again, for the reviewer.
