@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from server.alignment.index_keys import READ_TYPES, IndexKeys, compartment_hashes
 from server.fhir import searchparams
 from server.fhir.types import Written
-from server.store.resources import chunks, latest_txid
+from server.store.resources import chunks, latest_txid, newest_txid
 from server.store.alignment_schema import alignment_evaluated, alignment_watermark
 from server.store.schema import idx_reference, resource_history
 
@@ -161,10 +161,9 @@ def awaiting_batch(conn: Connection, transactions: int) -> tuple[list[Written], 
 
 def evaluated_through(conn: Connection) -> tuple[int, int]:
     """(latest committed write, the txid through which every write is evaluated): the first equals the
-    second once findings reflect every committed write. The latest is the store's watermark: writes still
-    in flight are not committed ones."""
-    latest = latest_txid(conn)
-    return latest, conn.execute(select(_at_most(func.coalesce(_below_oldest_awaiting(), latest), latest))).scalar_one()
+    second once findings reflect every committed write (none awaits)."""
+    latest = newest_txid(conn)
+    return latest, conn.execute(select(func.coalesce(_below_oldest_awaiting(), latest))).scalar_one()
 
 
 def pending_writes(conn: Connection, written_before_us: int, limit: int) -> list[Written]:

@@ -32,7 +32,7 @@ from server.cohorts.definitions import COHORTS, Cohort, cohort_members_select
 from server.cohorts.groups import header
 from server.fhir import searchparams
 from server.store.cohort_schema import cohort_members
-from server.store.resources import StagedWrite, Store, append_versions, retried
+from server.store.resources import StagedWrite, Store, WriteTransaction, append_versions, retried
 from server.store.schema import idx_reference, resources
 
 VERSION = "cohort_version"  # bound at execution: the Group version a refresh would write
@@ -52,13 +52,15 @@ class CohortMaintainer:
     def ensure_headers(self) -> None:
         """Write version 1 (no members) of every cohort Group not stored yet; safe from many processes
         at once, as their claims on the Group ids make them take turns."""
-        with self.store.begin_write() as tx:
+        def work(tx: WriteTransaction) -> None:
             stored = tx.current(("Group", c.id) for c in COHORTS)
             for cohort in COHORTS:
                 if ("Group", cohort.id) not in stored:
                     group = header(cohort, 1, tx.now_us, 0)
                     tx.stage(StagedWrite("Group", cohort.id, 1, "POST", orjson.dumps(group),
                                          searchparams.index_rows(group), existed=False))
+
+        self.store.write(work)
 
     def synchronise(self, db: Engine) -> None:
         """Bring every cohort up to date with the findings as they are (after an upgrade, or an
