@@ -335,26 +335,30 @@ def retried(attempt: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-# PostgreSQL advisory lock keys: any constants, the same in every process sharing a database.
+# PostgreSQL advisory lock keys: any constants, the same in every process sharing a database. Advisory locks
+# are per database, so each key's low 32 bits take the schema's hash: stores in other schemas of the
+# database (another deployment, a test's schema) neither hold back this one's watermark nor wait on it.
 WRITER_LOCK = 0x706C616E77726974  # held shared by every write transaction, from its first statement
 _ORDER_LOCK = 0x706C616E6F726472  # held for the one statement that gives a write its txid and lastUpdated
+_WRITER = "(:writer # (hashtext(current_schema())::bigint & 4294967295))"
+_ORDER = "(:order # (hashtext(current_schema())::bigint & 4294967295))"
 
 _MARK_WRITER = text("SELECT pg_current_xact_id_if_assigned() FROM "
-                    "(SELECT pg_advisory_xact_lock_shared(:writer) OFFSET 0) AS marked")
+                    "(SELECT pg_advisory_xact_lock_shared(" + _WRITER + ") OFFSET 0) AS marked")
 # Innermost first (OFFSET 0 keeps each level a separate step): lock, transaction id and clock, unlock.
 _STAMP = text(
-    "SELECT stamped.txid, stamped.lu, pg_advisory_unlock(:order) AS unlocked FROM ("
+    "SELECT stamped.txid, stamped.lu, pg_advisory_unlock(" + _ORDER + ") AS unlocked FROM ("
     " SELECT pg_current_xact_id()::text::bigint AS txid,"
     " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS lu"
-    " FROM (SELECT pg_advisory_lock(:order) OFFSET 0) AS ordered OFFSET 0) AS stamped")
+    " FROM (SELECT pg_advisory_lock(" + _ORDER + ") OFFSET 0) AS ordered OFFSET 0) AS stamped")
 # Just below the oldest writer in flight. The statement's snapshot (t0) comes before its read of the lock
 # table (t1): a txid at or below the result was assigned before t0 and its writer held no lock at t1, so it
 # had ended, and every later snapshot sees it. A writer without a transaction id yet gets one above t0's
-# xmax. Writers are the holders of WRITER_LOCK in this database; their transaction ids, from the lock
+# xmax. Writers are the holders of WRITER_LOCK for this schema; their transaction ids, from the lock
 # table's 32-bit `transactionid` rows, are matched with the snapshot's 64-bit in-flight list.
 _WRITERS_IN_FLIGHT = ("pg_locks AS w WHERE w.locktype = 'advisory' AND w.objsubid = 1"
                       " AND w.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                      " AND ((w.classid::bigint << 32) | w.objid::bigint) = :writer")
+                      " AND ((w.classid::bigint << 32) | w.objid::bigint) = " + _WRITER)
 _WATERMARK = text(
     "WITH writers AS (SELECT t.transactionid::text::bigint AS xid FROM pg_locks AS t"
     " WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted"
