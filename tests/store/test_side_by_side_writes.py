@@ -18,6 +18,7 @@ from server.fhir import searchparams
 from server.fhir.versions import stamp
 from server.store.resources import StagedWrite, Store, WriteConflict, WriteTransaction
 from tests.support.inprocess import AppServer
+from tests.support.reliability import pages
 from tests.support.servers import unique
 
 
@@ -54,16 +55,7 @@ def _post_patient(client: httpx.Client, system: str, value: str) -> dict[str, An
 
 def _pages(client: httpx.Client, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
     """Every entry of a history, following the next links."""
-    r = client.get(path, params=params)
-    entries = []
-    while True:
-        assert r.status_code == 200, r.text
-        body = r.json()
-        entries += [e["resource"] for e in body.get("entry", []) if "resource" in e]
-        nxt = next((link["url"] for link in body.get("link", []) if link["relation"] == "next"), None)
-        if nxt is None:
-            return entries
-        r = client.get(nxt)
+    return list(pages(client, path, params, None))
 
 
 def _mine(entries: list[dict[str, Any]], system: str) -> list[str]:
