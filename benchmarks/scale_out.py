@@ -3,9 +3,9 @@
 
 For each N it prints the ingest rate (2 × N concurrent clients posting transaction bundles, until the findings
 caught up) and the `$evaluate-measure` throughput and latency (8 × N clients, single-subject reports). The
-processes hold no state, so reads scale with cores; writes serialise on the store's writer lock (the
-`write_counter` row, `server/store/resources.py`), so ingest scales only as far as the work done before that
-lock (parsing, validation, index extraction) is a share of each write.
+processes hold no state, so reads scale with cores; writes run side by side (no lock held through a write
+transaction, `server/store/resources.py`), so ingest scales until the database's cores or the claims two
+writers share bound it.
 
     python -m benchmarks.scale_out --members 5000 --workers 1,2,4
 """

@@ -74,7 +74,7 @@ from server.alignment.touched import (
     watermark_to_counter,
 )
 from server.alignment.window import EvaluationWindow, RowWindow, WindowParameters, today_utc
-from server.alignment.hooks import EVALUATED, POST_EVALUATION
+from server.alignment.hooks import EVALUATED, POST_EVALUATION, VERSION_LU, VERSION_TXID
 from server.fhir.features import Hooks
 from server.fhir.types import WriteContext, Written
 from server.store.alignment_schema import (
@@ -95,7 +95,7 @@ from server.store.alignment_schema import (
     finding_products,
     findings,
 )
-from server.store.resources import bulk_insert, chunks
+from server.store.resources import begin_versions, bulk_insert, chunks, retried
 from server.store.schema import idx_date, idx_reference, idx_token, resource_history, resources
 from server.store.statistics import analyze_grown, analyze_written, plan_locally
 
@@ -257,19 +257,22 @@ class AlignmentEngine:
                 break
             self._refresh_statistics()
             window = self.window()
-            with self.db.begin() as conn:
-                self.lock(conn)  # before reading what awaits: a concurrent drain has recorded its batch
-                written, txids = awaiting_batch(conn, self.config.drain_transactions)
-                members = sorted(touched_members(conn, self.keys, written)) if written else []
-                evaluated_at = {EVALUATED_AT: time_ns() // 1000}
-                for chunk in chunks(members, self.config.member_chunk):
-                    self._run(conn, window, self._listed, {MEMBER_IDS: chunk, **evaluated_at})
-                if members:
-                    # Once for the batch, last: a listener that writes to the store (the cohort Groups)
-                    # holds the writer lock from then until this commits.
-                    self._notify(conn, self._listed, {MEMBER_IDS: members, **evaluated_at})
-                record_txids(conn, txids)
-                advance_watermark(conn)
+
+            def batch() -> tuple[list[Written], list[str]]:
+                with self.db.begin() as conn:
+                    # Before reading what awaits: a concurrent drain has recorded its batch.
+                    bound = {**self.begin_evaluation(conn), EVALUATED_AT: time_ns() // 1000}
+                    written, txids = awaiting_batch(conn, self.config.drain_transactions)
+                    members = sorted(touched_members(conn, self.keys, written)) if written else []
+                    for chunk in chunks(members, self.config.member_chunk):
+                        self._run(conn, window, self._listed, {**bound, MEMBER_IDS: chunk})
+                    if members:  # once for the batch, last
+                        self._notify(conn, self._listed, {**bound, MEMBER_IDS: members})
+                    record_txids(conn, txids)
+                    advance_watermark(conn)
+                    return written, members
+
+            written, members = retried(batch)
             if members:  # `_run` installed this process's codes, and they committed with the batch
                 self._codes_installed = True
             if not written:
@@ -362,13 +365,17 @@ class AlignmentEngine:
                   prologue: Callable[[Connection], None] | None = None) -> EvaluationWindow:
         """One transaction; `prologue` runs right after the lock, before the statements read any data."""
         window = self.window()
-        with self.db.begin() as conn:
-            self.lock(conn)
-            if prologue is not None:
-                prologue(conn)
-            params = {**params, EVALUATED_AT: time_ns() // 1000}
-            self._run(conn, window, members, params)
-            self._notify(conn, members, params)
+
+        def attempt() -> None:
+            with self.db.begin() as conn:
+                bound = {**params, **self.begin_evaluation(conn)}
+                if prologue is not None:
+                    prologue(conn)
+                bound[EVALUATED_AT] = time_ns() // 1000
+                self._run(conn, window, members, bound)
+                self._notify(conn, members, bound)
+
+        retried(attempt)  # a listener's versions may meet a later-started evaluation's (`WriteConflict`)
         self._codes_installed = True
         return window
 
@@ -420,6 +427,15 @@ class AlignmentEngine:
         fills = tuple(insert(table).from_select(list(columns), query) for table, columns, query in filter(None, stages))
         # The decisions table lives for the evaluation's statements only (and is gone on a rollback too).
         return (*deletes, CreateTable(decided), *fills, DropTable(decided))
+
+    @staticmethod
+    def begin_evaluation(conn: Connection) -> dict[str, int]:
+        """First statements of an evaluation transaction: its listeners may write versions to the store's
+        log (the cohort Groups), so it starts as every such writer does (`begin_versions`), then takes the
+        evaluation lock. Returns the stamp as statement parameters (VERSION_TXID, VERSION_LU)."""
+        txid, lu = begin_versions(conn)
+        AlignmentEngine.lock(conn)
+        return {VERSION_TXID: txid, VERSION_LU: lu}
 
     @staticmethod
     def lock(conn: Connection) -> None:

@@ -21,6 +21,10 @@ EvaluationListener = Callable[[Connection, Members, dict[str, object]], None]
 EvaluationObserver = Callable[[str, float], None]
 AlignmentParameters = Callable[[Any], list[dict]]
 
+# Bound in every evaluation's statement parameters: the `begin_versions` of its transaction, for a
+# POST_EVALUATION listener that writes versions to the store's log (`append_versions`).
+VERSION_TXID, VERSION_LU = "version_txid", "version_lu"
+
 POST_EVALUATION: HookPoint[EvaluationListener] = HookPoint("post_evaluation")
 EVALUATED: HookPoint[EvaluationObserver] = HookPoint("evaluated")
 ALIGNMENT_PARAMETERS: HookPoint[AlignmentParameters] = HookPoint("alignment_parameters")

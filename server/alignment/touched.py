@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import orjson
-from sqlalchemy import Connection, Select, and_, exists, func, select, update
+from sqlalchemy import Connection, Select, and_, case, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.alignment.index_keys import READ_TYPES, IndexKeys, compartment_hashes
 from server.fhir import searchparams
 from server.fhir.types import Written
-from server.store.resources import chunks, latest_txid
+from server.store.resources import chunks, latest_txid, newest_txid
 from server.store.alignment_schema import alignment_evaluated, alignment_watermark
 from server.store.schema import idx_reference, resource_history
 
@@ -161,10 +161,9 @@ def awaiting_batch(conn: Connection, transactions: int) -> tuple[list[Written], 
 
 def evaluated_through(conn: Connection) -> tuple[int, int]:
     """(latest committed write, the txid through which every write is evaluated): the first equals the
-    second once findings reflect every committed write."""
-    latest = latest_txid()
-    row = conn.execute(select(latest, func.coalesce(_below_oldest_awaiting(), latest))).one()
-    return row[0], row[1]
+    second once findings reflect every committed write (none awaits)."""
+    latest = newest_txid(conn)
+    return latest, conn.execute(select(func.coalesce(_below_oldest_awaiting(), latest))).scalar_one()
 
 
 def pending_writes(conn: Connection, written_before_us: int, limit: int) -> list[Written]:
@@ -175,14 +174,23 @@ def pending_writes(conn: Connection, written_before_us: int, limit: int) -> list
 def advance_watermark(conn: Connection) -> None:
     """Move the watermark to just below the oldest write awaiting evaluation (or, when none awaits, to the
     newest recorded one) and forget the records below it. One statement, so one snapshot: a write below a
-    recorded one committed before that record, so it is seen, recorded or awaiting."""
+    recorded one committed before that record, so it is seen, recorded or awaiting. Never above the store's
+    watermark (read first, in a statement of its own): a write still in flight, with a smaller txid than one
+    recorded, must stay above it."""
+    latest = latest_txid(conn)
     newest = select(func.max(alignment_evaluated.c.txid)).scalar_subquery()
-    _set_watermark(conn, func.coalesce(_below_oldest_awaiting(), newest))
+    _set_watermark(conn, _at_most(func.coalesce(_below_oldest_awaiting(), newest), latest))
 
 
 def watermark_to_counter(conn: Connection) -> None:
-    """Before a full evaluation's statements: every write committed so far is about to be reflected."""
-    _set_watermark(conn, latest_txid())
+    """Before a full evaluation's statements: every write committed through the store's watermark is about
+    to be reflected."""
+    _set_watermark(conn, latest_txid(conn))
+
+
+def _at_most(txid, cap: int):
+    """`txid`, or `cap` where it is larger (NULL stays NULL)."""
+    return case((txid > cap, cap), else_=txid)
 
 
 def _set_watermark(conn: Connection, txid) -> None:

@@ -48,19 +48,19 @@ class ClosedQuarter:
 
 
 def close_quarter(store: Store, engine: AlignmentEngine, quarter: Quarter, displays: dict[str, dict[str, str]]) -> ClosedQuarter:
-    """Snapshot, reconcile and store the quarter's report in one write transaction (the writer lock
-    keeps two closings of a quarter from interleaving)."""
+    """Snapshot, reconcile and store the quarter's report in one write transaction (its claim on the
+    report, taken first, keeps two closings of a quarter from interleaving)."""
     if quarter.start > engine.window().as_of:
         raise FhirError.of(400, "invalid", f"{quarter} has not started yet", "quarter")
     rid = report_id(quarter)
     with store.begin_write() as tx:
         conn = tx.conn
         assert conn is not None
+        current = tx.current([("MeasureReport", rid)]).get(("MeasureReport", rid))
         as_of = engine.window().as_of
         take_snapshot(conn, quarter, as_of, tx.now_us)
         changes = reconciliation(conn, quarter)
         report = _report(conn, engine, quarter, changes, displays, tx.now_us)
-        current = tx.current([("MeasureReport", rid)]).get(("MeasureReport", rid))
         version = 1 if current is None else current.version + 1
         report["id"] = rid
         report["meta"] = {**report["meta"], "versionId": str(version), "lastUpdated": instant_text(tx.now_us),

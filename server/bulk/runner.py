@@ -1,11 +1,13 @@
 """Running one claimed export job: snapshot, stream rows to NDJSON files, publish.
 
 Consistency: the export reads inside one snapshot transaction (REPEATABLE READ on PostgreSQL; a
-WAL read transaction on SQLite), opened while the writer lock (the write-counter row) is held for
-an instant. At that instant no write is in flight, so the counter value read is exactly the set of
-committed writes the snapshot sees (every `txid <= snapshot`), and the clock read then becomes
-`transactionTime`: every write in the snapshot stamped `meta.lastUpdated` before it, every later
-write after it. A client that passes `transactionTime` as the next `_since` misses nothing.
+WAL read transaction on SQLite), and the snapshot txid is the newest write it sees (every exported
+version has `txid <= snapshot`). `transactionTime` is a lastUpdated no write outside the snapshot is
+stamped before, so a client that passes it as the next `_since` misses nothing. PostgreSQL writes run
+side by side: it is read just before the snapshot is taken, as the start of the oldest writer then in
+flight (or the time then, with none), and a few versions in the snapshot may come again in the next
+`_since` export. SQLite: the snapshot is opened while its writer lock is held for an instant, so no write
+is in flight and the clock read then is exact.
 
 A restart does not resume half-written files: the next attempt takes a new snapshot and writes
 everything again into its own directory. The manifest only ever describes one attempt.
@@ -32,7 +34,7 @@ from server.bulk.query import export_statement, materialize_patients
 from server.config import Settings
 from server.store.bulk_schema import BulkJob
 from server.store.db import begin_writing
-from server.store.resources import Store, hold_writes
+from server.store.resources import earliest_pending_lu, latest_txid, newest_txid
 
 log = logging.getLogger("planfit.bulk")
 _US = 1_000_000
@@ -112,15 +114,20 @@ class Throttle:
 @contextmanager
 def snapshot(engine: Engine) -> Iterator[tuple[Connection, int, int]]:
     """(read connection, snapshot txid, transactionTime in µs); see the module docstring."""
-    with engine.connect() as lock, engine.connect() as read:
-        begin_writing(lock)
-        hold_writes(lock)  # released by the rollback below
+    with engine.connect() as read:
         if read.dialect.name == "postgresql":
+            transaction_us = earliest_pending_lu(read)
+            read.rollback()
             read.execution_options(isolation_level="REPEATABLE READ")
-        read.begin()
-        txid = Store.current_txid(read)
-        transaction_us = now_us()
-        lock.rollback()
+            read.begin()
+            txid = newest_txid(read)
+        else:
+            with engine.connect() as lock:
+                begin_writing(lock)  # BEGIN IMMEDIATE: no write commits until the rollback below
+                read.begin()
+                txid = latest_txid(read)
+                transaction_us = now_us()
+                lock.rollback()
         try:
             yield read, txid, transaction_us
         finally:

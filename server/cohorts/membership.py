@@ -9,9 +9,10 @@ definition with its current members, for the evaluated members only, and in SQL:
 * current members the definition no longer selects get that version as `removed_version`.
 
 Only a cohort whose membership changed gets a new Group version: a new header row in
-`resources`/`resource_history` (under the store's writer lock, so its `txid` orders it among all
-writes), its `quantity` the previous one plus the rows added less the rows removed, and its `member`
-reference-index rows updated by the same delta. Version 1 of every header is written at start-up
+`resources`/`resource_history` (with the txid and lastUpdated the evaluation transaction took as it
+began, `AlignmentEngine.begin_evaluation`, so it orders among all writes), its `quantity` the previous
+one plus the rows added less the rows removed, and its `member` reference-index rows updated by the
+same delta. Version 1 of every header is written at start-up
 (`ensure_headers`), with the ordinary index rows of its other parameters, which never change since
 only `quantity` and `meta` do; `synchronise` then catches up with findings evaluated without a server.
 """
@@ -25,13 +26,13 @@ from sqlalchemy import BigInteger, Connection, Engine, Executable, Integer, Stri
 from sqlalchemy import insert, literal, select, update
 
 from server.alignment.engine import AlignmentEngine
+from server.alignment.hooks import VERSION_LU, VERSION_TXID
 from server.alignment.facts import EVERYONE, Members
 from server.cohorts.definitions import COHORTS, Cohort, cohort_members_select
 from server.cohorts.groups import header
 from server.fhir import searchparams
-from server.store.alignment_schema import alignment_lock
 from server.store.cohort_schema import cohort_members
-from server.store.resources import StagedWrite, Store, append_versions
+from server.store.resources import StagedWrite, Store, WriteTransaction, append_versions, retried
 from server.store.schema import idx_reference, resources
 
 VERSION = "cohort_version"  # bound at execution: the Group version a refresh would write
@@ -50,8 +51,8 @@ class CohortMaintainer:
 
     def ensure_headers(self) -> None:
         """Write version 1 (no members) of every cohort Group not stored yet; safe from many processes
-        at once, as the writer lock makes them take turns."""
-        with self.store.begin_write() as tx:
+        at once, as their claims on the Group ids make them take turns."""
+        def work(tx: WriteTransaction) -> None:
             stored = tx.current(("Group", c.id) for c in COHORTS)
             for cohort in COHORTS:
                 if ("Group", cohort.id) not in stored:
@@ -59,13 +60,16 @@ class CohortMaintainer:
                     tx.stage(StagedWrite("Group", cohort.id, 1, "POST", orjson.dumps(group),
                                          searchparams.index_rows(group), existed=False))
 
+        self.store.write(work)
+
     def synchronise(self, db: Engine) -> None:
         """Bring every cohort up to date with the findings as they are (after an upgrade, or an
         evaluation run without a server), under the evaluation lock."""
-        with db.begin() as conn:
-            conn.execute(update(alignment_lock).where(alignment_lock.c.id == 1)
-                         .values(evaluations=alignment_lock.c.evaluations + 1))
-            self.refresh(conn, EVERYONE, {})
+        def attempt() -> None:
+            with db.begin() as conn:
+                self.refresh(conn, EVERYONE, AlignmentEngine.begin_evaluation(conn))
+
+        retried(attempt)
 
     def refresh(self, conn: Connection, members: Members, params: dict[str, object]) -> None:
         """`AlignmentEngine` listener: update the cohorts for the evaluated members."""
@@ -92,9 +96,10 @@ class CohortMaintainer:
         if hash_joins:
             conn.exec_driver_sql("RESET enable_nestloop")
         if changed:
-            self._write_versions(conn, changed)
+            self._write_versions(conn, changed, (params[VERSION_TXID], params[VERSION_LU]))
 
-    def _write_versions(self, conn: Connection, changed: list[tuple[Cohort, int, int]]) -> None:
+    def _write_versions(self, conn: Connection, changed: list[tuple[Cohort, int, int]],
+                        stamp: tuple[int, int]) -> None:
         """New header versions of the changed cohorts, in one write of the store's log."""
         by_id = {cohort.id: (cohort, quantity) for cohort, _version, quantity in changed}
 
@@ -102,7 +107,7 @@ class CohortMaintainer:
             cohort, quantity = by_id[rid]
             return orjson.dumps(header(cohort, version, now, quantity))
 
-        append_versions(conn, "Group", [(cohort.id, version) for cohort, version, _ in changed], render)
+        append_versions(conn, "Group", [(cohort.id, version) for cohort, version, _ in changed], render, stamp)
         for cohort, version, _quantity in changed:
             for statement in _member_index(cohort.id):
                 conn.execute(statement, {VERSION: version})

@@ -1,7 +1,7 @@
 """Transaction and batch bundles (`POST /fhir`).
 
 A transaction is one database transaction: entries are processed in FHIR order (DELETE, POST,
-PUT, GET), conditional creates and conditional references are resolved under the writer lock,
+PUT, GET), conditional creates and conditional references are resolved under claims on their queries,
 every `urn:uuid` / fullUrl reference is rewritten to the id it received, and any failing entry
 rolls the whole bundle back. A batch processes each entry in its own transaction.
 Each bundle that writes also writes one Provenance targeting what it wrote.
@@ -12,7 +12,8 @@ any work, and the `Writer` checks every resource on its final content, after the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
 from urllib.parse import urlsplit
 
 import orjson
@@ -169,6 +170,7 @@ class BundleProcessor:
         self.ctx = ctx
         self.base = base
         self.representation = "return=representation" in (prefer or "").replace(" ", "")
+        self.rewritten: list[tuple[dict, str]] = []  # (reference, its value before) the current run rewrote
 
     def process(self, request: BundleRequest) -> Reply:
         return self.transaction(request) if request.kind == "transaction" else self.batch(request)
@@ -194,23 +196,42 @@ class BundleProcessor:
             except FhirError as err:
                 raise _entry_error(entry.index, err) from None
         ordered = sorted(request.entries, key=lambda e: (_ORDER[e.method], e.index))
+
+        def body(writer: Writer, tx: WriteTransaction) -> None:
+            self._resolve_targets(writer, ordered)
+            self._rewrite_references(writer, ordered)
+            self._apply_writes(writer, tx, ordered)
+            # Staged with the writes, so one flush (one COPY per table) writes the bundle and its Provenance.
+            self._provenance(writer, writer.written)
+            tx.flush()
+            for entry in ordered:
+                if entry.method in ("GET", "HEAD"):
+                    self._get(entry, tx.conn)
+
         try:
-            with self.service.store.begin_write() as tx:
-                writer = Writer(self.service, tx, self.ctx)
-                self._resolve_targets(writer, ordered)
-                self._rewrite_references(writer, ordered)
-                self._apply_writes(writer, tx, ordered)
-                # Staged with the writes, so one flush (one COPY per table) writes the bundle and its Provenance.
-                self._provenance(writer, writer.written)
-                tx.flush()
-                for entry in ordered:
-                    if entry.method in ("GET", "HEAD"):
-                        self._get(entry, tx.conn)
+            writer = self._write(ordered, body)
         except FhirError as err:
             index = getattr(err, "entry_index", None)
             raise _entry_error(index, err) if index is not None else err from None
         self.service.committed(writer.written, self.ctx)
         return self._response("transaction-response", request.entries)
+
+    def _write(self, entries: list[Entry], body: Callable[[Writer, WriteTransaction], None]) -> Writer:
+        """`body` in a write transaction (`Store.write`); a run again starts from the entries as they were
+        before the first: their processing fields and the references the last run rewrote."""
+        before = [replace(entry) for entry in entries]
+
+        def work(tx: WriteTransaction) -> Writer:
+            for ref, value in reversed(self.rewritten):
+                ref["reference"] = value
+            self.rewritten = []
+            for entry, saved in zip(entries, before):
+                entry.__dict__.update(saved.__dict__)
+            writer = Writer(self.service, tx, self.ctx)
+            body(writer, tx)
+            return writer
+
+        return self.service.store.write(work)
 
     def _fail(self, entry: Entry, err: FhirError) -> FhirError:
         err.entry_index = entry.index  # type: ignore[attr-defined]
@@ -276,6 +297,7 @@ class BundleProcessor:
             for ref in iter_references(entry.resource):
                 value = ref["reference"]
                 if value in self.mapping:
+                    self.rewritten.append((ref, value))
                     ref["reference"] = self.mapping[value]
                 elif value.startswith("urn:uuid:") or value.startswith("urn:oid:"):
                     raise self._fail(
@@ -294,6 +316,7 @@ class BundleProcessor:
                                 FhirError.of(412, "not-found", f"Conditional reference matched {len(matches)} resources", _expr(entry.index, "resource")),
                             )
                         cache[value] = f"{rtype}/{matches[0]}"
+                    self.rewritten.append((ref, value))
                     ref["reference"] = cache[value]
 
     def _apply_writes(self, writer: Writer, tx: WriteTransaction, entries: list[Entry]) -> None:
@@ -370,14 +393,16 @@ class BundleProcessor:
                 if entry.method in ("GET", "HEAD"):
                     self._get(entry)
                     continue
-                with self.service.store.begin_write() as tx:
-                    writer = Writer(self.service, tx, self.ctx)
+
+                def body(writer: Writer, tx: WriteTransaction, entry: Entry = entry) -> None:
                     self.mapping = {}
                     self._resolve_targets(writer, [entry])
                     self.mapping = {}
                     self._rewrite_references(writer, [entry])
                     self._apply_writes(writer, tx, [entry])
-                all_written.extend(writer.written)
+
+                self.rewritten = []
+                all_written.extend(self._write([entry], body).written)
             except FhirError as err:
                 entry.status, entry.outcome = err.status, err.outcome()
         if all_written:

@@ -29,7 +29,7 @@ from server.fhir.types import AfterCommit, Reply, Written
 from server.fhir.validation import validate_resource
 from server.fhir.versions import etag, new_id, parse_if_match, resource_headers, valid_id, version_rows
 from server.fhir.writer import Writer
-from server.store.resources import Store, StoredVersion
+from server.store.resources import Store, StoredVersion, WriteTransaction, newest_txid
 from server.store.schema import resources as resources_table
 from server.store.search import IdClause, SearchSpec, count_statement, include_targets, keyset_values
 from server.store.search import page_statement, revinclude_sources, sort_columns
@@ -180,16 +180,20 @@ class FhirService:
         self.check_type(rtype)
         ctx.access.require(rtype, "c")
         resource = self.validate(body, rtype)
-        with self.store.begin_write() as tx:
+
+        def work(tx: WriteTransaction) -> tuple[Writer, StoredVersion | None, str, int]:
             writer = Writer(self, tx, ctx)
             if if_none_exist:
                 matches = writer.find(rtype, if_none_exist, "If-None-Exist")
                 if len(matches) > 1:
                     raise FhirError.of(412, "duplicate", "If-None-Exist matched more than one resource")
                 if matches:
-                    existing = tx.current([(rtype, matches[0])])[(rtype, matches[0])]
-                    return self._resource_reply(200, existing, base, prefer)
-            rid, version = writer.create(rtype, resource)
+                    return writer, self.store.read(rtype, matches[0], tx.conn), matches[0], 0
+            return writer, None, *writer.create(rtype, resource)
+
+        writer, existing, rid, version = self.store.write(work)
+        if existing is not None:
+            return self._resource_reply(200, existing, base, prefer)
         self.committed(writer.written, ctx)
         return self._written_reply(201, rtype, rid, version, base, prefer)
 
@@ -203,10 +207,13 @@ class FhirService:
         if resource.get("id") != rid:
             raise FhirError.of(400, "invalid", "Resource id must match the id in the URL", "id")
         expected = parse_if_match(if_match)
-        with self.store.begin_write() as tx:
+
+        def work(tx: WriteTransaction) -> tuple[Writer, int, bool]:
             writer = Writer(self, tx, ctx)
             current = tx.current([(rtype, rid)]).get((rtype, rid))
-            version, created = writer.put(rtype, rid, resource, expected, current)
+            return writer, *writer.put(rtype, rid, resource, expected, current)
+
+        writer, version, created = self.store.write(work)
         self.committed(writer.written, ctx)
         return self._written_reply(201 if created else 200, rtype, rid, version, base, prefer)
 
@@ -218,7 +225,8 @@ class FhirService:
         ctx.access.require(rtype, "u")
         resource = self.validate(body, rtype)
         expected = parse_if_match(if_match)
-        with self.store.begin_write() as tx:
+
+        def work(tx: WriteTransaction) -> tuple[Writer, str, int, bool]:
             writer = Writer(self, tx, ctx)
             matches = writer.find(rtype, query, "url")
             if len(matches) > 1:
@@ -232,25 +240,31 @@ class FhirService:
                 rid = body_id or new_id()
                 self.check_id(rid)
             current = tx.current([(rtype, rid)]).get((rtype, rid))
-            version, created = writer.put(rtype, rid, resource, expected, current)
+            return writer, rid, *writer.put(rtype, rid, resource, expected, current)
+
+        writer, rid, version, created = self.store.write(work)
         self.committed(writer.written, ctx)
         return self._written_reply(201 if created else 200, rtype, rid, version, base, prefer)
 
     def delete(self, rtype: str, rid: str | None, query: str | None, ctx: RequestContext) -> Reply:
         self.check_type(rtype)
         ctx.access.require(rtype, "d")
-        with self.store.begin_write() as tx:
+
+        def work(tx: WriteTransaction) -> tuple[Writer, int | None]:
             writer = Writer(self, tx, ctx)
+            target = rid
             if query is not None:
                 matches = writer.find(rtype, query, "url")
                 if len(matches) > 1:
                     raise FhirError.of(412, "duplicate", "Conditional delete matched more than one resource")
                 if not matches:
-                    return Reply(204)
-                rid = matches[0]
-            assert rid is not None
-            current = tx.current([(rtype, rid)]).get((rtype, rid))
-            version = writer.delete(rtype, rid, current)
+                    return writer, None
+                target = matches[0]
+            assert target is not None
+            current = tx.current([(rtype, target)]).get((rtype, target))
+            return writer, writer.delete(rtype, target, current)
+
+        writer, version = self.store.write(work)
         self.committed(writer.written, ctx)
         headers = {"ETag": etag(version)} if version else {}
         return Reply(204, None, headers)
@@ -291,7 +305,7 @@ class FhirService:
         _check_cursor(spec)
         with self.store.connection(conn) as conn:
             if spec.snapshot_txid is None:
-                spec.snapshot_txid = Store.current_txid(conn)
+                spec.snapshot_txid = newest_txid(conn)
             total = conn.execute(count_statement(spec)).scalar_one() if (parsed.want_total or parsed.summary_count) else None
             rows = [] if parsed.summary_count or spec.count == 0 else conn.execute(page_statement(spec)).all()
             has_next = len(rows) > spec.count

@@ -21,7 +21,7 @@ class Written:
     rid: str
     version: int
     deleted: bool
-    txid: int  # the write transaction's number (`write_counter`)
+    txid: int  # the write transaction's number (`begin_versions`)
 
 
 @dataclass(frozen=True)

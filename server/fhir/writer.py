@@ -4,7 +4,7 @@ FHIR's rules (conditional lookups, If-Match, no-op updates) and the caller's acc
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -25,6 +25,12 @@ _CONFINED_PUT = ("A compartment- or filter-confined token updates only resources
 _CONFINED_CONDITIONAL = ("Conditional requests (If-None-Exist, conditional update or delete, conditional "
                          "references) are not available to a compartment- or filter-confined token: their "
                          "outcome would reveal whether data beyond its reach exists")
+
+
+def claim_key(rtype: str, params: list[tuple[str, str]]) -> str:
+    """What a transaction claims before it answers a conditional query: the type and the sorted parameters,
+    so the same query spelled in another order takes turns with it (`WriteTransaction.claim`)."""
+    return f"{rtype}?{urlencode(sorted(params))}"
 
 
 class Writer:
@@ -57,6 +63,7 @@ class Writer:
             raise FhirError.of(400, "invalid", "Conditional request without search criteria", expression)
         parsed = self.service.parse(rtype, params, strict=True)
         parsed.spec.count = 1
+        self.tx.claim([claim_key(rtype, params)])
         self.tx.flush()
         rows = self.tx.conn.execute(page_statement(parsed.spec, columns=(resources_table.c.rid,)))
         return [row.rid for row in rows]
@@ -79,6 +86,8 @@ class Writer:
                 by_column.setdefault(clauses[0].alternatives[0], []).append(query)
         if not by_column:
             return {}
+        self.tx.claim(claim_key(rtype, parse_qsl(query, keep_blank_values=True))
+                      for queries in by_column.values() for query in queries)
         self.tx.flush()
         found: dict[tuple[str, int], list[str]] = {key: [] for key in by_column}
         for column in {column for column, _ in by_column}:

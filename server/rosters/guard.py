@@ -26,8 +26,8 @@ class AttributionListGuard:
     def __call__(self, rtype: str, rid: str, method: str, resource: dict | None) -> None:
         if rtype != "Group":
             return
-        # Writers are serialised by the store's writer lock, taken before guards run: the stored version
-        # read here is the one this write replaces.
+        # A write claims the resource it replaces before guards run (`WriteTransaction.current`), so no
+        # other writer of it commits meanwhile: the stored version read here is the one it replaces.
         stored = self.store.read("Group", rid)
         if stored is not None and not stored.deleted and stored.content is not None:
             current = orjson.loads(stored.content)

@@ -1,12 +1,19 @@
 """Transactional resource store: versions, history and index rows written together.
 
-Every write transaction first increments the single `write_counter` row. That row lock
-serialises writers across all server processes (as Blaze's single transaction log does), so:
-- `txid` order equals commit order, which makes `_since` and paging exact;
-- conditional create/update decisions made inside the transaction cannot race;
-- a version number is read and incremented under the lock, so no update is ever lost.
-Only the database work runs under the lock; parsing, validation and index extraction happen
-before it is taken.
+Writes run side by side; no lock is held through a transaction's work (issue 19). On PostgreSQL:
+- every write transaction starts by taking the WRITER advisory lock shared (it marks writers in flight)
+  and then, under the ORDER advisory lock held for that one statement, its `txid` (its transaction id)
+  and `lastUpdated` (the database clock): txid order and lastUpdated order agree;
+- a reader of the log (`_history`, `_since`, the alignment watermark, Bulk export) stops at
+  `latest_txid`, just below the oldest writer still in flight, so a version that commits later with a
+  smaller txid is never skipped;
+- a transaction claims the resources it reads and the conditional queries it answers (`claim`): two
+  transactions claiming one key take turns on a unique index, so a conditional create cannot race and no
+  update is lost; a transaction that would write a version older (by txid) than the current one fails
+  with `WriteConflict` and is run again (`Store.write`), as are deadlocks between claims.
+SQLite has one writer at a time anyway: every write transaction increments the `write_counter` row
+under its BEGIN IMMEDIATE lock, and `latest_txid` is that counter.
+Parsing, validation and index extraction happen before the transaction.
 """
 
 from __future__ import annotations
@@ -15,11 +22,12 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-from sqlalchemy import Connection, Engine, ScalarSelect, Select, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, exc, func, select, text, tuple_, update
 
 from server.store.db import begin_writing
+from server.store.hashing import h64
 from server.store.schema import (
     idx_date,
     idx_reference,
@@ -29,6 +37,8 @@ from server.store.schema import (
     resources,
     write_counter,
 )
+
+T = TypeVar("T")
 
 _INDEX_COLUMNS = {
     "tokens": (idx_token, ("h_param", "h_value", "h_sys_value", "h_sys", "system", "code")),
@@ -114,24 +124,23 @@ class Store:
         before_txid: int | None,
         limit: int,
     ) -> list[StoredVersion]:
-        """Versions newest first; `before_txid` (exclusive) pages backwards through the log."""
+        """Versions newest first, up to the watermark (`latest_txid`); `before_txid` (exclusive) pages
+        backwards through the log. A transaction writes one version of a resource, and never one older
+        (by txid) than the current one, so txid order is each resource's version order."""
         h = resource_history.c
-        stmt = _history_of(select(h.rtype, h.rid, h.version, h.txid, h.lu, h.deleted, h.content, h.method),
-                           rtype, rid, since_us)
-        if before_txid is not None:
-            stmt = stmt.where(h.txid < before_txid)
-        stmt = stmt.order_by(h.txid.desc(), h.rtype, h.rid, h.version.desc()).limit(limit)
         with self.engine.connect() as conn:
+            stmt = _history_of(select(h.rtype, h.rid, h.version, h.txid, h.lu, h.deleted, h.content, h.method),
+                               rtype, rid, since_us, _history_cap(conn, rid))
+            if before_txid is not None:
+                stmt = stmt.where(h.txid < before_txid)
+            stmt = stmt.order_by(h.txid.desc(), h.rtype, h.rid, h.version.desc()).limit(limit)
             return [StoredVersion(**row._mapping) for row in conn.execute(stmt)]
 
     def history_count(self, rtype: str | None, rid: str | None, since_us: int | None) -> int:
-        stmt = _history_of(select(func.count()).select_from(resource_history), rtype, rid, since_us)
         with self.engine.connect() as conn:
+            stmt = _history_of(select(func.count()).select_from(resource_history), rtype, rid, since_us,
+                               _history_cap(conn, rid))
             return conn.execute(stmt).scalar_one()
-
-    @staticmethod
-    def current_txid(conn: Connection) -> int:
-        return conn.execute(_LATEST_TXID).scalar_one()
 
     def fetch(self, keys: Iterable[tuple[str, str]], conn: Connection | None = None) -> dict[tuple[str, str], StoredVersion]:
         """Current, non-deleted versions of many resources in one round trip per chunk."""
@@ -150,6 +159,15 @@ class Store:
     def begin_write(self) -> "WriteTransaction":
         return WriteTransaction(self)
 
+    def write(self, work: "Callable[[WriteTransaction], T]") -> T:
+        """`work` in a write transaction, run again from the start (a few times at most) when it failed
+        on a deadlock, a serialization failure or a `WriteConflict`: for work whose only effects are on
+        the transaction and on objects it makes afresh on each run."""
+        def attempt() -> T:
+            with self.begin_write() as tx:
+                return work(tx)
+        return retried(attempt)
+
 
 class WriteTransaction:
     """One atomic unit of writes. Use as a context manager; commits on clean exit.
@@ -164,16 +182,20 @@ class WriteTransaction:
         self.txid = 0
         self.now_us = 0
         self.staged: dict[tuple[str, str], StagedWrite] = {}
+        self.claimed: set[int] = set()
 
     def __enter__(self) -> "WriteTransaction":
         self.conn = self.store.engine.connect()
-        begin_writing(self.conn)
-        self.txid = next_txid(self.conn)
-        if self.conn.dialect.name == "postgresql":
-            # Under the writer lock, a parallel plan's worker start-up (~10 ms for a lookup of a few
-            # index rows) is time every other writer waits.
-            self.conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-        self.now_us = time.time_ns() // 1000
+        try:
+            begin_writing(self.conn)
+            self.txid, self.now_us = begin_versions(self.conn)
+            if self.conn.dialect.name == "postgresql":
+                # A parallel plan's worker start-up (~10 ms) costs more than the lookups of a few index rows
+                # a write makes, and holds its claims that much longer.
+                self.conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+        except BaseException:
+            self.conn.close()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -181,15 +203,39 @@ class WriteTransaction:
         try:
             if exc_type is None:
                 self.flush()
+                self._release_claims()
                 self.conn.commit()
             else:
                 self.conn.rollback()
         finally:
             self.conn.close()
 
+    def claim(self, keys: Iterable[str]) -> None:
+        """Claim these keys (a resource's "type/id", a conditional query's `claim_key`) until commit: a
+        concurrent transaction claiming one of them waits until this one ends, then sees what it wrote.
+        Keys go in sorted order, so two transactions claiming overlapping sets at once do not deadlock
+        (claims made in several calls can; `Store.write` runs the loser again). A no-op on SQLite."""
+        assert self.conn is not None
+        if self.conn.dialect.name != "postgresql":
+            return
+        new = sorted({h64("claim", key) for key in keys} - self.claimed)
+        if new:
+            self.conn.execute(_CLAIM, {"claims": new})
+            self.claimed.update(new)
+
+    def _release_claims(self) -> None:
+        """Delete the claim rows before the commit, so a waiting claim of the same key then succeeds."""
+        if self.claimed:
+            self.conn.execute(_RELEASE, {"claims": sorted(self.claimed)})
+            self.claimed.clear()
+
     def current(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredVersion]:
-        """Current rows (deleted ones included) as seen inside this transaction."""
+        """Current rows (deleted ones included) as seen inside this transaction, claimed first (so the
+        versions this transaction writes from them cannot race another writer's). A row a later-started
+        transaction wrote (a larger txid) raises `WriteConflict`: versions written from it would be
+        older in the log than the one they follow."""
         keys = [k for k in dict.fromkeys(keys)]
+        self.claim(f"{rtype}/{rid}" for rtype, rid in keys)
         found: dict[tuple[str, str], StoredVersion] = {}
         r = resources.c
         for chunk in chunks(keys):
@@ -197,6 +243,8 @@ class WriteTransaction:
                 tuple_(r.rtype, r.rid).in_(chunk)
             )
             for row in self.conn.execute(stmt):
+                if row.txid > self.txid:
+                    raise WriteConflict(f"{row.rtype}/{row.rid} was written by a later transaction")
                 found[(row.rtype, row.rid)] = StoredVersion(**row._mapping)
         for key in keys:
             staged = self.staged.get(key)
@@ -244,9 +292,19 @@ class WriteTransaction:
         bulk_insert(self.conn, table, columns, rows)
 
 
-def _history_of(stmt: Select, rtype: str | None, rid: str | None, since_us: int | None) -> Select:
-    """`stmt` over the versions of a type, of one resource, and/or since an instant (history's filters)."""
+def _history_cap(conn: Connection, rid: str | None) -> int | None:
+    """The txid type and system history stop at (`latest_txid`). One resource's history needs none: its
+    writers take turns (claims), each with a larger txid than the last, so none commits behind a page."""
+    return latest_txid(conn) if rid is None else None
+
+
+def _history_of(stmt: Select, rtype: str | None, rid: str | None, since_us: int | None,
+                through_txid: int | None) -> Select:
+    """`stmt` over the versions of a type, of one resource, and/or since an instant (history's filters), up
+    to a txid."""
     h = resource_history.c
+    if through_txid is not None:
+        stmt = stmt.where(h.txid <= through_txid)
     if rtype is not None:
         stmt = stmt.where(h.rtype == rtype)
     if rid is not None:
@@ -256,43 +314,133 @@ def _history_of(stmt: Select, rtype: str | None, rid: str | None, since_us: int 
     return stmt
 
 
-def next_txid(conn: Connection) -> int:
-    """The number of the write that `conn`'s transaction makes. As the transaction's first statement
-    it takes the writer lock (the counter row; SQLite's RESERVED lock), held until commit."""
-    return conn.execute(
-        update(write_counter).where(write_counter.c.id == 1).values(value=write_counter.c.value + 1)
-        .returning(write_counter.c.value)
-    ).scalar_one()
+class WriteConflict(Exception):
+    """A transaction read a resource a later-started transaction wrote: run it again (`retried`)."""
 
 
-_LATEST_TXID = select(write_counter.c.value).where(write_counter.c.id == 1)
+_RETRIED_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+_ATTEMPTS = 5
 
 
-def latest_txid() -> ScalarSelect[int]:
-    """The number of the newest committed write, as a sub-select (read in the caller's snapshot)."""
-    return _LATEST_TXID.scalar_subquery()
+def retried(attempt: Callable[[], T]) -> T:
+    """`attempt()`, called again (up to `_ATTEMPTS` times in all) while it fails on a deadlock, a
+    serialization failure or a `WriteConflict`, each of which rolled its transaction back whole."""
+    for remaining in range(_ATTEMPTS - 1, -1, -1):
+        try:
+            return attempt()
+        except (WriteConflict, exc.DBAPIError) as error:
+            if remaining == 0 or not (isinstance(error, WriteConflict)
+                                      or getattr(error.orig, "sqlstate", None) in _RETRIED_SQLSTATES):
+                raise
+    raise AssertionError("unreachable")
 
 
-def hold_writes(conn: Connection) -> None:
-    """Take the writer lock without writing (the counter row set to itself): no write commits until `conn`'s
-    transaction ends; rolling it back changes nothing."""
-    conn.execute(update(write_counter).where(write_counter.c.id == 1).values(value=write_counter.c.value))
+# PostgreSQL advisory lock keys: any constants, the same in every process sharing a database. Advisory locks
+# are per database, so each key's low 32 bits take the schema's hash: stores in other schemas of the
+# database (another deployment, a test's schema) neither hold back this one's watermark nor wait on it.
+WRITER_LOCK = 0x706C616E77726974  # held shared by every write transaction, from its first statement
+_ORDER_LOCK = 0x706C616E6F726472  # held for the one statement that gives a write its txid and lastUpdated
+_WRITER = "(:writer # (hashtext(current_schema())::bigint & 4294967295))"
+_ORDER = "(:order # (hashtext(current_schema())::bigint & 4294967295))"
+
+_MARK_WRITER = text("SELECT pg_current_xact_id_if_assigned() FROM "
+                    "(SELECT pg_advisory_xact_lock_shared(" + _WRITER + ") OFFSET 0) AS marked")
+# Innermost first (OFFSET 0 keeps each level a separate step): lock, transaction id and clock, unlock.
+_STAMP = text(
+    "SELECT stamped.txid, stamped.lu, pg_advisory_unlock(" + _ORDER + ") AS unlocked FROM ("
+    " SELECT pg_current_xact_id()::text::bigint AS txid,"
+    " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS lu"
+    " FROM (SELECT pg_advisory_lock(" + _ORDER + ") OFFSET 0) AS ordered OFFSET 0) AS stamped")
+# Just below the oldest writer in flight. The statement's snapshot (t0) comes before its read of the lock
+# table (t1): a txid at or below the result was assigned before t0 and its writer held no lock at t1, so it
+# had ended, and every later snapshot sees it. A writer without a transaction id yet gets one above t0's
+# xmax. Writers are the holders of WRITER_LOCK for this schema; their transaction ids, from the lock
+# table's 32-bit `transactionid` rows, are matched with the snapshot's 64-bit in-flight list.
+_WRITERS_IN_FLIGHT = ("pg_locks AS w WHERE w.locktype = 'advisory' AND w.objsubid = 1"
+                      " AND w.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                      " AND ((w.classid::bigint << 32) | w.objid::bigint) = " + _WRITER)
+_WATERMARK = text(
+    "WITH writers AS (SELECT t.transactionid::text::bigint AS xid FROM pg_locks AS t"
+    " WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted"
+    " AND t.virtualtransaction IN (SELECT w.virtualtransaction FROM " + _WRITERS_IN_FLIGHT + "))"
+    " SELECT coalesce((SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x"
+    " WHERE x::text::bigint % 4294967296 IN (SELECT xid FROM writers)),"
+    " pg_snapshot_xmax(pg_current_snapshot()))::text::bigint - 1")
+# The statement's start, or the start of the oldest writer in flight if earlier: a writer's lastUpdated is
+# read after its transaction began, and one that marks itself after this read of the lock table does so
+# after the statement began.
+_EARLIEST_PENDING = text(
+    "SELECT (extract(epoch FROM least(statement_timestamp(), (SELECT min(a.xact_start)"
+    " FROM pg_stat_activity AS a WHERE a.pid IN (SELECT w.pid FROM " + _WRITERS_IN_FLIGHT + "))))"
+    " * 1000000)::bigint")
+_CLAIM = text("INSERT INTO write_claims (claim) SELECT unnest(CAST(:claims AS bigint[]))")
+_RELEASE = text("DELETE FROM write_claims WHERE claim = ANY(CAST(:claims AS bigint[]))")
+
+
+def begin_versions(conn: Connection) -> tuple[int, int]:
+    """(txid, lastUpdated in µs) of every version `conn`'s transaction writes; call it first in the
+    transaction. PostgreSQL: mark the transaction as a writer, then take both in one statement under the
+    ORDER lock. SQLite: increment the counter row (its write lock is held from BEGIN IMMEDIATE on)."""
+    if conn.dialect.name != "postgresql":
+        txid = conn.execute(
+            update(write_counter).where(write_counter.c.id == 1).values(value=write_counter.c.value + 1)
+            .returning(write_counter.c.value)
+        ).scalar_one()
+        return txid, time.time_ns() // 1000
+    if conn.execute(_MARK_WRITER, {"writer": WRITER_LOCK}).scalar() is not None:
+        # Marked after its transaction id, a writer could be taken for a reader and passed by the watermark.
+        raise RuntimeError("a transaction that writes versions must begin with begin_versions")
+    try:
+        txid, lu, _unlocked = conn.execute(_STAMP, {"order": _ORDER_LOCK}).one()
+    except BaseException:
+        conn.invalidate()  # the ORDER lock is the session's: it ends with the connection
+        raise
+    return txid, lu
+
+
+def latest_txid(conn: Connection) -> int:
+    """The watermark: every write with a txid at or below it has committed (or rolled back), and the
+    statements `conn` runs after this one see it. A statement of its own: the snapshot that sees the
+    versions must be taken after it. PostgreSQL: just below the oldest writer in flight (with none, the
+    newest transaction id). SQLite: the counter, in the read transaction's snapshot."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(_WATERMARK, {"writer": WRITER_LOCK}).scalar_one()
+    return conn.execute(select(write_counter.c.value).where(write_counter.c.id == 1)).scalar_one()
+
+
+def earliest_pending_lu(conn: Connection) -> int:
+    """PostgreSQL: a lower bound (µs) on the lastUpdated of every write that commits after this statement,
+    so a reader that takes its snapshot next can give it as the `_since` that misses none of them. It must
+    be the first statement of `conn`'s transaction (the activity view is read once per transaction)."""
+    return conn.execute(_EARLIEST_PENDING, {"writer": WRITER_LOCK}).scalar_one()
+
+
+def newest_txid(conn: Connection) -> int:
+    """The txid of the newest write `conn`'s next statement sees committed (0 before any write), as a
+    search's paging snapshot: unlike `latest_txid`, it includes this caller's own latest write even while
+    an older writer is still in flight."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(select(func.coalesce(func.max(resource_history.c.txid), 0))).scalar_one()
+    return latest_txid(conn)
 
 
 def append_versions(conn: Connection, rtype: str, versions: Sequence[tuple[str, int]],
-                    render: Callable[[str, int, int], bytes]) -> None:
+                    render: Callable[[str, int, int], bytes], stamp: tuple[int, int]) -> None:
     """New versions of existing resources, written on `conn`'s transaction as one write of the log.
 
     For a feature that derives a resource inside a larger transaction of its own (a cohort Group's
-    header after a membership change) rather than through `WriteTransaction`. The writer lock comes
-    first and the time after it, as in every write, so `lastUpdated` and `txid` order agree.
-    `render(id, version, lastUpdated µs)` gives each version's content. Index rows stay the caller's.
+    header after a membership change) rather than through `WriteTransaction`. `stamp` is what
+    `begin_versions` gave at that transaction's start. `render(id, version, lastUpdated µs)` gives each
+    version's content. Index rows stay the caller's. A resource whose current version has a larger txid
+    raises `WriteConflict` (the caller runs the transaction again).
     """
-    txid = next_txid(conn)
-    now = time.time_ns() // 1000
+    txid, now = stamp
+    r = resources.c
+    ids = [rid for rid, _version in versions]
+    if conn.execute(select(func.count()).where(r.rtype == rtype, r.rid.in_(ids), r.txid > txid)).scalar_one():
+        raise WriteConflict(f"a {rtype} was written by a later transaction")
     rows = [(rtype, rid, version, txid, now, "PUT", False, render(rid, version, now)) for rid, version in versions]
     bulk_insert(conn, resource_history.name, _HISTORY_COLUMNS, rows)
-    r = resources.c
     conn.execute(
         update(resources).where(r.rtype == rtype, r.rid == bindparam("k_rid"))
         .values(version=bindparam("v"), txid=txid, lu=now, deleted=False, content=bindparam("body")),

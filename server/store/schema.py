@@ -2,8 +2,9 @@
 
 Modelled on HAPI: one table of current resources, one of every version, and typed search-index
 tables whose lookup keys are 64-bit hashes (see `hashing.py`), so each search predicate hits one
-narrow b-tree. Modelled on Blaze: one global write counter (`txid`) orders every committed write,
-which gives exact `_since` and stable paging.
+narrow b-tree. Every write transaction numbers its versions with one `txid` (PostgreSQL: its transaction
+id; SQLite: the `write_counter` row), and readers of the log stop at the watermark below the oldest write
+still in flight, which gives exact `_since` and stable paging (`resources.py`).
 
 Index rows describe the current version only; they are replaced in the same transaction as the
 resource they index.
@@ -34,6 +35,15 @@ write_counter = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("value", BigInteger, nullable=False),
+)
+
+# Keys a PostgreSQL write transaction claims (resources it reads, conditional queries) while it runs: a row
+# lives from the claim until just before the commit, and a second claim of the key waits on the primary
+# key until the first transaction ends (`resources.WriteTransaction.claim`). UNLOGGED there (0944).
+write_claims = Table(
+    "write_claims",
+    metadata,
+    Column("claim", BigInteger, primary_key=True, autoincrement=False),
 )
 
 resources = Table(

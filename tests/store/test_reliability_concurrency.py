@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.alignment import ICD, condition_resource
 from tests.support.servers import unique
-from tests.support.reliability import Database, Servers, assert_findings_match_full_evaluation, member_bundle
+from tests.support.reliability import Database, Servers, assert_findings_match_full_evaluation, member_bundle, pages
 
 WRITERS = 6  # client threads, half on each process
 APPENDS = 4  # read-modify-write appends per writer
@@ -157,17 +157,7 @@ OVERLAPPING = 40  # identifier values both processes create, in opposite orders
 
 def _history_since(client: httpx.Client, since: str | None) -> list[dict[str, Any]]:
     """Every entry of Patient/_history from `since` on (inclusive), following the next links."""
-    params = {"_count": "200", **({"_since": since} if since else {})}
-    r = client.get("/Patient/_history", params=params)
-    entries = []
-    while True:
-        assert r.status_code == 200, r.text
-        body = r.json()
-        entries += [e["resource"] for e in body.get("entry", []) if "resource" in e]
-        nxt = next((link["url"] for link in body.get("link", []) if link["relation"] == "next"), None)
-        if nxt is None:
-            return entries
-        r = client.get(nxt)
+    return list(pages(client, "/Patient/_history", {"_count": "200", **({"_since": since} if since else {})}, None))
 
 
 def test_overlapping_conditional_creates_from_two_processes_make_no_duplicates_and_lose_no_since_entry(clients):

@@ -178,12 +178,15 @@ def member_bundle(marker: str, members: int) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
-def _pages(client: httpx.Client, path: str, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+def pages(client: httpx.Client, path: str, params: dict[str, str], mode: str | None = "match") -> Iterator[dict[str, Any]]:
+    """The resources of every page of a search (its entries of search mode `mode`) or, with `mode` None,
+    of a history, following the next links."""
     r = client.get(path, params=params)
     while True:
         assert r.status_code == 200, r.text
         body = r.json()
-        yield from (e["resource"] for e in body.get("entry", []) if e.get("search", {}).get("mode") == "match")
+        yield from (e["resource"] for e in body.get("entry", [])
+                    if "resource" in e and (mode is None or e.get("search", {}).get("mode") == mode))
         nxt = next((link["url"] for link in body.get("link", []) if link["relation"] == "next"), None)
         if nxt is None:
             return
@@ -194,7 +197,7 @@ def stored_per_marker(client: httpx.Client) -> Counter:
     """Resources stored per bundle marker, over the marked types, found by search."""
     counts: Counter = Counter()
     for rtype in MARKED_TYPES:
-        for resource in _pages(client, f"/{rtype}", {"identifier": f"{MARKER}|", "_count": "1000"}):
+        for resource in pages(client, f"/{rtype}", {"identifier": f"{MARKER}|", "_count": "1000"}):
             counts.update(i["value"] for i in resource["identifier"] if i["system"] == MARKER)
     return counts
 

@@ -1,0 +1,121 @@
+"""Writes that run side by side on PostgreSQL (issue 19): a write transaction that started first and
+commits last is never skipped by a `_since` poller, type or system history, or a history page, and a
+transaction never writes a version behind one a later-started transaction wrote. Deterministic: the slow
+transaction is held open by the test, on its own connection, while requests go through the app.
+
+SQLite has one writer at a time (a second writer waits for the first to commit), so no two write
+transactions interleave there; its single-writer path runs in every other store test."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import httpx
+import orjson
+import pytest
+
+from server.fhir import searchparams
+from server.fhir.versions import stamp
+from server.store.resources import StagedWrite, Store, WriteConflict, WriteTransaction
+from tests.support.inprocess import AppServer
+from tests.support.reliability import pages
+from tests.support.servers import unique
+
+
+@pytest.fixture(scope="module")
+def app(postgres_app: AppServer) -> AppServer:
+    return postgres_app
+
+
+@pytest.fixture()
+def client(app: AppServer) -> Iterator[httpx.Client]:
+    with app.http(app.auth) as c:
+        yield c
+
+
+def _store(app: AppServer) -> Store:
+    return app.app.state.store
+
+
+def _stage_patient(tx: WriteTransaction, system: str, value: str) -> str:
+    """Stage a new Patient in `tx` as a create would (stamped with the transaction's lastUpdated)."""
+    rid = unique("slow")
+    resource = {"resourceType": "Patient", "id": rid, "meta": {}, "identifier": [{"system": system, "value": value}]}
+    tx.stage(StagedWrite("Patient", rid, 1, "POST", stamp(resource, rid, 1, tx.now_us),
+                         searchparams.index_rows(resource), existed=False))
+    tx.flush()  # its rows are in the database, uncommitted
+    return rid
+
+
+def _post_patient(client: httpx.Client, system: str, value: str) -> dict[str, Any]:
+    r = client.post("/Patient", json={"resourceType": "Patient", "identifier": [{"system": system, "value": value}]})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _pages(client: httpx.Client, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+    """Every entry of a history, following the next links."""
+    return list(pages(client, path, params, None))
+
+
+def _mine(entries: list[dict[str, Any]], system: str) -> list[str]:
+    return [e["id"] for e in entries if any(i.get("system") == system for i in e.get("identifier", []))]
+
+
+@pytest.mark.parametrize("path", ["/Patient/_history", "/_history"])
+def test_a_since_poller_never_skips_a_transaction_that_commits_after_a_later_one(app, client, path):
+    """Poll, as a sync client does, with the newest lastUpdated seen as the next `_since`, while a write that
+    started first (smaller txid, earlier lastUpdated) is still open and a later one has committed: the
+    poll must not return the later one yet (its lastUpdated would carry the poller past the slow one), and
+    the next poll, after the slow one commits, returns both."""
+    system = f"urn:test:side-by-side:{unique('s')}"
+    created = _post_patient(client, system, "before")
+    first, since = created["id"], created["meta"]["lastUpdated"]
+    slow = _store(app).begin_write().__enter__()
+    try:
+        slow_id = _stage_patient(slow, system, "slow")
+        fast_id = _post_patient(client, system, "fast")["id"]
+        assert _store(app).read("Patient", fast_id).txid > slow.txid  # the later-started one committed first
+        # Search sees the committed write at once (it pages by the newest txid it sees, not the watermark).
+        found = client.get("/Patient", params={"identifier": f"{system}|fast"}).json()
+        assert [e["resource"]["id"] for e in found.get("entry", [])] == [fast_id]
+        polled = _pages(client, path, {"_since": since, "_count": "1"})
+        assert _mine(polled, system) == [first]  # neither the slow one (uncommitted) nor the later one
+        since = max(e["meta"]["lastUpdated"] for e in polled)
+    except BaseException:
+        slow.__exit__(RuntimeError, None, None)
+        raise
+    slow.__exit__(None, None, None)
+    polled = _pages(client, path, {"_since": since, "_count": "1"})
+    assert set(_mine(polled, system)) >= {slow_id, fast_id}
+    # Newest first, in txid order: the slow transaction's version comes after the later one's.
+    assert [rid for rid in _mine(polled, system) if rid != first] == [fast_id, slow_id]
+
+
+def test_a_transaction_never_writes_behind_a_later_started_one(app, client):
+    """A transaction that reads a resource a later-started transaction has since updated fails with
+    `WriteConflict` (and the service runs such a write again): every resource's versions keep txid order."""
+    system = f"urn:test:side-by-side:{unique('c')}"
+    rid = _post_patient(client, system, "v1")["id"]
+    slow = _store(app).begin_write().__enter__()
+    try:
+        body = {"resourceType": "Patient", "id": rid, "identifier": [{"system": system, "value": "v2"}]}
+        assert client.put(f"/Patient/{rid}", json=body).status_code == 200  # a later txid, committed
+        with pytest.raises(WriteConflict):
+            slow.current([("Patient", rid)])
+    finally:
+        slow.__exit__(RuntimeError, None, None)
+
+    def third(tx: WriteTransaction) -> int:
+        current = tx.current([("Patient", rid)])[("Patient", rid)]
+        content = {**orjson.loads(current.content), "meta": {}}
+        content["identifier"][0]["value"] = "v3"
+        tx.stage(StagedWrite("Patient", rid, current.version + 1, "PUT", stamp(content, rid, current.version + 1, tx.now_us),
+                             searchparams.index_rows(content), existed=True))
+        return current.version + 1
+
+    assert _store(app).write(third) == 3
+    versions = _pages(client, f"/Patient/{rid}/_history", {})
+    assert [v["meta"]["versionId"] for v in versions] == ["3", "2", "1"]
+    in_type = [v["meta"]["versionId"] for v in _pages(client, "/Patient/_history", {"_count": "50"}) if v["id"] == rid]
+    assert in_type == ["3", "2", "1"]
