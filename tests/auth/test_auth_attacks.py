@@ -36,8 +36,10 @@ from tests.support.auth import (
     register_app,
     register_backend,
     register_user,
+    site_request,
 )
 from tests.support.bulk import export, kick_off, wait_for
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.servers import RunningServer, unique
 from tests.support.reliability import Database, Process, Servers
 
@@ -54,7 +56,7 @@ def world(server):
 
 
 def api(server: RunningServer, token: str) -> httpx.Client:
-    return httpx.Client(base_url=server.fhir, headers=bearer(token), timeout=60)
+    return server.http(None, bearer(token))
 
 
 @pytest.fixture(scope="module")
@@ -253,14 +255,14 @@ def test_removed_or_re_added_user_loses_tokens_and_refresh_tokens(server, world)
         # The same username registered again, with wider access, revives nothing of the old one.
         register_user(server, "Practitioner/doc-3", [ALL_PATIENTS], username=username)
         assert before.get(f"/Patient/{world.c}").status_code == 401
-    refreshed = httpx.post(server.token_url, data={"grant_type": "refresh_token", "client_id": world.app,
-                                                   "refresh_token": tokens["refresh_token"]})
+    refreshed = site_request(server, "POST", "/auth/token", data={"grant_type": "refresh_token", "client_id": world.app,
+                                                                  "refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
 
 
 def test_sign_ins_are_throttled_per_user(server, world):
     username = register_user(server, "Practitioner/doc-4", [world.a])
-    with httpx.Client(base_url=server.url, timeout=60) as browser:
+    with server.site() as browser:
         request_id = login_form(browser, server, world.app, "user/*.rs")
 
         def sign_in(password: str) -> httpx.Response:

@@ -37,8 +37,10 @@ from tests.support.auth import (
     register_app,
     register_backend,
     server_signed,
+    site_request,
     unsigned,
 )
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.servers import ASSERTION_TYPE, ClientKey, unique
 
 SCOPE = "system/Patient.rs system/Observation.rs"
@@ -60,7 +62,7 @@ def backend(server) -> tuple[ClientKey, ClientKey]:
 
 
 def token_error(server, form: dict) -> tuple[int, str]:
-    r = httpx.post(server.token_url, data=form)
+    r = site_request(server, "POST", "/auth/token", data=form)
     assert r.headers["cache-control"] == "no-store"
     return r.status_code, r.json().get("error")
 
@@ -91,7 +93,7 @@ def test_bad_assertion_claims_are_invalid_client(server, backend, case, claims):
 def test_replayed_jti_is_invalid_client(server, backend):
     rsa, _ = backend
     assertion = rsa.assertion(server.token_url)
-    assert httpx.post(server.token_url, data=assertion_form(rsa, assertion)).status_code == 200
+    assert site_request(server, "POST", "/auth/token", data=assertion_form(rsa, assertion)).status_code == 200
     assert token_error(server, assertion_form(rsa, assertion)) == (400, "invalid_client")
     same_jti = rsa.assertion(server.token_url, jti=json.loads(base64.urlsafe_b64decode(assertion.split(".")[1] + "=="))["jti"])
     assert token_error(server, assertion_form(rsa, same_jti)) == (400, "invalid_client")
@@ -158,7 +160,7 @@ def test_scope_escalation_at_token_time_is_invalid_scope(server, backend):
     assert token_error(server, assertion_form(rsa, rsa.assertion(server.token_url), "system/Condition.rs")) == (400, "invalid_scope")
     assert token_error(server, assertion_form(rsa, rsa.assertion(server.token_url), "patient/*.rs")) == (400, "invalid_scope")
     # asking wider than registered is narrowed, never widened
-    r = httpx.post(server.token_url, data=assertion_form(rsa, rsa.assertion(server.token_url), "system/*.cruds"))
+    r = site_request(server, "POST", "/auth/token", data=assertion_form(rsa, rsa.assertion(server.token_url), "system/*.cruds"))
     assert r.status_code == 200 and r.json()["scope"] == "system/Observation.rs system/Patient.rs"
 
 
@@ -171,14 +173,14 @@ def test_unsupported_grant_type(server):
 
 def fhir_get(server, token: str | None, path: str = "/Patient") -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    return httpx.get(server.fhir + path, headers=headers)
+    return site_request(server, "GET", "/fhir" + path, headers=headers)
 
 
 def test_missing_token_is_401_with_a_bearer_challenge(server):
     r = fhir_get(server, None)
     assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer realm="planfit"'
     assert r.json()["issue"][0]["code"] == "login"
-    assert httpx.get(server.fhir + "/Patient", headers={"Authorization": "Basic dTpw"}).status_code == 401
+    assert site_request(server, "GET", "/fhir/Patient", headers={"Authorization": "Basic dTpw"}).status_code == 401
 
 
 @pytest.mark.parametrize("case", ["garbage", "expired", "alg none", "forged signature", "other audience",
@@ -230,7 +232,7 @@ def test_token_of_a_removed_client_stops_working(server):
 
 def test_write_with_read_scope_is_403(server, backend):
     rsa, _ = backend
-    r = httpx.post(server.fhir + "/Patient", json={"resourceType": "Patient"},
+    r = site_request(server, "POST", "/fhir/Patient", json={"resourceType": "Patient"},
                    headers=bearer(backend_token(server, rsa, "system/Patient.rs")))
     assert r.status_code == 403 and r.json()["issue"][0]["code"] == "forbidden"
 
@@ -265,7 +267,7 @@ def test_cross_patient_revinclude_is_dropped(server, world, patient_a_token):
 def test_cross_patient_transaction_entry_is_403(server, world, patient_a_token):
     bundle = {"resourceType": "Bundle", "type": "transaction",
               "entry": [{"resource": observation(world.b, unique()), "request": {"method": "POST", "url": "Observation"}}]}
-    r = httpx.post(server.fhir, json=bundle, headers=bearer(patient_a_token))
+    r = site_request(server, "POST", "/fhir", json=bundle, headers=bearer(patient_a_token))
     assert r.status_code == 403 and r.json()["issue"][0]["code"] == "forbidden"
 
 
@@ -286,7 +288,7 @@ def test_code_reuse_is_invalid_grant_and_revokes_its_refresh_token(server, world
     assert first.status_code == 200
     again = exchange(server, auth)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
-    refresh = httpx.post(server.token_url, data={"grant_type": "refresh_token", "client_id": world.app,
+    refresh = site_request(server, "POST", "/auth/token", data={"grant_type": "refresh_token", "client_id": world.app,
                                                  "refresh_token": first.json()["refresh_token"]})
     assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
 
@@ -304,7 +306,7 @@ def test_code_of_another_client_is_invalid_grant(server, world):
 
 def test_refresh_with_widened_scope_is_invalid_scope(server, world):
     token = exchange(server, authorize(server, world.app, "offline_access user/Observation.rs", world.doctor)).json()
-    r = httpx.post(server.token_url, data={"grant_type": "refresh_token", "client_id": world.app,
+    r = site_request(server, "POST", "/auth/token", data={"grant_type": "refresh_token", "client_id": world.app,
                                            "refresh_token": token["refresh_token"], "scope": "offline_access user/*.rs"})
     assert r.status_code == 400 and r.json()["error"] == "invalid_scope"
 
@@ -312,11 +314,11 @@ def test_refresh_with_widened_scope_is_invalid_scope(server, world):
 def test_refresh_token_replay_revokes_the_family(server, world):
     token = exchange(server, authorize(server, world.app, "offline_access user/*.rs", world.doctor)).json()
     form = {"grant_type": "refresh_token", "client_id": world.app, "refresh_token": token["refresh_token"]}
-    rotated = httpx.post(server.token_url, data=form)
+    rotated = site_request(server, "POST", "/auth/token", data=form)
     assert rotated.status_code == 200
-    replay = httpx.post(server.token_url, data=form)
+    replay = site_request(server, "POST", "/auth/token", data=form)
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-    successor = httpx.post(server.token_url, data={**form, "refresh_token": rotated.json()["refresh_token"]})
+    successor = site_request(server, "POST", "/auth/token", data={**form, "refresh_token": rotated.json()["refresh_token"]})
     assert successor.status_code == 400 and successor.json()["error"] == "invalid_grant"
 
 
@@ -324,7 +326,7 @@ def _authorize_redirect(server, world, **params) -> dict[str, list[str]]:
     _verifier, challenge = pkce()
     query = {**authorize_params(server, world.app, "user/*.rs", challenge, "s1"), **params}
     query = {k: v for k, v in query.items() if v is not None}
-    r = httpx.get(server.url + "/auth/authorize", params=query)
+    r = site_request(server, "GET", "/auth/authorize", params=query)
     assert r.status_code == 303, r.text
     assert r.headers["location"].startswith("http://127.0.0.1:9/callback?")
     return parse_qs(urlsplit(r.headers["location"]).query)
@@ -346,14 +348,14 @@ def test_bad_authorization_requests_redirect_an_error(server, world, case, param
 def test_unregistered_redirect_uri_is_an_error_page_not_a_redirect(server, world):
     _verifier, challenge = pkce()
     query = authorize_params(server, world.app, "user/*.rs", challenge, "s1", redirect_uri="https://evil.example/cb")
-    r = httpx.get(server.url + "/auth/authorize", params=query)
+    r = site_request(server, "GET", "/auth/authorize", params=query)
     assert r.status_code == 400 and "location" not in r.headers
     assert "invalid_request" in r.text and "text/html" in r.headers["content-type"]
 
 
 def test_wrong_password_is_401_and_issues_nothing(server, world):
     _verifier, challenge = pkce()
-    with httpx.Client(base_url=server.url) as browser:
+    with server.site() as browser:
         r = browser.get("/auth/authorize", params=authorize_params(server, world.app, "user/*.rs", challenge, "s"))
         rid = hidden_request(r.text)
         r = browser.post("/auth/login", data={"request": rid, "username": world.doctor, "password": PASSWORD + "x"})
@@ -364,19 +366,19 @@ def test_wrong_password_is_401_and_issues_nothing(server, world):
 
 def test_login_form_from_another_browser_is_refused(server, world):
     _verifier, challenge = pkce()
-    r = httpx.get(server.url + "/auth/authorize", params=authorize_params(server, world.app, "user/*.rs", challenge, "s"))
+    r = site_request(server, "GET", "/auth/authorize", params=authorize_params(server, world.app, "user/*.rs", challenge, "s"))
     rid = hidden_request(r.text)  # a request id without this browser's cookie (login CSRF)
-    r = httpx.post(server.url + "/auth/login", data={"request": rid, "username": world.doctor, "password": PASSWORD})
+    r = site_request(server, "POST", "/auth/login", data={"request": rid, "username": world.doctor, "password": PASSWORD})
     assert r.status_code == 400 and "invalid_request" in r.text
 
 
 def test_introspection_requires_a_token(server):
-    r = httpx.post(server.url + "/auth/introspect", data={"token": "x"})
+    r = site_request(server, "POST", "/auth/introspect", data={"token": "x"})
     assert r.status_code == 401 and r.json()["error"] == "invalid_token"
 
 
 def test_launch_needs_the_launch_scope(server, world):
     key = register_backend(server, "system/Patient.rs")
-    r = httpx.post(server.url + "/auth/launch", json={"patient": world.a},
+    r = site_request(server, "POST", "/auth/launch", json={"patient": world.a},
                    headers={"Authorization": f"Bearer {backend_token(server, key, 'system/Patient.rs')}"})
     assert r.status_code == 403 and r.json()["error"] == "insufficient_scope"

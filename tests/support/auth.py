@@ -75,6 +75,13 @@ def backend_token(server: RunningServer, key: ClientKey, scope: str) -> str:
     return r.json()["access_token"]
 
 
+def site_request(server: RunningServer, method: str, path: str, **options) -> httpx.Response:
+    """One request to the server's root (`/auth/...`, `/fhir/...`) from a fresh client: no cookies carried over,
+    on either tier."""
+    with server.site() as site:
+        return site.request(method, path, **options)
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", **FHIR_JSON}
 
