@@ -14,6 +14,7 @@ import argparse
 import base64
 import csv
 import io
+import os
 import sys
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from typing import Callable, Iterator
 
 import httpx
 import orjson
+import psycopg
 
 from benchmarks.servers import (Server, StageFailed, backend_pids, cpu_seconds, expect, postgres_schema, profiled,
                                 running)
