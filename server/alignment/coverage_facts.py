@@ -19,7 +19,7 @@ from typing import Any, Collection, Mapping
 
 from sqlalchemy import Connection, case, delete, exists, func, insert, literal, select
 
-from server.alignment.diagnoses import Restrict, _once, _restrict, rebuild
+from server.alignment.diagnoses import Restrict, materialised_once, restricted, rebuild
 from server.alignment.facts import EVERYONE, PLAN, TYPE, _when, pivot
 from server.alignment.index_keys import IndexKeys
 from server.store.alignment_schema import alignment_coverage_codes, alignment_coverages
@@ -34,14 +34,14 @@ def _coverage_rows(k: IndexKeys, own: Restrict) -> Any:
     subjects = (select(r.rid, r.target_id.label("patient_id"))
                 .where(r.rtype == "Coverage", *own(r.rid), r.h_param == k.coverage_beneficiary, r.target_type == "Patient")
                 .cte("coverage_patients"))
-    tokens = _once(pivot(t, "coverage_tokens", "Coverage", subjects, EVERYONE, {
+    tokens = materialised_once(pivot(t, "coverage_tokens", "Coverage", subjects, EVERYONE, {
         "active": (k.coverage_status, func.max(_when(k.coverage_status, t.c.code == "active", 1, t))),
         "dual_code": (k.coverage_dual_status, func.max(_when(k.coverage_dual_status, None, t.c.code, t))),
         "harp_status": (k.coverage_harp_status, func.max(_when(k.coverage_harp_status, None, t.c.code, t))),
         "aid_category": (k.coverage_aid_category, func.max(_when(  # as rates.json spells it: trimmed, lower case
             k.coverage_aid_category, None, func.lower(func.trim(t.c.code)), t))),
     }, sparse=True))
-    period = _once(pivot(d, "coverage_period", "Coverage", subjects, EVERYONE, {
+    period = materialised_once(pivot(d, "coverage_period", "Coverage", subjects, EVERYONE, {
         "lo": (k.coverage_period, func.min(d.c.lo)),
         "hi": (k.coverage_period, func.max(d.c.hi)),
     }, sparse=True))
@@ -67,7 +67,7 @@ def _code_rows(k: IndexKeys, own: Restrict) -> Any:
 @lru_cache(maxsize=None)
 def _statements(every: bool) -> tuple[Any, ...]:
     """(delete, insert) of both tables for the Coverages bound as `IDS`, or for all of them."""
-    k, own = IndexKeys.resolve(), _restrict(every)
+    k, own = IndexKeys.resolve(), restricted(every)
     codes = alignment_coverage_codes
     return (
         delete(alignment_coverages).where(*own(alignment_coverages.c.rid)),

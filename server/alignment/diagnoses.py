@@ -55,7 +55,7 @@ DIAGNOSIS_COLUMNS = tuple(c.name for c in alignment_diagnoses.c)
 Restrict = Callable[[Any], list[ColumnElement[bool]]]  # the rows of the resources rebuilt, by id column
 
 
-def _once(cte: Any) -> Any:
+def materialised_once(cte: Any) -> Any:
     """A CTE PostgreSQL computes once: inlined, its few grouped rows are estimated at one, and a nested loop
     then groups them again for every coding (a 300-Condition bundle's insert took 108-191 ms, 2026-12-04)."""
     return cte.prefix_with("MATERIALIZED", dialect="postgresql")
@@ -80,7 +80,7 @@ def _condition_rows(k: IndexKeys, own: Restrict) -> Select:
     codings = (select(t.c.rid, t.c.h_sys_value, t.c.system, t.c.code)
                .where(t.c.rtype == "Condition", *own(t.c.rid), t.c.h_param == k.condition_code).cte("condition_codings"))
     problem_system, problem_code = PROBLEM_LIST
-    states = _once(pivot(t, "condition_states", "Condition", subjects, EVERYONE, {
+    states = materialised_once(pivot(t, "condition_states", "Condition", subjects, EVERYONE, {
         "withdrawn": (k.condition_verification, func.max(
             _when(k.condition_verification, t.c.code.in_(WITHDRAWN_VERIFICATION), 1, t))),
         "uncertain": (k.condition_verification, func.max(
@@ -93,14 +93,14 @@ def _condition_rows(k: IndexKeys, own: Restrict) -> Select:
         "reported": (k.condition_tag, func.max(_when(
             k.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == PATIENT_REPORTED), 1, t))),
     }, sparse=True))
-    dates = _once(pivot(d, "condition_dates", "Condition", subjects, EVERYONE, {
+    dates = materialised_once(pivot(d, "condition_dates", "Condition", subjects, EVERYONE, {
         "recorded": (k.condition_recorded, func.min(_when(k.condition_recorded, None, d.c.lo, d))),
         "onset": (k.condition_onset, func.min(_when(k.condition_onset, None, d.c.lo, d))),
         "abated": (k.condition_abatement, func.max(_when(k.condition_abatement, None, d.c.hi, d))),
         "asserted": (k.condition_asserted, func.max(_when(k.condition_asserted, None, d.c.lo, d))),
     }, sparse=True))
     r, e = idx_reference.alias("condition_encounter"), idx_date.alias("encounter_period")
-    encounters = _once(  # the latest day of the Encounter a Condition cites
+    encounters = materialised_once(  # the latest day of the Encounter a Condition cites
         select(r.c.rid, func.max(e.c.lo).label("seen"))
         .select_from(r.join(e, and_(e.c.rtype == "Encounter", e.c.rid == r.c.target_id, e.c.h_param == k.encounter_date)))
         .where(r.c.rtype == "Condition", *own(r.c.rid), r.c.h_param == k.condition_encounter,
@@ -151,12 +151,12 @@ def _claim_rows(k: ClaimKeys, condition_code: int, own: Restrict) -> Select:
                ref.c.target_type == "Condition")
     )
     diagnoses = union_all(coded, by_reference).cte(f"{name}_diagnoses")
-    active = _once(select(s.c.rid, func.max(case((s.c.code == "active", 1), else_=0)).label("active"))
+    active = materialised_once(select(s.c.rid, func.max(case((s.c.code == "active", 1), else_=0)).label("active"))
               .where(s.c.rtype == rt, *own(s.c.rid), s.c.h_param == k.status).group_by(s.c.rid).cte(f"{name}_active"))
-    created = _once(select(d.c.rid, func.min(d.c.lo).label("lo"))
+    created = materialised_once(select(d.c.rid, func.min(d.c.lo).label("lo"))
                .where(d.c.rtype == rt, *own(d.c.rid), d.c.h_param == k.created).group_by(d.c.rid).cte(f"{name}_created"))
     served = idx_date.alias(f"{name}_served")
-    service = _once(select(served.c.rid, served.c.lo).distinct()
+    service = materialised_once(select(served.c.rid, served.c.lo).distinct()
                .where(served.c.rtype == rt, *own(served.c.rid), served.c.h_param == k.service_date)
                .cte(f"{name}_service"))
     return (
@@ -177,14 +177,16 @@ def _claim_rows(k: ClaimKeys, condition_code: int, own: Restrict) -> Select:
     )
 
 
-def _restrict(every: bool) -> Restrict:
+def restricted(every: bool) -> Restrict:
+    """The WHERE clauses a derivation's statements put on a resource id column: none for every resource,
+    else membership in the ids bound as `IDS` (shared by the diagnosis, coverage and Patient facts)."""
     if every:
         return lambda _rid: []
     return lambda rid: [rid.in_(bindparam(IDS, expanding=True))]
 
 
 def rebuild(conn: Connection, ids: Collection[str] | None, statements: Callable[[bool], Sequence[Any]]) -> None:
-    """Run a derivation's statements (`statements(every)`, built with `_restrict`) for the resources
+    """Run a derivation's statements (`statements(every)`, built with `restricted`) for the resources
     written, their ids bound as `IDS` a chunk at a time, or for every resource (None)."""
     if ids is None:
         for statement in statements(True):
@@ -198,7 +200,7 @@ def rebuild(conn: Connection, ids: Collection[str] | None, statements: Callable[
 @lru_cache(maxsize=None)
 def _statements(rtype: str, every: bool) -> tuple[Any, Any]:
     """(delete, insert) of the rows of resources of one type: the ids bound as `IDS`, or all of them."""
-    k, own = _keys(), _restrict(every)
+    k, own = _keys(), restricted(every)
     claims = {c.rtype: c for c in k.claims}
     rows = _condition_rows(k, own) if rtype == "Condition" else _claim_rows(claims[rtype], k.condition_code, own)
     a = alignment_diagnoses.c

@@ -19,7 +19,7 @@ from typing import Any, Collection, Mapping
 
 from sqlalchemy import Connection, case, delete, exists, func, insert, literal, select, union
 
-from server.alignment.diagnoses import Restrict, _restrict, rebuild
+from server.alignment.diagnoses import Restrict, restricted, rebuild
 from server.alignment.facts import flag
 from server.alignment.index_keys import IndexKeys
 from server.store.alignment_schema import (
@@ -64,7 +64,7 @@ def _code_rows(k: IndexKeys, own: Restrict) -> Any:
 @lru_cache(maxsize=None)
 def _statements(every: bool) -> tuple[Any, ...]:
     """(delete, insert) of both tables for the Patients bound as `IDS`, or for all of them."""
-    k, own = IndexKeys.resolve(), _restrict(every)
+    k, own = IndexKeys.resolve(), restricted(every)
     members, codes = alignment_members, alignment_member_codes
     return (
         delete(members).where(*own(members.c.patient_id)),
