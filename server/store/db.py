@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event, exc, text
+
+log = logging.getLogger("planfit")
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every PlanFit process sharing a database.
@@ -122,6 +125,25 @@ def migrate(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
+        if conn.dialect.name == "postgresql":
+            _keep_txids_ahead(conn)
+
+
+# Restored into a cluster whose transaction ids are behind the stored txids, new versions would number
+# before old ones: raise the offset (`resources.begin_versions`) so the next transaction id is past them.
+# Under the migration lock; in a database that has not moved clusters it never matches.
+_RAISE_TXID_OFFSET = text(
+    "UPDATE txid_offset SET value = stored.newest - pg_current_xact_id()::text::bigint + 1"
+    " FROM (SELECT max(txid) AS newest FROM resource_history) AS stored"
+    " WHERE txid_offset.id = 1 AND stored.newest >= pg_current_xact_id()::text::bigint + txid_offset.value"
+    " RETURNING txid_offset.value")
+
+
+def _keep_txids_ahead(conn: Connection) -> None:
+    raised = conn.execute(_RAISE_TXID_OFFSET).scalar()
+    if raised is not None:
+        log.warning("stored txids are ahead of this cluster's transaction ids: versions now number from "
+                    "transaction id + %d", raised)
 
 
 def schema_is_current(engine: Engine) -> bool:

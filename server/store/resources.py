@@ -343,12 +343,14 @@ _ORDER_LOCK = 0x706C616E6F726472  # held for the one statement that gives a writ
 _WRITER = "(:writer # (hashtext(current_schema())::bigint & 4294967295))"
 _ORDER = "(:order # (hashtext(current_schema())::bigint & 4294967295))"
 
+# A version's txid is its transaction id plus this (0954; raised by `db.migrate` after a restore).
+_TXID_OFFSET = "(SELECT value FROM txid_offset WHERE id = 1)"
 _MARK_WRITER = text("SELECT pg_current_xact_id_if_assigned() FROM "
                     "(SELECT pg_advisory_xact_lock_shared(" + _WRITER + ") OFFSET 0) AS marked")
 # Innermost first (OFFSET 0 keeps each level a separate step): lock, transaction id and clock, unlock.
 _STAMP = text(
     "SELECT stamped.txid, stamped.lu, pg_advisory_unlock(" + _ORDER + ") AS unlocked FROM ("
-    " SELECT pg_current_xact_id()::text::bigint AS txid,"
+    " SELECT pg_current_xact_id()::text::bigint + " + _TXID_OFFSET + " AS txid,"
     " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS lu"
     " FROM (SELECT pg_advisory_lock(" + _ORDER + ") OFFSET 0) AS ordered OFFSET 0) AS stamped")
 # Just below the oldest writer in flight. The statement's snapshot (t0) comes before its read of the lock
@@ -365,7 +367,7 @@ _WATERMARK = text(
     " AND t.virtualtransaction IN (SELECT w.virtualtransaction FROM " + _WRITERS_IN_FLIGHT + "))"
     " SELECT coalesce((SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x"
     " WHERE x::text::bigint % 4294967296 IN (SELECT xid FROM writers)),"
-    " pg_snapshot_xmax(pg_current_snapshot()))::text::bigint - 1")
+    " pg_snapshot_xmax(pg_current_snapshot()))::text::bigint - 1 + " + _TXID_OFFSET)
 # The statement's start, or the start of the oldest writer in flight if earlier: a writer's lastUpdated is
 # read after its transaction began, and one that marks itself after this read of the lock table does so
 # after the statement began.

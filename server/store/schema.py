@@ -37,6 +37,15 @@ write_counter = Table(
     Column("value", BigInteger, nullable=False),
 )
 
+# PostgreSQL: what a write adds to its transaction id to give its txid; raised at start-up when a database
+# restored into a younger cluster has stored txids beyond that cluster's transaction ids (0954, `db.migrate`).
+txid_offset = Table(
+    "txid_offset",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+)
+
 # Keys a PostgreSQL write transaction claims (resources it reads, conditional queries) while it runs: a row
 # lives from the claim until just before the commit, and a second claim of the key waits on the primary
 # key until the first transaction ends (`resources.WriteTransaction.claim`). UNLOGGED there (0944).

@@ -4,7 +4,8 @@ transaction never writes a version behind one a later-started transaction wrote.
 transaction is held open by the test, on its own connection, while requests go through the app.
 
 SQLite has one writer at a time (a second writer waits for the first to commit), so no two write
-transactions interleave there; its single-writer path runs in every other store test."""
+transactions interleave there; its single-writer path runs in every other store test. A database restored
+into a younger cluster keeps numbering new versions after its stored ones."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Any, Iterator
 import httpx
 import orjson
 import pytest
+from sqlalchemy import text
 
 from server.fhir import searchparams
 from server.fhir.versions import stamp
+from server.store.db import migrate
 from server.store.resources import StagedWrite, Store, WriteConflict, WriteTransaction
 from tests.support.inprocess import AppServer
 from tests.support.reliability import pages
@@ -119,3 +122,33 @@ def test_a_transaction_never_writes_behind_a_later_started_one(app, client):
     assert [v["meta"]["versionId"] for v in versions] == ["3", "2", "1"]
     in_type = [v["meta"]["versionId"] for v in _pages(client, "/Patient/_history", {"_count": "50"}) if v["id"] == rid]
     assert in_type == ["3", "2", "1"]
+
+
+
+def test_a_database_restored_into_a_younger_cluster_numbers_new_versions_after_the_stored_ones(app, client):
+    """After a restore into a cluster whose transaction ids are behind the stored txids (simulated by moving
+    every stored txid ahead), a start-up's migration step raises the txid offset: a new write numbers after
+    every stored version, is newest in history, and is not held back by the watermark. Running it again
+    changes nothing."""
+    system = f"urn:test:restore:{unique('r')}"
+    before = _post_patient(client, system, "before")
+    engine = _store(app).engine
+    with engine.begin() as conn:
+        columns = conn.execute(text("SELECT table_name, column_name FROM information_schema.columns"
+                                    " WHERE table_schema = current_schema() AND column_name LIKE '%txid'")).all()
+        assert {"resources", "resource_history", "alignment_watermark"} <= {table for table, _ in columns}
+        for table, column in columns:  # names from the catalogue, not from input
+            conn.execute(text(f'UPDATE "{table}" SET "{column}" = "{column}" + 1000000000000'))
+        restored_newest = conn.execute(text("SELECT max(txid) FROM resource_history")).scalar_one()
+    migrate(engine)  # what every start runs first
+    after = _post_patient(client, system, "after")
+    with engine.connect() as conn:
+        written = conn.execute(text("SELECT txid FROM resources WHERE rtype = 'Patient' AND rid = :rid"),
+                               {"rid": after["id"]}).scalar_one()
+        offset = conn.execute(text("SELECT value FROM txid_offset")).scalar_one()
+    assert written > restored_newest
+    history = _pages(client, "/Patient/_history", {"_since": before["meta"]["lastUpdated"]})
+    assert _mine(history, system) == [after["id"], before["id"]]  # newest first, neither held back
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT value FROM txid_offset")).scalar_one() == offset
