@@ -206,9 +206,10 @@ class RiskEngine:
                     AlignmentEngine.shared_lock(conn)
                 self._postgres_plan(conn, self._listed)
                 params = {RUN: time_ns() // 1000, "year": payment_year, MEMBER_IDS: sorted(set(patient_ids))}
-                for statement in self._statements(conn.dialect.name, self.model.years[payment_year], self._listed,
-                                                  APART):
-                    conn.execute(statement, params)
+                member, *rest = self._statements(conn.dialect.name, self.model.years[payment_year], self._listed, APART)
+                if conn.execute(member, params).first():  # else no one is scored (not Medicare, no birth date or sex)
+                    for statement in rest:
+                        conn.execute(statement, params)
                 try:
                     yield conn, APART
                 finally:
@@ -243,12 +244,16 @@ class RiskEngine:
 
     def _build(self, dialect: str, py: PaymentYear, members: Members, tables: MemberTables) -> list[Any]:
         """The year's statements; the text ones take the year (`year`) and the run (`RUN`) as bound values.
-        The members' old rows are deleted first, except from the `APART` copies, which are empty."""
+        The members' old rows are deleted first. The `APART` copies are empty, so there the demographic
+        statement comes first instead (`risk_dx` does not read it), for `scored_apart` to stop when it
+        scores no one."""
         year = py.year
-        deletes = [] if tables is APART else \
-            [delete(t).where(t.c.payment_year == year, *members.where(t.c.patient_id)) for t in tables]
-        return [*deletes, self._dx_statement(year, members, tables), self._member_statement(dialect, year, members, tables),
-                *self._cc_statements(tables), self._score_statement(tables)]
+        dx, member = self._dx_statement(year, members, tables), self._member_statement(dialect, year, members, tables)
+        scores = [*self._cc_statements(tables), self._score_statement(tables)]
+        if tables is APART:
+            return [member.returning(tables.member.c.patient_id), dx, *scores]
+        deletes = [delete(t).where(t.c.payment_year == year, *members.where(t.c.patient_id)) for t in tables]
+        return [*deletes, dx, member, *scores]
 
     def _dx_statement(self, year: int, members: Members, tables: MemberTables) -> Any:
         window = CalendarWindow(as_of=date(diagnosis_year(year), 12, 31), lookback_months=24,

@@ -4,7 +4,7 @@ list (SQLite's plan: a nested loop of ~2,900 × ~2,900 rows per TIN, 8 of the 9 
 re-projection of 20,000 beneficiaries). The wider index still serves every (run_id, tin) lookup.
 
 Revision ID: 0953
-Revises: 0950
+Revises: 0950 (and depends on 0023, which made the index)
 Create Date: 2026-12-04 18:30:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 revision = "0953"
 down_revision = "0950"
 branch_labels = None
-depends_on = None
+depends_on = "0023"  # the index it widens
 
 
 def upgrade() -> None:
