@@ -17,7 +17,7 @@ from the last ANALYZE; each ANALYZE samples at most `_SQLITE_SAMPLE` rows per in
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Iterable
 from weakref import WeakKeyDictionary
 
@@ -60,11 +60,13 @@ def plan_locally(conn: Connection, **settings: str) -> None:
     transaction only, as SET LOCAL does; nothing on SQLite, which has none. Each caller says which estimate
     misleads its statements and what that cost."""
     if conn.dialect.name == "postgresql" and settings:  # one statement, one round trip
-        conn.execute(_set_local(len(settings)),
-                     {key: value for i, item in enumerate(settings.items()) for key, value in zip((f"n{i}", f"v{i}"), item)})
+        params = {}
+        for i, (name, value) in enumerate(settings.items()):
+            params[f"n{i}"], params[f"v{i}"] = name, value
+        conn.execute(_set_local(len(settings)), params)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _set_local(count: int) -> TextClause:
     return text("SELECT " + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(count)))
 
