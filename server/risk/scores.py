@@ -204,7 +204,8 @@ class RiskEngine:
                 postgres = conn.dialect.name == "postgresql"
                 if postgres:
                     AlignmentEngine.shared_lock(conn)
-                self._postgres_plan(conn, self._listed)
+                # Nothing the transaction writes outlives it: its commit need not wait for the WAL flush.
+                self._postgres_plan(conn, self._listed, synchronous_commit="off")
                 params = {RUN: time_ns() // 1000, "year": payment_year, MEMBER_IDS: sorted(set(patient_ids))}
                 member, *rest = self._statements(conn.dialect.name, self.model.years[payment_year], self._listed, APART)
                 if conn.execute(member, params).first():  # else no one is scored (not Medicare, no birth date or sex)
@@ -219,15 +220,15 @@ class RiskEngine:
                     scoring.commit() if postgres else scoring.rollback()
 
     @staticmethod
-    def _postgres_plan(conn: Connection, members: Members) -> None:
+    def _postgres_plan(conn: Connection, members: Members, **settings: str) -> None:
         """As the alignment engine: hash joins for everyone, custom plans for a member list. No JIT: the
         cross joins (a member × the model versions × the bases) can only nest-loop, so with nested loops
         disabled their cost estimate passes every JIT threshold, and compiling each statement with inlining and
         optimisation took 3-4 s of the 4 s a statement took at 20,000 members (EXPLAIN ANALYZE, 2026-12-03)."""
         if members is EVERYONE:
-            plan_locally(conn, jit="off", enable_nestloop="off")
+            plan_locally(conn, jit="off", enable_nestloop="off", **settings)
         else:
-            plan_locally(conn, jit="off", plan_cache_mode="force_custom_plan")
+            plan_locally(conn, jit="off", plan_cache_mode="force_custom_plan", **settings)
 
     # -- statements ----------------------------------------------------------------------------------
 
