@@ -438,9 +438,9 @@ def _make_apart(conn: Connection) -> None:
         return
     on_commit = " ON COMMIT DELETE ROWS" if conn.dialect.name == "postgresql" else ""
     with conn.begin():
-        for stored, copy in zip(STORED, APART):
+        for table, copy in zip(STORED, APART):
             conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {copy.name}{on_commit} "
-                              f"AS SELECT * FROM {stored.name} WHERE 1 = 0"))
+                              f"AS SELECT * FROM {table.name} WHERE 1 = 0"))
     conn.info[_APART_MADE] = True
 
 
