@@ -74,7 +74,7 @@ projection_results = Table(
     Column("weighted_cents", BigInteger, nullable=False),
     Column("participant", Boolean, nullable=False),  # the TIN is on the run's participant list
     Index("ix_projection_results", "run_id", "patient_id"),
-    Index("ix_projection_results_tin", "run_id", "tin"),
+    Index("ix_projection_results_tin", "run_id", "tin", "patient_id"),  # a TIN's rows joined by patient (0953)
 )
 
 TABLES = (projection_claims, projection_beneficiaries, projection_runs, projection_results)

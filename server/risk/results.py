@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 
 from server.risk.model import PaymentYear
-from server.risk.schema import risk_cc, risk_member, risk_model_label, risk_score
+from server.risk.schema import APART, STORED, MemberTables, risk_model_label
 from server.risk.scores import EDIT_APPLIES
 
 
@@ -91,27 +91,34 @@ def payment_score(py: PaymentYear, raw: dict[str, float]) -> float:
 
 # Each risk-relevant diagnosis with the CC it maps to per version, after the edits: a member's evidence
 # (below) and the population's pending gaps (population.py) read the same mapping.
-EVIDENCE_CC_SQL = (
-    "SELECT d.patient_id, x.version, CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END AS cc, "
-    "d.resource_type, d.resource_id, d.icd, d.code, d.date_lo, d.source_kind, d.prior, d.pending "
-    "FROM risk_dx d JOIN risk_member m ON m.patient_id = d.patient_id AND m.payment_year = d.payment_year "
-    "JOIN risk_model_dx x ON x.payment_year = :year AND x.icd = d.icd "
-    "LEFT JOIN risk_model_edit e ON e.payment_year = :year AND e.version = x.version AND e.icd = d.icd "
-    f"AND ({EDIT_APPLIES}) "
-    "WHERE d.payment_year = :year AND (e.action IS NULL OR e.action <> 'invalid')"
-)
-_EVIDENCE_SQL = EVIDENCE_CC_SQL + " AND d.patient_id = :pid ORDER BY d.date_lo, d.resource_type, d.resource_id"
+def evidence_cc_sql(tables: MemberTables) -> str:
+    return (
+        "SELECT d.patient_id, x.version, CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END AS cc, "
+        "d.resource_type, d.resource_id, d.icd, d.code, d.date_lo, d.source_kind, d.prior, d.pending "
+        f"FROM {tables.dx.name} d JOIN {tables.member.name} m ON m.patient_id = d.patient_id "
+        "AND m.payment_year = d.payment_year "
+        "JOIN risk_model_dx x ON x.payment_year = :year AND x.icd = d.icd "
+        "LEFT JOIN risk_model_edit e ON e.payment_year = :year AND e.version = x.version AND e.icd = d.icd "
+        f"AND ({EDIT_APPLIES}) "
+        "WHERE d.payment_year = :year AND (e.action IS NULL OR e.action <> 'invalid')"
+    )
 
 
-def read_member_risk(conn: Connection, py: PaymentYear, patient_id: str) -> MemberRisk | None:
-    """The member's evaluated risk for a payment year; None when the member was not scored (not a
-    Medicare member, or no birth date or sex)."""
+EVIDENCE_CC_SQL = evidence_cc_sql(STORED)
+_EVIDENCE_SQL = {tables: text(evidence_cc_sql(tables) + " AND d.patient_id = :pid "
+                              "ORDER BY d.date_lo, d.resource_type, d.resource_id") for tables in (STORED, APART)}
+
+
+def read_member_risk(conn: Connection, py: PaymentYear, patient_id: str,
+                     tables: MemberTables = STORED) -> MemberRisk | None:
+    """The member's evaluated risk for a payment year, from the stored tables or a connection's `APART`
+    copies; None when the member was not scored (not a Medicare member, or no birth date or sex)."""
     year = py.year
-    m = conn.execute(select(risk_member).where(risk_member.c.patient_id == patient_id,
-                                               risk_member.c.payment_year == year)).first()
+    m = conn.execute(select(tables.member).where(tables.member.c.patient_id == patient_id,
+                                                 tables.member.c.payment_year == year)).first()
     if m is None:
         return None
-    s = risk_score.c
+    s = tables.score.c
     rows = conn.execute(select(s.version, s.basis, s.score, s.demographic)
                         .where(s.patient_id == patient_id, s.payment_year == year)).all()
     scores = {}
@@ -119,7 +126,7 @@ def read_member_risk(conn: Connection, py: PaymentYear, patient_id: str) -> Memb
         raw = {r.version: r.score for r in rows if r.basis == basis}
         demographic = {r.version: r.demographic for r in rows if r.basis == basis}
         scores[basis] = Scores(raw, demographic, payment_score(py, raw))
-    c = risk_cc.c
+    c = tables.cc.c
     ccs = conn.execute(select(c.version, c.basis, c.cc, c.superseded)
                        .where(c.patient_id == patient_id, c.payment_year == year)).all()
     labels = dict(((r.version, r.cc), r.label) for r in conn.execute(
@@ -127,7 +134,7 @@ def read_member_risk(conn: Connection, py: PaymentYear, patient_id: str) -> Memb
         .where(risk_model_label.c.payment_year == year, risk_model_label.c.cc.in_({f"HCC{r.cc}" for r in ccs}))))
     coefficients = _coefficients(conn, year, m.segment, {(r.version, r.cc) for r in ccs})
     evidence: dict[tuple[str, str], list[Evidence]] = {}
-    for r in conn.execute(text(_EVIDENCE_SQL), {"pid": patient_id, "year": year}):
+    for r in conn.execute(_EVIDENCE_SQL[tables], {"pid": patient_id, "year": year}):
         evidence.setdefault((r.version, r.cc), []).append(
             Evidence(r.resource_type, r.resource_id, r.icd, r.code, r.date_lo, r.source_kind, bool(r.prior),
                      bool(r.pending)))

@@ -243,8 +243,8 @@ def _alignment_levers(risk: Risk, finding: Finding) -> list[dict[str, Any]]:
     year = risk.engine.current_payment_year()
     if risk.model.year(year) is None:
         return []
-    with risk.engine.scored_apart(year, [finding.patient_id]) as conn:  # writes no shared table
-        member = read_member_risk(conn, risk.model.years[year], finding.patient_id)
+    with risk.engine.scored_apart(year, [finding.patient_id]) as (conn, tables):  # writes no shared table
+        member = read_member_risk(conn, risk.model.years[year], finding.patient_id, tables)
     if member is None:
         return []
     levers = levers_parameter(member_levers(finding, member.uplift, risk.engine.mappings.rates))

@@ -9,7 +9,9 @@ condition categories per model and basis, and the scores. Every per-member table
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, String, Table, Text, false
+from typing import NamedTuple
+
+from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text, false
 
 from server.store.alignment_schema import CODE_LEN
 from server.store.schema import ID_LEN, TYPE_LEN, metadata
@@ -191,4 +193,18 @@ risk_score = Table(
     Index("ix_risk_score_year", "payment_year", "version", "basis"),
 )
 
-MEMBER_TABLES = (risk_dx, risk_member, risk_cc, risk_score)
+
+
+class MemberTables(NamedTuple):
+    """The per-member tables an evaluation writes and a member's risk is read from."""
+
+    dx: Table
+    member: Table
+    cc: Table
+    score: Table
+
+
+STORED = MemberTables(risk_dx, risk_member, risk_cc, risk_score)
+# A connection's own temporary copies, which a read scores one member into "as of now" (`scores.py`
+# `scored_apart`); outside `metadata`, so no migration makes them.
+APART = MemberTables(*(t.to_metadata(MetaData(), name=f"{t.name}_apart") for t in STORED))

@@ -71,7 +71,7 @@ from server.alignment.window import EvaluationWindow, today_utc
 from server.fhir import searchparams
 from server.fhir.dates import date_range
 from server.risk.model import RiskModel, PaymentYear
-from server.risk.schema import MEMBER_TABLES, risk_dx, risk_member
+from server.risk.schema import APART, STORED, MemberTables
 from server.store.resources import chunks
 from server.store.schema import idx_date, idx_token
 from server.store.statistics import plan_locally
@@ -152,7 +152,7 @@ class RiskEngine:
         self.codes_key = codes_key
         self.keys: IndexKeys = alignment.keys
         self._listed = Members.listed(alignment.db.dialect.name)
-        self._built: dict[tuple[str, int, Members, date], list[Any]] = {}
+        self._built: dict[tuple[str, int, Members, MemberTables, date], list[Any]] = {}
         self._built_lock = threading.Lock()  # requests score in worker threads
 
     @property
@@ -185,65 +185,78 @@ class RiskEngine:
             with self.db.begin() as conn:
                 AlignmentEngine.lock(conn)
                 self._postgres_plan(conn, members)
-                for statement in self._statements(conn.dialect.name, py, members):
+                for statement in self._statements(conn.dialect.name, py, members, STORED):
                     conn.execute(statement, params)
-                scored += conn.execute(select(func.count()).select_from(risk_member).where(
-                    risk_member.c.payment_year == payment_year, risk_member.c.run == params[RUN])).scalar_one()
+                m = STORED.member.c
+                scored += conn.execute(select(func.count()).select_from(STORED.member).where(
+                    m.payment_year == payment_year, m.run == params[RUN])).scalar_one()
         return scored
 
     @contextmanager
-    def scored_apart(self, payment_year: int, patient_ids: list[str]) -> Iterator[Connection]:
-        """A connection on which the listed members are scored "as of now" into temporary copies of the member
-        tables, which shadow the stored ones by name for this connection only and vanish at the end (the
-        transaction rolls back): the same statements, but no shared table is written, so on SQLite such a
-        read takes no write lock and runs beside writers (WAL). On PostgreSQL it still waits for evaluations
-        holding the lock, as a consistent read must."""
-        with self.db.connect() as conn, conn.begin() as scoring:
-            if conn.dialect.name == "postgresql":
-                AlignmentEngine.shared_lock(conn)
-            for table in MEMBER_TABLES:  # the SELECT names the stored table: the copy does not exist yet
-                conn.execute(text(f"CREATE TEMPORARY TABLE {table.name} AS SELECT * FROM {table.name} WHERE 1 = 0"))
-            self._postgres_plan(conn, self._listed)
-            params = {RUN: time_ns() // 1000, "year": payment_year, MEMBER_IDS: sorted(set(patient_ids))}
-            for statement in self._statements(conn.dialect.name, self.model.years[payment_year], self._listed):
-                conn.execute(statement, params)
-            try:
-                yield conn
-            finally:
-                scoring.rollback()  # drops the copies: later users of the pooled connection see the stored tables
+    def scored_apart(self, payment_year: int, patient_ids: list[str]) -> Iterator[tuple[Connection, MemberTables]]:
+        """A connection on which the listed members are scored "as of now" into its own temporary copies of
+        the member tables (`APART`), and those copies, whose rows vanish at the end: the same statements, but
+        no shared table is written, so on SQLite such a read takes no write lock and runs beside writers
+        (WAL). On PostgreSQL it still waits for evaluations holding the lock, as a consistent read must."""
+        with self.db.connect() as conn:
+            _make_apart(conn)
+            with conn.begin() as scoring:
+                postgres = conn.dialect.name == "postgresql"
+                if postgres:
+                    AlignmentEngine.shared_lock(conn)
+                # Nothing the transaction writes outlives it: its commit need not wait for the WAL flush.
+                self._postgres_plan(conn, self._listed, synchronous_commit="off")
+                params = {RUN: time_ns() // 1000, "year": payment_year, MEMBER_IDS: sorted(set(patient_ids))}
+                member, *rest = self._statements(conn.dialect.name, self.model.years[payment_year], self._listed, APART)
+                if conn.execute(member, params).first():  # else no one is scored (not Medicare, no birth date or sex)
+                    for statement in rest:
+                        conn.execute(statement, params)
+                try:
+                    yield conn, APART
+                finally:
+                    # Empty again for the connection's next user. PostgreSQL: the commit truncates the copies
+                    # in place (ON COMMIT DELETE ROWS), where a rollback would leave their rows as dead tuples
+                    # that nothing vacuums (no autovacuum of temporary tables). SQLite: the rollback removes them.
+                    scoring.commit() if postgres else scoring.rollback()
 
     @staticmethod
-    def _postgres_plan(conn: Connection, members: Members) -> None:
+    def _postgres_plan(conn: Connection, members: Members, **settings: str) -> None:
         """As the alignment engine: hash joins for everyone, custom plans for a member list. No JIT: the
         cross joins (a member × the model versions × the bases) can only nest-loop, so with nested loops
         disabled their cost estimate passes every JIT threshold, and compiling each statement with inlining and
         optimisation took 3-4 s of the 4 s a statement took at 20,000 members (EXPLAIN ANALYZE, 2026-12-03)."""
         if members is EVERYONE:
-            plan_locally(conn, jit="off", enable_nestloop="off")
+            plan_locally(conn, jit="off", enable_nestloop="off", **settings)
         else:
-            plan_locally(conn, jit="off", plan_cache_mode="force_custom_plan")
+            plan_locally(conn, jit="off", plan_cache_mode="force_custom_plan", **settings)
 
     # -- statements ----------------------------------------------------------------------------------
 
-    def _statements(self, dialect: str, py: PaymentYear, members: Members) -> list[Any]:
-        """Built once per dialect, payment year, member scope and day (the demographic cell's date may be
-        today): building them costs more than running them for one member, which `$alignment` does."""
-        key = (dialect, py.year, members, today_utc())
+    def _statements(self, dialect: str, py: PaymentYear, members: Members, tables: MemberTables) -> list[Any]:
+        """Built once per dialect, payment year, member scope, tables and day (the demographic cell's date may
+        be today): building them costs more than running them for one member, which `$alignment` does."""
+        key = (dialect, py.year, members, tables, today_utc())
         with self._built_lock:
             if key not in self._built:
                 if any(day != key[3] for *_, day in self._built):
                     self._built.clear()  # a new day: yesterday's statements are never used again
-                self._built[key] = self._build(dialect, py, members)
+                self._built[key] = self._build(dialect, py, members, tables)
             return self._built[key]
 
-    def _build(self, dialect: str, py: PaymentYear, members: Members) -> list[Any]:
-        """The year's statements; the text ones take the year (`year`) and the run (`RUN`) as bound values."""
+    def _build(self, dialect: str, py: PaymentYear, members: Members, tables: MemberTables) -> list[Any]:
+        """The year's statements; the text ones take the year (`year`) and the run (`RUN`) as bound values.
+        The members' old rows are deleted first. The `APART` copies are empty, so there the demographic
+        statement comes first instead (`risk_dx` does not read it), for `scored_apart` to stop when it
+        scores no one."""
         year = py.year
-        deletes = [delete(t).where(t.c.payment_year == year, *members.where(t.c.patient_id)) for t in MEMBER_TABLES]
-        return [*deletes, self._dx_statement(year, members), self._member_statement(dialect, year, members),
-                *self._cc_statements(), self._score_statement()]
+        dx, member = self._dx_statement(year, members, tables), self._member_statement(dialect, year, members, tables)
+        scores = [*self._cc_statements(tables), self._score_statement(tables)]
+        if tables is APART:
+            return [member.returning(tables.member.c.patient_id), dx, *scores]
+        deletes = [delete(t).where(t.c.payment_year == year, *members.where(t.c.patient_id)) for t in tables]
+        return [*deletes, dx, member, *scores]
 
-    def _dx_statement(self, year: int, members: Members) -> Any:
+    def _dx_statement(self, year: int, members: Members, tables: MemberTables) -> Any:
         window = CalendarWindow(as_of=date(diagnosis_year(year), 12, 31), lookback_months=24,
                                 first_year=diagnosis_year(year) - 1)
         found = dict(zip(EVIDENCE_COLUMNS, evidence_select(window, self.codes_key, members).subquery("found").c))
@@ -259,9 +272,9 @@ class RiskEngine:
         ).where(found["source_kind"].in_(("claims", "clinical")))
         columns = ["patient_id", "payment_year", "icd", "resource_type", "resource_id", "code", "date_lo",
                    "source_kind", "prior", "pending"]
-        return insert(risk_dx).from_select(columns, query)
+        return insert(tables.dx).from_select(columns, query)
 
-    def _member_statement(self, dialect: str, year: int, members: Members) -> Any:
+    def _member_statement(self, dialect: str, year: int, members: Members, tables: MemberTables) -> Any:
         """Medicare members and their demographic cell, as of the end of the diagnosis year (or today,
         if earlier): coverage (with OREC and the institutional flag), then Patient birth date and gender
         from the search index, each fact read by one grouped scan of its parameter's rows (`pivot`; for a
@@ -326,58 +339,58 @@ class RiskEngine:
         )
         columns = ["patient_id", "payment_year", "run", "age", "sex", "dual_code", "segment", "cell", "disabled",
                    "new_enrollee", "medicaid", "orec", "orig_disabled", "institutional"]
-        return insert(risk_member).from_select(columns, query)
+        return insert(tables.member).from_select(columns, query)
 
-    def _cc_statements(self) -> list[Any]:
+    def _cc_statements(self, tables: MemberTables) -> list[Any]:
         """CCs per version and basis: mapped, edited, companion rule, hierarchies. The model tables hold
         only the payment year's configured versions, so no version list is needed."""
         mapped = (
-            "INSERT INTO risk_cc (patient_id, payment_year, version, basis, cc, superseded) "
+            "INSERT INTO {cc} (patient_id, payment_year, version, basis, cc, superseded) "
             "SELECT DISTINCT d.patient_id, :year, x.version, b.basis, "
             "CASE WHEN e.action = 'override' THEN e.cc_override ELSE x.cc END, (1 = 0) "
-            "FROM risk_dx d "
-            "JOIN risk_member m ON m.patient_id = d.patient_id AND m.payment_year = :year AND m.run = :risk_run "
+            "FROM {dx} d "
+            "JOIN {member} m ON m.patient_id = d.patient_id AND m.payment_year = :year AND m.run = :risk_run "
             "JOIN (SELECT 'claims' AS basis, 0 AS want_prior, 1 AS claims_only UNION ALL SELECT 'all', 0, 0 "
             "UNION ALL SELECT 'prior', 1, 1) b ON (CASE WHEN d.prior THEN 1 ELSE 0 END) = b.want_prior "
             "AND (b.claims_only = 0 OR (d.source_kind = 'claims' AND NOT d.pending)) "
             "JOIN risk_model_dx x ON x.payment_year = :year AND x.icd = d.icd "
             "LEFT JOIN risk_model_edit e ON e.payment_year = :year AND e.version = x.version AND e.icd = d.icd "
-            f"AND ({EDIT_APPLIES}) "
+            "AND ({edit_applies}) "
             "WHERE d.payment_year = :year AND (e.action IS NULL OR e.action <> 'invalid')"
         )
         companion = (
-            "DELETE FROM risk_cc WHERE payment_year = :year AND EXISTS (SELECT 1 FROM risk_model_requires r "
-            "WHERE r.payment_year = :year AND r.version = risk_cc.version AND r.cc = risk_cc.cc) "
-            "AND NOT EXISTS (SELECT 1 FROM risk_model_requires r JOIN risk_cc o ON o.cc = r.requires "
-            "WHERE r.payment_year = :year AND r.version = risk_cc.version AND r.cc = risk_cc.cc "
-            "AND o.patient_id = risk_cc.patient_id AND o.payment_year = risk_cc.payment_year "
-            "AND o.version = risk_cc.version AND o.basis = risk_cc.basis) "
-            "AND patient_id IN (SELECT m.patient_id FROM risk_member m WHERE m.payment_year = :year AND m.run = :risk_run)"
+            "DELETE FROM {cc} WHERE payment_year = :year AND EXISTS (SELECT 1 FROM risk_model_requires r "
+            "WHERE r.payment_year = :year AND r.version = {cc}.version AND r.cc = {cc}.cc) "
+            "AND NOT EXISTS (SELECT 1 FROM risk_model_requires r JOIN {cc} o ON o.cc = r.requires "
+            "WHERE r.payment_year = :year AND r.version = {cc}.version AND r.cc = {cc}.cc "
+            "AND o.patient_id = {cc}.patient_id AND o.payment_year = {cc}.payment_year "
+            "AND o.version = {cc}.version AND o.basis = {cc}.basis) "
+            "AND patient_id IN (SELECT m.patient_id FROM {member} m WHERE m.payment_year = :year AND m.run = :risk_run)"
         )
         hierarchy = (
-            "UPDATE risk_cc SET superseded = (1 = 1) WHERE payment_year = :year "
-            "AND patient_id IN (SELECT m.patient_id FROM risk_member m WHERE m.payment_year = :year AND m.run = :risk_run) "
-            "AND EXISTS (SELECT 1 FROM risk_model_hierarchy h JOIN risk_cc o ON o.cc = h.parent "
-            "WHERE h.payment_year = :year AND h.version = risk_cc.version AND h.child = risk_cc.cc "
-            "AND o.patient_id = risk_cc.patient_id AND o.payment_year = risk_cc.payment_year "
-            "AND o.version = risk_cc.version AND o.basis = risk_cc.basis)"
+            "UPDATE {cc} SET superseded = (1 = 1) WHERE payment_year = :year "
+            "AND patient_id IN (SELECT m.patient_id FROM {member} m WHERE m.payment_year = :year AND m.run = :risk_run) "
+            "AND EXISTS (SELECT 1 FROM risk_model_hierarchy h JOIN {cc} o ON o.cc = h.parent "
+            "WHERE h.payment_year = :year AND h.version = {cc}.version AND h.child = {cc}.cc "
+            "AND o.patient_id = {cc}.patient_id AND o.payment_year = {cc}.payment_year "
+            "AND o.version = {cc}.version AND o.basis = {cc}.basis)"
         )
-        return [text(mapped), text(companion), text(hierarchy)]
+        return [_text(sql, tables) for sql in (mapped, companion, hierarchy)]
 
     @staticmethod
-    def _score_statement() -> Any:
+    def _score_statement(tables: MemberTables) -> Any:
         """Σ coefficients of the member's terms: the demographic cell and demographic interactions
         (originally disabled; institutional: ORIGDS, LTIMCAID), each unsuperseded HCC, the disease
         interactions that hold, the HCC count. A name the model lacks adds nothing."""
-        return text(
-            "INSERT INTO risk_score (patient_id, payment_year, version, basis, score, demographic) "
+        return _text(
+            "INSERT INTO {score} (patient_id, payment_year, version, basis, score, demographic) "
             "WITH mv AS (SELECT m.patient_id, m.sex, m.segment, m.cell, m.disabled, m.medicaid, m.orig_disabled, "
-            "m.institutional, v.version, b.basis FROM risk_member m "
+            "m.institutional, v.version, b.basis FROM {member} m "
             "CROSS JOIN (SELECT DISTINCT version FROM risk_model_coefficient WHERE payment_year = :year) v "
             "CROSS JOIN (SELECT 'claims' AS basis UNION ALL SELECT 'all' UNION ALL SELECT 'prior') b "
             "WHERE m.payment_year = :year AND m.run = :risk_run), "
-            "cc AS (SELECT c.patient_id, c.version, c.basis, c.cc FROM risk_cc c "
-            "JOIN risk_member m ON m.patient_id = c.patient_id AND m.payment_year = :year AND m.run = :risk_run "
+            "cc AS (SELECT c.patient_id, c.version, c.basis, c.cc FROM {cc} c "
+            "JOIN {member} m ON m.patient_id = c.patient_id AND m.payment_year = :year AND m.run = :risk_run "
             "WHERE c.payment_year = :year AND NOT c.superseded), "
             "grp AS (SELECT DISTINCT cc.patient_id, cc.version, cc.basis, g.grp FROM cc "
             "JOIN risk_model_group g ON g.payment_year = :year AND g.version = cc.version AND g.cc = cc.cc), "
@@ -405,5 +418,30 @@ class RiskEngine:
             "SELECT t.patient_id, :year, t.version, t.basis, COALESCE(SUM(c.value), 0), "
             "COALESCE(SUM(CASE WHEN t.demo = 1 THEN c.value END), 0) FROM terms t "
             "LEFT JOIN risk_model_coefficient c ON c.payment_year = :year AND c.version = t.version "
-            "AND c.name = t.name GROUP BY t.patient_id, t.version, t.basis"
+            "AND c.name = t.name GROUP BY t.patient_id, t.version, t.basis",
+            tables,
         )
+
+
+def _text(sql: str, tables: MemberTables) -> Any:
+    """A text statement naming the member tables as `{dx}`, `{member}`, `{cc}` and `{score}` (and the age/sex
+    edit condition as `{edit_applies}`), on `tables`."""
+    return text(sql.format(edit_applies=EDIT_APPLIES, **{name: t.name for name, t in tables._asdict().items()}))
+
+
+def _make_apart(conn: Connection) -> None:
+    """The connection's `APART` copies of the member tables, made once per database connection (its pool
+    record's `info` remembers them): made per read, their catalog rows were written and rolled back at each
+    `$alignment` (PostgreSQL), and the schema change made SQLite prepare every statement of the connection
+    again (3.5 of the 4.4 ms the demographic statement took for one member)."""
+    if conn.info.get(_APART_MADE):
+        return
+    on_commit = " ON COMMIT DELETE ROWS" if conn.dialect.name == "postgresql" else ""
+    with conn.begin():
+        for table, copy in zip(STORED, APART):
+            conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {copy.name}{on_commit} "
+                              f"AS SELECT * FROM {table.name} WHERE 1 = 0"))
+    conn.info[_APART_MADE] = True
+
+
+_APART_MADE = "planfit_risk_apart"

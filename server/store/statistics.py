@@ -17,10 +17,11 @@ from the last ANALYZE; each ANALYZE samples at most `_SQLITE_SAMPLE` rows per in
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Iterable
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy import Connection, Engine, TextClause, bindparam, text
 
 _GROWN = text(
     "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname IN :tables "
@@ -58,12 +59,16 @@ def plan_locally(conn: Connection, **settings: str) -> None:
     """Set PostgreSQL planner settings (`enable_nestloop="off"`, `jit="off"`, ...) for the rest of `conn`'s
     transaction only, as SET LOCAL does; nothing on SQLite, which has none. Each caller says which estimate
     misleads its statements and what that cost."""
-    if conn.dialect.name == "postgresql":
-        for name, value in settings.items():
-            conn.execute(_SET_LOCAL, {"name": name, "value": value})
+    if conn.dialect.name == "postgresql" and settings:  # one statement, one round trip
+        params = {}
+        for i, (name, value) in enumerate(settings.items()):
+            params[f"n{i}"], params[f"v{i}"] = name, value
+        conn.execute(_set_local(len(settings)), params)
 
 
-_SET_LOCAL = text("SELECT set_config(:name, :value, true)")
+@cache
+def _set_local(count: int) -> TextClause:
+    return text("SELECT " + ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(count)))
 
 
 _SQLITE_SAMPLE = 1000

@@ -179,6 +179,9 @@ def test_no_keys_or_secrets_in_the_repository():
 _REVIEWED_SQL_NAMES = {"table", "table.name", "names", "marks", "alignment_codes.name", "_patients.name", "_REFERENCE_STATISTICS"}
 # server/risk (reviewed 2026-12-03): EDIT_APPLIES is a constant condition of SQL text, no value.
 _REVIEWED_SQL_NAMES |= {"EDIT_APPLIES"}
+# server/risk (reviewed 2026-12-04): the member tables' names, stored or their `APART` copies (schema.py
+# constants), and `on_commit`, the constant ON COMMIT clause of those temporary copies on PostgreSQL.
+_REVIEWED_SQL_NAMES |= {"tables.dx.name", "tables.member.name", "copy.name", "on_commit"}
 # server/interventions (reviewed 2026-12-03): fragments of the code's own SQL (`_TASKS`, `_LIVE`, …), the
 # resource types of its constant tuple (`t`, `i`), the tier CASE over `:cut_i` markers, and `:name_i`
 # bind-parameter lists from `_in`; every value is bound.
