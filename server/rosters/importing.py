@@ -178,14 +178,13 @@ def _new_members(resolve: Resolver, group_id: str, rows, member_system: str | No
 def _first_rows_covered(resolve: Resolver, import_id: int, dialect: str) -> Select:
     """The file's resolved rows, one per (patient, provider): a member listed twice is added once, from its
     first row; each with the member's latest Coverage (`coverage_id`). PostgreSQL ranks each key's rows with
-    a window, which hands the rows on in patient order (the members' index is then written in order; the
-    `min(row_no)` join below, hashed, wrote it in random order: 0.49 → 1.05 s of CPU at 100,000 members), and
+    a window, which hands the rows on in patient order (the members' index is then written in order; SQLite's
+    `min(row_no)` semi-join, hashed there, wrote it in random order: 0.49 → 1.05 s of CPU at 100,000 members), and
     joins the file's patients with the Coverage references at once (members INSERT 0.88–0.94 → 0.66–0.69 s
     of CPU). SQLite keeps the rows whose number is their key's least (the window's sort of the wide rows cost
     0.46 s of CPU for the statement, this 0.29 s) and probes the Coverage per member, faster there (the join
     cost 0.15 s more CPU per 20,000 members)."""
     in_file = f.import_id == import_id
-    key = (f.patient_id, func.coalesce(f.provider_ref, ""))
     if dialect == "sqlite":
         other = roster_file_rows.alias("same_key")
         firsts = (select(func.min(other.c.row_no))
@@ -193,7 +192,7 @@ def _first_rows_covered(resolve: Resolver, import_id: int, dialect: str) -> Sele
                   .group_by(other.c.patient_id, func.coalesce(other.c.provider_ref, "")))
         return select(roster_file_rows, _latest_coverage(resolve, f).label("coverage_id")).where(
             in_file, f.patient_id.is_not(None), f.row_no.in_(firsts))
-    first = func.row_number().over(partition_by=key, order_by=f.row_no)
+    first = func.row_number().over(partition_by=(f.patient_id, func.coalesce(f.provider_ref, "")), order_by=f.row_no)
     ranked = select(roster_file_rows, first.label("n")).where(in_file, f.patient_id.is_not(None)).subquery()
     stated = [c for c in ranked.c if c.name != "n"]
     latest = _latest_coverages(resolve, select(f.patient_id).where(in_file))
