@@ -70,9 +70,9 @@ def import_rows(conn: Connection, resolve: Resolver, group_id: str, import_id: i
     # Ordered as the (group_id, patient_id) index is, so the planner walks it: an EXISTS, for a new list that
     # the statistics size as an average one, scanned the whole table (0.3–0.4 s of CPU at 1.3 million rows).
     if conn.execute(select(m.patient_id).where(m.group_id == group_id).order_by(m.patient_id).limit(1)).first():
-        added, updated = _merge_members(conn, resolve, group_id, in_file, member_system, stamp)
+        added, updated = _merge_members(conn, resolve, group_id, import_id, member_system, stamp)
     else:  # a list without members yet: every member of the file is new
-        rows = _first_rows_covered(resolve, in_file, conn.dialect.name).subquery()
+        rows = _first_rows_covered(resolve, import_id, conn.dialect.name).subquery()
         conn.execute(_new_members(resolve, group_id, rows, member_system, stamp))
         added, updated = conn.execute(select(func.count()).where(m.group_id == group_id)).scalar_one(), 0
     unknown = conn.execute(select(func.count()).where(in_file, f.patient_id.is_(None))).scalar_one()
@@ -152,12 +152,12 @@ def _patient(resolve: Resolver, row, with_system: bool):
     return case((row.h_patient.is_(None), by_reference), else_=func.coalesce(only("Patient", row.h_patient), beneficiary))
 
 
-def _merge_members(conn: Connection, resolve: Resolver, group_id: str, in_file, member_system: str | None,
+def _merge_members(conn: Connection, resolve: Resolver, group_id: str, import_id: int, member_system: str | None,
                    stamp: dict) -> tuple[int, int]:
     """Members already listed (same patient and provider) updated from their row, the others inserted: (added,
     updated). Whether each is listed is decided before any member row is written, in a temporary table: an
     anti-join against the table being inserted into walks the new index entries once per row."""
-    ranked = _first_rows_covered(resolve, in_file, conn.dialect.name).subquery()
+    ranked = _first_rows_covered(resolve, import_id, conn.dialect.name).subquery()
     listed = exists().where(_same_member(group_id, ranked.c)).label("listed")
     with materialized(conn, "roster_import_rows", select(ranked, listed)) as rows:
         values = _member_values(resolve, rows.c, member_system, stamp)
@@ -175,16 +175,26 @@ def _new_members(resolve: Resolver, group_id: str, rows, member_system: str | No
     return insert(roster_members).from_select(["group_id", "inactive", "change_type", "provider_ref", *values], new)
 
 
-def _first_rows_covered(resolve: Resolver, in_file, dialect: str) -> Select:
-    """The file's resolved rows, one per (patient, provider): a member listed twice is added once; each with
-    the member's latest Coverage (`coverage_id`). PostgreSQL joins the file's patients with the Coverage
-    references at once (members INSERT 0.88–0.94 → 0.66–0.69 s of CPU at 100,000 members); SQLite probes
-    them per member, faster there (the join cost 0.15 s more CPU per 20,000 members)."""
+def _first_rows_covered(resolve: Resolver, import_id: int, dialect: str) -> Select:
+    """The file's resolved rows, one per (patient, provider): a member listed twice is added once, from its
+    first row; each with the member's latest Coverage (`coverage_id`). PostgreSQL ranks each key's rows with
+    a window, which hands the rows on in patient order (the members' index is then written in order; SQLite's
+    `min(row_no)` semi-join, hashed there, wrote it in random order: 0.49 → 1.05 s of CPU at 100,000 members), and
+    joins the file's patients with the Coverage references at once (members INSERT 0.88–0.94 → 0.66–0.69 s
+    of CPU). SQLite keeps the rows whose number is their key's least (the window's sort of the wide rows cost
+    0.46 s of CPU for the statement, this 0.29 s) and probes the Coverage per member, faster there (the join
+    cost 0.15 s more CPU per 20,000 members)."""
+    in_file = f.import_id == import_id
+    if dialect == "sqlite":
+        other = roster_file_rows.alias("same_key")
+        firsts = (select(func.min(other.c.row_no))
+                  .where(other.c.import_id == import_id, other.c.patient_id.is_not(None))
+                  .group_by(other.c.patient_id, func.coalesce(other.c.provider_ref, "")))
+        return select(roster_file_rows, _latest_coverage(resolve, f).label("coverage_id")).where(
+            in_file, f.patient_id.is_not(None), f.row_no.in_(firsts))
     first = func.row_number().over(partition_by=(f.patient_id, func.coalesce(f.provider_ref, "")), order_by=f.row_no)
     ranked = select(roster_file_rows, first.label("n")).where(in_file, f.patient_id.is_not(None)).subquery()
     stated = [c for c in ranked.c if c.name != "n"]
-    if dialect == "sqlite":
-        return select(*stated, _latest_coverage(resolve, ranked.c).label("coverage_id")).where(ranked.c.n == 1)
     latest = _latest_coverages(resolve, select(f.patient_id).where(in_file))
     return (select(*stated, latest.c.coverage_id)
             .outerjoin_from(ranked, latest, latest.c.patient_id == ranked.c.patient_id).where(ranked.c.n == 1))

@@ -150,6 +150,38 @@ def test_an_atr_group_file_is_imported(client: httpx.Client) -> None:
     assert [(m["kind"], m["participantId"]) for m in _mismatches(report)] == [("unknown-participant", "nobody-knows")]
 
 
+def test_a_member_listed_twice_is_added_once_from_its_first_row(client: httpx.Client) -> None:
+    """Two rows of one patient and provider make one member, stated by the first of them, in a new list and
+    when a later file updates the list; the same patient without a provider is an attribution of its own."""
+    gid, population = _new_list(client)
+    patient, provider = f"Patient/{population.patients[0]}", f"Practitioner/{population.practitioner}"
+
+    def entry(start: str, attributed: str | None) -> dict:
+        extension = [{"url": "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributedProvider",
+                      "valueReference": {"reference": attributed}}] if attributed else []
+        return {"entity": {"reference": patient}, "period": {"start": start}, "extension": extension}
+
+    def imported(starts: list[tuple[str, str | None]]) -> httpx.Response:
+        payer_group = {"resourceType": "Group", "type": "person", "actual": True,
+                       "member": [entry(start, attributed) for start, attributed in starts]}
+        return client.post(f"/Group/{gid}/$roster-import",
+                           json=_file(json.dumps(payer_group).encode(), "application/fhir+json", "payer-group.json"))
+
+    def periods() -> dict:
+        members = client.get(f"/Group/{gid}").json()["member"]
+        return {next((e["valueReference"]["reference"] for e in m.get("extension", [])
+                      if e["url"].endswith("ext-attributedProvider")), None): m["period"]["start"] for m in members}
+
+    r = imported([("2026-01-01", provider), ("2026-02-01", None), ("2026-03-01", provider)])
+    assert r.status_code == 200, r.text
+    assert "Imported 3 rows: 2 members added, 0 updated, 0 participant ids name no member" in r.text
+    assert periods() == {provider: "2026-01-01", None: "2026-02-01"}
+    r = imported([("2026-04-01", provider), ("2026-05-01", provider), ("2026-06-01", None)])
+    assert r.status_code == 200, r.text
+    assert "Imported 3 rows: 0 members added, 2 updated, 0 participant ids name no member" in r.text
+    assert periods() == {provider: "2026-04-01", None: "2026-06-01"}
+
+
 def test_member_ids_on_coverage_identifiers_name_their_own_members(client: httpx.Client) -> None:
     """ATR puts the member id on Coverage.identifier: each row's id finds its own Coverage's beneficiary."""
     population = make_population(client, 3)
