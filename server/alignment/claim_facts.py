@@ -14,8 +14,9 @@ here depends on the evaluation date.
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
-from typing import Any, Collection, Mapping
+from collections.abc import Collection, Mapping
+from functools import cache, partial
+from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, literal, select
 
@@ -52,7 +53,7 @@ def _line_rows(k: ClaimKeys, own: Restrict) -> Any:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _statements(rtype: str, every: bool) -> tuple[Any, Any]:
     """(delete, insert) of the rows of the claims of one type bound as `IDS`, or of all of them."""
     keys, own = {c.rtype: c for c in IndexKeys.resolve().claims}[rtype], restricted(every)

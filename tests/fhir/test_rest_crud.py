@@ -257,7 +257,7 @@ def test_history_pages_cut_between_the_versions_of_one_transaction(client, path)
     r = client.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
     assert r.status_code == 200, r.text
     created = {e["response"]["location"].split("/")[1] for e in r.json()["entry"]}
-    since = client.get(f"/Patient/{sorted(created)[0]}").json()["meta"]["lastUpdated"]
+    since = client.get(f"/Patient/{min(created)}").json()["meta"]["lastUpdated"]
     mine = [v["id"] for v in pages(client, path, {"_since": since, "_count": "3"}, None)
             if v["resourceType"] == "Patient" and v["id"] in created]
     assert sorted(mine) == sorted(created)
