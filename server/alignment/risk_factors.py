@@ -6,8 +6,9 @@ months of ACT or targeted case management. They are listed on the finding (reaso
 claims that make them, on `Patient/{id}/$alignment`. They are never a criterion of a rule.
 
 Set-based: one statement per claim type finds the claims whose line codes (`service`, kept at write time in
-`alignment_claim_lines`) name a factor, dated by their service dates; the per-member figures are one GROUP BY over them, joined to a small table
-of calendar months so "months with a claim" is a COUNT(DISTINCT) on both dialects.
+`alignment_claim_lines`) name a factor, dated by their service dates; the per-member figures are one GROUP BY
+over them, joined to a small table of calendar months so "months with a claim" is a COUNT(DISTINCT) on both
+dialects.
 """
 
 from __future__ import annotations
