@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.register(sub)
     # The features' IN_TRANSACTION hooks: alignment's diagnosis, coverage, Patient and claim-line facts, the audit's
     # denied lines.
-    derivations = [maintain_diagnoses, maintain_coverages, maintain_patients, maintain_claim_lines, maintain_denied_lines]
+    derivations = [maintain_diagnoses, maintain_coverages, maintain_patients, maintain_claim_lines,
+                   maintain_denied_lines]
     alignment_commands.register(sub, derivations)
     risk_synth.extend(sub)  # `planfit synth` also writes the risk-adjustment population
     roster_synth.extend(sub)  # … and a payer attribution file with planted mismatches

@@ -134,7 +134,8 @@ class Store:
                                rtype, rid, since_us, _history_cap(conn, rid))
             if after is not None:
                 txid, after_type, after_id = after
-                stmt = stmt.where(or_(h.txid < txid, and_(h.txid == txid, tuple_(h.rtype, h.rid) > tuple_(after_type, after_id))))
+                later = tuple_(h.rtype, h.rid) > tuple_(after_type, after_id)
+                stmt = stmt.where(or_(h.txid < txid, and_(h.txid == txid, later)))
             stmt = stmt.order_by(h.txid.desc(), h.rtype, h.rid).limit(limit)
             return [StoredVersion(**row._mapping) for row in conn.execute(stmt)]
 
