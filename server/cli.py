@@ -10,6 +10,7 @@ import tempfile
 
 from benchmarks import command as bench_command
 from server.alignment import commands as alignment_commands
+from server.alignment.claim_facts import maintain as maintain_claim_lines
 from server.alignment.coverage_facts import maintain as maintain_coverages
 from server.alignment.diagnoses import maintain as maintain_diagnoses
 from server.alignment.patient_facts import maintain as maintain_patients
@@ -86,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=_serve)
     synth.register(sub)
-    # The features' IN_TRANSACTION hooks: alignment's diagnosis, coverage and Patient facts, the audit's denied lines.
-    derivations = [maintain_diagnoses, maintain_coverages, maintain_patients, maintain_denied_lines]
+    # The features' IN_TRANSACTION hooks: alignment's diagnosis, coverage, Patient and claim-line facts, the audit's
+    # denied lines.
+    derivations = [maintain_diagnoses, maintain_coverages, maintain_patients, maintain_claim_lines,
+                   maintain_denied_lines]
     alignment_commands.register(sub, derivations)
     risk_synth.extend(sub)  # `planfit synth` also writes the risk-adjustment population
     roster_synth.extend(sub)  # … and a payer attribution file with planted mismatches

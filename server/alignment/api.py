@@ -28,6 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from server.alignment.claim_facts import maintain as maintain_claim_lines
 from server.alignment.codes import search_lookup
 from server.alignment.deferred import DeferredEvaluation
 from server.alignment.coverage_facts import maintain as maintain_coverages
@@ -96,7 +97,8 @@ def alignment_feature(engine: AlignmentEngine, service: FhirService, settings: S
                                              "wait_seconds": settings.alignment_wait_seconds})],
         hooks=[(POST_COMMIT, deferred.on_commit if deferred else engine.on_commit),
                (POST_COMMIT, catalogue.on_commit), (PRE_WRITE, catalogue.guard), (IN_TRANSACTION, maintain_diagnoses),
-               (IN_TRANSACTION, maintain_coverages), (IN_TRANSACTION, maintain_patients)],
+               (IN_TRANSACTION, maintain_coverages), (IN_TRANSACTION, maintain_patients),
+               (IN_TRANSACTION, maintain_claim_lines)],
         state={"alignment": engine},
     )
 
@@ -136,7 +138,7 @@ async def patient_alignment(rid: str, request: Request) -> Response:
     def work() -> Reply:
         with reading(engine.db) as conn:
             finding = ready_finding(conn, ctx, rid)
-            factors = member_risk_factors(conn, engine.keys, load_risk_factors(engine.mappings.directory),
+            factors = member_risk_factors(conn, load_risk_factors(engine.mappings.directory),
                                           EvaluationWindow(finding.as_of, engine.config.lookback_months), rid)
         body = finding_parameters(finding, engine.mappings)
         body["parameter"] += [_risk_factor(f) for f in factors]

@@ -80,6 +80,7 @@ from server.fhir.types import WriteContext, Written
 from server.store.alignment_schema import (
     FINDING_TABLES,
     AlignmentRules,
+    alignment_claim_lines,
     alignment_coverage_codes,
     alignment_coverages,
     alignment_diagnoses,
@@ -103,7 +104,8 @@ log = logging.getLogger("planfit.alignment")
 # What evaluations read and rewrite, whose planner statistics they depend on.
 EVALUATION_TABLES = tuple(t.name for t in (resources, resource_history, idx_token, idx_date, idx_reference,
                                            alignment_diagnoses, alignment_coverages, alignment_coverage_codes,
-                                           alignment_members, alignment_member_codes, alignment_evaluated,
+                                           alignment_members, alignment_member_codes, alignment_claim_lines,
+                                           alignment_evaluated,
                                            *FINDING_TABLES))
 Stage = tuple[Table, tuple[str, ...], Select]  # the table a stage fills, its columns, the SELECT filling them
 

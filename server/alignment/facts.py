@@ -62,7 +62,6 @@ from server.store.alignment_schema import (
     alignment_members,
     finding_evidence,
 )
-from server.store.schema import idx_reference
 
 MEMBER_IDS = "member_ids"
 QUALIFYING, SUSPECT = "qualifying", "suspect"  # evidence grades (SPEC §4.3)
@@ -90,18 +89,6 @@ class Members:
         if self.as_array:
             return [column == any_(bindparam(MEMBER_IDS, type_=postgresql.ARRAY(String)))]
         return [column.in_(bindparam(MEMBER_IDS, expanding=True))]
-
-    def not_leading(self, column: Any) -> Any:
-        """`column` for a listed evaluation on SQLite, as an expression no index can be searched by.
-
-        SQLite plans without table statistics and prefers an index led by an equality (the rtype of
-        ix_reference_res, the h_param of ix_token_param_code): a scan of every row of the type or the
-        parameter, per evaluation of a few members. With the term disqualified it reads the members'
-        rows by their ids instead ("disqualifying WHERE clause terms" in the SQLite query optimizer
-        overview, sqlite.org/optoverview.html, read 2026-12-03)."""
-        if self.everyone or self.as_array:
-            return column
-        return column.concat("") if isinstance(column.type, String) else column + 0
 
     def among(self, rid: Any, subjects: Any) -> list[ColumnElement[bool]]:
         """Restrict index rows to the subjects' resources when only some members are evaluated. For every
@@ -138,23 +125,10 @@ def flag(condition: ColumnElement[bool]) -> ColumnElement[bool]:
     return case((condition, true()), else_=false())
 
 
-def _member_exists(patient_id: Any) -> ColumnElement[bool]:
+def member_exists(patient_id: Any) -> ColumnElement[bool]:
     """Facts only for stored, non-deleted Patients (references may dangle): those with a row in the narrow
     `alignment_members` (`patient_facts.py`), not the wide `resources` table."""
     return exists().where(alignment_members.c.patient_id == patient_id)
-
-
-def _subjects(name: str, rtype: str, h_param: int, members: Members, window: EvaluationWindow) -> CTE:
-    """(rid, patient_id) of the resources of one type whose reference parameter names a member (with a
-    `RowWindow`, once per pair of the member, keyed by the pair and carrying its bounds).
-
-    Every fact query starts here, so a listed evaluation touches only its members' resources."""
-    x = idx_reference.c
-    return window.subjects(  # the member ids' IN list read through ix_reference_target
-        select(x.rid, x.target_id.label("patient_id"))
-        .where(members.not_leading(x.rtype) == rtype, x.h_param == h_param, x.target_type == "Patient", _member_exists(x.target_id),
-               *members.patients.where(x.target_id)), x.target_id
-    ).cte(name)
 
 
 def pivot(table: Any, name: str, rtype: str, subjects: Any, members: Members,
@@ -242,8 +216,8 @@ def coverage_select(mappings: Mappings, _keys: IndexKeys, window: EvaluationWind
     `coverage_facts.py`), which hold the raw codes: the mappings give them their meaning here. `_keys` is
     unused since (the index tables are not read); the risk engine still passes it."""
     a = alignment_coverages.alias("coverages")
-    own = [_member_exists(a.c.patient_id), *members.patients.where(a.c.patient_id)]
-    source, patient, window, own = _own_rows(a, "coverages", [], own, window)
+    own = [member_exists(a.c.patient_id), *members.patients.where(a.c.patient_id)]
+    source, patient, window, own = own_rows(a, "coverages", [], own, window)
     k, listed = alignment_coverage_codes.c, alignment_coverages.alias("listed_coverages")
     sopt = and_(k.param == TYPE, k.system == mappings.sopt_system)
     codes = (
@@ -295,7 +269,7 @@ def _latest(a: Any, b: Any) -> ColumnElement[Any]:
     return case((a.is_(None), b), (b.is_(None), a), (a >= b, a), else_=b)
 
 
-def _own_rows(table: Any, name: str, match: list[ColumnElement[bool]], own: list[ColumnElement[bool]],
+def own_rows(table: Any, name: str, match: list[ColumnElement[bool]], own: list[ColumnElement[bool]],
               window: EvaluationWindow) -> tuple[Any, Any, EvaluationWindow, list]:
     """The members' rows of a table kept at write time (keyed `rid`, `patient_id`): (what to select from,
     the member column, the window bounds of the rows, the conditions left to apply). `match` selects the
@@ -313,8 +287,8 @@ def _diagnoses(name: str, rtype: str, window: EvaluationWindow, members: Members
     """The members' rows of `alignment_diagnoses` of one type: (the table alias, what to select from, the
     member column, the window bounds of the rows, the conditions)."""
     a = alignment_diagnoses.alias(name)
-    own = [_member_exists(a.c.patient_id), *members.patients.where(a.c.patient_id)]
-    return a, *_own_rows(a, name, [a.c.rtype == rtype], own, window)
+    own = [member_exists(a.c.patient_id), *members.patients.where(a.c.patient_id)]
+    return a, *own_rows(a, name, [a.c.rtype == rtype], own, window)
 
 
 def _valueset_codes(name: str, a: Any, codes_key: int) -> tuple[Any, ColumnElement[bool]]:

@@ -92,6 +92,7 @@ class IndexKeys:
     coverage_harp_status: int
     coverage_aid_category: int
     patient_birthdate: int
+    patient_gender: int
     patient_harp_status: int
     patient_opwdd: int
     patient_address_state: int
@@ -124,6 +125,7 @@ class IndexKeys:
             coverage_harp_status=_param("Coverage", "ny-harp-status", "token"),
             coverage_aid_category=_param("Coverage", "aid-category", "token"),
             patient_birthdate=_param("Patient", "birthdate", "date"),
+            patient_gender=_param("Patient", "gender", "token"),
             patient_harp_status=_param("Patient", "ny-harp-status", "token"),
             patient_opwdd=_param("Patient", "opwdd", "token"),
             patient_address_state=_param("Patient", "address-state", "string"),

@@ -160,7 +160,7 @@ def member_facts(mappings: Mappings, keys: IndexKeys, window: EvaluationWindow, 
         .subquery("own_codes")
     )
     rf = load_risk_factors(mappings.directory)
-    risk = risk_factor_facts(keys, rf, window, members)
+    risk = risk_factor_facts(rf, window, members)
     m = alignment_members.alias("member")
     # A member's row; with a `RowWindow`, one per (member, date) pair, keyed by the pair, with its bounds.
     base, key, bounds = m, m.c.patient_id, []

@@ -1,7 +1,8 @@
 """Patient facts kept at write time (issue 19): `alignment_members`, one row per stored, non-deleted
-Patient with its birth-date bounds and OPWDD flag, and `alignment_member_codes`, its NY HARP status codes
-and address states and ZIP codes. The evaluation reads these narrow rows for its member list and the
-Patient's own facts, instead of the `resources` table and the Patient's search-index rows.
+Patient with its birth-date bounds, OPWDD flag and gender, and `alignment_member_codes`, its NY HARP status
+codes and address states and ZIP codes. The evaluation reads these narrow rows for its member list and the
+Patient's own facts (the risk engine its birth date and gender), instead of the `resources` table and the
+Patient's search-index rows.
 
 `maintain` is the feature's IN_TRANSACTION hook, as `coverage_facts.maintain` is: in the transaction that
 writes Patients, after their index rows, it rebuilds their rows, set-based, so they commit or roll back
@@ -32,16 +33,20 @@ from server.store.alignment_schema import (
 from server.store.schema import idx_date, idx_string, idx_token, resources
 
 def _member_rows(k: IndexKeys, own: Restrict) -> Any:
-    """The rows of the stored, non-deleted Patients rebuilt: id, birth-date bounds, OPWDD flag."""
+    """The rows of the stored, non-deleted Patients rebuilt: id, birth-date bounds, OPWDD flag, gender."""
     r, d, t = resources.c, idx_date.c, idx_token.c
     birth = (select(d.rid, func.min(d.lo).label("lo"), func.max(d.hi).label("hi"))
              .where(d.rtype == "Patient", *own(d.rid), d.h_param == k.patient_birthdate)
              .group_by(d.rid)
              .subquery("birth"))
+    gender = (select(t.rid, func.max(t.code).label("gender"))
+              .where(t.rtype == "Patient", *own(t.rid), t.h_param == k.patient_gender)
+              .group_by(t.rid)
+              .subquery("gender"))
     opwdd = exists().where(t.rtype == "Patient", t.rid == r.rid, t.h_param == k.patient_opwdd, t.code == "true")
     return (
-        select(r.rid, birth.c.lo, birth.c.hi, flag(opwdd))
-        .select_from(resources.outerjoin(birth, birth.c.rid == r.rid))
+        select(r.rid, birth.c.lo, birth.c.hi, flag(opwdd), gender.c.gender)
+        .select_from(resources.outerjoin(birth, birth.c.rid == r.rid).outerjoin(gender, gender.c.rid == r.rid))
         .where(r.rtype == "Patient", *own(r.rid), r.deleted.is_(False))
     )
 

@@ -5,9 +5,10 @@ State decides, but the plan can show the risk factors its claims carry: psychiat
 months of ACT or targeted case management. They are listed on the finding (reason codes) and, with the
 claims that make them, on `Patient/{id}/$alignment`. They are never a criterion of a rule.
 
-Set-based: one statement per claim type finds the claims whose line codes (`service`) name a factor,
-dated by their service dates; the per-member figures are one GROUP BY over them, joined to a small table
-of calendar months so "months with a claim" is a COUNT(DISTINCT) on both dialects.
+Set-based: one statement per claim type finds the claims whose line codes (`service`, kept at write time in
+`alignment_claim_lines`) name a factor, dated by their service dates; the per-member figures are one GROUP BY
+over them, joined to a small table of calendar months so "months with a claim" is a COUNT(DISTINCT) on both
+dialects.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from sqlalchemy import (
     Subquery,
     case,
     distinct,
-    exists,
     false,
     func,
     literal,
@@ -34,11 +34,11 @@ from sqlalchemy import (
     union_all,
 )
 
-from server.alignment.facts import MEMBER_IDS, Members, _subjects
-from server.alignment.index_keys import IndexKeys
+from server.alignment.facts import MEMBER_IDS, Members, member_exists, own_rows
+from server.alignment.index_keys import CLAIM_TYPES
 from server.alignment.window import EvaluationWindow
 from server.data_files import MappingFile, MappingModel, Source, read_mapping
-from server.store.schema import idx_date, idx_token
+from server.store.alignment_schema import alignment_claim_lines
 
 FILE = "harp_risk_factors.json"
 DAY_US = 86_400_000_000
@@ -91,38 +91,26 @@ def _months(window: EvaluationWindow, years: int) -> Subquery:
     return union_all(*rows).subquery("calendar_months")
 
 
-def factor_claims(keys: IndexKeys, rf: RiskFactors, window: EvaluationWindow, members: Members) -> Select:
+def factor_claims(rf: RiskFactors, window: EvaluationWindow, members: Members) -> Select:
     """(patient_id, factor, resource_type, resource_id, lo, hi): active claims with a line code of a factor,
-    first served inside the factor's years; `hi` is capped at the evaluation day (an open period)."""
+    first served inside the factor's years; `hi` is capped at the evaluation day (an open period). Read from
+    the claim-line facts kept at write time (`alignment_claim_lines`, see `claim_facts.py`)."""
     codes = sorted({code for f in rf.factors for code in f.codes})
     parts = []
-    for claim in keys.claims:
-        rt, name = claim.rtype, f"rf_{claim.rtype.lower()}"
-        subjects = _subjects(f"{name}s", rt, claim.patient, members, window)
-        bounds = window.on(subjects)
-        t, d, s = idx_token.alias(f"{name}_line"), idx_date.alias(f"{name}_served"), idx_token.alias(f"{name}_status")
-        coded = (
-            select(t.c.rid, case(*((t.c.code.in_(f.codes), f.code) for f in rf.factors)).label("factor"))
-            .where(t.c.rtype == rt, t.c.h_param == claim.service, t.c.code.in_(codes), *members.among(t.c.rid, subjects))
+    for rt in CLAIM_TYPES:
+        a = alignment_claim_lines.alias(f"rf_{rt.lower()}")
+        own = [member_exists(a.c.patient_id), *members.patients.where(a.c.patient_id)]
+        match = [a.c.rtype == rt, a.c.code.in_(codes)]
+        source, patient, bounds, own = own_rows(a, f"rf_{rt.lower()}", match, own, window)
+        factor = case(*((a.c.code.in_(f.codes), f.code) for f in rf.factors))
+        start = case(*((factor == f.code, bounds.months_back_us(12 * f.years)) for f in rf.factors))
+        parts.append(  # a claim with several codes of one factor counts once
+            select(patient.label("patient_id"), factor.label("factor"), literal(rt).label("resource_type"),
+                   a.c.rid.label("resource_id"), a.c.service_lo.label("lo"),
+                   case((a.c.service_hi > bounds.as_of_hi_us, bounds.as_of_hi_us), else_=a.c.service_hi).label("hi"))
             .distinct()
-            .subquery(f"{name}_coded")
-        )
-        served = (  # only the factor claims' dates: a full run must not group every claim's service dates
-            select(d.c.rid, func.min(d.c.lo).label("lo"), func.max(d.c.hi).label("hi"))
-            .select_from(d.join(coded, d.c.rid == coded.c.rid))
-            .where(d.c.rtype == rt, d.c.h_param == claim.service_date)
-            .group_by(d.c.rid)
-            .subquery(f"{name}_dates")
-        )
-        active = exists().where(s.c.rtype == rt, s.c.rid == coded.c.rid, s.c.h_param == claim.status,
-                                s.c.code == "active")
-        start = case(*((coded.c.factor == f.code, bounds.months_back_us(12 * f.years)) for f in rf.factors))
-        parts.append(
-            select(subjects.c.patient_id, coded.c.factor, literal(rt).label("resource_type"),
-                   coded.c.rid.label("resource_id"), served.c.lo,
-                   case((served.c.hi > bounds.as_of_hi_us, bounds.as_of_hi_us), else_=served.c.hi).label("hi"))
-            .select_from(coded.join(subjects, subjects.c.rid == coded.c.rid).join(served, served.c.rid == coded.c.rid))
-            .where(active, served.c.lo >= start, served.c.lo <= bounds.as_of_hi_us)
+            .select_from(source)
+            .where(*own, a.c.service_lo >= start, a.c.service_lo <= bounds.as_of_hi_us)
         )
     return union_all(*parts)
 
@@ -135,11 +123,11 @@ def _measure(rf: RiskFactors, factor: RiskFactor, claims: Any, months: Any) -> C
     return func.coalesce(func.sum(case((mine, case((days < 1, 1), else_=days)), else_=None)), 0)
 
 
-def risk_factor_facts(keys: IndexKeys, rf: RiskFactors, window: EvaluationWindow, members: Members) -> Subquery:
+def risk_factor_facts(rf: RiskFactors, window: EvaluationWindow, members: Members) -> Subquery:
     """One row per member with factor claims: a column per factor (`rf.column`) holding its measure."""
     if not rf.factors:
         return select(literal("").label("patient_id")).where(false()).subquery("risk_factors")
-    claims = factor_claims(keys, rf, window, members).subquery("factor_claims")
+    claims = factor_claims(rf, window, members).subquery("factor_claims")
     months = _months(window, max(f.years for f in rf.factors))
     return (
         select(claims.c.patient_id, *(_measure(rf, f, claims, months).label(rf.column(f)) for f in rf.factors))
@@ -167,12 +155,12 @@ class MemberFactor:
         return self.value >= self.factor.at_least
 
 
-def member_risk_factors(conn: Connection, keys: IndexKeys, rf: RiskFactors, window: EvaluationWindow,
+def member_risk_factors(conn: Connection, rf: RiskFactors, window: EvaluationWindow,
                         patient_id: str) -> list[MemberFactor]:
     """The member's factors with any claim, read by the engine's own statements for one member."""
     if not rf.factors:
         return []
-    figures_statement, claims_statement = _member_statements(keys, rf, window, conn.dialect.name)
+    figures_statement, claims_statement = _member_statements(rf, window, conn.dialect.name)
     params = {MEMBER_IDS: [patient_id]}
     figures = conn.execute(figures_statement, params).mappings().first()
     if figures is None:
@@ -184,12 +172,11 @@ def member_risk_factors(conn: Connection, keys: IndexKeys, rf: RiskFactors, wind
 
 
 @functools.lru_cache(maxsize=16)
-def _member_statements(keys: IndexKeys, rf: RiskFactors, window: EvaluationWindow,
-                       dialect: str) -> tuple[Select, Select]:
+def _member_statements(rf: RiskFactors, window: EvaluationWindow, dialect: str) -> tuple[Select, Select]:
     """`member_risk_factors`' two statements, built once per evaluation date: building them takes longer
     than running them for one member (SQLite, empty database, load ~7: 29 ms a call built anew, 0.6 ms reused)."""
     members = Members.listed(dialect)
-    claims = factor_claims(keys, rf, window, members).subquery("claims")
-    return (select(risk_factor_facts(keys, rf, window, members)),
+    claims = factor_claims(rf, window, members).subquery("claims")
+    return (select(risk_factor_facts(rf, window, members)),
             select(claims.c.factor, claims.c.resource_type, claims.c.resource_id)
             .order_by(claims.c.lo, claims.c.resource_id))

@@ -67,6 +67,7 @@ from server.store.db import begin_writing
 from server.store.resources import (
     StagedWrite,
     Store,
+    WriteTransaction,
     bulk_insert,
     chunks,
     current_contents,
@@ -323,7 +324,8 @@ RESULT_COLUMNS = (*LINE_COLUMNS, "category", "finding_status", "enrolled_product
 def run(store: Store, engine: AlignmentEngine, matrix: BenefitMatrix) -> dict[str, Any]:
     """Classify every denied line, store the results, the cohort Group and the report; returns the report."""
     on_days = findings_on(engine, matrix)
-    with store.begin_write() as tx:
+
+    def work(tx: WriteTransaction) -> dict[str, Any]:
         assert tx.conn is not None
         _DAY_FINDINGS.drop(tx.conn, checkfirst=True)  # SQLite keeps one a failed run created on this connection
         _DAY_FINDINGS.create(tx.conn)
@@ -346,7 +348,9 @@ def run(store: Store, engine: AlignmentEngine, matrix: BenefitMatrix) -> dict[st
                                 "source": SOURCE}
             tx.stage(StagedWrite(key[0], key[1], version, "PUT" if stored else "POST", orjson.dumps(resource),
                                  searchparams.index_rows(resource), existed=stored is not None and not stored.deleted))
-    return report
+        return report
+
+    return store.write(work)
 
 
 def _group(members: list[str]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from server.fhir.errors import FhirError
 from server.measures.definitions import SD_BASE
 from server.measures.populations import MEASURES
 from server.measures.report import ReportContext, money, population_report
-from server.store.resources import StagedWrite, Store
+from server.store.resources import StagedWrite, Store, WriteTransaction
 from server.store.schema import resources
 
 REPORT_PREFIX = "audit-product-alignment-"
@@ -53,7 +53,8 @@ def close_quarter(store: Store, engine: AlignmentEngine, quarter: Quarter, displ
     if quarter.start > engine.window().as_of:
         raise FhirError.of(400, "invalid", f"{quarter} has not started yet", "quarter")
     rid = report_id(quarter)
-    with store.begin_write() as tx:
+
+    def work(tx: WriteTransaction) -> ClosedQuarter:
         conn = tx.conn
         assert conn is not None
         current = tx.current([("MeasureReport", rid)]).get(("MeasureReport", rid))
@@ -67,7 +68,9 @@ def close_quarter(store: Store, engine: AlignmentEngine, quarter: Quarter, displ
                           "source": SOURCE}
         tx.stage(StagedWrite("MeasureReport", rid, version, "PUT" if current else "POST", orjson.dumps(report),
                              searchparams.index_rows(report), existed=current is not None and not current.deleted))
-    return ClosedQuarter(report, changes)
+        return ClosedQuarter(report, changes)
+
+    return store.write(work)
 
 
 def _report(conn: Connection, engine: AlignmentEngine, quarter: Quarter, changes: list[Change],

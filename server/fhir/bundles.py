@@ -406,8 +406,7 @@ class BundleProcessor:
             except FhirError as err:
                 entry.status, entry.outcome = err.status, err.outcome()
         if all_written:
-            with self.service.store.begin_write() as tx:
-                self._provenance(Writer(self.service, tx, self.ctx), all_written)
+            self.service.store.write(lambda tx: self._provenance(Writer(self.service, tx, self.ctx), all_written))
         self.service.committed(all_written, self.ctx)
         return self._response("batch-response", request.entries)
 

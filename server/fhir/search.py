@@ -172,7 +172,7 @@ def encode_cursor(snapshot: int, after: tuple) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([snapshot, list(after)])).decode().rstrip("=")
 
 
-def _decode_cursor(raw: str) -> tuple[int, tuple]:
+def decode_cursor(raw: str) -> tuple[int, tuple]:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         snapshot, after = data
@@ -371,4 +371,4 @@ def _result_param(parsed: ParsedSearch, rtype, base, modifier, raw, max_count, u
         parsed.revincludes.append(_parse_include(rtype, raw, reverse=True))
         parsed.link_params.append(("_revinclude", raw))
     elif base == "_page":
-        spec.snapshot_txid, spec.after = _decode_cursor(raw)
+        spec.snapshot_txid, spec.after = decode_cursor(raw)

@@ -23,7 +23,7 @@ from server.fhir.context import RequestContext, forbidden
 from server.fhir.dates import DateValueError, date_range
 from server.fhir.errors import FhirError, Issue, operation_outcome
 from server.fhir.features import WriteGuard
-from server.fhir.search import ParsedSearch, ValueSetLookup, encode_cursor, parse_search
+from server.fhir.search import ParsedSearch, ValueSetLookup, decode_cursor, encode_cursor, parse_search
 from server.fhir.summary import summarise
 from server.fhir.types import AfterCommit, Reply, Written
 from server.fhir.validation import validate_resource
@@ -378,7 +378,7 @@ class FhirService:
         else:
             self._require_instance(rtype, rid, ctx)
             confined = bool(ctx.access.clauses(rtype, "r"))
-        count, since_us, before = self.settings.default_count, None, None
+        count, since_us, after = self.settings.default_count, None, None
         for name, value in params:
             if name == "_count":
                 if not (value.isascii() and value.isdigit()):
@@ -390,10 +390,8 @@ class FhirService:
                 except DateValueError:
                     raise FhirError.of(400, "invalid", "_since must be a FHIR instant", "_since") from None
             elif name == "_page":
-                if not (value.isascii() and value.isdigit()) or int(value) >= _INT64:
-                    raise FhirError.of(400, "invalid", "Invalid _page cursor", "_page")
-                before = int(value)
-        versions = self.store.history(rtype, rid, since_us, before, count + 1)
+                after = _history_cursor(value)
+        versions = self.store.history(rtype, rid, since_us, after, count + 1)
         total = None if confined else self.store.history_count(rtype, rid, since_us)
         path = "/".join(p for p in (rtype, rid) if p) + ("/_history" if (rtype or rid) else "_history")
         self_params = [(k, v) for k, v in params if k != "_page"]
@@ -401,11 +399,23 @@ class FhirService:
         if len(versions) > count:
             versions = versions[:count]
             if versions:  # `_count=0` asks for the total only: no page, so no next link
-                links.append(("next", f"{base}/{path}?{urlencode([*self_params, ('_page', str(versions[-1].txid))])}"))
+                last = versions[-1]
+                cursor = encode_cursor(last.txid, (last.rtype, last.rid))
+                links.append(("next", f"{base}/{path}?{urlencode([*self_params, ('_page', cursor)])}"))
         if confined:
             versions = [v for v in versions if self._sees(ctx, v)]
         entries = [history_entry(base, v) for v in versions]
         return Reply(200, bundle_bytes("history", total, links, entries))
+
+
+def _history_cursor(raw: str) -> tuple[int, str, str]:
+    """A history `_page` cursor: the (txid, type, id) of the previous page's last version (400 unless it has
+    their types and ranges)."""
+    txid, after = decode_cursor(raw)
+    if not (0 <= txid < _INT64 and len(after) == 2
+            and all(isinstance(v, str) and 0 < len(v) <= 64 and "\x00" not in v for v in after)):
+        raise FhirError.of(400, "invalid", "Invalid _page cursor", "_page")
+    return txid, after[0], after[1]
 
 
 def _hop_clauses(ctx: RequestContext, rtype: str) -> list:

@@ -22,6 +22,7 @@ from server.interventions.priority import Week, rank, refreshed, stale_inputs
 from server.interventions.schema import intervention_entries
 from server.risk.model import RiskModel
 from server.rosters.params import OperationInput
+from server.store.resources import WriteTransaction
 
 # What a list reveals about every participant: their visits, claims and care plans.
 PRIORITY_READS = Reads(("Encounter", "Claim", "ExplanationOfBenefit", "CarePlan"))
@@ -92,7 +93,8 @@ class Interventions:
     def _make(self, ctx: RequestContext, group_id: str, week: Week, year: int, lid: str) -> list[Written]:
         """Rank, and store the List with its entry rows in one transaction; the versions written."""
         service, py = self.service, self.risk_model.years[year]
-        with service.store.begin_write() as tx:
+
+        def work(tx: WriteTransaction) -> list[Written]:
             found = refreshed(tx.conn, py, group_id)
             reasons = stale_inputs(self.config, found, week)
             if reasons:
@@ -108,7 +110,9 @@ class Interventions:
                     {"list_id": lid, "patient_id": r.patient_id, "rank": i, "tier": r.tier.code,
                      "high_priority": r.tier.high_priority, "due_date": (due := due_date(week, r.tier.due_days)).isoformat(),
                      "due_day": due.toordinal() - date(1970, 1, 1).toordinal()} for i, r in enumerate(ranked, start=1)])
-        return writer.written
+            return writer.written
+
+        return service.store.write(work)
 
     def checks(self, ctx: RequestContext, lid: str, base: str) -> CheckResult:
         """The Task checks of a stored priority List (404 unless the caller may read it)."""

@@ -19,7 +19,7 @@ from server.fhir.service import FhirService
 from server.fhir.writer import Writer
 from server.projection import engine
 from server.projection.churn import Churn, churn
-from server.projection.engine import Run
+from server.projection.engine import Run, Summary
 from server.projection.groups import change_counts, group_id, header, link_providers, write_members
 from server.projection.inputs import InputError, parse_beneficiaries, parse_claims, replace_inputs
 from server.projection.rules import AlignmentRules, load_rules
@@ -27,6 +27,7 @@ from server.projection.schema import projection_runs
 from server.rosters.atr import TIN_SYSTEM
 from server.rosters.members import Resolver
 from server.rosters.params import OperationInput
+from server.store.resources import WriteTransaction
 
 _ACO = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -110,7 +111,8 @@ class Projections:
         participants = self._participants(ctx, inp, base)
         period = self.rules.period(int(year))
         service = self.service
-        with service.store.begin_write() as tx:
+
+        def work(tx: WriteTransaction) -> tuple[Writer, Run, Summary, list]:
             writer = Writer(service, tx, ctx)
             t = projection_runs.c
             run_id = tx.conn.execute(insert(projection_runs).values(
@@ -129,6 +131,9 @@ class Projections:
                 writer.put("Group", gid, header(run, tin, organization, active), None, current)
                 groups.append((tin, gid, change_counts(tx.conn, gid)))
             summary = engine.summary(tx.conn, self.rules, run)
+            return writer, run, summary, groups
+
+        writer, run, summary, groups = service.store.write(work)
         service.committed(writer.written, ctx)
         return Outcome(run, summary.eligible, summary.by_basis, summary.outside, summary.lost_voluntary, groups)
 

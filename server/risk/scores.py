@@ -73,7 +73,8 @@ from server.fhir.dates import date_range
 from server.risk.model import RiskModel, PaymentYear
 from server.risk.schema import APART, STORED, MemberTables
 from server.store.resources import chunks
-from server.store.schema import idx_date, idx_token
+from server.store.alignment_schema import alignment_members
+from server.store.schema import idx_token
 from server.store.statistics import plan_locally
 
 RUN = "risk_run"
@@ -276,9 +277,10 @@ class RiskEngine:
 
     def _member_statement(self, dialect: str, year: int, members: Members, tables: MemberTables) -> Any:
         """Medicare members and their demographic cell, as of the end of the diagnosis year (or today,
-        if earlier): coverage (with OREC and the institutional flag), then Patient birth date and gender
-        from the search index, each fact read by one grouped scan of its parameter's rows (`pivot`; for a
-        member list only the members' rows). Every value is bound; only the dialect's date functions differ."""
+        if earlier): coverage (with OREC and the institutional flag, each read by one grouped scan of its
+        parameter's index rows, `pivot`; for a member list only the members' rows), then the Patient's birth
+        date and gender kept at write time (`alignment_members`). Every value is bound; only the dialect's
+        date functions differ."""
         end = date(diagnosis_year(year), 12, 31)
         as_of = min(end, today_utc())
         window = EvaluationWindow(as_of, 0)
@@ -289,7 +291,7 @@ class RiskEngine:
                     .where(coverage["line_of_business"].in_(lobs_with("medicare"))).cte("medicare"))
         # Grouped joins, one scan per index table, instead of one index probe per coverage or member for each
         # fact (5 probes per member: 4.5 of the statement's 9.4 s at 50,000 members, EXPLAIN ANALYZE 2026-12-03).
-        t, d = idx_token, idx_date
+        t = idx_token
         orec_param, institutional_param = (searchparams.param_hash("Coverage", p) for p in (OREC_PARAM, INSTITUTIONAL_PARAM))
         entitlement = pivot(t, "entitlement", "Coverage", medicare, members, {
             "orec": (orec_param, func.max(case((t.c.h_param == orec_param, t.c.code), else_=None))),
@@ -303,15 +305,12 @@ class RiskEngine:
             .group_by(medicare.c.patient_id)
             .cte("enrolled")
         )
-        birth_param, gender_param = (searchparams.lookup("Patient", p).h_param for p in ("birthdate", "gender"))
-        enrolled_ids = select(enrolled.c.patient_id.label("rid")).cte("enrolled_ids")
-        births = pivot(d, "births", "Patient", enrolled_ids, members, {"birth_us": (birth_param, func.min(d.c.lo))})
-        genders = pivot(t, "genders", "Patient", enrolled_ids, members, {"gender": (gender_param, func.max(t.c.code))})
-        # Materialised (PostgreSQL 12+, SQLite 3.35+): inlined, each of the many uses of `age` below re-ran the
-        # birth-date lookup per member (EXPLAIN ANALYZE 2026-12-03).
-        born = (select(enrolled, births.c.birth_us, genders.c.gender)
-                .select_from(enrolled.join(births, births.c.rid == enrolled.c.patient_id)
-                             .join(genders, genders.c.rid == enrolled.c.patient_id))
+        # Birth date and gender from the Patient facts kept at write time (`alignment_members`), one narrow row
+        # per member. Materialised (PostgreSQL 12+, SQLite 3.35+): inlined, each of the many uses of `age` below
+        # re-ran the birth-date lookup per member (EXPLAIN ANALYZE 2026-12-03).
+        patient = alignment_members.c
+        born = (select(enrolled, patient.birth_lo.label("birth_us"), patient.gender)
+                .select_from(enrolled.join(alignment_members, patient.patient_id == enrolled.c.patient_id))
                 .cte("born").prefix_with("MATERIALIZED"))
         aged = select(born, _age_on(dialect, born.c.birth_us, date(year, 2, 1)).label("age")).where(
             born.c.birth_us.is_not(None), born.c.gender.in_(("male", "female"))).cte("aged").prefix_with("MATERIALIZED")

@@ -37,7 +37,7 @@ from server.rosters.listing import roster_page
 from server.rosters.params import OperationInput
 from server.rosters.reconcile import Categories, PilotRules, Reconciliation, reconcile
 from server.rosters.payer_file import parse_payer_file
-from server.store.resources import StoredVersion
+from server.store.resources import StoredVersion, WriteTransaction
 from server.store.roster_schema import RosterImport, roster_imports, roster_members
 
 m = roster_members.c
@@ -135,7 +135,8 @@ class Rosters:
     def change(self, ctx: RequestContext, group_id: str, base: str, action: Action) -> Reply:
         service = self.service
         ctx.access.require("Group", "u")
-        with service.store.begin_write() as tx:
+
+        def work(tx: WriteTransaction) -> tuple[Writer, Change, int, int]:
             writer = Writer(service, tx, ctx)
             current = tx.current([("Group", group_id)]).get(("Group", group_id))
             group, status = self._changeable(ctx, group_id, current, tx.conn)
@@ -153,8 +154,11 @@ class Rosters:
                     record_changes(tx.conn, group_id, version, tx.now_us)
             if done.provenance is not None:
                 writer.record_provenance(_provenance(ctx, group_id, version, tx.now_us, done.provenance))
+            return writer, done, version, tx.now_us
+
+        writer, done, version, now_us = service.store.write(work)
         service.committed(writer.written, ctx)
-        return _informational(done.message, resource_headers("Group", group_id, version, tx.now_us, base))
+        return _informational(done.message, resource_headers("Group", group_id, version, now_us, base))
 
     def _changeable(self, ctx: RequestContext, group_id: str, current: StoredVersion | None,
                     conn: Connection) -> tuple[dict, str]:

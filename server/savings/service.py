@@ -26,6 +26,7 @@ from server.savings.arithmetic import BenchmarkLine, Margin, Settlement, cents
 from server.savings.inputs import parse_beneficiaries, parse_claims, replace_inputs
 from server.savings.schema import RISK_SCALE, savings_contracts
 from server.savings.terms import Terms, load_terms
+from server.store.resources import WriteTransaction
 
 PROGRAMS = ("mssp", "reach")
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
@@ -135,8 +136,8 @@ class Savings:
         ctx.access.require("MeasureReport", "c")
         aco = aco_of(inp)
         files = parsed_files(inp, aco, {"beneficiaries": parse_beneficiaries, "claims": parse_claims})
-        with self.service.store.begin_write() as tx:
-            replace_inputs(tx.conn, aco, self._contract_row(inp, aco, tx.now_us), files["beneficiaries"], files["claims"])
+        self.service.store.write(lambda tx: replace_inputs(tx.conn, aco, self._contract_row(inp, aco, tx.now_us),
+                                                          files["beneficiaries"], files["claims"]))
         return {name: len(rows) for name, rows in files.items()}
 
     # -- settle ---------------------------------------------------------------------------------------
@@ -264,11 +265,13 @@ class Savings:
         """Store the month's report as `MeasureReport/<report_id>` (a new version when the month is checked
         again) so it can be read back as it was sent; answers the stored version."""
         rid = report_id(done.contract.aco, done.month)
-        with self.service.store.begin_write() as tx:
+        def work(tx: WriteTransaction) -> Writer:
             writer = Writer(self.service, tx, ctx)
             current = tx.current([("MeasureReport", rid)]).get(("MeasureReport", rid))
             writer.put("MeasureReport", rid, {**report, "id": rid}, None, current)
-        self.service.committed(writer.written, ctx)
+            return writer
+
+        self.service.committed(self.service.store.write(work).written, ctx)
         return self.service.read("MeasureReport", rid, base, ctx)
 
 

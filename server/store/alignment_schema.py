@@ -113,6 +113,26 @@ alignment_members = Table(
     Column("birth_lo", BigInteger, nullable=True),  # Patient.birthDate as bounds, epoch microseconds
     Column("birth_hi", BigInteger, nullable=True),
     Column("opwdd", Boolean, nullable=False),  # the OPWDD flag extension says true
+    Column("gender", String(16), nullable=True),  # Patient.gender (the risk engine's demographic cell)
+)
+
+# The line codes of the current active Claims and ExplanationOfBenefits that name a Patient and have a
+# service date, kept by the alignment feature in each write transaction (`server/alignment/claim_facts.py`):
+# one row per distinct code (productOrService, revenue) of a claim, with the claim's service-date bounds.
+# The HARP risk factors (`risk_factors.py`) read them instead of the claims' search-index rows (issue 19);
+# which codes make a factor is mapping data, read at evaluation time.
+alignment_claim_lines = Table(
+    "alignment_claim_lines",
+    metadata,
+    Column("rtype", String(TYPE_LEN), nullable=False),  # Claim | ExplanationOfBenefit
+    Column("rid", String(ID_LEN), nullable=False),
+    Column("patient_id", String(ID_LEN), nullable=False),
+    Column("code", Text, nullable=False),
+    Column("service_lo", BigInteger, nullable=False),  # the earliest and latest service dates, epoch microseconds
+    Column("service_hi", BigInteger, nullable=False),
+    Index("ix_alignment_claim_lines_res", "rtype", "rid"),
+    Index("ix_alignment_claim_lines_patient", "patient_id"),
+    Index("ix_alignment_claim_lines_code", "code"),
 )
 
 # The Patient's raw codes the rules read, several per Patient: `param` says which: the NY HARP

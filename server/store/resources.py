@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, bindparam, delete, exc, func, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, Select, and_, bindparam, delete, exc, func, or_, select, text, tuple_, update
 
 from server.store.db import begin_writing
 from server.store.hashing import h64
@@ -121,19 +121,22 @@ class Store:
         rtype: str | None,
         rid: str | None,
         since_us: int | None,
-        before_txid: int | None,
+        after: tuple[int, str, str] | None,
         limit: int,
     ) -> list[StoredVersion]:
-        """Versions newest first, up to the watermark (`latest_txid`); `before_txid` (exclusive) pages
-        backwards through the log. A transaction writes one version of a resource, and never one older
-        (by txid) than the current one, so txid order is each resource's version order."""
+        """Versions newest first, up to the watermark (`latest_txid`); `after`, the (txid, type, id) of the
+        last version of the previous page, pages backwards through the log. A transaction writes one version
+        of a resource, and never one older (by txid) than the current one, so txid order is each resource's
+        version order, and (txid, type, id) orders the many versions one transaction writes (a bundle's)."""
         h = resource_history.c
         with self.engine.connect() as conn:
             stmt = _history_of(select(h.rtype, h.rid, h.version, h.txid, h.lu, h.deleted, h.content, h.method),
                                rtype, rid, since_us, _history_cap(conn, rid))
-            if before_txid is not None:
-                stmt = stmt.where(h.txid < before_txid)
-            stmt = stmt.order_by(h.txid.desc(), h.rtype, h.rid, h.version.desc()).limit(limit)
+            if after is not None:
+                txid, after_type, after_id = after
+                later = tuple_(h.rtype, h.rid) > tuple_(after_type, after_id)
+                stmt = stmt.where(or_(h.txid < txid, and_(h.txid == txid, later)))
+            stmt = stmt.order_by(h.txid.desc(), h.rtype, h.rid).limit(limit)
             return [StoredVersion(**row._mapping) for row in conn.execute(stmt)]
 
     def history_count(self, rtype: str | None, rid: str | None, since_us: int | None) -> int:

@@ -62,6 +62,22 @@ def test_member_rows_follow_create_update_and_delete(server: AppServer, client: 
     assert _facts(server, pid) == ([], [])
 
 
+def test_the_gender_is_kept_for_the_risk_engine(server: AppServer, client: httpx.Client) -> None:
+    pid = patient(client, born(70))
+    m = alignment_members.c
+
+    def gender() -> list[str | None]:
+        with _engine(server).connect() as conn:
+            return list(conn.execute(select(m.gender).where(m.patient_id == pid)).scalars())
+
+    assert gender() == [None]
+    body = client.get(f"/Patient/{pid}").json()
+    for value in ("female", "male"):
+        body["gender"] = value
+        assert client.put(f"/Patient/{pid}", json=body).status_code == 200
+        assert gender() == [value]
+
+
 def _entries(pid: str) -> list[dict[str, Any]]:
     new_patient = {"resourceType": "Patient", "id": pid, "birthDate": "1980-05-01",
                    "address": [{"state": "NY", "postalCode": "10001"}]}
@@ -80,7 +96,9 @@ def test_transaction_bundle_rows_commit_with_it_and_a_failed_one_leaves_none(ser
 def test_the_rebuild_from_the_index_tables_gives_the_rows_kept_at_write_time(server: AppServer,
                                                                              client: httpx.Client) -> None:
     patient(client, born(70), harp="H7", state="NY", postal_code="10001")
-    patient(client, born(30), opwdd=True)
+    other = patient(client, born(30), opwdd=True)
+    body = client.get(f"/Patient/{other}").json()
+    assert client.put(f"/Patient/{other}", json={**body, "gender": "female"}).status_code == 200
     gone = patient(client, born(50), state="CA")
     assert client.delete(f"/Patient/{gone}").status_code == 204
     kept = _all(server)
@@ -88,8 +106,9 @@ def test_the_rebuild_from_the_index_tables_gives_the_rows_kept_at_write_time(ser
     with engine.begin() as conn:  # the state migration 0950 leaves: empty tables
         conn.execute(delete(alignment_member_codes))
         conn.execute(delete(alignment_members))
-    # what the migration asks for: the birthdate parameter indexed anew, then every row rebuilt
-    reindex.request(engine, {"Patient": ["birthdate"]})
+    # what the migrations ask for: the birthdate (0950) and gender (0951) parameters indexed anew, then every
+    # row rebuilt
+    reindex.request(engine, {"Patient": ["birthdate", "gender"]})
     assert reindex.run_requested(engine, [maintain]) > 0
     assert _all(server) == kept
     assert _facts(server, gone) == ([], [])

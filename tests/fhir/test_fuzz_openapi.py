@@ -83,6 +83,9 @@ FOUND = [
     ("PUT", "/Basic/fuzz", {}, {"If-Match": 'W/"\u00b2"'.encode()}),
     ("GET", "/Patient/x/_history/" + "9" * 30, {}, {}),
     ("GET", "/_history", {"_page": "9" * 30}, {}),
+    # history cursors: [2**63, ["Patient", "x"]] (beyond 64 bits), [1, ["Patient", "a\u0000b"]] (NUL in an id)
+    ("GET", "/_history", {"_page": "WzkyMjMzNzIwMzY4NTQ3NzU4MDgsWyJQYXRpZW50IiwieCJdXQ"}, {}),
+    ("GET", "/_history", {"_page": "WzEsWyJQYXRpZW50IiwiYVx1MDAwMGIiXV0"}, {}),
 ]
 
 

@@ -6,8 +6,11 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from server.fhir.validation import validate_resource
 from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
+from tests.support.reliability import pages
 from tests.support.servers import unique
 
 
@@ -242,6 +245,22 @@ def test_type_and_system_history(client):
     page2 = client.get(nxt).json()
     first_urls = {e["fullUrl"] + e["response"]["etag"] for e in system["entry"]}
     assert not first_urls & {e["fullUrl"] + e["response"]["etag"] for e in page2["entry"]}
+
+
+@pytest.mark.parametrize("path", ["/Patient/_history", "/_history"])
+def test_history_pages_cut_between_the_versions_of_one_transaction(client, path):
+    """A transaction bundle writes its versions under one txid: pages of a `_count` below the bundle's size
+    cut between them, and each version comes exactly once, in the order of the first page's query."""
+    system = f"urn:test:history-pages:{unique('h')}"
+    entries = [{"resource": {"resourceType": "Patient", "identifier": [{"system": system, "value": str(i)}]},
+                "request": {"method": "POST", "url": "Patient"}} for i in range(8)]
+    r = client.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert r.status_code == 200, r.text
+    created = {e["response"]["location"].split("/")[1] for e in r.json()["entry"]}
+    since = client.get(f"/Patient/{min(created)}").json()["meta"]["lastUpdated"]
+    mine = [v["id"] for v in pages(client, path, {"_since": since, "_count": "3"}, None)
+            if v["resourceType"] == "Patient" and v["id"] in created]
+    assert sorted(mine) == sorted(created)
 
 
 def test_history_since(client):

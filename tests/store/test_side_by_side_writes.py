@@ -1,6 +1,7 @@
 """Writes that run side by side on PostgreSQL (issue 19): a write transaction that started first and
 commits last is never skipped by a `_since` poller, type or system history, or a history page, and a
-transaction never writes a version behind one a later-started transaction wrote. Deterministic: the slow
+transaction never writes a version behind one a later-started transaction wrote (and the feature writers
+that meet one run again). Deterministic: the slow
 transaction is held open by the test, on its own connection, while requests go through the app.
 
 SQLite has one writer at a time (a second writer waits for the first to commit), so no two write
@@ -9,6 +10,8 @@ into a younger cluster keeps numbering new versions after its stored ones."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 import httpx
@@ -19,9 +22,10 @@ from sqlalchemy import text
 from server.fhir import searchparams
 from server.fhir.versions import stamp
 from server.store.db import migrate
-from server.store.resources import StagedWrite, Store, WriteConflict, WriteTransaction
+from server.store.resources import StagedWrite, Store, WriteConflict, WriteTransaction, append_versions, begin_versions
 from tests.support.inprocess import AppServer
 from tests.support.reliability import pages
+from tests.support.rosters import by_member_id, draft_group, make_population
 from tests.support.servers import unique
 
 
@@ -152,3 +156,50 @@ def test_a_database_restored_into_a_younger_cluster_numbers_new_versions_after_t
     migrate(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT value FROM txid_offset")).scalar_one() == offset
+
+
+def _waiting_on_a_claim(app: AppServer) -> bool:
+    """A backend of the app's database waits to claim a key another transaction holds."""
+    with _store(app).engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
+            " AND wait_event_type = 'Lock' AND starts_with(query, 'INSERT INTO write_claims')")).scalar())
+
+
+def test_a_roster_change_that_meets_a_later_started_write_of_its_list_runs_again(app, client):
+    """`$member-add` goes through `Store.write` as FHIR writes do: held on its claim of the Group while a
+    later-started transaction writes a new version of that Group, it meets `WriteConflict`, runs again, and
+    writes the version after it (not a 500, and no version behind a later one)."""
+    population = make_population(client, 1)
+    r = client.post("/Group", json=draft_group(population))
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    store = _store(app)
+    holder = store.begin_write().__enter__()
+    try:
+        holder.claim([f"Group/{gid}"])
+        with ThreadPoolExecutor(1) as pool, app.http(app.auth) as other:
+            added = pool.submit(other.post, f"/Group/{gid}/$member-add", json=by_member_id(population, 0))
+            deadline = time.monotonic() + 30
+            while not _waiting_on_a_claim(app):
+                assert not added.done(), added.result().text
+                assert time.monotonic() < deadline, "the roster change never waited on the held claim"
+                time.sleep(0.05)
+            current = store.read("Group", gid)
+            content = orjson.loads(current.content)
+            content["meta"] = {k: v for k, v in content["meta"].items() if k not in ("versionId", "lastUpdated")}
+            with store.engine.begin() as conn:  # a later-started write of the Group, committed while it waits
+                append_versions(conn, "Group", [(gid, current.version + 1)],
+                                lambda rid, version, lu: stamp(content, rid, version, lu), begin_versions(conn))
+            holder.__exit__(RuntimeError, None, None)
+            holder = None
+            response = added.result(timeout=60)
+    finally:
+        if holder is not None:
+            holder.__exit__(RuntimeError, None, None)
+    assert response.status_code == 200, response.text
+    versions = _pages(client, f"/Group/{gid}/_history", {})
+    assert [v["meta"]["versionId"] for v in versions] == ["3", "2", "1"]
+    assert versions[0]["quantity"] == 1
+    members = client.get(f"/Group/{gid}").json().get("member", [])
+    assert [m["entity"]["reference"] for m in members] == [f"Patient/{population.patients[0]}"]
