@@ -37,7 +37,6 @@ from tests.support.servers import (
 )
 
 
-
 class _AppClient(TestClient):
     """A TestClient on an app another client started: its requests run on that client's event loop, and
     entering it starts nothing (the app's start-up ran once, for the session)."""
