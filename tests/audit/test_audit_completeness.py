@@ -16,6 +16,7 @@ import pytest
 from tests.support.alignment import ICD, born, patient
 from tests.support.servers import unique
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 OPERATION = "/Measure/encounter-completeness/$completeness"
 PERIOD = {"periodStart": "2011-03-01", "periodEnd": "2011-04-30"}  # a period no other test writes in
@@ -76,9 +77,7 @@ def _claim(c: httpx.Client, pid: str, served: str, created: str, *, rtype: str =
 def records(server, claims_server):
     """Clinical records and claims; the expected (conditions, matched, encounters, matched, p50, p90) per
     source and month with the default 90-day window and with a 200-day one."""
-    headers = {"Content-Type": "application/fhir+json"}
-    with httpx.Client(base_url=server.fhir, auth=server.auth, headers=headers, timeout=120) as c, \
-            httpx.Client(base_url=claims_server.fhir, auth=claims_server.auth, headers=headers, timeout=120) as claims:
+    with server.http(server.auth) as c, claims_server.http(claims_server.auth) as claims:
         north, south = _organization(c), _organization(c)
         member, other = patient(c, born(50)), patient(c, born(40))
         # North, March: three records matched (lags 15, 15, 40) and one billed after 134 days.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
@@ -28,6 +27,7 @@ from tests.support.alignment import (
     patient,
 )
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.servers import DATABASES, fresh_database, unique
 
 OPERATION = "/ExplanationOfBenefit/$denial-root-cause"
@@ -75,9 +75,7 @@ def eob(client, pid: str, items: list[dict], provider: str, header_carc: str | N
 @pytest.fixture(scope="module")
 def denials(server, claims_server):
     """Members, their EOBs, the expected classification of each denied line; then one run."""
-    headers = {"Content-Type": "application/fhir+json"}
-    with httpx.Client(base_url=server.fhir, auth=server.auth, headers=headers, timeout=120) as c, \
-            httpx.Client(base_url=claims_server.fhir, auth=claims_server.auth, headers=headers, timeout=120) as claims:
+    with server.http(server.auth) as c, claims_server.http(claims_server.auth) as claims:
         candidate = patient(c, born(40))  # mainstream MMC; SMI recorded 60 days ago: a HARP candidate since then
         coverage(c, candidate, plan="MMC")
         condition(c, candidate, [(ICD, "F20.9")], recorded=days_ago(SMI_RECORDED))
@@ -188,8 +186,7 @@ def test_denials_page_in_chromium(server, denials, browser):
 def test_a_run_reads_each_eob_as_it_now_is(client, claims_server, denials):
     """The denied lines are read when an EOB is written: a run after an EOB is updated or deleted classifies
     what the EOB now says (the lines of the deleted one are gone, the updated one's denial reason is new)."""
-    with httpx.Client(base_url=claims_server.fhir, auth=claims_server.auth, timeout=120,
-                      headers={"Content-Type": "application/fhir+json"}) as claims:
+    with claims_server.http(claims_server.auth) as claims:
         served = days_ago(10)
         updated = eob(claims, denials["mainstream"], [_line(1, CPT, "99213", served, 70.0, "16")], provider="1992753880")
         deleted = eob(claims, denials["mainstream"], [_line(1, CPT, "99213", served, 40.0, "16")], provider="1992753880")

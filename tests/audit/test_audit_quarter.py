@@ -20,9 +20,10 @@ import pytest
 
 from server.audit.quarter import Quarter
 from tests.support.alignment import ICD, TODAY, condition, days_ago, finding, member_ids
-from tests.support.auth import backend_token, register_backend
+from tests.support.auth import backend_token, register_backend, site_request
 from tests.support.servers import ROOT
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, load_population, wait_ready  # noqa: F401 (fixture)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 MEMBERS = 200
 OPERATION = "/Measure/product-alignment/$audit-quarter"
@@ -36,8 +37,7 @@ LISTED = 500  # members the printable page lists per change (dashboard audit.js)
 def quarters(server, tmp_path_factory) -> dict:
     """Both quarters closed around a quarter of changes; what was changed, by Patient id."""
     truth = load_population(server, tmp_path_factory.mktemp("audit-population"), MEMBERS, 3333, TODAY)
-    with httpx.Client(base_url=server.fhir, auth=server.auth, timeout=120,
-                      headers={"Content-Type": "application/fhir+json"}) as c:
+    with server.http(server.auth) as c:
         ids = member_ids(c)
         ours = {ids[member]: t for member, t in truth.items()}
         previous = c.post(OPERATION, params={"quarter": str(PREVIOUS)})
@@ -163,8 +163,8 @@ def test_refusals(server, client, quarters):
     assert client.delete(f"/MeasureReport/{stored['id']}").status_code == 405
     scope = "system/Patient.rs system/MeasureReport.cruds"
     key = register_backend(server, scope)
-    r = httpx.post(server.fhir + OPERATION, params={"quarter": str(CURRENT)},
-                   headers={"Authorization": f"Bearer {backend_token(server, key, scope)}"})
+    r = site_request(server, "POST", "/fhir" + OPERATION, params={"quarter": str(CURRENT)},
+                     headers={"Authorization": f"Bearer {backend_token(server, key, scope)}"})
     assert r.status_code == 403, r.text
 
 

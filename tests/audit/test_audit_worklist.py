@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from tests.support.alignment import TODAY, member_ids
-from tests.support.auth import backend_token, register_backend
+from tests.support.auth import backend_token, register_backend, site_request
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, load_population, wait_ready  # noqa: F401 (fixture)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 
 MEMBERS = 300
 WITH_FINDINGS = ("misaligned", "review")
@@ -30,7 +31,7 @@ def truth(server, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def ours(server, truth) -> dict[str, dict]:
     """Patient id → ground truth, for this population's members."""
-    with httpx.Client(base_url=server.fhir, auth=server.auth, timeout=60) as c:
+    with server.http(server.auth) as c:
         ids = member_ids(c)
     return {ids[member]: expected for member, expected in truth.items()}
 
@@ -167,7 +168,8 @@ def test_a_token_missing_a_type_or_confined_by_a_filter_is_refused(server):
     every_other = "system/Patient.rs system/Coverage.rs system/Claim.rs system/ExplanationOfBenefit.rs"
     for scope in ("system/Patient.rs", f"{every_other} system/Condition.rs?category=problem-list-item"):
         key = register_backend(server, scope)
-        r = httpx.get(server.fhir + WORKLIST, headers={"Authorization": f"Bearer {backend_token(server, key, scope)}"})
+        r = site_request(server, "GET", "/fhir" + WORKLIST,
+                         headers={"Authorization": f"Bearer {backend_token(server, key, scope)}"})
         assert r.status_code == 403, (scope, r.text)
 
 

@@ -27,6 +27,7 @@ from tests.support.bulk import (
     stored,
     wait_for,
 )
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.servers import ROOT, BackendToken
 
 
@@ -289,7 +290,7 @@ def test_capability_statement_lists_export(client):
 def _scoped_client(server, backend_client_keys, scope: str) -> httpx.Client:
     """The clinical test client (same client id as `client`) with a token of narrower scopes."""
     auth = BackendToken(server.token_url, backend_client_keys[0], scope)
-    return httpx.Client(base_url=server.fhir, timeout=60, auth=auth)
+    return server.http(auth)
 
 
 def test_job_is_invisible_to_other_clients(client, claims_client, server, cohort):
@@ -300,7 +301,7 @@ def test_job_is_invisible_to_other_clients(client, claims_client, server, cohort
     assert claims_client.get(status_url).status_code == 404
     assert claims_client.get(file_url).status_code == 404
     assert claims_client.delete(status_url).status_code == 404
-    with httpx.Client(timeout=30) as anonymous:
+    with server.site() as anonymous:
         assert anonymous.get(status_url).status_code == 401
         assert anonymous.get(file_url).status_code == 401
     assert client.get(file_url).status_code == 200
@@ -348,7 +349,7 @@ def patient_token(server, patient_id: str) -> str:
     _planfit(server, "users", "add", "--username", user, "--password", password, "--patient", patient_id)
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-    with httpx.Client(base_url=server.url, timeout=30) as browser:
+    with server.site() as browser:
         page = browser.get("/auth/authorize", params={
             "response_type": "code", "client_id": app, "redirect_uri": redirect, "scope": "launch/patient patient/*.rs",
             "state": tag, "aud": server.fhir, "code_challenge": challenge, "code_challenge_method": "S256",
@@ -372,7 +373,7 @@ def patient_token(server, patient_id: str) -> str:
 def test_patient_token_cannot_export_another_patient(client, server, cohort):
     me, other = cohort.members[0], cohort.members[1]
     token = patient_token(server, me)
-    with httpx.Client(base_url=server.fhir, timeout=60, headers={"Authorization": f"Bearer {token}"}) as mine:
+    with server.http(None, headers={"Authorization": f"Bearer {token}"}) as mine:
         # Patient/$export: only the patient's own compartment, whatever else is stored.
         lines = _as_sets(download(mine, export(mine, "/Patient/$export", {"_type": "Patient,Condition,Coverage"})))
         assert lines == expected_lines(client, cohort, ("Patient", "Condition", "Coverage"), [me])

@@ -25,8 +25,10 @@ from tests.support.auth import (
     pkce,
     register_backend,
     register_user,
+    site_request,
 )
 from tests.support.dashboard import browser, page  # noqa: F401  (fixtures)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.dashboard import (
     ARTIFACTS,
     as_number,
@@ -63,11 +65,11 @@ def _summary(client: httpx.Client, measure: str, **extra: str) -> dict:
 
 
 def test_page_is_served_with_a_strict_csp(server):
-    r = httpx.get(server.url + "/app/")
+    r = site_request(server, "GET", "/app/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in r.headers["content-security-policy"]
     assert "<script" not in r.text.replace('<script type="module" src="assets/app.js"></script>', "")
-    assert httpx.get(server.url + "/app/assets/app.js").headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    assert site_request(server, "GET", "/app/assets/app.js").headers["content-type"].startswith(("text/javascript", "application/javascript"))
 
 
 def test_dashboard_client_is_registered_with_exact_redirect_uris(server):
@@ -77,7 +79,7 @@ def test_dashboard_client_is_registered_with_exact_redirect_uris(server):
     assert all(uri.endswith("/app/") for uri in client.redirect_uris)
     assert not any(s.startswith("system/") or s.endswith((".cruds", ".write")) for s in client.scope.split())
     _verifier, challenge = pkce()
-    r = httpx.get(server.url + "/auth/authorize", params=authorize_params(
+    r = site_request(server, "GET", "/auth/authorize", params=authorize_params(
         server, DASHBOARD_CLIENT_ID, "openid user/*.rs", challenge, "s", redirect_uri=f"{server.url}/app/elsewhere"))
     assert r.status_code == 400 and "location" not in r.headers  # shown as a page, never redirected
 
@@ -147,8 +149,8 @@ def test_member_view_after_ehr_launch(server, truth, client, page):
     pid = patient_id(client, member)
     doctor = register_user(server, "Practitioner/dashboard-doctor", [pid])
     ehr = register_backend(server, "system/Patient.rs launch")
-    r = httpx.post(server.url + "/auth/launch", json={"patient": pid, "client_id": DASHBOARD_CLIENT_ID},
-                   headers={"Authorization": f"Bearer {backend_token(server, ehr, 'system/Patient.rs launch')}"})
+    r = site_request(server, "POST", "/auth/launch", json={"patient": pid, "client_id": DASHBOARD_CLIENT_ID},
+                     headers={"Authorization": f"Bearer {backend_token(server, ehr, 'system/Patient.rs launch')}"})
     assert r.status_code == 200, r.text
     launch = r.json()
     page.goto(f"{server.url}/app/?{httpx.QueryParams(iss=launch['iss'], launch=launch['launch'])}")

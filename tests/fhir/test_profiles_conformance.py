@@ -20,6 +20,7 @@ from server.alignment.mappings import load_mappings
 from server.cohorts.definitions import COHORT_IDS
 from server.fhir.validation import validate_resource
 from server.measures.definitions import BASE, DERIVED, PROFILES_DIR
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.measures import PROFILES, bh_member, evaluate, served_definitions
 from tests.support.profile_checker import ProfileChecker
 

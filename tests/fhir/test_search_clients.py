@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from fhirpy import SyncFHIRClient
 
 from tests.support.auth import backend_token, bearer, create, register_backend
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.servers import RunningServer, unique
 
 MRN = "urn:test:mrn"
@@ -37,7 +37,7 @@ GENDERS = ["male", "female", "female", "male"]
 @pytest.fixture(scope="module")
 def family(server: RunningServer) -> Family:
     tag = unique("sc")
-    with httpx.Client(base_url=server.fhir, auth=server.auth, timeout=60) as client:
+    with server.http(server.auth) as client:
         practitioner = create(client, {"resourceType": "Practitioner", "name": [{"family": f"Gp-{tag}"}]})
         patients = []
         for i, (born, name, gender) in enumerate(zip(BIRTH_DATES, FAMILIES, GENDERS)):
@@ -119,7 +119,7 @@ def test_scopes_apply_at_every_hop(server, family):
     """A hop into a type the token may not search is refused; a filtered scope confines the hop."""
     key = register_backend(server, "system/Condition.rs system/Patient.rs?gender=female")
     token = backend_token(server, key, "system/Condition.rs system/Patient.rs?gender=female")
-    with httpx.Client(base_url=server.fhir, headers=bearer(token), timeout=60) as http:
+    with server.http(None, headers=bearer(token)) as http:
         mine = {"identifier": f"{MRN}|{family.tag}"}
         visible = http.get("/Condition", params={**mine, "subject:Patient.identifier": f"{MRN}|{family.tag}"})
         assert visible.status_code == 200, visible.text

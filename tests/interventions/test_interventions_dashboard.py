@@ -12,6 +12,7 @@ from server.interventions.checks import TYPE_SYSTEM
 from tests.support.auth import register_user
 from tests.support.servers import RunningServer
 from tests.support.dashboard import ARTIFACTS, browser, page, sign_in_and_allow, wait_ready  # noqa: F401  (fixtures)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.interventions import entry_values, load
 
 
@@ -73,6 +74,5 @@ def test_care_management_page(server: RunningServer, client: httpx.Client, page,
 
 @pytest.fixture
 def client(server: RunningServer):
-    with httpx.Client(base_url=server.fhir, timeout=120, headers={"Content-Type": "application/fhir+json"},
-                      auth=server.auth) as c:
+    with server.http(server.auth, timeout=120) as c:
         yield c

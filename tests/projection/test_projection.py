@@ -17,6 +17,7 @@ import pytest
 from server.synth import projection as synth
 from tests.support.servers import RunningServer, unique
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.rosters import NPI, TIN
 
 BENEFICIARIES = 20_000
@@ -34,8 +35,7 @@ def _org(tin: str) -> str:
 @pytest.fixture(scope="module")
 def http(server: RunningServer):
     """Participant and outside Organizations (with TINs) and their Practitioners (with NPIs)."""
-    with httpx.Client(base_url=server.fhir, timeout=600, auth=server.auth,
-                      headers={"Content-Type": "application/fhir+json"}) as client:
+    with server.http(server.auth, timeout=600) as client:
         entries = []
         for tin in (*synth.PARTICIPANT_TINS, *synth.OUTSIDE_TINS):
             entries.append({"resource": {"resourceType": "Organization", "id": _org(tin), "name": f"Practice {tin}",

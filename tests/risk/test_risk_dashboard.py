@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.alignment import TODAY, coverage
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.risk import clinical, medicare_member, read_risk, risk, value
 from tests.risk.test_risk_capitation import EXPECTED, RATES, TRANSFERS
 

@@ -15,6 +15,7 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import BaseFHIRError
 
 from tests.support.bulk import download, wait_for
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.servers import RunningServer
 from tests.support.rosters import (
     ATR,
@@ -35,8 +36,7 @@ PERIOD = ("valuePeriod", {"start": "2026-01-01", "end": "2026-12-31"})
 
 
 def _http(server: RunningServer, token: str) -> httpx.Client:
-    return httpx.Client(base_url=server.fhir, timeout=60,
-                        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"})
+    return server.http(None, headers={"Authorization": f"Bearer {token}"})
 
 
 def _decide(index: int, population, **values) -> dict:

@@ -9,6 +9,7 @@ import httpx
 
 from tests.support.auth import register_user
 from tests.support.dashboard import ARTIFACTS, browser, page, sign_in_and_allow, wait_ready  # noqa: F401  (fixtures)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.rosters import REASONS, by_member_id, draft_group, make_population, parameters
 
 PERIOD = ("valuePeriod", {"start": "2026-01-01"})

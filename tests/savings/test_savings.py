@@ -21,6 +21,7 @@ import pytest
 from server.synth import savings as synth
 from tests.support.servers import RunningServer, unique
 from tests.support.dashboard import ARTIFACTS, analyst_page, browser, wait_ready  # noqa: F401 (fixture)
+from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.rosters import draft_group, make_population
 
 CODES = "https://planfit.dev/fhir/CodeSystem/savings"
@@ -30,8 +31,7 @@ YEAR = 2026
 
 @pytest.fixture(scope="module")
 def http(server: RunningServer):
-    with httpx.Client(base_url=server.fhir, timeout=600, auth=server.auth,
-                      headers={"Content-Type": "application/fhir+json"}) as client:
+    with server.http(server.auth, timeout=600) as client:
         yield client
 
 

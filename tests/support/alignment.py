@@ -20,6 +20,7 @@ from tests.support.servers import (
     BackendToken,
     ClientKey,
     drop_schema,
+    http_client,
     postgres_schema_url,
     start_server,
     stop_server,
@@ -304,5 +305,5 @@ def own_server(kind: str, work: Path, keys: tuple[ClientKey, ClientKey],
 
 
 def fhir_client(url: str, key: ClientKey, scope: str = "system/*.cruds") -> httpx.Client:
-    return httpx.Client(base_url=url + "/fhir", timeout=60, headers={"Content-Type": "application/fhir+json"},
-                        auth=BackendToken(url + "/auth/token", key, scope))
+    return http_client(base_url=url + "/fhir", timeout=60, headers={"Content-Type": "application/fhir+json"},
+                       auth=BackendToken(url + "/auth/token", key, scope))

@@ -29,7 +29,7 @@ def load_population(server: RunningServer, out: Path, members: int, seed: int, a
     clients) and return its ground truth by member identifier."""
     generate(members, seed=seed, out=out, as_of=as_of)
     for feed, auth in (("clinical", server.auth), ("claims", server.claims_auth)):
-        with httpx.Client(base_url=server.fhir, headers=FHIR_JSON, auth=auth, timeout=600) as c:
+        with server.http(auth, headers=FHIR_JSON, timeout=600) as c:
             post_bundles(c, out / feed)
     return orjson.loads((out / "ground_truth.json").read_bytes())["members"]
 

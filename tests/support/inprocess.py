@@ -4,18 +4,23 @@ fresh PostgreSQL schema, started once per session and database.
 
 A test module moves onto it by importing its `server` and `claims_server` fixtures, which replace the
 server processes of tests/conftest.py for that module; `client` and `claims_client` then reach the app in
-process. Tests that need a process (kill -9, workers, a browser, the CLI, raw sockets) stay on the
-process tier.
+process. A browser reaches the same app at `server.url`: uvicorn serves it on a local port, on the
+TestClient's event loop (so both see one app, one database and one start-up). Tests that need a process
+(kill -9, workers, the CLI, its logging) stay on the process tier.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import socket
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -30,8 +35,6 @@ from tests.support.servers import (
     fresh_database,
     write_clients_file,
 )
-
-BASE = "http://testserver"
 
 
 class _AppClient(TestClient):
@@ -60,7 +63,7 @@ class AppServer:
     started: TestClient
     auth: BackendToken
     claims_auth: BackendToken
-    url: str = BASE
+    url: str  # where uvicorn serves the app, for a browser; TestClient requests carry it as their Host
 
     @property
     def fhir(self) -> str:
@@ -84,12 +87,36 @@ def _app_server(kind: str, tmp_path_factory: pytest.TempPathFactory,
     work = tmp_path_factory.mktemp(f"app-{kind}")
     with fresh_database(kind, work) as database_url:
         clients_file = write_clients_file(work / "clients.json", *keys)
-        app = create_app(Settings(database_url=database_url, clients_file=str(clients_file)))
-        try:
-            with TestClient(app, base_url=BASE) as started:  # runs the start-up tasks, and the shutdown ones after
-                yield AppServer(kind, database_url, app, started, **backend_auth(BASE + "/auth/token", keys))
-        finally:
-            app.state.store.engine.dispose()
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            # The port, as `planfit serve` is told it: the dashboard's redirect URIs are registered on it.
+            port = listener.getsockname()[1]
+            app = create_app(Settings(database_url=database_url, clients_file=str(clients_file), port=port))
+            try:
+                with TestClient(app) as started, served(started, listener):  # start-up tasks run, shutdown ones after
+                    url = f"http://127.0.0.1:{port}"
+                    yield AppServer(kind, database_url, app, started, url=url, **backend_auth(url + "/auth/token", keys))
+            finally:
+                app.state.store.engine.dispose()
+
+
+@contextmanager
+def served(started: TestClient, listener: socket.socket) -> Iterator[None]:
+    """The started app, also served over HTTP on `listener` (uvicorn as `planfit serve` runs it, without its
+    own lifespan: the app has started already)."""
+    # No log configuration: uvicorn would otherwise replace the test process's logging set-up.
+    server = uvicorn.Server(uvicorn.Config(started.app, lifespan="off", log_config=None, access_log=False,
+                                           timeout_keep_alive=75))
+    serving = started.portal.start_task_soon(server.serve, [listener])
+    while not server.started:
+        if serving.done():
+            serving.result()  # raises what stopped it
+        time.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        serving.result(timeout=30)
 
 
 @pytest.fixture(scope="session")

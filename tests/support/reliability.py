@@ -32,6 +32,7 @@ from tests.support.servers import (
     BackendToken,
     ClientKey,
     drop_schema,
+    http_client,
     postgres_schema_url,
     start_server,
     stop_server,
@@ -102,8 +103,8 @@ class Servers:
     def client(self, process: Process, kind: str = "clinical", scope: str = "system/*.cruds", **kwargs: Any) -> httpx.Client:
         key = self.clinical if kind == "clinical" else self.claims
         auth = BackendToken(process.url + "/auth/token", key, scope)
-        return httpx.Client(base_url=process.fhir, timeout=60, auth=auth,
-                            headers={"Content-Type": "application/fhir+json"}, **kwargs)
+        return http_client(base_url=process.fhir, timeout=60, auth=auth,
+                           headers={"Content-Type": "application/fhir+json"}, **kwargs)
 
     @staticmethod
     def kill(process: Process) -> None:

@@ -15,8 +15,10 @@ tokens come from the server's real token endpoint and are renewed before they ex
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import ssl
 import subprocess
 import threading
 import time
@@ -45,6 +47,17 @@ CLAIMS_CLIENT = "pytest-claims"
 CLAIMS_SOURCE = "urn:planfit:test-claims-feed"
 DATABASES = ("sqlite", "postgres")
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+def http_client(**options) -> httpx.Client:
+    """An httpx.Client with httpx's default certificate checks, on one SSL context built once: building it
+    (loading the CA bundle) costs ~20 ms of CPU, and the process tier makes a client per test."""
+    return httpx.Client(**{"verify": _tls_context(), **options})
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ class BackendToken(httpx.Auth):
         """The current token, fetched over a connection of its own when stale (from a server process)."""
         token = self._current()
         if token is None:
-            with httpx.Client(timeout=30) as c:
+            with http_client(timeout=30) as c:
                 token = self._keep(c.send(self._token_request()))
         return token
 
@@ -152,12 +165,12 @@ class RunningServer:
 
     def http(self, auth: httpx.Auth | None, headers: dict[str, str] | None = None, **options) -> httpx.Client:
         """A FHIR client of this server (the in-process tier's servers have the same method)."""
-        return httpx.Client(base_url=self.fhir, headers={**FHIR_JSON, **(headers or {})}, auth=auth,
-                            **{"timeout": 60, **options})
+        return http_client(base_url=self.fhir, headers={**FHIR_JSON, **(headers or {})}, auth=auth,
+                           **{"timeout": 60, **options})
 
     def site(self, **options) -> httpx.Client:
         """A client of the server's root (`/auth/...`, pages), as a browser or an OAuth client reaches it."""
-        return httpx.Client(base_url=self.url, **{"timeout": 60, **options})
+        return http_client(base_url=self.url, **{"timeout": 60, **options})
 
 
 def start_server(database_url: str, log_path: Path, extra_env: dict[str, str] | None = None,
