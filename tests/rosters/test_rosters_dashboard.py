@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 
 from tests.support.auth import register_user
-from tests.support.dashboard import ARTIFACTS, browser, page, sign_in_and_allow, wait_ready  # noqa: F401  (fixtures)
+from tests.support.dashboard import ARTIFACTS, browser, click_and_redraw, page, sign_in_and_allow, wait_ready  # noqa: F401  (fixtures)
 from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
 from tests.support.rosters import REASONS, by_member_id, draft_group, make_population, parameters
 
@@ -60,8 +60,7 @@ def test_roster_page(server, client, page) -> None:  # noqa: F811
     # Drift between two versions of this list: version 4 (three members added) against version 1 (empty).
     page.fill("#drift-versions input[name=from]", "1")
     page.fill("#drift-versions input[name=to]", "4")
-    page.click("#drift-versions button")
-    wait_ready(page, "roster")
+    click_and_redraw(page, "#drift-versions button", "roster")
     page.wait_for_selector("[data-panel='drift'] h2:has-text('from version 1 to 4')")
     api = client.get(f"/Group/{current}/$roster-drift", params={"from": "1", "to": "4"}).json()
     added = [c for c in api["parameter"] if c["name"] == "change"]
@@ -72,20 +71,17 @@ def test_roster_page(server, client, page) -> None:  # noqa: F811
         == sorted(f"Patient/{p[i]}" for i in (0, 1, 3))
     page.fill("#drift-versions input[name=from]", "4")
     page.fill("#drift-versions input[name=to]", "5")
-    page.click("#drift-versions button")
-    wait_ready(page, "roster")
+    click_and_redraw(page, "#drift-versions button", "roster")
     page.wait_for_selector("[data-panel='drift'] h2:has-text('from version 4 to 5')")
     assert page.get_attribute("[data-metric='drift/decision-changed']", "data-value") == "1"  # patient 1 excluded
 
     # Filter by decision, then by reason.
     page.select_option("#roster-filters select[name=decision]", "excluded")
-    page.click("#roster-filters button")
-    wait_ready(page, "roster")
+    click_and_redraw(page, "#roster-filters button", "roster")
     assert page.eval_on_selector_all("tr[data-member]", "rows => rows.map(r => r.dataset.member)") == [p[1]]
     page.select_option("#roster-filters select[name=decision]", "")
     page.select_option("#roster-filters select[name=reason]", "declined")
-    page.click("#roster-filters button")
-    wait_ready(page, "roster")
+    click_and_redraw(page, "#roster-filters button", "roster")
     assert page.eval_on_selector_all("tr[data-member]", "rows => rows.map(r => r.dataset.member)") == [p[1]]
 
     # Edit a decision: pending without a deadline is refused (the server's 422 shown), then active is saved.

@@ -99,6 +99,15 @@ def wait_ready(page, view: str) -> None:
     assert page.get_attribute("body", "data-ready") == view, page.text_content("main")
 
 
+def click_and_redraw(page, selector: str, view: str) -> None:
+    """Click what redraws the current `view` (a filter, a form that changes the address) and wait for the new
+    drawing. The app clears `data-ready` only when the hashchange event arrives, after the click returns, so
+    the old drawing's marker is cleared first: otherwise `wait_ready` could match it."""
+    page.evaluate("document.body.dataset.ready = ''")
+    page.click(selector)
+    wait_ready(page, view)
+
+
 def shown_metrics(page) -> dict[str, str]:
     """Every figure on the page: data-metric key → the text the user sees."""
     return page.eval_on_selector_all("[data-metric]", "els => Object.fromEntries(els.map(e => [e.dataset.metric, e.textContent]))")
