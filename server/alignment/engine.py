@@ -96,7 +96,8 @@ from server.store.alignment_schema import (
     finding_products,
     findings,
 )
-from server.store.resources import begin_versions, bulk_insert, chunks, retried
+from server.store.resources import bulk_insert, chunks
+from server.store.txids import begin_versions, retried
 from server.store.schema import idx_date, idx_reference, idx_token, resource_history, resources
 from server.store.statistics import analyze_grown, analyze_written, plan_locally
 

@@ -23,7 +23,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from server.alignment.index_keys import READ_TYPES, IndexKeys, compartment_hashes
 from server.fhir import searchparams
 from server.fhir.types import Written
-from server.store.resources import chunks, latest_txid, newest_txid
+from server.store.resources import chunks
+from server.store.txids import latest_txid, newest_txid
 from server.store.alignment_schema import alignment_evaluated, alignment_watermark
 from server.store.schema import idx_reference, resource_history
 

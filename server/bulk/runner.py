@@ -34,7 +34,7 @@ from server.bulk.query import export_statement, materialize_patients
 from server.config import Settings
 from server.store.bulk_schema import BulkJob
 from server.store.db import begin_writing
-from server.store.resources import earliest_pending_lu, latest_txid, newest_txid
+from server.store.txids import earliest_pending_lu, latest_txid, newest_txid
 
 log = logging.getLogger("planfit.bulk")
 _US = 1_000_000

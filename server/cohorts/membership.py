@@ -32,7 +32,8 @@ from server.cohorts.definitions import COHORTS, Cohort, cohort_members_select
 from server.cohorts.groups import header
 from server.fhir import searchparams
 from server.store.cohort_schema import cohort_members
-from server.store.resources import StagedWrite, Store, WriteTransaction, append_versions, retried
+from server.store.resources import StagedWrite, Store, WriteTransaction, append_versions
+from server.store.txids import retried
 from server.store.schema import idx_reference, resources
 
 VERSION = "cohort_version"  # bound at execution: the Group version a refresh would write

@@ -29,7 +29,8 @@ from server.fhir.types import AfterCommit, Reply, Written
 from server.fhir.validation import validate_resource
 from server.fhir.versions import etag, new_id, parse_if_match, resource_headers, valid_id, version_rows
 from server.fhir.writer import Writer
-from server.store.resources import Store, StoredVersion, WriteTransaction, newest_txid
+from server.store.resources import Store, StoredVersion, WriteTransaction
+from server.store.txids import newest_txid
 from server.store.schema import resources as resources_table
 from server.store.search import IdClause, SearchSpec, count_statement, include_targets, keyset_values
 from server.store.search import page_statement, revinclude_sources, sort_columns

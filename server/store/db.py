@@ -130,7 +130,7 @@ def migrate(engine: Engine) -> None:
 
 
 # Restored into a cluster whose transaction ids are behind the stored txids, new versions would number
-# before old ones: raise the offset (`resources.begin_versions`) so the next transaction id is past them.
+# before old ones: raise the offset (`txids.begin_versions`) so the next transaction id is past them.
 # Under the migration lock; in a database that has not moved clusters it never matches.
 _RAISE_TXID_OFFSET = text(
     "UPDATE txid_offset SET value = stored.newest - pg_current_xact_id()::text::bigint + 1"

@@ -22,7 +22,8 @@ from sqlalchemy import text
 from server.fhir import searchparams
 from server.fhir.versions import stamp
 from server.store.db import migrate
-from server.store.resources import StagedWrite, Store, WriteConflict, WriteTransaction, append_versions, begin_versions
+from server.store.resources import StagedWrite, Store, WriteTransaction, append_versions
+from server.store.txids import WriteConflict, begin_versions
 from tests.support.inprocess import AppServer
 from tests.support.reliability import pages
 from tests.support.rosters import by_member_id, draft_group, make_population
