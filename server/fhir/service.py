@@ -11,7 +11,7 @@ changed (the alignment engine re-evaluates the members they touch).
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -35,6 +35,7 @@ from server.store.schema import resources as resources_table
 from server.store.search import IdClause, SearchSpec, count_statement, include_targets, keyset_values
 from server.store.search import page_statement, revinclude_sources, sort_columns
 
+T = TypeVar("T")
 _INT64 = 2**63
 _MAX_CURSOR_TEXT = 4096  # a sort value carried in a `_page` cursor (index strings are cut at 512)
 
@@ -84,6 +85,17 @@ class FhirService:
             ctx.audit.entities.extend(f"{w.rtype}/{w.rid}/_history/{w.version}" for w in written)
             for listener in self.after_commit:
                 listener(written, ctx.writer)
+
+    def write(self, ctx: RequestContext, work: Callable[[Writer], T]) -> T:
+        """`work` with a `Writer` for `ctx` on a write transaction, run again from the start on a conflict
+        (`Store.write`, a fresh Writer each time); once committed, the versions it wrote are announced."""
+        def attempt(tx: WriteTransaction) -> tuple[Writer, T]:
+            writer = Writer(self, tx, ctx)
+            return writer, work(writer)
+
+        writer, result = self.store.write(attempt)
+        self.committed(writer.written, ctx)
+        return result
 
     @staticmethod
     def check_type(rtype: str) -> None:
@@ -182,20 +194,18 @@ class FhirService:
         ctx.access.require(rtype, "c")
         resource = self.validate(body, rtype)
 
-        def work(tx: WriteTransaction) -> tuple[Writer, StoredVersion | None, str, int]:
-            writer = Writer(self, tx, ctx)
+        def work(writer: Writer) -> tuple[StoredVersion | None, str, int]:
             if if_none_exist:
                 matches = writer.find(rtype, if_none_exist, "If-None-Exist")
                 if len(matches) > 1:
                     raise FhirError.of(412, "duplicate", "If-None-Exist matched more than one resource")
                 if matches:
-                    return writer, self.store.read(rtype, matches[0], tx.conn), matches[0], 0
-            return writer, None, *writer.create(rtype, resource)
+                    return self.store.read(rtype, matches[0], writer.tx.conn), matches[0], 0
+            return None, *writer.create(rtype, resource)
 
-        writer, existing, rid, version = self.store.write(work)
+        existing, rid, version = self.write(ctx, work)
         if existing is not None:
             return self._resource_reply(200, existing, base, prefer)
-        self.committed(writer.written, ctx)
         return self._written_reply(201, rtype, rid, version, base, prefer)
 
     def update(
@@ -209,13 +219,11 @@ class FhirService:
             raise FhirError.of(400, "invalid", "Resource id must match the id in the URL", "id")
         expected = parse_if_match(if_match)
 
-        def work(tx: WriteTransaction) -> tuple[Writer, int, bool]:
-            writer = Writer(self, tx, ctx)
-            current = tx.current([(rtype, rid)]).get((rtype, rid))
-            return writer, *writer.put(rtype, rid, resource, expected, current)
+        def work(writer: Writer) -> tuple[int, bool]:
+            current = writer.tx.current([(rtype, rid)]).get((rtype, rid))
+            return writer.put(rtype, rid, resource, expected, current)
 
-        writer, version, created = self.store.write(work)
-        self.committed(writer.written, ctx)
+        version, created = self.write(ctx, work)
         return self._written_reply(201 if created else 200, rtype, rid, version, base, prefer)
 
     def conditional_update(
@@ -227,8 +235,7 @@ class FhirService:
         resource = self.validate(body, rtype)
         expected = parse_if_match(if_match)
 
-        def work(tx: WriteTransaction) -> tuple[Writer, str, int, bool]:
-            writer = Writer(self, tx, ctx)
+        def work(writer: Writer) -> tuple[str, int, bool]:
             matches = writer.find(rtype, query, "url")
             if len(matches) > 1:
                 raise FhirError.of(412, "duplicate", "Conditional update matched more than one resource")
@@ -240,33 +247,30 @@ class FhirService:
             else:
                 rid = body_id or new_id()
                 self.check_id(rid)
-            current = tx.current([(rtype, rid)]).get((rtype, rid))
-            return writer, rid, *writer.put(rtype, rid, resource, expected, current)
+            current = writer.tx.current([(rtype, rid)]).get((rtype, rid))
+            return rid, *writer.put(rtype, rid, resource, expected, current)
 
-        writer, rid, version, created = self.store.write(work)
-        self.committed(writer.written, ctx)
+        rid, version, created = self.write(ctx, work)
         return self._written_reply(201 if created else 200, rtype, rid, version, base, prefer)
 
     def delete(self, rtype: str, rid: str | None, query: str | None, ctx: RequestContext) -> Reply:
         self.check_type(rtype)
         ctx.access.require(rtype, "d")
 
-        def work(tx: WriteTransaction) -> tuple[Writer, int | None]:
-            writer = Writer(self, tx, ctx)
+        def work(writer: Writer) -> int | None:
             target = rid
             if query is not None:
                 matches = writer.find(rtype, query, "url")
                 if len(matches) > 1:
                     raise FhirError.of(412, "duplicate", "Conditional delete matched more than one resource")
                 if not matches:
-                    return writer, None
+                    return None
                 target = matches[0]
             assert target is not None
-            current = tx.current([(rtype, target)]).get((rtype, target))
-            return writer, writer.delete(rtype, target, current)
+            current = writer.tx.current([(rtype, target)]).get((rtype, target))
+            return writer.delete(rtype, target, current)
 
-        writer, version = self.store.write(work)
-        self.committed(writer.written, ctx)
+        version = self.write(ctx, work)
         headers = {"ETag": etag(version)} if version else {}
         return Reply(204, None, headers)
 

@@ -27,7 +27,6 @@ from server.projection.schema import projection_runs
 from server.rosters.atr import TIN_SYSTEM
 from server.rosters.members import Resolver
 from server.rosters.params import OperationInput
-from server.store.resources import WriteTransaction
 
 _ACO = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -112,8 +111,8 @@ class Projections:
         period = self.rules.period(int(year))
         service = self.service
 
-        def work(tx: WriteTransaction) -> tuple[Writer, Run, Summary, list]:
-            writer = Writer(service, tx, ctx)
+        def work(writer: Writer) -> tuple[Run, Summary, list]:
+            tx = writer.tx
             t = projection_runs.c
             run_id = tx.conn.execute(insert(projection_runs).values(
                 aco=aco, performance_year=int(year), participants=",".join(sorted(participants)),
@@ -131,10 +130,9 @@ class Projections:
                 writer.put("Group", gid, header(run, tin, organization, active), None, current)
                 groups.append((tin, gid, change_counts(tx.conn, gid)))
             summary = engine.summary(tx.conn, self.rules, run)
-            return writer, run, summary, groups
+            return run, summary, groups
 
-        writer, run, summary, groups = service.store.write(work)
-        service.committed(writer.written, ctx)
+        run, summary, groups = service.write(ctx, work)
         return Outcome(run, summary.eligible, summary.by_basis, summary.outside, summary.lost_voluntary, groups)
 
     def churn(self, ctx: RequestContext, inp: OperationInput) -> tuple[Run, Churn]:

@@ -8,7 +8,7 @@ from typing import Any
 from server.fhir.context import RequestContext
 from server.fhir.service import FhirService
 from server.fhir.writer import Writer
-from server.store.resources import WriteTransaction, chunks
+from server.store.resources import chunks
 
 SOURCE = "urn:planfit:risk"
 
@@ -19,11 +19,9 @@ def store_reports(service: FhirService, reports: list[dict[str, Any]]) -> None:
     ctx = RequestContext.server(SOURCE)
     for batch in chunks(reports, 500):
 
-        def work(tx: WriteTransaction, batch: list[dict[str, Any]] = batch) -> Writer:
-            writer = Writer(service, tx, ctx)
-            current = tx.current([("MeasureReport", r["id"]) for r in batch])
+        def work(writer: Writer, batch: list[dict[str, Any]] = batch) -> None:
+            current = writer.tx.current([("MeasureReport", r["id"]) for r in batch])
             for r in batch:
                 writer.put("MeasureReport", r["id"], r, None, current.get(("MeasureReport", r["id"])))
-            return writer
 
-        service.committed(service.store.write(work).written, ctx)
+        service.write(ctx, work)

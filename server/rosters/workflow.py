@@ -37,7 +37,7 @@ from server.rosters.listing import roster_page
 from server.rosters.params import OperationInput
 from server.rosters.reconcile import Categories, PilotRules, Reconciliation, reconcile
 from server.rosters.payer_file import parse_payer_file
-from server.store.resources import StoredVersion, WriteTransaction
+from server.store.resources import StoredVersion
 from server.store.roster_schema import RosterImport, roster_imports, roster_members
 
 m = roster_members.c
@@ -136,8 +136,8 @@ class Rosters:
         service = self.service
         ctx.access.require("Group", "u")
 
-        def work(tx: WriteTransaction) -> tuple[Writer, Change, int, int]:
-            writer = Writer(service, tx, ctx)
+        def work(writer: Writer) -> tuple[Change, int, int]:
+            tx = writer.tx
             current = tx.current([("Group", group_id)]).get(("Group", group_id))
             group, status = self._changeable(ctx, group_id, current, tx.conn)
             step = Step(tx.conn, Resolver(service, ctx, tx.conn), status, tx.now_us, _who(ctx), current.version + 1)
@@ -154,10 +154,9 @@ class Rosters:
                     record_changes(tx.conn, group_id, version, tx.now_us)
             if done.provenance is not None:
                 writer.record_provenance(_provenance(ctx, group_id, version, tx.now_us, done.provenance))
-            return writer, done, version, tx.now_us
+            return done, version, tx.now_us
 
-        writer, done, version, now_us = service.store.write(work)
-        service.committed(writer.written, ctx)
+        done, version, now_us = service.write(ctx, work)
         return _informational(done.message, resource_headers("Group", group_id, version, now_us, base))
 
     def _changeable(self, ctx: RequestContext, group_id: str, current: StoredVersion | None,

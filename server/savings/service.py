@@ -26,7 +26,6 @@ from server.savings.arithmetic import BenchmarkLine, Margin, Settlement, cents
 from server.savings.inputs import parse_beneficiaries, parse_claims, replace_inputs
 from server.savings.schema import RISK_SCALE, savings_contracts
 from server.savings.terms import Terms, load_terms
-from server.store.resources import WriteTransaction
 
 PROGRAMS = ("mssp", "reach")
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
@@ -265,13 +264,12 @@ class Savings:
         """Store the month's report as `MeasureReport/<report_id>` (a new version when the month is checked
         again) so it can be read back as it was sent; answers the stored version."""
         rid = report_id(done.contract.aco, done.month)
-        def work(tx: WriteTransaction) -> Writer:
-            writer = Writer(self.service, tx, ctx)
-            current = tx.current([("MeasureReport", rid)]).get(("MeasureReport", rid))
-            writer.put("MeasureReport", rid, {**report, "id": rid}, None, current)
-            return writer
 
-        self.service.committed(self.service.store.write(work).written, ctx)
+        def work(writer: Writer) -> None:
+            current = writer.tx.current([("MeasureReport", rid)]).get(("MeasureReport", rid))
+            writer.put("MeasureReport", rid, {**report, "id": rid}, None, current)
+
+        self.service.write(ctx, work)
         return self.service.read("MeasureReport", rid, base, ctx)
 
 
