@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, literal, select
 
 from server.alignment.diagnoses import Restrict, materialised_once, rebuild, restricted
-from server.alignment.facts import EVERYONE, _when, pivot
+from server.alignment.facts import EVERYONE, param_value, pivot
 from server.alignment.index_keys import CLAIM_TYPES, ClaimKeys, IndexKeys
 from server.store.alignment_schema import alignment_claim_lines
 from server.store.schema import idx_date, idx_reference, idx_token
@@ -35,7 +35,7 @@ def _line_rows(k: ClaimKeys, own: Restrict) -> Any:
                 .where(r.rtype == rt, *own(r.rid), r.h_param == k.patient, r.target_type == "Patient")
                 .cte(f"{name}_line_patients"))
     active = materialised_once(pivot(t, f"{name}_line_status", rt, subjects, EVERYONE, {
-        "active": (k.status, func.max(_when(k.status, t.c.code == "active", 1, t))),
+        "active": (k.status, func.max(param_value(k.status, t.c.code == "active", 1, t))),
     }, sparse=True))
     served = materialised_once(pivot(d, f"{name}_line_served", rt, subjects, EVERYONE, {
         "lo": (k.service_date, func.min(d.c.lo)),

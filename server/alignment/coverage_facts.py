@@ -19,8 +19,8 @@ from typing import Any, Collection, Mapping
 
 from sqlalchemy import Connection, case, delete, exists, func, insert, literal, select
 
-from server.alignment.diagnoses import Restrict, materialised_once, restricted, rebuild
-from server.alignment.facts import EVERYONE, PLAN, TYPE, _when, pivot
+from server.alignment.diagnoses import Restrict, materialised_once, rebuild, restricted
+from server.alignment.facts import EVERYONE, PLAN, TYPE, param_value, pivot
 from server.alignment.index_keys import IndexKeys
 from server.store.alignment_schema import alignment_coverage_codes, alignment_coverages
 from server.store.schema import idx_date, idx_reference, idx_token
@@ -35,10 +35,10 @@ def _coverage_rows(k: IndexKeys, own: Restrict) -> Any:
                 .where(r.rtype == "Coverage", *own(r.rid), r.h_param == k.coverage_beneficiary, r.target_type == "Patient")
                 .cte("coverage_patients"))
     tokens = materialised_once(pivot(t, "coverage_tokens", "Coverage", subjects, EVERYONE, {
-        "active": (k.coverage_status, func.max(_when(k.coverage_status, t.c.code == "active", 1, t))),
-        "dual_code": (k.coverage_dual_status, func.max(_when(k.coverage_dual_status, None, t.c.code, t))),
-        "harp_status": (k.coverage_harp_status, func.max(_when(k.coverage_harp_status, None, t.c.code, t))),
-        "aid_category": (k.coverage_aid_category, func.max(_when(  # as rates.json spells it: trimmed, lower case
+        "active": (k.coverage_status, func.max(param_value(k.coverage_status, t.c.code == "active", 1, t))),
+        "dual_code": (k.coverage_dual_status, func.max(param_value(k.coverage_dual_status, None, t.c.code, t))),
+        "harp_status": (k.coverage_harp_status, func.max(param_value(k.coverage_harp_status, None, t.c.code, t))),
+        "aid_category": (k.coverage_aid_category, func.max(param_value(  # as rates.json spells it: trimmed, lower case
             k.coverage_aid_category, None, func.lower(func.trim(t.c.code)), t))),
     }, sparse=True))
     period = materialised_once(pivot(d, "coverage_period", "Coverage", subjects, EVERYONE, {

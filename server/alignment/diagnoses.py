@@ -35,7 +35,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from server.alignment.facts import EVERYONE, _latest, _when, flag, pivot
+from server.alignment.facts import EVERYONE, flag, later_of, param_value, pivot
 from server.alignment.index_keys import (
     INACTIVE_CLINICAL,
     PROBLEM_LIST,
@@ -82,22 +82,22 @@ def _condition_rows(k: IndexKeys, own: Restrict) -> Select:
     problem_system, problem_code = PROBLEM_LIST
     states = materialised_once(pivot(t, "condition_states", "Condition", subjects, EVERYONE, {
         "withdrawn": (k.condition_verification, func.max(
-            _when(k.condition_verification, t.c.code.in_(WITHDRAWN_VERIFICATION), 1, t))),
+            param_value(k.condition_verification, t.c.code.in_(WITHDRAWN_VERIFICATION), 1, t))),
         "uncertain": (k.condition_verification, func.max(
-            _when(k.condition_verification, t.c.code.in_(SUSPECT_VERIFICATION), 1, t))),
-        "inactive": (k.condition_clinical, func.max(_when(k.condition_clinical, t.c.code.in_(INACTIVE_CLINICAL), 1, t))),
-        "problem_list": (k.condition_category, func.max(_when(
+            param_value(k.condition_verification, t.c.code.in_(SUSPECT_VERIFICATION), 1, t))),
+        "inactive": (k.condition_clinical, func.max(param_value(k.condition_clinical, t.c.code.in_(INACTIVE_CLINICAL), 1, t))),
+        "problem_list": (k.condition_category, func.max(param_value(
             k.condition_category, and_(t.c.system == problem_system, t.c.code == problem_code), 1, t))),
         "claims": (k.condition_tag, func.max(
-            _when(k.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == "claims"), 1, t))),
-        "reported": (k.condition_tag, func.max(_when(
+            param_value(k.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == "claims"), 1, t))),
+        "reported": (k.condition_tag, func.max(param_value(
             k.condition_tag, and_(t.c.system == SOURCE_KIND_SYSTEM, t.c.code == PATIENT_REPORTED), 1, t))),
     }, sparse=True))
     dates = materialised_once(pivot(d, "condition_dates", "Condition", subjects, EVERYONE, {
-        "recorded": (k.condition_recorded, func.min(_when(k.condition_recorded, None, d.c.lo, d))),
-        "onset": (k.condition_onset, func.min(_when(k.condition_onset, None, d.c.lo, d))),
-        "abated": (k.condition_abatement, func.max(_when(k.condition_abatement, None, d.c.hi, d))),
-        "asserted": (k.condition_asserted, func.max(_when(k.condition_asserted, None, d.c.lo, d))),
+        "recorded": (k.condition_recorded, func.min(param_value(k.condition_recorded, None, d.c.lo, d))),
+        "onset": (k.condition_onset, func.min(param_value(k.condition_onset, None, d.c.lo, d))),
+        "abated": (k.condition_abatement, func.max(param_value(k.condition_abatement, None, d.c.hi, d))),
+        "asserted": (k.condition_asserted, func.max(param_value(k.condition_asserted, None, d.c.lo, d))),
     }, sparse=True))
     r, e = idx_reference.alias("condition_encounter"), idx_date.alias("encounter_period")
     encounters = materialised_once(  # the latest day of the Encounter a Condition cites
@@ -120,7 +120,7 @@ def _condition_rows(k: IndexKeys, own: Restrict) -> Select:
                  else_=literal("clinical")),
             state("reported"),
             dates.c.recorded, dates.c.onset, dates.c.abated,
-            _latest(_latest(dates.c.recorded, dates.c.onset), _latest(dates.c.asserted, encounters.c.seen)),
+            later_of(later_of(dates.c.recorded, dates.c.onset), later_of(dates.c.asserted, encounters.c.seen)),
             null(), null(),
             state("withdrawn"), state("uncertain"), state("inactive"), state("problem_list"),
             null(),

@@ -152,7 +152,7 @@ def pivot(table: Any, name: str, rtype: str, subjects: Any, members: Members,
     )
 
 
-def _when(h_param: int, condition: ColumnElement[bool] | None, value: Any, table: Any) -> ColumnElement[Any]:
+def param_value(h_param: int, condition: ColumnElement[bool] | None, value: Any, table: Any) -> ColumnElement[Any]:
     """`value` for the rows of one parameter (and condition), NULL for the others."""
     test = table.c.h_param == h_param if condition is None else and_(table.c.h_param == h_param, condition)
     return case((test, value), else_=None)
@@ -264,7 +264,7 @@ def _in_window(date_lo: Any, window: EvaluationWindow) -> ColumnElement[bool]:
     return date_lo.between(window.start_us, window.as_of_hi_us)
 
 
-def _latest(a: Any, b: Any) -> ColumnElement[Any]:
+def later_of(a: Any, b: Any) -> ColumnElement[Any]:
     """The later of two nullable values (SQL's two-argument max/greatest differ in how they treat NULL)."""
     return case((a.is_(None), b), (b.is_(None), a), (a >= b, a), else_=b)
 
