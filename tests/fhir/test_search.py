@@ -121,6 +121,9 @@ def test_condition_params(client, member):
     assert ids(search(client, "Condition", code=f"{ICD}|F20.9", **base)) == {c1}
     assert ids(search(client, "Condition", code="7200002", **base)) == {c2}
     assert ids(search(client, "Condition", code=f"{SCT}|", **base)) == {c2}
+    assert ids(search(client, "Condition", code=f"{SCT}|,{ICD}|F20.9", **base)) == {c1, c2}
+    assert ids(search(client, "Condition", code=f"urn:test:nowhere|,{ICD}|", **base)) == {c1}
+    assert ids(search(client, "Condition", **{"code:not": f"{SCT}|"}, **base)) == {c1}
     assert ids(search(client, "Condition", code=f"{ICD}|F20.9,{SCT}|7200002", **base)) == {c1, c2}
     assert ids(search(client, "Condition", **{"code:not": f"{ICD}|F20.9"}, **base)) == {c2}
     assert ids(search(client, "Condition", **{"clinical-status": "active"}, **base)) == {c1}
