@@ -38,7 +38,8 @@ from server.auth.commands import load_private_key, request_backend_token, write_
 MEASURE = "product-alignment"
 PERIOD = {"periodStart": "2025-01-01", "periodEnd": "2025-12-31", "reportType": "subject"}
 READER = "bench-reader"
-_WARM_UP_EACH = 5  # requests per client before the timed ones
+_WARM_UP_EACH = 5  # requests per client in a warm-up round without the schema to count connections by
+_WARM_UP_ROUNDS = 4  # at most; with the schema, rounds as long as the timed run stop once one opens no connection
 # What an individual report needs (server/measures/operation.py): the report, the Patient, what the finding shows.
 READER_SCOPE = " ".join(f"system/{rtype}.rs" for rtype in (
     "MeasureReport", "Patient", "Condition", "Coverage", "Claim", "ExplanationOfBenefit"))
@@ -60,19 +61,21 @@ def _target(server: Server, patient: str) -> str:
 
 class _Usage:
     """CPU seconds of the servers, of their PostgreSQL backends (named by the schema) and of this process;
-    the database's sessions opened so far (a pool that opens connections under load shows here)."""
+    the backends themselves (a pool that opens connections under load shows in new ones)."""
 
     def __init__(self, servers: list[Server], dsn: str, schema: str):
         self.servers, self.dsn, self.schema = servers, dsn, schema
 
-    def now(self) -> dict[str, float]:
-        backends = backend_pids(self.dsn, self.schema)
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            sessions = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    def backends(self) -> set[int]:
+        """The servers' database connections now (their pools', and those of their background threads)."""
+        return set(backend_pids(self.dsn, self.schema))
+
+    def now(self) -> dict:
+        backends = self.backends()
         mine = os.times()
         return {"servers": sum(cpu_seconds(s.pid) for s in self.servers),
                 "backends": sum(cpu_seconds(pid) for pid in backends), "client": mine.user + mine.system,
-                "sessions": sessions[0]}
+                "pids": backends}
 
 
 def _requests(servers: list[Server], patients: list[str], clients: int, requests_each: int,
@@ -114,13 +117,35 @@ def _requests(servers: list[Server], patients: list[str], clients: int, requests
     return times
 
 
+def _warm_up(servers: list[Server], patients: list[str], clients: int, requests_each: int,
+             headers: Callable[[Server], dict[str, str]], usage: _Usage | None) -> tuple[list[float], int]:
+    """Rounds of `requests_each` requests per client: one without `usage`, else until a round leaves the
+    servers' backends as many as before it (at most `_WARM_UP_ROUNDS`). The seconds of each request, and the
+    rounds."""
+    times: list[float] = []
+    backends = usage.backends() if usage else set()
+    for rounds in range(1, _WARM_UP_ROUNDS + 1):
+        times += _requests(servers, patients, clients, requests_each, headers)
+        if usage is None:
+            break
+        before, backends = backends, usage.backends()
+        if backends <= before:
+            break
+    return times, rounds
+
+
 def latency(servers: list[Server], patients: list[str], clients: int, requests_each: int,
             dsn: str | None = None, schema: str | None = None, tokens: dict[str, str] | None = None) -> dict:
     """`clients` threads, each sending `requests_each` requests back to back, spread over the servers; p50,
-    p95, p99 and max of them. A warm-up round of the same clients comes first: the servers' connection
-    pools grow to the clients' concurrency there, a new database backend for each connection (its slowest
-    request: `warm_up_max_ms`); the figures are of a server that has served such a load before. Given the schema's `dsn`, the CPU milliseconds per request of the servers, their backends and the
-    client too. `tokens`: each server's access token by its kind (a token names the server that issued it).
+    p95, p99 and max of them. Warm-up rounds of the same clients come first: the servers' connection
+    pools grow to the clients' concurrency there, a new database backend for each connection (the slowest
+    warm-up request: `warm_up_max_ms`). Given the schema's `dsn`, each round is as long as the timed run and
+    they go on until one opens no connection (`warm_up_rounds`; one round of 5 requests per client grew the
+    pools only part of the way, and the timed requests then opened the rest, about 7 connections a process,
+    each a new backend the waiting request paid for), so the figures are of a server whose pools hold what
+    this load needs, as any server that has served it before; and the CPU milliseconds per request of the servers,
+    their backends and the client too. `tokens`: each server's access token by its kind (a token names the
+    server that issued it).
 
     The threads use the standard library's `http.client`, not httpx: the load generator shares the machine's
     cores with the servers, and httpx spent 1.0-1.3 ms of CPU per request here, http.client 0.25 ms (a
@@ -128,8 +153,9 @@ def latency(servers: list[Server], patients: list[str], clients: int, requests_e
     def headers(server: Server) -> dict[str, str]:
         return {"Authorization": f"Bearer {tokens[server.kind]}"} if tokens else {}
 
-    warm_up = _requests(servers, patients[::-1], clients, _WARM_UP_EACH, headers)
     usage = _Usage(servers, dsn, schema) if dsn and schema else None
+    warm_up, rounds = _warm_up(servers, patients[::-1], clients, requests_each if usage else _WARM_UP_EACH,
+                               headers, usage)
     before = usage.now() if usage else {}
     start = time.perf_counter()
     times = _requests(servers, patients, clients, requests_each, headers)
@@ -139,13 +165,14 @@ def latency(servers: list[Server], patients: list[str], clients: int, requests_e
     figures = {"clients": clients, "requests": len(times), "servers": len(servers),
                "p50_ms": round(cuts[49] * 1000, 1), "p95_ms": round(cuts[94] * 1000, 1),
                "p99_ms": round(cuts[98] * 1000, 1), "max_ms": round(max(times) * 1000, 1),
-               "warm_up_max_ms": round(max(warm_up) * 1000, 1),
+               "warm_up_max_ms": round(max(warm_up) * 1000, 1), "warm_up_rounds": rounds,
                "requests_per_s": round(len(times) / seconds), "load_1min": round(os.getloadavg()[0], 2)}
     if usage:
         figures["cpu_ms_per_request"] = {part: round((after[part] - before[part]) * 1000 / len(times), 2)
                                          for part in ("servers", "backends", "client")}
-        # Counted by the backends as they start: those of the stage's last moment may be missed.
-        figures["sessions_opened"] = after["sessions"] - before["sessions"] - 2  # less the two of the reading
+        # The servers' backends that were not there before the timed requests. pg_stat_database's session
+        # count, which this was, also counted every other client of the database.
+        figures["sessions_opened"] = len(after["pids"] - before["pids"])
     return figures
 
 
