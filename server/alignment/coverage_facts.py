@@ -1,6 +1,7 @@
 """Coverage facts kept at write time (issue 19): `alignment_coverages`, one row per current active Coverage
 naming a Patient as beneficiary, with the raw values `facts.coverage_select` reads (the period bounds, the
-dual status code, the NY HARP status code and the Medicaid aid category, each as the index pivot took it),
+dual status code, the NY HARP status code, the Medicaid aid category and the Medicare entitlement the risk
+engine reads (OREC, long-term institutional), each as the index pivot took it),
 and `alignment_coverage_codes`, that Coverage's plan class values and type codings (the product names).
 
 `maintain` is the feature's IN_TRANSACTION hook, as `diagnoses.maintain` is: in the transaction that
@@ -40,6 +41,8 @@ def _coverage_rows(k: IndexKeys, own: Restrict) -> Any:
         "harp_status": (k.coverage_harp_status, func.max(param_value(k.coverage_harp_status, None, t.c.code, t))),
         "aid_category": (k.coverage_aid_category, func.max(param_value(  # as rates.json spells it: trimmed, lower case
             k.coverage_aid_category, None, func.lower(func.trim(t.c.code)), t))),
+        "orec": (k.coverage_orec, func.max(param_value(k.coverage_orec, None, t.c.code, t))),
+        "institutional": (k.coverage_institutional, func.max(param_value(k.coverage_institutional, None, t.c.code, t))),
     }, sparse=True))
     period = materialised_once(pivot(d, "coverage_period", "Coverage", subjects, EVERYONE, {
         "lo": (k.coverage_period, func.min(d.c.lo)),
@@ -47,7 +50,7 @@ def _coverage_rows(k: IndexKeys, own: Restrict) -> Any:
     }, sparse=True))
     return (
         select(subjects.c.rid, subjects.c.patient_id, period.c.lo, period.c.hi, tokens.c.dual_code,
-               tokens.c.harp_status, tokens.c.aid_category)
+               tokens.c.harp_status, tokens.c.aid_category, tokens.c.orec, tokens.c.institutional)
         .select_from(subjects.join(tokens, tokens.c.rid == subjects.c.rid)
                      .outerjoin(period, period.c.rid == subjects.c.rid))
         .where(tokens.c.active == 1)

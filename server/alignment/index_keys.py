@@ -91,6 +91,8 @@ class IndexKeys:
     coverage_dual_status: int
     coverage_harp_status: int
     coverage_aid_category: int
+    coverage_orec: int
+    coverage_institutional: int
     patient_birthdate: int
     patient_gender: int
     patient_harp_status: int
@@ -124,6 +126,8 @@ class IndexKeys:
             coverage_dual_status=_param("Coverage", "dual-status", "token"),
             coverage_harp_status=_param("Coverage", "ny-harp-status", "token"),
             coverage_aid_category=_param("Coverage", "aid-category", "token"),
+            coverage_orec=_param("Coverage", "medicare-entitlement-reason", "token"),
+            coverage_institutional=_param("Coverage", "long-term-institutional", "token"),
             patient_birthdate=_param("Patient", "birthdate", "date"),
             patient_gender=_param("Patient", "gender", "token"),
             patient_harp_status=_param("Patient", "ny-harp-status", "token"),

@@ -63,7 +63,6 @@ from server.alignment.facts import (
     evidence_select,
     flag,
     lobs_with,
-    pivot,
 )
 from server.alignment.index_keys import IndexKeys
 from server.alignment.mappings import Mappings
@@ -73,14 +72,11 @@ from server.fhir.dates import date_range
 from server.risk.model import RiskModel, PaymentYear
 from server.risk.schema import APART, STORED, MemberTables
 from server.store.resources import chunks
-from server.store.alignment_schema import alignment_members
+from server.store.alignment_schema import alignment_coverages, alignment_members
 from server.store.schema import idx_token
 from server.store.statistics import plan_locally
 
 RUN = "risk_run"
-# Coverage search parameters (planfit_search_parameters.json) of the entitlement facts CMS's model reads.
-OREC_PARAM = "medicare-entitlement-reason"
-INSTITUTIONAL_PARAM = "long-term-institutional"
 ESRD_OREC = ("2", "3")  # OREC 2 = ESRD, 3 = DIB and ESRD (https://bluebutton.cms.gov/resources/variables/orec)
 # ExplanationOfBenefit.outcome (R4 RemittanceOutcome) of a claim received but not fully adjudicated:
 # `queued` (processing has not begun), `partial` (some of the adjudication done). Its diagnoses are RA
@@ -277,10 +273,9 @@ class RiskEngine:
 
     def _member_statement(self, dialect: str, year: int, members: Members, tables: MemberTables) -> Any:
         """Medicare members and their demographic cell, as of the end of the diagnosis year (or today,
-        if earlier): coverage (with OREC and the institutional flag, each read by one grouped scan of its
-        parameter's index rows, `pivot`; for a member list only the members' rows), then the Patient's birth
-        date and gender kept at write time (`alignment_members`). Every value is bound; only the dialect's
-        date functions differ."""
+        if earlier): coverage, with OREC and the institutional flag, and the Patient's birth date and gender,
+        all from the facts kept at write time (`alignment_coverages`, `alignment_members`). Every value is
+        bound; only the dialect's date functions differ."""
         end = date(diagnosis_year(year), 12, 31)
         as_of = min(end, today_utc())
         window = EvaluationWindow(as_of, 0)
@@ -289,19 +284,13 @@ class RiskEngine:
         medicare = (select(coverage["patient_id"].label("patient_id"), coverage["coverage_id"].label("rid"),
                            coverage["dual_code"].label("dual_code"), coverage["period_lo"].label("period_lo"))
                     .where(coverage["line_of_business"].in_(lobs_with("medicare"))).cte("medicare"))
-        # Grouped joins, one scan per index table, instead of one index probe per coverage or member for each
-        # fact (5 probes per member: 4.5 of the statement's 9.4 s at 50,000 members, EXPLAIN ANALYZE 2026-12-03).
-        t = idx_token
-        orec_param, institutional_param = (searchparams.param_hash("Coverage", p) for p in (OREC_PARAM, INSTITUTIONAL_PARAM))
-        entitlement = pivot(t, "entitlement", "Coverage", medicare, members, {
-            "orec": (orec_param, func.max(case((t.c.h_param == orec_param, t.c.code), else_=None))),
-            "institutional": (institutional_param, func.max(case((t.c.h_param == institutional_param, t.c.code),
-                                                                else_=None)))})
+        # OREC and the institutional flag from the coverage facts kept at write time (`alignment_coverages`).
+        entitlement = alignment_coverages.c
         enrolled = (
             select(medicare.c.patient_id, func.max(medicare.c.dual_code).label("dual_code"),
                    func.min(func.coalesce(medicare.c.period_lo, 0)).label("started"),
-                   func.max(entitlement.c.orec).label("orec"), func.max(entitlement.c.institutional).label("institutional"))
-            .select_from(medicare.outerjoin(entitlement, entitlement.c.rid == medicare.c.rid))
+                   func.max(entitlement.orec).label("orec"), func.max(entitlement.institutional).label("institutional"))
+            .select_from(medicare.outerjoin(alignment_coverages, entitlement.rid == medicare.c.rid))
             .group_by(medicare.c.patient_id)
             .cte("enrolled")
         )

@@ -87,6 +87,10 @@ alignment_coverages = Table(
     Column("dual_code", Text, nullable=True),  # of several codes, the greatest (as the index pivot took)
     Column("harp_status", Text, nullable=True),
     Column("aid_category", Text, nullable=True),  # trimmed, lower case, as rates.json spells it
+    # Medicare entitlement, read by the risk engine: the original reason for entitlement (OREC) and the
+    # long-term institutional flag ('true' / 'false'), as the Coverage extensions' index tokens hold them
+    Column("orec", Text, nullable=True),
+    Column("institutional", Text, nullable=True),
     Index("ix_alignment_coverages_rid", "rid"),
     Index("ix_alignment_coverages_patient", "patient_id"),
 )

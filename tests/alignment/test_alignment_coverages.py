@@ -46,7 +46,7 @@ def test_coverage_rows_follow_create_update_and_delete(server: AppServer, client
                    start=start, end=end)
     rows, codes = _facts(server, cid)
     assert rows == [{"rid": cid, "patient_id": pid, "period_lo": date_range(start)[0], "period_hi": date_range(end)[1],
-                     "dual_code": "02", "harp_status": "H1", "aid_category": "ssi"}]
+                     "dual_code": "02", "harp_status": "H1", "aid_category": "ssi", "orec": None, "institutional": None}]
     assert [(param, code) for param, _system, code in codes] == [("plan", " NY-MMC "), ("type", "211")]
     assert codes[1][1] == SOPT
 

