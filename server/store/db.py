@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +22,8 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x706C616E666974
 # The execution option that makes a SQLite transaction take the write lock at BEGIN (see `_SqliteEngine`).
 _WRITES = "planfit_writes"
+_PING_AFTER_IDLE_S = 1.0
+_RETURNED = "planfit_returned"  # when the connection went back to the pool (time.monotonic())
 
 
 def normalise_url(url: str) -> str:
@@ -49,7 +52,33 @@ def make_engine(url: str, sqlite_lock_wait_seconds: int = 60, pool_size: int = 4
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, hide_parameters=True)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """SQLAlchemy's pre-ping, for a connection that sat in the pool `_PING_AFTER_IDLE_S` or longer: one that
+    went back less than that ago worked then. Pinging at every checkout cost a round trip per request, about
+    half of the worker thread's CPU of a `$evaluate-measure` (BENCHMARKS.md). A connection the database
+    dropped within that second fails its statement instead, and SQLAlchemy then discards the whole pool, as
+    after a failed ping. HikariCP makes the same trade (`aliveBypassWindowMs`, 500 ms)."""
+
+    @event.listens_for(engine, "checkin")
+    def note_return(_dbapi_connection, record) -> None:
+        record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        returned = record.info.get(_RETURNED)
+        if returned is None or time.monotonic() - returned < _PING_AFTER_IDLE_S:
+            return  # just connected (SQLAlchemy's pre-ping skips those too) or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as err:
+            if not engine.dialect.is_disconnect(err, dbapi_connection, None):
+                raise
+            raise exc.InvalidatePoolError() from err  # as a failed pre-ping: a new connection, the others discarded
 
 
 class _SqliteEngine(Engine):

@@ -89,6 +89,8 @@ def test_json_logs_parse_and_carry_no_phi(json_server):
         # A request id that could inject text into the log is replaced.
         odd = c.get(f"/Patient/{pid}", headers={"X-Request-ID": "a b\"c"}).headers["x-request-id"]
         assert re.fullmatch(r"[0-9a-f]{32}", odd)
+        # Each request the server names gets its own id.
+        assert c.get(f"/Patient/{pid}").headers["x-request-id"] not in (odd, "trace-42")
         assert c.post("/Patient", json={"resourceType": "Patient", "gender": family}).status_code == 400
     # A request's line is written just after its response: wait for the line of a last request.
     marker = httpx.get(url + "/healthz").headers["x-request-id"]
