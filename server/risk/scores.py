@@ -284,13 +284,13 @@ class RiskEngine:
         medicare = (select(coverage["patient_id"].label("patient_id"), coverage["coverage_id"].label("rid"),
                            coverage["dual_code"].label("dual_code"), coverage["period_lo"].label("period_lo"))
                     .where(coverage["line_of_business"].in_(lobs_with("medicare"))).cte("medicare"))
-        # OREC and the institutional flag from the coverage facts kept at write time (`alignment_coverages`).
-        entitlement = alignment_coverages.c
+        entitlement = alignment_coverages  # OREC and the institutional flag, kept at write time
         enrolled = (
             select(medicare.c.patient_id, func.max(medicare.c.dual_code).label("dual_code"),
                    func.min(func.coalesce(medicare.c.period_lo, 0)).label("started"),
-                   func.max(entitlement.orec).label("orec"), func.max(entitlement.institutional).label("institutional"))
-            .select_from(medicare.outerjoin(alignment_coverages, entitlement.rid == medicare.c.rid))
+                   func.max(entitlement.c.orec).label("orec"),
+                   func.max(entitlement.c.institutional).label("institutional"))
+            .select_from(medicare.outerjoin(entitlement, entitlement.c.rid == medicare.c.rid))
             .group_by(medicare.c.patient_id)
             .cte("enrolled")
         )

@@ -59,6 +59,4 @@ def test_connection_dropped_while_idle_is_replaced_before_use(engine):
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
         assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
     _idle_past_threshold()
-    assert (
-        _backend(engine) != pid
-    )  # the ping found it dead: a new connection answered, no error
+    assert _backend(engine) != pid  # the ping found it dead: a new connection answered, no error
