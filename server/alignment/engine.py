@@ -98,12 +98,14 @@ from server.store.alignment_schema import (
 )
 from server.store.resources import bulk_insert, chunks
 from server.store.txids import begin_versions, retried
-from server.store.schema import idx_date, idx_reference, idx_token, resource_history, resources
+from server.store.schema import idx_date, idx_reference, idx_string, idx_token, resource_history, resources
 from server.store.statistics import analyze_grown, analyze_written, plan_locally
 
 log = logging.getLogger("planfit.alignment")
-# What evaluations read and rewrite, whose planner statistics they depend on.
-EVALUATION_TABLES = tuple(t.name for t in (resources, resource_history, idx_token, idx_date, idx_reference,
+# What evaluations and the write-time facts read and rewrite, whose planner statistics they depend on. The
+# Patient facts read `idx_string`: never analyzed, it was planned as a scan of every Patient's address rows in
+# each write of Patients, and the 1,000,000-member ingest slowed as it grew (2026-12-05).
+EVALUATION_TABLES = tuple(t.name for t in (resources, resource_history, idx_token, idx_date, idx_reference, idx_string,
                                            alignment_diagnoses, alignment_coverages, alignment_coverage_codes,
                                            alignment_members, alignment_member_codes, alignment_claim_lines,
                                            alignment_evaluated,

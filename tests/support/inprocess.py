@@ -82,8 +82,10 @@ class AppServer:
         return _AppClient(self.started, None, base_url=self.url, follow_redirects=follow_redirects)
 
 
-def _app_server(kind: str, tmp_path_factory: pytest.TempPathFactory,
-                keys: tuple[ClientKey, ClientKey]) -> Iterator[AppServer]:
+def started_app_server(kind: str, tmp_path_factory: pytest.TempPathFactory,
+                       keys: tuple[ClientKey, ClientKey]) -> Iterator[AppServer]:
+    """The app started on a fresh database of `kind`, until the generator closes: the session's servers, or
+    a test's own where what it checks depends on a database no other test wrote."""
     work = tmp_path_factory.mktemp(f"app-{kind}")
     with fresh_database(kind, work) as database_url:
         clients_file = write_clients_file(work / "clients.json", *keys)
@@ -121,12 +123,12 @@ def served(started: TestClient, listener: socket.socket) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def sqlite_app(tmp_path_factory, backend_client_keys) -> Iterator[AppServer]:
-    yield from _app_server("sqlite", tmp_path_factory, backend_client_keys)
+    yield from started_app_server("sqlite", tmp_path_factory, backend_client_keys)
 
 
 @pytest.fixture(scope="session")
 def postgres_app(tmp_path_factory, backend_client_keys) -> Iterator[AppServer]:
-    yield from _app_server("postgres", tmp_path_factory, backend_client_keys)
+    yield from started_app_server("postgres", tmp_path_factory, backend_client_keys)
 
 
 @pytest.fixture(scope="session", params=DATABASES)
