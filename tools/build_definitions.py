@@ -21,7 +21,7 @@ and writes, into ``server/fhir/data/`` (or ``outdir``):
 
 Only resources/search parameters labelled 4.0.1 are used (the package also
 carries a few later additions, e.g. SubscriptionStatus from R4B, which are
-ignored).  Only token, string, date, reference and uri parameters are kept.
+ignored).  Only token, string, date, reference, uri and number parameters are kept.
 ``paths`` are simplified FHIRPath: dot-separated JSON element names below the
 resource root; choice elements use their concrete JSON name (``onsetDateTime``)
 and ``where(k='v')`` filters become ``step[k=v]``.  ``where(resolve() is X)``
@@ -42,7 +42,7 @@ import sys
 FHIR_VERSION = "4.0.1"
 # Where the server reads the definitions: this script lives in tools/, outside the shipped package.
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "server", "fhir", "data")
-KEPT_TYPES = ("token", "string", "date", "reference", "uri")
+KEPT_TYPES = ("token", "string", "date", "reference", "uri", "number")
 # Resource-level params handled natively by the server.
 NATIVE_PARAMS = {"_id", "_lastUpdated"}
 COMMON_BASES = ("Resource", "DomainResource")
@@ -56,6 +56,7 @@ CHOICE_FITS = {
     "string": ("string", "markdown", "HumanName", "Address"),
     "reference": ("Reference", "canonical", "uri"),
     "uri": ("uri", "url", "canonical", "oid", "uuid"),
+    "number": ("integer", "decimal", "positiveInt", "unsignedInt"),
 }
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"

@@ -21,6 +21,7 @@ from server.store.search import (
     DateClause,
     IdClause,
     NoneClause,
+    NumberClause,
     ReferenceClause,
     StringClause,
     TokenClause,
@@ -78,6 +79,8 @@ def _holds(clause: object, rtype: str, rid: str | None, rows: IndexRows) -> bool
             if hp == clause.h_param
             for op, plo, phi in clause.alternatives
         )
+    if isinstance(clause, NumberClause):
+        return any(r.holds(x) for hp, x in rows.numbers if hp == clause.h_param for r in clause.alternatives)
     if isinstance(clause, ReferenceClause):
         return any(_reference_match(clause, row) for row in rows.references)
     return False

@@ -1,6 +1,6 @@
 """FHIR search syntax → store clauses (`server.store.search`).
 
-Handles the parameter types token, string, date, reference and uri with their prefixes and
+Handles the parameter types token, string, date, number, reference and uri with their prefixes and
 modifiers, chained parameters (`subject:Patient.name=…`) and `_has` (reverse chains), plus the result
 parameters `_count`, `_sort`, `_summary`, `_total`, `_include`, `_revinclude` and the opaque paging
 cursor `_page`. A parameter that cannot be applied is refused under `Prefer: handling=strict` and
@@ -13,9 +13,11 @@ it refuses a type the caller may not search and returns the clauses that confine
 from __future__ import annotations
 
 import base64
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Callable
 
 import orjson
@@ -32,6 +34,8 @@ from server.store.search import (
     HasClause,
     IdClause,
     LastUpdatedClause,
+    NumberClause,
+    NumberRange,
     ReferenceClause,
     SearchSpec,
     SortParam,
@@ -47,7 +51,8 @@ ValueSetLookup = Callable[[str], "tuple[tuple[tuple[str | None, str], ...], tupl
 
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _RESULT_PARAMS = {"_count", "_sort", "_summary", "_total", "_include", "_revinclude", "_page", "_format", "_pretty"}
-_SORTABLE_TYPES = {"date": "date", "string": "string", "token": "token", "uri": "token"}
+_SORTABLE_TYPES = {"date": "date", "number": "number", "string": "string", "token": "token", "uri": "token"}
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _SPLIT_COMMA = re.compile(r"(?<!\\),")
 
 
@@ -122,6 +127,40 @@ def parse_date_value(value: str, name: str) -> tuple[str, int, int]:
         slack = abs(now - lo) // 10
         lo, hi = lo - slack, hi + slack
     return prefix, lo, hi
+
+
+def number_range(value: str, name: str) -> NumberRange:
+    """A number criterion (`[prefix]value`) as the stored values it admits, per FHIR R4 search.html, "number":
+    the value's significant figures make its range (`100` is [99.5, 100.5), `100.00` is [99.995, 100.005)),
+    which `eq`, `ne` and `ap` (widened to 10 % of the value) compare with; `lt`, `le`, `gt` and `ge` compare
+    with the value exactly; `sa` and `eb` with the range's ends. The same rule makes `1e2` one significant
+    figure, [50, 150): the R4 table's [95, 105) for it follows no rule the page states."""
+    prefix = "eq"
+    if value[:2] in DATE_PREFIXES:
+        prefix, value = value[:2], value[2:]
+    if not _NUMBER.fullmatch(value):
+        raise _bad(f"Invalid number in search parameter '{name}'", name)
+    try:
+        exact = Decimal(value)
+        half = Decimal(5).scaleb(exact.as_tuple().exponent - 1)  # half a unit of the last significant digit
+        low, high, number = float(exact - half), float(exact + half), float(exact)
+    except ArithmeticError:  # an exponent beyond what decimal arithmetic holds
+        low = high = number = math.inf
+    if not all(map(math.isfinite, (low, high, number))):
+        raise _bad(f"Number out of range in search parameter '{name}'", name)
+    if prefix == "ap":
+        slack = abs(number) / 10
+        return NumberRange(min(low, number - slack), True, max(high, number + slack), True)
+    return {
+        "eq": NumberRange(low, True, high, False),
+        "ne": NumberRange(low, True, high, False, outside=True),
+        "gt": NumberRange(number, False, None, False),
+        "ge": NumberRange(number, True, None, False),
+        "lt": NumberRange(None, False, number, False),
+        "le": NumberRange(None, False, number, True),
+        "sa": NumberRange(high, True, None, False),
+        "eb": NumberRange(None, False, low, False),
+    }[prefix]
 
 
 def _reference_clause(param: SearchParam, values: list[str], type_modifier: str | None, base_url: str) -> ReferenceClause:
@@ -301,6 +340,10 @@ def _param_clause(param, modifier, values, name, base_url, valueset_lookup):
         if modifier:
             raise _bad(f"Unsupported modifier ':{modifier}' on date parameter '{code}'", name)
         return DateClause(param.h_param, tuple(parse_date_value(v, name) for v in values))
+    if param.type == "number":
+        if modifier:
+            raise _bad(f"Unsupported modifier ':{modifier}' on number parameter '{code}'", name)
+        return NumberClause(param.h_param, tuple(number_range(v, name) for v in values))
     if param.type == "reference":
         if modifier and modifier not in param.targets and modifier not in searchparams.resource_types():
             raise _bad(f"Unsupported modifier ':{modifier}' on reference parameter '{code}'", name)

@@ -13,6 +13,7 @@ Path syntax: dot-separated JSON element names from the resource root; a step may
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,7 +41,7 @@ class PathStep:
 class SearchParam:
     resource_type: str
     code: str
-    type: str  # token | string | date | reference | uri
+    type: str  # token | string | date | number | reference | uri
     paths: tuple[tuple[PathStep, ...], ...]
     targets: tuple[str, ...] = ()
     url: str = ""  # canonical URL of the SearchParameter; empty for the R4 ones (see `definition`)
@@ -62,6 +63,7 @@ class IndexRows:
     tokens: list[tuple[int, int, int, int, str | None, str | None]] = field(default_factory=list)
     strings: list[tuple[int, str, str]] = field(default_factory=list)
     dates: list[tuple[int, int, int]] = field(default_factory=list)
+    numbers: list[tuple[int, float]] = field(default_factory=list)
     references: list[tuple[int, str | None, str | None, str | None]] = field(default_factory=list)
 
 
@@ -285,6 +287,11 @@ def _add_dates(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: 
         rows.dates.append((hp, lo, hi))
 
 
+def _add_numbers(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: Any) -> None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        rows.numbers.append((hp, float(value)))
+
+
 def _add_references(rows: IndexRows, param: SearchParam, hp: int, rtype: str, value: Any) -> None:
     for ttype, tid, url in reference_targets(value):
         if param.targets and ttype is not None and ttype not in param.targets:
@@ -293,7 +300,7 @@ def _add_references(rows: IndexRows, param: SearchParam, hp: int, rtype: str, va
 
 
 _ADDERS = {"token": _add_tokens, "uri": _add_tokens, "string": _add_strings, "date": _add_dates,
-           "reference": _add_references}
+           "number": _add_numbers, "reference": _add_references}
 
 
 @lru_cache(maxsize=None)

@@ -11,6 +11,7 @@ changed (the alignment engine re-evaluates the members they touch).
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -446,6 +447,8 @@ def _check_cursor(spec: SearchSpec) -> None:
             continue
         if key.kind == "int":
             fits = isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+        elif key.kind == "number":
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         else:
             fits = isinstance(value, str) and len(value) <= (64 if key.kind == "id" else _MAX_CURSOR_TEXT) \
                 and "\x00" not in value

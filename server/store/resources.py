@@ -30,6 +30,7 @@ from server.store.db import begin_writing
 from server.store.hashing import h64
 from server.store.schema import (
     idx_date,
+    idx_number,
     idx_reference,
     idx_string,
     idx_token,
@@ -44,6 +45,7 @@ _INDEX_COLUMNS = {
     "tokens": (idx_token, ("h_param", "h_value", "h_sys_value", "h_sys", "system", "code")),
     "strings": (idx_string, ("h_param", "value_norm", "value_exact")),
     "dates": (idx_date, ("h_param", "lo", "hi")),
+    "numbers": (idx_number, ("h_param", "value")),
     "references": (idx_reference, ("h_param", "target_type", "target_id", "target_url")),
 }
 _CHUNK = 2000

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -134,6 +135,19 @@ idx_date = Table(
     Index("ix_date_res", "rtype", "rid", "h_param"),
 )
 
+# Number parameters: each value as stored (a point; the search value's precision makes the range, see
+# `server.store.search`). Double precision: the R4 number elements are probabilities, factors and positions.
+idx_number = Table(
+    "idx_number",
+    metadata,
+    Column("rtype", String(TYPE_LEN), nullable=False),
+    Column("rid", String(ID_LEN), nullable=False),
+    Column("h_param", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Index("ix_number_value", "h_param", "value"),
+    Index("ix_number_res", "rtype", "rid", "h_param"),
+)
+
 # Reference parameters: local targets as (target_type, target_id); absolute URLs in target_url.
 idx_reference = Table(
     "idx_reference",
@@ -148,7 +162,7 @@ idx_reference = Table(
     Index("ix_reference_res", "rtype", "rid", "h_param"),
 )
 
-INDEX_TABLES = (idx_token, idx_string, idx_date, idx_reference)
+INDEX_TABLES = (idx_token, idx_string, idx_date, idx_number, idx_reference)
 
 # Search parameters whose index rows must be (re)built from the stored resources: written by the
 # migrations that add parameters (`migrations/reindex.py`) and by `planfit reindex`; emptied by the

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from sqlalchemy import ColumnElement, FromClause, and_, false, func, not_, or_, select, true
 
-from server.store.schema import idx_date, idx_reference, idx_string, idx_token, resources
+from server.store.schema import idx_date, idx_number, idx_reference, idx_string, idx_token, resources
 
 r = resources.c
 
@@ -56,6 +56,39 @@ class StringClause:
 class DateClause:
     h_param: int
     alternatives: tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class NumberRange:
+    """The stored values one number criterion admits: between `low` and `high` (None: unbounded), each end
+    closed or open, or everything outside them (`ne`). The REST layer turns a prefix and a value into one
+    (`server.fhir.search.number_range`); SQL (`clause_sql`) and the scope checks (`holds`) read the same."""
+
+    low: float | None
+    low_closed: bool
+    high: float | None
+    high_closed: bool
+    outside: bool = False
+
+    def holds(self, x: float) -> bool:
+        inside = ((self.low is None or (x >= self.low if self.low_closed else x > self.low))
+                  and (self.high is None or (x <= self.high if self.high_closed else x < self.high)))
+        return inside != self.outside
+
+    def sql(self, x: ColumnElement) -> ColumnElement:
+        bounds = []
+        if self.low is not None:
+            bounds.append(x >= self.low if self.low_closed else x > self.low)
+        if self.high is not None:
+            bounds.append(x <= self.high if self.high_closed else x < self.high)
+        inside = and_(*bounds) if bounds else true()
+        return not_(inside) if self.outside else inside
+
+
+@dataclass(frozen=True)
+class NumberClause:
+    h_param: int
+    alternatives: tuple[NumberRange, ...]
 
 
 @dataclass(frozen=True)
@@ -119,7 +152,7 @@ class SortParam:
     descending (FHIR R4 §3.1.1.5.3 leaves multiple values to the server; this is what HAPI does)."""
 
     code: str
-    kind: str  # date | string | token (uri parameters are indexed as tokens)
+    kind: str  # date | number | string | token (uri parameters are indexed as tokens)
     h_param: int
 
 
@@ -198,6 +231,10 @@ def clause_sql(clause, rtype: str, res: FromClause = resources) -> ColumnElement
         d = idx_date.c
         cond = or_(*(_date_predicate(op, d.lo, d.hi, lo, hi) for op, lo, hi in clause.alternatives))
         return _semi(idx_date, and_(d.h_param == clause.h_param, cond), rtype, res)
+    if isinstance(clause, NumberClause):
+        n = idx_number.c
+        cond = or_(*(alternative.sql(n.value) for alternative in clause.alternatives))
+        return _semi(idx_number, and_(n.h_param == clause.h_param, cond), rtype, res)
     if isinstance(clause, ReferenceClause):
         x = idx_reference.c
         parts = []
@@ -272,16 +309,18 @@ def _where(spec: SearchSpec) -> list[ColumnElement]:
 class SortKey:
     expr: ColumnElement
     desc: bool
-    kind: str  # id | int | text: what a `_page` cursor may carry for it
+    kind: str  # id | int | number | text: what a `_page` cursor may carry for it
     nullable: bool = False  # a parameter the resource may lack: those rows sort last either way
 
 
 _SORT_VALUES = {  # (ascending, descending) value of a parameter's index rows
     "date": (lambda: func.min(idx_date.c.lo), lambda: func.max(idx_date.c.hi)),
+    "number": (lambda: func.min(idx_number.c.value), lambda: func.max(idx_number.c.value)),
     "string": (lambda: func.min(idx_string.c.value_norm), lambda: func.max(idx_string.c.value_norm)),
     "token": (lambda: func.min(idx_token.c.code), lambda: func.max(idx_token.c.code)),
 }
-_SORT_TABLES = {"date": idx_date, "string": idx_string, "token": idx_token}
+_SORT_TABLES = {"date": idx_date, "number": idx_number, "string": idx_string, "token": idx_token}
+_CURSOR_KINDS = {"date": "int", "number": "number"}  # what else sorts carries text
 
 
 def _param_sort_value(param: SortParam, desc: bool) -> ColumnElement:
@@ -304,8 +343,7 @@ def sort_columns(spec: SearchSpec) -> list[SortKey]:
         elif name == "_lastUpdated":
             keys.append(SortKey(r.lu, desc, "int"))
         else:
-            kind = "int" if name.kind == "date" else "text"
-            keys.append(SortKey(_param_sort_value(name, desc), desc, kind, nullable=True))
+            keys.append(SortKey(_param_sort_value(name, desc), desc, _CURSOR_KINDS.get(name.kind, "text"), nullable=True))
     if not any(key.kind == "id" for key in keys):
         keys.append(SortKey(r.rid, keys[-1].desc if keys else False, "id"))
     return keys

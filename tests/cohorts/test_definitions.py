@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).resolve().parents[2] / "server" / "fhir" / "data"
-KINDS = {"token", "string", "date", "reference", "uri"}
+KINDS = {"token", "string", "date", "number", "reference", "uri"}
 COMMON = {"_tag", "_profile", "_security", "_source"}
 PATH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\[[A-Za-z]+=[^\]]+\])?"
                      r"(\.[A-Za-z][A-Za-z0-9]*(\[[A-Za-z]+=[^\]]+\])?)*$")
@@ -89,16 +89,24 @@ def test_common_params(sp):
 
 
 def test_skipped_kinds_absent(sp):
-    # number / quantity / composite / special and unconvertible params
+    # quantity / composite / special and unconvertible params
     assert "value-quantity" not in sp["Observation"]
     assert "code-value-concept" not in sp["Observation"]
     assert "near" not in sp["Location"]
-    assert "probability" not in sp["RiskAssessment"]
     assert "deceased" not in sp["Patient"]          # exists() and != false
     assert "composition" not in sp["Bundle"]        # entry[0]
 
 
 # --------------------------------------------------------------- spot facts
+
+def test_number_params(sp):
+    """The six number parameters of R4, each on its decimal or integer element."""
+    check(sp, "RiskAssessment", "probability", "number", ["prediction.probabilityDecimal"])  # not its Range
+    check(sp, "ChargeItem", "factor-override", "number", ["factorOverride"])
+    check(sp, "MolecularSequence", "variant-start", "number", ["variant.start"])
+    check(sp, "MolecularSequence", "window-end", "number", ["referenceSeq.windowEnd"])
+    assert sum(d["type"] == "number" for params in sp.values() for d in params.values()) == 6
+
 
 def test_patient(sp):
     check(sp, "Patient", "identifier", "token", ["identifier"])
