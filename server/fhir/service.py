@@ -11,7 +11,6 @@ changed (the alignment engine re-evaluates the members they touch).
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -448,7 +447,7 @@ def _check_cursor(spec: SearchSpec) -> None:
         if key.kind == "int":
             fits = isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
         elif key.kind == "number":
-            fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)  # JSON has no infinities
         else:
             fits = isinstance(value, str) and len(value) <= (64 if key.kind == "id" else _MAX_CURSOR_TEXT) \
                 and "\x00" not in value

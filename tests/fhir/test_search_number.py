@@ -10,11 +10,13 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import sqlalchemy as sa
 from fhirpy import SyncFHIRClient
 
+from server.fhir.search import decode_cursor, encode_cursor
 from server.store.db import make_engine
 from tests.support.auth import backend_token, bearer, create, ids, register_backend
 from tests.support.inprocess import server  # noqa: F401 (the in-process tier)
@@ -139,3 +141,25 @@ def test_reindex_builds_the_number_rows_of_resources_stored_before_them(server, 
             assert conn.execute(sa.text("SELECT count(*) FROM idx_number WHERE rid = :rid"), {"rid": rid}).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_a_number_cursor_that_does_not_fit_is_refused(client, assessments):
+    """`_page` comes back from clients: a number key that holds text or a boolean is a 400."""
+    mine = {"identifier": f"{TAG_SYSTEM}|{assessments.tag}", "_sort": "probability", "_count": "1"}
+    first = client.get("/RiskAssessment", params=mine)
+    assert first.status_code == 200, first.text
+    snapshot, (value, rid) = decode_cursor(parse_qs(urlparse(_next(first.json())).query)["_page"][0])
+    assert value == 0.05 and rid == assessments.ids["a"]
+    assert client.get("/RiskAssessment", params={**mine, "_page": encode_cursor(snapshot, (value, rid))}).status_code == 200
+    for forged in ("0.05", True):
+        page = client.get("/RiskAssessment", params={**mine, "_page": encode_cursor(snapshot, (forged, rid))})
+        assert page.status_code == 400, (forged, page.text)
+
+
+def test_a_range_past_the_largest_double_is_unbounded(server, assessments):
+    assert _found(server, assessments, "ap1.7e308") == set()
+    assert _found(server, assessments, "lt1.7e308") == assessments.named("a", "b", "c", "d", "e", "multi")
+
+
+def _next(bundle: dict) -> str:
+    return next(link["url"] for link in bundle["link"] if link["relation"] == "next")
