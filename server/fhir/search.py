@@ -146,7 +146,7 @@ def number_range(value: str, name: str) -> NumberRange:
         low, high, number = float(exact - half), float(exact + half), float(exact)
     except ArithmeticError:  # an exponent beyond what decimal arithmetic holds
         low = high = number = math.inf
-    if not all(map(math.isfinite, (low, high, number))):
+    if not all(map(math.isfinite, (low, high, number))):  # past a double's range, as Decimal's beyond its own
         raise _bad(f"Number out of range in search parameter '{name}'", name)
     if prefix == "ap":
         slack = abs(number) / 10

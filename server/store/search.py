@@ -70,18 +70,18 @@ class NumberRange:
     high_closed: bool
     outside: bool = False
 
+    def _bounds(self, x):
+        """The comparisons of `x` with each given end: booleans for a float, SQL for a column."""
+        if self.low is not None:
+            yield x >= self.low if self.low_closed else x > self.low
+        if self.high is not None:
+            yield x <= self.high if self.high_closed else x < self.high
+
     def holds(self, x: float) -> bool:
-        inside = ((self.low is None or (x >= self.low if self.low_closed else x > self.low))
-                  and (self.high is None or (x <= self.high if self.high_closed else x < self.high)))
-        return inside != self.outside
+        return all(self._bounds(x)) != self.outside
 
     def sql(self, x: ColumnElement) -> ColumnElement:
-        bounds = []
-        if self.low is not None:
-            bounds.append(x >= self.low if self.low_closed else x > self.low)
-        if self.high is not None:
-            bounds.append(x <= self.high if self.high_closed else x < self.high)
-        inside = and_(*bounds) if bounds else true()
+        inside = and_(true(), *self._bounds(x))
         return not_(inside) if self.outside else inside
 
 
