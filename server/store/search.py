@@ -343,7 +343,8 @@ def sort_columns(spec: SearchSpec) -> list[SortKey]:
         elif name == "_lastUpdated":
             keys.append(SortKey(r.lu, desc, "int"))
         else:
-            keys.append(SortKey(_param_sort_value(name, desc), desc, _CURSOR_KINDS.get(name.kind, "text"), nullable=True))
+            kind = _CURSOR_KINDS.get(name.kind, "text")
+            keys.append(SortKey(_param_sort_value(name, desc), desc, kind, nullable=True))
     if not any(key.kind == "id" for key in keys):
         keys.append(SortKey(r.rid, keys[-1].desc if keys else False, "id"))
     return keys

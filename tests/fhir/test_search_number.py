@@ -100,9 +100,16 @@ def test_fhirpy_sorts_by_a_number_both_ways_across_pages(server, assessments):
 
 
 def test_a_scope_that_filters_on_a_number(server, assessments):
-    scope = "system/RiskAssessment.rs?probability=gt0.5"
+    """Searches are confined in SQL; a write is checked on the resource it would store (`auth/rows.py`)."""
+    scope = "system/RiskAssessment.crs?probability=gt0.5"
     token = backend_token(server, register_backend(server, scope), scope)
     with server.http(None, headers=bearer(token)) as http:
+        def write(probability: float) -> int:
+            body = {"resourceType": "RiskAssessment", "status": "final",
+                    "subject": {"reference": f"Patient/{unique('p')}"}, "prediction": [{"probabilityDecimal": probability}]}
+            return http.post("/RiskAssessment", json=body).status_code
+        assert write(0.9) == 201
+        assert write(0.5) == 403  # not greater than 0.5: the token could not read it back
         listed = http.get("/RiskAssessment", params={"identifier": f"{TAG_SYSTEM}|{assessments.tag}"})
         assert listed.status_code == 200, listed.text
         assert ids(listed.json()) == assessments.named("c", "e", "multi")
@@ -138,7 +145,8 @@ def test_reindex_builds_the_number_rows_of_resources_stored_before_them(server, 
         assert done.returncode == 0, done.stderr
         assert ids(client.get("/RiskAssessment", params=mine).json()) == {f"RiskAssessment/{rid}"}
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT count(*) FROM idx_number WHERE rid = :rid"), {"rid": rid}).scalar_one() == 1
+            rows = sa.text("SELECT count(*) FROM idx_number WHERE rid = :rid")
+            assert conn.execute(rows, {"rid": rid}).scalar_one() == 1
     finally:
         engine.dispose()
 
@@ -150,7 +158,8 @@ def test_a_number_cursor_that_does_not_fit_is_refused(client, assessments):
     assert first.status_code == 200, first.text
     snapshot, (value, rid) = decode_cursor(parse_qs(urlparse(_next(first.json())).query)["_page"][0])
     assert value == 0.05 and rid == assessments.ids["a"]
-    assert client.get("/RiskAssessment", params={**mine, "_page": encode_cursor(snapshot, (value, rid))}).status_code == 200
+    again = client.get("/RiskAssessment", params={**mine, "_page": encode_cursor(snapshot, (value, rid))})
+    assert again.status_code == 200
     for forged in ("0.05", True):
         page = client.get("/RiskAssessment", params={**mine, "_page": encode_cursor(snapshot, (forged, rid))})
         assert page.status_code == 400, (forged, page.text)
