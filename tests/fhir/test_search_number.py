@@ -106,7 +106,8 @@ def test_a_scope_that_filters_on_a_number(server, assessments):
     with server.http(None, headers=bearer(token)) as http:
         def write(probability: float) -> int:
             body = {"resourceType": "RiskAssessment", "status": "final",
-                    "subject": {"reference": f"Patient/{unique('p')}"}, "prediction": [{"probabilityDecimal": probability}]}
+                    "subject": {"reference": f"Patient/{unique('p')}"},
+                    "prediction": [{"probabilityDecimal": probability}]}
             return http.post("/RiskAssessment", json=body).status_code
         assert write(0.9) == 201
         assert write(0.5) == 403  # not greater than 0.5: the token could not read it back
